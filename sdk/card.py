@@ -1,0 +1,254 @@
+"""The model card: what an artifact is, how to feed it, and proof that it is the file we think.
+
+A card is ``NAME.card.json`` beside the artifact ``NAME.<suffix>``. It plays the role of
+torchvision's weights description: architecture and arguments, scale, I/O layout,
+normalisation, halo (receptive-field radius), fixed tile sizes, precision, training
+recipe, measured metrics, and the artifact's sha256, checked before anything runs.
+
+Only the standard library here: the card is read on a Raspberry Pi without torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CardError, IntegrityError
+
+CARD_FORMAT_VERSION = 1
+CARD_SUFFIX = ".card.json"
+
+#: artifact suffix -> format name used in the card
+FORMATS: dict[str, str] = {
+    ".safetensors": "safetensors",
+    ".onnx": "onnx",
+    ".tflite": "tflite",
+    ".pt2": "pt2",
+    ".mlpackage": "mlpackage",
+    ".zip": "bioimageio",
+}
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+LAYOUTS = ("NCHW", "NHWC")
+NORM_MODES = ("percentile", "range")
+
+
+@dataclass
+class Normalisation:
+    """How raw pixel values are mapped to the model's input range, and back.
+
+    ``percentile``: per image and channel, ``p_low``..``p_high`` percentiles map to 0..1
+    (CSBDeep style); the output is mapped back with the same affine transform, so results
+    do not depend on exposure. ``range``: the dtype's full range maps to 0..1 (uint8 /255,
+    uint16 /65535; float data is taken as already in 0..1).
+    """
+
+    mode: str = "percentile"
+    p_low: float = 0.1
+    p_high: float = 99.9
+
+    def validate(self, where: str = "normalisation") -> None:
+        if self.mode not in NORM_MODES:
+            raise CardError(f"{where}.mode: {self.mode!r} is not one of {NORM_MODES}")
+        if not (0.0 <= self.p_low < self.p_high <= 100.0):
+            raise CardError(
+                f"{where}: need 0 <= p_low < p_high <= 100, got p_low={self.p_low}, p_high={self.p_high}"
+            )
+
+
+@dataclass
+class ModelCard:
+    """Typed model card. ``ModelCard.load(artifact)`` validates it and checks the sha256."""
+
+    name: str
+    architecture: str  # preset name, e.g. "paper", "srgan", "student-small"
+    scale: int
+    in_channels: int
+    out_channels: int
+    halo: int  # receptive-field radius in LR pixels: the minimum seam-free tile overlap
+    format: str  # one of FORMATS.values()
+    artifact: str = ""  # file name of the artifact, relative to the card's folder
+    sha256: str = ""
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    layout: str = "NCHW"  # layout of the artifact's input and output tensors
+    precision: str = "fp32"
+    tile_sizes: list[int] | None = None  # None: any H and W (dynamic shapes)
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    degradation: str = "pil-bicubic"  # the down-sampling the model was trained to invert
+    training: dict[str, Any] = field(default_factory=dict)  # data summary, steps, recipe
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. {"heldout": {"psnr": ..}}
+    versions: dict[str, str] = field(default_factory=dict)  # software that made it
+    extra: dict[str, Any] = field(default_factory=dict)  # format-specific (signatures, ...)
+    format_version: int = CARD_FORMAT_VERSION
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise CardError naming the first bad field."""
+
+        def need(cond: bool, fld: str, msg: str) -> None:
+            if not cond:
+                raise CardError(f"model card field {fld!r}: {msg}")
+
+        need(isinstance(self.format_version, int) and 1 <= self.format_version <= CARD_FORMAT_VERSION,
+             "format_version", f"unsupported card version {self.format_version!r} "
+             f"(this scopesr reads up to {CARD_FORMAT_VERSION}; upgrade scopesr)")
+        need(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
+        need(isinstance(self.architecture, str) and self.architecture != "", "architecture",
+             "must be a non-empty string")
+        for fld in ("scale", "in_channels", "out_channels"):
+            v = getattr(self, fld)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, fld,
+                 f"must be a positive integer, got {v!r}")
+        need(isinstance(self.halo, int) and not isinstance(self.halo, bool) and self.halo >= 0,
+             "halo", f"must be an integer >= 0, got {self.halo!r}")
+        need(self.format in FORMATS.values(), "format",
+             f"{self.format!r} is not one of {sorted(set(FORMATS.values()))}")
+        need(self.layout in LAYOUTS, "layout", f"{self.layout!r} is not one of {LAYOUTS}")
+        need(self.precision in PRECISIONS, "precision", f"{self.precision!r} is not one of {PRECISIONS}")
+        if self.tile_sizes is not None:
+            need(isinstance(self.tile_sizes, list) and len(self.tile_sizes) > 0
+                 and all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in self.tile_sizes),
+                 "tile_sizes", f"must be null (dynamic) or a non-empty list of positive integers, "
+                 f"got {self.tile_sizes!r}")
+        need(isinstance(self.sha256, str) and (self.sha256 == "" or len(self.sha256) == 64),
+             "sha256", "must be the 64-hex-digit sha256 of the artifact")
+        for fld in ("arch_args", "training", "metrics", "versions", "extra"):
+            need(isinstance(getattr(self, fld), dict), fld, "must be a JSON object")
+        self.normalisation.validate()
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<card>") -> "ModelCard":
+        if not isinstance(data, dict):
+            raise CardError(f"{source}: a model card must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CardError(f"{source}: unknown model card field(s) {unknown}")
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise CardError(f"{source}: model card is missing required field(s) {missing}")
+        kwargs = dict(data)
+        norm = kwargs.get("normalisation", {})
+        if not isinstance(norm, dict):
+            raise CardError(f"{source}: model card field 'normalisation' must be a JSON object")
+        try:
+            kwargs["normalisation"] = Normalisation(**norm)
+        except TypeError as exc:
+            raise CardError(f"{source}: model card field 'normalisation': {exc}") from None
+        card = cls(**kwargs)
+        try:
+            card.validate()
+        except CardError as exc:
+            raise CardError(f"{source}: {exc}") from None
+        return card
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the card atomically to ``path`` (a ``.card.json`` file)."""
+        self.validate()
+        return atomic_write_text(Path(path), self.to_json())
+
+    @classmethod
+    def read(cls, card_file: str | os.PathLike) -> "ModelCard":
+        """Read and validate a card file (without checking the artifact)."""
+        card_file = Path(card_file)
+        try:
+            text = card_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CardError(f"{card_file}: model card not found") from None
+        except OSError as exc:
+            raise CardError(f"{card_file}: cannot read model card ({exc.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CardError(f"{card_file}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        return cls.from_dict(data, source=str(card_file))
+
+    @classmethod
+    def load(cls, artifact: str | os.PathLike, verify: bool = True) -> "ModelCard":
+        """Read the card beside ``artifact`` and check the artifact's sha256 against it."""
+        artifact = Path(artifact)
+        card_file = card_path_for(artifact)
+        if not card_file.exists():
+            raise CardError(
+                f"{artifact}: no model card found (expected {card_file.name} beside it). "
+                "Artifacts made by sr-convert / sr-train come with one; keep the two files together."
+            )
+        card = cls.read(card_file)
+        if card.artifact and card.artifact != artifact.name:
+            raise CardError(
+                f"{card_file}: the card describes {card.artifact!r}, not {artifact.name!r}"
+            )
+        if verify:
+            if not card.sha256:
+                raise IntegrityError(f"{card_file}: the card records no sha256 for {artifact.name}")
+            actual = sha256_path(artifact)
+            if actual != card.sha256:
+                raise IntegrityError(
+                    f"{artifact}: sha256 mismatch (card says {card.sha256[:12]}..., file is "
+                    f"{actual[:12]}...): the file was modified or corrupted after its card was written. "
+                    "Re-export it, or restore the original file."
+                )
+        return card
+
+
+def card_path_for(artifact: str | os.PathLike) -> Path:
+    """``model.onnx`` -> ``model.card.json`` (also for folders such as ``.mlpackage``)."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name[: -len(artifact.suffix)] + CARD_SUFFIX if artifact.suffix
+                              else artifact.name + CARD_SUFFIX)
+
+
+def sha256_path(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a folder (e.g. ``.mlpackage``: relative names + contents, sorted)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+            _hash_file_into(f, h)
+        return h.hexdigest()
+    _hash_file_into(path, h)
+    return h.hexdigest()
+
+
+def _hash_file_into(path: Path, h: "hashlib._Hash") -> None:
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path

