@@ -1,0 +1,476 @@
+"""Reading and writing microscopy images: PNG/JPEG (Pillow) and TIFF stacks (tifffile).
+
+An image is an array plus an *axes* string over ``T Z C Y X`` (``"YX"``, ``"YXC"``,
+``"CYX"``, ``"ZYX"``, ``"TZCYX"`` ...), so stacks, time-lapses, ImageJ hyperstacks and
+N-channel images reach the upscaler with their meaning attached. Large uncompressed TIFFs
+are memory-mapped (read-only: an input is never modified). Every problem with a file
+becomes an :class:`~scopesr.sdk.errors.ImageError` that names the file and says what is
+wrong, so a batch run can report it and carry on.
+
+Writes are atomic (temporary file in the destination folder, then ``os.replace``), and
+:func:`write_tiff_streaming` writes a BigTIFF strip by strip from an iterator of row bands,
+so an output larger than memory (8192x8192 uint16 x4 = 2 GB) never sits in memory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ImageError
+
+log = logging.getLogger(__name__)
+
+#: suffixes that find_inputs picks up in folders (lower case)
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: dtypes the runtime accepts; anything else is refused with a clear message
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+#: default limit on the pixel count of one input (all planes and channels together). It stops
+#: decompression bombs (a few KB of compressed data that claim terapixels) before any
+#: allocation; 2**31 is 4 GB of uint16, far beyond any camera frame, still below a bomb.
+DEFAULT_MAX_PIXELS = 1 << 31
+#: uncompressed TIFFs above this size are memory-mapped instead of read into memory
+MEMMAP_THRESHOLD_BYTES = 64 << 20
+AXES_ORDER = "TZCYX"
+
+# tifffile axis letters -> ours. 'S' (samples: RGB/extra samples) is a channel axis; the
+# generic page axes (Q: unknown, I: image sequence) are stacks: we call them Z.
+_TIFF_AXIS_MAP = {"S": "C", "Q": "Z", "I": "Z", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
+
+
+@dataclass
+class Image:
+    """An image or stack as read from disk.
+
+    ``array`` may be an ``np.memmap`` (read-only) for large uncompressed TIFFs.
+    ``axes`` has one letter of ``TZCYX`` per array dimension. ``metadata`` holds what is
+    needed to write a result back (TIFF resolution, the source format).
+    """
+
+    array: np.ndarray
+    axes: str
+    path: Path | None = None
+    format: str = "tiff"  # "tiff", "png" or "jpeg"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def is_memmap(self) -> bool:
+        return isinstance(self.array, np.memmap)
+
+    @property
+    def height(self) -> int:
+        return self.array.shape[self.axes.index("Y")]
+
+    @property
+    def width(self) -> int:
+        return self.array.shape[self.axes.index("X")]
+
+    @property
+    def channels(self) -> int:
+        return self.array.shape[self.axes.index("C")] if "C" in self.axes else 1
+
+    @property
+    def is_stack(self) -> bool:
+        """True when the image has a T or Z axis (more than one 2-D plane per channel)."""
+        return any(a in self.axes for a in "TZ")
+
+
+# ---------------------------------------------------------------------------- reading
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               memmap: bool | None = None, check_finite: bool = True) -> Image:
+    """Read a PNG/JPEG/TIFF (incl. multi-page stacks and ImageJ hyperstacks).
+
+    ``max_pixels`` bounds the total pixel count (decompression-bomb guard; raise it for
+    truly huge images). ``memmap``: None = memory-map uncompressed TIFFs larger than
+    64 MB, True = always try, False = never. Raises ImageError naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+    if size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        img = _read_tiff(path, max_pixels, memmap)
+    elif head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
+        img = _read_pillow(path, max_pixels)
+    else:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise ImageError(f"{path}: not a valid {path.suffix.lstrip('.').upper()} file "
+                             "(the file's content is not an image of that format; corrupt or mis-named)")
+        raise ImageError(f"{path}: not an image (supported: PNG, JPEG, TIFF)")
+    _validate(img, check_finite)
+    return img
+
+
+def _read_tiff(path: Path, max_pixels: int, memmap: bool | None) -> Image:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ImageError(f"{path}: TIFF holds no image")
+            series = tif.series[0]
+            shape = tuple(int(s) for s in series.shape)
+            dtype = np.dtype(series.dtype) if series.dtype is not None else None
+            taxes = series.axes
+            page = tif.pages.first
+            meta: dict[str, Any] = {}
+            try:
+                meta["resolution"] = tuple(float(r) for r in page.resolution)
+                meta["resolutionunit"] = int(page.resolutionunit)
+            except Exception:  # resolution is optional; never fail a read for it
+                pass
+            if tif.is_imagej and tif.imagej_metadata:
+                ij = tif.imagej_metadata
+                meta["imagej"] = {k: ij[k] for k in ("spacing", "unit", "finterval") if k in ij}
+            compressed = any(int(p.compression) != 1 for p in tif.pages[:1])
+            npix = int(np.prod(shape, dtype=np.int64)) if shape else 0
+            if npix > max_pixels:
+                raise ImageError(
+                    f"{path}: image claims {'x'.join(map(str, shape))} = {npix:,} pixels, more than "
+                    f"the limit of {max_pixels:,} (possible decompression bomb). If the image is "
+                    "genuine, raise the limit (read_image(max_pixels=...), sr-upscale --max-pixels).")
+            if npix == 0:
+                raise ImageError(f"{path}: empty image (shape {shape})")
+            if dtype is not None and dtype not in SUPPORTED_DTYPES:
+                raise ImageError(_dtype_message(path, dtype))
+            nbytes = npix * (dtype.itemsize if dtype is not None else 1)
+            want_mm = memmap if memmap is not None else nbytes > MEMMAP_THRESHOLD_BYTES
+            arr = None
+            if want_mm and not compressed:
+                try:
+                    arr = tifffile.memmap(path, mode="r", series=0)
+                except (ValueError, OSError) as exc:
+                    # not contiguous on disk, or the file is shorter than its header says
+                    if size_short(path, exc):
+                        raise ImageError(f"{path}: truncated TIFF (the file ends before its pixel data)") from None
+                    log.debug("%s: cannot memory-map (%s); reading into memory", path, exc)
+            if arr is None:
+                arr = series.asarray()
+    except ImageError:
+        raise
+    except tifffile.TiffFileError as exc:
+        raise ImageError(f"{path}: corrupt or unsupported TIFF ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: image too large to read into memory") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure (zlib, lzw, struct, ...) = bad file
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
+    if arr.shape != shape:  # tifffile squeezes differently in corner cases: trust the array
+        log.debug("%s: series shape %s, array shape %s", path, shape, arr.shape)
+    if not isinstance(arr, np.memmap) and _tiff_data_truncated(path, arr, size_hint=None):
+        raise ImageError(f"{path}: truncated TIFF (pixel data missing)")
+    axes = _map_axes(path, taxes, arr.ndim)
+    return Image(arr, axes, path, "tiff", meta)
+
+
+def size_short(path: Path, exc: BaseException) -> bool:
+    """Does a memmap failure mean the file is shorter than its header claims?"""
+    msg = str(exc).lower()
+    return "greater than file size" in msg or "larger than" in msg or "beyond" in msg
+
+
+def _tiff_data_truncated(path: Path, arr: np.ndarray, size_hint: int | None) -> bool:
+    """tifffile fills strips that lie past the end of a file with zeros (logging a warning)
+    instead of failing; check the page offsets against the file size so a cut-off upload is
+    reported as truncated rather than silently upscaled with black rows."""
+    import tifffile
+
+    fsize = path.stat().st_size
+    with tifffile.TiffFile(path) as tif:
+        for page in tif.pages:
+            page = page.aspage() if hasattr(page, "aspage") else page
+            offs, cnts = page.dataoffsets, page.databytecounts
+            if offs and cnts and max(o + c for o, c in zip(offs, cnts)) > fsize:
+                return True
+    return False
+
+
+def _map_axes(path: Path, taxes: str, ndim: int) -> str:
+    axes = "".join(_TIFF_AXIS_MAP.get(a, "?") for a in taxes)
+    if len(axes) != ndim or "?" in axes or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
+        raise ImageError(f"{path}: unsupported TIFF axes {taxes!r} (scopesr reads images with axes "
+                         f"among T, Z, C, Y, X, e.g. YX, YXC, ZYX, TZCYX)")
+    return axes
+
+
+def _read_pillow(path: Path, max_pixels: int) -> Image:
+    from PIL import Image as PILImage
+
+    fmt = "png" if path.read_bytes()[:4] == b"\x89PNG" else "jpeg"
+    old = PILImage.MAX_IMAGE_PIXELS
+    try:
+        # Pillow's own guard (DecompressionBombError at 2x its limit) set to ours; we check
+        # the declared size ourselves first so the message is the same for every format.
+        PILImage.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:
+                w, h = im.size
+                bands = len(im.getbands())
+                if w * h * bands > max_pixels:
+                    raise ImageError(
+                        f"{path}: image claims {w}x{h} = {w * h:,} pixels, more than the limit of "
+                        f"{max_pixels:,} (possible decompression bomb). If the image is genuine, raise "
+                        "the limit (read_image(max_pixels=...), sr-upscale --max-pixels).")
+                if w == 0 or h == 0:
+                    raise ImageError(f"{path}: empty image ({w}x{h})")
+                im.load()
+                arr, axes = _pil_to_array(path, im)
+    except ImageError:
+        raise
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: image claims more pixels than the limit of {max_pixels:,} "
+                         f"(possible decompression bomb: {exc}). If the image is genuine, raise the "
+                         "limit (read_image(max_pixels=...), sr-upscale --max-pixels).") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure = a bad file
+        # Pillow says "image file is truncated" / "broken PNG file" / "cannot identify image file"
+        raise ImageError(f"{path}: truncated or corrupt {fmt.upper()} ({exc})") from None
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = old
+    return Image(arr, axes, path, fmt, {})
+
+
+def _pil_to_array(path: Path, im: Any) -> tuple[np.ndarray, str]:
+    mode = im.mode
+    if mode in ("1", "L", "LA"):
+        return np.asarray(im.convert("L")), "YX"
+    if mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(im).astype(np.uint16), "YX"
+    if mode == "I":
+        a = np.asarray(im)
+        if a.min() < 0 or a.max() > 65535:
+            raise ImageError(_dtype_message(path, np.dtype(np.int32)))
+        return a.astype(np.uint16), "YX"
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32), "YX"
+    if mode == "RGBA":
+        a = np.asarray(im)
+        if (a[..., 3] != 255).any():
+            log.warning("%s: dropping the alpha channel", path)
+        return np.ascontiguousarray(a[..., :3]), "YXC"
+    # RGB, P (palette), CMYK, YCbCr ... -> RGB
+    return np.asarray(im.convert("RGB")), "YXC"
+
+
+def _dtype_message(path: Path, dtype: np.dtype) -> str:
+    return (f"{path}: unsupported pixel type {dtype} (scopesr reads uint8, uint16 and float32; "
+            "convert the image, e.g. to uint16 or float32, first)")
+
+
+def _validate(img: Image, check_finite: bool) -> None:
+    path = img.path
+    if img.array.size == 0 or 0 in img.array.shape:
+        raise ImageError(f"{path}: empty image (shape {img.shape})")
+    if img.dtype not in SUPPORTED_DTYPES:
+        raise ImageError(_dtype_message(path, img.dtype))
+    if check_finite and img.dtype.kind == "f":
+        bad = _count_nonfinite(img.array)
+        if bad:
+            raise ImageError(f"{path}: {bad:,} pixel(s) are NaN or infinite; replace them "
+                             "(e.g. numpy.nan_to_num) before upscaling")
+
+
+def _count_nonfinite(a: np.ndarray, chunk_bytes: int = 64 << 20) -> int:
+    """Count NaN/inf in chunks, so a memory-mapped float stack is not loaded whole."""
+    flat = a.reshape(-1) if a.flags.c_contiguous else np.asarray(a).reshape(-1)
+    step = max(1, chunk_bytes // a.dtype.itemsize)
+    return int(sum(int((~np.isfinite(flat[i:i + step])).sum()) for i in range(0, flat.size, step)))
+
+
+def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand folders into their image files (sorted; image suffixes only, not recursive).
+
+    Explicit files are kept whatever their suffix (reading them reports the problem);
+    a path that does not exist is kept too, so the caller reports it with the other failures.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir()
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+            if not found:
+                log.warning("%s: folder holds no images (%s)", p, ", ".join(IMAGE_SUFFIXES))
+            items = found
+        else:
+            items = [p]
+        for f in items:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    return out
+
+
+# ---------------------------------------------------------------------------- writing
+def output_suffix(dtype: np.dtype, axes: str, source_format: str | None = None) -> str:
+    """TIFF for 16-bit, float and stacks (PNG cannot hold them); PNG for 8-bit 2-D images
+    with 1, 3 or 4 channels (also when the input was JPEG: no second lossy step)."""
+    dtype = np.dtype(dtype)
+    plain_2d = axes in ("YX", "YXC")
+    if dtype == np.uint8 and plain_2d and source_format in (None, "png", "jpeg"):
+        return ".png"
+    return ".tif"
+
+
+def _png_ok(array: np.ndarray, axes: str) -> bool:
+    return (array.dtype == np.uint8 and (axes == "YX" or (axes == "YXC" and array.shape[-1] in (1, 3, 4))))
+
+
+def _tiff_kwargs(axes: str, shape: Sequence[int], dtype: np.dtype) -> dict[str, Any]:
+    kw: dict[str, Any] = {"metadata": {"axes": axes}}
+    if axes.endswith("C"):
+        c = shape[-1]
+        kw["planarconfig"] = "contig"
+        kw["photometric"] = "rgb" if c == 3 and np.dtype(dtype) in (np.uint8, np.uint16) else "minisblack"
+    else:
+        kw["photometric"] = "minisblack"
+    return kw
+
+
+def _resolution_kwargs(metadata: dict[str, Any] | None, scale: int) -> dict[str, Any]:
+    """Pixels per unit grow with the upscaling factor: the physical size stays the same."""
+    if not metadata or "resolution" not in metadata:
+        return {}
+    rx, ry = metadata["resolution"]
+    if not (rx > 0 and ry > 0):
+        return {}
+    kw: dict[str, Any] = {"resolution": (rx * scale, ry * scale)}
+    if "resolutionunit" in metadata:
+        kw["resolutionunit"] = metadata["resolutionunit"]
+    return kw
+
+
+def _temp_path(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
+                metadata: dict[str, Any] | None = None, scale: int = 1) -> Path:
+    """Write ``array`` (axes over TZCYX) atomically: PNG when the suffix is .png and the data
+    fits PNG (8-bit 2-D), else TIFF (BigTIFF above 2 GB). ``metadata``/``scale`` carry the
+    input's TIFF resolution over, scaled. Returns the path written."""
+    path = Path(path)
+    array = np.asarray(array)
+    if len(axes) != array.ndim:
+        raise ValueError(f"axes {axes!r} do not match an array of shape {array.shape}")
+    suffix = path.suffix.lower()
+    if suffix == ".png" and not _png_ok(array, axes):
+        raise ImageError(f"{path}: PNG cannot hold a {array.dtype} image with axes {axes}; "
+                         "write a .tif instead")
+    tmp = _temp_path(path)
+    try:
+        if suffix == ".png":
+            from PIL import Image as PILImage
+
+            a = array[..., 0] if axes == "YXC" and array.shape[-1] == 1 else array
+            PILImage.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+        elif suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            tifffile.imwrite(tmp, np.ascontiguousarray(array), bigtiff=array.nbytes > (2 << 30) - (32 << 20),
+                             **_tiff_kwargs(axes, array.shape, array.dtype),
+                             **_resolution_kwargs(metadata, scale))
+        else:
+            raise ImageError(f"{path}: cannot write {suffix!r} files (use .tif or .png)")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: Any, axes: str,
+                         bands: Iterable[np.ndarray], metadata: dict[str, Any] | None = None,
+                         scale: int = 1, rows_per_strip: int = 64) -> Path:
+    """Write a (Big)TIFF strip by strip from row ``bands``, atomically.
+
+    ``bands`` yields row blocks in file order: plane after plane (over the axes before Y),
+    top to bottom within a plane; each block has shape ``(h, W)`` or ``(h, W, C)``. Bands
+    of any height are re-cut into strips of ``rows_per_strip`` rows, so at most one band
+    and one strip are in memory: an output larger than RAM streams straight to disk.
+    """
+    import tifffile
+
+    path = Path(path)
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    yi = axes.index("Y")
+    if axes[yi:] not in ("YX", "YXC"):
+        raise ValueError(f"streaming needs Y, X (and C) as the last axes, got {axes!r}")
+    height = shape[yi]
+    row_shape = shape[yi + 1:]
+    planes = int(np.prod(shape[:yi], dtype=np.int64))
+    rows = max(1, min(rows_per_strip, height))
+
+    def strips() -> Iterator[bytes]:
+        pending: list[np.ndarray] = []
+        npend = 0
+        plane_rows = 0
+        done_planes = 0
+        for band in bands:
+            band = np.asarray(band)
+            if band.shape[1:] != row_shape or band.dtype != dtype:
+                raise ValueError(f"band of shape {band.shape} {band.dtype} does not fit rows of "
+                                 f"{row_shape} {dtype}")
+            if done_planes >= planes:
+                raise ValueError("more rows than the declared shape")
+            if plane_rows + band.shape[0] > height:
+                raise ValueError(f"band crosses the end of plane {done_planes} (a band must "
+                                 "lie inside one plane)")
+            pending.append(band)
+            npend += band.shape[0]
+            plane_rows += band.shape[0]
+            # emit every full strip; the plane's last strip may be short
+            while npend >= rows or (plane_rows == height and npend > 0):
+                buf = np.concatenate(pending, axis=0) if len(pending) > 1 else pending[0]
+                take = min(rows, npend)
+                yield np.ascontiguousarray(buf[:take]).tobytes()
+                rest = buf[take:]
+                pending = [rest] if rest.shape[0] else []
+                npend = rest.shape[0]
+            if plane_rows == height:
+                plane_rows = 0
+                done_planes += 1
+        if done_planes != planes or npend:
+            raise ValueError(f"bands covered {done_planes} of {planes} planes (+{plane_rows} rows)")
+
+    tmp = _temp_path(path)
+    try:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        tifffile.imwrite(tmp, strips(), shape=shape, dtype=dtype, rowsperstrip=rows,
+                         bigtiff=nbytes > (2 << 30) - (32 << 20) or nbytes > (1 << 30),
+                         **_tiff_kwargs(axes, shape, dtype), **_resolution_kwargs(metadata, scale))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
