@@ -1,0 +1,223 @@
+"""Generator artifacts (safetensors + model card) and exact-resume training checkpoints.
+
+* :func:`save_generator` / :func:`load_generator`: the trained generator as
+  ``NAME.safetensors`` + ``NAME.card.json`` (the project's artifact contract). Loading
+  rebuilds the preset named in the card with the card's ``arch_args``; weights only, no
+  pickle.
+* :func:`save_training_state` / :func:`load_training_state`: everything needed to resume a
+  run bit-for-bit (models, optimisers, schedulers, RNG states, step), written atomically;
+  :func:`prune_checkpoints` keeps the last K.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from scopesr.sdk.card import ModelCard, Normalisation, card_path_for, sha256_path
+from scopesr.sdk.errors import CardError, ScopesrError
+
+from .models import count_params, create_model, model_config
+from .receptive_field import receptive_field_radius
+
+log = logging.getLogger(__name__)
+
+CKPT_RE = re.compile(r"^step_(\d{8})\.pt$")
+
+
+class CheckpointError(ScopesrError):
+    """A checkpoint or weights file cannot be read or does not fit the model."""
+
+
+def software_versions() -> dict[str, str]:
+    from importlib import metadata  # noqa: PLC0415
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("scopesr", "safetensors", "torchvision"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _atomic_tmp(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    model = getattr(model, "module", model)  # DDP
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+            for k, v in model.state_dict().items()}
+
+
+def save_generator(model: nn.Module, out_path: str | os.PathLike, preset: str | None = None,
+                   config: Any = None, *, training: dict[str, Any] | None = None,
+                   metrics: dict[str, Any] | None = None,
+                   normalisation: Normalisation | None = None,
+                   degradation: str = "pil-bicubic", name: str | None = None) -> ModelCard:
+    """Write ``out_path`` (.safetensors) and its card atomically; return the card.
+
+    The card records the preset, its arguments, scale, channels, the halo (exact
+    receptive-field radius), normalisation, degradation, training summary, metrics,
+    software versions and the sha256 of the final file.
+    """
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    out_path = Path(out_path)
+    if out_path.suffix != ".safetensors":
+        raise CheckpointError(f"{out_path}: generator weights are written as .safetensors; "
+                              "give a path ending in .safetensors")
+    inner = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
+    preset = preset or getattr(inner, "preset_name", None)
+    if not preset:
+        raise CheckpointError("save_generator needs the preset name (the card must say how to rebuild the model)")
+    config = config if config is not None else model_config(inner)
+    arch_args = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    arch_args.pop("description", None)  # descriptive only, not an argument worth round-tripping
+    scale = int(arch_args.get("scale", 4))
+    tmp = _atomic_tmp(out_path)
+    try:
+        save_file(_plain_state_dict(inner), tmp, metadata={"preset": preset, "format": "scopesr-generator"})
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    card = ModelCard(
+        name=name or out_path.stem,
+        architecture=preset,
+        scale=scale,
+        in_channels=int(arch_args.get("in_channels", 3)),
+        out_channels=int(arch_args.get("out_channels", arch_args.get("in_channels", 3))),
+        halo=receptive_field_radius(inner, scale=scale),
+        format="safetensors",
+        artifact=out_path.name,
+        sha256=sha256_path(out_path),
+        arch_args=arch_args,
+        layout="NCHW",
+        precision="fp32",
+        tile_sizes=None,
+        normalisation=normalisation or Normalisation(),
+        degradation=degradation,
+        training=dict(training or {}),
+        metrics=dict(metrics or {}),
+        versions=software_versions(),
+        extra={"params": count_params(inner)},
+    )
+    card.save(card_path_for(out_path))
+    return card
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   verify: bool = True) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the generator described by the card beside ``path`` and load its weights.
+
+    Only ``.safetensors`` (no pickle). The model is returned in eval mode.
+    """
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: load_generator reads .safetensors weights with their card; "
+                              "for .onnx/.tflite use scopesr.sdk.load()")
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found")
+    card = ModelCard.load(path, verify=verify)
+    if card.format != "safetensors":
+        raise CardError(f"{card_path_for(path)}: format is {card.format!r}, expected 'safetensors'")
+    model = create_model(card.architecture, **card.arch_args)
+    state = load_file(str(path), device="cpu")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit preset {card.architecture!r} with the card's "
+                              f"arch_args ({str(exc).splitlines()[0]}); the card and weights disagree") from None
+    return model.to(device).eval(), card
+
+
+# ---------------------------------------------------------------------------- training state
+def rng_state() -> dict[str, Any]:
+    """Every RNG a run draws from (python, numpy, torch CPU, CUDA) in weights_only-safe types."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
+    return Path(ckpt_dir) / f"step_{step:08d}.pt"
+
+
+def save_training_state(ckpt_dir: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 3) -> Path:
+    """Atomically write ``ckpt_dir/step_XXXXXXXX.pt`` and keep only the last ``keep``."""
+    path = checkpoint_path(Path(ckpt_dir), step)
+    tmp = _atomic_tmp(path)
+    try:
+        torch.save({"step": step, **state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    prune_checkpoints(ckpt_dir, keep)
+    return path
+
+
+def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if CKPT_RE.match(p.name))
+
+
+def prune_checkpoints(ckpt_dir: str | os.PathLike, keep: int) -> None:
+    ckpts = list_checkpoints(ckpt_dir)
+    for p in ckpts[: max(0, len(ckpts) - max(1, keep))]:
+        p.unlink(missing_ok=True)
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
+    ckpts = list_checkpoints(ckpt_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def load_training_state(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only=True``: tensors and plain types only)."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # corrupt / foreign file
+        raise CheckpointError(f"{path}: not a readable scopesr checkpoint ({type(exc).__name__}: {exc}); "
+                              "delete it to resume from the previous one") from None
