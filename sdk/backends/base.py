@@ -1,0 +1,166 @@
+"""One small interface over every runtime, and ``open_backend`` that picks one.
+
+``Backend.run`` always takes float32 NCHW ``(N, Cin, h, w)`` and returns float32 NCHW
+``(N, Cout, s*h, s*w)``, whatever the artifact's own layout, and checks the output shape:
+a resized or mis-exported artifact (FINDINGS: resized TFLite models silently return the
+conversion-time size) must fail loudly, never return a wrong picture.
+
+Runtimes are imported lazily inside each backend; a missing one raises BackendUnavailable
+naming the pip package to install.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..card import ModelCard
+from ..errors import BackendUnavailable, ModelIOError, ScopesrError
+
+log = logging.getLogger(__name__)
+
+#: backend name -> artifact suffixes it runs
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    "onnx": (".onnx",),
+    "tflite": (".tflite",),
+    "torch": (".pt2",),
+    "coreml": (".mlpackage", ".mlmodel"),
+}
+BACKENDS = tuple(SUFFIXES)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Backend(ABC):
+    """A loaded artifact that maps normalised LR tiles to normalised HR tiles."""
+
+    name: str = "?"
+    dynamic: bool = True  # accepts any H, W
+    tile_sizes: tuple[int, ...] = ()  # the fixed LR sizes when not dynamic
+    default_batch: int = 1  # tiles stacked per call when the caller does not say
+
+    def __init__(self, artifact: Path, card: ModelCard) -> None:
+        self.artifact = Path(artifact)
+        self.card = card
+        self.scale = card.scale
+        self.in_channels = card.in_channels
+        self.out_channels = card.out_channels
+        self.nhwc = card.layout == "NHWC"
+
+    @abstractmethod
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Run on the artifact's own layout (NCHW or NHWC), float32 in, float32 out."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 NCHW (N, Cin, h, w) -> float32 NCHW (N, Cout, s*h, s*w)."""
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ModelIOError(
+                f"{self.artifact.name}: expected input (N, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        n, _, h, w = x.shape
+        if not self.dynamic and (h != w or h not in self.tile_sizes):
+            raise ModelIOError(
+                f"{self.artifact.name}: this fixed-size artifact takes {list(self.tile_sizes)} square tiles, "
+                f"got {h}x{w}; use the tiler (Upscaler.upscale) or re-export with that size")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.nhwc:
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        y = np.asarray(self._run(x))
+        if self.nhwc and y.ndim == 4:
+            y = y.transpose(0, 3, 1, 2)
+        expect = (n, self.out_channels, h * self.scale, w * self.scale)
+        if tuple(y.shape) != expect:
+            raise ScopesrError(
+                f"{self.artifact}: the {self.name} runtime returned shape {tuple(y.shape)} for input "
+                f"{(n, self.in_channels, h, w)}, expected {expect} (scale {self.scale}). The artifact does "
+                "not match its card (e.g. a fixed-size model fed another size); re-export it.")
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "artifact": str(self.artifact),
+            "layout": self.card.layout,
+            "precision": self.card.precision,
+            "dynamic": self.dynamic,
+            "tile_sizes": list(self.tile_sizes) if not self.dynamic else None,
+        }
+
+
+def import_runtime(module: str, install: str, what: str) -> Any:
+    """Import a runtime module or raise BackendUnavailable saying what to pip install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"{what} needs the Python package providing {module!r}, which is not installed "
+            f"({exc}). Install it with: {install}") from None
+
+
+def has_module(module: str) -> bool:
+    """True when ``module`` can be imported (honours a sys.modules entry of None)."""
+    import sys
+
+    top = module.split(".")[0]
+    if top in sys.modules and sys.modules[top] is None:
+        return False
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def backend_for_suffix(artifact: Path) -> str:
+    suffix = artifact.suffix.lower()
+    for name, sufs in SUFFIXES.items():
+        if suffix in sufs:
+            return name
+    if suffix == ".safetensors":
+        raise ScopesrError(
+            f"{artifact}: .safetensors holds training weights, which the runtime does not run. "
+            "Export it first (sr-convert --target onnx, or --target pt2 for the torch backend).")
+    raise ScopesrError(f"{artifact}: unknown artifact type {suffix!r}; the runtime runs "
+                       f"{sorted(s for v in SUFFIXES.values() for s in v)}")
+
+
+def open_backend(artifact: str | Path, card: ModelCard, backend: str = "auto", device: str = "auto",
+                 **opts: Any) -> Backend:
+    """Open ``artifact`` with the runtime that fits it (``backend="auto"``) or the one named.
+
+    ``device``: auto (CUDA where the runtime and a GPU allow it, else CPU), cpu or cuda.
+    ``opts`` go to the backend: ``num_threads`` (all), ``dtype``/``channels_last`` (torch),
+    ``compute_units`` (Core ML).
+    """
+    artifact = Path(artifact)
+    if device not in DEVICES:
+        raise ScopesrError(f"device {device!r} is not one of {DEVICES}")
+    kind = backend_for_suffix(artifact)
+    if backend not in ("auto",) + BACKENDS:
+        raise ScopesrError(f"backend {backend!r} is not one of {('auto',) + BACKENDS}")
+    if backend != "auto" and backend != kind:
+        raise ScopesrError(
+            f"{artifact}: the {backend} backend cannot run a {artifact.suffix} file (that needs the {kind} "
+            f"backend); convert the model with sr-convert --target {backend}, or use backend='auto'")
+    if not artifact.exists():
+        raise ScopesrError(f"{artifact}: artifact not found")
+    if kind == "onnx":
+        from .onnx_backend import OnnxBackend
+        return OnnxBackend(artifact, card, device=device, **opts)
+    if kind == "tflite":
+        from .tflite_backend import TFLiteBackend
+        return TFLiteBackend(artifact, card, device=device, **opts)
+    if kind == "torch":
+        from .torch_backend import TorchBackend
+        return TorchBackend(artifact, card, device=device, **opts)
+    from .coreml_backend import CoreMLBackend
+    return CoreMLBackend(artifact, card, device=device, **opts)
+
+
+def check_opts(name: str, opts: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    bad = sorted(set(opts) - set(allowed))
+    if bad:
+        raise ScopesrError(f"the {name} backend does not take option(s) {bad}; it takes {list(allowed)}")

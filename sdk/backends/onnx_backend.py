@@ -1,0 +1,87 @@
+"""ONNX Runtime backend: dynamic-shape ``.onnx`` files, CPU, or CUDA where the GPU build is installed."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..card import ModelCard
+from ..errors import BackendUnavailable, ScopesrError
+from .base import Backend, check_opts, import_runtime
+
+log = logging.getLogger(__name__)
+
+INSTALL = 'pip install "scopesr[edge]"  (or: pip install onnxruntime; onnxruntime-gpu for CUDA)'
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def __init__(self, artifact: Path, card: ModelCard, device: str = "auto", **opts: Any) -> None:
+        super().__init__(artifact, card)
+        check_opts(self.name, opts, ("num_threads", "providers"))
+        ort = import_runtime("onnxruntime", INSTALL, f"{artifact.name} (ONNX)")
+        available = ort.get_available_providers()
+        if opts.get("providers"):
+            providers = list(opts["providers"])
+        elif device == "cuda":
+            if "CUDAExecutionProvider" not in available:
+                raise BackendUnavailable(
+                    f"{artifact.name}: device='cuda' but this onnxruntime has no CUDAExecutionProvider "
+                    f"(it has {available}). Install onnxruntime-gpu, or use device='cpu'.")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif device == "auto" and "CUDAExecutionProvider" in available:
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        so = ort.SessionOptions()
+        if opts.get("num_threads"):
+            so.intra_op_num_threads = int(opts["num_threads"])  # else: the runtime's default
+        so.log_severity_level = 3  # keep ORT's warnings out of the user's terminal
+        try:
+            self.session = ort.InferenceSession(str(artifact), sess_options=so, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ScopesrError(f"{artifact}: ONNX Runtime cannot load this file ({exc}). "
+                               "Re-export it with sr-convert --target onnx.") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ScopesrError(f"{artifact}: expected one input and one output, found "
+                               f"{len(inputs)} and {len(outputs)}")
+        self.input_name = inputs[0].name
+        shape = inputs[0].shape
+        # symbolic (str/None) spatial dims mean any size; integers mean a fixed-size export
+        spatial = shape[1:3] if self.nhwc else shape[2:4]
+        fixed = [d for d in spatial if isinstance(d, int)]
+        if len(fixed) == 2 and fixed[0] == fixed[1]:
+            self.dynamic = False
+            self.tile_sizes = tuple(card.tile_sizes or [fixed[0]])
+        elif card.tile_sizes:
+            self.dynamic = False
+            self.tile_sizes = tuple(card.tile_sizes)
+        else:
+            self.dynamic = True
+        # a fixed batch dimension (e.g. an export traced with batch 1): feed it that many at a time
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] >= 1 else None
+        self.providers = self.session.get_providers()
+        self.num_threads = opts.get("num_threads")
+        self.default_batch = 8 if "CUDAExecutionProvider" in self.providers else 4
+        if self.fixed_batch == 1:
+            self.default_batch = 1
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        fb = self.fixed_batch
+        if fb is None or x.shape[0] == fb:
+            return self.session.run(None, {self.input_name: x})[0]
+        if fb != 1:
+            raise ScopesrError(f"{self.artifact.name}: exported with a fixed batch of {fb}; re-export it "
+                               "with a dynamic batch dimension (sr-convert does)")
+        return np.concatenate([self.session.run(None, {self.input_name: x[i:i + 1]})[0]
+                               for i in range(x.shape[0])], axis=0)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(providers=list(self.providers), num_threads=self.num_threads,
+                 device="cuda" if "CUDAExecutionProvider" in self.providers else "cpu")
+        return d

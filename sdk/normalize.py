@@ -1,0 +1,110 @@
+"""Map raw pixel values to the model's input range and back, as the card's Normalisation says.
+
+Statistics are computed ONCE per 2-D image (frame) and channel, never per tile, so a
+tiled run sees exactly the numbers a whole-image run sees. On a large image (or an
+np.memmap) the percentiles come from a deterministic strided subsample of at most
+``MAX_STAT_VALUES`` values per channel, so an 8192x8192 image is never copied whole into
+floats. The inverse map is the same affine transform, so the output keeps the input's
+intensity scale; integer outputs are rounded and clipped to their dtype.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .card import Normalisation
+from .errors import ModelIOError
+
+#: per channel, the most values used to estimate percentiles (~16 MB as float32)
+MAX_STAT_VALUES = 4_000_000
+
+#: dtypes processed natively; others either convert trivially (float16/64) or are refused
+NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+FLOAT_CONVERTIBLE = (np.dtype(np.float16), np.dtype(np.float64))
+
+
+def check_dtype(dtype: np.dtype, where: str = "image") -> None:
+    """Accept uint8, uint16, float32 (and float16/float64, run in float32); refuse the rest.
+
+    Signed and wide integers are refused rather than guessed at: their range (is int16 data
+    signed? is uint32 a label image?) is ambiguous, and a silent wrong guess is worse.
+    """
+    dtype = np.dtype(dtype)
+    if dtype in NATIVE_DTYPES or dtype in FLOAT_CONVERTIBLE:
+        return
+    raise ModelIOError(
+        f"{where}: unsupported pixel type {dtype} (scopesr takes uint8, uint16 or float32 images). "
+        "Convert it first, e.g. image.astype(np.uint16) for non-negative integer data or "
+        "image.astype(np.float32).")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-channel affine map: normalised = (raw - lo) / scale."""
+
+    lo: np.ndarray  # (C,) float64
+    scale: np.ndarray  # (C,) float64, > 0
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """(..., C) raw pixels -> float32 in the model's range."""
+        lo = self.lo.astype(np.float32)
+        inv = (1.0 / self.scale).astype(np.float32)
+        return (raw.astype(np.float32) - lo) * inv
+
+    def denormalise(self, y: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+        """(..., C) float32 model output -> ``dtype`` pixels (ints rounded and clipped)."""
+        dtype = np.dtype(dtype)
+        v = y * self.scale.astype(np.float32) + self.lo.astype(np.float32)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            np.rint(v, out=v)
+            np.clip(v, info.min, info.max, out=v)
+        if out is not None:
+            out[...] = v  # casts to out's dtype
+            return out
+        return v.astype(dtype, copy=False)
+
+
+def subsample(plane: np.ndarray, max_values: int = MAX_STAT_VALUES) -> np.ndarray:
+    """A deterministic strided view of a (H, W, C) plane with at most ``max_values`` pixels.
+
+    Slicing a memmap with strides reads only those rows/pixels: no full copy.
+    """
+    h, w = plane.shape[:2]
+    step = max(1, math.ceil(math.sqrt(h * w / max_values)))
+    return np.asarray(plane[::step, ::step])
+
+
+def compute_stats(plane: np.ndarray, norm: Normalisation) -> Stats:
+    """Statistics of one 2-D image ``plane`` (H, W, C) for the card's normalisation."""
+    c = plane.shape[-1]
+    dtype = plane.dtype
+    if norm.mode == "range":
+        if dtype == np.uint8:
+            hi = 255.0
+        elif dtype == np.uint16:
+            hi = 65535.0
+        else:
+            hi = 1.0  # float data is taken as already in 0..1
+        return Stats(np.zeros(c), np.full(c, hi))
+    sample = subsample(plane).reshape(-1, c)
+    sample = sample.astype(np.float32 if dtype != np.float64 else np.float64, copy=False)
+    lo = np.empty(c)
+    scale = np.empty(c)
+    for ch in range(c):
+        v = sample[:, ch]
+        p_lo, p_hi = np.percentile(v, [norm.p_low, norm.p_high])
+        den = float(p_hi - p_lo)
+        if not (den > 0 and math.isfinite(den)):
+            # flat percentile band (e.g. a mostly dark image): fall back to the full range of
+            # the sample, and to 1 for a constant image, so nothing divides by ~0
+            den = float(v.max() - v.min())
+            if not (den > 0 and math.isfinite(den)):
+                den = 1.0
+        lo[ch] = float(p_lo)
+        scale[ch] = den
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(scale))):
+        raise ModelIOError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
+    return Stats(lo, scale)

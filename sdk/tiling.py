@@ -1,0 +1,181 @@
+"""Seam-free tiling: a tile plan, and tiled execution of one 2-D image through a Backend.
+
+Why it is seam-free: every tile is read with a halo >= the network's receptive-field radius
+(``card.halo``), halos are clamped at the image border and never padded beyond it, and only
+each tile's centre is kept. Every kept output pixel then sees exactly the input context it
+sees in whole-image inference (the network's own zero padding sits at the same image
+border in both), so the result equals whole-image inference up to float rounding.
+
+* ``tile`` is in LR pixels. Dynamic-shape backends: ``tile`` is the kept core (default 256)
+  and each read is ``tile + 2*halo`` (less at the border). Fixed-size backends: the read
+  window (tile with halo) must be one of the card's ``tile_sizes``; the core is
+  ``size - 2*halo``.
+* Tiles stay inside the image: the last tile of a row/column moves back to sit flush with
+  the border (overlapping its neighbour); the kept regions never overlap, they partition
+  the output.
+* The ONLY padding: a fixed-size artifact given an image smaller than its size along an
+  axis gets that axis reflect-padded (edge-padded for a 1-pixel axis) up to the size and
+  the result cropped. That border is then not exactly whole-image inference (there is no
+  whole-image inference for a fixed-size model), but there are no seams.
+* Same-size tiles are stacked into batches; input may be an np.memmap (tiles are read
+  lazily) and results are produced band by band (one row of tiles), so output can go
+  straight to disk.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backends.base import Backend
+from .errors import ModelIOError, ScopesrError
+from .normalize import Stats
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILE = 256
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile position along one axis (LR pixels)."""
+
+    read0: int  # image region read: [read0, read1)
+    read1: int
+    keep0: int  # output region this tile fills: [keep0, keep1); spans partition [0, n)
+    keep1: int
+    pad: int = 0  # padding added after read1 (fixed-size artifacts on a short axis only)
+
+    @property
+    def length(self) -> int:
+        return self.read1 - self.read0 + self.pad
+
+
+def plan_axis(n: int, tile: int, halo: int, fixed: bool = False) -> list[Span]:
+    """Tile positions along an axis of length ``n``.
+
+    ``fixed=False``: ``tile`` is the kept core, reads are ``tile + 2*halo`` clamped to [0, n).
+    ``fixed=True``: ``tile`` is the exact read length; the core is ``tile - 2*halo``.
+    """
+    if n < 1:
+        raise ModelIOError("empty image axis (size 0)")
+    if tile < 1 or halo < 0:
+        raise ScopesrError(f"tile must be >= 1 and halo >= 0, got tile={tile}, halo={halo}")
+    if not fixed:
+        if n <= tile:
+            return [Span(0, n, 0, n)]
+        starts = list(range(0, n - tile, tile)) + [n - tile]  # last one flush with the border
+        spans, prev = [], 0
+        for s in starts:
+            spans.append(Span(max(0, s - halo), min(n, s + tile + halo), prev, s + tile))
+            prev = s + tile
+        return spans
+    core = tile - 2 * halo
+    if core < 1:
+        raise ScopesrError(f"tile size {tile} leaves no centre with halo {halo} (needs > {2 * halo})")
+    if n <= tile:
+        return [Span(0, n, 0, n, pad=tile - n)]
+    spans, r, prev = [], 0, 0
+    while r + tile < n:
+        spans.append(Span(r, r + tile, prev, r + tile - halo))
+        prev = r + tile - halo
+        r += core
+    spans.append(Span(n - tile, n, prev, n))
+    return spans
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    ys: list[Span]
+    xs: list[Span]
+    tile: int
+    halo: int
+    fixed: bool
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def choose_tile(backend: Backend, h: int, w: int, tile: int | None, halo: int) -> tuple[int, bool]:
+    """(tile, fixed) for an (h, w) image: validate a user tile, or pick the default."""
+    if backend.dynamic:
+        if tile is None:
+            tile = DEFAULT_TILE
+        if tile < 1:
+            raise ScopesrError(f"tile must be >= 1 LR pixel, got {tile}")
+        return int(tile), False
+    sizes = sorted(backend.tile_sizes)
+    usable = [s for s in sizes if s - 2 * halo >= 1]
+    if tile is not None:
+        if tile not in sizes:
+            raise ScopesrError(
+                f"{backend.artifact.name} is a fixed-size artifact: tile (with halo) must be one of "
+                f"{sizes}, got {tile}; or leave tile unset")
+        if tile not in usable:
+            raise ScopesrError(f"tile {tile} leaves no centre with halo {halo}; use a larger size "
+                               f"from {sizes} or a smaller halo")
+        return int(tile), True
+    if not usable:
+        raise ScopesrError(f"{backend.artifact.name}: no tile size in {sizes} is larger than twice "
+                           f"the halo {halo}; re-export with larger tiles")
+    # the largest size that needs no padding (exact), else the smallest (least padding)
+    fitting = [s for s in usable if s <= min(h, w)]
+    return (max(fitting) if fitting else min(usable)), True
+
+
+def make_plan(backend: Backend, h: int, w: int, tile: int | None, halo: int) -> TilePlan:
+    tile, fixed = choose_tile(backend, h, w, tile, halo)
+    return TilePlan(plan_axis(h, tile, halo, fixed), plan_axis(w, tile, halo, fixed), tile, halo, fixed)
+
+
+def _pad_mode(n: int) -> str:
+    return "reflect" if n > 1 else "edge"
+
+
+def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan, dtype: np.dtype,
+               batch: int, per_channel: bool, progress=None) -> Iterator[tuple[int, np.ndarray]]:
+    """Run a (H, W, C) ``plane`` tile by tile; yield ``(hr_y0, band)`` top to bottom.
+
+    Each band is ``(bh, W*s, Cout)`` in ``dtype``; the bands partition the output rows.
+    ``per_channel``: the model has one input channel and the plane's C channels run as
+    separate batch items (each with its own statistics).
+    """
+    s = backend.scale
+    h, w, c = plane.shape
+    c_out = c if per_channel else backend.out_channels
+    for sy in plan.ys:
+        band = np.empty(((sy.keep1 - sy.keep0) * s, w * s, c_out), dtype=dtype)
+        # group this row's tiles by read shape so same-size tiles share a batch
+        groups: dict[tuple[int, int], list[tuple[Span, np.ndarray]]] = {}
+        for sx in plan.xs:
+            raw = plane[sy.read0:sy.read1, sx.read0:sx.read1]
+            x = stats.normalise(np.asarray(raw))  # (h, w, C) float32
+            if sy.pad:  # fixed-size artifact, image shorter than the tile: the only padding
+                x = np.pad(x, ((0, sy.pad), (0, 0), (0, 0)), mode=_pad_mode(x.shape[0]))
+            if sx.pad:
+                x = np.pad(x, ((0, 0), (0, sx.pad), (0, 0)), mode=_pad_mode(x.shape[1]))
+            x = x.transpose(2, 0, 1)  # (C, h, w)
+            x = x[:, None] if per_channel else x[None]  # (items, Cin, h, w)
+            groups.setdefault(x.shape[-2:], []).append((sx, x))
+        for items in groups.values():
+            for i in range(0, len(items), batch):
+                chunk = items[i:i + batch]
+                y = backend.run(np.concatenate([x for _, x in chunk], axis=0))
+                k = 0
+                for sx, x in chunk:
+                    n_items = x.shape[0]
+                    yt = y[k:k + n_items]
+                    k += n_items
+                    # (items, Cout, H, W) -> (H, W, C_total)
+                    yt = yt[:, 0] if per_channel else yt[0]
+                    oy0 = (sy.keep0 - sy.read0) * s
+                    ox0 = (sx.keep0 - sx.read0) * s
+                    core = yt[:, oy0:oy0 + (sy.keep1 - sy.keep0) * s, ox0:ox0 + (sx.keep1 - sx.keep0) * s]
+                    stats.denormalise(core.transpose(1, 2, 0),
+                                      dtype, out=band[:, sx.keep0 * s:sx.keep1 * s])
+                    if progress is not None:
+                        progress.update(1)
+        yield sy.keep0 * s, band

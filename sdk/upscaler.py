@@ -1,0 +1,342 @@
+"""``scopesr.sdk.load(path) -> Upscaler``: seam-free tiled super-resolution over any artifact.
+
+    >>> import scopesr.sdk as sr
+    >>> up = sr.load("model.onnx")            # or .tflite / .pt2 / .mlpackage, or "default"
+    >>> hr = up.upscale(image)                # (H, W[, C]) or a stack, uint8/uint16/float32
+    >>> for f in up.stream(frames, roi=(x, y, w, h)): show(f.image, f.fps)
+
+Axes are strings over T, Z, C, Y, X (Y and X required, at most one C). When not given:
+2-D -> YX; 3-D with last dim <= 4 -> YXC; other 3-D -> a stack ZYX; 4-D -> TYXC.
+The output keeps the input's axes order and dtype. Normalisation statistics are computed
+once per 2-D frame and channel (never per tile), so tiled equals whole-image inference.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends.base import Backend, has_module, open_backend
+from .card import FORMATS, ModelCard, card_path_for, CARD_SUFFIX
+from .errors import CardError, ModelIOError, ScopesrError
+from .normalize import check_dtype, compute_stats
+from .tiling import DEFAULT_TILE, iter_bands, make_plan
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: format -> bundled file name. Each has its own stem because a card is NAME.card.json:
+#: default.onnx and default.tflite would otherwise share (and overwrite) one card.
+DEFAULT_MODELS = {
+    "onnx": "default.onnx",
+    "tflite": "default-fp32.tflite",
+    "tflite-int8": "default-int8.tflite",
+    "safetensors": "default-weights.safetensors",
+}
+AXES_LETTERS = set("TZCYX")
+FINITE_CHECK_VALUES = 1 << 22  # rows per chunk of the NaN/inf scan: bounded memory on memmaps
+
+
+# ---------------------------------------------------------------------------- default model
+def default_model_path(fmt: str = "onnx") -> Path:
+    """Path of the bundled default model in ``fmt`` (onnx, tflite, tflite-int8, safetensors)."""
+    if fmt not in DEFAULT_MODELS:
+        raise ScopesrError(f"default model format {fmt!r} is not one of {sorted(DEFAULT_MODELS)}")
+    p = MODELS_DIR / DEFAULT_MODELS[fmt]
+    if not p.exists():
+        raise ScopesrError(
+            f"the bundled default model ({fmt}) is not in this install: {p} does not exist "
+            "(it has not been built/bundled yet). Pass a model path instead, e.g. "
+            "load('my_model.onnx') or sr-upscale --model my_model.onnx.")
+    return p
+
+
+def _default_for(backend: str) -> Path:
+    """The bundled artifact that fits the installed runtime: ONNX, else TFLite."""
+    from .backends.tflite_backend import RUNTIMES
+
+    has_tflite = any(has_module(m.split(".")[0]) for m, _ in RUNTIMES)
+    if backend == "tflite" or (backend == "auto" and not has_module("onnxruntime") and has_tflite):
+        return default_model_path("tflite")
+    if backend in ("auto", "onnx"):
+        return default_model_path("onnx")
+    raise ScopesrError(f"the bundled default model has no {backend} artifact; use backend='onnx' "
+                       "or 'tflite', or pass a model path")
+
+
+# ---------------------------------------------------------------------------- axes
+def resolve_axes(shape: tuple[int, ...], axes: str | None) -> str:
+    """Validate ``axes`` against ``shape`` or infer them (see the module docstring)."""
+    nd = len(shape)
+    if axes is None:
+        if nd == 2:
+            return "YX"
+        if nd == 3:
+            return "YXC" if shape[-1] <= 4 else "ZYX"
+        if nd == 4:
+            return "TYXC"
+        raise ModelIOError(f"cannot guess the axes of a {nd}-D image {tuple(shape)}; pass axes=, e.g. 'TZYX'")
+    axes = axes.upper()
+    if len(axes) != nd:
+        raise ModelIOError(f"axes {axes!r} has {len(axes)} letters but the image has {nd} dimensions {tuple(shape)}")
+    bad = set(axes) - AXES_LETTERS
+    if bad or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
+        raise ModelIOError(f"axes {axes!r}: use distinct letters from T, Z, C, Y, X, with Y and X present")
+    return axes
+
+
+def _check_finite(plane: np.ndarray) -> None:
+    """NaN/inf scan of a float (H, W, C) plane in row chunks (bounded memory on a memmap)."""
+    if not np.issubdtype(plane.dtype, np.floating):
+        return
+    rows = max(1, FINITE_CHECK_VALUES // max(1, plane.shape[1] * plane.shape[2]))
+    for r in range(0, plane.shape[0], rows):
+        if not np.isfinite(plane[r:r + rows]).all():
+            raise ModelIOError("image contains NaN or infinite values; replace them first "
+                               "(e.g. np.nan_to_num(image)) or mask them out")
+
+
+@dataclass
+class StreamFrame:
+    """One result of ``Upscaler.stream``."""
+
+    index: int
+    image: np.ndarray
+    fps: float  # running frames per second (exponential moving average of frame intervals)
+    latency_s: float  # time spent upscaling this frame
+
+
+@dataclass
+class _Job:
+    """An image prepared for tiling: canonical (frames..., H, W, C) view plus bookkeeping."""
+
+    view: np.ndarray
+    frame_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    out_perm: tuple[int, ...]
+    has_c: bool
+    per_channel: bool
+    c_out: int
+    dtype: np.dtype
+    axes: str
+
+
+class Upscaler:
+    """A loaded model: ``upscale`` images, ``upscale_bands`` huge ones, ``stream`` video."""
+
+    def __init__(self, card: ModelCard, backend: Backend) -> None:
+        self.card = card
+        self.backend = backend
+        self.scale = card.scale
+
+    # ------------------------------------------------------------------ helpers
+    def _halo(self, halo: int | str) -> int:
+        if isinstance(halo, str):
+            if halo != "auto":
+                raise ScopesrError(f"halo must be an integer or 'auto', got {halo!r}")
+            return self.card.halo
+        if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
+            raise ScopesrError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
+        if halo < self.card.halo:
+            log.warning("halo %d is smaller than the model's receptive-field radius %d: tile seams may "
+                        "appear (use halo='auto' for a seam-free result)", halo, self.card.halo)
+        return int(halo)
+
+    def _prepare(self, image: Any, axes: str | None) -> _Job:
+        if not isinstance(image, np.ndarray):
+            image = np.asarray(image)
+        check_dtype(image.dtype)
+        if image.size == 0 or image.ndim == 0:
+            raise ModelIOError(f"empty image (shape {tuple(image.shape)}): nothing to upscale")
+        axes = resolve_axes(image.shape, axes)
+        if axes.count("C") > 1:
+            raise ModelIOError(f"axes {axes!r}: at most one C axis")
+        has_c = "C" in axes
+        c = image.shape[axes.index("C")] if has_c else 1
+        cin = self.card.in_channels
+        if c == cin:
+            per_channel = False
+            c_out = self.card.out_channels
+        elif cin == 1 and self.card.out_channels == 1:
+            per_channel = True  # N-channel image through a 1-channel model: channel by channel
+            c_out = c
+        else:
+            raise ModelIOError(
+                f"image has {c} channel{'s' if c != 1 else ''}, model {self.card.name!r} takes {cin}; "
+                "pass an image with that many channels (or select/convert channels first)")
+        if c_out != 1 and not has_c:
+            raise ModelIOError(f"model {self.card.name!r} returns {c_out} channels from a 1-channel "
+                               "image; give the image a C axis (axes=...YXC)")
+        frame_axes = [i for i, a in enumerate(axes) if a not in "YXC"]
+        perm = frame_axes + [axes.index("Y"), axes.index("X")] + ([axes.index("C")] if has_c else [])
+        view = image.transpose(perm)
+        if not has_c:
+            view = view[..., None]
+        s = self.scale
+        out_shape = []
+        for i, a in enumerate(axes):
+            n = image.shape[i]
+            out_shape.append(n * s if a in "YX" else c_out if a == "C" else n)
+        # the output keeps the input dtype (float16/float64 are computed in float32)
+        return _Job(view, tuple(view.shape[:-3]), tuple(out_shape), tuple(perm), has_c, per_channel, c_out,
+                    np.dtype(image.dtype), axes)
+
+    def _bands(self, plane: np.ndarray, job: _Job, tile: int | None, halo: int, batch: int | None,
+               progress=None, plan=None) -> Iterator[tuple[int, np.ndarray]]:
+        _check_finite(plane)
+        stats = compute_stats(plane, self.card.normalisation)  # once per frame, never per tile
+        if plan is None:
+            plan = make_plan(self.backend, plane.shape[0], plane.shape[1], tile, halo)
+        b = int(batch) if batch is not None else self.backend.default_batch
+        if b < 1:
+            raise ScopesrError(f"batch must be >= 1, got {batch}")
+        return iter_bands(self.backend, plane, stats, plan, job.dtype, b, job.per_channel, progress)
+
+    # ------------------------------------------------------------------ public API
+    def upscale(self, image: Any, tile: int | None = None, halo: int | str = "auto",
+                batch: int | None = None, axes: str | None = None, out: np.ndarray | None = None,
+                progress: bool = False) -> np.ndarray:
+        """Upscale an image or a stack; returns an array with the input's axes order and dtype.
+
+        ``tile``: LR pixels (dynamic artifacts: the kept core, default 256; fixed-size ones: a
+        size from the card's ``tile_sizes``). ``halo``: ``"auto"`` = the card's receptive-field
+        radius (seam-free); smaller is allowed but may show seams. ``batch``: tiles per runtime
+        call. ``out``: a preallocated (possibly memory-mapped) array of the output shape.
+        """
+        halo = self._halo(halo)
+        job = self._prepare(image, axes)
+        if out is None:
+            out = np.empty(job.out_shape, dtype=job.dtype)
+        elif tuple(out.shape) != job.out_shape or out.dtype != job.dtype:
+            raise ModelIOError(f"out has shape {tuple(out.shape)} and dtype {out.dtype}; this image needs "
+                               f"{job.out_shape} {job.dtype}")
+        oview = out.transpose(job.out_perm)
+        if not job.has_c:
+            oview = oview[..., None]
+        h, w = job.view.shape[-3:-1]
+        plan = make_plan(self.backend, h, w, tile, halo)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=plan.n_tiles * max(1, math.prod(job.frame_shape)), unit="tile",
+                       desc=f"x{self.scale} {self.card.name}")
+        try:
+            for idx in np.ndindex(*job.frame_shape):
+                plane = job.view[idx]
+                dst = oview[idx]
+                for y0, band in self._bands(plane, job, tile, halo, batch, bar, plan):
+                    dst[y0:y0 + band.shape[0]] = band
+        finally:
+            if bar is not None:
+                bar.close()
+        if isinstance(out, np.memmap):
+            out.flush()
+        return out
+
+    def upscale_bands(self, image: Any, tile: int | None = None, halo: int | str = "auto",
+                      batch: int | None = None, axes: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Upscale one 2-D image (YX or YXC, may be an np.memmap) band by band.
+
+        Yields ``(hr_y0, band)`` top to bottom; each band is ``(bh, W*s[, C])`` in the output
+        dtype and the bands cover the output rows exactly once, in order. Memory stays at one
+        band (one row of tiles), whatever the image size: write bands straight to disk.
+        """
+        halo = self._halo(halo)
+        job = self._prepare(image, axes)
+        if job.frame_shape:
+            raise ModelIOError(f"upscale_bands takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
+                               "iterate over the frames of a stack")
+        for y0, band in self._bands(job.view, job, tile, halo, batch):
+            yield y0, (band if job.has_c else band[..., 0])
+
+    def stream(self, frames: Iterable[np.ndarray], roi: tuple[int, int, int, int] | None = None,
+               tile: int | None = None, halo: int | str = "auto") -> Iterator[StreamFrame]:
+        """Upscale a sequence of frames (camera, video, time-lapse), or one ROI of each.
+
+        ``roi = (x, y, w, h)`` in LR pixels. Each frame is normalised with its own statistics
+        (so exposure changes do not carry over). ``fps`` is a running figure: an exponential
+        moving average of the interval between results, which includes the time the caller
+        spends between frames (capture, display): the rate the loop actually achieves.
+        """
+        ema: float | None = None
+        last = None
+        for i, frame in enumerate(frames):
+            t0 = time.perf_counter()
+            frame = np.asarray(frame)
+            if roi is not None:
+                frame = crop_roi(frame, roi)
+            img = self.upscale(frame, tile=tile, halo=halo)
+            t1 = time.perf_counter()
+            latency = t1 - t0
+            interval = latency if last is None else t1 - last
+            last = t1
+            ema = interval if ema is None else 0.8 * ema + 0.2 * interval
+            yield StreamFrame(i, img, 1.0 / max(ema, 1e-9), latency)
+
+    def describe(self) -> dict[str, Any]:
+        c = self.card
+        return {
+            "name": c.name, "architecture": c.architecture, "scale": c.scale,
+            "in_channels": c.in_channels, "out_channels": c.out_channels, "halo": c.halo,
+            "format": c.format, "precision": c.precision, "layout": c.layout,
+            "normalisation": {"mode": c.normalisation.mode, "p_low": c.normalisation.p_low,
+                              "p_high": c.normalisation.p_high},
+            "degradation": c.degradation, "sha256": c.sha256,
+            "tile_sizes": list(self.backend.tile_sizes) if not self.backend.dynamic else None,
+            "default_tile": DEFAULT_TILE if self.backend.dynamic else max(self.backend.tile_sizes),
+            "metrics": c.metrics,
+            "backend": self.backend.describe(),
+        }
+
+    def __repr__(self) -> str:
+        return f"Upscaler({self.card.name!r}, x{self.scale}, backend={self.backend.name})"
+
+
+def crop_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """``frame[y:y+h, x:x+w]`` with a clear error when the ROI is not inside the frame."""
+    try:
+        x, y, w, h = (int(v) for v in roi)
+    except (TypeError, ValueError):
+        raise ModelIOError(f"roi must be (x, y, w, h) integers, got {roi!r}") from None
+    fh, fw = frame.shape[:2]
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > fw or y + h > fh:
+        raise ModelIOError(f"roi (x={x}, y={y}, w={w}, h={h}) is not inside the {fw}x{fh} frame")
+    return frame[y:y + h, x:x + w]
+
+
+# ---------------------------------------------------------------------------- load
+def load(path: str | os.PathLike = "default", backend: str = "auto", device: str = "auto",
+         verify: bool = True, **backend_opts: Any) -> Upscaler:
+    """Open an artifact (``.onnx``, ``.tflite``, ``.pt2``, ``.mlpackage``, or its ``.card.json``).
+
+    Reads and validates the card beside it and (``verify=True``) checks the artifact's
+    sha256. ``"default"`` is the bundled model in the format the installed runtime runs.
+    ``backend_opts``: ``num_threads`` (all), ``dtype`` and ``channels_last`` (torch),
+    ``compute_units`` (Core ML).
+    """
+    if isinstance(path, str) and path == "default":
+        p = _default_for(backend)
+    else:
+        p = Path(path)
+    if p.name.endswith(CARD_SUFFIX):  # a card: open the artifact it describes
+        card = ModelCard.read(p)
+        if not card.artifact:
+            raise CardError(f"{p}: the card does not name its artifact (field 'artifact')")
+        p = p.with_name(card.artifact)
+    if not p.exists():
+        raise ScopesrError(f"{p}: model file not found")
+    card = ModelCard.load(p, verify=verify)
+    want = FORMATS.get(p.suffix.lower())
+    if want is not None and card.format != want:
+        raise CardError(f"{card_path_for(p)}: field 'format' says {card.format!r} but {p.name} is a "
+                        f"{want} file")
+    be = open_backend(p, card, backend=backend, device=device, **backend_opts)
+    log.info("loaded %s with the %s backend", p, be.name)
+    return Upscaler(card, be)
