@@ -1,0 +1,249 @@
+"""``sr-upscale``: upscale images, folders and stacks with a scopesr model.
+
+A bad file never stops the batch: its problem is logged, the rest are processed, and the
+command exits non-zero with a summary naming each failed file. Outputs are written
+atomically and never over an input; large results stream to disk as BigTIFF.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from .errors import ImageError, ScopesrError
+from .io import (DEFAULT_MAX_PIXELS, Image, find_inputs, output_suffix, read_image, write_image,
+                 write_tiff_streaming)
+
+log = logging.getLogger("scopesr.sdk.cli")
+
+#: results with more output pixels than this (in millions) stream to disk strip by strip
+DEFAULT_STREAM_MPIX = 64.0
+
+EPILOG = """\b
+Formats: PNG, JPEG and TIFF in; multi-page TIFF stacks, time-lapses and ImageJ
+hyperstacks (axes T, Z, C, Y, X); 8-bit, 16-bit and float32; grey, RGB or N channels
+(a model with fewer channels runs channel by channel). Output keeps the input's dtype:
+OUTDIR/<stem>_x<scale>.png for 8-bit 2-D images, .tif for 16-bit, float and stacks.
+Results above --stream-above megapixels are written as BigTIFF strip by strip, so memory
+stays bounded whatever the image size.
+
+\b
+Examples:
+  sr-upscale cells.tif -o out/
+  sr-upscale raw/ stack.tif -o out/ --model student.onnx --tile 128 --compare
+"""
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+                        force=True)
+    if not verbose:  # tifffile warns loudly about every odd tag; our errors say what matters
+        logging.getLogger("tifffile").setLevel(logging.ERROR)
+
+
+def _parse_halo(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a number of LR pixels or 'auto'") from None
+    if n < 0:
+        raise click.BadParameter("must be >= 0")
+    return n
+
+
+def _out_pixels(img: Image, scale: int) -> int:
+    return int(np.prod(img.shape, dtype=np.int64)) * scale * scale
+
+
+def _can_stream(img: Image, in_channels: int) -> bool:
+    """Streaming goes plane by plane, each plane (H, W) or (H, W, C) with C last. A channel
+    axis before Y is fine only when the model takes one channel (planes are then channels)."""
+    yi = img.axes.index("Y")
+    if img.axes[yi:] not in ("YX", "YXC"):
+        return False
+    return "C" not in img.axes[:yi] or in_channels == 1
+
+
+def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_progress: bool) -> None:
+    """Upscale plane by plane, band by band, straight into a BigTIFF: the whole result is
+    never in memory (a 8192x8192 uint16 input makes a 2 GB output)."""
+    from tqdm import tqdm
+
+    s = upscaler.scale
+    yi = img.axes.index("Y")
+    lead = img.shape[:yi]
+    plane_axes = img.axes[yi:]
+    out_shape = tuple(lead) + tuple(d * s if a in "YX" else d for a, d in zip(plane_axes, img.shape[yi:]))
+    out_h = img.shape[yi] * s
+    n_planes = int(np.prod(lead, dtype=np.int64))
+    bar = tqdm(total=out_h * n_planes, unit="row", desc=f"  {img.path.name}", leave=False,
+               disable=not show_progress)
+
+    def bands() -> Iterator[np.ndarray]:
+        for idx in np.ndindex(*lead):
+            plane = img.array[idx] if idx else img.array
+            expected = 0
+            for y0, band in upscaler.upscale_bands(plane, axes=plane_axes, **opts):
+                if y0 != expected or band.dtype != img.dtype:
+                    raise ScopesrError(f"{img.path}: internal error: band at row {y0} ({band.dtype}), "
+                                       f"expected row {expected} ({img.dtype})")
+                expected += band.shape[0]
+                bar.update(band.shape[0])
+                yield band
+            if expected != out_h:
+                raise ScopesrError(f"{img.path}: internal error: bands covered {expected} of {out_h} rows")
+
+    try:
+        write_tiff_streaming(out, out_shape, img.dtype, img.axes, bands(), img.metadata, scale=s)
+    finally:
+        bar.close()
+
+
+def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], claimed: set[Path],
+                 opts: dict[str, Any], *, overwrite: bool = False, compare: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, stream_mpix: float = DEFAULT_STREAM_MPIX,
+                 show_progress: bool = False) -> Path:
+    """Upscale one file into ``outdir``; raises ScopesrError (naming the file) on any problem."""
+    img = read_image(path, max_pixels=max_pixels)
+    s = upscaler.scale
+    out = outdir / f"{path.stem}_x{s}{output_suffix(img.dtype, img.axes, img.format)}"
+    rout = out.resolve()
+    if rout in inputs:
+        raise ImageError(f"{path}: output {out} would overwrite an input; choose another -o folder")
+    if rout in claimed:
+        raise ImageError(f"{path}: output {out} is also the output of another input with the same "
+                         "name; upscale them into different folders")
+    if out.exists() and not overwrite:
+        raise ImageError(f"{path}: {out} exists; pass --overwrite to replace it")
+    claimed.add(rout)
+    t0 = time.perf_counter()
+    streamed = _out_pixels(img, s) > stream_mpix * 1e6 and _can_stream(img, upscaler.card.in_channels)
+    result = None
+    if streamed:
+        log.info("%s: %s %s -> streaming %s (BigTIFF)", path.name, img.axes, "x".join(map(str, img.shape)), out)
+        _stream(upscaler, img, out, opts, show_progress)
+    else:
+        result = upscaler.upscale(img.array, axes=img.axes, **opts)
+        if result.ndim != img.array.ndim or result.dtype != img.dtype:
+            raise ScopesrError(f"{path}: internal error: result {result.shape} {result.dtype} "
+                               f"does not match the input {img.shape} {img.dtype}")
+        write_image(out, result, img.axes, img.metadata, scale=s)
+    log.info("%s -> %s (%.2f s)", path.name, out, time.perf_counter() - t0)
+    if compare:
+        cmp = outdir / f"{path.stem}_compare.png"
+        if cmp.resolve() in inputs:
+            raise ImageError(f"{path}: {cmp} would overwrite an input; choose another -o folder")
+        from .compare import make_compare
+
+        if result is None:  # streamed: read the crop back from disk, memory-mapped
+            result = read_image(out, max_pixels=2**62, memmap=True, check_finite=False).array
+        make_compare(cmp, img.array, img.axes, result, s, title=upscaler.card.name)
+        log.info("%s -> %s", path.name, cmp)
+    return out
+
+
+def _load_model(model: str | None, backend: str, device: str) -> Any:
+    from . import load
+
+    if model is None:
+        try:
+            return load("default", backend=backend, device=device)
+        except ScopesrError as exc:
+            raise click.ClickException(f"cannot open the bundled default model ({exc}); pass --model PATH "
+                                       "(an .onnx/.tflite/.pt2/.mlpackage file with its .card.json)") from None
+    return load(model, backend=backend, device=device)
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the results (created if missing).")
+@click.option("--model", "model", default=None, metavar="PATH",
+              help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it. "
+                   "Default: the bundled default model.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "tflite", "coreml"]), default="auto",
+              show_default=True, help="Runtime; auto picks the best available for the artifact and device.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--tile", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Tile size in LR (input) pixels. Default: the model's default (fixed-size artifacts "
+                   "use the sizes their card lists). Tiles are seam-free: each is read with a halo.")
+@click.option("--halo", default="auto", show_default=True, metavar="N|auto",
+              help="Overlap around each tile, in LR pixels. auto = the model's receptive-field radius "
+                   "(from its card), which makes tiled output equal whole-image output.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Tiles per forward pass (larger helps GPUs). Default: the model's default.")
+@click.option("--compare", is_flag=True,
+              help="Also write OUTDIR/<stem>_compare.png: nearest | bicubic | model, labelled "
+                   "(middle plane of a stack; a centre crop of a huge image).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse inputs with more pixels than this (decompression-bomb guard).")
+@click.option("--stream-above", "stream_mpix", type=click.FloatRange(min=0), default=DEFAULT_STREAM_MPIX,
+              show_default=True, metavar="MPIX",
+              help="Stream results larger than this many megapixels to disk (BigTIFF, strip by strip).")
+@click.option("-v", "--verbose", count=True, help="More log output (debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
+def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str, device: str,
+         tile: int | None, halo: str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
+         stream_mpix: float, verbose: int, quiet: bool) -> None:
+    """Super-resolve microscopy images: IN may be image files, folders (their images,
+    sorted) or multi-page TIFF stacks."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    _setup_logging(verbose, quiet)
+    halo_v = _parse_halo(halo)
+    files = find_inputs(inputs)
+    if not files:
+        raise click.ClickException("no input images found")
+    try:
+        upscaler = _load_model(model, backend, device)
+    except ScopesrError as exc:
+        raise click.ClickException(str(exc)) from None
+    log.info("model %s: x%d, %d channel(s) in, halo %d",
+             upscaler.card.name, upscaler.scale, upscaler.card.in_channels, upscaler.card.halo)
+    outdir.mkdir(parents=True, exist_ok=True)
+    opts = {"tile": tile, "halo": halo_v, "batch": batch}
+    in_set = {f.resolve() for f in files}
+    claimed: set[Path] = set()
+    failed: list[tuple[Path, str]] = []
+    show = not quiet and sys.stderr.isatty()
+    with logging_redirect_tqdm():
+        for f in tqdm(files, unit="file", desc="sr-upscale", disable=not show or len(files) < 2):
+            try:
+                process_file(upscaler, f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare,
+                             max_pixels=max_pixels, stream_mpix=stream_mpix, show_progress=show)
+            except ScopesrError as exc:
+                msg = str(exc)
+                log.error("%s", msg if str(f) in msg else f"{f}: {msg}")
+                failed.append((f, msg))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken file must not end the batch
+                log.debug("%s", f, exc_info=True)
+                msg = f"{f}: unexpected error ({type(exc).__name__}: {exc}); rerun with -v for details"
+                log.error("%s", msg)
+                failed.append((f, msg))
+    done = len(files) - len(failed)
+    if failed:
+        click.echo(f"{len(failed)} of {len(files)} files failed:", err=True)
+        for f, msg in failed:
+            # messages start with the full path; the summary names the file once
+            short = msg[len(str(f)) + 2:] if msg.startswith(f"{f}: ") else msg
+            click.echo(f"  {f.name}: {short}", err=True)
+        sys.exit(1)
+    if not quiet:
+        click.echo(f"{done} file(s) upscaled x{upscaler.scale} into {outdir}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
