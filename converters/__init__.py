@@ -1,0 +1,8 @@
+"""scopesr.converters: PyTorch generator -> ONNX / TFLite / Core ML / .pt2 / bioimage.io, each
+proven against PyTorch on real image tiles (``sr-convert``)."""
+from .api import TARGETS, ConversionResult, card_for_module, check_tile_sizes, convert, parity_check
+from .errors import CalibrationError, ConversionError, ParityError
+from .parity import DEFAULT_TOLERANCES, ParityReport
+
+__all__ = ["convert", "ConversionResult", "TARGETS", "parity_check", "card_for_module", "check_tile_sizes",
+           "ConversionError", "CalibrationError", "ParityError", "ParityReport", "DEFAULT_TOLERANCES"]

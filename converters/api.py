@@ -1,0 +1,450 @@
+"""``convert()``: one PyTorch generator -> one artifact + its card, proven by a parity check.
+
+Flow: resolve the source (a trainer checkpoint with its card, or an ``nn.Module``), make
+real calibration tiles when quantising, export to a temporary file beside the output,
+run parity on it (real tiles, artifact vs PyTorch), move it into place atomically, then
+write the card (sha256 of the final bytes, parity report in ``extra``).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from scopesr.sdk.card import FORMATS, ModelCard, Normalisation, card_path_for, sha256_path
+from scopesr.sdk.errors import CardError
+
+from . import data as D
+from .errors import CalibrationError, ConversionError, ParityError
+from .parity import DEFAULT_TOLERANCES, ParityReport, evaluate_case, run_batched
+
+log = logging.getLogger(__name__)
+
+#: target -> (artifact suffix, precisions it supports, default precision)
+TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "onnx": (".onnx", ("fp32", "fp16", "int8"), "fp32"),
+    "tflite": (".tflite", ("fp32", "fp16", "int8"), "fp32"),
+    "coreml": (".mlpackage", ("fp32", "fp16", "int8"), "fp16"),
+    "torch": (".pt2", ("fp32",), "fp32"),
+    "bioimageio": (".zip", ("fp32",), "fp32"),
+}
+DEFAULT_TILE_SIZES = (64, 128, 256)
+CALIB_BUDGET_PX = 16 * 64 * 64  # calibration pixels per tile size (16 tiles of 64x64)
+PARITY_BUDGET_PX = 8 * 64 * 64
+DYNAMIC_PARITY_SIZES = ((64, 64), (48, 80))  # one square, one non-square: proves dynamic H/W
+
+
+@dataclass
+class ConversionResult:
+    """What ``convert`` made: the artifact, its card, and the parity report (None if not verified)."""
+
+    artifact: Path
+    card: ModelCard
+    card_path: Path
+    parity: ParityReport | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.parity is None or self.parity.passed
+
+
+# --------------------------------------------------------------------------- source
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("scopesr", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert",
+                "ai-edge-quantizer", "coremltools", "bioimageio.spec", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _infer_halo(module: Any) -> int:
+    try:
+        from scopesr.trainer import receptive_field_radius  # analytic, exact for our presets
+    except ImportError:
+        receptive_field_radius = None
+    if receptive_field_radius is not None:
+        try:
+            return int(receptive_field_radius(module))
+        except Exception as exc:  # unknown module shapes: fall back on the probe below
+            log.debug("receptive_field_radius failed (%s); probing by gradient", exc)
+    return probe_halo(module)
+
+
+def probe_halo(module: Any, in_channels: int | None = None, size: int = 97) -> int:
+    """Receptive-field radius in LR pixels, measured: the farthest input pixel whose
+    gradient reaches the centre output block (impulse-response probe, a few random inputs)."""
+    import torch
+
+    c = in_channels or _first_in_channels(module)
+    radius = 0
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        x = torch.rand(1, c, size, size, generator=g, requires_grad=True)
+        y = module(x)
+        s = y.shape[-1] // size
+        mid = size // 2
+        y[..., mid * s:(mid + 1) * s, mid * s:(mid + 1) * s].sum().backward()
+        nz = torch.nonzero(x.grad.abs().sum(dim=(0, 1)) > 0)
+        if len(nz):
+            radius = max(radius, int((nz - mid).abs().max()))
+    if radius >= size // 2:
+        log.warning("receptive field reaches the probe's border (%d px): halo may be larger", radius)
+    return radius
+
+
+def _first_in_channels(module: Any) -> int:
+    import torch
+
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            return int(m.in_channels)
+    raise ConversionError("cannot tell the model's input channels (no Conv2d); pass card=ModelCard(...)")
+
+
+def card_for_module(module: Any, name: str = "model", normalisation: Normalisation | None = None) -> ModelCard:
+    """A minimal card for a bare nn.Module: scale and channels measured, halo probed."""
+    import torch
+
+    cin = _first_in_channels(module)
+    with torch.no_grad():
+        y = module(torch.rand(1, cin, 16, 16))
+    if y.ndim != 4 or y.shape[-1] % 16 or y.shape[-2] % 16 or y.shape[-1] // 16 != y.shape[-2] // 16:
+        raise ConversionError(f"the model maps 1x{cin}x16x16 to {tuple(y.shape)}: not an integer-scale "
+                              "super-resolution network")
+    return ModelCard(name=name, architecture=type(module).__name__, scale=int(y.shape[-1] // 16),
+                     in_channels=cin, out_channels=int(y.shape[1]), halo=_infer_halo(module),
+                     format="safetensors", normalisation=normalisation or Normalisation())
+
+
+def load_source(source: Any, card: ModelCard | None = None) -> tuple[Any, ModelCard, str]:
+    """(module in eval mode on CPU fp32, source card, a label) from a checkpoint path or a module."""
+    import torch
+
+    if isinstance(source, torch.nn.Module):
+        module = copy.deepcopy(source).float().cpu().eval()
+        return module, card or card_for_module(module), type(source).__name__
+    path = Path(source)
+    if not path.exists():
+        raise ConversionError(f"{path}: no such checkpoint; pass the .safetensors written by sr-train")
+    if path.suffix != ".safetensors":
+        raise ConversionError(f"{path}: sr-convert reads trainer checkpoints (.safetensors with a "
+                              f".card.json beside them), not {path.suffix or 'a suffix-less file'}")
+    # the card first: a missing card or a corrupted checkpoint is caught with a clear message
+    src_card = ModelCard.load(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            list(fh.keys())
+    except Exception as exc:
+        raise ConversionError(f"{path}: not a readable safetensors checkpoint ({exc}); "
+                              "re-export it with sr-train or restore the original file") from None
+    try:
+        from scopesr.trainer import load_generator
+    except ImportError as exc:
+        raise ConversionError(f"building the model needs scopesr.trainer ({exc}); "
+                              'pip install "scopesr[train]"') from None
+    try:
+        module, loaded_card = load_generator(path)
+    except (CardError, ConversionError):
+        raise
+    except Exception as exc:
+        raise ConversionError(f"{path}: cannot build the generator from this checkpoint ({exc}); "
+                              "is it a generator saved by sr-train?") from exc
+    module = module.float().cpu().eval()
+    return module, card or loaded_card or src_card, path.name
+
+
+# --------------------------------------------------------------------------- options
+def check_tile_sizes(tile_sizes: Sequence[int] | None, halo: int, explicit: bool) -> tuple[list[int], list[str]]:
+    """Validate LR tile sizes against the halo: each tile must keep a centre.
+
+    A size <= 2*halo leaves nothing of a tile but halo: an error when the user asked for
+    it, silently dropped from the defaults. A size < 4*halo keeps under a quarter of each
+    tile: allowed, with a warning (slow: mostly halo).
+    """
+    sizes = sorted({int(t) for t in (tile_sizes or DEFAULT_TILE_SIZES)})
+    msgs: list[str] = []
+    if any(t < 8 for t in sizes):
+        raise ConversionError(f"tile sizes must be >= 8 LR pixels, got {sizes}")
+    too_small = [t for t in sizes if t <= 2 * halo]
+    if too_small:
+        if explicit:
+            raise ConversionError(
+                f"tile size(s) {too_small} smaller than twice the halo (2 x {halo} = {2 * halo} LR px): "
+                f"such tiles are all halo and keep no pixels; use --tile-sizes above {2 * halo}, "
+                f"e.g. {_round_up(2 * halo + 32)},{_round_up(4 * halo + 32)}")
+        sizes = [t for t in sizes if t > 2 * halo] or [_round_up(4 * halo + 32)]
+        msgs.append(f"default tile sizes adjusted to {sizes} for halo {halo}")
+    for t in sizes:
+        if t < 4 * halo:
+            keep = (t - 2 * halo) ** 2 / t ** 2
+            msgs.append(f"tile size {t} is mostly halo (halo {halo}): only {keep:.0%} of each tile is kept; "
+                        f"sizes >= {4 * halo} waste less compute")
+    return sizes, msgs
+
+
+def _round_up(v: int, m: int = 32) -> int:
+    return int(-(-v // m) * m)
+
+
+def default_output(source_label: str, source_path: Path | None, target: str, precision: str) -> Path:
+    stem = Path(source_label).stem if source_label else "model"
+    folder = source_path.parent if source_path is not None else Path.cwd()
+    suffix = TARGETS[target][0]
+    name = f"{stem}-bioimageio" if target == "bioimageio" else f"{stem}-{target}-{precision}"
+    return folder / (name + suffix)
+
+
+def resolve_output(out: str | os.PathLike | None, target: str, precision: str, source_label: str,
+                   source_path: Path | None) -> Path:
+    suffix = TARGETS[target][0]
+    if out is None:
+        return default_output(source_label, source_path, target, precision)
+    p = Path(out)
+    if p.is_dir() and p.suffix != suffix:
+        return p / default_output(source_label, None, target, precision).name
+    if p.suffix == "":
+        p = p.with_name(p.name + suffix)  # -o model -> model.onnx
+    elif p.suffix != suffix:
+        raise ConversionError(f"{p}: a {target} artifact must end in {suffix} (got {p.suffix}); "
+                              f"use -o {p.with_suffix(suffix).name} or leave the suffix out")
+    return p
+
+
+# --------------------------------------------------------------------------- tiles
+def _images(norm: Normalisation, channels: int, calibration: str | os.PathLike | None,
+            role: str) -> tuple[list[D.RealImage], str]:
+    if role == "calibration" and calibration is not None:
+        files = D.list_image_files(calibration)
+        return D.load_images(files, norm, channels, source=str(calibration)), str(calibration)
+    keys = D.CALIBRATION_SAMPLES if role == "calibration" else D.PARITY_SAMPLES
+    imgs = D.sample_images(keys, norm, channels)
+    return imgs, "scopesr.sdk.samples (" + ", ".join(sorted({i.name.split("[")[0] for i in imgs})) + ")"
+
+
+def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+    return run
+
+
+# --------------------------------------------------------------------------- convert
+def convert(source: Any, target: str, out: str | os.PathLike | None = None, precision: str | None = None,
+            tile_sizes: Sequence[int] | None = None, calibration: str | os.PathLike | None = None,
+            card: ModelCard | None = None, verify: bool = True,
+            tolerances: dict[str, float] | None = None, raise_on_failure: bool = False) -> ConversionResult:
+    """Convert a generator to ``target`` and prove the artifact against PyTorch.
+
+    ``source``: a ``.safetensors`` checkpoint from the trainer (its card beside it) or an
+    ``nn.Module`` (then ``card`` describes it; measured when omitted). ``tile_sizes``: LR
+    tile sizes of fixed-shape targets (TFLite; Core ML enumerates them when given).
+    ``calibration``: a folder of real images for int8 (default: the real samples shipped
+    by pip packages). ``verify``: run the parity check (a failure is recorded in the card
+    and in the result; ``raise_on_failure`` raises ParityError instead).
+    """
+    if target not in TARGETS:
+        raise ConversionError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    suffix, precisions, default_precision = TARGETS[target]
+    precision = precision or default_precision
+    if precision not in precisions:
+        raise ConversionError(f"target {target} supports precision {', '.join(precisions)}, not {precision!r}")
+    tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    if calibration is not None:
+        D.list_image_files(calibration)  # fail fast, before any slow export
+
+    import torch
+
+    src_path = None if isinstance(source, torch.nn.Module) else Path(source)
+    module, src_card, label = load_source(source, card)
+    out_path = resolve_output(out, target, precision, label if src_path is None else src_path.name, src_path)
+    _check_output_collision(out_path, src_path)
+
+    fixed = target == "tflite" or (target == "coreml" and tile_sizes is not None)
+    msgs: list[str] = []
+    sizes: list[int] | None = None
+    if fixed:
+        sizes, msgs = check_tile_sizes(tile_sizes, src_card.halo, explicit=tile_sizes is not None)
+    for m in msgs:
+        log.warning("%s", m)
+        warnings.warn(m, stacklevel=2)
+
+    # real tiles: calibration (int8) and parity (held-out images)
+    cal_tiles: dict[int, list[np.ndarray]] | None = None
+    cal_from = ""
+    if precision == "int8":
+        imgs, cal_from = _images(src_card.normalisation, src_card.in_channels, calibration, "calibration")
+        if calibration is None:
+            log.info("no --calibration folder: calibrating int8 on the real samples %s", cal_from)
+        cal_sizes = sizes or [64]
+        cal_tiles = {}
+        for n in cal_sizes:
+            ts = D.make_tiles(imgs, (n, n), src_card.scale, D.tiles_for_budget((n, n), CALIB_BUDGET_PX, 2, 16),
+                              with_hr=False)
+            cal_tiles[n] = list(ts.lr)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    tmp = tmp_dir / out_path.name
+    try:
+        extra = _export(target, module, src_card, tmp, precision, sizes, cal_tiles)
+        report = None
+        if verify:
+            report = parity_check(module, src_card, tmp, target, precision, sizes, tol)
+            if cal_from:
+                report.notes.append(f"int8 calibrated on {cal_from}")
+            report.notes.extend(msgs)
+            extra["parity"] = report.to_dict()
+        _replace(tmp, out_path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    new_card = _make_card(src_card, out_path, target, precision, sizes, extra, source_name=label)
+    card_file = card_path_for(out_path)
+    new_card.save(card_file)
+    result = ConversionResult(out_path, new_card, card_file, report, msgs)
+    if report is not None:
+        log.info("parity for %s:\n%s", out_path.name, report.table())
+        if not report.passed and raise_on_failure:
+            raise ParityError(f"{out_path}: parity check failed\n{report.table()}")
+    return result
+
+
+def _check_output_collision(out_path: Path, src_path: Path | None) -> None:
+    card_file = card_path_for(out_path)
+    if src_path is not None and (out_path.resolve() == src_path.resolve()
+                                 or card_file.resolve() == card_path_for(src_path).resolve()):
+        raise ConversionError(f"{out_path}: its card {card_file.name} would overwrite the source's card; "
+                              "choose another -o name (e.g. add the target or precision)")
+    if card_file.exists():
+        try:
+            other = ModelCard.read(card_file)
+        except CardError:
+            return
+        if other.artifact and other.artifact != out_path.name:
+            raise ConversionError(f"{out_path}: {card_file} already describes {other.artifact!r}; choose another "
+                                  "-o name so that each artifact keeps its own card")
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Atomic for files; for folders (.mlpackage) the old one is removed first."""
+    if tmp.is_dir():
+        if final.exists():
+            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        os.replace(tmp, final)
+    else:
+        os.replace(tmp, final)
+
+
+def _export(target: str, module: Any, card: ModelCard, tmp: Path, precision: str, sizes: list[int] | None,
+            cal_tiles: dict[int, list[np.ndarray]] | None) -> dict[str, Any]:
+    if target == "onnx":
+        from . import onnx_target
+
+        return onnx_target.export(module, card.in_channels, tmp, precision,
+                                  calibration=(cal_tiles or {}).get(64) if cal_tiles else None)
+    if target == "tflite":
+        from . import tflite_target
+
+        return tflite_target.export(module, card.in_channels, tmp, precision, sizes or [], cal_tiles)
+    if target == "torch":
+        from . import torch_target
+
+        return torch_target.export(module, card.in_channels, tmp)
+    if target == "coreml":
+        from . import coreml_target
+
+        return coreml_target.export(module, card, tmp, precision, sizes)
+    if target == "bioimageio":
+        from . import bioimageio_target
+
+        return bioimageio_target.export(module, card, tmp)
+    raise ConversionError(f"unknown target {target!r}")
+
+
+def _runners(target: str, path: Path, card: ModelCard,
+             sizes: list[int] | None) -> tuple[dict[str, tuple[tuple[int, int], Callable]], list[str]]:
+    """Artifact runners by case name -> ((h, w), fn NCHW->NCHW), plus notes."""
+    if target == "onnx":
+        from . import onnx_target
+
+        fn = onnx_target.make_runner(path)
+        return {f"{h}x{w}": ((h, w), fn) for h, w in DYNAMIC_PARITY_SIZES}, []
+    if target == "tflite":
+        from . import tflite_target
+
+        rs = tflite_target.make_runners(path)
+        missing = [n for n in (sizes or []) if n not in rs]
+        if missing:
+            raise ConversionError(f"{path}: signatures {['lr%d' % n for n in missing]} missing after conversion")
+        return {f"lr{n}": ((n, n), rs[n]) for n in sorted(rs)}, []
+    if target == "torch":
+        from . import torch_target
+
+        fn = torch_target.make_runner(path)
+        return {f"{h}x{w}": ((h, w), fn) for h, w in DYNAMIC_PARITY_SIZES}, []
+    if target == "bioimageio":
+        from . import bioimageio_target
+
+        return bioimageio_target.make_runners(path), []
+    if target == "coreml":
+        from . import coreml_target
+
+        return coreml_target.make_runners(path, card, sizes)
+    raise ConversionError(f"unknown target {target!r}")
+
+
+def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, precision: str,
+                 sizes: list[int] | None = None, tolerances: dict[str, float] | None = None) -> ParityReport:
+    """Run the artifact and the PyTorch model on the same real tiles; compare."""
+    tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    runners, notes = _runners(target, artifact, card, sizes)
+    imgs, src = _images(card.normalisation, card.in_channels, None, "parity")
+    report = ParityReport(artifact.name, target, precision, src, tolerances=tol, notes=list(notes))
+    ref = _torch_runner(module)
+    for case, ((h, w), fn) in runners.items():
+        n = D.tiles_for_budget((h, w), PARITY_BUDGET_PX, 2, 8)
+        tiles = D.make_tiles(imgs, (h, w), card.scale, n)
+        torch_out = run_batched(ref, tiles.lr)
+        try:
+            art_out = run_batched(fn, tiles.lr)
+        except Exception as exc:
+            raise ConversionError(f"{artifact.name}: running case {case} failed: {exc}") from exc
+        report.cases.append(evaluate_case(case, tiles, torch_out, art_out, precision, tol))
+    if not runners:
+        report.notes.append("no numeric parity on this platform")
+    return report
+
+
+def _make_card(src: ModelCard, out: Path, target: str, precision: str, sizes: list[int] | None,
+               extra: dict[str, Any], source_name: str) -> ModelCard:
+    fmt = FORMATS[TARGETS[target][0]]
+    layout = "NHWC" if target == "tflite" else "NCHW"
+    tile_sizes = list(sizes) if (sizes and target in ("tflite", "coreml")) else None
+    ex = {**extra, "source": {"file": source_name, "sha256": src.sha256, "format": src.format}}
+    return ModelCard(
+        name=out.name[: -len(out.suffix)], architecture=src.architecture, scale=src.scale,
+        in_channels=src.in_channels, out_channels=src.out_channels, halo=src.halo, format=fmt,
+        artifact=out.name, sha256=sha256_path(out), arch_args=dict(src.arch_args), layout=layout,
+        precision=precision, tile_sizes=tile_sizes, normalisation=copy.deepcopy(src.normalisation),
+        degradation=src.degradation, training=dict(src.training), metrics=dict(src.metrics),
+        versions={**_versions()}, extra=ex)

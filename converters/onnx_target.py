@@ -1,0 +1,129 @@
+"""ONNX: one self-contained file, dynamic H and W, fp32 / fp16 / int8 (QDQ).
+
+torch.onnx's dynamo exporter is used (the TorchScript one is deprecated and some
+downstream converters mis-size its nearest upsampling, see FINDINGS). fp16 keeps float32
+inputs and outputs (Cast nodes at the edges) so every caller feeds the same tensors;
+int8 is onnxruntime static QDQ quantisation calibrated on real image tiles.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ConversionError
+
+log = logging.getLogger(__name__)
+
+OPSET = 18  # >= 17 as required; 18 is what the dynamo exporter emits natively
+INPUT_NAME = "lr"
+OUTPUT_NAME = "hr"
+
+
+def export(module: Any, in_channels: int, path: Path, precision: str,
+           calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Write the ONNX artifact to ``path``; return card extras."""
+    import onnx
+    import torch
+    from torch.export import Dim
+
+    x = torch.rand(1, in_channels, 64, 64)
+    dyn = ({2: Dim("H", min=4, max=8192), 3: Dim("W", min=4, max=8192)},)
+    fp32_path = path if precision == "fp32" else path.with_name(path.name + ".fp32.onnx")
+    try:
+        prog = torch.onnx.export(module, (x,), dynamo=True, dynamic_shapes=dyn, opset_version=OPSET,
+                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                 external_data=False, verbose=False)
+        prog.save(str(fp32_path), external_data=False)
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"torch.onnx.export failed for this model: {exc}") from exc
+    extra: dict[str, Any] = {"opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME,
+                             "dynamic_axes": ["H", "W"], "io_dtype": "float32"}
+    try:
+        if precision == "fp16":
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            m16 = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+            _toposort(m16.graph)  # the converter appends its input Casts at the end
+            onnx.save(m16, str(path))
+            extra["fp16"] = "weights and compute fp16, float32 inputs/outputs (Cast at the edges)"
+        elif precision == "int8":
+            _quantize_int8(fp32_path, path, calibration or [])
+            extra["int8"] = ("onnxruntime static QDQ: per-channel int8 weights, uint8 activations, "
+                             "MinMax calibration on real tiles")
+        onnx.checker.check_model(str(path))
+    finally:
+        if fp32_path != path and fp32_path.exists():
+            fp32_path.unlink()
+    return extra
+
+
+def _toposort(graph: Any) -> None:
+    """Reorder graph.node so that every node comes after its producers (ONNX requires it)."""
+    nodes = list(graph.node)
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    ordered = []
+    while nodes:
+        rest = [n for n in nodes if not all(i in ready for i in n.input)]
+        done = [n for n in nodes if all(i in ready for i in n.input)]
+        if not done:
+            raise ConversionError("fp16 ONNX graph has a cycle or a dangling input")
+        for n in done:
+            ready.update(n.output)
+        ordered.extend(done)
+        nodes = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ConversionError("int8 ONNX needs calibration tiles (none were made)")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            t = next(self._it, None)
+            return None if t is None else {INPUT_NAME: t[None] if t.ndim == 3 else t}
+
+    pre = src.with_name(src.name + ".pre.onnx")
+    try:
+        # shape inference + folding first: onnxruntime's recommended path for static QDQ
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        quantize_static(str(pre), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True)
+    finally:
+        if pre.exists():
+            pre.unlink()
+        for f in dst.parent.glob("augmented_model*.onnx"):  # left behind by the calibrator
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+def make_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """An onnxruntime CPU session as a function NCHW -> NCHW."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = min(4, os.cpu_count() or 1)
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    return run

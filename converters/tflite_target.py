@@ -1,0 +1,134 @@
+"""TFLite (LiteRT): fixed tile sizes, one signature ``lr{N}`` per size, shared weights, NHWC I/O.
+
+Dynamic H/W does not work in TFLite for these models (the nearest-upsample size is frozen
+at conversion and a resized interpreter silently returns the wrong size; see FINDINGS), so
+the artifact holds one signature per LR tile size (the tensor size, halo included) and
+the SDK's tiler picks among them. Every parity run checks the output shape.
+fp16: weights cast to float16 (float compute). int8: ai-edge-quantizer static int8
+(weights and activations) calibrated per signature on real tiles; the model's inputs and
+outputs stay float32 so callers need no (de)quantisation of their own.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ConversionError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "args_0"  # litert-torch's names for the first positional input / output
+OUTPUT_NAME = "output_0"
+
+
+def signature_name(n: int) -> str:
+    return f"lr{n}"
+
+
+def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes: list[int],
+           calibration: dict[int, list[np.ndarray]] | None = None) -> dict[str, Any]:
+    """Write the .tflite to ``path``; return card extras (signatures, io dtype, recipe)."""
+    import os
+
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # its progress lines drown the report
+    import litert_torch
+    import torch
+
+    # NHWC at the model's edges (what TFLite runtimes and camera frames use); the
+    # transposes fold into the graph.
+    wrapper = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]).eval()
+    conv = None
+    for n in tile_sizes:
+        x = torch.zeros(1, n, n, in_channels)
+        conv = (litert_torch.signature(signature_name(n), wrapper, (x,)) if conv is None
+                else conv.signature(signature_name(n), wrapper, (x,)))
+    try:
+        edge = conv.convert()
+    except Exception as exc:
+        raise ConversionError(f"litert-torch conversion failed for this model: {exc}") from exc
+    float_path = path if precision == "fp32" else path.with_name(path.name + ".float.tflite")
+    edge.export(str(float_path))
+    extra: dict[str, Any] = {
+        "signatures": {signature_name(n): {"input": INPUT_NAME, "output": OUTPUT_NAME,
+                                            "input_shape": [1, n, n, in_channels]} for n in tile_sizes},
+        "io_dtype": "float32",
+    }
+    try:
+        if precision == "fp16":
+            _quantize(float_path, path, _fp16_recipe(), None)
+            extra["fp16"] = "weights stored as float16, float32 compute and I/O (ai-edge-quantizer FLOAT_CASTING)"
+        elif precision == "int8":
+            if not calibration:
+                raise ConversionError("int8 TFLite needs calibration tiles (none were made)")
+            data = {signature_name(n): [{INPUT_NAME: t[None].transpose(0, 2, 3, 1).copy()} for t in tiles]
+                    for n, tiles in calibration.items()}
+            _quantize(float_path, path, _int8_recipe(), data)
+            extra["int8"] = ("ai-edge-quantizer static int8: int8 per-channel weights, int8 activations "
+                             "(MinMax calibration on real tiles, per signature), float32 inputs/outputs")
+    finally:
+        if float_path != path and float_path.exists():
+            float_path.unlink()
+    return extra
+
+
+def _fp16_recipe() -> list[dict[str, Any]]:
+    from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_quantization_config(
+        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        op_config=qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+            compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True),
+        algorithm_key=AlgorithmName.FLOAT_CASTING)
+    return rm.get_quantization_recipe()
+
+
+def _int8_recipe() -> list[dict[str, Any]]:
+    from ai_edge_quantizer import qtyping, recipe, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    rm = recipe_manager.RecipeManager()
+    rm.load_quantization_recipe(recipe.static_wi8_ai8())
+    # float32 model inputs/outputs: the quantise/dequantise happens inside the graph
+    for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+        rm.add_quantization_config(regex=".*", operation_name=op, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    return rm.get_quantization_recipe()
+
+
+def _quantize(src: Path, dst: Path, rec: list[dict[str, Any]],
+              calibration: dict[str, list[dict[str, np.ndarray]]] | None) -> None:
+    from ai_edge_quantizer import quantizer
+
+    q = quantizer.Quantizer(str(src), rec)
+    try:
+        result = q.calibrate(calibration) if q.need_calibration else None
+        out = q.quantize(result, enable_progress_report=False)
+    except Exception as exc:
+        raise ConversionError(f"ai-edge-quantizer failed: {exc}") from exc
+    dst.write_bytes(bytes(out.quantized_model))
+
+
+def make_runners(path: Path) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
+    """One function NCHW -> NCHW per signature, by tile size, run in ai-edge-litert."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=2)
+    runners: dict[int, Callable[[np.ndarray], np.ndarray]] = {}
+    for sig in interp.get_signature_list():
+        if not sig.startswith("lr"):
+            continue
+        runner = interp.get_signature_runner(sig)
+        in_name = next(iter(runner.get_input_details()))
+        out_name = next(iter(runner.get_output_details()))
+
+        def run(x: np.ndarray, runner=runner, in_name=in_name, out_name=out_name) -> np.ndarray:
+            y = runner(**{in_name: np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)})[out_name]
+            return np.asarray(y).transpose(0, 3, 1, 2)
+
+        runners[int(sig[2:])] = run
+    return runners
