@@ -1,0 +1,205 @@
+"""Seam-free tiling: tiled == whole-image inference, with real ONNX Runtime / TFLite sessions.
+
+All torch-free (marked edge): they run on the committed tiny artifacts in tests/fixtures.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scopesr.sdk as sr
+from scopesr.sdk.tiling import Span, plan_axis
+
+pytestmark = pytest.mark.edge
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+HALO = 4  # the tiny fixture's receptive-field radius (from its card; checked below)
+
+# sizes that are multiples of nothing in particular, smaller than a tile, and 1-pixel strips
+SIZES = [(1, 1), (1, 57), (57, 1), (2, 3), (5, 70), (31, 33), (40, 40), (65, 63), (100, 37), (129, 97)]
+
+
+@pytest.fixture(scope="module")
+def onnx_up():
+    return sr.load(FIX / "tiny_x4.onnx")
+
+
+@pytest.fixture(scope="module")
+def tfl_up():
+    return sr.load(FIX / "tiny_x4_fixed.tflite")
+
+
+def rand_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed + 31 * h + w).random((h, w), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------- the plan
+def _check_partition(spans: list[Span], n: int, tile: int, halo: int, fixed: bool) -> None:
+    assert spans[0].keep0 == 0 and spans[-1].keep1 == n
+    for a, b in zip(spans, spans[1:]):
+        assert a.keep1 == b.keep0  # kept regions partition [0, n), in order
+    for s in spans:
+        assert 0 <= s.read0 <= s.keep0 < s.keep1 <= s.read1 <= n  # inside the image, keep inside read
+        # every kept pixel has a full halo of real context, except where the image border is
+        assert s.read0 == 0 or s.keep0 - s.read0 >= halo
+        assert s.read1 == n or s.read1 - s.keep1 >= halo
+        if fixed:
+            assert s.length == tile  # every read (plus padding) is exactly the fixed size
+            assert s.pad == 0 or (len(spans) == 1 and n < tile)
+        else:
+            assert s.pad == 0 and s.read1 - s.read0 <= tile + 2 * halo
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 17, 31, 32, 33, 48, 49, 100, 255, 257, 1000])
+@pytest.mark.parametrize("tile,halo", [(1, 0), (8, 4), (16, 2), (32, 4), (256, 10)])
+def test_plan_dynamic_partitions_axis(n, tile, halo):
+    spans = plan_axis(n, tile, halo, fixed=False)
+    _check_partition(spans, n, tile, halo, fixed=False)
+    if n > tile:  # the last tile moved back flush with the border: same read size as the others
+        assert spans[-1].read1 == n and spans[-1].keep1 - spans[-1].keep0 <= tile
+
+
+@pytest.mark.parametrize("n", [1, 5, 31, 32, 33, 47, 48, 49, 95, 96, 97, 500])
+@pytest.mark.parametrize("tile,halo", [(32, 4), (48, 4), (48, 10), (32, 15)])
+def test_plan_fixed_partitions_axis(n, tile, halo):
+    _check_partition(plan_axis(n, tile, halo, fixed=True), n, tile, halo, fixed=True)
+
+
+def test_plan_rejects_tile_without_centre():
+    with pytest.raises(sr.ScopesrError, match="no centre"):
+        plan_axis(100, 8, 4, fixed=True)
+
+
+# ---------------------------------------------------------------------------- tiled == whole
+def test_card_halo_is_the_fixture_radius(onnx_up):
+    assert onnx_up.card.halo == HALO
+
+
+def test_whole_image_path_is_plain_inference(onnx_up):
+    """The single-tile path is exactly: percentile-normalise, run the session, map back."""
+    import onnxruntime as ort
+
+    img = rand_image(37, 29)
+    lo, hi = np.percentile(img, [0.1, 99.9])
+    sess = ort.InferenceSession(str(FIX / "tiny_x4.onnx"), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"lr": ((img - lo) / (hi - lo)).astype(np.float32)[None, None]})[0][0, 0]
+    ref = y * (hi - lo) + lo
+    got = onnx_up.upscale(img, tile=1000)
+    assert got.shape == (148, 116) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_tiled_equals_whole_image(onnx_up, h, w):
+    img = rand_image(h, w)
+    whole = onnx_up.upscale(img, tile=max(h, w))
+    assert whole.shape == (4 * h, 4 * w)
+    for tile in (1, 5, 16, 32):
+        for halo in ("auto", 6):
+            for batch in (1, 3):
+                tiled = onnx_up.upscale(img, tile=tile, halo=halo, batch=batch)
+                np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0,
+                                           err_msg=f"{h}x{w} tile={tile} halo={halo} batch={batch}")
+
+
+def test_tiled_equals_whole_rgb_uint16():
+    up = sr.load(FIX / "tiny_x4_rgb.onnx")
+    img = (np.random.default_rng(3).random((53, 71, 3)) * 50000).astype(np.uint16)
+    whole = up.upscale(img, tile=100)
+    tiled = up.upscale(img, tile=16)
+    assert tiled.dtype == np.uint16 and tiled.shape == (212, 284, 3)
+    # integers: identical except where float rounding lands on either side of .5
+    assert np.abs(tiled.astype(np.int64) - whole).max() <= 1
+
+
+def test_halo_smaller_than_receptive_field_shows_seams(onnx_up, caplog):
+    """Proves the comparison above can fail: too small a halo gives visible differences."""
+    img = rand_image(64, 64)
+    whole = onnx_up.upscale(img, tile=64)
+    with caplog.at_level(logging.WARNING):
+        seamy = onnx_up.upscale(img, tile=16, halo=1)
+    assert "seams may appear" in caplog.text
+    err = np.abs(seamy - whole)
+    assert err.max() > 1e-2
+    # and the differences sit only at the tile borders: within radius-halo = 3 LR pixels of
+    # a seam (multiples of 16); everything further in is still exact
+    lr = np.arange(64)
+    near = np.isin(lr % 16, [0, 1, 2, 13, 14, 15]) & (lr >= 3) & (lr < 61)
+    far = np.repeat(~near, 4)
+    assert err[np.ix_(far, far)].max() < 1e-5
+    assert err[np.repeat(near, 4)].max() > 1e-2
+
+
+def test_default_tile_is_256(onnx_up):
+    img = rand_image(300, 20)
+    np.testing.assert_allclose(onnx_up.upscale(img), onnx_up.upscale(img, tile=300), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------- fixed-size TFLite
+@pytest.mark.parametrize("h,w", [(48, 48), (49, 50), (50, 77), (97, 130), (130, 49)])
+@pytest.mark.parametrize("tile", [32, 48, None])
+def test_fixed_tflite_matches_onnx_through_tiler(onnx_up, tfl_up, h, w, tile):
+    """Same weights in two runtimes: the fixed-size tiler reproduces whole-image ONNX.
+
+    Tolerance 1e-5: both are fp32 with the same weights, so they differ only in summation
+    order (XNNPACK vs MLAS), measured ~1.5e-7 here; a misplaced tile or a missing halo
+    gives errors > 1e-2 (see the seam test), far above it.
+    """
+    img = rand_image(h, w, seed=5)
+    ref = onnx_up.upscale(img, tile=max(h, w))
+    got = tfl_up.upscale(img, tile=tile)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("h,w", [(20, 20), (1, 60), (60, 7), (1, 1)])
+def test_fixed_tflite_pads_only_small_axes(onnx_up, tfl_up, h, w):
+    """Smaller than the fixed size: padded after the image and cropped; pixels farther than
+    the halo from the padded (bottom/right) edge still equal whole-image inference."""
+    img = rand_image(h, w, seed=9)
+    got = tfl_up.upscale(img)
+    assert got.shape == (4 * h, 4 * w)
+    ref = onnx_up.upscale(img)
+    ph = 4 * (h - HALO) if h < 32 else 4 * h
+    pw = 4 * (w - HALO) if w < 32 else 4 * w
+    if ph > 0 and pw > 0:
+        np.testing.assert_allclose(got[:ph, :pw], ref[:ph, :pw], atol=1e-5, rtol=0)
+
+
+def test_fixed_tflite_rejects_unlisted_tile(tfl_up):
+    with pytest.raises(sr.ScopesrError, match=r"one of \[32, 48\]"):
+        tfl_up.upscale(rand_image(64, 64), tile=40)
+
+
+# ---------------------------------------------------------------------------- memmap and bands
+def test_memmap_in_and_out(onnx_up, tmp_path):
+    img = rand_image(90, 70)
+    src = np.memmap(tmp_path / "in.raw", dtype=np.float32, mode="w+", shape=img.shape)
+    src[:] = img
+    src.flush()
+    src = np.memmap(tmp_path / "in.raw", dtype=np.float32, mode="r", shape=img.shape)
+    dst = np.memmap(tmp_path / "out.raw", dtype=np.float32, mode="w+", shape=(360, 280))
+    res = onnx_up.upscale(src, tile=32, out=dst)
+    assert res is dst
+    back = np.fromfile(tmp_path / "out.raw", dtype=np.float32).reshape(360, 280)
+    np.testing.assert_allclose(back, onnx_up.upscale(img, tile=90), atol=1e-5, rtol=0)
+
+
+def test_bands_cover_output_once_in_order(onnx_up):
+    img = (rand_image(75, 41) * 60000).astype(np.uint16)
+    full = onnx_up.upscale(img, tile=16)
+    y = 0
+    parts = []
+    for y0, band in onnx_up.upscale_bands(img, tile=16):
+        assert y0 == y and band.dtype == np.uint16 and band.shape[1] == 164 and band.ndim == 2
+        y += band.shape[0]
+        parts.append(band)
+    assert y == 300
+    np.testing.assert_array_equal(np.concatenate(parts), full)
+
+
+def test_bands_reject_stacks(onnx_up):
+    with pytest.raises(sr.ModelIOError, match="one 2-D image"):
+        next(onnx_up.upscale_bands(np.zeros((6, 20, 20), np.uint8)))
