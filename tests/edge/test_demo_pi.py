@@ -1,0 +1,239 @@
+"""demo_pi/run.py, torch-free: headless on the real fluorescence time-lapse, 16-bit frames,
+folder sources, Ctrl-C, the picamera2 hint, and the live window under Xvfb.
+
+The demo runs as a subprocess of this interpreter (in `make test` also the torch-free
+.venv-edge), on the bundled default student when present, else the tiny fixtures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_models import ROOT, default_models, model_for
+
+pytestmark = pytest.mark.edge
+
+RUN = ROOT / "demo_pi" / "run.py"
+SCALE = 4
+
+
+def demo(*args: str, timeout: int = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    e.update(env or {})
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+def final_fps(stdout: str) -> float:
+    last = stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"fps: (\d+(?:\.\d+)?)", last)
+    assert m, f"the last line must be 'fps: X', got {last!r}"
+    return float(m.group(1))
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        a = np.asarray(im)
+        return a.astype(np.uint16) if im.mode.startswith("I;16") else a
+
+
+def resizes(lr: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """What a plain resize of the LR ROI gives (float, for comparison)."""
+    f = Image.fromarray(lr.astype(np.float32), mode="F")
+    return {name: np.asarray(f.resize(size, m)) for name, m in
+            (("nearest", Image.NEAREST), ("bilinear", Image.BILINEAR), ("bicubic", Image.BICUBIC),
+             ("lanczos", Image.LANCZOS))}
+
+
+def model_or_skip(backend: str) -> Path:
+    m = model_for(backend)
+    if m is None:
+        pytest.skip(f"no {backend} model: neither the bundled default nor tests/fixtures/tiny_x4*")
+    return m
+
+
+@pytest.fixture(scope="module")
+def timelapse(real_image) -> tuple[Path, np.ndarray]:
+    import tifffile
+
+    p = real_image("napari-timelapse")
+    return p, tifffile.imread(p)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_headless_real_timelapse_is_super_resolved(backend: str, timelapse, tmp_path: Path) -> None:
+    path, stack = timelapse
+    model = model_or_skip(backend)
+    n = 6
+    r = demo("--source", str(path), "--model", str(model), "--backend", backend,
+             "--headless", "--out", str(tmp_path), "--frames", str(n))
+    assert r.returncode == 0, r.stderr
+    assert final_fps(r.stdout) > 0
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["frames"] == n and summary["backend"] == backend and not summary["interrupted"]
+    assert (tmp_path / "demo.gif").exists()
+    with Image.open(tmp_path / "demo.gif") as gif:
+        assert gif.n_frames == n
+        assert gif.size == (2 * 64 * SCALE + 4, 64 * SCALE)  # nearest | gap | SR
+
+    h, w = stack.shape[1:]
+    y0, x0 = (h - 64) // 2, (w - 64) // 2  # the default ROI: centred 64x64 LR, as in the paper
+    for rec in summary["frames_written"]:
+        lr = read_png(tmp_path / "frames" / rec["lr"])
+        sr = read_png(tmp_path / "frames" / rec["sr"])
+        assert lr.dtype == sr.dtype == stack.dtype
+        np.testing.assert_array_equal(lr, stack[rec["index"], y0:y0 + 64, x0:x0 + 64])
+        assert sr.shape == (64 * SCALE, 64 * SCALE)
+        # Not just a resize of the input: far from every plain interpolation of the LR ROI.
+        for name, up in resizes(lr, (64 * SCALE, 64 * SCALE)).items():
+            diff = float(np.abs(sr.astype(np.float32) - up).mean())
+            assert diff > 0.5, f"frame {rec['index']}: SR is within {diff:.2f} grey levels of a {name} resize"
+        # ...yet the same picture: the SR, shrunk back, matches the LR ROI closely (a trained
+        # model; the tiny fixtures have random weights and only a nearest anchor).
+        if default_models():
+            back = np.asarray(Image.fromarray(sr.astype(np.float32), mode="F").resize((64, 64), Image.BICUBIC))
+            assert np.abs(back - lr).mean() < 8.0
+
+
+def test_sixteen_bit_stack_stays_sixteen_bit(real_image, tmp_path: Path) -> None:
+    """A real 16-bit confocal z-stack, full frame: frames come back uint16, 4x larger."""
+    import tifffile
+
+    path = real_image("napari-nuclei")
+    stack = tifffile.imread(path)
+    assert stack.dtype == np.uint16
+    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--full",
+             "--headless", "--out", str(tmp_path), "--frames", "2", "--video", "gif")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run.json").read_text())
+    for rec in summary["frames_written"]:
+        sr = read_png(tmp_path / "frames" / rec["sr"])
+        assert sr.dtype == np.uint16 and sr.shape == (stack.shape[1] * SCALE, stack.shape[2] * SCALE)
+        assert sr.max() > 255  # real 16-bit values, not squeezed into 8 bits
+    assert final_fps(r.stdout) > 0
+
+
+def test_folder_source_with_explicit_roi(timelapse, tmp_path: Path) -> None:
+    _, stack = timelapse
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in (10, 2, 1):  # natural order: img1, img2, img10
+        Image.fromarray(stack[i]).save(src / f"img{i}.png")
+    out = tmp_path / "out"
+    r = demo("--source", str(src), "--model", str(model_or_skip("tflite")), "--roi", "300,20,40,24",
+             "--headless", "--out", str(out), "--video", "none")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["frames"] == 3
+    for rec, i in zip(summary["frames_written"], (1, 2, 10)):
+        lr = read_png(out / "frames" / rec["lr"])
+        np.testing.assert_array_equal(lr, stack[i, 20:44, 300:340])
+        assert read_png(out / "frames" / rec["sr"]).shape == (24 * SCALE, 40 * SCALE)
+
+
+def test_ctrl_c_ends_cleanly(timelapse, tmp_path: Path) -> None:
+    """SIGINT mid-run (a looping source that never ends): exit 0, outputs finished, fps line."""
+    path, _ = timelapse
+    p = subprocess.Popen([sys.executable, str(RUN), "--source", str(path), "--loop",
+                          "--model", str(model_or_skip("onnx")), "--headless", "--out", str(tmp_path),
+                          "--video", "gif"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "frames" / "sr_00005.png").exists():
+            assert p.poll() is None, p.communicate()
+            assert time.time() < deadline, "no frames written within 60 s"
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "Traceback" not in err
+    assert final_fps(out) > 0
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["interrupted"] and summary["frames"] >= 6
+    with Image.open(tmp_path / "demo.gif") as gif:
+        assert gif.n_frames >= 6
+
+
+def test_picamera2_missing_says_how_to_install() -> None:
+    r = demo("--source", "picamera2", "--model", str(model_or_skip("onnx")), "--headless", "--out", "/nonexistent")
+    assert r.returncode == 1
+    assert "sudo apt install python3-picamera2" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_no_display_says_what_to_do(timelapse) -> None:
+    path, _ = timelapse
+    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--frames", "1",
+             env={"DISPLAY": ""})
+    assert r.returncode == 1
+    assert "--headless" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- the window
+@pytest.fixture()
+def xvfb():
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        pytest.skip("Xvfb not installed (apt-get install xvfb; `make test` runs tools/apt-deps.sh)")
+    try:
+        import tkinter  # noqa: F401
+    except ImportError:
+        pytest.skip("this Python has no Tkinter (Debian: apt-get install python3-tk)")
+    r_fd, w_fd = os.pipe()
+    # -displayfd: the server picks a free display number and writes it to the pipe
+    proc = subprocess.Popen([exe, "-displayfd", str(w_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(w_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w_fd)
+    try:
+        with os.fdopen(r_fd) as fh:
+            num = fh.readline().strip()
+        assert num.isdigit(), "Xvfb did not report a display number"
+        yield f":{num}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_window_shows_nearest_and_sr_panes_under_xvfb(xvfb: str, timelapse, tmp_path: Path) -> None:
+    path, _ = timelapse
+    shot = tmp_path / "shot.png"
+    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--frames", "12",
+             "--screenshot", str(shot), env={"DISPLAY": xvfb})
+    assert r.returncode == 0, r.stderr
+    assert final_fps(r.stdout) > 0
+    # A grab of the X server's screen (not the demo's own buffer) over the panes.
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(np.int32)
+    pane = 64 * SCALE
+    assert img.shape == (pane, 2 * pane + 4, 3)
+    grey = img.mean(axis=2)
+    body = slice(24, pane)  # below the labels
+    near, sr = grey[body, :pane], grey[body, pane + 4:]
+    assert near.std() > 5 and sr.std() > 5, "a pane is empty"
+
+    def blockiness(a: np.ndarray) -> float:
+        # nearest x4: pixels inside each 4x4 block are equal; SR varies inside blocks
+        h = a.shape[0] // SCALE * SCALE
+        b = a[:h].reshape(h // SCALE, SCALE, -1, SCALE)
+        return float(b.std(axis=(1, 3)).mean())
+
+    assert blockiness(near) < 0.5, "the left pane should be the nearest-neighbour upscale"
+    assert blockiness(sr) > 1.0, "the right pane should be the SR result, not blocks"
+    assert np.abs(near - sr).mean() > 1.0
+    # the FPS overlay: yellow text in the SR pane's top-right corner
+    corner = img[:22, -110:]
+    yellow = (corner[..., 0] > 180) & (corner[..., 1] > 180) & (corner[..., 2] < 100)
+    assert yellow.sum() > 20, "no FPS overlay"
