@@ -1,0 +1,201 @@
+"""Backends: real ONNX Runtime / TFLite interpreters on the committed fixtures; torch (.pt2)
+where torch is installed; missing runtimes simulated by making their import fail."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scopesr.sdk as sr
+from scopesr.sdk.backends import open_backend
+from scopesr.sdk.card import ModelCard, card_path_for, sha256_path
+
+pytestmark = pytest.mark.edge
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def x_nchw(n: int, h: int, w: int, c: int = 1, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, c, h, w), dtype=np.float32)
+
+
+def test_onnx_backend_runs_any_size_and_batch():
+    card = ModelCard.load(FIX / "tiny_x4.onnx")
+    be = open_backend(FIX / "tiny_x4.onnx", card, num_threads=1)
+    assert be.name == "onnx" and be.dynamic
+    for shape in [(1, 1, 1), (3, 5, 9), (2, 33, 17)]:
+        y = be.run(x_nchw(*shape))
+        assert y.shape == (shape[0], 1, 4 * shape[1], 4 * shape[2]) and y.dtype == np.float32
+    # batching does not change results
+    x = x_nchw(3, 12, 10)
+    np.testing.assert_allclose(be.run(x)[1:2], be.run(x[1:2]), atol=1e-6)
+    d = be.describe()
+    assert d["backend"] == "onnx" and d["device"] == "cpu" and d["num_threads"] == 1
+
+
+def test_onnx_backend_wrong_channels():
+    card = ModelCard.load(FIX / "tiny_x4.onnx")
+    be = open_backend(FIX / "tiny_x4.onnx", card)
+    with pytest.raises(sr.ModelIOError, match=r"expected input \(N, 1, h, w\)"):
+        be.run(x_nchw(1, 8, 8, c=3))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is not None
+                    and "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+                    reason="a CUDA onnxruntime is installed")
+def test_onnx_cuda_request_without_cuda_is_clear():
+    card = ModelCard.load(FIX / "tiny_x4.onnx")
+    with pytest.raises(sr.BackendUnavailable, match="onnxruntime-gpu"):
+        open_backend(FIX / "tiny_x4.onnx", card, device="cuda")
+
+
+def test_tflite_backend_fixed_sizes_and_nhwc():
+    card = ModelCard.load(FIX / "tiny_x4_fixed.tflite")
+    be = open_backend(FIX / "tiny_x4_fixed.tflite", card, num_threads=1)
+    assert be.name == "tflite" and not be.dynamic and be.tile_sizes == (32, 48)
+    onnx = open_backend(FIX / "tiny_x4.onnx", ModelCard.load(FIX / "tiny_x4.onnx"))
+    for n in (32, 48):
+        x = x_nchw(2, n, n, seed=n)
+        y = be.run(x)  # NCHW in and out although the file is NHWC
+        assert y.shape == (2, 1, 4 * n, 4 * n)
+        np.testing.assert_allclose(y, onnx.run(x), atol=1e-5)
+    with pytest.raises(sr.ModelIOError, match=r"\[32, 48\] square tiles, got 40x40"):
+        be.run(x_nchw(1, 40, 40))
+    assert be.describe()["runtime"] in ("ai-edge-litert", "tflite-runtime", "tensorflow")
+
+
+def _lying_copy(tmp_path: Path, name: str, **changes) -> Path:
+    """Copy a fixture with a card that misdescribes it (but a valid sha256)."""
+    src = FIX / name
+    dst = tmp_path / name
+    shutil.copy(src, dst)
+    card = dataclasses.replace(ModelCard.load(src), **changes)
+    card.sha256 = sha256_path(dst)
+    card.save(card_path_for(dst))
+    return dst
+
+
+@pytest.mark.parametrize("name", ["tiny_x4.onnx", "tiny_x4_fixed.tflite"])
+def test_output_shape_is_always_checked(tmp_path, name):
+    """A card that says x2 for an x4 file: the runtime's output shape gives it away."""
+    p = _lying_copy(tmp_path, name, scale=2)
+    up = sr.load(p)
+    with pytest.raises(sr.ScopesrError, match=rf"{name}.*expected \(1, 1, 64, 64\)"):
+        up.backend.run(x_nchw(1, 32, 32))
+
+
+def test_tflite_card_size_without_signature(tmp_path):
+    p = _lying_copy(tmp_path, "tiny_x4_fixed.tflite", tile_sizes=[32, 64])
+    with pytest.raises(sr.CardError, match="no signature 'lr64'"):
+        sr.load(p)
+
+
+def test_backend_must_fit_the_artifact():
+    with pytest.raises(sr.ScopesrError, match="tflite backend cannot run a .onnx"):
+        sr.load(FIX / "tiny_x4.onnx", backend="tflite")
+    with pytest.raises(sr.ScopesrError, match="not one of"):
+        sr.load(FIX / "tiny_x4.onnx", backend="tensorrt")
+    with pytest.raises(sr.ScopesrError, match="does not take option"):
+        sr.load(FIX / "tiny_x4.onnx", dtype="bf16")
+
+
+def test_safetensors_is_not_a_runtime_artifact(tmp_path):
+    p = tmp_path / "w.safetensors"
+    p.write_bytes(b"x")
+    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="safetensors",
+                               artifact="w.safetensors", sha256=sha256_path(p))
+    card.save(card_path_for(p))
+    with pytest.raises(sr.ScopesrError, match="sr-convert --target onnx"):
+        sr.load(p)
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
+def test_coreml_elsewhere_is_a_clear_error(tmp_path):
+    pkg = tmp_path / "m.mlpackage"
+    pkg.mkdir()
+    (pkg / "Manifest.json").write_text("{}")
+    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="mlpackage",
+                               artifact="m.mlpackage", sha256=sha256_path(pkg))
+    card.save(card_path_for(pkg))
+    with pytest.raises(sr.BackendUnavailable, match=r"only on macOS.*\.onnx or \.tflite"):
+        sr.load(pkg)
+
+
+# ---------------------------------------------------------------------------- missing runtimes
+def test_missing_onnxruntime_names_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(sr.BackendUnavailable, match=r'pip install "scopesr\[edge\]".*onnxruntime'):
+        sr.load(FIX / "tiny_x4.onnx")
+
+
+def test_missing_tflite_runtimes_names_the_package(monkeypatch):
+    for mod in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    with pytest.raises(sr.BackendUnavailable, match=r"ai-edge-litert"):
+        sr.load(FIX / "tiny_x4_fixed.tflite")
+
+
+def test_tflite_falls_back_to_next_runtime(monkeypatch):
+    """ai-edge-litert missing: tflite-runtime / tensorflow.lite are tried, else a clear error."""
+    from scopesr.sdk.backends import tflite_backend
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    try:
+        _cls, pkg = tflite_backend.find_interpreter()
+        assert pkg in ("tflite-runtime", "tensorflow")
+    except sr.BackendUnavailable as exc:
+        assert "ai-edge-litert: not installed" in str(exc)
+
+
+def test_missing_torch_names_the_package(monkeypatch, tmp_path):
+    p = tmp_path / "m.pt2"
+    p.write_bytes(b"not really")
+    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact="m.pt2",
+                               sha256=sha256_path(p))
+    card.save(card_path_for(p))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(sr.BackendUnavailable, match=r"scopesr\[train\]"):
+        sr.load(p)
+
+
+# ---------------------------------------------------------------------------- torch (.pt2)
+def _export_pt2(tmp_path: Path) -> Path:
+    """Rebuild the ONNX fixture's network (same seed -> same weights) and torch.export it."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
+    mf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mf)
+    torch.manual_seed(0)
+    model = mf.TinyX4(1).eval()
+    dims = {0: torch.export.Dim("N", min=1, max=64), 2: torch.export.Dim("H", min=1, max=4096),
+            3: torch.export.Dim("W", min=1, max=4096)}
+    ep = torch.export.export(model, (torch.rand(2, 1, 24, 24),), dynamic_shapes=({**dims},))
+    p = tmp_path / "tiny_x4.pt2"
+    torch.export.save(ep, str(p))
+    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact=p.name,
+                               sha256=sha256_path(p))
+    card.save(card_path_for(p))
+    return p
+
+
+def test_torch_backend_matches_onnx(tmp_path):
+    p = _export_pt2(tmp_path)
+    up = sr.load(p, device="cpu")
+    assert up.backend.name == "torch" and up.backend.dynamic
+    ref = sr.load(FIX / "tiny_x4.onnx")
+    img = np.random.default_rng(2).random((45, 38), dtype=np.float32)
+    np.testing.assert_allclose(up.upscale(img, tile=16), ref.upscale(img), atol=1e-5, rtol=0)
+    cl = sr.load(p, device="cpu", channels_last=True, num_threads=1)
+    np.testing.assert_allclose(cl.upscale(img), ref.upscale(img), atol=1e-5, rtol=0)
+    bf = sr.load(p, device="cpu", dtype="bf16")
+    assert bf.describe()["backend"]["dtype"] == "bfloat16"
+    out = bf.upscale(img)
+    # bf16 has an 8-bit mantissa: ~1e-2 relative error is expected, a wrong model is far off
+    assert np.abs(out - ref.upscale(img)).max() < 0.1
+    with pytest.raises(sr.ScopesrError, match="dtype 'int4'"):
+        sr.load(p, device="cpu", dtype="int4")
