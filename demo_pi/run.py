@@ -61,10 +61,10 @@ def default_model(backend: str) -> Path:
         "pass one with --model PATH (a .tflite or .onnx with its .card.json)")
 
 
-def load_upscaler(model: Path, backend: str) -> Any:
+def load_upscaler(model: Path, backend: str, threads: int | None = None) -> Any:
     import scopesr.sdk as sdk
 
-    return sdk.load(model, backend=backend)
+    return sdk.load(model, backend=backend, **({"num_threads": threads} if threads else {}))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-frames", action="store_true", help="with --out: skip the per-frame PNGs")
     p.add_argument("--lores", type=parse_size, default=(160, 120),
                    help="camera frame size for inference, WxH (default 160x120)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="runtime threads (default: the runtime's choice; a Pi 4/5 has 4 cores)")
     p.add_argument("--screenshot", type=Path, help="windowed: grab the panes from the screen at the end")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = args.backend or ({".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite")
                                    if args.model else "tflite")
         model = args.model or default_model(backend)
-        up = load_upscaler(model, backend)
+        up = load_upscaler(model, backend, args.threads)
         scale = int(up.card.scale)
         source = open_source(args.source, loop=args.loop, lores=args.lores)
     except (ScopesrError, SourceError) as exc:
