@@ -1,0 +1,374 @@
+"""Training data: HR random crops, LR by PIL down-sampling, augmentation, a seeded split.
+
+Sources
+-------
+* **Human Protein Atlas layout** (``{id}_red.png``, ``_green``, ``_blue``, ``_yellow``; 8-bit
+  PNG or 16-bit TIFF): composed as RGB following the paper's Table 1. Per sample, a random
+  n in 1..4 picks the stains: 1 = red; 2 = red + blue; 3 = red + blue + green;
+  4 = all, with yellow added to red and green (yellow = red + green light).
+* **Any folder (or file list) of images / TIFF stacks**, 8/16-bit, grey or RGB: every 2-D
+  plane of every file is an item (stacks and time-lapses give one item per plane).
+
+Each 2-D plane is normalised once, on the whole image, with the card's normalisation
+(percentile p_low..p_high per channel -> 0..1 by default, as the SDK does at inference),
+and clipped to 0..1. The LR image is the PIL down-sampling of the HR crop (bicubic x4 by
+default, with PIL's anti-aliasing, as the paper; the kernel is an option and goes into the
+card as ``degradation``).
+
+Exact resume and DDP
+--------------------
+The sample for a *token* (a global sample counter) depends only on ``(seed, token)``:
+crop position, augmentation and the HPA stain count come from a generator seeded with it.
+:class:`StepSampler` yields tokens from torch's ``DistributedSampler`` permutations (one
+shard per rank) and can start at any step, so resuming a run reproduces the batches an
+uninterrupted run would have seen, whatever the number of DataLoader workers.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from scopesr.sdk.card import Normalisation
+from scopesr.sdk.errors import ScopesrError
+from scopesr.sdk.io import IMAGE_SUFFIXES, read_image
+from scopesr.sdk.normalize import compute_stats
+
+log = logging.getLogger(__name__)
+
+HPA_STAINS = ("red", "green", "blue", "yellow")
+_HPA_RE = re.compile(r"^(?P<id>.+)_(?P<stain>red|green|blue|yellow)\.(png|tif|tiff)$", re.IGNORECASE)
+DEGRADATIONS = {
+    "pil-bicubic": PILImage.Resampling.BICUBIC,
+    "pil-bilinear": PILImage.Resampling.BILINEAR,
+    "pil-lanczos": PILImage.Resampling.LANCZOS,
+    "pil-box": PILImage.Resampling.BOX,
+    "pil-hamming": PILImage.Resampling.HAMMING,
+    "pil-nearest": PILImage.Resampling.NEAREST,
+}
+
+
+class DataError(ScopesrError):
+    """The training data cannot be found or used (names the folder/file and the fix)."""
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how crops are made (saved in the run's resolved config)."""
+
+    data: list[str] = field(default_factory=list)  # folders and/or files
+    layout: str = "auto"  # auto | hpa | folder
+    channels: int = 0  # 3 (RGB; grey replicated), 1 (each channel a grey item), 0 = the model's input channels
+    hr_size: int = 256
+    scale: int = 4
+    degradation: str = "pil-bicubic"
+    augment: bool = True  # random flips and 90-degree rotations
+    val_fraction: float = 0.1
+    val_min: int = 1  # at least this many items held out (when there are 2+ items)
+    val_max: int = 64
+    seed: int = 0
+    norm_mode: str = "percentile"
+    p_low: float = 0.1
+    p_high: float = 99.9
+    recursive: bool = True
+
+    def normalisation(self) -> Normalisation:
+        return Normalisation(mode=self.norm_mode, p_low=self.p_low, p_high=self.p_high)
+
+    def validate(self) -> None:
+        if not self.data:
+            raise DataError("no training data given: pass --data DIR (a folder of images/TIFF stacks, "
+                            "or a Human Protein Atlas layout folder)")
+        if self.layout not in ("auto", "hpa", "folder"):
+            raise DataError(f"layout={self.layout!r}: use auto, hpa or folder")
+        if self.channels not in (0, 1, 3):
+            raise DataError(f"channels={self.channels}: 1 (grey) or 3 (RGB), 0 = the model's")
+        if self.hr_size % self.scale or self.hr_size < 4 * self.scale:
+            raise DataError(f"--hr-size {self.hr_size} must be a multiple of the scale ({self.scale}) "
+                            f"and at least {4 * self.scale}")
+        if self.degradation not in DEGRADATIONS:
+            raise DataError(f"degradation {self.degradation!r}: one of {sorted(DEGRADATIONS)}")
+        self.normalisation().validate()
+
+
+# ---------------------------------------------------------------------------- items
+@dataclass(frozen=True)
+class Item:
+    """One training image: a plane of a file, or an HPA id (with its stain files)."""
+
+    kind: str  # "plane" | "hpa"
+    paths: tuple[str, ...]  # plane: (file,); hpa: files in HPA_STAINS order ("" when absent)
+    plane: int = 0  # plane index within the file (T*Z flattened)
+    channel: int = -1  # for channels=1: which channel of the plane; -1: all
+    height: int = 0
+    width: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.kind == "hpa":
+            return Path(next(p for p in self.paths if p)).name.rsplit("_", 1)[0]
+        c = f":c{self.channel}" if self.channel >= 0 else ""
+        return f"{Path(self.paths[0]).name}[{self.plane}]{c}"
+
+
+def _planes(array: np.ndarray, axes: str) -> np.ndarray:
+    """Any TZCYX subset -> (P, H, W, C)."""
+    a = np.asarray(array)
+    for ax in "TZC":
+        if ax not in axes:
+            a = a[np.newaxis]
+            axes = ax + axes
+    order = [axes.index(x) for x in "TZYXC"]
+    a = np.transpose(a, order)
+    return a.reshape((-1,) + a.shape[2:])
+
+
+@functools.lru_cache(maxsize=8)
+def _read_planes(path: str) -> np.ndarray:
+    img = read_image(path)
+    return _planes(img.array, img.axes)
+
+
+def _normalised(plane: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """(H, W, C) raw -> float32 0..1 with the card's normalisation (stats of the whole plane)."""
+    stats = compute_stats(plane, cfg.normalisation())
+    return np.clip(stats.normalise(plane), 0.0, 1.0)
+
+
+def _list_files(root: Path, recursive: bool) -> list[Path]:
+    it = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def discover(cfg: DataConfig) -> list[Item]:
+    """All usable items of the configured sources (sorted, so the split is reproducible)."""
+    files: list[Path] = []
+    for src in cfg.data:
+        p = Path(src).expanduser()
+        if p.is_dir():
+            found = _list_files(p, cfg.recursive)
+            if not found:
+                raise DataError(f"{p}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder (check --data)")
+    hpa: dict[str, dict[str, str]] = {}
+    for f in files:
+        m = _HPA_RE.match(f.name)
+        if m:
+            hpa.setdefault(str(f.parent / m["id"]), {})[m["stain"].lower()] = str(f)
+    layout = cfg.layout
+    if layout == "auto":
+        n_hpa = sum(len(v) for v in hpa.values())
+        layout = "hpa" if hpa and 2 * n_hpa >= len(files) else "folder"  # mostly {id}_{stain} files
+    if cfg.channels not in (1, 3):
+        raise DataError(f"channels={cfg.channels}: resolve to 1 or 3 before reading the data")
+    items: list[Item] = []
+    too_small = 0
+    if layout == "hpa":
+        if cfg.channels != 3:
+            raise DataError("the HPA layout is composed as RGB: use channels=3")
+        for key in sorted(hpa):
+            stains = hpa[key]
+            if "red" not in stains:
+                log.warning("%s: HPA id without a _red image, skipped", key)
+                continue
+            h, w = _read_planes(stains["red"]).shape[1:3]
+            if min(h, w) < cfg.hr_size:
+                too_small += 1
+                continue
+            items.append(Item("hpa", tuple(stains.get(s, "") for s in HPA_STAINS), 0, -1, h, w))
+    else:
+        for f in files:
+            planes = _read_planes(str(f))
+            n, h, w, c = planes.shape
+            if min(h, w) < cfg.hr_size:
+                too_small += 1
+                continue
+            if cfg.channels == 3 and c not in (1, 3, 4):
+                raise DataError(f"{f}: {c} channels cannot be used as RGB; train with channels=1 "
+                                "(each channel becomes a grey item)")
+            for i in range(n):
+                if cfg.channels == 1:
+                    items += [Item("plane", (str(f),), i, ch, h, w) for ch in range(c)]
+                else:
+                    items.append(Item("plane", (str(f),), i, -1, h, w))
+    if too_small:
+        log.warning("%d image(s) smaller than --hr-size %d were skipped", too_small, cfg.hr_size)
+    if not items:
+        raise DataError(f"{', '.join(cfg.data)}: no image is at least {cfg.hr_size}x{cfg.hr_size}; "
+                        "lower --hr-size or add larger images")
+    return items
+
+
+def split(items: Sequence[Item], cfg: DataConfig) -> tuple[list[Item], list[Item]]:
+    """Validation split fixed by the seed: same data + seed -> same split."""
+    n = len(items)
+    if n < 2:
+        log.warning("only one image: validating on it too (not a held-out score)")
+        return list(items), list(items)
+    k = min(max(cfg.val_min, round(n * cfg.val_fraction)), cfg.val_max, n - 1)
+    perm = np.random.default_rng([cfg.seed, 7919]).permutation(n)
+    val = sorted(int(i) for i in perm[:k])
+    vset = set(val)
+    return [items[i] for i in range(n) if i not in vset], [items[i] for i in val]
+
+
+# ---------------------------------------------------------------------------- samples
+def load_item(item: Item, cfg: DataConfig, n_stains: int = 4) -> np.ndarray:
+    """The normalised HR image of an item, (H, W, C) float32 in 0..1."""
+    if item.kind == "hpa":
+        planes = {}
+        for stain, p in zip(HPA_STAINS, item.paths):
+            if p:
+                a = _read_planes(p)[0]
+                planes[stain] = _normalised(a[..., :1], cfg)[..., 0]
+        z = np.zeros((item.height, item.width), np.float32)
+        r, g, b, y = (planes.get(s, z) for s in HPA_STAINS)
+        # Table 1: 1 = r, 2 = r+b, 3 = r+b+g, 4 = r+b+g+y (yellow light = red + green)
+        rgb = np.stack([r, g if n_stains >= 3 else z, b if n_stains >= 2 else z], axis=-1)
+        if n_stains >= 4:
+            rgb[..., 0] += y
+            rgb[..., 1] += y
+        return np.clip(rgb, 0.0, 1.0)
+    plane = _read_planes(item.paths[0])[item.plane]
+    if item.channel >= 0:
+        plane = plane[..., item.channel:item.channel + 1]
+    elif cfg.channels == 3:
+        if plane.shape[-1] == 1:
+            plane = np.repeat(plane, 3, axis=-1)
+        plane = plane[..., :3]  # RGBA -> RGB
+    return _normalised(plane, cfg)
+
+
+def downsample(hr: np.ndarray, scale: int, degradation: str = "pil-bicubic") -> np.ndarray:
+    """(H, W, C) float32 -> (H/s, W/s, C) with PIL's resampling in float (mode 'F')."""
+    h, w, c = hr.shape
+    method = DEGRADATIONS[degradation]
+    out = [np.asarray(PILImage.fromarray(np.ascontiguousarray(hr[..., i]), mode="F")
+                      .resize((w // scale, h // scale), method)) for i in range(c)]
+    return np.stack(out, axis=-1).astype(np.float32)
+
+
+def _augment(a: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 dihedral transforms (flips + 90-degree rotations)."""
+    if code & 4:
+        a = a[:, ::-1]
+    return np.rot90(a, k=code & 3, axes=(0, 1))
+
+
+def to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+
+
+class TrainDataset(Dataset):
+    """token -> (LR, HR) tensors, a function of (seed, token) only (see module docstring)."""
+
+    def __init__(self, items: Sequence[Item], cfg: DataConfig) -> None:
+        self.items = list(items)
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, token: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        item = self.items[token % len(self.items)]
+        rng = np.random.default_rng([cfg.seed, 104729, int(token)])
+        n_stains = int(rng.integers(1, 5))
+        hr_full = load_item(item, cfg, n_stains)
+        s = cfg.hr_size
+        y = int(rng.integers(0, hr_full.shape[0] - s + 1))
+        x = int(rng.integers(0, hr_full.shape[1] - s + 1))
+        hr = hr_full[y:y + s, x:x + s]
+        if cfg.augment:
+            hr = _augment(hr, int(rng.integers(0, 8)))
+        hr = np.ascontiguousarray(hr)
+        lr = downsample(hr, cfg.scale, cfg.degradation)
+        return to_tensor(lr), to_tensor(hr)
+
+
+def validation_set(items: Sequence[Item], cfg: DataConfig, size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed validation pairs: the centre crop (``size``, default hr_size) of each item,
+    all four HPA stains, no augmentation."""
+    s = size or cfg.hr_size
+    s -= s % cfg.scale
+    out = []
+    for it in items:
+        hr = load_item(it, cfg, 4)
+        y, x = (hr.shape[0] - s) // 2, (hr.shape[1] - s) // 2
+        hr = np.ascontiguousarray(hr[max(0, y):max(0, y) + s, max(0, x):max(0, x) + s])
+        out.append((to_tensor(downsample(hr, cfg.scale, cfg.degradation)), to_tensor(hr)))
+    return out
+
+
+class StepSampler(Sampler[int]):
+    """Endless stream of tokens for one rank, starting at any step.
+
+    Epoch ``e`` is torch's ``DistributedSampler`` permutation (seed, epoch e) of the items,
+    sharded by rank; token = ``e * n + index`` so every epoch draws fresh crops.
+    """
+
+    def __init__(self, n_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start_step: int = 0) -> None:
+        self.n = n_items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world = world_size
+        self.start_step = start_step
+
+    def __len__(self) -> int:  # endless; DataLoader only needs it for len(loader)
+        return 2 ** 62
+
+    def __iter__(self) -> Iterator[int]:
+        per_rank = math.ceil(self.n / self.world)
+        skip = self.start_step * self.batch_size
+        epoch, offset = divmod(skip, per_rank)
+        while True:
+            ds = DistributedSampler(range(self.n), num_replicas=self.world, rank=self.rank,  # type: ignore[arg-type]
+                                    shuffle=True, seed=self.seed)
+            ds.set_epoch(epoch)
+            for i in list(ds)[offset:]:
+                yield epoch * self.n + int(i)
+            epoch += 1
+            offset = 0
+
+
+def make_loader(dataset: TrainDataset, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
+                world_size: int = 1, workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    sampler = StepSampler(len(dataset), batch_size, seed, rank, world_size, start_step)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, drop_last=True, persistent_workers=workers > 0,
+                      prefetch_factor=2 if workers > 0 else None)
+
+
+def summary(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item]) -> dict[str, Any]:
+    """What the card records about the data."""
+    kinds = {it.kind for it in train}
+    return {
+        "sources": [str(Path(d).expanduser()) for d in cfg.data],
+        "layout": "hpa" if kinds == {"hpa"} else "folder",
+        "train_items": len(train),
+        "val_items": len(val),
+        "val_labels": [it.label for it in val][:64],
+        "hr_size": cfg.hr_size,
+        "scale": cfg.scale,
+        "channels": cfg.channels,
+        "degradation": cfg.degradation,
+        "augment": cfg.augment,
+        "split_seed": cfg.seed,
+    }

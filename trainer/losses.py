@@ -1,0 +1,163 @@
+"""Losses: VGG19 content loss, adversarial loss with one-sided label smoothing, pixel losses.
+
+* Content loss (SRGAN's "VGG54"): MSE between VGG19 ``relu5_4`` features of SR and HR,
+  each divided by 12.75 as in SRGAN and the paper's code (so the loss is on the scale of a
+  pixel MSE). Inputs 0..1 are normalised with the ImageNet mean/std; grey images are
+  repeated to 3 channels. Weights: torchvision's ImageNet VGG19 from the torch hub cache,
+  downloaded when online, or ``--vgg-weights FILE``.
+* Adversarial loss: binary cross-entropy on the discriminator's logits, computed in
+  float32 with probabilities clipped to [1e-7, 1-1e-7] as Keras does (the paper's code is
+  Keras): with the paper's real labels in [0.8, 1.2] an unclipped loss would have no
+  minimum. One-sided: only the discriminator's targets are smoothed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scopesr.sdk.errors import ScopesrError
+
+log = logging.getLogger(__name__)
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 file name
+RELU5_4 = 36  # torchvision vgg19().features[:36] ends with the ReLU after conv5_4
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG_SCALE = 12.75
+_EPS = 1e-7
+
+
+class LossError(ScopesrError):
+    """A loss cannot be set up (e.g. VGG19 weights missing offline)."""
+
+
+def _load_vgg19_state(weights: str | os.PathLike | None) -> dict[str, torch.Tensor]:
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise LossError(f"--vgg-weights {path}: no such file")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            try:  # a .safetensors file works too
+                from safetensors.torch import load_file  # noqa: PLC0415
+
+                state = load_file(str(path))
+            except Exception:
+                raise LossError(f"--vgg-weights {path}: not a readable state dict ({exc})") from None
+        return state
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    from torchvision.models import VGG19_Weights  # noqa: PLC0415
+
+    try:
+        return VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except Exception as exc:
+        raise LossError(
+            f"the VGG19 content loss needs torchvision's ImageNet VGG19 weights, which are not in "
+            f"the cache ({cached}) and cannot be downloaded here ({type(exc).__name__}). Fix: on a "
+            f"machine with internet run `python -c \"import torchvision; torchvision.models.vgg19("
+            f"weights='IMAGENET1K_V1')\"` and copy {VGG19_FILE} to {cached.parent}/, or pass "
+            f"--vgg-weights FILE (a torchvision vgg19 state dict), or train with --content-loss mse|l1."
+        ) from None
+
+
+class VGGContentLoss(nn.Module):
+    """MSE of VGG19 relu5_4 features / 12.75 (frozen network, ImageNet normalisation).
+
+    ``random_init=True`` builds an untrained VGG19: only for tests that exercise the code
+    path without the ImageNet weights (the loss is then not perceptual).
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, random_init: bool = False,
+                 layer_end: int = RELU5_4) -> None:
+        super().__init__()
+        from torchvision.models import vgg19  # noqa: PLC0415
+
+        net = vgg19(weights=None)
+        if not random_init:
+            state = _load_vgg19_state(weights)
+            # accept a full classifier state dict or a features-only one
+            if not any(k.startswith("features.") for k in state):
+                state = {f"features.{k}": v for k, v in state.items()}
+            missing, _ = net.load_state_dict(state, strict=False)
+            missing = [k for k in missing if k.startswith("features.")]
+            if missing:
+                raise LossError(f"VGG19 weights lack feature layers {missing[:4]}...; give a torchvision vgg19 state dict")
+        self.features = net.features[:layer_end].eval()
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+        for m in self.features.modules():
+            if isinstance(m, nn.ReLU):
+                m.inplace = False
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> "VGGContentLoss":
+        super().train(mode)
+        self.features.eval()  # always frozen
+        return self
+
+    def _feat(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.features((x - self.mean) / self.std) / VGG_SCALE
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self._feat(hr)
+        return F.mse_loss(self._feat(sr).float(), target.float())
+
+
+def pixel_loss(kind: str) -> nn.Module:
+    if kind == "mse":
+        return nn.MSELoss()
+    if kind == "l1":
+        return nn.L1Loss()
+    raise LossError(f"pixel loss {kind!r}: use mse or l1")
+
+
+def content_loss(kind: str, vgg_weights: str | None = None, vgg_random_init: bool = False) -> nn.Module:
+    """``vgg`` | ``mse`` | ``l1``."""
+    if kind == "vgg":
+        return VGGContentLoss(vgg_weights, random_init=vgg_random_init)
+    return pixel_loss(kind)
+
+
+def bce_clipped(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Keras-style binary cross-entropy: probabilities clipped to [eps, 1-eps], float32."""
+    p = torch.sigmoid(logits.float()).clamp(_EPS, 1 - _EPS)
+    t = target.float()
+    return -(t * torch.log(p) + (1 - t) * torch.log1p(-p)).mean()
+
+
+def smoothed_labels(n: int, real: bool, device: torch.device | str, generator: torch.Generator | None = None,
+                    real_range: tuple[float, float] = (0.8, 1.2),
+                    fake_range: tuple[float, float] = (0.0, 0.2)) -> torch.Tensor:
+    """Random targets for the discriminator: real ~ U(real_range), fake ~ U(fake_range).
+
+    The paper's text: real in [0.8, 1.2]; its code: [0.8, 1.0] (``--real-label-range 0.8 1.0``).
+    """
+    lo, hi = real_range if real else fake_range
+    u = torch.rand(n, generator=generator)
+    return (lo + (hi - lo) * u).to(device)
+
+
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, generator: torch.Generator | None = None,
+                       real_range: tuple[float, float] = (0.8, 1.2),
+                       fake_range: tuple[float, float] = (0.0, 0.2)) -> torch.Tensor:
+    n = d_real.shape[0]
+    t_real = smoothed_labels(n, True, d_real.device, generator, real_range, fake_range)
+    t_fake = smoothed_labels(n, False, d_fake.device, generator, real_range, fake_range)
+    return bce_clipped(d_real, t_real) + bce_clipped(d_fake, t_fake)
+
+
+def generator_adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """The generator wants its output judged real (target 1, no smoothing: one-sided)."""
+    return bce_clipped(d_fake, torch.ones_like(d_fake, dtype=torch.float32))

@@ -1,0 +1,560 @@
+"""The training loop behind ``sr-train pretrain | gan | distill``.
+
+One loop, three modes:
+
+* ``pretrain``: pixel loss (``--content-loss mse|l1``; vgg allowed) warm-up of a generator.
+* ``gan``: the paper's schedule: generator loss = content (VGG19 relu5_4 / 12.75 by default)
+  + 1e-3 adversarial + 1e-2 L1 (the paper's code); discriminator with one-sided label
+  smoothing (real U[0.8, 1.2] as in the text, fake U[0, 0.2]); Adam(0.9, 0.99), lr 1e-4
+  dropping to 1e-5 at half the steps. All of it configurable.
+* ``distill``: loss = w_t * L1(student, frozen teacher) + w_gt * L1(student, ground truth);
+  ``teacher="none"`` trains on ground truth alone. The teacher runs in bf16 on CUDA.
+
+Run folder: ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON object per
+logged step and per validation), ``samples/step_XXXXXXXX.png`` (LR-nearest | bicubic | SR |
+HR), ``checkpoints/step_XXXXXXXX.pt`` (atomic, last K kept), TensorBoard events when
+``tensorboard`` is installed, and ``final/generator.safetensors`` + ``generator.card.json``.
+
+Exactness of ``--resume``: models, optimisers, schedulers, every RNG and the step are
+restored, and the batch of step k is a function of (seed, k) only (see data.py), so a
+resumed run ends with the same weights as an uninterrupted one (CPU, same world size).
+DDP: started by ``torchrun`` (WORLD_SIZE/RANK set), NCCL on CUDA, gloo on CPU; each rank
+reads its own DistributedSampler shard.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from scopesr.sdk.card import atomic_write_text
+from scopesr.sdk.errors import ScopesrError
+
+from . import data as data_mod
+from .checkpoint import (
+    latest_checkpoint,
+    load_generator,
+    load_training_state,
+    rng_state,
+    save_generator,
+    save_training_state,
+    set_rng_state,
+)
+from .losses import bce_clipped, content_loss, generator_adversarial_loss, pixel_loss, smoothed_labels
+from .metrics import CONVENTION, psnr, sample_grid, save_png, ssim, upscale_pil
+from .models import Discriminator, DiscriminatorConfig, create_model, model_config, presets
+
+log = logging.getLogger(__name__)
+
+MODES = ("pretrain", "gan", "distill")
+
+
+class TrainError(ScopesrError):
+    """A training run cannot start or continue (names the file/option and the fix)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved resolved as RUN/config.json (also readable by --config)."""
+
+    mode: str = "gan"
+    preset: str = "paper"
+    model_args: dict[str, Any] = field(default_factory=dict)  # preset overrides (n_blocks=..., ...)
+    out: str = "runs/run"
+    data: data_mod.DataConfig = field(default_factory=data_mod.DataConfig)
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-4
+    lr_drop_at: float = 0.5  # <= 1: fraction of the steps; > 1: a step number
+    lr_drop_factor: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99  # the paper's text (its code: 0.999)
+    content_loss: str = ""  # "" = mode default: vgg for gan, mse for pretrain; vgg | mse | l1
+    adv_weight: float = 1e-3
+    l1_weight: float = 1e-2  # the paper's code adds 1e-2 L1 to the generator loss
+    real_label_range: tuple[float, float] = (0.8, 1.2)
+    fake_label_range: tuple[float, float] = (0.0, 0.2)
+    disc_head: str = "gap"  # gap (paper) | dense (SRGAN, needs fixed size)
+    disc_channels: int = 64
+    vgg_weights: str | None = None
+    vgg_random_init: bool = False  # tests only: an untrained VGG19 (not a perceptual loss)
+    init_from: str | None = None  # generator .safetensors to start from (e.g. pretrain -> gan)
+    teacher: str | None = None  # distill: teacher .safetensors, or "none"
+    teacher_weight: float = 1.0
+    gt_weight: float = 1.0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    workers: int = 2
+    seed: int = 0
+    ckpt_every: int = 500
+    keep: int = 3
+    val_every: int = 500
+    val_size: int = 0  # HR size of the validation centre crops; 0 = hr_size
+    log_every: int = 10
+    progress: bool = True
+    time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0 = no limit
+    stop_at: int = 0  # stop after this step without finishing (simulates an interruption; tests)
+    resume: bool = False  # continue from the latest checkpoint in OUT/checkpoints
+
+    def resolved_content_loss(self) -> str:
+        return self.content_loss or ("vgg" if self.mode == "gan" else "l1" if self.mode == "distill" else "mse")
+
+    def drop_step(self) -> int:
+        return int(round(self.lr_drop_at * self.steps)) if self.lr_drop_at <= 1 else int(self.lr_drop_at)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise TrainError(f"mode {self.mode!r}: one of {MODES}")
+        if self.preset not in presets():
+            raise TrainError(f"--preset {self.preset!r}: unknown; see `sr-train presets`")
+        if self.steps < 1 or self.batch_size < 1:
+            raise TrainError("--steps and --batch-size must be >= 1")
+        if self.resolved_content_loss() not in ("vgg", "mse", "l1"):
+            raise TrainError(f"--content-loss {self.content_loss!r}: vgg, mse or l1")
+        if self.mode == "distill" and not self.teacher:
+            raise TrainError("sr-train distill needs --teacher CKPT.safetensors (or --teacher none "
+                             "to train on ground truth alone)")
+        self.data.validate()
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["real_label_range"] = list(self.real_label_range)
+        d["fake_label_range"] = list(self.fake_label_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise TrainError(f"{source}: unknown option(s) {bad}; known: {sorted(known)}")
+        data = d.pop("data", {}) or {}
+        dknown = {f.name for f in dataclasses.fields(data_mod.DataConfig)}
+        dbad = sorted(set(data) - dknown)
+        if dbad:
+            raise TrainError(f"{source}: unknown [data] option(s) {dbad}; known: {sorted(dknown)}")
+        if isinstance(data.get("data"), str):
+            data["data"] = [data["data"]]
+        for k in ("real_label_range", "fake_label_range"):
+            if k in d:
+                d[k] = tuple(float(v) for v in d[k])
+        return cls(data=data_mod.DataConfig(**data), **d)
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A TOML (or JSON) config file -> dict (top-level options, [data] and [model_args] tables)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise TrainError(f"--config {p}: cannot read ({exc.strerror})") from None
+    try:
+        if p.suffix.lower() == ".json":
+            return json.loads(raw)
+        try:
+            import tomllib  # noqa: PLC0415
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]  # noqa: PLC0415
+        return tomllib.loads(raw.decode("utf-8"))
+    except Exception as exc:
+        raise TrainError(f"--config {p}: not valid TOML/JSON ({exc})") from None
+
+
+# ---------------------------------------------------------------------------- helpers
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_kind: str) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(rank, world, local)
+
+
+def pick_device(spec: str, dinfo: DistInfo) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+        if spec == "cuda":
+            return torch.device("cuda", dinfo.local_rank)
+    return torch.device(spec)
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    m = getattr(m, "module", m)
+    return getattr(m, "_orig_mod", m)
+
+
+class MetricsLog:
+    """JSON lines (+ TensorBoard when installed), rank 0 only."""
+
+    def __init__(self, run: Path, start_step: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = run / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        if self.path.exists():  # a resumed run: forget what the interrupted run logged after its checkpoint
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+            atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+
+            self.tb = SummaryWriter(str(run / "tb"), purge_step=start_step + 1 if start_step else None)
+        except Exception:  # tensorboard not installed: JSON lines only
+            self.tb = None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+@torch.no_grad()
+def validate(g: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], scale: int, device: torch.device,
+             autocast: Any, batch: int = 4, border: int | None = None) -> tuple[dict[str, float], tuple]:
+    """PSNR/SSIM of the model and of bicubic/nearest on the fixed validation crops."""
+    border = scale if border is None else border
+    was = g.training
+    g.eval()
+    p_sr, s_sr, p_bi, s_bi, p_nn = [], [], [], [], []
+    first = None
+    for i in range(0, len(val), batch):
+        lr = torch.stack([v[0] for v in val[i:i + batch]])
+        hr = torch.stack([v[1] for v in val[i:i + batch]])
+        with autocast():
+            sr = g(lr.to(device)).float().clamp(0, 1).cpu()
+        bic = upscale_pil(lr, scale, "bicubic").clamp(0, 1)
+        near = upscale_pil(lr, scale, "nearest")
+        p_sr += psnr(sr, hr, border).tolist()
+        s_sr += ssim(sr, hr, border).tolist()
+        p_bi += psnr(bic, hr, border).tolist()
+        s_bi += ssim(bic, hr, border).tolist()
+        p_nn += psnr(near, hr, border).tolist()
+        if first is None:
+            first = (lr, sr, hr)
+    g.train(was)
+    mean = lambda v: float(sum(v) / len(v))  # noqa: E731
+    return ({"psnr": mean(p_sr), "ssim": mean(s_sr), "bicubic_psnr": mean(p_bi), "bicubic_ssim": mean(s_bi),
+             "nearest_psnr": mean(p_nn), "psnr_gain_vs_bicubic": mean(p_sr) - mean(p_bi)}, first)
+
+
+# ---------------------------------------------------------------------------- the run
+def train(cfg: TrainConfig) -> Path | None:
+    """Run (or resume) a training; returns RUN/final/generator.safetensors (rank 0) or None."""
+    cfg.validate()
+    run = Path(cfg.out)
+    want = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+    dinfo = setup_distributed(want)
+    device = pick_device(cfg.device, dinfo)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    on_cuda = device.type == "cuda"
+
+    # --- model and data channels
+    pcfg = presets()[cfg.preset].config
+    model_in = int(cfg.model_args.get("in_channels", getattr(pcfg, "in_channels", 3)))
+    if cfg.data.channels == 0:  # auto: what the model takes
+        cfg.data.channels = model_in if model_in in (1, 3) else 3
+    margs = dict(cfg.model_args)
+    margs.setdefault("in_channels", cfg.data.channels)
+    if hasattr(pcfg, "out_channels"):
+        margs.setdefault("out_channels", cfg.data.channels)
+    cfg.data.scale = int(margs.get("scale", getattr(pcfg, "scale", 4)))
+    cfg.data.validate()
+
+    torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
+    g = create_model(cfg.preset, **margs)
+    if cfg.init_from:
+        init, _ = load_generator(cfg.init_from)
+        try:
+            g.load_state_dict(init.state_dict())
+        except RuntimeError as exc:
+            raise TrainError(f"--init-from {cfg.init_from}: does not fit preset {cfg.preset!r} "
+                             f"({str(exc).splitlines()[0]})") from None
+    scale = int(getattr(model_config(g), "scale", 4))
+    d = None
+    if cfg.mode == "gan":
+        d = Discriminator(DiscriminatorConfig(in_channels=cfg.data.channels, channels=cfg.disc_channels,
+                                              head=cfg.disc_head,
+                                              input_size=cfg.data.hr_size if cfg.disc_head == "dense" else None))
+    teacher = None
+    if cfg.mode == "distill" and str(cfg.teacher).lower() != "none":
+        teacher, tcard = load_generator(cfg.teacher, device=device)
+        if tcard.in_channels != cfg.data.channels or tcard.scale != scale:
+            raise TrainError(f"--teacher {cfg.teacher}: {tcard.in_channels} channel(s) x{tcard.scale}, the student "
+                             f"is {cfg.data.channels} channel(s) x{scale}; train the teacher on the same kind of data")
+        teacher.requires_grad_(False)
+        if on_cuda:
+            teacher = teacher.to(torch.bfloat16)  # frozen: bf16 halves its cost
+            if cfg.channels_last:
+                teacher = teacher.to(memory_format=torch.channels_last)
+
+    # --- data
+    items = data_mod.discover(cfg.data)
+    train_items, val_items = data_mod.split(items, cfg.data)
+    dataset = data_mod.TrainDataset(train_items, cfg.data)
+    val = data_mod.validation_set(val_items, cfg.data, cfg.val_size or None) if dinfo.main else []
+    dsum = data_mod.summary(cfg.data, train_items, val_items)
+
+    # --- losses, optimisers, schedulers
+    closs = content_loss(cfg.resolved_content_loss(), cfg.vgg_weights, cfg.vgg_random_init).to(device)
+    l1 = pixel_loss("l1")
+    g.to(device)
+    if d is not None:
+        d.to(device)
+    if on_cuda and cfg.channels_last:
+        g.to(memory_format=torch.channels_last)
+        if d is not None:
+            d.to(memory_format=torch.channels_last)
+    betas = (cfg.beta1, cfg.beta2)
+    drop = cfg.drop_step()
+    lr_lambda = lambda s: 1.0 if s < drop else cfg.lr_drop_factor  # noqa: E731
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=betas)
+    sch_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=betas) if d is not None else None
+    sch_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_lambda) if opt_d is not None else None
+    label_gen = torch.Generator().manual_seed(cfg.seed * 1000 + dinfo.rank)
+
+    # --- resume
+    start_step = 0
+    ckpt_dir = run / "checkpoints"
+    resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
+    if resume_from is not None:
+        st = load_training_state(resume_from)
+        g.load_state_dict(st["g"])
+        opt_g.load_state_dict(st["opt_g"])
+        sch_g.load_state_dict(st["sch_g"])
+        if d is not None:
+            if "d" not in st:
+                raise TrainError(f"{resume_from}: holds no discriminator; resume with the mode it was made in")
+            d.load_state_dict(st["d"])
+            opt_d.load_state_dict(st["opt_d"])  # type: ignore[union-attr]
+            sch_d.load_state_dict(st["sch_d"])  # type: ignore[union-attr]
+        set_rng_state(st["rng"][min(dinfo.rank, len(st["rng"]) - 1)])
+        label_gen.set_state(st["label_gen"][min(dinfo.rank, len(st["label_gen"]) - 1)])
+        start_step = int(st["step"])
+        log.info("resumed from %s (step %d)", resume_from, start_step)
+
+    if dinfo.main:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    # --- DDP / compile
+    g_train: nn.Module = g
+    d_train: nn.Module | None = d
+    if dinfo.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
+
+        ids = [device.index] if on_cuda else None
+        g_train = DDP(g, device_ids=ids)
+        if d is not None:
+            d_train = DDP(d, device_ids=ids)
+    if cfg.compile:
+        g_train = torch.compile(g_train)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if (on_cuda and cfg.amp) else _null()
+
+    loader = data_mod.make_loader(dataset, cfg.batch_size, cfg.seed, start_step, dinfo.rank, dinfo.world,
+                                  cfg.workers, pin_memory=on_cuda)
+    batches = iter(loader)
+    mlog = MetricsLog(run, start_step, dinfo.main)
+    bar = None
+    if dinfo.main and cfg.progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=cfg.steps, initial=start_step, desc=f"{cfg.mode} {cfg.preset}", unit="step",
+                   dynamic_ncols=True, file=sys.stderr)
+    t0 = time.time()
+    t_last, s_last = t0, start_step
+    last_val: dict[str, float] = {}
+    step = start_step
+    losses: dict[str, float] = {}
+    g_train.train()
+    if d_train is not None:
+        d_train.train()
+
+    def checkpoint(step: int) -> None:
+        states = {"rng": rng_state(), "label_gen": label_gen.get_state()}
+        if dinfo.world > 1:  # every rank's RNGs, gathered on rank 0
+            gathered: list[Any] = [None] * dinfo.world
+            dist.all_gather_object(gathered, states)
+        else:
+            gathered = [states]
+        if dinfo.main:
+            st: dict[str, Any] = {"g": _unwrap(g).state_dict(), "opt_g": opt_g.state_dict(),
+                                  "sch_g": sch_g.state_dict(), "rng": [s["rng"] for s in gathered],
+                                  "label_gen": [s["label_gen"] for s in gathered], "config": json.dumps(cfg.to_dict())}
+            if d is not None:
+                st.update(d=d.state_dict(), opt_d=opt_d.state_dict(), sch_d=sch_d.state_dict())  # type: ignore[union-attr]
+            save_training_state(ckpt_dir, step, st, keep=cfg.keep)
+
+    stopped_early = False
+    while step < cfg.steps:
+        lr_t, hr_t = next(batches)
+        lr_t = lr_t.to(device, non_blocking=True)
+        hr_t = hr_t.to(device, non_blocking=True)
+        if on_cuda and cfg.channels_last:
+            lr_t = lr_t.contiguous(memory_format=torch.channels_last)
+            hr_t = hr_t.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            sr = g_train(lr_t)
+        if cfg.mode == "gan":
+            assert d_train is not None and opt_d is not None
+            # discriminator: real and fake in separate passes (BN statistics per kind, as the
+            # paper's Keras code trains them); gradients accumulate, one optimiser step
+            opt_d.zero_grad(set_to_none=True)
+            ctx = d_train.no_sync() if dinfo.world > 1 else _null()
+            with ctx:
+                with autocast():
+                    d_real = d_train(hr_t)
+                loss_dr = _half_d_loss(d_real, True, label_gen, cfg)
+                loss_dr.backward()
+            with autocast():
+                d_fake = d_train(sr.detach())
+            loss_df = _half_d_loss(d_fake, False, label_gen, cfg)
+            loss_df.backward()
+            opt_d.step()
+            sch_d.step()  # type: ignore[union-attr]
+            # generator: through the plain discriminator module (no DDP hooks needed there)
+            with autocast():
+                d_out = _unwrap(d_train)(sr)
+            loss_c = closs(sr.float(), hr_t)
+            loss_adv = generator_adversarial_loss(d_out)
+            loss_l1 = l1(sr.float(), hr_t)
+            loss_g = loss_c + cfg.adv_weight * loss_adv + cfg.l1_weight * loss_l1
+            losses = {"loss_g": loss_g.item(), "loss_content": loss_c.item(), "loss_adv": loss_adv.item(),
+                      "loss_l1": loss_l1.item(), "loss_d": loss_dr.item() + loss_df.item()}
+        elif cfg.mode == "distill":
+            loss_gt = l1(sr.float(), hr_t)
+            loss_g = cfg.gt_weight * loss_gt
+            losses = {"loss_gt": loss_gt.item()}
+            if teacher is not None:
+                with torch.no_grad():
+                    t_in = lr_t.to(torch.bfloat16) if on_cuda else lr_t
+                    t_out = teacher(t_in).float()
+                loss_t = l1(sr.float(), t_out)
+                loss_g = loss_g + cfg.teacher_weight * loss_t
+                losses["loss_teacher"] = loss_t.item()
+            losses["loss_g"] = loss_g.item()
+        else:
+            loss_g = closs(sr.float(), hr_t)
+            losses = {"loss_g": loss_g.item()}
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        sch_g.step()
+        step += 1
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise TrainError(f"step {step}: loss is not finite ({losses}); lower --lr or check the data")
+
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k.replace("loss_", ""): f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.time()
+            rec = {"kind": "train", "step": step, "time": round(now - t0, 3),
+                   "it_s": round((step - s_last) / max(now - t_last, 1e-9), 3), "lr": sch_g.get_last_lr()[0], **losses}
+            t_last, s_last = now, step
+            mlog.write(rec)
+        if dinfo.main and val and (step % cfg.val_every == 0 or step == cfg.steps):
+            last_val, first = validate(g, val, scale, device, autocast)
+            mlog.write({"kind": "val", "step": step, **last_val})
+            save_png(run / "samples" / f"step_{step:08d}.png", sample_grid(*first, scale=scale))
+            log.info("step %d: val PSNR %.3f dB (bicubic %.3f), SSIM %.4f", step, last_val["psnr"],
+                     last_val["bicubic_psnr"], last_val["ssim"])
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            checkpoint(step)
+        over_time = cfg.time_limit_min > 0 and (time.time() - t0) > cfg.time_limit_min * 60
+        if (cfg.stop_at and step >= cfg.stop_at) or over_time:
+            if step % cfg.ckpt_every:
+                checkpoint(step)
+            stopped_early = True
+            log.info("stopping at step %d (%s); continue with --resume", step,
+                     "time limit" if over_time else "--stop-at")
+            break
+
+    if bar is not None:
+        bar.close()
+    mlog.close()
+    elapsed = time.time() - t0
+    out = None
+    if dinfo.main and not (stopped_early and cfg.stop_at):
+        if val and (not last_val):
+            last_val, _ = validate(g, val, scale, device, autocast)
+        out = run / "final" / "generator.safetensors"
+        training = {
+            "mode": cfg.mode, "preset": cfg.preset, "steps": step, "target_steps": cfg.steps,
+            "batch_size": cfg.batch_size, "world_size": dinfo.world, "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
+            "content_loss": cfg.resolved_content_loss(), "lr": cfg.lr, "betas": list(betas),
+            "lr_drop_step": drop, "seconds_this_session": round(elapsed, 1),
+            "it_s_this_session": round((step - start_step) / max(elapsed, 1e-9), 3),
+            "teacher": cfg.teacher if cfg.mode == "distill" else None, "data": dsum,
+            "vgg": ("random-init (test only)" if cfg.vgg_random_init else "torchvision IMAGENET1K_V1")
+            if cfg.resolved_content_loss() == "vgg" else None,
+        }
+        metrics = {"validation": {**last_val, "n_images": len(val),
+                                  "convention": CONVENTION.format(border=scale, degradation=cfg.data.degradation,
+                                                                  scale=scale)}} if last_val else {}
+        save_generator(_unwrap(g), out, cfg.preset, model_config(_unwrap(g)), training=training, metrics=metrics,
+                       normalisation=cfg.data.normalisation(), degradation=cfg.data.degradation)
+        log.info("wrote %s", out)
+    if dinfo.world > 1:
+        dist.barrier()
+    return out
+
+
+def _half_d_loss(logits: torch.Tensor, real: bool, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    t = smoothed_labels(logits.shape[0], real, logits.device, gen, cfg.real_label_range, cfg.fake_label_range)
+    return bce_clipped(logits, t)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
