@@ -45,12 +45,15 @@ FINITE_CHECK_VALUES = 1 << 22  # rows per chunk of the NaN/inf scan: bounded mem
 
 
 # ---------------------------------------------------------------------------- default model
-def default_model_path(fmt: str = "onnx") -> Path:
-    """Path of the bundled default model in ``fmt`` (onnx, tflite, tflite-int8, safetensors)."""
+def default_model_path(fmt: str = "onnx", *, must_exist: bool = True) -> Path:
+    """Path of the bundled default model in ``fmt`` (onnx, tflite, tflite-int8, safetensors).
+
+    ``must_exist=False`` just returns where it belongs (for the recipe that bundles it).
+    """
     if fmt not in DEFAULT_MODELS:
         raise ScopesrError(f"default model format {fmt!r} is not one of {sorted(DEFAULT_MODELS)}")
     p = MODELS_DIR / DEFAULT_MODELS[fmt]
-    if not p.exists():
+    if must_exist and not p.exists():
         raise ScopesrError(
             f"the bundled default model ({fmt}) is not in this install: {p} does not exist "
             "(it has not been built/bundled yet). Pass a model path instead, e.g. "

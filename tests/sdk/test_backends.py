@@ -199,3 +199,34 @@ def test_torch_backend_matches_onnx(tmp_path):
     assert np.abs(out - ref.upscale(img)).max() < 0.1
     with pytest.raises(sr.ScopesrError, match="dtype 'int4'"):
         sr.load(p, device="cpu", dtype="int4")
+
+
+def test_onnx_fixed_batch_file_is_fed_one_at_a_time(tmp_path):
+    """An ONNX export traced with batch 1 (a fixed N) still takes batched tiles."""
+    onnx = pytest.importorskip("onnx")
+    m = onnx.load(str(FIX / "tiny_x4.onnx"))
+    for v in list(m.graph.input) + list(m.graph.output):
+        v.type.tensor_type.shape.dim[0].dim_value = 1
+    p = tmp_path / "b1.onnx"
+    onnx.save(m, str(p))
+    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), artifact=p.name, sha256=sha256_path(p))
+    card.save(card_path_for(p))
+    up = sr.load(p)
+    assert up.backend.fixed_batch == 1 and up.backend.default_batch == 1
+    x = x_nchw(3, 10, 12)
+    ref = open_backend(FIX / "tiny_x4.onnx", ModelCard.load(FIX / "tiny_x4.onnx")).run(x)
+    np.testing.assert_allclose(up.backend.run(x), ref, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_torch_backend_cuda(tmp_path):
+    """On a GPU: fp32 (cuDNN may use TF32, hence 5e-3), fp16 and channels_last agree with ONNX."""
+    p = _export_pt2(tmp_path)
+    ref = sr.load(FIX / "tiny_x4.onnx", device="cpu")
+    img = np.random.default_rng(4).random((300, 270), dtype=np.float32)
+    want = ref.upscale(img)
+    up = sr.load(p, device="cuda")
+    assert up.describe()["backend"]["device"] == "cuda"
+    np.testing.assert_allclose(up.upscale(img, batch=8), want, atol=5e-3, rtol=0)
+    half = sr.load(p, device="cuda", dtype="fp16", channels_last=True)
+    assert np.abs(half.upscale(img) - want).max() < 0.05

@@ -40,11 +40,12 @@ def test_output_keeps_dtype_and_range(up, dtype, top):
         assert abs(float(out.mean()) - float(img.mean())) < 0.2 * top
 
 
-def test_float64_runs_in_float32_and_stays_float64(up):
-    img = rng().random((25, 31))
+@pytest.mark.parametrize("dtype,atol", [(np.float64, 1e-5), (np.float16, 2e-3)])
+def test_other_floats_run_in_float32_and_keep_dtype(up, dtype, atol):
+    img = rng().random((25, 31)).astype(dtype)
     out = up.upscale(img)
-    assert out.dtype == np.float64
-    np.testing.assert_allclose(out, up.upscale(img.astype(np.float32)), atol=1e-5)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out.astype(np.float32), up.upscale(img.astype(np.float32)), atol=atol, rtol=atol)
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int32, np.uint32, bool, np.complex64])
@@ -226,6 +227,7 @@ def test_default_model():
     with pytest.raises(sr.ScopesrError, match="not one of"):
         sr.default_model_path("gguf")
     for fmt, name in DEFAULT_MODELS.items():
+        assert sr.default_model_path(fmt, must_exist=False) == MODELS_DIR / name
         if (MODELS_DIR / name).exists():
             assert sr.default_model_path(fmt) == MODELS_DIR / name
         else:
