@@ -142,6 +142,33 @@ def test_folder_source_with_explicit_roi(timelapse, tmp_path: Path) -> None:
         assert read_png(out / "frames" / rec["sr"]).shape == (24 * SCALE, 40 * SCALE)
 
 
+def test_video_out_and_back_in(timelapse, tmp_path: Path) -> None:
+    """Headless MP4 (when an encoder is installed), then that MP4 and the GIF as video sources."""
+    import importlib.util
+
+    if importlib.util.find_spec("cv2") is None and importlib.util.find_spec("imageio") is None:
+        pytest.skip("reading videos needs OpenCV or imageio (neither installed here)")
+    path, _ = timelapse
+    first = tmp_path / "first"
+    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--roi", "200,200,16,16",
+             "--headless", "--out", str(first), "--frames", "5", "--no-frames")
+    assert r.returncode == 0, r.stderr
+    made = json.loads((first / "run.json").read_text())["outputs"]
+    assert made["gif"] == "demo.gif"
+    videos = [first / "demo.gif"] + ([first / "demo.mp4"] if "mp4" in made else [])
+    for video in videos:
+        out = tmp_path / video.suffix[1:]
+        r = demo("--source", str(video), "--model", str(model_or_skip("onnx")), "--full", "--headless",
+                 "--out", str(out), "--video", "none")
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((out / "run.json").read_text())
+        assert summary["frames"] == 5, video.name
+        rec = summary["frames_written"][0]
+        lr, sr = read_png(out / "frames" / rec["lr"]), read_png(out / "frames" / rec["sr"])
+        assert lr.shape[:2] == (16 * SCALE, 2 * 16 * SCALE + 4)  # the first run's side-by-side frames
+        assert sr.shape[:2] == (lr.shape[0] * SCALE, lr.shape[1] * SCALE)
+
+
 def test_ctrl_c_ends_cleanly(timelapse, tmp_path: Path) -> None:
     """SIGINT mid-run (a looping source that never ends): exit 0, outputs finished, fps line."""
     path, _ = timelapse
