@@ -230,3 +230,17 @@ def test_torch_backend_cuda(tmp_path):
     np.testing.assert_allclose(up.upscale(img, batch=8), want, atol=5e-3, rtol=0)
     half = sr.load(p, device="cuda", dtype="fp16", channels_last=True)
     assert np.abs(half.upscale(img) - want).max() < 0.05
+
+
+def test_sdk_never_imports_torch_for_onnx_or_tflite():
+    """Even where torch is installed, loading and running ONNX/TFLite artifacts leaves it unimported."""
+    import subprocess
+
+    code = (
+        "import sys, numpy as np, scopesr.sdk as sr\n"
+        f"for name in ('tiny_x4.onnx', 'tiny_x4_fixed.tflite'):\n"
+        f"    sr.load(r'{FIX}/' + name).upscale(np.zeros((40, 40), np.uint16))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]

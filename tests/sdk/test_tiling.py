@@ -203,3 +203,23 @@ def test_bands_cover_output_once_in_order(onnx_up):
 def test_bands_reject_stacks(onnx_up):
     with pytest.raises(sr.ModelIOError, match="one 2-D image"):
         next(onnx_up.upscale_bands(np.zeros((6, 20, 20), np.uint8)))
+
+
+def test_same_size_tiles_are_batched(onnx_up, monkeypatch):
+    calls = []
+    real = onnx_up.backend.run
+
+    def spy(x):
+        calls.append(x.shape)
+        return real(x)
+
+    monkeypatch.setattr(onnx_up.backend, "run", spy)
+    img = rand_image(64, 64)
+    onnx_up.upscale(img, tile=16, batch=4)
+    # 4x4 tiles: per row of tiles, the two interior reads (24x24) share one call, the border ones
+    # (20 px wide) are batched together too; every tile is run exactly once
+    assert sum(s[0] for s in calls) == 16 and max(s[0] for s in calls) >= 2
+    assert all(s[0] <= 4 for s in calls)
+    calls.clear()
+    onnx_up.upscale(np.stack([img, img, img], axis=-1), tile=64)  # 3 channels through a 1-channel model
+    assert calls == [(3, 1, 64, 64)]  # the channels ride in one batch
