@@ -264,3 +264,43 @@ def test_window_shows_nearest_and_sr_panes_under_xvfb(xvfb: str, timelapse, tmp_
     corner = img[:22, -110:]
     yellow = (corner[..., 0] > 180) & (corner[..., 1] > 180) & (corner[..., 2] < 100)
     assert yellow.sum() > 20, "no FPS overlay"
+
+
+def test_mouse_drag_on_the_preview_selects_the_roi(xvfb: str, timelapse, monkeypatch) -> None:
+    """Drive the real Tk window in-process: a drag on the frame preview sets a new ROI."""
+    import threading
+
+    monkeypatch.setenv("DISPLAY", xvfb)
+    monkeypatch.syspath_prepend(str(ROOT / "demo_pi"))
+    import scopesr.sdk as sdk
+    from pipeline import FpsMeter, Result, RoiProcessor
+    from window import LiveWindow
+
+    _, stack = timelapse
+    proc = RoiProcessor(sdk.load(model_or_skip("onnx")))
+    win = LiveWindow(proc, SCALE, "test", threading.Event())
+    try:
+        frame = stack[0]
+        lr, sr, roi = proc(frame)
+        assert roi == ((frame.shape[1] - 64) // 2, (frame.shape[0] - 64) // 2, 64, 64)
+        win._render(Result(0, roi, lr, sr, 0.01, FpsMeter().tick(), frame))
+        win.root.update()
+        s = win._preview_scale  # 511 px frame shown in a 320 px preview
+        assert 0.6 < s < 0.7
+        p = win.preview
+        p.event_generate("<ButtonPress-1>", x=round(40 * s), y=round(100 * s))
+        p.event_generate("<B1-Motion>", x=round(90 * s), y=round(130 * s))
+        p.event_generate("<ButtonRelease-1>", x=round(140 * s), y=round(180 * s))
+        win.root.update()
+        x, y, w, h = proc.roi
+        assert abs(x - 40) <= 2 and abs(y - 100) <= 2 and abs(w - 100) <= 2 and abs(h - 80) <= 2
+        lr2, sr2, roi2 = proc(frame)  # the next frame uses it
+        assert roi2 == proc.roi and sr2.shape == (h * SCALE, w * SCALE)
+        # a click (no drag) moves the current-size ROI, centred on the click
+        p.event_generate("<ButtonPress-1>", x=round(300 * s), y=round(300 * s))
+        p.event_generate("<ButtonRelease-1>", x=round(300 * s), y=round(300 * s))
+        win.root.update()
+        x, y, w2, h2 = proc.roi
+        assert (w2, h2) == (w, h) and abs(x + w / 2 - 300) <= 2 and abs(y + h / 2 - 300) <= 2
+    finally:
+        win.root.destroy()
