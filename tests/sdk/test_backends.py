@@ -244,3 +244,20 @@ def test_sdk_never_imports_torch_for_onnx_or_tflite():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_fixture_script_rebuilds_the_same_models(tmp_path):
+    """The committed fixtures are what make_fixtures.py makes today (real ONNX + TFLite conversion)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("litert_torch")
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
+    mf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mf)
+    assert mf.main(tmp_path) == 0
+    img = np.random.default_rng(8).random((50, 61), dtype=np.float32)
+    for name in ("tiny_x4.onnx", "tiny_x4_fixed.tflite", "tiny_x4_rgb.onnx"):
+        a, b = sr.load(tmp_path / name), sr.load(FIX / name)
+        x = img if a.card.in_channels == 1 else np.stack([img] * 3, axis=-1)
+        np.testing.assert_allclose(a.upscale(x), b.upscale(x), atol=1e-5, rtol=0)
+        assert a.card.halo == b.card.halo and a.card.tile_sizes == b.card.tile_sizes
