@@ -50,6 +50,8 @@ class OnnxBackend(Backend):
             raise ScopesrError(f"{artifact}: expected one input and one output, found "
                                f"{len(inputs)} and {len(outputs)}")
         self.input_name = inputs[0].name
+        # an fp16 export without float32 I/O takes float16: cast at the edge rather than fail
+        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         shape = inputs[0].shape
         # symbolic (str/None) spatial dims mean any size; integers mean a fixed-size export
         spatial = shape[1:3] if self.nhwc else shape[2:4]
@@ -71,6 +73,7 @@ class OnnxBackend(Backend):
             self.default_batch = 1
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(self.input_dtype, copy=False)
         fb = self.fixed_batch
         if fb is None or x.shape[0] == fb:
             return self.session.run(None, {self.input_name: x})[0]

@@ -261,3 +261,21 @@ def test_fixture_script_rebuilds_the_same_models(tmp_path):
         x = img if a.card.in_channels == 1 else np.stack([img] * 3, axis=-1)
         np.testing.assert_allclose(a.upscale(x), b.upscale(x), atol=1e-5, rtol=0)
         assert a.card.halo == b.card.halo and a.card.tile_sizes == b.card.tile_sizes
+
+
+def test_onnx_fp16_io_is_cast_at_the_edge(tmp_path):
+    """An fp16 ONNX file whose inputs/outputs are float16 still takes and returns float32."""
+    onnx = pytest.importorskip("onnx")
+    f16 = pytest.importorskip("onnxruntime.transformers.float16")
+    m = f16.convert_float_to_float16(onnx.load(str(FIX / "tiny_x4.onnx")), keep_io_types=False)
+    p = tmp_path / "h.onnx"
+    onnx.save(m, str(p))
+    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), artifact=p.name, precision="fp16",
+                               sha256=sha256_path(p))
+    card.save(card_path_for(p))
+    up = sr.load(p)
+    assert up.backend.input_dtype == np.float16
+    img = np.random.default_rng(1).random((30, 30), dtype=np.float32)
+    out = up.upscale(img)
+    assert out.dtype == np.float32
+    assert np.abs(out - sr.load(FIX / "tiny_x4.onnx").upscale(img)).max() < 2e-2
