@@ -431,7 +431,7 @@ def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, prec
             raise ConversionError(f"{artifact.name}: running case {case} failed: {exc}") from exc
         report.cases.append(evaluate_case(case, tiles, torch_out, art_out, precision, tol))
     if not runners:
-        report.notes.append("no numeric parity on this platform")
+        report.skipped = "; ".join(notes) or "no runtime for this artifact on this platform"
     return report
 
 

@@ -110,10 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"tiles {c.tile_sizes or 'dynamic'}, halo {c.halo}) and {result.card_path.name}")
         if result.parity is not None:
             print(f"parity on real tiles from {result.parity.tiles_from}:")
-            print(result.parity.table())
+            if result.parity.cases:
+                print(result.parity.table())
             for n in result.parity.notes:
                 print(f"note: {n}")
-            print("parity: PASSED" if result.parity.passed else "parity: FAILED")
+            if result.parity.skipped:
+                print(f"parity: SKIPPED ({result.parity.skipped})")
+            else:
+                print("parity: PASSED" if result.parity.passed else "parity: FAILED")
         else:
             print("parity: not checked (--no-verify)")
     del caught
