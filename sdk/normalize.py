@@ -56,7 +56,8 @@ class Stats:
     def denormalise(self, y: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
         """(..., C) float32 model output -> ``dtype`` pixels (ints rounded and clipped)."""
         dtype = np.dtype(dtype)
-        v = y * self.scale.astype(np.float32) + self.lo.astype(np.float32)
+        v = np.multiply(y, self.scale.astype(np.float32), dtype=np.float32)  # one temporary, then in place
+        v += self.lo.astype(np.float32)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             np.rint(v, out=v)
