@@ -41,7 +41,7 @@ DEFAULT_MODELS = {
     "safetensors": "default-weights.safetensors",
 }
 AXES_LETTERS = set("TZCYX")
-FINITE_CHECK_VALUES = 1 << 22  # rows per chunk of the NaN/inf scan: bounded memory on memmaps
+FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded memory on memmaps
 
 
 # ---------------------------------------------------------------------------- default model
@@ -192,8 +192,9 @@ class Upscaler:
                     np.dtype(image.dtype), axes)
 
     def _bands(self, plane: np.ndarray, job: _Job, tile: int | None, halo: int, batch: int | None,
-               progress=None, plan=None) -> Iterator[tuple[int, np.ndarray]]:
-        _check_finite(plane)
+               progress=None, plan=None, checked: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        if not checked:
+            _check_finite(plane)
         stats = compute_stats(plane, self.card.normalisation)  # once per frame, never per tile
         if plan is None:
             plan = make_plan(self.backend, plane.shape[0], plane.shape[1], tile, halo)
@@ -230,11 +231,13 @@ class Upscaler:
             from tqdm.auto import tqdm
             bar = tqdm(total=plan.n_tiles * max(1, math.prod(job.frame_shape)), unit="tile",
                        desc=f"x{self.scale} {self.card.name}")
+        for idx in np.ndindex(*job.frame_shape):  # refuse NaN/inf before any work is done
+            _check_finite(job.view[idx])
         try:
             for idx in np.ndindex(*job.frame_shape):
                 plane = job.view[idx]
                 dst = oview[idx]
-                for y0, band in self._bands(plane, job, tile, halo, batch, bar, plan):
+                for y0, band in self._bands(plane, job, tile, halo, batch, bar, plan, checked=True):
                     dst[y0:y0 + band.shape[0]] = band
         finally:
             if bar is not None:

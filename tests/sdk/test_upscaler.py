@@ -252,3 +252,13 @@ def test_real_microscopy_image_tiled_equals_whole(up, real_image):
     assert np.abs(tiled.astype(np.int64) - whole).max() <= 1
     # the output keeps the input's intensity scale (values 0..235 in a uint16 container)
     assert tiled.max() < 2000 and abs(float(tiled.mean()) - float(img.mean())) < 10
+
+
+def test_nan_in_a_later_frame_is_refused_before_any_work(up, monkeypatch):
+    stack = rng(9).random((4, 12, 12)).astype(np.float32)
+    stack[3, 5, 5] = np.nan
+    calls = []
+    monkeypatch.setattr(up.backend, "run", lambda x: calls.append(x) or pytest.fail("ran"))
+    with pytest.raises(sr.ModelIOError, match="NaN"):
+        up.upscale(stack)
+    assert calls == []
