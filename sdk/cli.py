@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from .errors import ImageError, ScopesrError
-from .io import (DEFAULT_MAX_PIXELS, Image, find_inputs, output_suffix, read_image, write_image,
+from .io import (DEFAULT_MAX_PIXELS, Image, find_inputs, output_suffix, read_image, release_pages, write_image,
                  write_tiff_streaming)
 
 log = logging.getLogger("scopesr.sdk.cli")
@@ -73,6 +73,32 @@ def _can_stream(img: Image, in_channels: int) -> bool:
     return "C" not in img.axes[:yi] or in_channels == 1
 
 
+#: streaming keeps about two output bands (one row of tiles each) in memory; without an explicit
+#: --tile, a very wide image gets a shorter tile so that a band stays under this many bytes
+BAND_BUDGET_BYTES = 32 << 20
+MIN_STREAM_TILE = 64
+
+
+def _band_budget_tile(upscaler: Any, img: Image, opts: dict[str, Any]) -> dict[str, Any]:
+    """Memory flat in the image width: shrink the default tile when one output band (tile*s rows
+    of the full output width) would exceed BAND_BUDGET_BYTES. Tiling stays seam-free (the halo
+    is unchanged); only the halo overhead grows a little."""
+    from .tiling import DEFAULT_TILE
+
+    if opts.get("tile") is not None or not getattr(upscaler.backend, "dynamic", False):
+        return opts
+    s = upscaler.scale
+    c_out = img.channels if upscaler.card.in_channels == 1 and "C" in img.axes[img.axes.index("Y"):] \
+        else (upscaler.card.out_channels if "C" in img.axes[img.axes.index("Y"):] else 1)
+    row_bytes = img.width * s * c_out * img.dtype.itemsize
+    tile = int(BAND_BUDGET_BYTES // max(1, row_bytes * s))
+    tile = max(MIN_STREAM_TILE, min(DEFAULT_TILE, tile))
+    if tile < DEFAULT_TILE:
+        log.debug("%s: tile %d so that one output band stays under %d MB", img.path, tile, BAND_BUDGET_BYTES >> 20)
+        return {**opts, "tile": tile}
+    return opts
+
+
 def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_progress: bool) -> None:
     """Upscale plane by plane, band by band, straight into a BigTIFF: the whole result is
     never in memory (a 8192x8192 uint16 input makes a 2 GB output)."""
@@ -85,6 +111,7 @@ def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_pro
     out_shape = tuple(lead) + tuple(d * s if a in "YX" else d for a, d in zip(plane_axes, img.shape[yi:]))
     out_h = img.shape[yi] * s
     n_planes = int(np.prod(lead, dtype=np.int64))
+    opts = _band_budget_tile(upscaler, img, opts)
     bar = tqdm(total=out_h * n_planes, unit="row", desc=f"  {img.path.name}", leave=False,
                disable=not show_progress)
 
@@ -99,6 +126,7 @@ def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_pro
                 expected += band.shape[0]
                 bar.update(band.shape[0])
                 yield band
+                release_pages(img.array)  # keep a memory-mapped input's RSS at one band
             if expected != out_h:
                 raise ScopesrError(f"{img.path}: internal error: bands covered {expected} of {out_h} rows")
 

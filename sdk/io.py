@@ -38,7 +38,7 @@ SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32
 #: allocation; 2**31 is 4 GB of uint16, far beyond any camera frame, still below a bomb.
 DEFAULT_MAX_PIXELS = 1 << 31
 #: uncompressed TIFFs above this size are memory-mapped instead of read into memory
-MEMMAP_THRESHOLD_BYTES = 64 << 20
+MEMMAP_THRESHOLD_BYTES = 16 << 20
 AXES_ORDER = "TZCYX"
 
 # tifffile axis letters -> ours. 'S' (samples: RGB/extra samples) is a channel axis; the
@@ -299,6 +299,24 @@ def _count_nonfinite(a: np.ndarray, chunk_bytes: int = 64 << 20) -> int:
     flat = a.reshape(-1) if a.flags.c_contiguous else np.asarray(a).reshape(-1)
     step = max(1, chunk_bytes // a.dtype.itemsize)
     return int(sum(int((~np.isfinite(flat[i:i + step])).sum()) for i in range(0, flat.size, step)))
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the resident pages of a read-only memory-mapped input (Linux/macOS madvise).
+
+    Pages of a file mapping that were read stay in the process's RSS until unmapped; when
+    a huge input is processed top to bottom they would add up to the whole file. Dropping
+    them is safe for a read-only mapping: a page touched again is re-read from the cache.
+    """
+    mm = getattr(array, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise"):
+        return
+    import mmap
+
+    try:
+        mm.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError, AttributeError):  # not supported here: only RSS is affected
+        pass
 
 
 def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:

@@ -127,6 +127,22 @@ def test_streaming_equals_in_memory(tmp_path, model, up):
     assert no_temp_files(tmp_path)
 
 
+def test_streaming_memmapped_input_with_band_budget(tmp_path, model, up, monkeypatch):
+    """The big-image path: memory-mapped input (pages released band by band) and a tile shrunk
+    to keep each output band under the budget; still the same result."""
+    from scopesr.sdk import cli, io
+
+    monkeypatch.setattr(io, "MEMMAP_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr(cli, "BAND_BUDGET_BYTES", 1 << 20)  # 600 px wide x4 uint16: tile 64
+    a = RNG.integers(0, 30000, (300, 600)).astype(np.uint16)
+    write_image(tmp_path / "big.tif", a, "YX")
+    assert read_image(tmp_path / "big.tif").is_memmap
+    res = run(tmp_path / "big.tif", "-o", tmp_path / "o", "--model", model, "--stream-above", "0", "-v")
+    assert res.exit_code == 0, res.output
+    assert "tile 64 so that one output band" in res.output
+    np.testing.assert_array_equal(read_image(tmp_path / "o" / "big_x4.tif").array, up.upscale(a))
+
+
 def test_rgb_model_and_fixed_size_tflite(tmp_path, fixtures_dir):
     rgb = RNG.integers(0, 255, (40, 50, 3)).astype(np.uint8)
     write_image(tmp_path / "c.png", rgb, "YXC")

@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from scopesr.sdk.errors import ImageError
-from scopesr.sdk.io import (Image, find_inputs, output_suffix, read_image, write_image,
+from scopesr.sdk.io import (Image, find_inputs, output_suffix, read_image, release_pages, write_image,
                             write_tiff_streaming)
 
 pytestmark = pytest.mark.edge
@@ -90,6 +90,8 @@ def test_large_uncompressed_tiff_is_memory_mapped_read_only(tmp_path):
     with pytest.raises(ValueError):
         img.array[0, 0] = 1  # read-only: an input can never be modified
     assert not read_image(p).is_memmap  # small files are read into memory by default
+    release_pages(img.array)  # drops resident pages; the data is still there
+    np.testing.assert_array_equal(img.array, a)
 
 
 def test_real_images(real_image):
