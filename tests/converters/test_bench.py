@@ -1,0 +1,314 @@
+"""sr-bench: table formatting, timing statistics, metrics against scikit-image, the torch GPU-path
+runner on CPU, and a tiny real run of the CLI that must write valid JSON, markdown and PNG."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from scopesr.converters import bench_report as R  # noqa: E402
+from scopesr.converters import bench_stats as S  # noqa: E402
+from scopesr.sdk.samples import available_samples  # noqa: E402
+
+
+def _real_grey() -> np.ndarray:
+    import tifffile
+
+    s = available_samples()
+    if "stardist-nuclei-2d" not in s:
+        pytest.skip("needs the stardist sample (pip install --no-deps stardist)")
+    return np.asarray(tifffile.imread(s["stardist-nuclei-2d"]))
+
+
+# --------------------------------------------------------------------------- formatting
+def test_number_formats():
+    assert R.fmt_num(None) == R.DASH
+    assert R.fmt_num(float("nan")) == R.DASH
+    assert R.fmt_num(0.0123456) == "0.0123"
+    assert R.fmt_num(12.3456) == "12.3"
+    assert R.fmt_num(33800.2) == "33800"
+    assert R.fmt_num(2.5e-6) == "2.50e-06"
+    assert R.fmt_count(2_035_459) == "2.04 M"
+    assert R.fmt_count(23_952) == "24.0 k"
+    assert R.fmt_count(512) == "512"
+    t = S.Timing([0.010, 0.012, 0.011]).to_dict()
+    assert R.fmt_ms(t) == "11.0 [10.0–12.0]"
+    assert R.fmt_fps(t) == "90.9 [83.3–100]"
+    assert R.fmt_ms(S.Timing([0.5]).to_dict()) == "500 (n=1)"
+    assert R.fmt_ms(None) == R.DASH and R.fmt_fps(None) == R.DASH
+
+
+def test_markdown_table_shape_and_escaping():
+    md = R.markdown_table(["a", "b"], [["x|y", 1.23456], [None, 7]])
+    lines = md.splitlines()
+    assert lines[0] == "| a | b |"
+    assert lines[1] == "|:---|---:|"
+    assert lines[2] == "| x\\|y | 1.23 |"
+    assert lines[3] == f"| {R.DASH} | 7 |"
+    with pytest.raises(ValueError):
+        R.markdown_table(["a", "b"], [["only one"]])
+
+
+def test_speed_rows_report_errors_and_notes():
+    ok = {"model": "m", "kind": "student", "runtime": "torch", "in_channels": 1, "params": 1000,
+          "macs_per_lr_pixel": 2000.0, "patch": S.Timing([0.001, 0.002]).to_dict(), "image": None,
+          "tiles": "1 x 128", "roi": S.Timing([0.01, 0.01]).to_dict(), "gflops_patch": 8.2, "gflops_image": None}
+    bad = {"model": "t", "kind": "teacher", "runtime": "onnx", "error": "ConversionError: boom"}
+    fixed = dict(ok, patch=None, patch_note="n/a (no 64x64 signature)")
+    headers, rows = R.speed_rows([ok, bad, fixed], with_peak=True)
+    assert len(headers) == len(R.SPEED_HEADERS) + 1
+    assert all(len(r) == len(headers) for r in rows)
+    assert rows[0][6] == "1.50 [1.00–2.00]" and rows[0][9] == "100 [100–100]"
+    assert rows[1][6].startswith("error: ConversionError")
+    assert rows[2][6] == "n/a (no 64x64 signature)"
+
+
+# --------------------------------------------------------------------------- timing
+class FakeClock:
+    """A clock that advances by the next duration each time fn runs."""
+
+    def __init__(self, durations):
+        self.durations = list(durations)
+        self.now = 0.0
+        self.calls = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def fn(self):
+        self.calls += 1
+        self.now += self.durations.pop(0)
+
+
+def test_time_call_warmup_is_not_timed_and_stats_are_right():
+    c = FakeClock([9.0, 1.0, 3.0, 2.0, 5.0, 4.0])
+    t = S.time_call(c.fn, warmup=1, repeats=5, clock=c)
+    assert c.calls == 6 and t.times == [1.0, 3.0, 2.0, 5.0, 4.0] and t.warmup == 1
+    assert t.median == 3.0 and t.min == 1.0 and t.max == 5.0
+    assert t.quartiles() == (2.0, 4.0) and t.iqr == 2.0
+    d = t.to_dict()
+    assert d["median_s"] == 3.0 and d["n"] == 5 and d["q1_s"] == 2.0
+
+
+def test_time_call_budget_stops_early_but_keeps_min_repeats():
+    c = FakeClock([0.0] + [10.0] * 10)
+    t = S.time_call(c.fn, warmup=1, repeats=10, min_repeats=3, budget_s=5.0, clock=c)
+    assert t.n == 3  # budget used after the first call, but three are required for a spread
+    c = FakeClock([1.0] * 10)
+    t = S.time_call(c.fn, warmup=0, repeats=10, min_repeats=1, budget_s=2.5, clock=c)
+    assert t.n == 3  # 1 + 1 + 1 >= 2.5 s: no fourth call
+    with pytest.raises(ValueError):
+        S.time_call(c.fn, repeats=0)
+
+
+def test_time_call_runs_sync_inside_the_timed_region():
+    c = FakeClock([0.0, 1.0, 1.0])
+    synced = []
+
+    def sync():
+        synced.append(c.now)
+        c.now += 0.5  # waiting for the device takes time and must be counted
+
+    t = S.time_call(c.fn, warmup=1, repeats=2, clock=c, sync=sync)
+    assert len(synced) == 3 and t.times == [1.5, 1.5]
+
+
+def test_gflops_and_peaks():
+    assert S.gflops(1000.0, 64 * 64, 0.001) == pytest.approx(2 * 1000 * 4096 / 0.001 / 1e9)
+    assert S.gflops(None, 10, 1.0) is None and S.gflops(1.0, 10, 0.0) is None
+    assert S.device_peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4)
+    assert S.device_peak_tflops("NVIDIA H100 PCIe", "fp32") == pytest.approx(51.2)
+    assert S.device_peak_tflops("NVIDIA H200", "fp32") == pytest.approx(66.9)
+    assert S.device_peak_tflops("Some Unknown GPU", "fp32") is None
+    assert S.device_peak_tflops(None, "fp32") is None
+
+
+# --------------------------------------------------------------------------- metrics
+def test_psnr_ssim_match_scikit_image_on_real_images():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    hr = _real_grey()[100:228, 100:228].astype(np.float64)
+    hr = (hr - hr.min()) / (hr.max() - hr.min())
+    test = np.clip(hr + 0.05 * np.random.default_rng(0).standard_normal(hr.shape), 0, 1)
+    assert S.psnr(hr, test) == pytest.approx(peak_signal_noise_ratio(hr, test, data_range=1), abs=1e-9)
+    ref = structural_similarity(hr, test, data_range=1, gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False)
+    assert S.ssim(hr, test) == pytest.approx(ref, abs=1e-9)
+    rgb = np.random.default_rng(1).random((40, 50, 3))
+    rgb2 = np.clip(rgb + 0.1 * np.random.default_rng(2).standard_normal(rgb.shape), 0, 1)
+    ref = structural_similarity(rgb, rgb2, data_range=1, gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False, channel_axis=-1)
+    assert S.ssim(rgb, rgb2) == pytest.approx(ref, abs=1e-9)
+    assert S.psnr(rgb, rgb2) == pytest.approx(peak_signal_noise_ratio(rgb, rgb2, data_range=1), abs=1e-9)
+
+
+def test_quality_convention_identity_crop_and_range():
+    hr = _real_grey()[:64, :64]
+    q = S.quality(hr, hr.astype(np.float32), 4)
+    assert math.isinf(q["psnr"]) and q["ssim"] == pytest.approx(1.0)
+    # an error only inside the cropped border does not count
+    sr = hr.astype(np.float32).copy()
+    sr[:4] += 50
+    assert math.isinf(S.quality(hr, sr, 4)["psnr"])
+    # the same relative error scores the same whatever the data's range (min..max scaling)
+    a = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    q1 = S.quality(a * 200, a * 200 + 2, 4)["psnr"]
+    q2 = S.quality(a * 60000 + 100, a * 60000 + 100 + 600, 4)["psnr"]
+    assert q1 == pytest.approx(q2)
+    with pytest.raises(ValueError):
+        S.quality(hr, hr[:32], 4)
+
+
+def test_degradations_match_their_references():
+    from PIL import Image as PImage
+
+    img = _real_grey()[:256, :200]
+    u8 = np.clip(img, 0, 255).astype(np.uint8)
+    ref = np.asarray(PImage.fromarray(u8).resize((50, 64), PImage.BICUBIC))
+    lr = S.pil_bicubic_down(u8, 4)
+    assert lr.dtype == np.uint8 and lr.shape == (64, 50)
+    assert np.abs(lr.astype(int) - ref).max() <= 1  # PIL's 8-bit path rounds in fixed point
+    assert S.pil_bicubic_down(img, 4).dtype == img.dtype
+    noaa = S.cubic_down_noaa(img.astype(np.float32), 4)
+    cv2 = pytest.importorskip("cv2")
+    ref = cv2.resize(img.astype(np.float32), (50, 64), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(noaa - ref).max() < 1e-3
+    # no anti-aliasing: a 4-periodic pattern aliases to a constant, PIL's filter averages it away
+    stripes = np.tile(np.array([0, 0, 0, 255], np.float32), (16, 8))
+    assert np.ptp(S.cubic_down_noaa(stripes, 4)) == 0 and not np.allclose(S.cubic_down_noaa(stripes, 4), 63.75)
+    assert S.nearest_up(np.array([[1, 2]]), 2).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]
+    assert S.bicubic_up(u8, 4).shape == (1024, 800)
+
+
+# --------------------------------------------------------------------------- the torch path
+def _student():
+    from scopesr.converters.bench import _randomise
+    from scopesr.trainer import create_model
+
+    return _randomise(create_model("student-tiny"), 0)
+
+
+def test_torch_runner_cpu_paths():
+    from scopesr.converters.bench_torch import TorchRunner
+
+    m = _student()
+    x = np.random.default_rng(0).random((2, 1, 24, 20), dtype=np.float32)
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x)).numpy()
+    r = TorchRunner(m, device="cpu", cuda_graphs=True, pinned=True)
+    assert np.allclose(r(x), ref, atol=1e-5)
+    d = r.describe()
+    assert d["device"] == "cpu" and d["cuda_graphs"] is False and d["pinned"] is False
+    assert set(d["off"]) == {"cuda_graphs", "pinned"}  # says why they are off
+    cl = TorchRunner(m, device="cpu", channels_last=True)
+    assert np.allclose(cl(x), ref, atol=1e-5)
+    bf = TorchRunner(m, device="cpu", dtype="bf16")
+    y = bf(x)
+    assert y.dtype == np.float32 and y.shape == ref.shape
+    assert np.abs(y - ref).max() < 0.05 * (np.abs(ref).max() + 1)  # bf16: ~3 significant digits
+    batches = [x, x[:1], x * 0.5]
+    outs = list(r.run_many(batches))
+    assert len(outs) == 3 and all(np.allclose(o, r(b), atol=1e-6) for o, b in zip(outs, batches))
+    with pytest.raises(Exception, match="dtype"):
+        TorchRunner(m, device="cpu", dtype="int4")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_requested_without_gpu_is_a_clear_error_and_targets_say_not_measured(tmp_path):
+    from scopesr.converters.bench import Settings, gpu_targets
+    from scopesr.converters.bench_torch import TorchRunner
+    from scopesr.sdk.errors import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="no CUDA"):
+        TorchRunner(_student(), device="cuda")
+    t = gpu_targets(Settings(out=tmp_path))
+    assert len(t) == 4 and all(x["measured"].startswith("not measured") for x in t)
+
+
+def test_module_backend_through_the_sdk_tiler_is_seam_free():
+    from scopesr.converters.bench_torch import ModuleBackend, TorchRunner, card_for_preset
+    from scopesr.sdk.upscaler import Upscaler
+    from scopesr.trainer import receptive_field_radius
+
+    m = _student()
+    card = card_for_preset(m, "student-tiny", receptive_field_radius(m))
+    up = Upscaler(card, ModuleBackend(TorchRunner(m, device="cpu"), card))
+    img = _real_grey()[:96, :80].astype(np.float32)
+    whole = up.upscale(img, tile=200)
+    tiled = up.upscale(img, tile=24)
+    assert whole.shape == (384, 320)
+    assert np.abs(whole - tiled).max() < 1e-3 * (np.abs(whole).max() + 1)
+    assert up.backend.describe()["runtime"] == "torch"
+
+
+# --------------------------------------------------------------------------- a tiny real run
+def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
+    from scopesr.converters.bench import main
+    from scopesr.trainer import create_model, save_generator
+
+    model = tmp_path / "trained.safetensors"
+    save_generator(create_model("student-tiny"), model, preset="student-tiny")
+    empty = tmp_path / "no-peers"
+    empty.mkdir()
+    out = tmp_path / "res"
+    args = ["--quick", "--presets", "student-tiny", "--backends", "torch", "--peers", str(empty),
+            "--model", str(model), "--repeats", "2", "--budget", "0.05", "--threads", "1", "--no-progress",
+            "--out", str(out)]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "bench.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert data["schema"] == "scopesr-bench/1" and data["quick"] is True
+    assert data["machine"]["cpu"] and data["machine"]["versions"]["torch"]
+    (table,) = [b for b in data["speed"]["backends"] if b["backend"] == "torch"]
+    (row,) = table["rows"]
+    assert row["model"] == "student-tiny" and "error" not in row
+    for col in ("patch", "image", "roi"):
+        assert row[col]["n"] == 2 and 0 < row[col]["min_s"] <= row[col]["median_s"] <= row[col]["max_s"]
+    assert row["gflops_patch"] > 0 and row["params"] > 0 and row["macs_per_lr_pixel"] > 0
+    refs = {r["model"] for r in data["speed"]["reference"]}
+    assert refs == {"nearest", "bicubic"}  # no peer files: peers skipped, and said so
+    assert "skipped" in data["peers"]
+    assert all(t["measured"].startswith("not measured") for t in data["gpu_targets"]) or torch.cuda.is_available()
+    q = data["quality"]
+    names = [m["name"] for m in q["methods"]]
+    assert names[:2] == ["nearest", "bicubic"] and names[2].startswith("trained.safetensors")
+    for m in q["methods"]:
+        for d in ("pil-bicubic", "cubic-noaa"):
+            assert m["mean"][d]["n"] == len(q["images"]) and 0 < m["mean"][d]["ssim"] <= 1
+    bic = q["methods"][1]["mean"]["pil-bicubic"]
+    assert bic["gain_db"] == 0 and q["methods"][0]["mean"]["pil-bicubic"]["gain_db"] < 0  # nearest < bicubic
+    md = (out / "bench.md").read_text()
+    assert "## Table 3 analogue: speed" in md and "## Table 2 analogue: quality" in md
+    assert "| student-tiny | student | torch |" in md and "not measured" in md
+    assert data["machine_line"] in md
+    with Image.open(out / "bench.png") as im:
+        assert im.format == "PNG" and im.size[0] > 200
+    assert "Table 3" in res.output  # the markdown is echoed
+
+
+def test_cli_help_explains_and_bad_backend_fails(tmp_path):
+    from scopesr.converters.bench import main
+
+    h = CliRunner().invoke(main, ["--help"])
+    assert h.exit_code == 0
+    for word in ("--quick", "--peers", "--model", "Table 3", "Table 2", "bench.json"):
+        assert word in h.output
+    bad = CliRunner().invoke(main, ["--backends", "nope", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "choose from" in bad.output
+
+
+def test_pillow_plot_fallback(tmp_path):
+    res = {"speed": {"backends": [{"backend": "torch", "rows": [
+        {"model": "a", "patch": S.Timing([0.01, 0.02]).to_dict()}]}],
+        "reference": [{"model": "nearest", "runtime": "numpy", "patch": S.Timing([1e-5]).to_dict()}]}}
+    R._pillow_plot(tmp_path / "p.png", R._bars(res))
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.format == "PNG"
+    assert [b[0] for b in R._bars(res)] == ["nearest · numpy", "a · torch"]
