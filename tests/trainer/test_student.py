@@ -1,0 +1,163 @@
+"""The edge student: budget, shape, anchor == nearest at init, no checkerboard, edge-only ops."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scopesr.trainer.student import (  # noqa: E402
+    STUDENT_PRESETS,
+    StudentConfig,
+    build_student,
+    student_from_args,
+)
+
+# the `paper` teacher: about 50 GMAC per 64x64 LR tile (FINDINGS) -> ~12 M MAC per LR pixel
+PAPER_MACS_PER_PX = 50e9 / (64 * 64)
+
+
+def _smooth_input(n: int = 48, seed: int = 0) -> "torch.Tensor":
+    """A smooth, positive image: a few wide Gaussian blobs on a ramp (no high frequencies)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
+    img = 0.2 + 0.3 * xx / n
+    for _ in range(4):
+        cy, cx = rng.uniform(0, n, 2)
+        img += 0.5 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (n / 6) ** 2))
+    return torch.from_numpy(img.astype(np.float32))[None, None]
+
+
+def _period2(img) -> float:
+    try:
+        from scopesr.trainer.analysis import period2_energy
+    except ImportError:  # pragma: no cover - the trainer's analysis module is the reference
+        a = img.detach().double().numpy()[0, 0]
+        m = np.array([[a[i::2, j::2].mean() for j in (0, 1)] for i in (0, 1)])
+        return float(((m - m.mean()) ** 2).mean() / (a ** 2).mean())  # polyphase-mean spread
+    return period2_energy(img, border=8)
+
+
+@pytest.mark.parametrize("name", sorted(STUDENT_PRESETS))
+def test_budget_and_shape(name):
+    cfg = STUDENT_PRESETS[name]
+    assert cfg.macs_per_lr_pixel() <= 0.01 * PAPER_MACS_PER_PX, "student must stay within 1% of paper's MACs"
+    model = build_student(name).eval()
+    x = torch.rand(2, 1, 20, 28)
+    y = model(x)
+    assert y.shape == (2, 1, 80, 112)
+    # analytic MACs agree with the trainer's hook-based count when it is available
+    try:
+        from scopesr.trainer.receptive_field import macs_per_lr_pixel, receptive_field_radius
+    except ImportError:
+        return
+    assert macs_per_lr_pixel(model, in_channels=1, scale=4) == pytest.approx(cfg.macs_per_lr_pixel(), rel=0.02)
+    assert receptive_field_radius(model) == cfg.halo
+
+
+def test_presets_sizes_are_ordered_and_medium_within_budget():
+    macs = [STUDENT_PRESETS[n].macs_per_lr_pixel() for n in ("student-tiny", "student-small", "student-medium")]
+    assert macs == sorted(macs)
+    assert 20_000 <= STUDENT_PRESETS["student-small"].macs_per_lr_pixel() <= 30_000  # ESPCN size
+    assert STUDENT_PRESETS["student-medium"].macs_per_lr_pixel() <= 120_000
+
+
+def test_init_is_exactly_nearest_upsampling():
+    model = build_student("student-small").eval()
+    x = torch.rand(1, 1, 16, 16)
+    near = x.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    with torch.no_grad():
+        assert torch.equal(model(x), near)
+
+
+def test_multichannel_anchor_is_per_channel_nearest():
+    model = student_from_args("student-tiny", in_channels=3, out_channels=3).eval()
+    x = torch.rand(1, 3, 8, 8)
+    near = x.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    with torch.no_grad():
+        assert torch.equal(model(x), near)
+
+
+def test_no_checkerboard_at_init():
+    """Smooth input -> no period-2 pattern at init; a transposed conv (srgan-deconv's op) has one."""
+    x = _smooth_input()
+    model = build_student("student-medium").eval()
+    with torch.no_grad():
+        e_init = _period2(model(x))
+        e_near = _period2(x.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
+        deconv = torch.nn.ConvTranspose2d(1, 1, 6, stride=4, padding=1)
+        torch.manual_seed(0)
+        torch.nn.init.uniform_(deconv.weight, 0, 1)
+        e_deconv = _period2(deconv(x))
+    # at init the student IS nearest upsampling (whose staircase leaves ~1e-6 after the
+    # analysis' high-pass), orders of magnitude below a transposed conv's checkerboard
+    assert e_init == pytest.approx(e_near, rel=1e-6)
+    assert e_init < 1e-4
+    assert e_deconv > 1e-3
+
+
+def test_trained_default_has_no_checkerboard():
+    """The bundled default (trained) keeps smooth input free of period-2 patterns."""
+    from scopesr.sdk.card import ModelCard
+
+    path = Path(__file__).resolve().parents[2] / "sdk" / "models" / "default.safetensors"
+    assert path.exists(), f"{path} missing: run python -m scopesr.trainer.recipe_default --export sdk/models"
+    card = ModelCard.load(path)
+    from safetensors.torch import load_file
+
+    model = student_from_args(None, **card.arch_args).eval()
+    model.load_state_dict(load_file(path))
+    x = _smooth_input()
+    with torch.no_grad():
+        e = _period2(model(x))
+        e_near = _period2(x.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
+    assert e < max(10 * e_near, 1e-4), (e, e_near)
+
+
+def test_only_edge_ops():
+    """Conv2d, ReLU, PixelShuffle only: nothing a mobile NPU or int8 runtime lacks."""
+    model = build_student("student-medium")
+    kinds = {type(m).__name__ for m in model.modules() if not list(m.children())}
+    assert kinds <= {"Conv2d", "ReLU", "PixelShuffle"}, kinds
+    ops = {n.target for n in torch.fx.symbolic_trace(model).graph.nodes if n.op == "call_function"}
+    names = {getattr(o, "__name__", str(o)) for o in ops}
+    assert names <= {"cat", "add", "getitem"}, names  # no interpolate / resize anywhere
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="odd"):
+        StudentConfig(kernel=4)
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        StudentConfig(in_channels=3, out_channels=1)
+    with pytest.raises(ValueError, match="unknown student argument"):
+        student_from_args("student-small", width=3)
+    with pytest.raises(ValueError, match="unknown student preset"):
+        build_student("student-huge")
+
+
+def test_learns_quickly_on_real_image(real_image):
+    """A real (tiny) training run on real fluorescence: 150 steps move it off nearest, towards HR."""
+    from scopesr.trainer import recipe_default as recipe
+
+    tifffile = pytest.importorskip("tifffile")
+    img = tifffile.imread(real_image("napari-timelapse"))[0].astype(np.float32)[:256, :256]
+    im = recipe.Img("t0", img, "uint8")
+    im.lo, im.hi = recipe.percentiles(recipe.pil_bicubic_down(img))
+    train = {"napari-timelapse": [im], "napari-nuclei": [im], "histo": [im]}
+    torch.manual_seed(0)
+    model = build_student("student-tiny")
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    lr_t, hr_t = recipe.make_batch(train, np.random.default_rng(123), 8, 64)
+    with torch.no_grad():
+        before = torch.nn.functional.mse_loss(model(lr_t), hr_t).item()
+    for step in range(150):
+        a, b = recipe.make_batch(train, np.random.default_rng([1, step]), 8, 64)
+        loss = torch.nn.functional.l1_loss(model(a), b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = torch.nn.functional.mse_loss(model(lr_t), hr_t).item()
+    assert after < 0.8 * before, (before, after)

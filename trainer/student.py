@@ -1,0 +1,159 @@
+"""The edge student: a small all-convolutional x4 network built for int8 NPUs and CPUs.
+
+Why this shape (see FINDINGS "Mobile SR challenge" and the paper's checkerboard lesson):
+
+* every convolution runs at LR resolution (16x fewer pixels than HR at x4);
+* the only upsampling is depth-to-space (``PixelShuffle``): no nearest/bilinear resize
+  inside (slow on mobile NPUs) and no transposed convolution (checkerboard);
+* an *anchor*: the input repeated ``scale**2`` times (a plain channel concat) is added to
+  the last convolution's output before depth-to-space. Depth-to-space of the repeated
+  input is exactly nearest upsampling, so the network only learns a residual; with the
+  last convolution zero-initialised the untrained network *is* nearest upsampling, which
+  has no period-2 (checkerboard) pattern to start from. Concat + add quantise well
+  because the anchor has the input's own scale;
+* only Conv2d + ReLU: every runtime (TFLite, Core ML, ONNX, NNAPI/XNNPACK) runs them
+  natively in int8.
+
+Budget: at most 1 % of the ``paper`` teacher's multiply-accumulates per LR pixel
+(about 12 M MAC/px), i.e. <= ~120 k MAC per LR pixel.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["StudentConfig", "STUDENT_PRESETS", "Student", "build_student", "student_from_args"]
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Width, depth and kernel sizes of a student.
+
+    ``channels`` features in every hidden layer; ``depth`` hidden 3x3 (``kernel``) layers
+    between the head (``head_kernel``) and the tail that produces ``out_channels*scale**2``
+    maps for depth-to-space.
+    """
+
+    channels: int = 32
+    depth: int = 2
+    head_kernel: int = 5
+    kernel: int = 3
+    tail_kernel: int = 3
+    scale: int = 4
+    in_channels: int = 1
+    out_channels: int = 1
+    anchor: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "scale", "in_channels", "out_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.depth < 0:
+            raise ValueError(f"StudentConfig.depth must be >= 0, got {self.depth}")
+        for name in ("head_kernel", "kernel", "tail_kernel"):
+            k = getattr(self, name)
+            if k < 1 or k % 2 == 0:
+                # odd kernels keep 'same' padding symmetric, so the output is not shifted
+                raise ValueError(f"StudentConfig.{name} must be odd and >= 1, got {k}")
+        if self.anchor and self.in_channels != self.out_channels:
+            raise ValueError("the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
+                             "set anchor=False for a channel-changing student")
+
+    # -------------------------------------------------------------- analytic properties
+    @property
+    def halo(self) -> int:
+        """Receptive-field radius in LR pixels (the tile overlap needed for seam-free tiling)."""
+        return self.head_kernel // 2 + self.depth * (self.kernel // 2) + self.tail_kernel // 2
+
+    def macs_per_lr_pixel(self) -> int:
+        """Multiply-accumulates per LR input pixel (convolutions only; adds/ReLU are free)."""
+        c, s2 = self.channels, self.scale * self.scale
+        head = self.in_channels * c * self.head_kernel ** 2
+        body = self.depth * c * c * self.kernel ** 2
+        tail = c * self.out_channels * s2 * self.tail_kernel ** 2
+        return head + body + tail
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: Named sizes. MACs per LR pixel: tiny 8.6 k, small 23.8 k (ESPCN-size), medium 70.3 k;
+#: the ``paper`` teacher is about 12 M, so even medium is about 0.6 % of it.
+STUDENT_PRESETS: dict[str, StudentConfig] = {
+    "student-tiny": StudentConfig(channels=16, depth=2),
+    "student-small": StudentConfig(channels=32, depth=2),
+    "student-medium": StudentConfig(channels=48, depth=3),
+}
+
+
+def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+    # zero 'same' padding: the SDK's tiler supplies real context through the halo
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+class Student(nn.Module):
+    """Conv/ReLU stack at LR resolution + anchor + depth-to-space. Input/output NCHW float."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        s2 = cfg.scale * cfg.scale
+        layers: list[nn.Module] = [_conv(cfg.in_channels, cfg.channels, cfg.head_kernel), nn.ReLU(inplace=True)]
+        for _ in range(cfg.depth):
+            layers += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(*layers)
+        self.tail = _conv(cfg.channels, cfg.out_channels * s2, cfg.tail_kernel)
+        self.shuffle = nn.PixelShuffle(cfg.scale)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.body.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        # zero tail: the untrained network is exactly the anchor, i.e. nearest upsampling
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def anchor(self, x: torch.Tensor) -> torch.Tensor:
+        """Each input channel repeated scale**2 times, channel-major, as PixelShuffle expects.
+
+        Built from a plain channel concat (no repeat_interleave / 5-D reshape) so that
+        ONNX, TFLite and Core ML all see one Concat op.
+        """
+        s2 = self.cfg.scale * self.cfg.scale
+        if self.cfg.in_channels == 1:
+            return torch.cat([x] * s2, dim=1)
+        chans = [x[:, c:c + 1] for c in range(self.cfg.in_channels) for _ in range(s2)]
+        return torch.cat(chans, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.tail(self.body(x))
+        if self.cfg.anchor:
+            y = y + self.anchor(x)
+        return self.shuffle(y)
+
+
+def build_student(cfg: StudentConfig | str) -> Student:
+    """Build a student from a config or a preset name (``student-small`` ...)."""
+    if isinstance(cfg, str):
+        try:
+            cfg = STUDENT_PRESETS[cfg]
+        except KeyError:
+            raise ValueError(f"unknown student preset {cfg!r}; known: {sorted(STUDENT_PRESETS)}") from None
+    return Student(cfg)
+
+
+def student_from_args(preset: str | None = None, **overrides: Any) -> Student:
+    """Preset plus overrides (e.g. ``channels=24``), as a model card's ``arch_args`` stores them."""
+    base = STUDENT_PRESETS[preset] if preset else StudentConfig()
+    known = {f.name for f in dataclasses.fields(StudentConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ValueError(f"unknown student argument(s) {bad}; known: {sorted(known)}")
+    return Student(dataclasses.replace(base, **overrides))
+
