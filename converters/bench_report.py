@@ -196,18 +196,19 @@ def render_markdown(res: dict[str, Any]) -> str:
                 row += [mean.get("psnr"), mean.get("ssim"), mean.get("gain_db")]
             rows.append(row)
         lines += ["Mean over the images:", "", markdown_table(headers, rows), ""]
-        # per image detail
-        headers = ["method"] + [f"{im['name']} ({d})" for d in degs for im in q["images"]]
-        rows = []
-        for meth in q["methods"]:
-            row = [meth["name"]]
-            for d in degs:
-                for im in q["images"]:
-                    v = meth["per_image"].get(d, {}).get(im["name"])
+        # per image detail: one table per degradation, images as rows, methods as columns
+        for d in degs:
+            headers = ["image", "kind", "held out"] + [m_["name"] for m_ in q["methods"]]
+            rows = []
+            for im in q["images"]:
+                row = [f"{im['name']} {'x'.join(map(str, im['shape'][:2]))} {im['dtype']}", im["kind"], im["heldout"]]
+                for m_ in q["methods"]:
+                    v = m_["per_image"].get(d, {}).get(im["name"])
                     row.append(DASH if v is None else
-                               (f"error" if "error" in v else f"{fmt_num(v['psnr'])} / {fmt_num(v['ssim'])}"))
-            rows.append(row)
-        lines += ["Per image, PSNR (dB) / SSIM:", "", markdown_table(headers, rows), ""]
+                               ("error" if "error" in v else f"{fmt_num(v['psnr'])} / {fmt_num(v['ssim'])}"))
+                rows.append(row)
+            lines += [f"Per image, LR `{d}`, PSNR (dB) / SSIM:", "",
+                      markdown_table(headers, rows, ["l", "l", "l"] + ["r"] * len(q["methods"])), ""]
         errs = [(m_["name"], e) for m_ in q["methods"] for e in m_.get("errors", [])]
         errs += [(f["model"], "not loaded: " + f["error"]) for f in q.get("failed_models", [])]
         for name, e in errs:
@@ -222,18 +223,21 @@ def render_markdown(res: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- plot
-def _bars(res: dict[str, Any]) -> list[tuple[str, float]]:
-    """(label, median seconds of a 64x64 patch) for every measured cell, fastest first."""
+def _bars(res: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """(label, median seconds of a 64x64 patch, group) for every measured cell, fastest first."""
     out = []
     sp = res.get("speed") or {}
     for b in sp.get("backends", []):
         for r in b.get("rows", []):
             if r.get("patch"):
-                out.append((f"{r['model']} · {b['backend']}", r["patch"]["median_s"]))
+                out.append((f"{r['model']} · {b['backend']}", r["patch"]["median_s"], b["backend"]))
     for r in sp.get("reference", []):
         if r.get("patch"):
-            out.append((f"{r['model']} · {r.get('runtime')}", r["patch"]["median_s"]))
+            out.append((f"{r['model']} · {r.get('runtime')}", r["patch"]["median_s"], "reference"))
     return sorted(out, key=lambda x: x[1])
+
+
+_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 
 
 def _gains(res: dict[str, Any]) -> tuple[list[str], dict[str, list[float]]]:
@@ -262,7 +266,12 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
                              squeeze=False)
     ax = axes[0][0]
     if bars:
-        ax.barh([b[0] for b in bars], [b[1] * 1e3 for b in bars], color="tab:blue")
+        groups = list(dict.fromkeys(b[2] for b in bars))
+        colour = {g: ("tab:gray" if g == "reference" else _COLOURS[i % len(_COLOURS)]) for i, g in enumerate(groups)}
+        ax.barh([b[0] for b in bars], [b[1] * 1e3 for b in bars], color=[colour[b[2]] for b in bars])
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=colour[g], label=g) for g in groups], fontsize=7, loc="lower right")
         ax.set_xscale("log")
         ax.invert_yaxis()
     ax.set_xlabel("ms per 64x64 LR patch (median, log scale)")
@@ -289,7 +298,7 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
     return "matplotlib"
 
 
-def _pillow_plot(path: Path, bars: list[tuple[str, float]]) -> None:
+def _pillow_plot(path: Path, bars: list[tuple[str, float, str]]) -> None:
     """A plain log-scale bar chart of patch latency when matplotlib is not installed."""
     from PIL import Image, ImageDraw
 
@@ -301,7 +310,7 @@ def _pillow_plot(path: Path, bars: list[tuple[str, float]]) -> None:
     if bars:
         lo = math.log10(min(b[1] for b in bars) * 1e3) - 0.3
         hi = math.log10(max(b[1] for b in bars) * 1e3) + 0.1
-        for i, (label, t) in enumerate(bars):
+        for i, (label, t, _group) in enumerate(bars):
             y = 30 + i * row
             x1 = left + (w - left - 80) * (math.log10(t * 1e3) - lo) / max(hi - lo, 1e-9)
             d.text((10, y + 2), label[:48], fill="black")

@@ -312,3 +312,31 @@ def test_pillow_plot_fallback(tmp_path):
     with Image.open(tmp_path / "p.png") as im:
         assert im.format == "PNG"
     assert [b[0] for b in R._bars(res)] == ["nearest · numpy", "a · torch"]
+    assert [b[2] for b in R._bars(res)] == ["reference", "torch"]
+
+
+@pytest.mark.gpu
+def test_torch_runner_cuda_fast_path_matches_eager():
+    """CUDA graphs per shape, pinned uploads overlapped with compute, bf16 autocast, NHWC."""
+    from scopesr.converters.bench_torch import TorchRunner
+    from scopesr.trainer import create_model
+
+    m = create_model("paper", n_blocks=2).eval()
+    x = np.random.default_rng(0).random((4, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x)).numpy()
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # compare fp32 with fp32
+    try:
+        r = TorchRunner(m, device="cuda", dtype="fp32", channels_last=True, cuda_graphs=True, pinned=True)
+        assert r.describe()["cuda_graphs"] and r.describe()["pinned"]
+        assert np.allclose(r(x), ref, atol=1e-3)
+        assert np.array_equal(r(x * 0.5), r(x * 0.5))  # replays of the captured graph agree
+        batches = [x, x * 0.5, x[:2], x]
+        outs = list(r.run_many(batches))
+        assert all(np.allclose(o, r(b), atol=1e-5) for o, b in zip(outs, batches))
+        assert np.allclose(outs[2], ref[:2], atol=1e-3)
+        bf = TorchRunner(m, device="cuda", dtype="bf16", cuda_graphs=True)
+        assert np.abs(bf(x) - ref).max() < 0.1 * (np.abs(ref).max() + 1)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
