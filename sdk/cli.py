@@ -160,7 +160,9 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
         log.info("%s: %s %s -> streaming %s (BigTIFF)", path.name, img.axes, "x".join(map(str, img.shape)), out)
         _stream(upscaler, img, out, opts, show_progress)
     else:
-        result = upscaler.upscale(img.array, axes=img.axes, **opts)
+        # a tile progress bar only where it is worth watching (> 16 output megapixels)
+        result = upscaler.upscale(img.array, axes=img.axes, progress=show_progress and _out_pixels(img, s) > 16e6,
+                                  **opts)
         if result.ndim != img.array.ndim or result.dtype != img.dtype:
             raise ScopesrError(f"{path}: internal error: result {result.shape} {result.dtype} "
                                f"does not match the input {img.shape} {img.dtype}")

@@ -384,6 +384,13 @@ def _resolution_kwargs(metadata: dict[str, Any] | None, scale: int) -> dict[str,
     return kw
 
 
+def _imagej_ok(metadata: dict[str, Any] | None, axes: str, dtype: np.dtype) -> bool:
+    """Write ImageJ format when the input was ImageJ and the result fits its rules
+    (uint8/uint16/float32, axes in TZCYX order)."""
+    return (bool(metadata) and "imagej" in metadata and np.dtype(dtype) in SUPPORTED_DTYPES
+            and axes == "".join(a for a in AXES_ORDER if a in axes))
+
+
 def _temp_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -421,8 +428,13 @@ def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
         elif suffix in TIFF_SUFFIXES:
             import tifffile
 
-            tifffile.imwrite(tmp, np.ascontiguousarray(array), bigtiff=array.nbytes > (2 << 30) - (32 << 20),
-                             **_tiff_kwargs(axes, array.shape, array.dtype),
+            kw = _tiff_kwargs(axes, array.shape, array.dtype)
+            big = array.nbytes > (2 << 30) - (32 << 20)
+            if _imagej_ok(metadata, axes, array.dtype) and not big:
+                # an ImageJ hyperstack stays one, with its z spacing / frame interval / unit,
+                # so Fiji opens the result with the same dimensions
+                kw = {"imagej": True, "metadata": {"axes": axes, **metadata["imagej"]}}
+            tifffile.imwrite(tmp, np.ascontiguousarray(array), bigtiff=big, **kw,
                              **_resolution_kwargs(metadata, scale))
         else:
             raise ImageError(f"{path}: cannot write {suffix!r} files (use .tif or .png)")

@@ -71,6 +71,20 @@ def test_files_folders_and_stacks(tmp_path, model, up):
     assert no_temp_files(out)
 
 
+def test_imagej_hyperstack_stays_imagej(tmp_path, model, up):
+    a = RNG.integers(0, 4000, (2, 3, 2, 16, 20)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "h.tif", a, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TZCYX", "spacing": 0.7, "unit": "um", "finterval": 5.0})
+    res = run(tmp_path / "h.tif", "-o", tmp_path / "o", "--model", model)
+    assert res.exit_code == 0, res.output
+    with tifffile.TiffFile(tmp_path / "o" / "h_x4.tif") as t:
+        assert t.is_imagej and t.series[0].axes == "TZCYX"
+        ij = t.imagej_metadata
+        assert (ij["spacing"], ij["unit"], ij["finterval"]) == (0.7, "um", 5.0)
+        assert t.pages[0].resolution == pytest.approx((8.0, 8.0))  # pixels per um x4
+        np.testing.assert_array_equal(t.asarray(), up.upscale(a, axes="TZCYX"))
+
+
 def test_real_image_and_compare(tmp_path, model, up, real_image):
     src = real_image("stardist-nuclei-2d")
     res = run(src, "-o", tmp_path, "--model", model, "--compare", "--tile", "100")
