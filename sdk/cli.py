@@ -30,7 +30,7 @@ Formats: PNG, JPEG and TIFF in; multi-page TIFF stacks, time-lapses and ImageJ
 hyperstacks (axes T, Z, C, Y, X); 8-bit, 16-bit and float32; grey, RGB or N channels
 (a model with fewer channels runs channel by channel). Output keeps the input's dtype:
 OUTDIR/<stem>_x<scale>.png for 8-bit 2-D images, .tif for 16-bit, float and stacks.
-Results above --stream-above megapixels are written as BigTIFF strip by strip, so memory
+Results above --stream-above megapixels are written strip by strip (BigTIFF above 1 GB), so memory
 stays bounded whatever the image size.
 
 \b
@@ -157,7 +157,7 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
     streamed = _out_pixels(img, s) > stream_mpix * 1e6 and _can_stream(img, upscaler.card.in_channels)
     result = None
     if streamed:
-        log.info("%s: %s %s -> streaming %s (BigTIFF)", path.name, img.axes, "x".join(map(str, img.shape)), out)
+        log.info("%s: %s %s -> %s, streamed to disk strip by strip", path.name, img.axes, "x".join(map(str, img.shape)), out)
         _stream(upscaler, img, out, opts, show_progress)
     else:
         # a tile progress bar only where it is worth watching (> 16 output megapixels)
@@ -219,7 +219,7 @@ def _load_model(model: str | None, backend: str, device: str) -> Any:
               help="Refuse inputs with more pixels than this (decompression-bomb guard).")
 @click.option("--stream-above", "stream_mpix", type=click.FloatRange(min=0), default=DEFAULT_STREAM_MPIX,
               show_default=True, metavar="MPIX",
-              help="Stream results larger than this many megapixels to disk (BigTIFF, strip by strip).")
+              help="Stream results larger than this many megapixels to disk strip by strip (BigTIFF above 1 GB).")
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
 def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str, device: str,
