@@ -29,9 +29,10 @@ EPILOG = """\b
 Formats: PNG, JPEG and TIFF in; multi-page TIFF stacks, time-lapses and ImageJ
 hyperstacks (axes T, Z, C, Y, X); 8-bit, 16-bit and float32; grey, RGB or N channels
 (a model with fewer channels runs channel by channel). Output keeps the input's dtype:
-OUTDIR/<stem>_x<scale>.png for 8-bit 2-D images, .tif for 16-bit, float and stacks.
-Results above --stream-above megapixels are written strip by strip (BigTIFF above 1 GB), so memory
-stays bounded whatever the image size.
+OUTDIR/<stem>_x<scale>.png for 8-bit PNG/JPEG inputs, .tif for TIFF inputs, 16-bit,
+float and stacks (ImageJ hyperstacks stay ImageJ). Results above --stream-above
+megapixels are written strip by strip (BigTIFF above 1 GB): memory stays bounded
+whatever the image size.
 
 \b
 Examples:
