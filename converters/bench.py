@@ -47,9 +47,10 @@ IMAGE_LR = 128  # LR side of the "whole 512x512 image" column (512 / 4)
 ROI = 64  # LR side of the video ROI
 FRAME = 256  # LR side of the video frames the ROI is cut from
 TEACHERS = ("srgan", "srgan-deconv", "srgan-interp", "srgan-nobn", "paper")
-BACKENDS = ("torch", "onnx", "tflite-fp32", "tflite-int8")
-QUICK_BACKENDS = ("torch", "onnx", "tflite-fp32", "tflite-int8")
-QUICK_TEACHER_BACKENDS = ("torch", "onnx")  # converting teachers to TFLite takes minutes each
+#: "torch" follows --device (CUDA when there is one); torch-cpu / torch-cuda pin the device
+BACKENDS = ("torch", "torch-cpu", "torch-cuda", "onnx", "tflite-fp32", "tflite-int8")
+DEFAULT_BACKENDS = ("torch-cpu", "torch-cuda", "onnx", "tflite-fp32", "tflite-int8")
+QUICK_TEACHER_BACKENDS = ("torch", "torch-cpu", "torch-cuda", "onnx")  # teachers to TFLite: minutes each
 DEFAULT_PEERS = Path("../shared/peers/opencv_dnn_superres")
 #: OpenCV peer file stem -> (dnn_superres algorithm, parameters, MACs per LR pixel). Counted
 #: from the published architectures (ESPCN: 5x5x64, 3x3x32, 3x3x16 + depth-to-space;
@@ -259,10 +260,11 @@ def peer_upscale(peer: Peer, lr: np.ndarray) -> np.ndarray:
 
 
 # =========================================================================== backends
-def _torch_opts(st: Settings) -> dict[str, Any]:
+def _torch_opts(st: Settings, backend: str = "torch") -> dict[str, Any]:
     import torch
 
-    cuda = st.device in ("auto", "cuda") and torch.cuda.is_available()
+    device = {"torch-cpu": "cpu", "torch-cuda": "cuda"}.get(backend, st.device)
+    cuda = device in ("auto", "cuda") and torch.cuda.is_available()
     dtype = st.torch_dtype if st.torch_dtype != "auto" else ("bf16" if cuda else "fp32")
     return {"device": "cuda" if cuda else "cpu", "dtype": dtype,
             "channels_last": cuda if st.channels_last is None else st.channels_last,
@@ -301,10 +303,10 @@ def open_upscaler(subject: Subject, backend: str, st: Settings, cache: Path) -> 
     from scopesr.sdk import load
     from scopesr.sdk.upscaler import Upscaler
 
-    if backend == "torch":
+    if backend.startswith("torch"):
         from .bench_torch import ModuleBackend, TorchRunner
 
-        o = _torch_opts(st)
+        o = _torch_opts(st, backend)
         runner = TorchRunner(subject.module, device=o["device"], dtype=o["dtype"],
                              channels_last=o["channels_last"], compile=o["compile"],
                              cuda_graphs=o["cuda_graphs"], num_threads=o["num_threads"])
@@ -317,8 +319,8 @@ def open_upscaler(subject: Subject, backend: str, st: Settings, cache: Path) -> 
 
 def backend_title(backend: str, st: Settings) -> tuple[str, bool]:
     """A one-line description of a backend table, and whether it runs on a GPU."""
-    if backend == "torch":
-        o = _torch_opts(st)
+    if backend.startswith("torch"):
+        o = _torch_opts(st, backend)
         import torch
 
         flags = [o["dtype"] if o["dtype"] == "fp32" else f"{o['dtype']} autocast"]
@@ -337,12 +339,21 @@ def backend_title(backend: str, st: Settings) -> tuple[str, bool]:
     return f"LiteRT (ai-edge-litert {v}, XNNPACK), {what}, fixed tile signatures, {st.threads} threads", False
 
 
-def backend_available(backend: str) -> str | None:
+def backend_available(backend: str, device: str = "auto") -> str | None:
     """None when the backend can run here, else why not."""
     from scopesr.sdk.backends.base import has_module
 
-    if backend == "torch":
-        return None if has_module("torch") else "torch is not installed"
+    if backend.startswith("torch"):
+        if not has_module("torch"):
+            return "torch is not installed"
+        if backend == "torch-cuda":
+            import torch
+
+            if device == "cpu":
+                return "--device cpu"
+
+            return None if torch.cuda.is_available() else "no CUDA device (torch sees no GPU)"
+        return None
     if backend == "onnx":
         if not has_module("onnxruntime"):
             return "onnxruntime is not installed"
@@ -764,7 +775,7 @@ def measure_speed(st: Settings, peers: dict[str, Path], cache: Path) -> dict[str
     jobs: list[tuple[Subject, str]] = []
     skipped: dict[str, str] = {}
     for backend in st.backends:
-        why = backend_available(backend)
+        why = backend_available(backend, st.device)
         if why:
             skipped[backend] = why
             continue
@@ -839,7 +850,8 @@ def _split(v: str | None) -> list[str] | None:
 @click.option("--presets", default=None, metavar="A,B", help="Presets to time (default: the five teachers and "
               "every student).")
 @click.option("--backends", default=None, metavar="A,B",
-              help=f"Any of {', '.join(BACKENDS)} (default: all; unavailable ones are reported as skipped).")
+              help=f"Any of {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)}; torch follows --device; "
+              "unavailable ones are reported as skipped).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="torch and ONNX Runtime device; auto = CUDA when available.")
 @click.option("--threads", type=int, default=None, help="Threads per runtime (default: the usable CPU cores).")
@@ -879,7 +891,7 @@ def main(out: Path, quick: bool, presets: str | None, backends: str | None, devi
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count() or 1
-    be = _split(backends) or list(BACKENDS)
+    be = _split(backends) or list(DEFAULT_BACKENDS)
     bad = [b for b in be if b not in BACKENDS]
     if bad:
         raise click.BadParameter(f"{bad}: choose from {', '.join(BACKENDS)}", param_hint="--backends")

@@ -258,7 +258,7 @@ def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
     empty = tmp_path / "no-peers"
     empty.mkdir()
     out = tmp_path / "res"
-    args = ["--quick", "--presets", "student-tiny", "--backends", "torch", "--peers", str(empty),
+    args = ["--quick", "--presets", "student-tiny", "--backends", "torch-cpu,torch-cuda", "--peers", str(empty),
             "--model", str(model), "--repeats", "2", "--budget", "0.05", "--threads", "1", "--no-progress",
             "--out", str(out)]
     res = CliRunner().invoke(main, args, catch_exceptions=False)
@@ -266,7 +266,7 @@ def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
     data = json.loads((out / "bench.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert data["schema"] == "scopesr-bench/1" and data["quick"] is True
     assert data["machine"]["cpu"] and data["machine"]["versions"]["torch"]
-    (table,) = [b for b in data["speed"]["backends"] if b["backend"] == "torch"]
+    (table,) = [b for b in data["speed"]["backends"] if b["backend"] == "torch-cpu"]
     (row,) = table["rows"]
     assert row["model"] == "student-tiny" and "error" not in row
     for col in ("patch", "image", "roi"):
@@ -287,6 +287,10 @@ def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
     md = (out / "bench.md").read_text()
     assert "## Table 3 analogue: speed" in md and "## Table 2 analogue: quality" in md
     assert "| student-tiny | student | torch |" in md and "not measured" in md
+    if not torch.cuda.is_available():  # the GPU table is there, and says why it is empty
+        (gpu,) = [b for b in data["speed"]["backends"] if b["backend"] == "torch-cuda"]
+        assert gpu["skipped"].startswith("no CUDA device") and not gpu["rows"]
+        assert "### torch-cuda" in md and "Not measured: no CUDA device" in md
     assert data["machine_line"] in md
     with Image.open(out / "bench.png") as im:
         assert im.format == "PNG" and im.size[0] > 200
