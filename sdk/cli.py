@@ -189,8 +189,10 @@ def _load_model(model: str | None, backend: str, device: str) -> Any:
         try:
             return load("default", backend=backend, device=device)
         except ScopesrError as exc:
-            raise click.ClickException(f"cannot open the bundled default model ({exc}); pass --model PATH "
-                                       "(an .onnx/.tflite/.pt2/.mlpackage file with its .card.json)") from None
+            msg = str(exc)
+            if "--model" not in msg:
+                msg += "; pass --model PATH (an .onnx/.tflite/.pt2/.mlpackage file with its .card.json)"
+            raise click.ClickException(msg) from None
     return load(model, backend=backend, device=device)
 
 

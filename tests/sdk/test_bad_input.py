@@ -218,3 +218,14 @@ def test_missing_runtime_names_package(tmp_path, fixtures_dir, monkeypatch):
 def test_missing_input_file(tmp_path, fixtures_dir):
     res = run(tmp_path / "nope.tif", _good(tmp_path), "-o", tmp_path / "o", "--model", fixtures_dir / "tiny_x4.onnx")
     assert res.exit_code == 1 and "nope.tif: no such file" in res.output
+
+
+def test_wrong_channel_count_while_streaming(tmp_path, fixtures_dir):
+    """The model error surfaces from inside the BigTIFF writer: still a clean per-file error,
+    and neither a partial output nor a temp file is left."""
+    grey = _good(tmp_path)
+    out = tmp_path / "o"
+    res = run(grey, "-o", out, "--model", fixtures_dir / "tiny_x4_rgb.onnx", "--stream-above", "0")
+    assert res.exit_code == 1 and "good.tif: image has 1 channel" in res.output
+    assert "Traceback" not in res.output
+    assert list(out.iterdir()) == []

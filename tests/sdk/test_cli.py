@@ -128,7 +128,7 @@ def test_streaming_equals_in_memory(tmp_path, model, up):
     write_image(tmp_path / "st.tif", stack, "ZYXC")
     r1 = run(tmp_path / "big.tif", tmp_path / "st.tif", "-o", tmp_path / "mem", "--model", model)
     r2 = run(tmp_path / "big.tif", tmp_path / "st.tif", "-o", tmp_path / "str", "--model", model,
-             "--stream-above", "0", "--tile", "64", "-v")
+             "--stream-above", "0", "--tile", "64", "-v", "--compare")
     assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
     assert "streamed to disk strip by strip" in r2.output and "strip by strip" not in r1.output
     for name in ("big_x4.tif", "st_x4.tif"):
@@ -136,6 +136,9 @@ def test_streaming_equals_in_memory(tmp_path, model, up):
         assert m.axes == s.axes
         np.testing.assert_array_equal(m.array, s.array)
     np.testing.assert_array_equal(read_image(tmp_path / "str" / "big_x4.tif").array, up.upscale(a))
+    # the compare picture of a streamed result is read back from disk: same model panel
+    cmp = np.asarray(PILImage.open(tmp_path / "str" / "big_compare.png"))
+    assert cmp.shape == (HEADER + 1024, 3 * 1024 + 2 * GAP)
     with tifffile.TiffFile(tmp_path / "str" / "big_x4.tif") as t:
         assert len(t.pages[0].dataoffsets) > 1  # really written strip by strip
     assert no_temp_files(tmp_path)
