@@ -49,7 +49,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger("tifffile").setLevel(logging.ERROR)
 
 
-def _parse_halo(value: str) -> int | str:
+def _parse_halo(ctx: click.Context | None, param: click.Parameter | None, value: str) -> int | str:
     if value == "auto":
         return "auto"
     try:
@@ -209,7 +209,7 @@ def _load_model(model: str | None, backend: str, device: str) -> Any:
 @click.option("--tile", type=click.IntRange(min=1), default=None, metavar="N",
               help="Tile size in LR (input) pixels. Default: the model's default (fixed-size artifacts "
                    "use the sizes their card lists). Tiles are seam-free: each is read with a halo.")
-@click.option("--halo", default="auto", show_default=True, metavar="N|auto",
+@click.option("--halo", default="auto", show_default=True, metavar="N|auto", callback=_parse_halo,
               help="Overlap around each tile, in LR pixels. auto = the model's receptive-field radius "
                    "(from its card), which makes tiled output equal whole-image output.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
@@ -226,7 +226,7 @@ def _load_model(model: str | None, backend: str, device: str) -> Any:
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
 def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str, device: str,
-         tile: int | None, halo: str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
+         tile: int | None, halo: int | str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
          stream_mpix: float, verbose: int, quiet: bool) -> None:
     """Super-resolve microscopy images: IN may be image files, folders (their images,
     sorted) or multi-page TIFF stacks."""
@@ -234,7 +234,6 @@ def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     _setup_logging(verbose, quiet)
-    halo_v = _parse_halo(halo)
     files = find_inputs(inputs)
     if not files:
         raise click.ClickException("no input images found")
@@ -245,7 +244,7 @@ def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str
     log.info("model %s: x%d, %d channel(s) in, halo %d",
              upscaler.card.name, upscaler.scale, upscaler.card.in_channels, upscaler.card.halo)
     outdir.mkdir(parents=True, exist_ok=True)
-    opts = {"tile": tile, "halo": halo_v, "batch": batch}
+    opts = {"tile": tile, "halo": halo, "batch": batch}
     in_set = {f.resolve() for f in files}
     claimed: set[Path] = set()
     failed: list[tuple[Path, str]] = []

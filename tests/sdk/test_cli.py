@@ -229,3 +229,15 @@ def test_help_explains():
     for needle in ("LR (input) pixels", "receptive-field radius", "PNG, JPEG and TIFF", "BigTIFF", "--compare",
                    "never overwritten"):
         assert needle in text
+
+
+def test_halo_option(tmp_path, model, up):
+    a = RNG.integers(0, 4000, (50, 70)).astype(np.uint16)
+    write_image(tmp_path / "a.tif", a, "YX")
+    res = run(tmp_path / "a.tif", "-o", tmp_path / "o", "--model", model, "--halo", "wide")
+    assert res.exit_code == 2 and "'auto'" in res.output
+    res = run(tmp_path / "a.tif", "-o", tmp_path / "o", "--model", model, "--halo", "0", "--tile", "16")
+    assert res.exit_code == 0, res.output
+    got = read_image(tmp_path / "o" / "a_x4.tif").array
+    np.testing.assert_array_equal(got, up.upscale(a, tile=16, halo=0))
+    assert not np.array_equal(got, up.upscale(a))  # no halo: seams, a different result
