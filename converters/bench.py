@@ -437,11 +437,16 @@ def measure_model(subject: Subject, backend: str, st: Settings, inp: SpeedInputs
     for key, n_px in (("patch", PATCH * PATCH), ("image", IMAGE_LR * IMAGE_LR)):
         t = row.get(key)
         row[f"gflops_{key}"] = S.gflops(subject.macs, n_px, t["median_s"] if t else None)
-    if runner is not None and runner.device == "cuda":
+    on_gpu = (runner is not None and runner.device == "cuda") or \
+        "CUDAExecutionProvider" in (row["backend_describe"].get("providers") or [])[:1]
+    if on_gpu:
         import torch
 
-        name = torch.cuda.get_device_name(0)
-        prec = runner.dtype if runner.dtype != "fp32" else ("tf32" if torch.backends.cudnn.allow_tf32 else "fp32")
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        if runner is not None:
+            prec = runner.dtype if runner.dtype != "fp32" else ("tf32" if torch.backends.cudnn.allow_tf32 else "fp32")
+        else:
+            prec = "fp32"  # ONNX Runtime CUDA EP, fp32 model
         peak = S.device_peak_tflops(name, prec)
         g = row.get("gflops_patch") or row.get("gflops_image")
         row["peak_fraction"] = g / (peak * 1e3) if (peak and g) else None
@@ -553,6 +558,14 @@ def _crop(a: np.ndarray, max_side: int | None) -> np.ndarray:
 _NAME = re.compile(r"^([\w.-]+?)(?:\[(\d+)\])?$")
 
 
+def parse_sample_name(name: str) -> tuple[str, int | None] | None:
+    """``"napari-timelapse[24]"`` -> ``("napari-timelapse", 24)``; ``"stardist-nuclei-2d"`` -> (key, None)."""
+    m = _NAME.match(name.strip())
+    if m is None:
+        return None
+    return m.group(1), (int(m.group(2)) if m.group(2) is not None else None)
+
+
 def heldout_names() -> tuple[list[str], str]:
     """The held-out image names the bundled default model's card lists (``training.heldout``)."""
     try:
@@ -590,9 +603,9 @@ def eval_images(st: Settings) -> tuple[list[EvalImage], str]:
     if names:
         by_key: dict[str, list[int | None]] = {}
         for n in names:
-            m = _NAME.match(n)
-            if m and m.group(1) in SAMPLES:
-                by_key.setdefault(m.group(1), []).append(int(m.group(2)) if m.group(2) else None)
+            parsed = parse_sample_name(n)
+            if parsed and parsed[0] in SAMPLES:
+                by_key.setdefault(parsed[0], []).append(parsed[1])
         for key, idxs in by_key.items():
             a = _sample(key)
             if a is None:
@@ -821,18 +834,24 @@ EPILOG = """\b
 What is measured:
   Speed (Table 3): for each backend, each preset (teacher ablations srgan, srgan-deconv,
   srgan-interp, srgan-nobn, paper; the students) with random-init weights: one 64x64 LR
-  patch (s), a 128x128 LR image to a 512x512 output through the SDK tiler (s), and a 64x64
-  ROI of a video through Upscaler.stream (FPS), plus parameters, MACs per LR pixel and
-  achieved GFLOP/s (and % of the GPU's datasheet peak on CUDA). Reference rows: nearest,
-  bicubic, OpenCV ESPCN / FSRCNN x4 (when opencv-contrib is installed, --peers DIR).
+  patch (ms), a 128x128 LR image to a 512x512 output through the SDK tiler (ms), and a
+  64x64 ROI of a video through Upscaler.stream (FPS), each as median [min-max] after a
+  warm-up; plus parameters, MACs per LR pixel and achieved GFLOP/s (and % of the GPU's
+  datasheet peak on CUDA). Reference rows: nearest, bicubic, OpenCV ESPCN / FSRCNN x4
+  (when opencv-contrib is installed, --peers DIR).
+  GPU path (CUDA only; "not measured" otherwise): bf16 autocast, channels_last, CUDA graphs
+  per tile shape, pinned uploads overlapped with compute, optional torch.compile; targets
+  for the paper preset: 512x512 output <= 5 ms, 1920x1080 output >= 60 FPS.
   Quality (Table 2): PSNR/SSIM on real images of nearest, bicubic, the peers and each
-  --model, with LR by PIL bicubic (the paper) and by a cubic resize without anti-aliasing.
+  --model, with LR by PIL bicubic (the paper) and by a cubic resize without anti-aliasing
+  (metrics on HR scaled to 0..1 by its min..max, 4 px border cropped, SSIM per channel).
 \b
 Output in --out: bench.json (everything, with the machine), bench.md (the tables), bench.png.
 \b
 Examples:
   sr-bench --quick --out benchmarks/results/bench_quick
-  sr-bench --model sdk/models/default.onnx --backends torch,onnx --out results/
+  sr-bench --model sdk/models/default.onnx --backends torch-cpu,onnx --out results/
+  sr-bench --device cuda --backends torch-cuda --presets paper --compile
   sr-bench --no-speed --model runs/paper/final.safetensors --image my_cells.tif
 """
 

@@ -187,6 +187,14 @@ def test_degradations_match_their_references():
     assert S.bicubic_up(u8, 4).shape == (1024, 800)
 
 
+def test_heldout_names_parse():
+    from scopesr.converters.bench import parse_sample_name
+
+    assert parse_sample_name("napari-timelapse[24]") == ("napari-timelapse", 24)
+    assert parse_sample_name("stardist-nuclei-2d") == ("stardist-nuclei-2d", None)
+    assert parse_sample_name("napari-skin(grey,inverted)") is None
+
+
 # --------------------------------------------------------------------------- the torch path
 def _student():
     from scopesr.converters.bench import _randomise
