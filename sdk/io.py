@@ -147,6 +147,7 @@ def _read_tiff(path: Path, max_pixels: int, memmap: bool | None) -> Image:
             if tif.is_imagej and tif.imagej_metadata:
                 ij = tif.imagej_metadata
                 meta["imagej"] = {k: ij[k] for k in ("spacing", "unit", "finterval") if k in ij}
+            _check_declared_planes(path, tif, shape, taxes)
             compressed = any(int(p.compression) != 1 for p in tif.pages[:1])
             npix = int(np.prod(shape, dtype=np.int64)) if shape else 0
             if npix > max_pixels:
@@ -166,7 +167,7 @@ def _read_tiff(path: Path, max_pixels: int, memmap: bool | None) -> Image:
                     arr = tifffile.memmap(path, mode="r", series=0)
                 except (ValueError, OSError) as exc:
                     # not contiguous on disk, or the file is shorter than its header says
-                    if size_short(path, exc):
+                    if _memmap_short(path, exc):
                         raise ImageError(f"{path}: truncated TIFF (the file ends before its pixel data)") from None
                     log.debug("%s: cannot memory-map (%s); reading into memory", path, exc)
             if arr is None:
@@ -181,19 +182,36 @@ def _read_tiff(path: Path, max_pixels: int, memmap: bool | None) -> Image:
         raise ImageError(f"{path}: truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
     if arr.shape != shape:  # tifffile squeezes differently in corner cases: trust the array
         log.debug("%s: series shape %s, array shape %s", path, shape, arr.shape)
-    if not isinstance(arr, np.memmap) and _tiff_data_truncated(path, arr, size_hint=None):
+    if not isinstance(arr, np.memmap) and _tiff_data_truncated(path):
         raise ImageError(f"{path}: truncated TIFF (pixel data missing)")
     axes = _map_axes(path, taxes, arr.ndim)
     return Image(arr, axes, path, "tiff", meta)
 
 
-def size_short(path: Path, exc: BaseException) -> bool:
+def _check_declared_planes(path: Path, tif: Any, shape: tuple[int, ...], taxes: str) -> None:
+    """A stack cut short can still parse: tifffile then falls back to the pages it finds
+    (an ImageJ stack of 60 becomes one 2-D image). Compare with what the header declares."""
+    planes = int(np.prod([n for n, a in zip(shape, taxes) if a not in "YXS"], dtype=np.int64))
+    declared = None
+    if tif.is_imagej and tif.imagej_metadata:
+        declared = tif.imagej_metadata.get("images")
+    elif tif.is_shaped and tif.shaped_metadata:
+        dshape = tif.shaped_metadata[0].get("shape")
+        if dshape and int(np.prod(dshape, dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
+            raise ImageError(f"{path}: truncated TIFF stack (the header declares shape {tuple(dshape)}, "
+                             f"the file holds {shape})")
+    if declared is not None and int(declared) > planes:
+        raise ImageError(f"{path}: truncated TIFF stack (the header declares {declared} planes, "
+                         f"the file holds {planes})")
+
+
+def _memmap_short(path: Path, exc: BaseException) -> bool:
     """Does a memmap failure mean the file is shorter than its header claims?"""
     msg = str(exc).lower()
     return "greater than file size" in msg or "larger than" in msg or "beyond" in msg
 
 
-def _tiff_data_truncated(path: Path, arr: np.ndarray, size_hint: int | None) -> bool:
+def _tiff_data_truncated(path: Path) -> bool:
     """tifffile fills strips that lie past the end of a file with zeros (logging a warning)
     instead of failing; check the page offsets against the file size so a cut-off upload is
     reported as truncated rather than silently upscaled with black rows."""

@@ -193,6 +193,15 @@ def test_truncated(tmp_path, kind, memmap):
         read_image(bad, memmap=memmap)
 
 
+@pytest.mark.parametrize("imagej", [False, True])
+def test_stack_cut_at_a_plane_is_not_read_as_a_shorter_stack(tmp_path, imagej):
+    src = tmp_path / "full.tif"
+    tifffile.imwrite(src, _rand((6, 50, 60), np.uint8), photometric="minisblack", imagej=imagej)
+    bad = _truncate(src, tmp_path / "cut.tif", 0.75)
+    with pytest.raises(ImageError, match=r"cut\.tif: truncated"):
+        read_image(bad)
+
+
 def test_header_only_tiff(tmp_path):
     src = tmp_path / "a.tif"
     tifffile.imwrite(src, _rand((50, 50), np.uint16))
