@@ -206,6 +206,17 @@ def prune_checkpoints(ckpt_dir: str | os.PathLike, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(ckpt_dir: str | os.PathLike) -> int:
+    """Delete ``.step_*.tmp`` files a killed run left behind (never a finished checkpoint)."""
+    d = Path(ckpt_dir)
+    n = 0
+    if d.is_dir():
+        for p in d.glob(".step_*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
     ckpts = list_checkpoints(ckpt_dir)
     return ckpts[-1] if ckpts else None

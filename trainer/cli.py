@@ -133,7 +133,10 @@ def resolve_config(mode: str, given: dict[str, Any]):
     out = given.get("out", merged.get("out", "runs/run"))
     saved = Path(out) / "config.json"
     if given.get("resume") and saved.exists():
-        merged = _merge(merged, json.loads(saved.read_text()))
+        prior = json.loads(saved.read_text())
+        for once in ("stop_at", "resume"):  # one-off options of the earlier invocation
+            prior.pop(once, None)
+        merged = _merge(merged, prior)
     cli: dict[str, Any] = {"data": {}}
     for k, v in given.items():
         if k == "model_args":

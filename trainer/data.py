@@ -151,6 +151,21 @@ def _list_files(root: Path, recursive: bool) -> list[Path]:
                   and not p.name.startswith("."))
 
 
+def detect_channels(cfg: DataConfig) -> int:
+    """3 for an HPA layout or any RGB image among the sources, else 1 (all grey)."""
+    probe = DataConfig(**{**cfg.__dict__, "channels": 3, "hr_size": cfg.scale * 4})
+    try:
+        items = discover(probe)
+    except DataError as exc:
+        if "cannot be used as RGB" in str(exc):  # N-channel data: each channel a grey item
+            return 1
+        raise
+    if any(it.kind == "hpa" for it in items):
+        return 3
+    multi = any(_read_planes(it.paths[0]).shape[-1] >= 3 for it in items)
+    return 3 if multi else 1
+
+
 def discover(cfg: DataConfig) -> list[Item]:
     """All usable items of the configured sources (sorted, so the split is reproducible)."""
     files: list[Path] = []

@@ -68,6 +68,18 @@ def _load_vgg19_state(weights: str | os.PathLike | None) -> dict[str, torch.Tens
         ) from None
 
 
+def _vgg19_features() -> nn.Sequential:
+    """torchvision's vgg19().features (same layer indices and state-dict keys)."""
+    try:
+        from torchvision.models.vgg import cfgs, make_layers  # noqa: PLC0415
+
+        return make_layers(cfgs["E"], batch_norm=False)
+    except ImportError:  # private helpers moved: build the whole model
+        from torchvision.models import vgg19  # noqa: PLC0415
+
+        return vgg19(weights=None).features
+
+
 class VGGContentLoss(nn.Module):
     """MSE of VGG19 relu5_4 features / 12.75 (frozen network, ImageNet normalisation).
 
@@ -78,19 +90,21 @@ class VGGContentLoss(nn.Module):
     def __init__(self, weights: str | os.PathLike | None = None, random_init: bool = False,
                  layer_end: int = RELU5_4) -> None:
         super().__init__()
-        from torchvision.models import vgg19  # noqa: PLC0415
-
-        net = vgg19(weights=None)
-        if not random_init:
+        if random_init:
+            features = _vgg19_features()  # the conv part only: the classifier is 120 M unused weights
+        else:
             state = _load_vgg19_state(weights)
-            # accept a full classifier state dict or a features-only one
-            if not any(k.startswith("features.") for k in state):
-                state = {f"features.{k}": v for k, v in state.items()}
-            missing, _ = net.load_state_dict(state, strict=False)
-            missing = [k for k in missing if k.startswith("features.")]
-            if missing:
-                raise LossError(f"VGG19 weights lack feature layers {missing[:4]}...; give a torchvision vgg19 state dict")
-        self.features = net.features[:layer_end].eval()
+            with torch.device("meta"):  # no random init of weights about to be replaced
+                features = _vgg19_features()
+            # accept a full torchvision state dict ("features.N.weight") or a features-only one
+            if any(k.startswith("features.") for k in state):
+                state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+            try:
+                features.load_state_dict(state, strict=True, assign=True)
+            except RuntimeError as exc:
+                raise LossError(f"VGG19 weights do not fit torchvision's vgg19 ({str(exc).splitlines()[0]}); "
+                                "give a torchvision vgg19 state dict") from None
+        self.features = features[:layer_end].eval()
         for p in self.features.parameters():
             p.requires_grad_(False)
         for m in self.features.modules():

@@ -46,6 +46,7 @@ from .checkpoint import (
     latest_checkpoint,
     load_generator,
     load_training_state,
+    remove_stale_temporaries,
     rng_state,
     save_generator,
     save_training_state,
@@ -292,8 +293,9 @@ def train(cfg: TrainConfig) -> Path | None:
     # --- model and data channels
     pcfg = presets()[cfg.preset].config
     model_in = int(cfg.model_args.get("in_channels", getattr(pcfg, "in_channels", 3)))
-    if cfg.data.channels == 0:  # auto: what the model takes
-        cfg.data.channels = model_in if model_in in (1, 3) else 3
+    if cfg.data.channels == 0:  # auto: what the model was asked to take, else what the data is
+        cfg.data.scale = int(cfg.model_args.get("scale", getattr(pcfg, "scale", 4)))
+        cfg.data.channels = model_in if "in_channels" in cfg.model_args else data_mod.detect_channels(cfg.data)
     margs = dict(cfg.model_args)
     margs.setdefault("in_channels", cfg.data.channels)
     if hasattr(pcfg, "out_channels"):
@@ -357,6 +359,8 @@ def train(cfg: TrainConfig) -> Path | None:
     # --- resume
     start_step = 0
     ckpt_dir = run / "checkpoints"
+    if dinfo.main and remove_stale_temporaries(ckpt_dir):
+        log.info("%s: removed half-written checkpoint(s) of an interrupted run", ckpt_dir)
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
     if cfg.resume and resume_from is None:
         log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
@@ -416,7 +420,7 @@ def train(cfg: TrainConfig) -> Path | None:
         d_train.train()
 
     def checkpoint(step: int) -> None:
-        states = {"rng": rng_state(), "label_gen": label_gen.get_state()}
+        states = {"rng": rng_state(), "label_gen": label_gen.get_state(), "digest": _digest(_unwrap(g))}
         if dinfo.world > 1:  # every rank's RNGs, gathered on rank 0
             gathered: list[Any] = [None] * dinfo.world
             dist.all_gather_object(gathered, states)
@@ -425,10 +429,19 @@ def train(cfg: TrainConfig) -> Path | None:
         if dinfo.main:
             st: dict[str, Any] = {"g": _unwrap(g).state_dict(), "opt_g": opt_g.state_dict(),
                                   "sch_g": sch_g.state_dict(), "rng": [s["rng"] for s in gathered],
-                                  "label_gen": [s["label_gen"] for s in gathered], "config": json.dumps(cfg.to_dict())}
+                                  "label_gen": [s["label_gen"] for s in gathered], "config": json.dumps(cfg.to_dict()),
+                                  # sha256 of each rank's generator weights: DDP must keep them identical
+                                  "rank_digests": [s["digest"] for s in gathered]}
+            if len(set(st["rank_digests"])) > 1:
+                log.error("step %d: generator weights differ between ranks %s", step, st["rank_digests"])
             if d is not None:
                 st.update(d=d.state_dict(), opt_d=opt_d.state_dict(), sch_d=sch_d.state_dict())  # type: ignore[union-attr]
             save_training_state(ckpt_dir, step, st, keep=cfg.keep)
+
+    if dinfo.main and val and start_step == 0:  # the curve starts at the untrained model
+        v0, first = validate(g, val, scale, device, autocast)
+        mlog.write({"kind": "val", "step": 0, **v0})
+        save_png(run / "samples" / f"step_{0:08d}.png", sample_grid(*first, scale=scale))
 
     stopped_early = False
     while step < cfg.steps:
@@ -549,6 +562,18 @@ def train(cfg: TrainConfig) -> Path | None:
 def _half_d_loss(logits: torch.Tensor, real: bool, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
     t = smoothed_labels(logits.shape[0], real, logits.device, gen, cfg.real_label_range, cfg.fake_label_range)
     return bce_clipped(logits, t)
+
+
+def _digest(m: nn.Module) -> str:
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    # parameters only: DDP keeps them identical; BN running statistics are rank-local between
+    # forwards (DDP re-broadcasts rank 0's buffers at each forward, and rank 0 saves them)
+    for k, v in sorted(m.named_parameters()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class _null:

@@ -56,5 +56,6 @@ def folder_dir(real_arrays, tmp_path_factory) -> Path:
     for i in range(3):
         Image.fromarray(tl[5 * i, 100:260, 100:260]).save(d / f"tl_{i}.png")
     tifffile.imwrite(d / "stardist.tif", sd[100:260, 150:310].astype(np.uint16))
-    tifffile.imwrite(d / "nuclei_stack.tif", nu[20:23, 40:200, 40:200].astype(np.uint16))
+    tifffile.imwrite(d / "nuclei_stack.tif", nu[20:23, 40:200, 40:200].astype(np.uint16),
+                     photometric="minisblack", metadata={"axes": "ZYX"})
     return d
