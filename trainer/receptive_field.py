@@ -183,7 +183,7 @@ def probe_receptive_field_radius(model: nn.Module, scale: int = 4, in_channels: 
 
 
 def macs_per_lr_pixel(model: nn.Module, in_channels: int | None = None, scale: int | None = None,
-                      size: int = 32) -> float:
+                      size: int = 16) -> float:
     """Multiply-accumulates per LR input pixel, counted by forward hooks on a probe input.
 
     Counts Conv2d, ConvTranspose2d and Linear (the cost that matters); activations,
