@@ -171,26 +171,45 @@ def scopesr_models(explicit: list[Path] | None) -> list[tuple[str, Path, str]]:
 
 
 # ----------------------------------------------------------------------------- measuring
-def measure(up: Any, frames: np.ndarray, full: bool, n: int, warmup: int) -> dict[str, Any]:
-    proc = RoiProcessor(up, full=full)
-    for i in range(warmup):
-        proc(frames[i % len(frames)])
-    times = np.empty(n)
-    rss100 = None
-    t_start = time.perf_counter()
-    for i in range(n):
-        t0 = time.perf_counter()
-        _, sr, _ = proc(frames[i % len(frames)])
-        times[i] = time.perf_counter() - t0
-        if i == 99:
-            rss100 = rss_mb()
-    total = time.perf_counter() - t_start
-    rss_end = rss_mb()
-    return {"fps": round(n / total, 1), "median_ms": round(1000 * float(np.median(times)), 3),
-            "p99_ms": round(1000 * float(np.percentile(times, 99)), 3),
-            "out_shape": list(sr.shape), "out_dtype": str(sr.dtype),
-            "rss_mb_at_100": round(rss100, 1) if rss100 else None, f"rss_mb_at_{n}": round(rss_end, 1),
-            "rss_growth_mb": round(rss_end - rss100, 2) if rss100 else None}
+def measure_all(ups: list[tuple[str, Any]], frames: np.ndarray, full: bool, n: int, warmup: int,
+                block: int = 100) -> dict[str, dict[str, Any]]:
+    """Sustained FPS of every method, interleaved in blocks of ``block`` frames.
+
+    On a machine shared with other jobs the load drifts; running the methods round-robin
+    block by block gives each the same conditions, so their ratios are fair. RSS (of the
+    whole process, all methods loaded) is read after each method's first block (frame 100)
+    and after its last (frame n): growth there would be a leak.
+    """
+    procs = [(label, RoiProcessor(up, full=full)) for label, up in ups]
+    for _, proc in procs:
+        for i in range(warmup):
+            proc(frames[i % len(frames)])
+    times: dict[str, list[float]] = {label: [] for label, _ in procs}
+    total = dict.fromkeys(times, 0.0)
+    rss_first: dict[str, float] = {}
+    rss_last: dict[str, float] = {}
+    last_out: dict[str, np.ndarray] = {}
+    for b in range(n // block):
+        for label, proc in procs:
+            t_start = time.perf_counter()
+            for i in range(b * block, (b + 1) * block):
+                t0 = time.perf_counter()
+                _, sr, _ = proc(frames[i % len(frames)])
+                times[label].append(time.perf_counter() - t0)
+            total[label] += time.perf_counter() - t_start
+            last_out[label] = sr
+            (rss_first if b == 0 else rss_last)[label] = rss_mb()
+    out = {}
+    for label, _ in procs:
+        t = np.asarray(times[label])
+        r_end = rss_last.get(label, rss_first[label])
+        out[label] = {"fps": round(len(t) / total[label], 1), "median_ms": round(1000 * float(np.median(t)), 3),
+                      "p99_ms": round(1000 * float(np.percentile(t, 99)), 3),
+                      "fps_from_median": round(1 / float(np.median(t)), 1),
+                      "out_shape": list(last_out[label].shape), "out_dtype": str(last_out[label].dtype),
+                      "rss_mb_at_100": round(rss_first[label], 1), f"rss_mb_at_{len(t)}": round(r_end, 1),
+                      "rss_growth_mb": round(r_end - rss_first[label], 2)}
+    return out
 
 
 def measure_threaded(up: Any, frames: np.ndarray, full: bool, n: int) -> float:
@@ -214,18 +233,22 @@ def markdown(res: dict[str, Any]) -> str:
              f"OpenCV {m['cv2'] or 'not installed'}.", "",
              f"Command: `{res['command']}`", "",
              "Same pipeline as demo_pi/run.py (ROI cut, normalise, infer, back to the frame's dtype). "
-             "`loop fps` is the demo's threaded capture+SR loop. Targets: >= 900 FPS for the ROI and "
+             "Methods run interleaved in blocks of 100 frames, so all see the same machine load. "
+             "`loop fps` is the demo's threaded capture+SR loop (up to 500 frames). Targets: >= 900 FPS for the ROI and "
              ">= 200 FPS for the full frame (OpenCV ESPCN: ~870 / ~180 here).", ""]
     for case, title in (("roi", "64x64 ROI -> 256x256"), ("full", "full 160x120 -> 640x480")):
-        lines += [f"## {title}", "", "| method | FPS | loop fps | median ms | p99 ms | RSS MB @100 | RSS MB @end | growth MB |",
-                  "|---|---|---|---|---|---|---|---|"]
+        # Speed relative to ESPCN measured in the same run: robust to the load of a shared machine.
+        espcn = next((r[case]["median_ms"] for r in res["results"] if "ESPCN" in r["label"]), None)
+        lines += [f"## {title}", "", "| method | FPS | loop fps | median ms | p99 ms | x ESPCN speed (median) "
+                  "| RSS MB @100 | RSS MB @end | growth MB |", "|---|---|---|---|---|---|---|---|---|"]
         for r in res["results"]:
             c = r.get(case)
             if c is None:
                 continue
             end = [v for k, v in c.items() if k.startswith("rss_mb_at_") and k != "rss_mb_at_100"][0]
+            ratio = f"{espcn / c['median_ms']:.2f}" if espcn else ""
             lines.append(f"| {r['label']} | {c['fps']} | {c.get('loop_fps', '')} | {c['median_ms']} | {c['p99_ms']} | "
-                         f"{c['rss_mb_at_100']} | {end} | {c['rss_growth_mb']} |")
+                         f"{ratio} | {c['rss_mb_at_100']} | {end} | {c['rss_growth_mb']} |")
         lines.append("")
     if res["skipped"]:
         lines += ["Skipped: " + "; ".join(res["skipped"]), ""]
@@ -245,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default=None, help="results file tag (default: <machine>_<cores>core)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.frames < 100:
-        ap.error("--frames must be >= 100 (memory is sampled at frame 100)")
+    if args.frames < 200 or args.frames % 100:
+        ap.error("--frames must be a multiple of 100, >= 200 (methods interleave in blocks of 100; "
+                 "memory is sampled at frame 100 and at the end)")
 
     import scopesr.sdk as sdk
 
@@ -271,24 +295,25 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 skipped.append(f"{fname}: not in {args.peers}")
 
+    loaded: list[tuple[str, Any, bool]] = [(label, make(), is_sr) for label, make, is_sr in methods]
     results = []
-    for label, make, is_sr in methods:
-        up = make()
+    for label, up, is_sr in loaded:
         entry: dict[str, Any] = {"label": label}
         if is_sr:
-            entry["model"] = str(Path(up.backend.artifact).relative_to(ROOT)) \
-                if Path(up.backend.artifact).resolve().is_relative_to(ROOT) else str(up.backend.artifact)
+            art = Path(up.backend.artifact).resolve()
+            entry["model"] = str(art.relative_to(ROOT)) if art.is_relative_to(ROOT) else str(art)
             entry["card_metrics"] = up.card.metrics
             entry["backend"] = up.backend.describe()
-        for case, full in (("roi", False), ("full", True)):
-            r = measure(up, frames, full, args.frames, args.warmup)
-            if is_sr:
-                r["loop_fps"] = measure_threaded(up, frames, full, args.frames)
+        results.append(entry)
+    for case, full in (("roi", False), ("full", True)):
+        got = measure_all([(label, up) for label, up, _ in loaded], frames, full, args.frames, args.warmup)
+        for entry, (label, up, is_sr) in zip(results, loaded):
+            r = got[label]
+            if is_sr:  # the demo's own threaded loop (capture thread + queue), same frames
+                r["loop_fps"] = measure_threaded(up, frames, full, min(args.frames, 500))
             entry[case] = r
             log.info("%-44s %-4s %8.1f fps  median %.3f ms  rss growth %s MB", label, case, r["fps"],
                      r["median_ms"], r["rss_growth_mb"])
-        results.append(entry)
-        del up
 
     tag = args.tag or f"{platform.machine()}_{os.cpu_count()}core"
     res = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
