@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--tmpdir", default=None, help="where the big temporary files go (default: system temp)")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--name", default=None,
+                    help="results/NAME.json|md (default: memory, or memory_<model stem> with --model)")
     ap.add_argument("--no-contrast", action="store_true", help="skip the in-memory run of the smallest size")
     args = ap.parse_args(argv)
 
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{'streamed ' + ('BigTIFF' if r['bigtiff'] else 'TIFF') if r['streamed'] else 'in memory'} | "
                         f"{r['peak_rss_mb']} | {r['wall_s']} | {r['output_mb']} |\n" for r in rows)
               + f"\nCommand: `nice -n 5 python benchmarks/bench_memory.py {' '.join(argv or sys.argv[1:])}`\n")
-        j, m = record("memory", {"model": model.name, "baseline_help_rss_mb": round(rss_help), "rows": rows}, md, "bench_memory.py")
+        j, m = record(args.name or ("memory_" + model.stem if args.model else "memory"), {"model": model.name, "baseline_help_rss_mb": round(rss_help), "rows": rows}, md, "bench_memory.py")
         print(f"recorded {j} and {m}")
     return 0
 

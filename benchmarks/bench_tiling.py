@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tile", type=int, default=None, help="tile (LR px); default: the SDK default")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--name", default=None,
+                    help="results/NAME.json|md (default: tiling, or tiling_<model stem> with --model)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{r['tiled_s'] * 1e3:.1f} | {r['ratio']:.3f} | {r['ratio_min']:.3f} | {r['halo_work']:.3f} |\n"
                         for r in rows)
               + f"\nCommand: `python benchmarks/bench_tiling.py {' '.join(argv or sys.argv[1:])}`\n")
-        j, m = record("tiling", {"model": str(model.relative_to(model.parents[2]) if len(model.parents) > 2 else model),
+        j, m = record(args.name or ("tiling_" + model.stem if args.model else "tiling"), {"model": str(model.relative_to(model.parents[2]) if len(model.parents) > 2 else model),
                                  "card": up.card.name, "halo": up.card.halo, "tile": tile,
                                  "backend": up.backend.name, "rows": rows}, md, "bench_tiling.py")
         print(f"recorded {j} and {m}")
