@@ -34,6 +34,7 @@ class ParityCase:
     psnr_gt_torch: float | None = None
     psnr_gt_artifact: float | None = None
     drop_db: float | None = None
+    psnr_gt_bicubic: float | None = None  # context: what plain bicubic upsampling scores on the same tiles
     passed: bool = True
     criterion: str = ""
 
@@ -67,12 +68,13 @@ class ParityReport:
 
     def table(self) -> str:
         """A short plain-text / Markdown table."""
-        head = "| case | tiles | max abs err | PSNR vs torch (dB) | PSNR GT torch | PSNR GT artifact | drop (dB) | ok |"
-        lines = [head, "|" + "---|" * 8]
+        head = ("| case | tiles | max abs err | PSNR vs torch (dB) | PSNR GT torch | PSNR GT artifact | drop (dB) "
+                "| GT bicubic | ok |")
+        lines = [head, "|" + "---|" * 9]
         for c in self.cases:
             lines.append(
                 f"| {c.case} | {c.n_tiles} | {c.max_abs_err:.2e} | {_f(c.psnr_vs_torch)} | "
-                f"{_f(c.psnr_gt_torch)} | {_f(c.psnr_gt_artifact)} | {_f(c.drop_db, 3)} | "
+                f"{_f(c.psnr_gt_torch)} | {_f(c.psnr_gt_artifact)} | {_f(c.drop_db, 3)} | {_f(c.psnr_gt_bicubic)} | "
                 f"{'yes' if c.passed else 'NO: ' + c.criterion} |")
         return "\n".join(lines)
 
@@ -101,6 +103,7 @@ def evaluate_case(case: str, tiles: TileSet, torch_out: np.ndarray, art_out: np.
         pc.psnr_gt_torch = psnr(torch_out, tiles.hr)
         pc.psnr_gt_artifact = psnr(art_out, tiles.hr)
         pc.drop_db = pc.psnr_gt_torch - pc.psnr_gt_artifact
+        pc.psnr_gt_bicubic = psnr(_bicubic_up(tiles.lr, tiles.hr.shape[-2:]), tiles.hr)
     if precision == "fp32":
         tol = tolerances["fp32_max_abs"]
         pc.passed = err <= tol
@@ -120,6 +123,14 @@ def evaluate_case(case: str, tiles: TileSet, torch_out: np.ndarray, art_out: np.
             pc.passed = pc.drop_db <= tol
             pc.criterion = f"PSNR drop vs fp32 <= {tol:g} dB"
     return pc
+
+
+def _bicubic_up(lr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    h, w = int(hw[0]), int(hw[1])
+    return np.stack([np.stack([np.asarray(Image.fromarray(ch, mode="F").resize((w, h), Image.BICUBIC))
+                               for ch in t]) for t in lr]).astype(np.float32)
 
 
 def run_batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
