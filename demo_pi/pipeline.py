@@ -199,6 +199,7 @@ def run_pipeline(frames: Iterable[np.ndarray], processor: RoiProcessor, sink: Ca
     stop_event = stop_event or threading.Event()
     t0 = time.perf_counter()
     cap.start()
+    finished = False  # the source ended or max_frames was reached (not stopped from outside)
     try:
         while not stop_event.is_set():
             try:
@@ -206,6 +207,7 @@ def run_pipeline(frames: Iterable[np.ndarray], processor: RoiProcessor, sink: Ca
             except queue.Empty:
                 continue
             if item is _END:
+                finished = True
                 break
             index, frame, t_cap = item
             t1 = time.perf_counter()
@@ -216,12 +218,14 @@ def run_pipeline(frames: Iterable[np.ndarray], processor: RoiProcessor, sink: Ca
             stats.latencies.append(t2 - t_cap)
             sink(Result(index, roi, lr, sr, t2 - t_cap, meter.tick(t2), frame))
             if max_frames is not None and stats.frames >= max_frames:
+                finished = True
                 break
     except KeyboardInterrupt:
         stats.interrupted = True
         log.info("interrupted: stopping cleanly")
     finally:
         stats.wall_s = time.perf_counter() - t0
+        stats.interrupted = not finished
         cap.stop()
         cap.join(timeout=5)
         stats.dropped = cap.dropped

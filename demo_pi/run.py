@@ -178,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         source.close()
-    stats.interrupted = stats.interrupted or stop.is_set() and (args.frames is None or stats.frames < args.frames)
 
     lat = sorted(stats.latencies)
     summary: dict[str, Any] = {

@@ -209,7 +209,7 @@ class LiveWindow:
         try:
             self.root.mainloop()
         finally:
-            self.stop_event.set()
+            self.stop_event.set()  # the window closed first: stop the worker (it says "interrupted")
             t.join(timeout=10)
             try:
                 self.root.destroy()

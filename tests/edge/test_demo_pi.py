@@ -242,6 +242,7 @@ def test_window_shows_nearest_and_sr_panes_under_xvfb(xvfb: str, timelapse, tmp_
              "--screenshot", str(shot), env={"DISPLAY": xvfb})
     assert r.returncode == 0, r.stderr
     assert final_fps(r.stdout) > 0
+    assert "frames: 12 " in r.stdout and "interrupted" not in r.stdout  # ended by --frames
     # A grab of the X server's screen (not the demo's own buffer) over the panes.
     img = np.asarray(Image.open(shot).convert("RGB")).astype(np.int32)
     pane = 64 * SCALE
