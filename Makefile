@@ -69,7 +69,7 @@ demo: edge-venv
 test-full: venv pi-venv arm64-rootfs
 	$(VENV)/bin/python -m pytest
 
-test-edge: edge-venv
+test-edge: edge-venv apt-deps
 	$(EDGE)/bin/python -m pytest -m edge
 
 test: test-full test-edge
