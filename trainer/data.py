@@ -320,6 +320,8 @@ def validation_set(items: Sequence[Item], cfg: DataConfig, size: int | None = No
     """Fixed validation pairs: the centre crop (``size``, default hr_size) of each item,
     all four HPA stains, no augmentation."""
     s = size or cfg.hr_size
+    if items:  # never larger than the smallest validation image: the crops are stacked
+        s = min(s, *(min(it.height, it.width) for it in items))
     s -= s % cfg.scale
     out = []
     for it in items:

@@ -223,6 +223,8 @@ class MetricsLog:
         self.tb = None
         if not enabled:
             return
+        if self.path.exists() and start_step == 0:
+            self.path.unlink()
         if self.path.exists():  # a resumed run: forget what the interrupted run logged after its checkpoint
             keep = [ln for ln in self.path.read_text().splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
@@ -359,6 +361,9 @@ def train(cfg: TrainConfig) -> Path | None:
     # --- resume
     start_step = 0
     ckpt_dir = run / "checkpoints"
+    if not cfg.resume and latest_checkpoint(ckpt_dir) is not None:
+        raise TrainError(f"{run} already holds checkpoints of a run: add --resume to continue it, "
+                         "or choose a new --out")
     if dinfo.main and remove_stale_temporaries(ckpt_dir):
         log.info("%s: removed half-written checkpoint(s) of an interrupted run", ckpt_dir)
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
@@ -470,7 +475,9 @@ def train(cfg: TrainConfig) -> Path | None:
             loss_df.backward()
             opt_d.step()
             sch_d.step()  # type: ignore[union-attr]
-            # generator: through the plain discriminator module (no DDP hooks needed there)
+            # generator: through the plain discriminator module (no DDP hooks needed there),
+            # frozen so no gradient is computed for its weights
+            d.requires_grad_(False)  # type: ignore[union-attr]
             with autocast():
                 d_out = _unwrap(d_train)(sr)
             loss_c = closs(sr.float(), hr_t)
@@ -498,6 +505,8 @@ def train(cfg: TrainConfig) -> Path | None:
         loss_g.backward()
         opt_g.step()
         sch_g.step()
+        if d is not None:
+            d.requires_grad_(True)
         step += 1
         if not all(math.isfinite(v) for v in losses.values()):
             raise TrainError(f"step {step}: loss is not finite ({losses}); lower --lr or check the data")
@@ -520,6 +529,10 @@ def train(cfg: TrainConfig) -> Path | None:
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(step)
         over_time = cfg.time_limit_min > 0 and (time.time() - t0) > cfg.time_limit_min * 60
+        if dinfo.world > 1 and cfg.time_limit_min > 0:  # every rank must stop at the same step
+            flag = torch.tensor([int(over_time)], device=device if on_cuda else "cpu")
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over_time = bool(flag.item())
         if (cfg.stop_at and step >= cfg.stop_at) or over_time:
             if step % cfg.ckpt_every:
                 checkpoint(step)

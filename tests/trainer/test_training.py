@@ -67,6 +67,7 @@ def test_resume_is_exact_gan(hpa_dir, tmp_path):
               "--steps", "5", "--ckpt-every", "2", "--val-every", "100", "--lr", "1e-3", "--log-every", "1"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert cli_main([*common, "--out", str(full)]) == 0
+    assert cli_main([*common, "--out", str(full)]) == 2  # a finished run is not overwritten silently
     assert cli_main([*common, "--out", str(part), "--stop-at", "3"]) == 0
     assert not (part / "final").exists() and (part / "checkpoints" / "step_00000003.pt").exists()
     # resume with only --out: everything else comes from the run's saved config.json
