@@ -178,3 +178,17 @@ def test_killed_run_resumes_to_the_same_weights(folder_dir, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert _same_weights(ref / "final" / "generator.safetensors", run / "final" / "generator.safetensors")
     assert not list((run / "checkpoints").glob(".*.tmp"))  # a killed save's temporary is cleaned up
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_channels_last_compile(hpa_dir, tmp_path):
+    """On a CUDA GPU: bf16 autocast + channels_last + torch.compile, then distillation with a bf16 teacher."""
+    run = tmp_path / "cuda"
+    assert cli_main(["pretrain", "--data", str(hpa_dir), *TINY, "--device", "cuda", "--compile", "--steps", "3",
+                     "--out", str(run)]) == 0
+    card = ModelCard.load(run / "final" / "generator.safetensors")
+    assert card.training["device"].startswith("cuda") and card.training["gpu"]
+    assert cli_main(["distill", "--data", str(hpa_dir), "--preset", "student-tiny", "--teacher",
+                     str(run / "final" / "generator.safetensors"), "--hr-size", "32", "--batch-size", "2",
+                     "--workers", "0", "--no-progress", "--device", "cuda", "--steps", "2",
+                     "--out", str(tmp_path / "st")]) == 0
