@@ -277,7 +277,11 @@ def _student_presets() -> dict[str, Preset]:
         return {}
     out = {}
     for name, cfg in presets.items():
-        desc = getattr(cfg, "description", None) or (student.__doc__ or "student").strip().splitlines()[0]
+        desc = getattr(cfg, "description", None)
+        if not desc:  # summarise the size fields the config has
+            fields = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
+            shown = ", ".join(f"{k}={fields[k]}" for k in ("channels", "depth", "in_channels", "anchor") if k in fields)
+            desc = f"edge student ({shown})" if shown else (student.__doc__ or "student").strip().splitlines()[0]
         out[name] = Preset(name, "student", str(desc), cfg, build)
     return out
 
