@@ -30,8 +30,9 @@ def export(module: Any, in_channels: int, path: Path, precision: str,
     import torch
     from torch.export import Dim
 
-    x = torch.rand(1, in_channels, 64, 64)
-    dyn = ({2: Dim("H", min=4, max=8192), 3: Dim("W", min=4, max=8192)},)
+    # batch 2 in the example: a size-1 example would freeze the batch dimension at 1
+    x = torch.rand(2, in_channels, 64, 64)
+    dyn = ({0: Dim("N", min=1, max=1024), 2: Dim("H", min=4, max=8192), 3: Dim("W", min=4, max=8192)},)
     fp32_path = path if precision == "fp32" else path.with_name(path.name + ".fp32.onnx")
     try:
         prog = torch.onnx.export(module, (x,), dynamo=True, dynamic_shapes=dyn, opset_version=OPSET,
@@ -43,7 +44,7 @@ def export(module: Any, in_channels: int, path: Path, precision: str,
     except Exception as exc:
         raise ConversionError(f"torch.onnx.export failed for this model: {exc}") from exc
     extra: dict[str, Any] = {"opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME,
-                             "dynamic_axes": ["H", "W"], "io_dtype": "float32"}
+                             "dynamic_axes": ["N", "H", "W"], "io_dtype": "float32"}
     try:
         if precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -17,14 +17,15 @@ def export(module: Any, in_channels: int, path: Path) -> dict[str, Any]:
     import torch
     from torch.export import Dim
 
-    x = torch.rand(1, in_channels, 64, 64)
-    dyn = ({2: Dim("H", min=4, max=8192), 3: Dim("W", min=4, max=8192)},)
+    # batch 2 in the example: a size-1 example would freeze the batch dimension at 1
+    x = torch.rand(2, in_channels, 64, 64)
+    dyn = ({0: Dim("N", min=1, max=1024), 2: Dim("H", min=4, max=8192), 3: Dim("W", min=4, max=8192)},)
     try:
         ep = torch.export.export(module, (x,), dynamic_shapes=dyn, strict=False)
         torch.export.save(ep, str(path))
     except Exception as exc:
         raise ConversionError(f"torch.export failed for this model: {exc}") from exc
-    return {"dynamic_axes": ["H", "W"], "exported_with": "torch.export.export(strict=False)"}
+    return {"dynamic_axes": ["N", "H", "W"], "exported_with": "torch.export.export(strict=False)"}
 
 
 def make_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -26,8 +26,8 @@ def test_pt2_reloads_and_runs_in_sdk(small_paper, tmp_path):
     assert card.format == "pt2" and card.in_channels == 3 and card.architecture == "paper"
     assert card.arch_args["n_blocks"] == 1 and card.halo == 9
     ep = torch.export.load(str(r.artifact))
-    y = ep.module()(torch.rand(1, 3, 24, 40))
-    assert tuple(y.shape) == (1, 3, 96, 160)
+    y = ep.module()(torch.rand(2, 3, 24, 40))  # dynamic batch, H and W
+    assert tuple(y.shape) == (2, 3, 96, 160)
     import scopesr.sdk as sr
 
     rgb = (np.random.default_rng(0).random((30, 44, 3)) * 255).astype(np.uint8)
@@ -99,3 +99,14 @@ def test_bioimageio_package_validates(small_paper, tmp_path, capsys):
     lo, hi = np.percentile(x[0], [0.1, 99.9], axis=(1, 2))
     xn = ((x[0] - lo[:, None, None]) / (hi - lo + 1e-6)[:, None, None])[None].astype(np.float32)
     assert np.abs(sess.run(None, {sess.get_inputs()[0].name: xn})[0] - y).max() < 1e-4
+
+
+def test_bioimageio_core_runs_the_package(small_paper, tmp_path):
+    """`bioimageio test` as a function: reproduces the test outputs with both weight formats,
+    batch 1 and 2, several sizes. bioimageio.core is optional (it pins its own bioimageio.spec)."""
+    core = pytest.importorskip("bioimageio.core", reason="bioimageio.core not installed "
+                               "(pip install bioimageio.core to run `bioimageio test`)")
+    r = convert(small_paper, "bioimageio", tmp_path / "pkg", verify=False)
+    summary = core.test_model(str(r.artifact))
+    failed = [f"{d.name}: {[e.msg for e in d.errors]}" for d in summary.details if d.status == "failed"]
+    assert summary.status == "passed", failed
