@@ -418,6 +418,7 @@ def train(cfg: TrainConfig) -> Path | None:
     t0 = time.time()
     t_last, s_last = t0, start_step
     last_val: dict[str, float] = {}
+    last_val_step = -1
     step = start_step
     losses: dict[str, float] = {}
     g_train.train()
@@ -522,6 +523,7 @@ def train(cfg: TrainConfig) -> Path | None:
             mlog.write(rec)
         if dinfo.main and val and (step % cfg.val_every == 0 or step == cfg.steps):
             last_val, first = validate(g, val, scale, device, autocast)
+            last_val_step = step
             mlog.write({"kind": "val", "step": step, **last_val})
             save_png(run / "samples" / f"step_{step:08d}.png", sample_grid(*first, scale=scale))
             log.info("step %d: val PSNR %.3f dB (bicubic %.3f), SSIM %.4f", step, last_val["psnr"],
@@ -543,12 +545,12 @@ def train(cfg: TrainConfig) -> Path | None:
 
     if bar is not None:
         bar.close()
-    mlog.close()
     elapsed = time.time() - t0
     out = None
     if dinfo.main and not (stopped_early and cfg.stop_at):
-        if val and (not last_val):
+        if val and last_val_step != step:  # the card's numbers are those of the saved weights
             last_val, _ = validate(g, val, scale, device, autocast)
+            mlog.write({"kind": "val", "step": step, **last_val})
         out = run / "final" / "generator.safetensors"
         training = {
             "mode": cfg.mode, "preset": cfg.preset, "steps": step, "target_steps": cfg.steps,
@@ -567,6 +569,7 @@ def train(cfg: TrainConfig) -> Path | None:
         save_generator(_unwrap(g), out, cfg.preset, model_config(_unwrap(g)), training=training, metrics=metrics,
                        normalisation=cfg.data.normalisation(), degradation=cfg.data.degradation)
         log.info("wrote %s", out)
+    mlog.close()
     if dinfo.world > 1:
         dist.barrier()
     return out
