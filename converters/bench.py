@@ -566,28 +566,36 @@ def parse_sample_name(name: str) -> tuple[str, int | None] | None:
     return m.group(1), (int(m.group(2)) if m.group(2) is not None else None)
 
 
-def heldout_names() -> tuple[list[str], str]:
-    """The held-out image names the bundled default model's card lists (``training.heldout``)."""
+def _card_heldout(card: Any) -> list[str]:
+    held = card.training.get("heldout") or card.training.get("held_out")
+    names: list[str] = []
+    if isinstance(held, dict):
+        for v in held.values():
+            names += [str(x) for x in (v if isinstance(v, list) else [v])]
+    elif isinstance(held, list):
+        names = [str(x) for x in held]
+    return names
+
+
+def heldout_names(models: list[Path] | None = None) -> tuple[list[str], str]:
+    """Held-out image names (``training.heldout``) from the first ``--model`` card that lists
+    them, else from the bundled default model's card; ([], "") when none does."""
+    from scopesr.sdk.card import ModelCard
+
+    cands = list(models or [])
     try:
-        from scopesr.sdk.card import ModelCard
         from scopesr.sdk.upscaler import DEFAULT_MODELS, MODELS_DIR
+
+        cands += [MODELS_DIR / f for f in DEFAULT_MODELS.values()]
     except ImportError:
-        return [], ""
-    for fname in DEFAULT_MODELS.values():
-        p = MODELS_DIR / fname
+        pass
+    for p in cands:
         if not p.exists():
             continue
         try:
-            card = ModelCard.load(p, verify=False)
+            names = _card_heldout(ModelCard.load(p, verify=False))
         except ScopesrError:
             continue
-        held = card.training.get("heldout") or card.training.get("held_out")
-        names: list[str] = []
-        if isinstance(held, dict):
-            for v in held.values():
-                names += [str(x) for x in (v if isinstance(v, list) else [v])]
-        elif isinstance(held, list):
-            names = [str(x) for x in held]
         if names:
             return names, f"{p.name}'s card"
     return [], ""
@@ -599,7 +607,7 @@ def eval_images(st: Settings) -> tuple[list[EvalImage], str]:
 
     max_side = 256 if st.quick else 512
     out: list[EvalImage] = []
-    names, src = heldout_names()
+    names, src = heldout_names(st.models)
     if names:
         by_key: dict[str, list[int | None]] = {}
         for n in names:

