@@ -440,6 +440,13 @@ def export_default(final_pt: Path, models_dir: Path, data_dir: Path | None = Non
         "heldout_note": "never trained on: the whole stardist img2d acquisition, time-lapse frames "
                         "24-29 (22-23 left out as a gap), nuclei z-slices 45-59 (40-44 a gap)",
     }
+    logf = run_dir / "log.jsonl"
+    if logf.exists():  # resumes with a changed --steps etc.: part of how these weights were made
+        recs = [json.loads(line) for line in logf.read_text(encoding="utf-8").splitlines() if line.strip()]
+        training["run_notes"] = [r["text"] for r in recs if r.get("event") == "note"]
+        evals = [r for r in recs if "gain_db" in r]
+        if evals:
+            training["heldout_curve_db"] = {str(r["step"]): round(r["gain_db"], 3) for r in evals}
     log.info("evaluating the torch model on the held-out split")
     m_torch = evaluate(held, torch_upscaler(model))
     weights = models_dir / "default-weights.safetensors"
@@ -464,7 +471,9 @@ def export_default(final_pt: Path, models_dir: Path, data_dir: Path | None = Non
         card.training = training
         card.metrics = {**card.metrics, "heldout": met}
         if cal is not None:
-            card.extra["calibration"] = "training frames only: " + ", ".join(sorted(p.name for p in cal.iterdir()))
+            card.extra["calibration"] = ("global min/max ranges (not ai-edge-quantizer's moving average) over "
+                                         "tiles of training frames only: "
+                                         + ", ".join(sorted(p.name for p in cal.iterdir())))
         card.save(card_path_for(path))
         summary[key] = met
         log.info("%s: held-out PSNR %.3f (bicubic %.3f, gain %.3f dB)", fname, met["mean"]["psnr_model"],
@@ -496,7 +505,8 @@ def _write_models_readme(path: Path, summary: dict[str, Any], training: dict[str
              f"Recipe: `{training['recipe']}`  ",
              f"Steps: {training['steps']} (batch {training['batch']}, HR crops {training['hr_crop']}), "
              f"training time {training['train_time_s'] / 60:.0f} min on {training['device']}.", "",
-             "Held out (never trained on): " + training["heldout_note"] + ".", "",
+             "Held out: " + training["heldout_note"] + ".", "",
+             *([f"Run history: {n}  " for n in training.get("run_notes", [])] + [""]),
              "Metric convention: " + summary["torch"]["convention"] + ".", "",
              "| artifact | PSNR | SSIM | bicubic PSNR / SSIM | nearest PSNR / SSIM | gain vs bicubic |",
              "|---|---|---|---|---|---|"]
