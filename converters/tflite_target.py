@@ -37,6 +37,9 @@ def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes
     import litert_torch
     import torch
 
+    from .rewrite import replace_conv_transpose
+
+    module, n_rewritten = replace_conv_transpose(module)  # litert-torch cannot lower ConvTranspose2d
     # NHWC at the model's edges (what TFLite runtimes and camera frames use); the
     # transposes fold into the graph.
     wrapper = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]).eval()
@@ -56,6 +59,8 @@ def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes
                                             "input_shape": [1, n, n, in_channels]} for n in tile_sizes},
         "io_dtype": "float32",
     }
+    if n_rewritten:
+        extra["rewrites"] = f"{n_rewritten} ConvTranspose2d as zero-stuffing (PixelShuffle) + Conv2d (exact)"
     try:
         if precision == "fp16":
             _quantize(float_path, path, _fp16_recipe(), None)

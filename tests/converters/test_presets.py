@@ -1,0 +1,50 @@
+"""Every trainer preset (teachers reduced in width/depth, students as shipped) converts to
+TFLite, the most constrained target, and reproduces PyTorch; the deconv rewrite is exact."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scopesr.converters import card_for_module, convert  # noqa: E402
+from scopesr.converters.rewrite import DeconvAsConv, replace_conv_transpose  # noqa: E402
+
+
+@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 1), (4, 2, 1, 0), (5, 2, 2, 1), (3, 1, 1, 0)])
+def test_deconv_rewrite_is_exact(k, s, p, op):
+    torch.manual_seed(0)
+    ct = torch.nn.ConvTranspose2d(5, 7, k, stride=s, padding=p, output_padding=op)
+    x = torch.rand(2, 5, 9, 13)
+    with torch.no_grad():
+        a, b = ct(x), DeconvAsConv(ct)(x)
+    assert a.shape == b.shape and (a - b).abs().max() < 1e-5
+    seq, n = replace_conv_transpose(torch.nn.Sequential(torch.nn.Conv2d(5, 5, 1), ct))
+    assert n == 1 and isinstance(seq[1], DeconvAsConv)
+
+
+@pytest.mark.slow
+def test_every_preset_converts_to_tflite(tmp_path):
+    from scopesr.trainer import create_model, list_presets
+
+    seen = []
+    for info in list_presets():
+        kw = dict(n_blocks=1, channels=8, up_channels=8) if info.kind == "teacher" else {}
+        torch.manual_seed(0)
+        model = create_model(info.name, **kw).eval()
+        if info.kind == "student":  # students start with a zero tail (output = anchor): make the body matter
+            for p in model.parameters():
+                torch.nn.init.normal_(p, std=0.05)
+        card = card_for_module(model, name=info.name)
+        card.architecture = info.name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "mostly halo" for the reduced teachers
+            r = convert(model, "tflite", tmp_path / info.name, card=card, tile_sizes=[48])
+        assert r.passed, (info.name, r.parity.table())
+        assert all(0 < c.max_abs_err <= 1e-4 for c in r.parity.cases), (info.name, r.parity.table())
+        if info.name == "srgan-deconv":
+            assert "ConvTranspose2d" in r.card.extra["rewrites"]
+        seen.append(info.name)
+    assert {"srgan", "srgan-deconv", "srgan-interp", "srgan-nobn", "paper"} <= set(seen)
+    assert any(n.startswith("student") for n in seen)
