@@ -110,3 +110,18 @@ def test_bioimageio_core_runs_the_package(small_paper, tmp_path):
     summary = core.test_model(str(r.artifact))
     failed = [f"{d.name}: {[e.msg for e in d.errors]}" for d in summary.details if d.status == "failed"]
     assert summary.status == "passed", failed
+
+
+def test_parity_table_records_json_and_markdown(trained_student, tmp_path):
+    import json
+
+    from scopesr.converters.parity_table import run
+
+    res = run(str(trained_student), "t", ["torch:fp32", "onnx:int8", "torch:int8"], None, tmp_path, "student")
+    data = json.loads((tmp_path / "parity_t.json").read_text())
+    md = (tmp_path / "parity_t.md").read_text()
+    assert data["rows"] == json.loads(json.dumps(res["rows"]))
+    ok = [r for r in data["rows"] if "error" not in r]
+    assert {r["target"] for r in ok} == {"torch", "onnx"} and all(r["case_passed"] for r in ok)
+    assert any("error" in r and "supports precision fp32" in r["error"] for r in data["rows"])  # recorded, not fatal
+    assert "| torch | fp32 | 64x64 |" in md and "| onnx | int8 | 48x80 |" in md
