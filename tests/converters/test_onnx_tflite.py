@@ -124,6 +124,10 @@ def test_onnx_int8_and_failing_parity_exit_code(trained_student, tmp_path, capsy
 
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    import scopesr.sdk as sr
+
+    img = np.random.default_rng(1).random((33, 47)).astype(np.float32)
+    assert sr.load(out).upscale(img).shape == (132, 188)  # the SDK's tiler runs the int8 file
     # an impossible tolerance: exit 1, artifact and card still written, card records the failure
     rc = main([str(trained_student), "-t", "onnx", "-p", "fp16", "-o", str(tmp_path / "h"), "--min-psnr", "500"])
     text = capsys.readouterr().out
