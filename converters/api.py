@@ -282,6 +282,10 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
 
     fixed = target == "tflite" or (target == "coreml" and tile_sizes is not None)
     msgs: list[str] = []
+    if tile_sizes is not None and not fixed:
+        msgs.append(f"--tile-sizes ignored: {target} artifacts take any H and W")
+    if calibration is not None and precision != "int8":
+        msgs.append("--calibration ignored: only int8 needs calibration images")
     sizes: list[int] | None = None
     if fixed:
         sizes, msgs = check_tile_sizes(tile_sizes, src_card.halo, explicit=tile_sizes is not None)
