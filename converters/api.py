@@ -24,7 +24,7 @@ from scopesr.sdk.card import FORMATS, ModelCard, Normalisation, card_path_for, s
 from scopesr.sdk.errors import CardError
 
 from . import data as D
-from .errors import CalibrationError, ConversionError, ParityError
+from .errors import ConversionError, ParityError
 from .parity import DEFAULT_TOLERANCES, ParityReport, evaluate_case, run_batched
 
 log = logging.getLogger(__name__)
