@@ -159,7 +159,8 @@ def render_markdown(res: dict[str, Any]) -> str:
                   "64x64 video ROI.", ""]
         for b in sp["backends"]:
             gpu = bool(b.get("gpu"))
-            lines += [f"### {b['backend']}: {b.get('title', '')}", ""]
+            title = f": {b['title']}" if b.get("title") else ""
+            lines += [f"### {b['backend']}{title}", ""]
             if b.get("skipped"):
                 lines += [f"Not measured: {b['skipped']}", ""]
                 continue
@@ -271,7 +272,7 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
         ax.barh([b[0] for b in bars], [b[1] * 1e3 for b in bars], color=[colour[b[2]] for b in bars])
         from matplotlib.patches import Patch
 
-        ax.legend(handles=[Patch(color=colour[g], label=g) for g in groups], fontsize=7, loc="lower right")
+        ax.legend(handles=[Patch(color=colour[g], label=g) for g in groups], fontsize=7, loc="upper right")  # fastest (shortest) bars are on top
         ax.set_xscale("log")
         ax.invert_yaxis()
     ax.set_xlabel("ms per 64x64 LR patch (median, log scale)")
