@@ -1,8 +1,6 @@
 """The edge student: budget, shape, anchor == nearest at init, no checkerboard, edge-only ops."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -102,8 +100,9 @@ def test_trained_default_has_no_checkerboard():
     """The bundled default (trained) keeps smooth input free of period-2 patterns."""
     from scopesr.sdk.card import ModelCard
 
-    path = Path(__file__).resolve().parents[2] / "sdk" / "models" / "default.safetensors"
-    assert path.exists(), f"{path} missing: run python -m scopesr.trainer.recipe_default --export sdk/models"
+    from scopesr.sdk import default_model_path
+
+    path = default_model_path("safetensors")  # a clear error names the recipe's file if missing
     card = ModelCard.load(path)
     from safetensors.torch import load_file
 
