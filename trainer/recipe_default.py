@@ -437,13 +437,15 @@ def export_default(final_pt: Path, models_dir: Path, data_dir: Path | None = Non
                      "grey-inverted for variety; LR = PIL bicubic x4 rounded to the source dtype; "
                      "percentile normalisation (image- or crop-level, jittered) per training crop",
         "heldout": {k: [i.name for i in v] for k, v in held.items()},
-        "heldout_note": "never trained on: the whole stardist img2d acquisition, time-lapse frames "
+        "heldout_note": "the whole stardist img2d acquisition, time-lapse frames "
                         "24-29 (22-23 left out as a gap), nuclei z-slices 45-59 (40-44 a gap)",
     }
     logf = run_dir / "log.jsonl"
     if logf.exists():  # resumes with a changed --steps etc.: part of how these weights were made
         recs = [json.loads(line) for line in logf.read_text(encoding="utf-8").splitlines() if line.strip()]
-        training["run_notes"] = [r["text"] for r in recs if r.get("event") == "note"]
+        starts = [r for r in recs if r.get("event") == "start"]
+        notes = [f"started with --steps {starts[0]['config']['steps']}"] if starts else []
+        training["run_notes"] = notes + [r["text"] for r in recs if r.get("event") == "note"]
         evals = [r for r in recs if "gain_db" in r]
         if evals:
             training["heldout_curve_db"] = {str(r["step"]): round(r["gain_db"], 3) for r in evals}
@@ -505,7 +507,7 @@ def _write_models_readme(path: Path, summary: dict[str, Any], training: dict[str
              f"Recipe: `{training['recipe']}`  ",
              f"Steps: {training['steps']} (batch {training['batch']}, HR crops {training['hr_crop']}), "
              f"training time {training['train_time_s'] / 60:.0f} min on {training['device']}.", "",
-             "Held out: " + training["heldout_note"] + ".", "",
+             "Held out (never trained on): " + training["heldout_note"] + ".", "",
              *([f"Run history: {n}  " for n in training.get("run_notes", [])] + [""]),
              "Metric convention: " + summary["torch"]["convention"] + ".", "",
              "| artifact | PSNR | SSIM | bicubic PSNR / SSIM | nearest PSNR / SSIM | gain vs bicubic |",
