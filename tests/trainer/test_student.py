@@ -160,3 +160,23 @@ def test_learns_quickly_on_real_image(real_image):
     with torch.no_grad():
         after = torch.nn.functional.mse_loss(model(lr_t), hr_t).item()
     assert after < 0.8 * before, (before, after)
+
+
+def test_recipe_trains_logs_and_resumes(tmp_path):
+    """The default-model recipe for real, tiny: held-out evals logged, checkpoint resumed exactly."""
+    import json
+
+    from scopesr.trainer import recipe_default as recipe
+
+    cfg = recipe.TrainConfig(preset="student-tiny", steps=4, batch=2, hr_size=64, eval_every=2, threads=1)
+    final = recipe.train(cfg, tmp_path)
+    assert final.exists() and (tmp_path / "last.pt").exists()
+    evals = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines() if '"gain_db"' in x]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(e["heldout_mean"]["psnr_bicubic"] > e["heldout_mean"]["psnr_nearest"] for e in evals)
+    more = recipe.train(recipe.TrainConfig(**{**cfg.__dict__, "steps": 6}), tmp_path)  # resumes at 4
+    state = torch.load(more, weights_only=True)
+    assert state["step"] == 6
+    steps = [json.loads(x)["step"] for x in (tmp_path / "log.jsonl").read_text().splitlines() if '"gain_db"' in x]
+    assert steps == [2, 4, 6]  # continued from the checkpoint, did not start over
+    assert recipe.lr_at(cfg, 4) == pytest.approx(cfg.lr_min)
