@@ -244,6 +244,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts and cards must be readable by others
         os.replace(tmp, path)
     except BaseException:
         try:
