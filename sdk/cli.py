@@ -45,6 +45,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
                         force=True)
+    # another entry point in the same process (tests, notebooks) may have set the package level
+    logging.getLogger("scopesr").setLevel(level)
     if not verbose:  # tifffile warns loudly about every odd tag; our errors say what matters
         logging.getLogger("tifffile").setLevel(logging.ERROR)
 
