@@ -160,22 +160,21 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
             x = x.transpose(2, 0, 1)  # (C, h, w)
             x = x[:, None] if per_channel else x[None]  # (items, Cin, h, w)
             groups.setdefault(x.shape[-2:], []).append((sx, x))
-        for items in groups.values():
-            for i in range(0, len(items), batch):
-                chunk = items[i:i + batch]
-                y = backend.run(np.concatenate([x for _, x in chunk], axis=0))
-                k = 0
-                for sx, x in chunk:
-                    n_items = x.shape[0]
-                    yt = y[k:k + n_items]
-                    k += n_items
-                    # (items, Cout, H, W) -> (H, W, C_total)
-                    yt = yt[:, 0] if per_channel else yt[0]
-                    oy0 = (sy.keep0 - sy.read0) * s
-                    ox0 = (sx.keep0 - sx.read0) * s
-                    core = yt[:, oy0:oy0 + (sy.keep1 - sy.keep0) * s, ox0:ox0 + (sx.keep1 - sx.keep0) * s]
-                    stats.denormalise(core.transpose(1, 2, 0),
-                                      dtype, out=band[:, sx.keep0 * s:sx.keep1 * s])
-                    if progress is not None:
-                        progress.update(1)
+        chunks = [items[i:i + batch] for items in groups.values() for i in range(0, len(items), batch)]
+        outputs = backend.run_many(np.concatenate([x for _, x in chunk], axis=0) for chunk in chunks)
+        for chunk, y in zip(chunks, outputs):
+            k = 0
+            for sx, x in chunk:
+                n_items = x.shape[0]
+                yt = y[k:k + n_items]
+                k += n_items
+                # (items, Cout, H, W) -> (H, W, C_total)
+                yt = yt[:, 0] if per_channel else yt[0]
+                oy0 = (sy.keep0 - sy.read0) * s
+                ox0 = (sx.keep0 - sx.read0) * s
+                core = yt[:, oy0:oy0 + (sy.keep1 - sy.keep0) * s, ox0:ox0 + (sx.keep1 - sx.keep0) * s]
+                stats.denormalise(core.transpose(1, 2, 0),
+                                  dtype, out=band[:, sx.keep0 * s:sx.keep1 * s])
+                if progress is not None:
+                    progress.update(1)
         yield sy.keep0 * s, band

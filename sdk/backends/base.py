@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,16 @@ class Backend(ABC):
                 f"{(n, self.in_channels, h, w)}, expected {expect} (scale {self.scale}). The artifact does "
                 "not match its card (e.g. a fixed-size model fed another size); re-export it.")
         return np.ascontiguousarray(y, dtype=np.float32)
+
+    def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``run`` over a sequence of batches, results in order.
+
+        The tiler hands a band's batches over together so a backend may overlap them (the
+        torch backend uploads batch i+1 while batch i computes on a GPU); this default
+        simply runs them one after another.
+        """
+        for x in batches:
+            yield self.run(x)
 
     def describe(self) -> dict[str, Any]:
         return {
