@@ -304,7 +304,9 @@ def open_upscaler(subject: Subject, backend: str, st: Settings, cache: Path) -> 
     from scopesr.sdk.upscaler import Upscaler
 
     if backend.startswith("torch"):
-        from .bench_torch import ModuleBackend, TorchRunner
+        from scopesr.sdk.backends.torch_runner import TorchRunner
+
+        from .bench_torch import ModuleBackend
 
         o = _torch_opts(st, backend)
         runner = TorchRunner(subject.module, device=o["device"], dtype=o["dtype"],
@@ -513,7 +515,7 @@ def gpu_targets(st: Settings) -> list[dict[str, Any]]:
         return targets
     from scopesr.trainer import create_model
 
-    from .bench_torch import TorchRunner
+    from scopesr.sdk.backends.torch_runner import TorchRunner
 
     o = _torch_opts(st)
     runner = TorchRunner(_randomise(create_model("paper"), st.seed), device="cuda", dtype=o["dtype"],
@@ -659,7 +661,9 @@ def _model_method(path: Path, st: Settings) -> tuple[str, str, Callable[[np.ndar
     if path.suffix == ".safetensors":
         from scopesr.trainer import load_generator
 
-        from .bench_torch import ModuleBackend, TorchRunner
+        from scopesr.sdk.backends.torch_runner import TorchRunner
+
+        from .bench_torch import ModuleBackend
 
         module, card = load_generator(path)
         o = _torch_opts(st)

@@ -1,7 +1,18 @@
 """torch backend: ``.pt2`` files (torch.export ExportedProgram, dynamic H/W) on CPU or CUDA.
 
 torch is imported inside functions only, so ``import scopesr.sdk`` works without it.
-Options: ``dtype`` = fp32 (default) | bf16 | fp16, ``channels_last`` = bool, ``num_threads``.
+It runs the exported module through ``TorchRunner`` (torch_runner.py), the GPU fast path.
+Options (all optional):
+
+* ``dtype``: fp32 (default) | bf16 | fp16: autocast; the weights stay fp32;
+* ``channels_last``: bool, NHWC memory format (tensor-core friendly on CUDA);
+* ``compile``: bool, or a torch.compile backend name (default inductor);
+* ``cuda_graphs``: bool, one CUDA graph per tile-batch shape (CUDA only);
+* ``pinned``: bool (default True), page-locked staging buffers and uploads overlapped with
+  compute in ``run_many`` (CUDA only);
+* ``num_threads``: torch CPU threads.
+
+CUDA-only switches turn themselves off on a CPU; ``describe()["off"]`` says why.
 """
 from __future__ import annotations
 
@@ -9,68 +20,48 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..card import ModelCard
-from ..errors import BackendUnavailable, ScopesrError
-from .base import Backend, check_opts, import_runtime
+from ..errors import ScopesrError
+from .base import check_opts, import_runtime
+from .torch_runner import OPTIONS, TORCH_NAMES, RunnerBackend, TorchRunner, parse_dtype
 
 log = logging.getLogger(__name__)
 
 INSTALL = 'pip install "scopesr[train]"  (or: pip install torch)'
-DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
-          "fp16": "float16", "float16": "float16"}
 
 
-class TorchBackend(Backend):
+class TorchBackend(RunnerBackend):
     name = "torch"
 
     def __init__(self, artifact: Path, card: ModelCard, device: str = "auto", **opts: Any) -> None:
         super().__init__(artifact, card)
-        check_opts(self.name, opts, ("dtype", "channels_last", "num_threads"))
+        check_opts(self.name, opts, OPTIONS)
         torch = import_runtime("torch", INSTALL, f"{artifact.name} (torch.export .pt2)")
         self._torch = torch
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable(f"{artifact.name}: device='cuda' but torch sees no CUDA GPU; "
-                                     "use device='cpu' or install a CUDA build of torch")
-        self.device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-        dtype = str(opts.get("dtype") or "fp32")
-        if dtype not in DTYPES:
-            raise ScopesrError(f"torch backend: dtype {dtype!r} is not one of fp32, bf16, fp16")
-        if DTYPES[dtype] == "float16" and self.device == "cpu":
-            log.warning("fp16 on the CPU is slow and may be unsupported for some ops; bf16 is the CPU choice")
-        self.dtype = getattr(torch, DTYPES[dtype])
-        self.channels_last = bool(opts.get("channels_last", False))
-        if opts.get("num_threads"):
-            torch.set_num_threads(int(opts["num_threads"]))
-        self.num_threads = opts.get("num_threads")
+        dtype = parse_dtype(opts.get("dtype"))  # a bad dtype fails before the file is loaded
         try:
-            ep = torch.export.load(str(artifact))
-            self.module = ep.module()
+            module = torch.export.load(str(artifact)).module()
         except Exception as exc:
             raise ScopesrError(f"{artifact}: torch.export.load failed ({exc}); re-export it with "
                                f"sr-convert --target pt2 using torch {torch.__version__}") from None
-        self.module = self.module.to(self.device)
-        if self.dtype != torch.float32:
-            self.module = self.module.to(self.dtype)
+        self.runner = TorchRunner(module, device=device, dtype=dtype,
+                                  channels_last=bool(opts.get("channels_last", False)),
+                                  compile=opts.get("compile", False) or False,
+                                  cuda_graphs=bool(opts.get("cuda_graphs", False)),
+                                  pinned=bool(opts.get("pinned", True)), num_threads=opts.get("num_threads"))
+        self.device = self.runner.device
+        self.num_threads = opts.get("num_threads")
         self.dynamic = not card.tile_sizes
         self.tile_sizes = tuple(card.tile_sizes or ())
+        # large tile batches feed a GPU (and fill the overlapped pipeline); small ones suit a CPU
         self.default_batch = 8 if self.device == "cuda" else 4
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        t = torch.from_numpy(x).to(self.device, self.dtype)
-        if self.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            y = self.module(t)
-        if isinstance(y, (tuple, list)):
-            y = y[0]
-        return y.float().cpu().numpy()
+    @property
+    def module(self) -> Any:
+        return self.runner.module
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(device=self.device, dtype=str(self.dtype).replace("torch.", ""),
-                 channels_last=self.channels_last, num_threads=self.num_threads,
-                 torch=self._torch.__version__)
+        # the torch name of the compute dtype, as before ("bfloat16"); weights stay float32
+        d.update(backend=self.name, dtype=TORCH_NAMES[self.runner.dtype], num_threads=self.num_threads)
         return d

@@ -220,7 +220,7 @@ def _student():
 
 
 def test_torch_runner_cpu_paths():
-    from scopesr.converters.bench_torch import TorchRunner
+    from scopesr.sdk.backends.torch_runner import TorchRunner
 
     m = _student()
     x = np.random.default_rng(0).random((2, 1, 24, 20), dtype=np.float32)
@@ -247,7 +247,7 @@ def test_torch_runner_cpu_paths():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_cuda_requested_without_gpu_is_a_clear_error_and_targets_say_not_measured(tmp_path):
     from scopesr.converters.bench import Settings, gpu_targets
-    from scopesr.converters.bench_torch import TorchRunner
+    from scopesr.sdk.backends.torch_runner import TorchRunner
     from scopesr.sdk.errors import BackendUnavailable
 
     with pytest.raises(BackendUnavailable, match="no CUDA"):
@@ -257,7 +257,8 @@ def test_cuda_requested_without_gpu_is_a_clear_error_and_targets_say_not_measure
 
 
 def test_module_backend_through_the_sdk_tiler_is_seam_free():
-    from scopesr.converters.bench_torch import ModuleBackend, TorchRunner, card_for_preset
+    from scopesr.converters.bench_torch import ModuleBackend, card_for_preset
+    from scopesr.sdk.backends.torch_runner import TorchRunner
     from scopesr.sdk.upscaler import Upscaler
     from scopesr.trainer import receptive_field_radius
 
@@ -346,7 +347,7 @@ def test_pillow_plot_fallback(tmp_path):
 @pytest.mark.gpu
 def test_torch_runner_cuda_fast_path_matches_eager():
     """CUDA graphs per shape, pinned uploads overlapped with compute, bf16 autocast, NHWC."""
-    from scopesr.converters.bench_torch import TorchRunner
+    from scopesr.sdk.backends.torch_runner import TorchRunner
     from scopesr.trainer import create_model
 
     m = create_model("paper", n_blocks=2).eval()
