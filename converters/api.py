@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from scopesr.sdk.card import FORMATS, ModelCard, Normalisation, card_path_for, sha256_path
+from scopesr.sdk.card import (FORMATS, ModelCard, Normalisation, card_path_for, sha256_path, tile_entry, tile_label,
+                              tile_shapes)
 from scopesr.sdk.errors import CardError
 
 from . import data as D
@@ -41,7 +42,8 @@ DEFAULT_TILE_SIZES = (64, 128, 256)
 CALIB_BUDGET_PX = 16 * 64 * 64  # calibration pixels per tile size (16 tiles of 64x64)
 PARITY_BUDGET_PX = 8 * 64 * 64
 CALIB_PEAK = 2.0  # normalised intensity that int8 ranges must reach without clipping
-DYNAMIC_PARITY_SIZES = ((64, 64), (48, 80))  # one square, one non-square: proves dynamic H/W
+DYNAMIC_PARITY_SIZES = ((64, 64), (48, 80))
+CALIB_DYNAMIC_SHAPE = (64, 64)  # calibration tiles for dynamic-shape targets (ONNX int8)  # one square, one non-square: proves dynamic H/W
 
 
 @dataclass
@@ -172,32 +174,37 @@ def load_source(source: Any, card: ModelCard | None = None) -> tuple[Any, ModelC
 
 
 # --------------------------------------------------------------------------- options
-def check_tile_sizes(tile_sizes: Sequence[int] | None, halo: int, explicit: bool) -> tuple[list[int], list[str]]:
-    """Validate LR tile sizes against the halo: each tile must keep a centre.
+def check_tile_sizes(tile_sizes: Sequence[Any] | None, halo: int,
+                     explicit: bool) -> tuple[list[int | list[int]], list[str]]:
+    """Validate LR tile sizes (N, or (H, W) e.g. a camera frame) against the halo.
 
-    A size <= 2*halo leaves nothing of a tile but halo: an error when the user asked for
-    it, silently dropped from the defaults. A size < 4*halo keeps under a quarter of each
-    tile: allowed, with a warning (slow: mostly halo).
+    A side <= 2*halo leaves nothing of a tile but halo: an error when the user asked for
+    it, silently dropped from the defaults. A side < 4*halo keeps under a quarter of each
+    tile: allowed, with a warning (slow: mostly halo). Returns the card's form of the sizes.
     """
-    sizes = sorted({int(t) for t in (tile_sizes or DEFAULT_TILE_SIZES)})
+    try:
+        shapes = tile_shapes(list(tile_sizes or DEFAULT_TILE_SIZES))
+    except CardError as exc:
+        raise ConversionError(str(exc)) from None
+    labels = lambda ss: ", ".join(tile_label(t) for t in ss)  # noqa: E731
     msgs: list[str] = []
-    if any(t < 8 for t in sizes):
-        raise ConversionError(f"tile sizes must be >= 8 LR pixels, got {sizes}")
-    too_small = [t for t in sizes if t <= 2 * halo]
+    if any(min(t) < 8 for t in shapes):
+        raise ConversionError(f"tile sizes must be >= 8 LR pixels, got {labels(shapes)}")
+    too_small = [t for t in shapes if min(t) <= 2 * halo]
     if too_small:
         if explicit:
             raise ConversionError(
-                f"tile size(s) {too_small} smaller than twice the halo (2 x {halo} = {2 * halo} LR px): "
+                f"tile size(s) {labels(too_small)} smaller than twice the halo (2 x {halo} = {2 * halo} LR px): "
                 f"such tiles are all halo and keep no pixels; use --tile-sizes above {2 * halo}, "
                 f"e.g. {_round_up(2 * halo + 32)},{_round_up(4 * halo + 32)}")
-        sizes = [t for t in sizes if t > 2 * halo] or [_round_up(4 * halo + 32)]
-        msgs.append(f"default tile sizes adjusted to {sizes} for halo {halo}")
-    for t in sizes:
-        if t < 4 * halo:
-            keep = (t - 2 * halo) ** 2 / t ** 2
-            msgs.append(f"tile size {t} is mostly halo (halo {halo}): only {keep:.0%} of each tile is kept; "
-                        f"sizes >= {4 * halo} waste less compute")
-    return sizes, msgs
+        shapes = [t for t in shapes if min(t) > 2 * halo] or [(_round_up(4 * halo + 32),) * 2]
+        msgs.append(f"default tile sizes adjusted to {labels(shapes)} for halo {halo}")
+    for th, tw in shapes:
+        if min(th, tw) < 4 * halo:
+            keep = (th - 2 * halo) * (tw - 2 * halo) / (th * tw)
+            msgs.append(f"tile size {tile_label((th, tw))} is mostly halo (halo {halo}): only {keep:.0%} of each "
+                        f"tile is kept; sizes >= {4 * halo} waste less compute")
+    return [tile_entry(t) for t in shapes], msgs
 
 
 def _round_up(v: int, m: int = 32) -> int:
@@ -251,14 +258,14 @@ def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 # --------------------------------------------------------------------------- convert
 def convert(source: Any, target: str, out: str | os.PathLike | None = None, precision: str | None = None,
-            tile_sizes: Sequence[int] | None = None, calibration: str | os.PathLike | None = None,
+            tile_sizes: Sequence[Any] | None = None, calibration: str | os.PathLike | None = None,
             card: ModelCard | None = None, verify: bool = True,
             tolerances: dict[str, float] | None = None, raise_on_failure: bool = False) -> ConversionResult:
     """Convert a generator to ``target`` and prove the artifact against PyTorch.
 
     ``source``: a ``.safetensors`` checkpoint from the trainer (its card beside it) or an
     ``nn.Module`` (then ``card`` describes it; measured when omitted). ``tile_sizes``: LR
-    tile sizes of fixed-shape targets (TFLite; Core ML enumerates them when given).
+    tile sizes of fixed-shape targets, N or (H, W) (TFLite; Core ML enumerates them when given).
     ``calibration``: a folder of real images for int8 (default: the real samples shipped
     by pip packages). ``verify``: run the parity check (a failure is recorded in the card
     and in the result; ``raise_on_failure`` raises ParityError instead).
@@ -286,29 +293,29 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
         msgs.append(f"--tile-sizes ignored: {target} artifacts take any H and W")
     if calibration is not None and precision != "int8":
         msgs.append("--calibration ignored: only int8 needs calibration images")
-    sizes: list[int] | None = None
+    sizes: list[tuple[int, int]] | None = None  # (H, W) of each fixed input
     if fixed:
-        sizes, msgs = check_tile_sizes(tile_sizes, src_card.halo, explicit=tile_sizes is not None)
+        entries, msgs = check_tile_sizes(tile_sizes, src_card.halo, explicit=tile_sizes is not None)
+        sizes = tile_shapes(entries)
     for m in msgs:
         log.warning("%s", m)
         warnings.warn(m, stacklevel=2)
 
     # real tiles: calibration (int8) and parity (held-out images)
-    cal_tiles: dict[int, list[np.ndarray]] | None = None
+    cal_tiles: dict[tuple[int, int], list[np.ndarray]] | None = None
     cal_from = ""
     if precision == "int8":
         imgs, cal_from = _images(src_card.normalisation, src_card.in_channels, calibration, "calibration")
         if calibration is None:
             log.info("no --calibration folder: calibrating int8 on the real samples %s", cal_from)
-        cal_sizes = sizes or [64]
         cal_tiles = {}
-        for n in cal_sizes:
-            ts = D.make_tiles(imgs, (n, n), src_card.scale, D.tiles_for_budget((n, n), CALIB_BUDGET_PX, 2, 16),
+        for shape in sizes or [CALIB_DYNAMIC_SHAPE]:
+            ts = D.make_tiles(imgs, shape, src_card.scale, D.tiles_for_budget(shape, CALIB_BUDGET_PX, 2, 16),
                               with_hr=False)
             # plus copies of half the tiles brightened so their peak reaches CALIB_PEAK: percentile
             # normalisation puts the brightest 0.1 % above 1 (bright nuclei reach 1.5-2), and ranges
             # calibrated on a few dim tiles clip them (measured: saturated highlights, max err ~1)
-            cal_tiles[n] = list(ts.lr) + [t * (CALIB_PEAK / max(float(t.max()), 1e-3))
+            cal_tiles[shape] = list(ts.lr) + [t * (CALIB_PEAK / max(float(t.max()), 1e-3))
                                           for t in ts.lr[: max(1, len(ts.lr) // 2)]]
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -364,13 +371,14 @@ def _replace(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _export(target: str, module: Any, card: ModelCard, tmp: Path, precision: str, sizes: list[int] | None,
-            cal_tiles: dict[int, list[np.ndarray]] | None) -> dict[str, Any]:
+def _export(target: str, module: Any, card: ModelCard, tmp: Path, precision: str,
+            sizes: list[tuple[int, int]] | None,
+            cal_tiles: dict[tuple[int, int], list[np.ndarray]] | None) -> dict[str, Any]:
     if target == "onnx":
         from . import onnx_target
 
         return onnx_target.export(module, card.in_channels, tmp, precision,
-                                  calibration=(cal_tiles or {}).get(64) if cal_tiles else None)
+                                  calibration=(cal_tiles or {}).get(CALIB_DYNAMIC_SHAPE))
     if target == "tflite":
         from . import tflite_target
 
@@ -391,7 +399,7 @@ def _export(target: str, module: Any, card: ModelCard, tmp: Path, precision: str
 
 
 def _runners(target: str, path: Path, card: ModelCard,
-             sizes: list[int] | None) -> tuple[dict[str, tuple[tuple[int, int], Callable]], list[str]]:
+             sizes: list[tuple[int, int]] | None) -> tuple[dict[str, tuple[tuple[int, int], Callable]], list[str]]:
     """Artifact runners by case name -> ((h, w), fn NCHW->NCHW), plus notes."""
     if target == "onnx":
         from . import onnx_target
@@ -402,10 +410,10 @@ def _runners(target: str, path: Path, card: ModelCard,
         from . import tflite_target
 
         rs = tflite_target.make_runners(path)
-        missing = [n for n in (sizes or []) if n not in rs]
+        missing = [tflite_target.signature_name(t) for t in (sizes or []) if t not in rs]
         if missing:
-            raise ConversionError(f"{path}: signatures {['lr%d' % n for n in missing]} missing after conversion")
-        return {f"lr{n}": ((n, n), rs[n]) for n in sorted(rs)}, []
+            raise ConversionError(f"{path}: signatures {missing} missing after conversion")
+        return {tflite_target.signature_name(t): (t, rs[t]) for t in sorted(rs)}, []
     if target == "torch":
         from . import torch_target
 
@@ -423,8 +431,13 @@ def _runners(target: str, path: Path, card: ModelCard,
 
 
 def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, precision: str,
-                 sizes: list[int] | None = None, tolerances: dict[str, float] | None = None) -> ParityReport:
-    """Run the artifact and the PyTorch model on the same real tiles; compare."""
+                 sizes: Sequence[Any] | None = None,
+                 tolerances: dict[str, float] | None = None) -> ParityReport:
+    """Run the artifact and the PyTorch model on the same real tiles; compare.
+
+    ``sizes``: the fixed input sizes, N or (H, W) each (None for dynamic-shape artifacts).
+    """
+    sizes = tile_shapes(sizes) if sizes else None
     tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     runners, notes = _runners(target, artifact, card, sizes)
     imgs, src = _images(card.normalisation, card.in_channels, None, "parity")
@@ -444,11 +457,11 @@ def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, prec
     return report
 
 
-def _make_card(src: ModelCard, out: Path, target: str, precision: str, sizes: list[int] | None,
+def _make_card(src: ModelCard, out: Path, target: str, precision: str, sizes: list[tuple[int, int]] | None,
                extra: dict[str, Any], source_name: str) -> ModelCard:
     fmt = FORMATS[TARGETS[target][0]]
     layout = "NHWC" if target == "tflite" else "NCHW"
-    tile_sizes = list(sizes) if (sizes and target in ("tflite", "coreml")) else None
+    tile_sizes = [tile_entry(t) for t in sizes] if (sizes and target in ("tflite", "coreml")) else None
     ex = {**extra, "source": {"file": source_name, "sha256": src.sha256, "format": src.format}}
     return ModelCard(
         name=out.name[: -len(out.suffix)], architecture=src.architecture, scale=src.scale,

@@ -13,6 +13,9 @@ import sys
 import warnings
 from typing import Sequence
 
+from scopesr.sdk.card import parse_tile_sizes
+from scopesr.sdk.errors import CardError
+
 from .api import DEFAULT_TILE_SIZES, TARGETS, convert
 from .parity import DEFAULT_TOLERANCES
 
@@ -24,7 +27,7 @@ examples:
 
 Targets and precisions:
   onnx        fp32 | fp16 | int8   one file, dynamic H/W (onnxruntime)
-  tflite      fp32 | fp16 | int8   one signature lr<N> per tile size, NHWC (ai-edge-litert)
+  tflite      fp32 | fp16 | int8   one signature lr<N> or lr<H>x<W> per tile size, NHWC
   coreml      fp16 | fp32 | int8   ML Program .mlpackage, flexible H/W (macOS runs it)
   torch       fp32                 .pt2 (torch.export, dynamic H/W)
   bioimageio  fp32                 bioimage.io model package .zip (ONNX + TorchScript)
@@ -35,14 +38,11 @@ truth. A failure exits 1 (the artifact is kept, its card says so).
 """
 
 
-def _tile_sizes(text: str) -> list[int]:
+def _tile_sizes(text: str) -> list[int | list[int]]:
     try:
-        sizes = [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile-sizes takes integers separated by commas, got {text!r}") from None
-    if not sizes or any(s <= 0 for s in sizes):
-        raise argparse.ArgumentTypeError(f"--tile-sizes takes positive integers, got {text!r}")
-    return sizes
+        return parse_tile_sizes(text)
+    except CardError as exc:
+        raise argparse.ArgumentTypeError(f"--tile-sizes: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", required=True, choices=list(TARGETS), help="artifact format")
     p.add_argument("--precision", "-p", choices=["fp32", "fp16", "int8"], default=None,
                    help="numeric precision (default: fp16 for coreml, fp32 otherwise)")
-    p.add_argument("--tile-sizes", type=_tile_sizes, default=None, metavar="N,N,...",
-                   help="LR tile sizes incl. halo for fixed-shape targets (tflite; coreml: enumerated "
+    p.add_argument("--tile-sizes", type=_tile_sizes, default=None, metavar="N,HxW,...",
+                   help="LR tile sizes incl. halo for fixed-shape targets, N (square) or HxW, e.g. "
+                   "64,128,256,120x160 (a 160x120 camera frame in one call) (tflite; coreml: enumerated "
                    f"shapes instead of flexible). Default {','.join(map(str, DEFAULT_TILE_SIZES))} "
                    "(sizes not above twice the halo are dropped)")
     p.add_argument("--calibration", metavar="DIR", default=None,

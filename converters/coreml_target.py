@@ -25,7 +25,8 @@ OUTPUT_NAME = "hr"
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 8, 2048, 64
 
 
-def export(module: Any, card: ModelCard, path: Path, precision: str, sizes: list[int] | None) -> dict[str, Any]:
+def export(module: Any, card: ModelCard, path: Path, precision: str,
+           sizes: list[tuple[int, int]] | None) -> dict[str, Any]:
     import coremltools as ct
     import torch
 
@@ -34,7 +35,7 @@ def export(module: Any, card: ModelCard, path: Path, precision: str, sizes: list
     with torch.no_grad():
         traced = torch.jit.trace(module, (x,))  # the trace path supports both flexible kinds
     if sizes:
-        shape: Any = ct.EnumeratedShapes(shapes=[[1, c, n, n] for n in sizes], default=[1, c, sizes[0], sizes[0]])
+        shape: Any = ct.EnumeratedShapes(shapes=[[1, c, h, w] for h, w in sizes], default=[1, c, *sizes[0]])
     else:
         shape = ct.Shape(shape=(1, c, ct.RangeDim(MIN_SIDE, MAX_SIDE, default=DEFAULT_SIDE),
                                 ct.RangeDim(MIN_SIDE, MAX_SIDE, default=DEFAULT_SIDE)))
@@ -65,7 +66,7 @@ def export(module: Any, card: ModelCard, path: Path, precision: str, sizes: list
             **({"int8_weight_tensors": spec["ops"].get("constexpr_affine_dequantize", 0)} if precision == "int8" else {})}
 
 
-def validate_spec(path: Path, card: ModelCard, sizes: list[int] | None) -> dict[str, Any]:
+def validate_spec(path: Path, card: ModelCard, sizes: list[tuple[int, int]] | None) -> dict[str, Any]:
     """Re-read the saved package (no compilation: works on Linux) and check its interface."""
     import coremltools as ct
 
@@ -84,7 +85,7 @@ def validate_spec(path: Path, card: ModelCard, sizes: list[int] | None) -> dict[
     info: dict[str, Any] = {"input_shape_default": shape}
     if sizes:
         enum = [list(s.shape) for s in arr.enumeratedShapes.shapes]
-        want = [[1, card.in_channels, n, n] for n in sizes]
+        want = [[1, card.in_channels, h, w] for h, w in sizes]
         if sorted(enum) != sorted(want):
             raise ConversionError(f"{path}: enumerated shapes {enum}, expected {want}")
         info["enumerated_shapes"] = enum
@@ -109,7 +110,7 @@ def validate_spec(path: Path, card: ModelCard, sizes: list[int] | None) -> dict[
 
 
 def make_runners(path: Path, card: ModelCard,
-                 sizes: list[int] | None) -> tuple[dict[str, tuple[tuple[int, int], Callable]], list[str]]:
+                 sizes: list[tuple[int, int]] | None) -> tuple[dict[str, tuple[tuple[int, int], Callable]], list[str]]:
     """Numeric parity runs only where Core ML runs (macOS); elsewhere a note says so."""
     if sys.platform != "darwin":
         return {}, ["Core ML prediction needs macOS: numeric parity not run here; the saved spec "
@@ -121,5 +122,5 @@ def make_runners(path: Path, card: ModelCard,
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict({INPUT_NAME: x.astype(np.float32)})[OUTPUT_NAME], dtype=np.float32)
 
-    cases = [(n, n) for n in sizes] if sizes else [(64, 64), (48, 80)]
+    cases = list(sizes) if sizes else [(64, 64), (48, 80)]
     return {f"{h}x{w}": ((h, w), run) for h, w in cases}, []

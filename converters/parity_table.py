@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scopesr.sdk.card import parse_tile_sizes
+
 from .api import convert
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def _size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
-def run(source: Any, name: str, targets: list[str], tile_sizes: list[int] | None, out_dir: Path,
+def run(source: Any, name: str, targets: list[str], tile_sizes: list[Any] | None, out_dir: Path,
         model_label: str, card: Any = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", help="instead of a checkpoint: a trainer preset with seeded random weights")
     p.add_argument("--name", required=True, help="table name: writes parity_<name>.json/.md")
     p.add_argument("--targets", default=",".join(ALL), help="comma list of target:precision (default: all)")
-    p.add_argument("--tile-sizes", default=None, help="TFLite tile sizes, e.g. 64,128")
+    p.add_argument("--tile-sizes", default=None, help="TFLite tile sizes, N or HxW, e.g. 64,128,120x160")
     p.add_argument("--out-dir", default="benchmarks/results")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         source, label = args.model, Path(args.model).name
     else:
         p.error("give a MODEL.safetensors or --preset NAME")
-    sizes = [int(s) for s in args.tile_sizes.split(",")] if args.tile_sizes else None
+    sizes = parse_tile_sizes(args.tile_sizes) if args.tile_sizes else None
     res = run(source, args.name, targets, sizes, Path(args.out_dir), label, card=card)
     print(to_markdown(res))
     return 0 if all(r.get("passed", False) or r.get("note") for r in res["rows"]) else 1

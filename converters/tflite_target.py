@@ -1,4 +1,4 @@
-"""TFLite (LiteRT): fixed tile sizes, one signature ``lr{N}`` per size, shared weights, NHWC I/O.
+"""TFLite (LiteRT): fixed tile sizes, one signature ``lr{N}`` / ``lr{H}x{W}`` per size, shared weights, NHWC I/O.
 
 Dynamic H/W does not work in TFLite for these models (the nearest-upsample size is frozen
 at conversion and a resized interpreter silently returns the wrong size; see FINDINGS), so
@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from scopesr.sdk.backends.tflite_backend import signature_name  # the SDK reads what we name
+
 from .errors import ConversionError
 
 log = logging.getLogger(__name__)
@@ -24,12 +26,8 @@ INPUT_NAME = "args_0"  # litert-torch's names for the first positional input / o
 OUTPUT_NAME = "output_0"
 
 
-def signature_name(n: int) -> str:
-    return f"lr{n}"
-
-
-def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes: list[int],
-           calibration: dict[int, list[np.ndarray]] | None = None) -> dict[str, Any]:
+def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes: list[tuple[int, int]],
+           calibration: dict[tuple[int, int], list[np.ndarray]] | None = None) -> dict[str, Any]:
     """Write the .tflite to ``path``; return card extras (signatures, io dtype, recipe)."""
     import os
 
@@ -44,10 +42,10 @@ def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes
     # transposes fold into the graph.
     wrapper = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]).eval()
     conv = None
-    for n in tile_sizes:
-        x = torch.zeros(1, n, n, in_channels)
-        conv = (litert_torch.signature(signature_name(n), wrapper, (x,)) if conv is None
-                else conv.signature(signature_name(n), wrapper, (x,)))
+    for shape in tile_sizes:
+        x = torch.zeros(1, *shape, in_channels)
+        conv = (litert_torch.signature(signature_name(shape), wrapper, (x,)) if conv is None
+                else conv.signature(signature_name(shape), wrapper, (x,)))
     try:
         edge = conv.convert()
     except Exception as exc:
@@ -55,8 +53,8 @@ def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes
     float_path = path if precision == "fp32" else path.with_name(path.name + ".float.tflite")
     edge.export(str(float_path))
     extra: dict[str, Any] = {
-        "signatures": {signature_name(n): {"input": INPUT_NAME, "output": OUTPUT_NAME,
-                                            "input_shape": [1, n, n, in_channels]} for n in tile_sizes},
+        "signatures": {signature_name(t): {"input": INPUT_NAME, "output": OUTPUT_NAME,
+                                            "input_shape": [1, *t, in_channels]} for t in tile_sizes},
         "io_dtype": "float32",
     }
     if n_rewritten:
@@ -68,8 +66,8 @@ def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes
         elif precision == "int8":
             if not calibration:
                 raise ConversionError("int8 TFLite needs calibration tiles (none were made)")
-            data = {signature_name(n): [{INPUT_NAME: t[None].transpose(0, 2, 3, 1).copy()} for t in tiles]
-                    for n, tiles in calibration.items()}
+            data = {signature_name(shape): [{INPUT_NAME: t[None].transpose(0, 2, 3, 1).copy()} for t in tiles]
+                    for shape, tiles in calibration.items()}
             _quantize(float_path, path, _int8_recipe(), data)
             extra["int8"] = ("ai-edge-quantizer static int8: int8 per-channel weights, int8 activations "
                              "(MinMax calibration on real tiles, per signature), float32 inputs/outputs")
@@ -140,14 +138,17 @@ def _calibrate_min_max(src: Path, q: Any, calibration: dict[str, list[dict[str, 
         return q.calibrate(calibration)
 
 
-def make_runners(path: Path) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
-    """One function NCHW -> NCHW per signature, by tile size, run in ai-edge-litert."""
+def make_runners(path: Path) -> dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]]:
+    """One function NCHW -> NCHW per signature, by tile shape (H, W), run in ai-edge-litert."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from scopesr.sdk.backends.tflite_backend import parse_signature
+
     interp = Interpreter(model_path=str(path), num_threads=2)
-    runners: dict[int, Callable[[np.ndarray], np.ndarray]] = {}
+    runners: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
     for sig in interp.get_signature_list():
-        if not sig.startswith("lr"):
+        shape = parse_signature(sig)
+        if shape is None:
             continue
         runner = interp.get_signature_runner(sig)
         in_name = next(iter(runner.get_input_details()))
@@ -157,5 +158,5 @@ def make_runners(path: Path) -> dict[int, Callable[[np.ndarray], np.ndarray]]:
             y = runner(**{in_name: np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)})[out_name]
             return np.asarray(y).transpose(0, 3, 1, 2)
 
-        runners[int(sig[2:])] = run
+        runners[shape] = run
     return runners

@@ -76,7 +76,9 @@ class ModelCard:
     arch_args: dict[str, Any] = field(default_factory=dict)
     layout: str = "NCHW"  # layout of the artifact's input and output tensors
     precision: str = "fp32"
-    tile_sizes: list[int] | None = None  # None: any H and W (dynamic shapes)
+    # fixed LR input sizes, halo included: N (an N x N tile) or [H, W] (e.g. a camera frame,
+    # [120, 160]); None: any H and W (dynamic shapes). See tile_shapes().
+    tile_sizes: list[int | list[int]] | None = None
     normalisation: Normalisation = field(default_factory=Normalisation)
     degradation: str = "pil-bicubic"  # the down-sampling the model was trained to invert
     training: dict[str, Any] = field(default_factory=dict)  # data summary, steps, recipe
@@ -111,9 +113,9 @@ class ModelCard:
         need(self.precision in PRECISIONS, "precision", f"{self.precision!r} is not one of {PRECISIONS}")
         if self.tile_sizes is not None:
             need(isinstance(self.tile_sizes, list) and len(self.tile_sizes) > 0
-                 and all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in self.tile_sizes),
-                 "tile_sizes", f"must be null (dynamic) or a non-empty list of positive integers, "
-                 f"got {self.tile_sizes!r}")
+                 and all(_is_tile_size(t) for t in self.tile_sizes),
+                 "tile_sizes", f"must be null (dynamic) or a non-empty list of positive integers N "
+                 f"(N x N tiles) or [H, W] pairs, got {self.tile_sizes!r}")
         need(isinstance(self.sha256, str) and (self.sha256 == "" or len(self.sha256) == 64),
              "sha256", "must be the 64-hex-digit sha256 of the artifact")
         for fld in ("arch_args", "training", "metrics", "versions", "extra"):
@@ -202,6 +204,51 @@ class ModelCard:
                     "Re-export it, or restore the original file."
                 )
         return card
+
+
+def _is_pos_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _is_tile_size(t: Any) -> bool:
+    return _is_pos_int(t) or (isinstance(t, (list, tuple)) and len(t) == 2 and all(map(_is_pos_int, t)))
+
+
+def tile_shapes(tile_sizes: Any) -> list[tuple[int, int]]:
+    """The card's ``tile_sizes`` as sorted, distinct ``(H, W)`` pairs (N means (N, N))."""
+    if not tile_sizes:
+        return []
+    if not all(_is_tile_size(t) for t in tile_sizes):
+        raise CardError(f"tile sizes must be positive integers N or [H, W] pairs, got {tile_sizes!r}")
+    return sorted({(t, t) if isinstance(t, int) else (int(t[0]), int(t[1])) for t in tile_sizes})
+
+
+def parse_tile_sizes(text: str) -> list[int | list[int]]:
+    """``"64,128,120x160"`` -> ``[64, 128, [120, 160]]`` (CLI syntax; HxW is height x width)."""
+    out: list[int | list[int]] = []
+    for part in text.lower().replace(" ", "").split(","):
+        if not part:
+            continue
+        dims = part.split("x")
+        if len(dims) not in (1, 2) or not all(d.isdigit() and int(d) > 0 for d in dims):
+            raise CardError(f"tile size {part!r}: give N (an N x N tile) or HxW with positive integers, "
+                            f"e.g. 64,128,120x160")
+        out.append(int(dims[0]) if len(dims) == 1 else [int(dims[0]), int(dims[1])])
+    if not out:
+        raise CardError(f"no tile sizes in {text!r}; e.g. 64,128,120x160")
+    return out
+
+
+def tile_label(shape: tuple[int, int]) -> str:
+    """``"64"`` for a square tile, ``"120x160"`` otherwise (TFLite signature suffix, CLI syntax)."""
+    h, w = shape
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def tile_entry(shape: tuple[int, int]) -> int | list[int]:
+    """The card's JSON form of one shape: N for a square, [H, W] otherwise."""
+    h, w = shape
+    return h if h == w else [h, w]
 
 
 def card_path_for(artifact: str | os.PathLike) -> Path:

@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from .errors import ImageError, ScopesrError
+from .tiling import parse_tile
 from .io import (DEFAULT_MAX_PIXELS, Image, find_inputs, output_suffix, read_image, release_pages, write_image,
                  write_tiff_streaming)
 
@@ -61,6 +62,19 @@ def _parse_halo(ctx: click.Context | None, param: click.Parameter | None, value:
     if n < 0:
         raise click.BadParameter("must be >= 0")
     return n
+
+
+def _parse_tile(ctx: click.Context | None, param: click.Parameter | None,
+                value: str | None) -> int | tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        h, w = parse_tile(value)
+    except ScopesrError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if min(h, w) < 1:
+        raise click.BadParameter("tile sizes must be >= 1 LR pixel")
+    return h if h == w else (h, w)
 
 
 def _out_pixels(img: Image, scale: int) -> int:
@@ -208,9 +222,10 @@ def _load_model(model: str | None, backend: str, device: str) -> Any:
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "tflite", "coreml"]), default="auto",
               show_default=True, help="Runtime; auto picks the best available for the artifact and device.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--tile", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Tile size in LR (input) pixels. Default: the model's default (fixed-size artifacts "
-                   "use the sizes their card lists). Tiles are seam-free: each is read with a halo.")
+@click.option("--tile", default=None, metavar="N|HxW", callback=_parse_tile,
+              help="Tile size in LR (input) pixels, N or HxW. Default: 256 for dynamic-shape models; "
+                   "fixed-size artifacts (TFLite) pick, per image, the size in their card that computes "
+                   "the fewest pixels. Tiles are seam-free: each is read with a halo.")
 @click.option("--halo", default="auto", show_default=True, metavar="N|auto", callback=_parse_halo,
               help="Overlap around each tile, in LR pixels. auto = the model's receptive-field radius "
                    "(from its card), which makes tiled output equal whole-image output.")
@@ -228,7 +243,7 @@ def _load_model(model: str | None, backend: str, device: str) -> Any:
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
 def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str, device: str,
-         tile: int | None, halo: int | str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
+         tile: int | tuple[int, int] | None, halo: int | str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
          stream_mpix: float, verbose: int, quiet: bool) -> None:
     """Super-resolve microscopy images: IN may be image files, folders (their images,
     sorted) or multi-page TIFF stacks."""

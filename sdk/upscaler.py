@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend, has_module, open_backend
-from .card import FORMATS, ModelCard, card_path_for, CARD_SUFFIX
+from .card import CARD_SUFFIX, FORMATS, ModelCard, card_path_for, tile_entry
 from .errors import CardError, ModelIOError, ScopesrError
 from .normalize import check_dtype, compute_stats
 from .tiling import DEFAULT_TILE, iter_bands, make_plan
@@ -191,7 +191,7 @@ class Upscaler:
         return _Job(view, tuple(view.shape[:-3]), tuple(out_shape), tuple(perm), has_c, per_channel, c_out,
                     np.dtype(image.dtype), axes)
 
-    def _bands(self, plane: np.ndarray, job: _Job, tile: int | None, halo: int, batch: int | None,
+    def _bands(self, plane: np.ndarray, job: _Job, tile: int | tuple[int, int] | str | None, halo: int, batch: int | None,
                progress=None, plan=None, checked: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         if not checked:
             _check_finite(plane)
@@ -204,14 +204,15 @@ class Upscaler:
         return iter_bands(self.backend, plane, stats, plan, job.dtype, b, job.per_channel, progress)
 
     # ------------------------------------------------------------------ public API
-    def upscale(self, image: Any, tile: int | None = None, halo: int | str = "auto",
+    def upscale(self, image: Any, tile: int | tuple[int, int] | str | None = None, halo: int | str = "auto",
                 batch: int | None = None, axes: str | None = None, out: np.ndarray | None = None,
                 progress: bool = False) -> np.ndarray:
         """Upscale an image or a stack; returns an array with the input's axes order and dtype.
 
-        ``tile``: LR pixels (dynamic artifacts: the kept core, default 256; fixed-size ones: a
-        size from the card's ``tile_sizes``). ``halo``: ``"auto"`` = the card's receptive-field
-        radius (seam-free); smaller is allowed but may show seams. ``batch``: tiles per runtime
+        ``tile``: LR pixels, N or (H, W) (dynamic artifacts: the kept core, default 256;
+        fixed-size ones: a size from the card's ``tile_sizes``, by default the one computing
+        the fewest pixels). ``halo``: ``"auto"`` = the card's receptive-field radius
+        (seam-free); smaller is allowed but may show seams. ``batch``: tiles per runtime
         call. ``out``: a preallocated (possibly memory-mapped) array of the output shape.
         """
         halo = self._halo(halo)
@@ -246,7 +247,7 @@ class Upscaler:
             out.flush()
         return out
 
-    def upscale_bands(self, image: Any, tile: int | None = None, halo: int | str = "auto",
+    def upscale_bands(self, image: Any, tile: int | tuple[int, int] | str | None = None, halo: int | str = "auto",
                       batch: int | None = None, axes: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Upscale one 2-D image (YX or YXC, may be an np.memmap) band by band.
 
@@ -263,7 +264,7 @@ class Upscaler:
             yield y0, (band if job.has_c else band[..., 0])
 
     def stream(self, frames: Iterable[np.ndarray], roi: tuple[int, int, int, int] | None = None,
-               tile: int | None = None, halo: int | str = "auto") -> Iterator[StreamFrame]:
+               tile: int | tuple[int, int] | str | None = None, halo: int | str = "auto") -> Iterator[StreamFrame]:
         """Upscale a sequence of frames (camera, video, time-lapse), or one ROI of each.
 
         ``roi = (x, y, w, h)`` in LR pixels. Each frame is normalised with its own statistics
@@ -295,8 +296,8 @@ class Upscaler:
             "normalisation": {"mode": c.normalisation.mode, "p_low": c.normalisation.p_low,
                               "p_high": c.normalisation.p_high},
             "degradation": c.degradation, "sha256": c.sha256,
-            "tile_sizes": list(self.backend.tile_sizes) if not self.backend.dynamic else None,
-            "default_tile": DEFAULT_TILE if self.backend.dynamic else max(self.backend.tile_sizes),
+            "tile_sizes": [tile_entry(t) for t in self.backend.tile_shapes] if not self.backend.dynamic else None,
+            "default_tile": DEFAULT_TILE if self.backend.dynamic else "per image (fewest pixels computed)",
             "metrics": c.metrics,
             "backend": self.backend.describe(),
         }

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard
+from ..card import ModelCard, tile_entry, tile_label, tile_shapes
 from ..errors import BackendUnavailable, ModelIOError, ScopesrError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Backend(ABC):
 
     name: str = "?"
     dynamic: bool = True  # accepts any H, W
-    tile_sizes: tuple[int, ...] = ()  # the fixed LR sizes when not dynamic
+    tile_sizes: tuple[Any, ...] = ()  # the fixed LR sizes when not dynamic: N or (H, W), as in the card
     default_batch: int = 1  # tiles stacked per call when the caller does not say
 
     def __init__(self, artifact: Path, card: ModelCard) -> None:
@@ -51,6 +51,11 @@ class Backend(ABC):
         self.in_channels = card.in_channels
         self.out_channels = card.out_channels
         self.nhwc = card.layout == "NHWC"
+
+    @property
+    def tile_shapes(self) -> list[tuple[int, int]]:
+        """The fixed input sizes as sorted ``(H, W)`` pairs (empty when dynamic)."""
+        return tile_shapes(self.tile_sizes)
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -63,10 +68,11 @@ class Backend(ABC):
             raise ModelIOError(
                 f"{self.artifact.name}: expected input (N, {self.in_channels}, h, w), got {tuple(x.shape)}")
         n, _, h, w = x.shape
-        if not self.dynamic and (h != w or h not in self.tile_sizes):
+        if not self.dynamic and (h, w) not in self.tile_shapes:
             raise ModelIOError(
-                f"{self.artifact.name}: this fixed-size artifact takes {list(self.tile_sizes)} square tiles, "
-                f"got {h}x{w}; use the tiler (Upscaler.upscale) or re-export with that size")
+                f"{self.artifact.name}: this fixed-size artifact takes tiles of "
+                f"{', '.join(tile_label(t) for t in self.tile_shapes)} LR px, got {h}x{w}; use the tiler "
+                "(Upscaler.upscale) or re-export with that size (sr-convert --tile-sizes)")
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.nhwc:
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -98,7 +104,7 @@ class Backend(ABC):
             "layout": self.card.layout,
             "precision": self.card.precision,
             "dynamic": self.dynamic,
-            "tile_sizes": list(self.tile_sizes) if not self.dynamic else None,
+            "tile_sizes": [tile_entry(t) for t in self.tile_shapes] if not self.dynamic else None,
         }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard
+from ..card import ModelCard, tile_entry
 from ..errors import BackendUnavailable, ScopesrError
 from .base import Backend, check_opts, import_runtime
 
@@ -56,9 +56,9 @@ class OnnxBackend(Backend):
         # symbolic (str/None) spatial dims mean any size; integers mean a fixed-size export
         spatial = shape[1:3] if self.nhwc else shape[2:4]
         fixed = [d for d in spatial if isinstance(d, int)]
-        if len(fixed) == 2 and fixed[0] == fixed[1]:
+        if len(fixed) == 2:
             self.dynamic = False
-            self.tile_sizes = tuple(card.tile_sizes or [fixed[0]])
+            self.tile_sizes = tuple(card.tile_sizes or [tile_entry((fixed[0], fixed[1]))])
         elif card.tile_sizes:
             self.dynamic = False
             self.tile_sizes = tuple(card.tile_sizes)

@@ -1,4 +1,4 @@
-"""TFLite backend: fixed-size ``.tflite`` files with one signature per tile size (``lr{N}``).
+"""TFLite backend: fixed-size ``.tflite`` files, one signature per tile size (``lr{N}``, ``lr{H}x{W}``).
 
 The interpreter comes from ai-edge-litert, else tflite-runtime, else tensorflow.lite.
 Dynamic resizing is never used: FINDINGS shows a resized converted model can silently
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard
+from ..card import ModelCard, tile_entry, tile_label, tile_shapes
 from ..errors import BackendUnavailable, CardError, ScopesrError
 from .base import Backend, check_opts, has_module
 
@@ -23,6 +23,22 @@ INSTALL = 'pip install "scopesr[edge]"  (or: pip install ai-edge-litert)'
 RUNTIMES = (("ai_edge_litert.interpreter", "ai-edge-litert"),
             ("tflite_runtime.interpreter", "tflite-runtime"),
             ("tensorflow.lite", "tensorflow"))
+
+
+def signature_name(shape: tuple[int, int]) -> str:
+    """The signature that holds one tile shape: ``lr64`` (64x64), ``lr120x160`` (H=120, W=160)."""
+    return "lr" + tile_label(shape)
+
+
+def parse_signature(name: str) -> tuple[int, int] | None:
+    """Inverse of ``signature_name``; None for a name that is not ours."""
+    if not name.startswith("lr"):
+        return None
+    parts = name[2:].split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        return None
+    h, w = int(parts[0]), int(parts[-1])
+    return (h, w)
 
 
 def find_interpreter() -> tuple[Any, str]:
@@ -63,32 +79,32 @@ class TFLiteBackend(Backend):
                                "re-export it with sr-convert --target tflite") from None
         signatures = self.interp.get_signature_list()
         sizes = list(card.tile_sizes or [])
-        if not sizes:  # an older card: take the sizes from the lr{N} signature names
-            sizes = sorted(int(k[2:]) for k in signatures if k.startswith("lr") and k[2:].isdigit())
+        if not sizes:  # an older card: take the sizes from the lr<N> / lr<H>x<W> signature names
+            sizes = [shape for shape in map(parse_signature, signatures) if shape is not None]
         if not sizes:
             raise CardError(f"{artifact}: a TFLite artifact needs fixed tile sizes (card field 'tile_sizes' "
-                            f"and signatures named lr<N>); found signatures {sorted(signatures)}")
-        self.tile_sizes = tuple(sorted(sizes))
-        self.runners: dict[int, Any] = {}
-        self.io: dict[int, tuple[str, dict, str, dict]] = {}
-        for n in self.tile_sizes:
-            key = f"lr{n}"
+                            f"and signatures named lr<N> or lr<H>x<W>); found signatures {sorted(signatures)}")
+        self.tile_sizes = tuple(tile_entry(t) for t in tile_shapes(sizes))
+        self.runners: dict[tuple[int, int], Any] = {}
+        self.io: dict[tuple[int, int], tuple[str, dict, str, dict]] = {}
+        for shape in self.tile_shapes:
+            key = signature_name(shape)
             if key not in signatures:
-                raise CardError(f"{artifact}: the card lists tile size {n} but the file has no signature "
-                                f"{key!r} (it has {sorted(signatures)}); fix 'tile_sizes' or re-export")
+                raise CardError(f"{artifact}: the card lists tile size {tile_label(shape)} but the file has no "
+                                f"signature {key!r} (it has {sorted(signatures)}); fix 'tile_sizes' or re-export")
             runner = self.interp.get_signature_runner(key)
             ins, outs = runner.get_input_details(), runner.get_output_details()
             if len(ins) != 1 or len(outs) != 1:
                 raise ScopesrError(f"{artifact}: signature {key} must have one input and one output")
             (iname, idet), = ins.items()
             (oname, odet), = outs.items()
-            c = card.in_channels
-            want = [1, n, n, c] if self.nhwc else [1, c, n, n]
+            c, (th, tw) = card.in_channels, shape
+            want = [1, th, tw, c] if self.nhwc else [1, c, th, tw]
             if list(idet["shape"]) != want:
                 raise ScopesrError(f"{artifact}: signature {key} takes {list(idet['shape'])}, "
                                    f"the card implies {want} (layout {card.layout})")
-            self.runners[n] = runner
-            self.io[n] = (iname, idet, oname, odet)
+            self.runners[shape] = runner
+            self.io[shape] = (iname, idet, oname, odet)
         self.num_threads = opts.get("num_threads")
 
     @staticmethod
@@ -107,9 +123,9 @@ class TFLiteBackend(Backend):
         return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[1] if self.nhwc else x.shape[2]
-        runner = self.runners[n]
-        iname, idet, oname, odet = self.io[n]
+        shape = tuple(x.shape[1:3] if self.nhwc else x.shape[2:4])
+        runner = self.runners[shape]
+        iname, idet, oname, odet = self.io[shape]
         outs = []
         for i in range(x.shape[0]):  # the signatures have batch 1
             y = runner(**{iname: self._quantise(x[i:i + 1], idet)})[oname]

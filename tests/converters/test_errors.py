@@ -84,6 +84,12 @@ def test_tile_sizes_against_halo(trained_student, tmp_path, capsys):
     sizes, msgs = check_tile_sizes([128], halo=39, explicit=True)
     assert sizes == [128] and "only 15% of each tile is kept" in msgs[0]
     assert check_tile_sizes([64], halo=5, explicit=True) == ([64], [])
+    # non-square windows: the short side decides; the card form is N or [H, W]
+    assert check_tile_sizes([(120, 160), 64, [64, 64]], halo=5, explicit=True) == ([64, [120, 160]], [])
+    with pytest.raises(ConversionError, match=r"tile size\(s\) 8x160 smaller than twice the halo"):
+        check_tile_sizes([(8, 160)], halo=5, explicit=True)
+    with pytest.raises(ConversionError, match=r"positive integers N or \[H, W\]"):
+        check_tile_sizes([(120, 0)], halo=5, explicit=True)
     # through the CLI: the student's halo is 5, so 10 is all halo -> exit 2 before converting
     assert main([str(trained_student), "-t", "tflite", "--tile-sizes", "8,10", "-o", str(tmp_path / "t")]) == 2
     assert "smaller than twice the halo" in capsys.readouterr().err

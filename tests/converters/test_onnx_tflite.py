@@ -26,7 +26,8 @@ def onnx_fp32(trained_student, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tflite_int8(trained_student, tmp_path_factory):
     out = tmp_path_factory.mktemp("tfl") / "student_int8.tflite"
-    return convert(trained_student, "tflite", out, precision="int8", tile_sizes=[32, 64])
+    # a square pair plus a non-square (H=24, W=40) window, as for a camera frame
+    return convert(trained_student, "tflite", out, precision="int8", tile_sizes=[32, 64, (24, 40)])
 
 
 def test_onnx_fp32_card_and_parity(onnx_fp32, trained_student):
@@ -60,16 +61,17 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
 
     r = tflite_int8
     card = ModelCard.load(r.artifact)
-    assert card.layout == "NHWC" and card.tile_sizes == [32, 64] and card.precision == "int8"
-    assert set(card.extra["signatures"]) == {"lr32", "lr64"}
+    assert card.layout == "NHWC" and card.tile_sizes == [[24, 40], 32, 64] and card.precision == "int8"
+    assert set(card.extra["signatures"]) == {"lr24x40", "lr32", "lr64"}
     interp = Interpreter(model_path=str(r.artifact))
-    assert set(interp.get_signature_list()) == {"lr32", "lr64"}
-    for n in (32, 64):
-        run = interp.get_signature_runner(f"lr{n}")
+    assert set(interp.get_signature_list()) == {"lr24x40", "lr32", "lr64"}
+    for name, (h, w) in (("lr24x40", (24, 40)), ("lr32", (32, 32)), ("lr64", (64, 64))):
+        run = interp.get_signature_runner(name)
         (iname, idet), = run.get_input_details().items()
-        assert list(idet["shape"]) == [1, n, n, 1] and idet["dtype"] == np.float32  # float I/O kept
-        out = next(iter(run(**{iname: np.random.rand(1, n, n, 1).astype(np.float32)}).values()))
-        assert out.shape == (1, 4 * n, 4 * n, 1)  # the known silent failure: frozen output size
+        assert list(idet["shape"]) == [1, h, w, 1] and idet["dtype"] == np.float32  # float I/O kept
+        out = next(iter(run(**{iname: np.random.rand(1, h, w, 1).astype(np.float32)}).values()))
+        assert out.shape == (1, 4 * h, 4 * w, 1)  # the known silent failure: frozen output size
+    assert {c.case for c in r.parity.cases} == {"lr24x40", "lr32", "lr64"}  # every window proven
     # it really is integer inside: int8 tensors carry the weights
     assert any(d["dtype"] == np.int8 for d in interp.get_tensor_details())
     rep = r.parity
@@ -80,7 +82,7 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
     assert any("calibrated on scopesr.sdk.samples" in n for n in rep.notes)
     # stricter tolerance on the same artifact: the check can fail
     module, _ = __import__("scopesr.trainer", fromlist=["load_generator"]).load_generator(trained_student)
-    strict = parity_check(module, card, r.artifact, "tflite", "int8", [32, 64],
+    strict = parity_check(module, card, r.artifact, "tflite", "int8", card.tile_sizes,
                           {"int8_max_drop_db": -5.0})
     assert not strict.passed
 

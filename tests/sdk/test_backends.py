@@ -64,7 +64,7 @@ def test_tflite_backend_fixed_sizes_and_nhwc():
         y = be.run(x)  # NCHW in and out although the file is NHWC
         assert y.shape == (2, 1, 4 * n, 4 * n)
         np.testing.assert_allclose(y, onnx.run(x), atol=1e-5)
-    with pytest.raises(sr.ModelIOError, match=r"\[32, 48\] square tiles, got 40x40"):
+    with pytest.raises(sr.ModelIOError, match=r"tiles of 32, 48 LR px, got 40x40"):
         be.run(x_nchw(1, 40, 40))
     assert be.describe()["runtime"] in ("ai-edge-litert", "tflite-runtime", "tensorflow")
 

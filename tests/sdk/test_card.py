@@ -38,7 +38,7 @@ def edit_card(path: Path, **changes) -> None:
 
 
 def test_fixture_cards_are_valid():
-    for name in ("tiny_x4.onnx", "tiny_x4_fixed.tflite", "tiny_x4_rgb.onnx"):
+    for name in ("tiny_x4.onnx", "tiny_x4_fixed.tflite", "tiny_x4_rect.tflite", "tiny_x4_rgb.onnx"):
         card = ModelCard.load(FIX / name)
         assert card.artifact == name and card.scale == 4 and card.normalisation.mode == "percentile"
 
@@ -50,6 +50,9 @@ def test_fixture_cards_are_valid():
     ("layout", "CHWN", "'layout'"),
     ("precision", "fp8", "'precision'"),
     ("tile_sizes", [], "'tile_sizes'"),
+    ("tile_sizes", [[24, 40, 1]], "'tile_sizes'"),
+    ("tile_sizes", [[24, 0]], "'tile_sizes'"),
+    ("tile_sizes", [True], "'tile_sizes'"),
     ("format", "gguf", "'format'"),
     ("sha256", "abc", "'sha256'"),
     ("normalisation", {"mode": "percentile", "p_low": 99, "p_high": 1}, "normalisation"),
@@ -107,3 +110,15 @@ def test_invalid_json(copy):
     card_path_for(p).write_text("{not json")
     with pytest.raises(sr.CardError, match="not valid JSON"):
         sr.load(p)
+
+
+def test_tile_sizes_text_and_shapes():
+    from scopesr.sdk.card import parse_tile_sizes, tile_entry, tile_label, tile_shapes
+
+    assert parse_tile_sizes("64, 128,120x160") == [64, 128, [120, 160]]
+    assert tile_shapes([128, [120, 160], 64, [64, 64]]) == [(64, 64), (120, 160), (128, 128)]
+    assert [tile_label(t) for t in tile_shapes([[120, 160], 64])] == ["64", "120x160"]
+    assert tile_entry((64, 64)) == 64 and tile_entry((120, 160)) == [120, 160]
+    for bad in ("", "64,,x", "0", "12x", "1x2x3", "-4"):
+        with pytest.raises(sr.CardError, match="tile size"):
+            parse_tile_sizes(bad)

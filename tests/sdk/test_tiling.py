@@ -169,8 +169,66 @@ def test_fixed_tflite_pads_only_small_axes(onnx_up, tfl_up, h, w):
 
 
 def test_fixed_tflite_rejects_unlisted_tile(tfl_up):
-    with pytest.raises(sr.ScopesrError, match=r"one of \[32, 48\]"):
+    with pytest.raises(sr.ScopesrError, match=r"one of 32, 48, got 40"):
         tfl_up.upscale(rand_image(64, 64), tile=40)
+
+
+# ---------------------------------------------------------------------------- non-square fixed tiles
+@pytest.fixture(scope="module")
+def rect_up():
+    return sr.load(FIX / "tiny_x4_rect.tflite")  # signatures lr32 and lr24x40 (H=24, W=40)
+
+
+def test_rect_signatures_listed(rect_up):
+    assert rect_up.backend.tile_shapes == [(24, 40), (32, 32)]
+    assert rect_up.describe()["tile_sizes"] == [[24, 40], 32]
+
+
+@pytest.mark.parametrize("h,w,want", [(24, 40, (24, 40)), (20, 36, (24, 40)), (32, 32, (32, 32)),
+                                      (28, 28, (32, 32)), (40, 24, (24, 40))])
+def test_rect_tile_chosen_by_cost(rect_up, h, w, want):
+    """A frame that fits the 24x40 window runs in one call of it, not in padded squares; a
+    40x24 one is still cheaper as two 24x40 windows (2 x 960 px) than two padded 32x32s."""
+    from scopesr.sdk.tiling import make_plan
+
+    plan = make_plan(rect_up.backend, h, w, None, HALO)
+    assert plan.tile == want and plan.fixed
+    if (h, w) == (24, 40):
+        assert plan.n_tiles == 1 and plan.label == "1 x 24x40"
+
+
+@pytest.mark.parametrize("h,w", [(24, 40), (20, 36), (60, 90), (97, 41)])
+@pytest.mark.parametrize("tile", [None, (24, 40), "24x40", 32])
+def test_rect_tflite_matches_onnx_through_tiler(onnx_up, rect_up, h, w, tile):
+    """Non-square windows keep the seam-free guarantee: tiled == whole-image ONNX."""
+    from scopesr.sdk.tiling import make_plan
+
+    img = rand_image(h, w, seed=11)
+    ref = onnx_up.upscale(img, tile=max(h, w))
+    got = rect_up.upscale(img, tile=tile)
+    assert got.shape == ref.shape
+    plan = make_plan(rect_up.backend, h, w, tile, HALO)
+    if not any(s.pad for s in plan.ys + plan.xs):  # no axis padded: exact everywhere
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
+def test_rect_backend_rejects_transposed_window(rect_up):
+    x = np.zeros((1, 1, 40, 24), np.float32)  # W x H swapped: not a signature
+    with pytest.raises(sr.ModelIOError, match=r"tiles of 24x40, 32 LR px, got 40x24"):
+        rect_up.backend.run(x)
+    with pytest.raises(sr.ScopesrError, match=r"one of 24x40, 32, got 40x24"):
+        rect_up.upscale(rand_image(64, 64), tile="40x24")
+
+
+def test_parse_tile_forms():
+    from scopesr.sdk.tiling import parse_tile
+
+    assert parse_tile(None) is None
+    assert parse_tile(64) == parse_tile("64") == (64, 64)
+    assert parse_tile((120, 160)) == parse_tile("120x160") == parse_tile([120, 160]) == (120, 160)
+    for bad in ("12x", "x12", "a", "1x2x3", "64,128", 1.5):
+        with pytest.raises(sr.ScopesrError):
+            parse_tile(bad)
 
 
 # ---------------------------------------------------------------------------- memmap and bands
