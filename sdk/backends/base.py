@@ -149,8 +149,12 @@ def open_backend(artifact: str | Path, card: ModelCard, backend: str = "auto", d
     """Open ``artifact`` with the runtime that fits it (``backend="auto"``) or the one named.
 
     ``device``: auto (CUDA where the runtime and a GPU allow it, else CPU), cpu or cuda.
-    ``opts`` go to the backend: ``num_threads`` (all), ``dtype``/``channels_last`` (torch),
-    ``compute_units`` (Core ML).
+    ``opts`` go to the backend: ``num_threads`` (all), ``compute_units`` (Core ML), and for
+    torch (``.pt2``): ``dtype`` (fp32 | bf16 | fp16, autocast; weights stay fp32),
+    ``channels_last``, ``compile`` (bool or a torch.compile backend name), ``cuda_graphs``
+    (one CUDA graph per tile-batch shape) and ``pinned`` (default True: page-locked uploads
+    overlapped with compute in ``run_many``); CUDA-only switches turn off on a CPU and
+    ``describe()`` says why.
     """
     artifact = Path(artifact)
     if device not in DEVICES:
