@@ -14,6 +14,10 @@ Examples::
     torchrun --nproc-per-node 4 -m scopesr.trainer.cli gan --data DIR --out runs/ddp
     sr-train distill --teacher runs/gan/final/generator.safetensors --preset student-small --data DIR --out runs/st
     sr-train eval --model runs/gan/final/generator.safetensors --data HR_DIR --out runs/eval
+    sr-train pretrain --data DIR --preset paper --precision bf16 --compile --out runs/fast   # GPU path
+
+Every run records its training throughput (images/s, HR Mpx/s) in OUT/throughput.json,
+in metrics.jsonl and in the card.
 """
 from __future__ import annotations
 
@@ -80,9 +84,18 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
         p.add_argument("--teacher-weight", type=float, default=S)
         p.add_argument("--gt-weight", type=float, default=S)
     p.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=S)
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=S,
+                   help="with --precision auto: train in fp32 on CUDA too")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=S,
+                   help="autocast: auto = bf16 on CUDA, fp32 on CPU (default); bf16 = on any device. "
+                        "Weights stay fp32")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=S,
+                   help="NHWC memory format (default: on CUDA only)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=S)
-    p.add_argument("--compile", action="store_true", default=S)
+    p.add_argument("--compile", nargs="?", const=True, default=S, metavar="BACKEND",
+                   help="torch.compile the generator (default backend inductor)")
+    p.add_argument("--throughput-warmup", type=int, default=S, metavar="STEPS",
+                   help="steps per session left out of the throughput figures (default 5)")
     p.add_argument("--workers", type=int, default=S)
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--ckpt-every", type=int, default=S)

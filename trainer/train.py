@@ -10,8 +10,15 @@ One loop, three modes:
 * ``distill``: loss = w_t * L1(student, frozen teacher) + w_gt * L1(student, ground truth);
   ``teacher="none"`` trains on ground truth alone. The teacher runs in bf16 on CUDA.
 
+GPU path: ``precision`` bf16 autocast (CUDA by default; ``--precision bf16`` on a CPU too;
+weights and optimiser state stay fp32, so no loss scaling is needed), ``channels_last``
+(NHWC; CUDA by default), ``--compile`` (torch.compile, inductor or a named backend), pinned
+loader memory. Training throughput (images/s and HR Mpx/s, data loading included, validation
+and checkpoints excluded, the first steps of a session skipped as warm-up) is logged in each
+train record and written to ``throughput.json`` and the card's ``training.throughput``.
+
 Run folder: ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON object per
-logged step and per validation), ``samples/step_XXXXXXXX.png`` (LR-nearest | bicubic | SR |
+logged step and per validation), ``throughput.json``, ``samples/step_XXXXXXXX.png`` (LR-nearest | bicubic | SR |
 HR), ``checkpoints/step_XXXXXXXX.pt`` (atomic, last K kept), TensorBoard events when
 ``tensorboard`` is installed, and ``final/generator.safetensors`` + ``generator.card.json``.
 
@@ -59,6 +66,7 @@ from .models import Discriminator, DiscriminatorConfig, create_model, model_conf
 log = logging.getLogger(__name__)
 
 MODES = ("pretrain", "gan", "distill")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class TrainError(ScopesrError):
@@ -95,9 +103,11 @@ class TrainConfig:
     teacher_weight: float = 1.0
     gt_weight: float = 1.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
-    compile: bool = False
+    amp: bool = True  # with precision "auto": bf16 autocast on CUDA (--no-amp: fp32)
+    precision: str = "auto"  # auto | fp32 | bf16 (bf16: autocast on any device, CPU included)
+    channels_last: bool | None = None  # NHWC; None: on CUDA only
+    compile: bool | str = False  # torch.compile; a string names its backend (default inductor)
+    throughput_warmup: int = 5  # steps of each session not timed for throughput (compile, cuDNN autotune)
     workers: int = 2
     seed: int = 0
     ckpt_every: int = 500
@@ -125,6 +135,9 @@ class TrainConfig:
             raise TrainError("--steps and --batch-size must be >= 1")
         if self.resolved_content_loss() not in ("vgg", "mse", "l1"):
             raise TrainError(f"--content-loss {self.content_loss!r}: vgg, mse or l1")
+        if self.precision not in PRECISIONS:
+            hint = " (fp16 would need loss scaling; bf16 does not)" if self.precision == "fp16" else ""
+            raise TrainError(f"--precision {self.precision!r}: one of {PRECISIONS}{hint}")
         if self.mode == "distill" and not self.teacher:
             raise TrainError("sr-train distill needs --teacher CKPT.safetensors (or --teacher none "
                              "to train on ground truth alone)")
@@ -214,6 +227,49 @@ def _unwrap(m: nn.Module) -> nn.Module:
     return getattr(m, "_orig_mod", m)
 
 
+def resolve_fast_path(cfg: TrainConfig, on_cuda: bool) -> tuple[str, bool]:
+    """(autocast dtype name "bf16" | "fp32", channels_last) for this run on this device."""
+    if cfg.precision == "auto":
+        precision = "bf16" if (on_cuda and cfg.amp) else "fp32"
+    else:
+        precision = cfg.precision
+    channels_last = on_cuda if cfg.channels_last is None else bool(cfg.channels_last)
+    return precision, channels_last
+
+
+class Throughput:
+    """Training throughput: time spent in training steps (data loading included; validation
+    and checkpoints excluded), after ``warmup`` steps of this session."""
+
+    def __init__(self, images_per_step: int, hr_pixels: int, warmup: int) -> None:
+        self.images_per_step = images_per_step
+        self.hr_pixels = hr_pixels
+        self.warmup = warmup
+        self.seen = 0
+        self.steps = 0
+        self.seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.seen += 1
+        if self.seen > self.warmup:
+            self.steps += 1
+            self.seconds += seconds
+
+    def rates(self, steps: int, seconds: float) -> dict[str, float]:
+        img_s = steps * self.images_per_step / max(seconds, 1e-9)
+        return {"img_s": round(img_s, 3), "hr_mpx_s": round(img_s * self.hr_pixels / 1e6, 4)}
+
+    def summary(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"steps_timed": self.steps, "warmup_steps": min(self.seen, self.warmup),
+                             "seconds": round(self.seconds, 6), "images_per_step": self.images_per_step,
+                             "hr_pixels_per_image": self.hr_pixels}
+        if self.steps:
+            r = self.rates(self.steps, self.seconds)
+            d.update(images_per_s=r["img_s"], hr_mpx_per_s=r["hr_mpx_s"],
+                     steps_per_s=round(self.steps / max(self.seconds, 1e-9), 3))
+        return d
+
+
 class MetricsLog:
     """JSON lines (+ TensorBoard when installed), rank 0 only."""
 
@@ -291,6 +347,7 @@ def train(cfg: TrainConfig) -> Path | None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     on_cuda = device.type == "cuda"
+    precision, channels_last = resolve_fast_path(cfg, on_cuda)
 
     # --- model and data channels
     pcfg = presets()[cfg.preset].config
@@ -329,8 +386,8 @@ def train(cfg: TrainConfig) -> Path | None:
         teacher.requires_grad_(False)
         if on_cuda:
             teacher = teacher.to(torch.bfloat16)  # frozen: bf16 halves its cost
-            if cfg.channels_last:
-                teacher = teacher.to(memory_format=torch.channels_last)
+        if channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
 
     # --- data
     items = data_mod.discover(cfg.data)
@@ -345,7 +402,7 @@ def train(cfg: TrainConfig) -> Path | None:
     g.to(device)
     if d is not None:
         d.to(device)
-    if on_cuda and cfg.channels_last:
+    if channels_last:
         g.to(memory_format=torch.channels_last)
         if d is not None:
             d.to(memory_format=torch.channels_last)
@@ -400,10 +457,16 @@ def train(cfg: TrainConfig) -> Path | None:
         if d is not None:
             d_train = DDP(d, device_ids=ids)
     if cfg.compile:
-        g_train = torch.compile(g_train)
+        g_train = torch.compile(g_train, backend=cfg.compile if isinstance(cfg.compile, str) else "inductor")
 
     def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if (on_cuda and cfg.amp) else _null()
+        return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else _null()
+
+    log.info("device %s%s: precision %s, channels_last %s, compile %s", device,
+             f" ({torch.cuda.get_device_name(device)})" if on_cuda else "", precision, channels_last,
+             cfg.compile or False)
+    tput = Throughput(cfg.batch_size * dinfo.world, cfg.data.hr_size ** 2, cfg.throughput_warmup)
+    t_timed, s_timed = tput.seconds, tput.steps
 
     loader = data_mod.make_loader(dataset, cfg.batch_size, cfg.seed, start_step, dinfo.rank, dinfo.world,
                                   cfg.workers, pin_memory=on_cuda)
@@ -451,10 +514,11 @@ def train(cfg: TrainConfig) -> Path | None:
 
     stopped_early = False
     while step < cfg.steps:
+        t_step = time.perf_counter()
         lr_t, hr_t = next(batches)
         lr_t = lr_t.to(device, non_blocking=True)
         hr_t = hr_t.to(device, non_blocking=True)
-        if on_cuda and cfg.channels_last:
+        if channels_last:
             lr_t = lr_t.contiguous(memory_format=torch.channels_last)
             hr_t = hr_t.contiguous(memory_format=torch.channels_last)
         with autocast():
@@ -509,6 +573,7 @@ def train(cfg: TrainConfig) -> Path | None:
         if d is not None:
             d.requires_grad_(True)
         step += 1
+        tput.add(time.perf_counter() - t_step)  # the .item() calls above waited for the GPU
         if not all(math.isfinite(v) for v in losses.values()):
             raise TrainError(f"step {step}: loss is not finite ({losses}); lower --lr or check the data")
 
@@ -519,6 +584,9 @@ def train(cfg: TrainConfig) -> Path | None:
             now = time.time()
             rec = {"kind": "train", "step": step, "time": round(now - t0, 3),
                    "it_s": round((step - s_last) / max(now - t_last, 1e-9), 3), "lr": sch_g.get_last_lr()[0], **losses}
+            if tput.steps > s_timed:  # images/s and HR Mpx/s over the timed steps since the last record
+                rec.update(tput.rates(tput.steps - s_timed, tput.seconds - t_timed))
+            t_timed, s_timed = tput.seconds, tput.steps
             t_last, s_last = now, step
             mlog.write(rec)
         if dinfo.main and val and (step % cfg.val_every == 0 or step == cfg.steps):
@@ -546,6 +614,17 @@ def train(cfg: TrainConfig) -> Path | None:
     if bar is not None:
         bar.close()
     elapsed = time.time() - t0
+    throughput = {**tput.summary(), "device": str(device), "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
+                  "world_size": dinfo.world, "preset": cfg.preset, "batch_size": cfg.batch_size,
+                  "hr_size": cfg.data.hr_size, "channels": cfg.data.channels, "precision": precision,
+                  "channels_last": channels_last, "compile": cfg.compile or False, "mode": cfg.mode,
+                  "torch": torch.__version__}
+    if dinfo.main:
+        atomic_write_text(run / "throughput.json", json.dumps(throughput, indent=2) + "\n")
+        if "images_per_s" in throughput:
+            log.info("training throughput: %.2f images/s, %.3f HR Mpx/s (%d timed steps of %d images, %s, %s)",
+                     throughput["images_per_s"], throughput["hr_mpx_per_s"], throughput["steps_timed"],
+                     throughput["images_per_step"], precision, device)
     out = None
     if dinfo.main and not (stopped_early and cfg.stop_at):
         if val and last_val_step != step:  # the card's numbers are those of the saved weights
@@ -559,6 +638,7 @@ def train(cfg: TrainConfig) -> Path | None:
             "content_loss": cfg.resolved_content_loss(), "lr": cfg.lr, "betas": list(betas),
             "lr_drop_step": drop, "seconds_this_session": round(elapsed, 1),
             "it_s_this_session": round((step - start_step) / max(elapsed, 1e-9), 3),
+            "throughput": throughput,
             "teacher": cfg.teacher if cfg.mode == "distill" else None, "data": dsum,
             "vgg": ("random-init (test only)" if cfg.vgg_random_init else "torchvision IMAGENET1K_V1")
             if cfg.resolved_content_loss() == "vgg" else None,
