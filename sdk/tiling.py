@@ -177,10 +177,13 @@ def _pad_mode(n: int) -> str:
 
 
 def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan, dtype: np.dtype,
-               batch: int, per_channel: bool, progress=None) -> Iterator[tuple[int, np.ndarray]]:
+               batch: int, per_channel: bool, progress=None,
+               dst: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Run a (H, W, C) ``plane`` tile by tile; yield ``(hr_y0, band)`` top to bottom.
 
     Each band is ``(bh, W*s, Cout)`` in ``dtype``; the bands partition the output rows.
+    ``dst``: the whole ``(H*s, W*s, Cout)`` output; bands are then views into it, written in
+    place (no band copy: per camera frame that copy is a full pass over the output).
     ``per_channel``: the model has one input channel and the plane's C channels run as
     separate batch items (each with its own statistics).
     """
@@ -188,7 +191,10 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
     h, w, c = plane.shape
     c_out = c if per_channel else backend.out_channels
     for sy in plan.ys:
-        band = np.empty(((sy.keep1 - sy.keep0) * s, w * s, c_out), dtype=dtype)
+        if dst is not None:
+            band = dst[sy.keep0 * s:sy.keep1 * s]
+        else:
+            band = np.empty(((sy.keep1 - sy.keep0) * s, w * s, c_out), dtype=dtype)
         # group this row's tiles by read shape so same-size tiles share a batch
         groups: dict[tuple[int, int], list[tuple[Span, np.ndarray]]] = {}
         for sx in plan.xs:
@@ -214,8 +220,8 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
                 oy0 = (sy.keep0 - sy.read0) * s
                 ox0 = (sx.keep0 - sx.read0) * s
                 core = yt[:, oy0:oy0 + (sy.keep1 - sy.keep0) * s, ox0:ox0 + (sx.keep1 - sx.keep0) * s]
-                stats.denormalise(core.transpose(1, 2, 0),
-                                  dtype, out=band[:, sx.keep0 * s:sx.keep1 * s])
+                stats.denormalise(core.transpose(1, 2, 0), dtype, out=band[:, sx.keep0 * s:sx.keep1 * s],
+                                  overwrite_input=True)  # y is this loop's own scratch
                 if progress is not None:
                     progress.update(1)
         yield sy.keep0 * s, band

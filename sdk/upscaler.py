@@ -27,7 +27,7 @@ from .backends.base import Backend, has_module, open_backend
 from .card import CARD_SUFFIX, FORMATS, ModelCard, card_path_for, tile_entry
 from .errors import CardError, ModelIOError, ScopesrError
 from .normalize import check_dtype, compute_stats
-from .tiling import DEFAULT_TILE, iter_bands, make_plan
+from .tiling import DEFAULT_TILE, TilePlan, iter_bands, make_plan, parse_tile
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ DEFAULT_MODELS = {
     "safetensors": "default-weights.safetensors",
 }
 AXES_LETTERS = set("TZCYX")
+PLAN_CACHE_SIZE = 64  # tile plans remembered per Upscaler (image sizes seen)
 FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded memory on memmaps
 
 
@@ -138,6 +139,7 @@ class Upscaler:
         self.card = card
         self.backend = backend
         self.scale = card.scale
+        self._plans: dict[tuple[Any, ...], TilePlan] = {}
 
     # ------------------------------------------------------------------ helpers
     def _halo(self, halo: int | str) -> int:
@@ -151,6 +153,16 @@ class Upscaler:
             log.warning("halo %d is smaller than the model's receptive-field radius %d: tile seams may "
                         "appear (use halo='auto' for a seam-free result)", halo, self.card.halo)
         return int(halo)
+
+    def _plan(self, h: int, w: int, tile: Any, halo: int) -> TilePlan:
+        """make_plan, remembered per size: a camera stream asks for the same plan every frame."""
+        key = (h, w, parse_tile(tile), halo)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            plan = self._plans[key] = make_plan(self.backend, h, w, tile, halo)
+        return plan
 
     def _prepare(self, image: Any, axes: str | None) -> _Job:
         if not isinstance(image, np.ndarray):
@@ -192,16 +204,17 @@ class Upscaler:
                     np.dtype(image.dtype), axes)
 
     def _bands(self, plane: np.ndarray, job: _Job, tile: int | tuple[int, int] | str | None, halo: int, batch: int | None,
-               progress=None, plan=None, checked: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+               progress=None, plan=None, checked: bool = False,
+               dst: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
         if not checked:
             _check_finite(plane)
         stats = compute_stats(plane, self.card.normalisation)  # once per frame, never per tile
         if plan is None:
-            plan = make_plan(self.backend, plane.shape[0], plane.shape[1], tile, halo)
+            plan = self._plan(plane.shape[0], plane.shape[1], tile, halo)
         b = int(batch) if batch is not None else self.backend.default_batch
         if b < 1:
             raise ScopesrError(f"batch must be >= 1, got {batch}")
-        return iter_bands(self.backend, plane, stats, plan, job.dtype, b, job.per_channel, progress)
+        return iter_bands(self.backend, plane, stats, plan, job.dtype, b, job.per_channel, progress, dst)
 
     # ------------------------------------------------------------------ public API
     def upscale(self, image: Any, tile: int | tuple[int, int] | str | None = None, halo: int | str = "auto",
@@ -226,7 +239,7 @@ class Upscaler:
         if not job.has_c:
             oview = oview[..., None]
         h, w = job.view.shape[-3:-1]
-        plan = make_plan(self.backend, h, w, tile, halo)
+        plan = self._plan(h, w, tile, halo)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -237,9 +250,8 @@ class Upscaler:
         try:
             for idx in np.ndindex(*job.frame_shape):
                 plane = job.view[idx]
-                dst = oview[idx]
-                for y0, band in self._bands(plane, job, tile, halo, batch, bar, plan, checked=True):
-                    dst[y0:y0 + band.shape[0]] = band
+                for _ in self._bands(plane, job, tile, halo, batch, bar, plan, checked=True, dst=oview[idx]):
+                    pass  # the bands are written straight into out
         finally:
             if bar is not None:
                 bar.close()

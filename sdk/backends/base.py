@@ -55,7 +55,10 @@ class Backend(ABC):
     @property
     def tile_shapes(self) -> list[tuple[int, int]]:
         """The fixed input sizes as sorted ``(H, W)`` pairs (empty when dynamic)."""
-        return tile_shapes(self.tile_sizes)
+        cached = self.__dict__.get("_tile_shapes")
+        if cached is None or cached[0] is not self.tile_sizes:  # per frame on a camera: cache it
+            cached = self.__dict__["_tile_shapes"] = (self.tile_sizes, tile_shapes(self.tile_sizes))
+        return list(cached[1])
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:

@@ -126,11 +126,12 @@ class TFLiteBackend(Backend):
         shape = tuple(x.shape[1:3] if self.nhwc else x.shape[2:4])
         runner = self.runners[shape]
         iname, idet, oname, odet = self.io[shape]
-        outs = []
-        for i in range(x.shape[0]):  # the signatures have batch 1
-            y = runner(**{iname: self._quantise(x[i:i + 1], idet)})[oname]
-            outs.append(self._dequantise(np.array(y), odet))  # copy: the runner reuses its buffer
-        return np.concatenate(outs, axis=0)
+        # the signatures have batch 1. The runner's outputs are fresh arrays (GetTensor copies;
+        # checked for ai-edge-litert and tflite-runtime), so no copy of our own: at 640x480 out
+        # each extra copy costs ~0.15 ms of a ~4 ms frame
+        outs = [self._dequantise(runner(**{iname: self._quantise(x[i:i + 1], idet)})[oname], odet)
+                for i in range(x.shape[0])]
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
