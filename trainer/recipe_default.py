@@ -351,7 +351,9 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True) -> Path:
 
 
 # ---------------------------------------------------------------------------- export
-TFLITE_TILES = [64, 128, 256]  # LR tile sizes (signatures lr64, lr128, lr256); halo is 6 LR px
+# LR tile sizes, halo (6 LR px) included: squares for images, plus the Pi camera frames the demo
+# runs whole (160x120 and 320x240, as H x W), so a frame takes one call and no padding
+TFLITE_TILES: list[Any] = [64, 128, 256, (120, 160), (240, 320)]
 SAMPLE_NAME = "sample_nuclei.tif"
 
 
