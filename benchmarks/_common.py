@@ -44,13 +44,19 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     vers = {}
-    for pkg in ("numpy", "onnxruntime", "ai-edge-litert", "tifffile", "pillow"):
+    for pkg in ("numpy", "onnxruntime", "ai-edge-litert", "tflite-runtime", "opencv-contrib-python-headless",
+                "tifffile", "pillow"):
         try:
             vers[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": mem_gb, "os": platform.platform(),
-            "python": sys.version.split()[0], "versions": vers}
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": mem_gb, "os": platform.platform(),
+                            "arch": platform.machine(), "python": sys.version.split()[0], "versions": vers}
+    try:  # a shared machine: say how busy it was when the figures were taken
+        info["loadavg_at_start"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        pass
+    return info
 
 
 def record(name: str, data: dict[str, Any], markdown: str, script: str = "") -> tuple[Path, Path]:

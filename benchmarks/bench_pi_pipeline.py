@@ -38,6 +38,9 @@ sys.path.insert(0, str(ROOT / "demo_pi"))
 
 from pipeline import RoiProcessor, run_pipeline  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import machine  # noqa: E402
+
 log = logging.getLogger("bench_pi_pipeline")
 
 SCALE = 4
@@ -53,31 +56,6 @@ def rss_mb() -> float:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
-                            "cores": os.cpu_count(), "python": platform.python_version(),
-                            "numpy": np.__version__}
-    try:
-        info["loadavg_at_start"] = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        pass
-    for mod in ("onnxruntime", "ai_edge_litert", "tflite_runtime", "cv2"):
-        try:
-            m = __import__(mod)
-            info[mod] = getattr(m, "__version__", "?")
-        except ImportError:
-            info[mod] = None
-    return info
 
 
 def real_frames() -> np.ndarray:
@@ -226,11 +204,10 @@ def measure_threaded(up: Any, frames: np.ndarray, full: bool, n: int) -> float:
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = [f"# Pi demo pipeline: sustained FPS ({res['frames']} frames, real fluorescence frames)", "",
-             f"Measured {res['date_utc']} on **{m['cpu']}**, {m['cores']} cores, {m['platform']}, "
+             f"Measured {res['date_utc']} on **{m['cpu']}**, {m['cores']} cores, {m['os']}, "
              f"Python {m['python']}, runtime threads: {res['threads']}; load average at start "
              f"{m.get('loadavg_at_start')} (a shared machine: other jobs ran alongside).",
-             f"Runtimes: onnxruntime {m['onnxruntime']}, ai-edge-litert {m['ai_edge_litert']}, "
-             f"OpenCV {m['cv2'] or 'not installed'}.", "",
+             "Runtimes: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
              f"Command: `{res['command']}`", "",
              "Same pipeline as demo_pi/run.py (ROI cut, normalise, infer, back to the frame's dtype). "
              "Methods run interleaved in blocks of 100 frames, so all see the same machine load. "
