@@ -99,11 +99,18 @@ class TorchRunner:
         if compile:
             backend = compile if isinstance(compile, str) else "inductor"
             # default mode: "reduce-overhead" brings its own CUDA graphs (ours are explicit
-            # and per tile shape) and "max-autotune" takes minutes per shape
+            # and per tile shape) and "max-autotune" takes minutes per shape. dynamic=None: the
+            # first shape compiles static, a second one recompiles once with dynamic H/W (tiles
+            # at image edges vary) instead of once per shape
             self.module = torch.compile(module, backend=backend, mode="default" if backend == "inductor" else None,
-                                        dynamic=False)
+                                        dynamic=None)
             self.compiled = backend
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
+        # one memory pool for every captured graph: each graph's only live allocation after
+        # capture is its static output, which _compute copies before any other replay, so
+        # graphs may reuse each other's scratch memory (per-graph pools of a large model at
+        # large tile batches would each hold gigabytes)
+        self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self._host: dict[tuple[int, ...], Any] = {}  # (shape..., slot) -> pinned buffer
         self._copy_stream = torch.cuda.Stream() if on_gpu else None
 
@@ -163,7 +170,7 @@ class TorchRunner:
                 self._forward(static_in)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=self._pool):
             static_out = self._forward(static_in)
         g = self._graphs[shape] = (graph, static_in, static_out)
         log.debug("captured a CUDA graph for input %s", shape)

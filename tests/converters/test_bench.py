@@ -369,3 +369,46 @@ def test_torch_runner_cuda_fast_path_matches_eager():
         assert np.abs(bf(x) - ref).max() < 0.1 * (np.abs(ref).max() + 1)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
+
+
+# --------------------------------------------------------------------------- benchmarks/bench_gpu.py
+def _bench_gpu():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU behaviour")
+def test_bench_gpu_without_cuda_says_not_measured_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert _bench_gpu().main(["--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip().startswith("not measured: no CUDA device")
+    assert not out.exists()
+
+
+def test_bench_gpu_code_path_runs_on_cpu(tmp_path):
+    """--cpu-smoke: the same measuring code on a tiny preset (its figures are no targets)."""
+    bg = _bench_gpu()
+    out = tmp_path / "res"
+    assert bg.main(["--cpu-smoke", "--out", str(out)]) == 0
+    res = json.loads((out / "gpu_cpu-smoke.json").read_text())
+    assert res["smoke"] is True and res["machine"]["device"] == "cpu" and res["summary"] == {}
+    assert "partial" not in res  # the final write replaced the partial ones
+    rows = res["inference"]
+    assert [r["options"] for r in rows][:2] == ["fp32 eager", "bf16 + NHWC"]
+    for r in rows:
+        assert "error" not in r, r
+        for k in ("out512_e2e", "out512_backend", "out1080_whole", "out1080_tiled"):
+            assert r[k]["n"] >= 3 and 0 < r[k]["min_s"] <= r[k]["median_s"] <= r[k]["max_s"]
+        assert r["describe"]["backend"] == "torch" and r["describe"]["device"] == "cpu"
+    assert rows[0]["max_diff_vs_first"] == 0 and 0 < rows[1]["max_diff_vs_first"] < 0.05  # bf16: close
+    assert "cuda_graphs" in rows[2]["describe"]["off"]  # asked for, off on the CPU, and said so
+    (tr,) = res["training"]
+    assert tr["mode"] == "pretrain" and tr["precision"] == "bf16" and tr["images_per_s"] > 0
+    md = (out / "gpu_cpu-smoke.md").read_text()
+    assert "NOT the issue's GPU targets" in md and "## Targets" not in md and "| pretrain |" in md
