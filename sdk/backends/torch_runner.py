@@ -43,6 +43,11 @@ TORCH_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: CUDA graphs kept per runner; a new shape beyond this runs eagerly (each graph holds its
 #: own activations, and a stream of odd shapes must not fill the GPU)
 MAX_GRAPHS = 16
+#: pinned staging buffers kept (per shape and slot); past this the cache starts afresh (torch's
+#: pinned allocator keeps a freed buffer until its pending copy has finished)
+MAX_HOST_BUFFERS = 32
+CALL_SLOT = -1  # __call__'s own staging buffers: a run() between run_many's results never
+#                 refills a buffer whose copy may still be in flight
 OPTIONS = ("dtype", "channels_last", "compile", "cuda_graphs", "pinned", "num_threads")
 
 
@@ -136,7 +141,7 @@ class TorchRunner:
             y = y[0]
         return y
 
-    def _upload(self, x: np.ndarray, stream: Any = None, slot: int = 0) -> Any:
+    def _upload(self, x: np.ndarray, stream: Any = None, slot: int = CALL_SLOT) -> Any:
         """numpy -> device tensor; through a pinned staging buffer on CUDA (async copy).
 
         ``slot`` picks one of several staging buffers per shape, so a buffer is never
@@ -151,6 +156,8 @@ class TorchRunner:
         key = (*x.shape, slot)
         buf = self._host.get(key)
         if buf is None:
+            if len(self._host) >= MAX_HOST_BUFFERS:  # a stream of odd shapes: do not pin without bound
+                self._host.clear()
             buf = self._host[key] = torch.empty(x.shape, dtype=torch.float32, pin_memory=True)
         buf.numpy()[...] = x
         with torch.cuda.stream(stream or torch.cuda.current_stream()):
