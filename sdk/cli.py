@@ -198,18 +198,25 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
     return out
 
 
-def _load_model(model: str | None, backend: str, device: str) -> Any:
+def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[str, Any] | None = None) -> Any:
     from . import load
 
-    if model is None:
-        try:
-            return load("default", backend=backend, device=device)
-        except ScopesrError as exc:
-            msg = str(exc)
-            if "--model" not in msg:
-                msg += "; pass --model PATH (an .onnx/.tflite/.pt2/.mlpackage file with its .card.json)"
-            raise click.ClickException(msg) from None
-    return load(model, backend=backend, device=device)
+    opts = torch_opts or {}
+    try:
+        if model is None:
+            try:
+                return load("default", backend=backend, device=device, **opts)
+            except ScopesrError as exc:
+                msg = str(exc)
+                if "--model" not in msg:
+                    msg += "; pass --model PATH (an .onnx/.tflite/.pt2/.mlpackage file with its .card.json)"
+                raise click.ClickException(msg) from None
+        return load(model, backend=backend, device=device, **opts)
+    except ScopesrError as exc:
+        if opts and "does not take option" in str(exc):
+            raise ScopesrError(f"{exc}. --torch-dtype, --channels-last, --compile and --cuda-graphs apply to "
+                               ".pt2 models (the torch backend) only") from None
+        raise
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -240,11 +247,18 @@ def _load_model(model: str | None, backend: str, device: str) -> Any:
 @click.option("--stream-above", "stream_mpix", type=click.FloatRange(min=0), default=DEFAULT_STREAM_MPIX,
               show_default=True, metavar="MPIX",
               help="Stream results larger than this many megapixels to disk strip by strip (BigTIFF above 1 GB).")
+@click.option("--torch-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="torch (.pt2) models: compute in this precision by autocast; weights stay fp32.")
+@click.option("--channels-last", is_flag=True, help="torch (.pt2) models: NHWC memory format (GPU tensor cores).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch (.pt2) models: torch.compile (slow to start; pays off on long runs).")
+@click.option("--cuda-graphs", is_flag=True, help="torch (.pt2) models on CUDA: replay one CUDA graph per tile shape.")
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
 def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str, device: str,
          tile: int | tuple[int, int] | None, halo: int | str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
-         stream_mpix: float, verbose: int, quiet: bool) -> None:
+         stream_mpix: float, verbose: int, quiet: bool, torch_dtype: str | None = None, channels_last: bool = False,
+         compile_: bool = False, cuda_graphs: bool = False) -> None:
     """Super-resolve microscopy images: IN may be image files, folders (their images,
     sorted) or multi-page TIFF stacks."""
     from tqdm import tqdm
@@ -255,7 +269,9 @@ def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str
     if not files:
         raise click.ClickException("no input images found")
     try:
-        upscaler = _load_model(model, backend, device)
+        torch_opts = {k: v for k, v in (("dtype", torch_dtype), ("channels_last", channels_last),
+                                        ("compile", compile_), ("cuda_graphs", cuda_graphs)) if v}
+        upscaler = _load_model(model, backend, device, torch_opts)
     except ScopesrError as exc:
         raise click.ClickException(str(exc)) from None
     log.info("model %s: x%d, %d channel(s) in, halo %d",
