@@ -251,3 +251,28 @@ def test_cuda_pt2_fast_options_through_the_tiler(pt2, no_tf32):
     rng = float(ref.max() - ref.min())
     assert np.abs(bf.upscale(img, tile=64, batch=8) - ref).max() < 0.05 * rng
     assert len(bf.backend.runner._graphs) <= MAX_GRAPHS
+
+
+def test_sr_upscale_torch_options(pt2, tmp_path):
+    """sr-upscale passes --torch-dtype/--channels-last/--cuda-graphs to the .pt2 backend, and
+    says they are for .pt2 models when given with another artifact."""
+    import tifffile
+    from click.testing import CliRunner
+
+    from scopesr.sdk.cli import main
+
+    img = (np.random.default_rng(3).random((40, 36)) * 4000).astype(np.uint16)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, img)
+    outs = {}
+    for name, extra in (("plain", []), ("fast", ["--torch-dtype", "bf16", "--channels-last", "--cuda-graphs"])):
+        res = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / name), "--model", str(pt2), "--device", "cpu",
+                                        "-q", *extra])
+        assert res.exit_code == 0, res.output
+        outs[name] = tifffile.imread(tmp_path / name / "in_x4.tif").astype(np.float64)
+    assert outs["plain"].shape == (160, 144)
+    diff = np.abs(outs["fast"] - outs["plain"]).max()
+    assert 0 < diff < 0.05 * np.ptp(outs["plain"])  # bf16 was used, and is close
+    onnx = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_x4.onnx"
+    res = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / "o"), "--model", str(onnx), "--torch-dtype", "bf16"])
+    assert res.exit_code != 0 and "apply to .pt2 models" in res.output
