@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import warnings
@@ -20,8 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from scopesr.sdk.card import (FORMATS, ModelCard, Normalisation, card_path_for, sha256_path, tile_entry, tile_label,
-                              tile_shapes)
+from scopesr.sdk.card import (FORMATS, ModelCard, Normalisation, card_path_for, package_versions, sha256_path,
+                              tile_entry, tile_label, tile_shapes)
 from scopesr.sdk.errors import CardError
 
 from . import data as D
@@ -63,16 +62,9 @@ class ConversionResult:
 
 # --------------------------------------------------------------------------- source
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("scopesr", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert",
-                "ai-edge-quantizer", "coremltools", "bioimageio.spec", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    """The converter stack that made an artifact, for its card."""
+    return package_versions(("scopesr", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch",
+                             "ai-edge-litert", "ai-edge-quantizer", "coremltools", "bioimageio.spec", "numpy"))
 
 
 def _infer_halo(module: Any) -> int:

@@ -13,11 +13,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported: callers import them from here)
 from .errors import CardError, IntegrityError
 
 CARD_FORMAT_VERSION = 1
@@ -251,6 +251,20 @@ def tile_entry(shape: tuple[int, int]) -> int | list[int]:
     return h if h == w else [h, w]
 
 
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Python's and each installed package's version (missing ones left out), for a card."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in packages:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 def card_path_for(artifact: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.card.json`` (also for folders such as ``.mlpackage``)."""
     artifact = Path(artifact)
@@ -275,28 +289,3 @@ def _hash_file_into(path: Path, h: "hashlib._Hash") -> None:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts and cards must be readable by others
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -409,20 +409,6 @@ def _imagej_ok(metadata: dict[str, Any] | None, axes: str, dtype: np.dtype) -> b
             and axes == "".join(a for a in AXES_ORDER if a in axes))
 
 
-def _temp_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results get the usual permissions
-    return Path(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
                 metadata: dict[str, Any] | None = None, scale: int = 1) -> Path:
     """Write ``array`` (axes over TZCYX) atomically: PNG when the suffix is .png and the data
@@ -436,8 +422,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
     if suffix == ".png" and not _png_ok(array, axes):
         raise ImageError(f"{path}: PNG cannot hold a {array.dtype} image with axes {axes}; "
                          "write a .tif instead")
-    tmp = _temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".png":
             from PIL import Image as PILImage
 
@@ -456,10 +441,6 @@ def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
                              **_resolution_kwargs(metadata, scale))
         else:
             raise ImageError(f"{path}: cannot write {suffix!r} files (use .tif or .png)")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -518,14 +499,9 @@ def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: A
         if done_planes != planes or npend:
             raise ValueError(f"bands covered {done_planes} of {planes} planes (+{plane_rows} rows)")
 
-    tmp = _temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         tifffile.imwrite(tmp, strips(), shape=shape, dtype=dtype, rowsperstrip=rows,
                          bigtiff=nbytes > (2 << 30) - (32 << 20) or nbytes > (1 << 30),
                          **_tiff_kwargs(axes, shape, dtype), **_resolution_kwargs(metadata, scale))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

@@ -13,10 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import platform
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from scopesr.sdk.card import ModelCard, Normalisation, card_path_for, sha256_path
+from scopesr.sdk.atomic import atomic_path
+from scopesr.sdk.card import ModelCard, Normalisation, card_path_for, package_versions, sha256_path
 from scopesr.sdk.errors import CardError, ScopesrError
 
 from .models import count_params, create_model, model_config
@@ -40,22 +39,8 @@ class CheckpointError(ScopesrError):
 
 
 def software_versions() -> dict[str, str]:
-    from importlib import metadata  # noqa: PLC0415
-
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for pkg in ("scopesr", "safetensors", "torchvision"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _atomic_tmp(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return tmp
+    """What made a checkpoint, for its card."""
+    return package_versions(("scopesr", "torch", "safetensors", "torchvision"))
 
 
 def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -90,13 +75,8 @@ def save_generator(model: nn.Module, out_path: str | os.PathLike, preset: str | 
     arch_args = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     arch_args.pop("description", None)  # descriptive only, not an argument worth round-tripping
     scale = int(arch_args.get("scale", 4))
-    tmp = _atomic_tmp(out_path)
-    try:
-        save_file(_plain_state_dict(inner), tmp, metadata={"preset": preset, "format": "scopesr-generator"})
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out_path) as tmp:
+        save_file(_plain_state_dict(inner), str(tmp), metadata={"preset": preset, "format": "scopesr-generator"})
     card = ModelCard(
         name=name or out_path.stem,
         architecture=preset,
@@ -182,13 +162,8 @@ def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
 def save_training_state(ckpt_dir: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 3) -> Path:
     """Atomically write ``ckpt_dir/step_XXXXXXXX.pt`` and keep only the last ``keep``."""
     path = checkpoint_path(Path(ckpt_dir), step)
-    tmp = _atomic_tmp(path)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"step": step, **state}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     prune_checkpoints(ckpt_dir, keep)
     return path
 

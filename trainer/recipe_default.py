@@ -29,9 +29,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +39,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scopesr.sdk.atomic import atomic_path, atomic_write_text
 from scopesr.sdk.samples import sample_path
-from scopesr.trainer.student import STUDENT_PRESETS, Student, StudentConfig, build_student
+from scopesr.trainer.student import STUDENT_PRESETS, StudentConfig, build_student
 
 log = logging.getLogger("scopesr.recipe_default")
 
@@ -254,15 +253,8 @@ def torch_upscaler(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]
 
 # ---------------------------------------------------------------------------- checkpoints
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _append_jsonl(path: Path, rec: dict[str, Any]) -> None:
@@ -372,14 +364,8 @@ def _write_calibration(folder: Path, train_imgs: dict[str, list[Img]]) -> Path:
 def _atomic_tiff(path: Path, arr: np.ndarray, **kw: Any) -> None:
     import tifffile
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.tif", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.tif") as tmp:
         tifffile.imwrite(tmp, arr, **kw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -532,10 +518,7 @@ def _write_models_readme(path: Path, summary: dict[str, Any], training: dict[str
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
