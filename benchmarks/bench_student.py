@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, record  # noqa: E402
+from _common import record  # noqa: E402
 
 log = logging.getLogger("bench_student")
 SIZES = {"patch 64x64 -> 256x256": 64, "512x512 output (128x128 LR)": 128}

@@ -136,7 +136,6 @@ def speed_rows(rows: list[dict[str, Any]], with_peak: bool = False) -> tuple[lis
 
 def render_markdown(res: dict[str, Any]) -> str:
     """The whole report as markdown (machine, command, every table, conventions)."""
-    m = res["machine"]
     lines = ["# sr-bench: the paper's Tables 2 and 3 on this machine", "",
              f"- **Command:** `{res['command']}`",
              f"- **When:** {res['created']} ({'quick' if res.get('quick') else 'full'} mode, "

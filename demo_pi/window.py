@@ -17,8 +17,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline import Result, RoiProcessor, Stats, centred_roi, display_range, side_by_side, to_uint8
 
 log = logging.getLogger("demo_pi.window")
