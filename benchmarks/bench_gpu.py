@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import re
 import shlex
 import statistics
@@ -88,11 +86,14 @@ def sample_rgb(h: int, w: int) -> np.ndarray:
 
 
 def machine(device: str) -> dict[str, Any]:
+    """The benchmarks' common machine description (CPU, memory, load, versions) plus the GPU."""
     import torch
 
-    m: dict[str, Any] = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
-                         "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                         "cpu_count": os.cpu_count(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import machine as host
+
+    m: dict[str, Any] = {**host(), "device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
+                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if device == "cuda":
         p = torch.cuda.get_device_properties(0)
         m.update(gpu=torch.cuda.get_device_name(0), gpu_memory_gib=round(p.total_memory / 2**30, 1),
@@ -209,7 +210,7 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
-    dev = m.get("gpu") or f"CPU ({m['cpu']}, {m['cpu_count']} cores)"
+    dev = m.get("gpu") or f"CPU ({m['cpu']}, {m['cores']} cores)"
     lines = [f"# GPU path: {res['preset']} preset through the SDK torch backend (.pt2)", ""]
     if res.get("smoke"):
         lines += ["**CPU smoke run (tiny preset, tiny sizes): these are NOT the issue's GPU targets.**", ""]
