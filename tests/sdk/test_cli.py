@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 import scopesr.sdk as sr
 from scopesr.sdk import upscaler as upscaler_mod
 from scopesr.sdk.cli import main
-from scopesr.sdk.compare import GAP, HEADER, to_uint8
+from scopesr.sdk.compare import GAP, HEADER, _outline, detail_window, to_uint8
 from scopesr.sdk.io import read_image, write_image
 
 pytestmark = pytest.mark.edge
@@ -94,15 +94,22 @@ def test_real_image_and_compare(tmp_path, model, up, real_image):
     assert hr.shape == (2048, 2048) and hr.dtype == np.uint16
     np.testing.assert_array_equal(hr.array, up.upscale(lr.array, tile=100))
     cmp = np.asarray(PILImage.open(tmp_path / "img2d_compare.png"))
-    # 3 panels of a 256x256 LR centre crop at x4, side by side under a label strip
-    assert cmp.shape == (HEADER + 1024, 3 * 1024 + 2 * GAP)
+    # 3 panels of a 256x256 LR centre crop at x4, side by side under a label strip, and below
+    # them a row of the same 256x256 detail of each, 4x larger
+    assert cmp.shape == (2 * HEADER + 2 * 1024, 3 * 1024 + 2 * GAP)
     crop = lr.array[128:384, 128:384]
     lo, hi = np.percentile(crop, (0.5, 99.8))
     nearest = to_uint8(np.repeat(np.repeat(crop, 4, 0), 4, 1), lo, hi)
-    np.testing.assert_array_equal(cmp[HEADER:, :1024], nearest)
-    np.testing.assert_array_equal(cmp[HEADER:, 2 * (1024 + GAP):], to_uint8(hr.array[512:1536, 512:1536], lo, hi))
-    assert (cmp[:HEADER] > 0).any()  # labels drawn
-    bicubic = cmp[HEADER:, 1024 + GAP:2 * 1024 + GAP].astype(int)
+    model = to_uint8(hr.array[512:1536, 512:1536], lo, hi)
+    dy, dx, size = detail_window(model)
+    assert size == 256 and model[dy:dy + size, dx:dx + size].std() >= model[:size, :size].std()
+    top = slice(HEADER, HEADER + 1024)
+    np.testing.assert_array_equal(cmp[top, :1024], _outline(nearest, dy, dx, size))
+    np.testing.assert_array_equal(cmp[top, 2 * (1024 + GAP):], _outline(model, dy, dx, size))
+    zoomed = np.repeat(np.repeat(model[dy:dy + size, dx:dx + size], 4, 0), 4, 1)
+    np.testing.assert_array_equal(cmp[2 * HEADER + 1024:, 2 * (1024 + GAP):], zoomed)
+    assert (cmp[:HEADER] > 0).any() and (cmp[HEADER + 1024:2 * HEADER + 1024] > 0).any()  # labels drawn
+    bicubic = cmp[top, 1024 + GAP:2 * 1024 + GAP].astype(int)
     assert np.abs(bicubic - nearest).mean() > 0.5  # a different method, not a copy
 
 
@@ -138,7 +145,7 @@ def test_streaming_equals_in_memory(tmp_path, model, up):
     np.testing.assert_array_equal(read_image(tmp_path / "str" / "big_x4.tif").array, up.upscale(a))
     # the compare picture of a streamed result is read back from disk: same model panel
     cmp = np.asarray(PILImage.open(tmp_path / "str" / "big_compare.png"))
-    assert cmp.shape == (HEADER + 1024, 3 * 1024 + 2 * GAP)
+    assert cmp.shape == (2 * HEADER + 2 * 1024, 3 * 1024 + 2 * GAP)
     with tifffile.TiffFile(tmp_path / "str" / "big_x4.tif") as t:
         assert len(t.pages[0].dataoffsets) > 1  # really written strip by strip
     assert no_temp_files(tmp_path)
