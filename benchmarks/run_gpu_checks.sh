@@ -2,7 +2,7 @@
 # Issue 7's GPU checks in ONE run on a lent GPU machine (the device tool), about 8 minutes:
 #   1. pytest -m gpu         the CUDA tests (SDK fast path, sr-bench runner, trainer)    <= 3 min
 #   2. bench_gpu.py --quick  the targets: 512x512 latency, 1080p FPS, training img/s     <= 4 min
-#   3. sr-bench --quick      Table 3 on torch-cuda for the paper preset and two students <= 1 min
+#   3. sr-bench --quick      Table 3 on torch-cuda for the paper preset and two students <= 1.5 min
 # Each step has its own time limit, so one slow step cannot eat the others; the script goes
 # on after a failing step and exits non-zero if any failed.
 #
@@ -48,9 +48,9 @@ step() {  # step NAME LIMIT_S CMD...: run with a time limit, record the outcome
 say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 
-step "gpu tests" 180 bash -o pipefail -c "'$PY' -m pytest -m gpu -q -rs -p no:cacheprovider tests 2>&1 | tee '$DEST/gpu_tests.log'"
+step "gpu tests" 180 bash -o pipefail -c "'$PY' -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors tests 2>&1 | tee '$DEST/gpu_tests.log'"
 step "bench_gpu" 240 "$PY" benchmarks/bench_gpu.py --quick --out "$DEST"
-step "sr-bench torch-cuda" 75 "$PY" -m scopesr.converters.bench --quick --device cuda --backends torch-cuda \
+step "sr-bench torch-cuda" 90 "$PY" -m scopesr.converters.bench --quick --device cuda --backends torch-cuda \
     --presets paper,student-small,student-medium --no-quality --repeats 20 --budget 1 --no-progress \
     --out "$DEST/srbench"
 say "done: $([ $fail = 0 ] && echo 'all steps passed' || echo 'SOME STEPS FAILED')"
