@@ -114,15 +114,18 @@ def export_pt2(preset: str, folder: Path, seed: int) -> Path:
 
 def bench_inference(pt2: Path, device: str, sets: list[tuple[str, dict[str, Any]]], lr512: int,
                     frame: tuple[int, int], reps: tuple[int, int, float],
-                    on_row: Callable[[list[dict[str, Any]]], None] = lambda rows: None) -> list[dict[str, Any]]:
+                    on_row: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+                    rows: list[dict[str, Any]] | None = None, refs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Time each option set; ``rows``/``refs`` carry on an earlier call (the first option set
+    measured is the reference of ``max_diff_vs_first``)."""
     import scopesr.sdk as sr
 
     warm, n, budget = reps
     small = sample_rgb(lr512, lr512)
     big = sample_rgb(*frame)
     x_small = np.ascontiguousarray(small.transpose(2, 0, 1)[None], dtype=np.float32) / 65535.0
-    rows: list[dict[str, Any]] = []
-    ref_small = ref_big = None
+    rows = [] if rows is None else rows
+    refs = {} if refs is None else refs
     for label, opts in sets:
         row: dict[str, Any] = {"options": label, "opts": opts}
         try:
@@ -135,8 +138,9 @@ def bench_inference(pt2: Path, device: str, sets: list[tuple[str, dict[str, Any]
             row["out1080_whole"] = timing(lambda: up.upscale(big, tile=max(frame)), warm, n, budget)
             row["out1080_tiled"] = timing(lambda: up.upscale(big, tile=256, batch=8), warm, n, budget)
             o_small, o_big = up.upscale(small).astype(np.float64), up.upscale(big, tile=max(frame)).astype(np.float64)
-            if ref_small is None:
-                ref_small, ref_big = o_small, o_big
+            refs.setdefault("small", o_small)
+            refs.setdefault("big", o_big)
+            ref_small, ref_big = refs["small"], refs["big"]
             # relative to the reference output's range (the output keeps the input's uint16)
             row["max_diff_vs_first"] = float(max(np.abs(o_small - ref_small).max() / max(1.0, np.ptp(ref_small)),
                                                  np.abs(o_big - ref_big).max() / max(1.0, np.ptp(ref_big))))
@@ -312,14 +316,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
         pt2 = export_pt2(preset, Path(tmp), args.seed)
-        res["inference"] = bench_inference(pt2, device, sets, lr512, frame, reps, partial)
-        res["summary"] = {} if args.cpu_smoke else summarise(res)  # smoke figures are no targets
-        save({**res, "partial": True})
+        refs: dict[str, Any] = {}
+        # the quick option sets first, then training, then torch.compile (minutes of compiling):
+        # a run stopped by a time limit has saved the most
+        quick = [o for o in sets if not o[1].get("compile")]
+        rows = bench_inference(pt2, device, quick, lr512, frame, reps, partial, refs=refs)
         if not args.no_train:
             hr, batch, steps, warm = train_args
             res["training"] = bench_training(preset, device, Path(tmp), hr, batch, steps, warm,
                                              "aot_eager" if args.cpu_smoke else args.compile_train,
                                              ("pretrain",) if args.cpu_smoke else ("pretrain", "gan"))
+            partial(rows)
+        rows = bench_inference(pt2, device, [o for o in sets if o[1].get("compile")], lr512, frame, reps, partial,
+                               rows=rows, refs=refs)
+        res["inference"] = rows
+        res["summary"] = {} if args.cpu_smoke else summarise(res)  # smoke figures are no targets
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)
     md = save(res)
     print(md)
