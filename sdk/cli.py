@@ -228,7 +228,7 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
                    "Default: the bundled default model.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "tflite", "coreml"]), default="auto",
               show_default=True, help="Runtime; auto picks the best available for the artifact and device.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help="auto (a CUDA GPU where the runtime has one, else the CPU), cpu or cuda.")
 @click.option("--tile", default=None, metavar="N|HxW", callback=_parse_tile,
               help="Tile size in LR (input) pixels, N or HxW. Default: 256 for dynamic-shape models; "
                    "fixed-size artifacts (TFLite) pick, per image, the size in their card that computes "

@@ -337,7 +337,9 @@ def load(path: str | os.PathLike = "default", backend: str = "auto", device: str
 
     Reads and validates the card beside it and (``verify=True``) checks the artifact's
     sha256. ``"default"`` is the bundled model in the format the installed runtime runs.
-    ``backend_opts``: ``num_threads`` (all), ``dtype`` and ``channels_last`` (torch),
+    ``backend_opts``: ``num_threads`` (all); for torch (``.pt2``) ``dtype`` (fp32/bf16/fp16
+    autocast), ``channels_last``, ``compile``, ``cuda_graphs``, ``pinned`` (the CUDA-only ones
+    switch themselves off on a CPU, and ``describe()`` says so); ``providers`` (ONNX Runtime);
     ``compute_units`` (Core ML).
     """
     if isinstance(path, str) and path == "default":
