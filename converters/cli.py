@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from scopesr.sdk.card import parse_tile_sizes
+from scopesr.sdk.card import parse_tile_sizes, tile_label, tile_shapes
 from scopesr.sdk.errors import CardError
 
 from .api import DEFAULT_TILE_SIZES, TARGETS, convert
@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         c = result.card
         print(f"wrote {result.artifact} ({c.format}, {c.precision}, layout {c.layout}, "
-              f"tiles {c.tile_sizes or 'dynamic'}, halo {c.halo}) and {result.card_path.name}")
+              f"tiles {', '.join(tile_label(t) for t in tile_shapes(c.tile_sizes)) or 'dynamic'}, "
+              f"halo {c.halo}) and {result.card_path.name}")
         if result.parity is not None:
             print(f"parity on real tiles from {result.parity.tiles_from}:")
             if result.parity.cases:
