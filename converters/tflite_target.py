@@ -70,7 +70,8 @@ def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes
                     for shape, tiles in calibration.items()}
             _quantize(float_path, path, _int8_recipe(), data)
             extra["int8"] = ("ai-edge-quantizer static int8: int8 per-channel weights, int8 activations "
-                             "(MinMax calibration on real tiles, per signature), float32 inputs/outputs")
+                             "(MinMax calibration on real tiles, per signature), float32 inputs/outputs; "
+                             f"{', '.join(INT8_FLOAT_OPS)} kept in float (anchor and output at full precision)")
     finally:
         if float_path != path and float_path.exists():
             float_path.unlink()
@@ -91,14 +92,26 @@ def _fp16_recipe() -> list[dict[str, Any]]:
     return rm.get_quantization_recipe()
 
 
+#: ops left in float in int8 models: element-wise add, concat and the layout ops (depth-to-space
+#: is lowered to transposes/reshapes). Convolutions, the compute, stay int8. Why: with them in
+#: int8 the anchor (the input copy the student adds back) and the output are 8-bit, 1/256 of the
+#: range per step, which bands dark background; measured on the default student's held-out
+#: images: SSIM 0.801 -> 0.811 (bicubic 0.806), PSNR gain +0.86 -> +1.00 dB, same speed (they
+#: move data, they do not multiply).
+INT8_FLOAT_OPS = ("ADD", "CONCATENATION", "TRANSPOSE", "RESHAPE")
+
+
 def _int8_recipe() -> list[dict[str, Any]]:
     from ai_edge_quantizer import qtyping, recipe, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     rm = recipe_manager.RecipeManager()
     rm.load_quantization_recipe(recipe.static_wi8_ai8())
-    # float32 model inputs/outputs: the quantise/dequantise happens inside the graph
-    for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+    # float32 model inputs/outputs (the quantise/dequantise happens inside the graph), and a
+    # float anchor/output path
+    ops = [qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT]
+    ops += [getattr(qtyping.TFLOperationName, name) for name in INT8_FLOAT_OPS]
+    for op in ops:
         rm.add_quantization_config(regex=".*", operation_name=op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     return rm.get_quantization_recipe()
 
