@@ -430,7 +430,7 @@ def measure_model(subject: Subject, backend: str, st: Settings, inp: SpeedInputs
     # whole 512x512 output through the tiler
     lr = with_channels(inp.image_lr, c)
     plan = make_plan(be, IMAGE_LR, IMAGE_LR, st.tile, up.card.halo)
-    row["tiles"] = f"{plan.n_tiles} x {plan.tile}{'' if plan.fixed else '+halo'}"
+    row["tiles"] = plan.label
     row["image"] = _timing(lambda: up.upscale(lr, tile=st.tile), b, sync)
     # video ROI through Upscaler.stream
     frames = [with_channels(f, c) for f in inp.frames]
