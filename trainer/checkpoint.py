@@ -50,6 +50,21 @@ def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             for k, v in model.state_dict().items()}
 
 
+def _same_weights(path: Path, state: dict[str, torch.Tensor], meta: dict[str, str]) -> bool:
+    """True when ``path`` already holds exactly these tensors and metadata."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}) != meta or set(f.keys()) != set(state):
+                return False
+            return all(torch.equal(f.get_tensor(k), v) for k, v in state.items())
+    except Exception:  # unreadable or not safetensors: overwrite it
+        return False
+
+
 def save_generator(model: nn.Module, out_path: str | os.PathLike, preset: str | None = None,
                    config: Any = None, *, training: dict[str, Any] | None = None,
                    metrics: dict[str, Any] | None = None,
@@ -75,8 +90,15 @@ def save_generator(model: nn.Module, out_path: str | os.PathLike, preset: str | 
     arch_args = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     arch_args.pop("description", None)  # descriptive only, not an argument worth round-tripping
     scale = int(arch_args.get("scale", 4))
-    with atomic_path(out_path) as tmp:
-        save_file(_plain_state_dict(inner), str(tmp), metadata={"preset": preset, "format": "scopesr-generator"})
+    state = _plain_state_dict(inner)
+    meta = {"preset": preset, "format": "scopesr-generator"}
+    if _same_weights(out_path, state, meta):
+        # safetensors writes its metadata map in a random order, so re-saving equal weights
+        # would change the file's sha256 (and every card that names it) for nothing
+        log.debug("%s: weights unchanged, file kept", out_path)
+    else:
+        with atomic_path(out_path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
     card = ModelCard(
         name=name or out_path.stem,
         architecture=preset,

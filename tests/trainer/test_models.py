@@ -120,6 +120,12 @@ def test_save_load_generator_roundtrip(tmp_path):
     with torch.no_grad():
         assert torch.equal(m(x), m2(x))
     assert card2.training["steps"] == 7 and ModelCard.load(tmp_path / "g.safetensors").sha256 == card.sha256
+    # equal weights saved again: same bytes, same sha256 (safetensors orders its metadata at random)
+    for _ in range(3):
+        assert save_generator(m, tmp_path / "g.safetensors").sha256 == card.sha256
+    with torch.no_grad():
+        next(m.parameters()).add_(1e-3)
+    assert save_generator(m, tmp_path / "g.safetensors").sha256 != card.sha256  # changed weights: rewritten
     (tmp_path / "g.safetensors").write_bytes((tmp_path / "g.safetensors").read_bytes()[:-4] + b"abcd")
     from scopesr.sdk.errors import IntegrityError
 
