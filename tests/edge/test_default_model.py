@@ -106,3 +106,27 @@ def test_tampered_default_is_refused(tmp_path):
     dst.write_bytes(bytes(data))
     with pytest.raises(ScopesrError, match="sha256"):
         ModelCard.load(dst)
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "tflite-int8"])
+def test_camera_frame_runs_whole_in_its_signature(fmt, real_image):
+    """A 160x120 camera frame (H=120, W=160) takes the lr120x160 signature in one call, and
+    fp32 equals whole-frame ONNX exactly (no tiles, no padding); int8 stays close."""
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("onnxruntime")
+    tifffile = pytest.importorskip("tifffile")
+    from scopesr.sdk.tiling import make_plan
+
+    frame = tifffile.imread(real_image("napari-timelapse"))[26][100:220, 100:260]  # held-out frame
+    assert frame.shape == (120, 160)
+    up = sdk.load(sdk.default_model_path(fmt))
+    plan = make_plan(up.backend, 120, 160, None, up.card.halo)
+    assert plan.n_tiles == 1 and plan.tile == (120, 160) and plan.label == "1 x 120x160"
+    got = up.upscale(frame).astype(np.float64)
+    ref = sdk.load(sdk.default_model_path("onnx")).upscale(frame).astype(np.float64)
+    assert got.shape == ref.shape == (480, 640)
+    if fmt == "tflite":
+        assert np.abs(got - ref).max() <= 1  # same fp32 weights: integer rounding at most
+    else:
+        rng = float(ref.max() - ref.min())
+        assert np.abs(got - ref).mean() < 0.01 * rng
