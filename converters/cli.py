@@ -78,6 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _import_quietly(module: str) -> None:
+    """Import ``module`` with what it writes straight to file descriptor 2 discarded.
+
+    TensorFlow's C++ start-up lines (absl, oneDNN) bypass Python's logging and
+    TF_CPP_MIN_LOG_LEVEL; importing the module here, quietly, keeps them out of the report.
+    A failed import is left to the converter, which raises a clear error when it needs it.
+    """
+    import importlib
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - reported by the converter itself
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:  # TensorFlow Lite / absl C++ INFO lines would bury the report
@@ -87,9 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("scopesr").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not args.verbose:
-        for noisy in ("onnxscript", "onnx_ir", "root", "torch"):
+        for noisy in ("onnxscript", "onnx_ir", "root", "torch", "torch.utils._pytree"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         logging.getLogger().setLevel(logging.ERROR)  # third-party INFO spam (quantiser, exporter)
+        if args.target == "tflite":
+            _import_quietly("litert_torch")
     from scopesr.sdk.errors import ScopesrError
 
     tol = {**DEFAULT_TOLERANCES, "fp32_max_abs": args.max_err, "fp16_min_psnr": args.min_psnr,
