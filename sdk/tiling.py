@@ -118,9 +118,12 @@ def parse_tile(tile: Any) -> tuple[int, int] | None:
     if tile is None:
         return None
     if isinstance(tile, str):
-        sizes = parse_tile_sizes(tile)
+        try:
+            sizes = parse_tile_sizes(tile)
+        except ScopesrError:
+            sizes = []
         if len(sizes) != 1:
-            raise ScopesrError(f"tile {tile!r}: give one size, N or HxW, e.g. 128 or 120x160")
+            raise ScopesrError(f"tile {tile!r}: give one size, N or HxW (height x width), e.g. 128 or 120x160")
         tile = sizes[0]
     if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
         return (int(tile), int(tile))
