@@ -225,7 +225,8 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
               help="Folder for the results (created if missing).")
 @click.option("--model", "model", default=None, metavar="PATH",
               help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it. "
-                   "Default: the bundled default model.")
+                   "Default: the bundled default model (ONNX fp32 with onnxruntime installed, else "
+                   "the int8 TFLite file).")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "tflite", "coreml"]), default="auto",
               show_default=True, help="Runtime; auto picks the best available for the artifact and device.")
 @click.option("--device", default="auto", show_default=True, help="auto (a CUDA GPU where the runtime has one, else the CPU), cpu or cuda.")

@@ -63,12 +63,16 @@ def default_model_path(fmt: str = "onnx", *, must_exist: bool = True) -> Path:
 
 
 def _default_for(backend: str) -> Path:
-    """The bundled artifact that fits the installed runtime: ONNX, else TFLite."""
+    """The bundled artifact that fits the installed runtime: ONNX (fp32), else TFLite int8.
+
+    TFLite gets the int8 file: 3.8x faster than its fp32 twin on a CPU for 0.04 dB of
+    held-out PSNR (the cards hold both), which is what a Pi needs.
+    """
     from .backends.tflite_backend import RUNTIMES
 
     has_tflite = any(has_module(m.split(".")[0]) for m, _ in RUNTIMES)
     if backend == "tflite" or (backend == "auto" and not has_module("onnxruntime") and has_tflite):
-        return default_model_path("tflite")
+        return default_model_path("tflite-int8")
     if backend in ("auto", "onnx"):
         return default_model_path("onnx")
     raise ScopesrError(f"the bundled default model has no {backend} artifact; use backend='onnx' "

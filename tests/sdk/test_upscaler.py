@@ -240,6 +240,23 @@ def test_default_model():
     assert len(set(stems)) == len(stems)
 
 
+def test_default_follows_the_installed_runtime(monkeypatch):
+    """ONNX Runtime installed: the fp32 ONNX file; TFLite only (a Pi): the int8 TFLite file."""
+    import scopesr.sdk.upscaler as U
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    assert U._default_for("auto").name == "default.onnx"
+    assert U._default_for("tflite").name == "default-int8.tflite"
+    real = U.has_module
+    monkeypatch.setattr(U, "has_module", lambda m: m != "onnxruntime" and real(m))
+    assert U._default_for("auto").name == "default-int8.tflite"
+    up = sr.load("default")
+    assert up.backend.name == "tflite" and up.card.precision == "int8"
+    with pytest.raises(sr.ScopesrError, match="no coreml artifact"):
+        U._default_for("coreml")
+
+
 def test_real_microscopy_image_tiled_equals_whole(up, real_image):
     """A real 512x512 16-bit fluorescence image: default tiles (256 + halo) == one tile."""
     import tifffile
