@@ -142,7 +142,7 @@ def backend_for_suffix(artifact: Path) -> str:
     if suffix == ".safetensors":
         raise ScopesrError(
             f"{artifact}: .safetensors holds training weights, which the runtime does not run. "
-            "Export it first (sr-convert --target onnx, or --target pt2 for the torch backend).")
+            "Export it first (sr-convert --target onnx, or --target torch for a .pt2).")
     raise ScopesrError(f"{artifact}: unknown artifact type {suffix!r}; the runtime runs "
                        f"{sorted(s for v in SUFFIXES.values() for s in v)}")
 

@@ -43,7 +43,7 @@ class TorchBackend(RunnerBackend):
             module = torch.export.load(str(artifact)).module()
         except Exception as exc:
             raise ScopesrError(f"{artifact}: torch.export.load failed ({exc}); re-export it with "
-                               f"sr-convert --target pt2 using torch {torch.__version__}") from None
+                               f"sr-convert --target torch using torch {torch.__version__}") from None
         self.runner = TorchRunner(module, device=device, dtype=dtype,
                                   channels_last=bool(opts.get("channels_last", False)),
                                   compile=opts.get("compile", False) or False,
