@@ -112,7 +112,9 @@ def _add_train_options(p: argparse.ArgumentParser, mode: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="sr-train", description=__doc__.split("\n\n")[0],
+    head, _, rest = __doc__.partition("\n\n")
+    plain = lambda text: text.replace("``", "").replace("::", ":")  # noqa: E731 - docstring RST -> terminal
+    ap = argparse.ArgumentParser(prog="sr-train", description=plain(head), epilog=plain(rest),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
