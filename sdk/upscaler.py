@@ -65,7 +65,7 @@ def default_model_path(fmt: str = "onnx", *, must_exist: bool = True) -> Path:
 def _default_for(backend: str) -> Path:
     """The bundled artifact that fits the installed runtime: ONNX (fp32), else TFLite int8.
 
-    TFLite gets the int8 file: 3.8x faster than its fp32 twin on a CPU for 0.04 dB of
+    TFLite gets the int8 file: about 3.7x faster than its fp32 twin on a CPU for about 0.06 dB of
     held-out PSNR (the cards hold both), which is what a Pi needs.
     """
     from .backends.tflite_backend import RUNTIMES
