@@ -47,11 +47,15 @@ class Stats:
     lo: np.ndarray  # (C,) float64
     scale: np.ndarray  # (C,) float64, > 0
 
+    def __post_init__(self) -> None:
+        # float32 copies made once per frame, not per tile (normalise/denormalise run per tile)
+        object.__setattr__(self, "_lo32", np.asarray(self.lo, dtype=np.float32))
+        object.__setattr__(self, "_scale32", np.asarray(self.scale, dtype=np.float32))
+        object.__setattr__(self, "_inv32", (1.0 / np.asarray(self.scale, dtype=np.float64)).astype(np.float32))
+
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """(..., C) raw pixels -> float32 in the model's range."""
-        lo = self.lo.astype(np.float32)
-        inv = (1.0 / self.scale).astype(np.float32)
-        return (raw.astype(np.float32) - lo) * inv
+        return (raw.astype(np.float32) - self._lo32) * self._inv32
 
     def denormalise(self, y: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None,
                     overwrite_input: bool = False) -> np.ndarray:
@@ -63,13 +67,13 @@ class Stats:
         dtype = np.dtype(dtype)
         integer = np.issubdtype(dtype, np.integer)
         if overwrite_input and y.dtype == np.float32 and y.flags.writeable:
-            v = np.multiply(y, self.scale.astype(np.float32), out=y)
+            v = np.multiply(y, self._scale32, out=y)
         else:
-            v = np.multiply(y, self.scale.astype(np.float32), dtype=np.float32)
+            v = np.multiply(y, self._scale32, dtype=np.float32)
         # + 0.5 then truncation by the cast = round half up, one pass cheaper than np.rint;
         # the integer dtypes here are unsigned (check_dtype), so clipping at 0 first makes
         # truncation and floor agree
-        v += self.lo.astype(np.float32) + np.float32(0.5 if integer else 0.0)
+        v += self._lo32 + np.float32(0.5 if integer else 0.0)
         if integer:
             info = np.iinfo(dtype)
             np.clip(v, info.min, info.max, out=v)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend, has_module, open_backend
-from .card import CARD_SUFFIX, FORMATS, ModelCard, card_path_for, tile_entry
+from .card import CARD_SUFFIX, FORMATS, ModelCard, card_path_for
 from .errors import CardError, ModelIOError, ScopesrError
 from .normalize import check_dtype, compute_stats
 from .tiling import DEFAULT_TILE, TilePlan, iter_bands, make_plan, parse_tile
@@ -312,7 +312,7 @@ class Upscaler:
             "normalisation": {"mode": c.normalisation.mode, "p_low": c.normalisation.p_low,
                               "p_high": c.normalisation.p_high},
             "degradation": c.degradation, "sha256": c.sha256,
-            "tile_sizes": [tile_entry(t) for t in self.backend.tile_shapes] if not self.backend.dynamic else None,
+            "tile_sizes": list(self.backend.tile_sizes) if not self.backend.dynamic else None,
             "default_tile": DEFAULT_TILE if self.backend.dynamic else "per image (fewest pixels computed)",
             "metrics": c.metrics,
             "backend": self.backend.describe(),

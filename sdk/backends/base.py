@@ -41,7 +41,8 @@ class Backend(ABC):
 
     name: str = "?"
     dynamic: bool = True  # accepts any H, W
-    tile_sizes: tuple[Any, ...] = ()  # the fixed LR sizes when not dynamic: N or (H, W), as in the card
+    _tile_sizes: tuple[Any, ...] = ()  # see the tile_sizes property
+    _tile_shapes: tuple[tuple[int, int], ...] = ()
     default_batch: int = 1  # tiles stacked per call when the caller does not say
 
     def __init__(self, artifact: Path, card: ModelCard) -> None:
@@ -53,12 +54,20 @@ class Backend(ABC):
         self.nhwc = card.layout == "NHWC"
 
     @property
+    def tile_sizes(self) -> tuple[Any, ...]:
+        """The fixed LR input sizes when not dynamic, in the card's form: N or (H, W), sorted."""
+        return self._tile_sizes
+
+    @tile_sizes.setter
+    def tile_sizes(self, sizes: Any) -> None:
+        # validated and converted once here: run() checks every tile against the shapes
+        self._tile_shapes = tuple(tile_shapes(list(sizes or ())))
+        self._tile_sizes = tuple(tile_entry(t) for t in self._tile_shapes)
+
+    @property
     def tile_shapes(self) -> list[tuple[int, int]]:
         """The fixed input sizes as sorted ``(H, W)`` pairs (empty when dynamic)."""
-        cached = self.__dict__.get("_tile_shapes")
-        if cached is None or cached[0] is not self.tile_sizes:  # per frame on a camera: cache it
-            cached = self.__dict__["_tile_shapes"] = (self.tile_sizes, tile_shapes(self.tile_sizes))
-        return list(cached[1])
+        return list(self._tile_shapes)
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -71,7 +80,7 @@ class Backend(ABC):
             raise ModelIOError(
                 f"{self.artifact.name}: expected input (N, {self.in_channels}, h, w), got {tuple(x.shape)}")
         n, _, h, w = x.shape
-        if not self.dynamic and (h, w) not in self.tile_shapes:
+        if not self.dynamic and (h, w) not in self._tile_shapes:
             raise ModelIOError(
                 f"{self.artifact.name}: this fixed-size artifact takes tiles of "
                 f"{', '.join(tile_label(t) for t in self.tile_shapes)} LR px, got {h}x{w}; use the tiler "
@@ -107,7 +116,7 @@ class Backend(ABC):
             "layout": self.card.layout,
             "precision": self.card.precision,
             "dynamic": self.dynamic,
-            "tile_sizes": [tile_entry(t) for t in self.tile_shapes] if not self.dynamic else None,
+            "tile_sizes": list(self.tile_sizes) if not self.dynamic else None,
         }
 
 

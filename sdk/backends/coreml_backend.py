@@ -44,7 +44,7 @@ class CoreMLBackend(Backend):
         self.output_name = spec.description.output[0].name
         self.compute_units = units
         self.dynamic = not card.tile_sizes
-        self.tile_sizes = tuple(card.tile_sizes or ())
+        self.tile_sizes = card.tile_sizes
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         outs = []

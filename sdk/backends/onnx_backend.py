@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard, tile_entry
+from ..card import ModelCard
 from ..errors import BackendUnavailable, ScopesrError
 from .base import Backend, check_opts, import_runtime
 
@@ -58,10 +58,10 @@ class OnnxBackend(Backend):
         fixed = [d for d in spatial if isinstance(d, int)]
         if len(fixed) == 2:
             self.dynamic = False
-            self.tile_sizes = tuple(card.tile_sizes or [tile_entry((fixed[0], fixed[1]))])
+            self.tile_sizes = card.tile_sizes or [(fixed[0], fixed[1])]
         elif card.tile_sizes:
             self.dynamic = False
-            self.tile_sizes = tuple(card.tile_sizes)
+            self.tile_sizes = card.tile_sizes
         else:
             self.dynamic = True
         # a fixed batch dimension (e.g. an export traced with batch 1): feed it that many at a time

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard, tile_entry, tile_label, tile_shapes
+from ..card import ModelCard, tile_label
 from ..errors import BackendUnavailable, CardError, ScopesrError
 from .base import Backend, check_opts, has_module
 
@@ -84,7 +84,7 @@ class TFLiteBackend(Backend):
         if not sizes:
             raise CardError(f"{artifact}: a TFLite artifact needs fixed tile sizes (card field 'tile_sizes' "
                             f"and signatures named lr<N> or lr<H>x<W>); found signatures {sorted(signatures)}")
-        self.tile_sizes = tuple(tile_entry(t) for t in tile_shapes(sizes))
+        self.tile_sizes = sizes  # the setter sorts and validates them
         self.runners: dict[tuple[int, int], Any] = {}
         self.io: dict[tuple[int, int], tuple[str, dict, str, dict]] = {}
         for shape in self.tile_shapes:

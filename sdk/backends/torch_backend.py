@@ -52,7 +52,7 @@ class TorchBackend(RunnerBackend):
         self.device = self.runner.device
         self.num_threads = opts.get("num_threads")
         self.dynamic = not card.tile_sizes
-        self.tile_sizes = tuple(card.tile_sizes or ())
+        self.tile_sizes = card.tile_sizes
         # large tile batches feed a GPU (and fill the overlapped pipeline); small ones suit a CPU
         self.default_batch = 8 if self.device == "cuda" else 4
 
