@@ -105,7 +105,7 @@ def machine(device: str) -> dict[str, Any]:
 def export_pt2(preset: str, folder: Path, seed: int) -> Path:
     """The preset (random weights) exported by sr-convert's own code to a dynamic-shape .pt2."""
     from scopesr.converters.api import convert
-    from scopesr.converters.bench import preset_subjects
+    from scopesr.bench.cli import preset_subjects
 
     (subj,) = preset_subjects([preset], seed)
     out = folder / f"{preset}.pt2"

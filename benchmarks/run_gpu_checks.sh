@@ -23,11 +23,11 @@ LOG="$DEST/checks.log"
 : >"$LOG"
 
 # import scopesr.* straight from this checkout: the machine is offline, so no pip install;
-# pyproject maps the folders sdk/, trainer/, converters/ onto scopesr.sdk, .trainer, .converters
+# pyproject maps the folders sdk/, trainer/, converters/, bench/ onto scopesr.sdk, .trainer, .converters, .bench
 if ! "$PY" -c "import scopesr.sdk" 2>/dev/null; then
     SHIM=$(mktemp -d)
     mkdir -p "$SHIM/scopesr"
-    for p in sdk trainer converters; do ln -s "$PWD/$p" "$SHIM/scopesr/$p"; done
+    for p in sdk trainer converters bench; do ln -s "$PWD/$p" "$SHIM/scopesr/$p"; done
     export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
 fi
 [ -d .samples ] && export PYTHONPATH="$PWD/.samples:$PYTHONPATH"
@@ -50,7 +50,7 @@ say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format
 
 step "gpu tests" 180 bash -o pipefail -c "'$PY' -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors tests 2>&1 | tee '$DEST/gpu_tests.log'"
 step "bench_gpu" 240 "$PY" benchmarks/bench_gpu.py --quick --out "$DEST"
-step "sr-bench torch-cuda" 90 "$PY" -m scopesr.converters.bench --quick --device cuda --backends torch-cuda \
+step "sr-bench torch-cuda" 90 "$PY" -m scopesr.bench.cli --quick --device cuda --backends torch-cuda \
     --presets paper,student-small,student-medium --no-quality --repeats 20 --budget 1 --no-progress \
     --out "$DEST/srbench"
 say "done: $([ $fail = 0 ] && echo 'all steps passed' || echo 'SOME STEPS FAILED')"

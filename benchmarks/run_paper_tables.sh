@@ -24,5 +24,5 @@ models=()
 for m in sdk/models/default.onnx sdk/models/default-int8.tflite; do
   [ -f "$m" ] && models+=(--model "$m")
 done
-exec nice -n 5 "$PY" -m scopesr.converters.bench "${flags[@]}" --out "benchmarks/results/bench_${mode}" \
+exec nice -n 5 "$PY" -m scopesr.bench.cli "${flags[@]}" --out "benchmarks/results/bench_${mode}" \
   "${models[@]}" "$@"

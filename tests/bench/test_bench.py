@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from scopesr.converters import bench_report as R  # noqa: E402
-from scopesr.converters import bench_stats as S  # noqa: E402
+from scopesr.bench import report as R  # noqa: E402
+from scopesr.bench import _metrics_legacy as S  # noqa: E402
 from scopesr.sdk.samples import available_samples  # noqa: E402
 
 
@@ -188,7 +188,7 @@ def test_degradations_match_their_references():
 
 
 def test_heldout_names_parse():
-    from scopesr.converters.bench import parse_sample_name
+    from scopesr.bench.cli import parse_sample_name
 
     assert parse_sample_name("napari-timelapse[24]") == ("napari-timelapse", 24)
     assert parse_sample_name("stardist-nuclei-2d") == ("stardist-nuclei-2d", None)
@@ -196,7 +196,7 @@ def test_heldout_names_parse():
 
 
 def test_quality_images_follow_a_models_heldout_list(tmp_path):
-    from scopesr.converters.bench import Settings, eval_images
+    from scopesr.bench.cli import Settings, eval_images
     from scopesr.trainer import create_model, save_generator
 
     if "napari-timelapse" not in available_samples():
@@ -213,7 +213,7 @@ def test_quality_images_follow_a_models_heldout_list(tmp_path):
 
 # --------------------------------------------------------------------------- the torch path
 def _student():
-    from scopesr.converters.bench import _randomise
+    from scopesr.bench.cli import _randomise
     from scopesr.trainer import create_model
 
     return _randomise(create_model("student-tiny"), 0)
@@ -246,7 +246,7 @@ def test_torch_runner_cpu_paths():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_cuda_requested_without_gpu_is_a_clear_error_and_targets_say_not_measured(tmp_path):
-    from scopesr.converters.bench import Settings, gpu_targets
+    from scopesr.bench.cli import Settings, gpu_targets
     from scopesr.sdk.backends.torch_runner import TorchRunner
     from scopesr.sdk.errors import BackendUnavailable
 
@@ -257,7 +257,7 @@ def test_cuda_requested_without_gpu_is_a_clear_error_and_targets_say_not_measure
 
 
 def test_module_backend_through_the_sdk_tiler_is_seam_free():
-    from scopesr.converters.bench_torch import ModuleBackend, card_for_preset
+    from scopesr.bench.torch_module import ModuleBackend, card_for_preset
     from scopesr.sdk.backends.torch_runner import TorchRunner
     from scopesr.sdk.upscaler import Upscaler
     from scopesr.trainer import receptive_field_radius
@@ -275,7 +275,7 @@ def test_module_backend_through_the_sdk_tiler_is_seam_free():
 
 # --------------------------------------------------------------------------- a tiny real run
 def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
-    from scopesr.converters.bench import main
+    from scopesr.bench.cli import main
     from scopesr.trainer import create_model, save_generator
 
     model = tmp_path / "trained.safetensors"
@@ -323,7 +323,7 @@ def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
 
 
 def test_cli_help_explains_and_bad_backend_fails(tmp_path):
-    from scopesr.converters.bench import main
+    from scopesr.bench.cli import main
 
     h = CliRunner().invoke(main, ["--help"])
     assert h.exit_code == 0

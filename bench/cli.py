@@ -36,10 +36,10 @@ import numpy as np
 from scopesr.sdk.card import atomic_write_text
 from scopesr.sdk.errors import ScopesrError
 
-from . import bench_report as R
-from . import bench_stats as S
+from . import report as R
+from . import _metrics_legacy as S
 
-log = logging.getLogger("scopesr.converters.bench")
+log = logging.getLogger("scopesr.bench")
 
 SCALE = 4
 PATCH = 64  # LR patch side (the paper's 64x64)
@@ -184,7 +184,7 @@ def _randomise(module: Any, seed: int) -> Any:
 def preset_subjects(names: list[str], seed: int) -> list[Subject]:
     from scopesr.trainer import create_model, list_presets
 
-    from .bench_torch import card_for_preset
+    from .torch_module import card_for_preset
 
     info = {p.name: p for p in list_presets()}
     out = []
@@ -281,7 +281,7 @@ def tflite_sizes(halo: int) -> list[int]:
 
 def _artifact(subject: Subject, backend: str, cache: Path, seed: int) -> Path:
     """Convert a preset for ``backend`` (cached by name, seed and target in ``cache``)."""
-    from .api import convert
+    from scopesr.converters.api import convert
 
     target, precision = ("onnx", "fp32") if backend == "onnx" else ("tflite", backend.split("-")[1])
     suffix = ".onnx" if target == "onnx" else ".tflite"
@@ -306,7 +306,7 @@ def open_upscaler(subject: Subject, backend: str, st: Settings, cache: Path) -> 
     if backend.startswith("torch"):
         from scopesr.sdk.backends.torch_runner import TorchRunner
 
-        from .bench_torch import ModuleBackend
+        from .torch_module import ModuleBackend
 
         o = _torch_opts(st, backend)
         runner = TorchRunner(subject.module, device=o["device"], dtype=o["dtype"],
@@ -663,7 +663,7 @@ def _model_method(path: Path, st: Settings) -> tuple[str, str, Callable[[np.ndar
 
         from scopesr.sdk.backends.torch_runner import TorchRunner
 
-        from .bench_torch import ModuleBackend
+        from .torch_module import ModuleBackend
 
         module, card = load_generator(path)
         o = _torch_opts(st)
