@@ -39,10 +39,12 @@ import torch
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from scopesr.sdk import quality
 from scopesr.sdk.card import Normalisation
 from scopesr.sdk.errors import ScopesrError
 from scopesr.sdk.io import IMAGE_SUFFIXES, read_image
 from scopesr.sdk.normalize import compute_stats
+from scopesr.sdk.samples import sample_path
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ DEGRADATIONS = {
     "pil-hamming": PILImage.Resampling.HAMMING,
     "pil-nearest": PILImage.Resampling.NEAREST,
 }
+#: the blind microscope degradation (scopesr.sdk.quality.DegradationRanges, drawn per crop)
+MICROSCOPY = "microscopy"
 
 
 class DataError(ScopesrError):
@@ -81,6 +85,15 @@ class DataConfig:
     p_low: float = 0.1
     p_high: float = 99.9
     recursive: bool = True
+    # "items": every image plane equally likely; "sources": every --data entry equally likely
+    # (or as ``source_weights`` says), whatever its number of planes
+    balance: str = "items"
+    source_weights: dict[str, float] = field(default_factory=dict)
+    # degradation = "microscopy": the ranges each crop's degradation is drawn from
+    degradation_ranges: dict[str, Any] = field(default_factory=dict)
+
+    def ranges(self) -> quality.DegradationRanges:
+        return quality.DegradationRanges.from_dict({"scale": self.scale, **self.degradation_ranges})
 
     def normalisation(self) -> Normalisation:
         return Normalisation(mode=self.norm_mode, p_low=self.p_low, p_high=self.p_high)
@@ -96,8 +109,19 @@ class DataConfig:
         if self.hr_size % self.scale or self.hr_size < 4 * self.scale:
             raise DataError(f"--hr-size {self.hr_size} must be a multiple of the scale ({self.scale}) "
                             f"and at least {4 * self.scale}")
-        if self.degradation not in DEGRADATIONS:
-            raise DataError(f"degradation {self.degradation!r}: one of {sorted(DEGRADATIONS)}")
+        if self.degradation not in DEGRADATIONS and self.degradation != MICROSCOPY:
+            raise DataError(f"degradation {self.degradation!r}: {MICROSCOPY} (the blind microscope model) "
+                            f"or one of {sorted(DEGRADATIONS)}")
+        if self.balance not in ("items", "sources"):
+            raise DataError(f"balance={self.balance!r}: items or sources")
+        unknown = sorted(set(self.source_weights) - set(self.data))
+        if unknown:
+            raise DataError(f"source_weights names {unknown}, which are not --data entries {self.data}")
+        if self.degradation == MICROSCOPY:
+            try:
+                self.ranges()
+            except quality.QualityError as exc:
+                raise DataError(f"[data.degradation_ranges]: {exc}") from None
         self.normalisation().validate()
 
 
@@ -112,6 +136,7 @@ class Item:
     channel: int = -1  # for channels=1: which channel of the plane; -1: all
     height: int = 0
     width: int = 0
+    source: str = ""  # the --data entry (folder, file or spec) this item came from
 
     @property
     def label(self) -> str:
@@ -133,8 +158,56 @@ def _planes(array: np.ndarray, axes: str) -> np.ndarray:
     return a.reshape((-1,) + a.shape[2:])
 
 
-@functools.lru_cache(maxsize=8)
+_SPEC_RE = re.compile(r"^(?P<kind>sample|synthetic):(?P<name>[A-Za-z0-9_.-]+)"
+                      r"(?:\[(?P<start>\d*):(?P<stop>\d*)\])?(?:\?n=(?P<n>\d+))?(?P<invert>#invert)?$")
+
+
+def is_spec(src: str) -> bool:
+    """``sample:KEY`` (a real image a pip package ships) or ``synthetic:KIND`` (rendered)."""
+    return src.startswith(("sample:", "synthetic:"))
+
+
+def _read_spec(spec: str) -> np.ndarray:
+    """A source spec -> (P, H, W, C) planes.
+
+    ``sample:KEY[a:b]`` takes planes a..b-1 of a shipped sample (``scopesr.sdk.samples``);
+    ``synthetic:KIND?n=N`` renders N images (``trainer/synthetic.py``); ``#invert`` makes an
+    RGB/brightfield image grey and inverted (bright structure on a dark ground, like
+    fluorescence).
+    """
+    m = _SPEC_RE.match(spec)
+    if m is None:
+        raise DataError(f"{spec}: not a source spec; use sample:KEY[a:b][#invert] or synthetic:KIND?n=N")
+    if m["kind"] == "sample":
+        try:
+            path = sample_path(m["name"])
+        except ScopesrError as exc:
+            raise DataError(f"{spec}: {exc}") from None
+        img = read_image(path)
+        planes = _planes(img.array, img.axes)
+    else:
+        from .synthetic import KINDS, render_set  # noqa: PLC0415
+
+        if m["name"] not in KINDS:
+            raise DataError(f"{spec}: unknown synthetic kind; known: {', '.join(KINDS)}")
+        planes = render_set(m["name"], int(m["n"] or 32))[..., None]
+    if m["start"] is not None or m["stop"] is not None:
+        a = int(m["start"]) if m["start"] else 0
+        b = int(m["stop"]) if m["stop"] else planes.shape[0]
+        if not 0 <= a < b <= planes.shape[0]:
+            raise DataError(f"{spec}: planes {a}:{b} outside 0:{planes.shape[0]}")
+        planes = planes[a:b]
+    if m["invert"]:
+        grey = planes[..., :3].astype(np.float32).mean(axis=-1, keepdims=True)
+        top = float(np.iinfo(planes.dtype).max) if planes.dtype.kind in "ui" else float(grey.max())
+        planes = (top - grey).astype(np.float32)
+    return planes
+
+
+@functools.lru_cache(maxsize=16)
 def _read_planes(path: str) -> np.ndarray:
+    if is_spec(path):
+        return _read_spec(path)
     img = read_image(path)
     return _planes(img.array, img.axes)
 
@@ -169,8 +242,14 @@ def detect_channels(cfg: DataConfig) -> int:
 def discover(cfg: DataConfig) -> list[Item]:
     """All usable items of the configured sources (sorted, so the split is reproducible)."""
     files: list[Path] = []
+    source_of: dict[str, str] = {}  # file -> the --data entry it came from (for balance="sources")
     for src in cfg.data:
+        if is_spec(src):
+            files.append(Path(src))
+            source_of[src] = src
+            continue
         p = Path(src).expanduser()
+        source_of.update({str(f): src for f in ([p] if p.is_file() else _list_files(p, cfg.recursive) if p.is_dir() else [])})
         if p.is_dir():
             found = _list_files(p, cfg.recursive)
             if not found:
@@ -208,6 +287,7 @@ def discover(cfg: DataConfig) -> list[Item]:
             items.append(Item("hpa", tuple(stains.get(s, "") for s in HPA_STAINS), 0, -1, h, w))
     else:
         for f in files:
+            f = f if not is_spec(str(f)) else str(f)  # type: ignore[assignment]
             planes = _read_planes(str(f))
             n, h, w, c = planes.shape
             if min(h, w) < cfg.hr_size:
@@ -217,10 +297,11 @@ def discover(cfg: DataConfig) -> list[Item]:
                 raise DataError(f"{f}: {c} channels cannot be used as RGB; train with channels=1 "
                                 "(each channel becomes a grey item)")
             for i in range(n):
+                src = source_of.get(str(f), str(f))
                 if cfg.channels == 1:
-                    items += [Item("plane", (str(f),), i, ch, h, w) for ch in range(c)]
+                    items += [Item("plane", (str(f),), i, ch, h, w, src) for ch in range(c)]
                 else:
-                    items.append(Item("plane", (str(f),), i, -1, h, w))
+                    items.append(Item("plane", (str(f),), i, -1, h, w, src))
     if too_small:
         log.warning("%d image(s) smaller than --hr-size %d were skipped", too_small, cfg.hr_size)
     if not items:
@@ -289,20 +370,93 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
+# ---------------------------------------------------------------------------- microscope pairs
+def raw_plane(item: Item) -> np.ndarray:
+    """An item's plane in its raw intensities, 2-D float64 (one channel)."""
+    plane = _read_planes(item.paths[0])[item.plane]
+    ch = max(item.channel, 0)
+    return plane[..., ch].astype(np.float64)
+
+
+@functools.lru_cache(maxsize=512)
+def _levels(path: str, plane: int, channel: int) -> tuple[float, float, str]:
+    """(p0.1, p99.9, dtype) of a whole plane: where the source's dark and bright levels are."""
+    a = _read_planes(path)[plane][..., max(channel, 0)]
+    lo, hi = np.percentile(a, (0.1, 99.9))
+    return float(lo), float(hi), str(a.dtype)
+
+
+def microscope_pair(item: Item, cfg: DataConfig, rng: np.random.Generator,
+                    deg: quality.Degradation | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A random HR crop of ``item`` and its LR twin under a random microscope degradation.
+
+    Both are normalised the way the SDK normalises at inference (an affine map taken from
+    the LR image's dark and bright levels), so the network learns in the units it will see:
+    half the time the levels come from the whole image (what the SDK computes), half from the
+    LR crop itself; the scale and offset are then jittered so the model does not depend on
+    the exact percentiles. Returns (LR, HR) as (h, w, 1) and (H, W, 1) float32.
+    """
+    s = cfg.hr_size
+    full = raw_plane(item)
+    lo, hi, dtype = _levels(item.paths[0], item.plane, item.channel)
+    for _ in range(8):  # mostly skip near-empty crops: they teach little, but keep some background
+        y = int(rng.integers(0, full.shape[0] - s + 1))
+        x = int(rng.integers(0, full.shape[1] - s + 1))
+        hr = full[y:y + s, x:x + s]
+        if np.ptp(hr) >= 0.05 * (hi - lo) or rng.random() < 0.2:
+            break
+    if cfg.augment:
+        hr = _augment(hr, int(rng.integers(0, 8)))
+    deg = deg or cfg.ranges().sample(rng)
+    lr, target = deg.apply(np.ascontiguousarray(hr), rng, lo=lo, hi=hi, dtype=dtype)
+    lrf = lr.astype(np.float64)
+    span_img = hi - lo if hi > lo else 1.0
+    if deg.bits:
+        gain, off = deg.exposure * (2 ** deg.bits - 1), deg.offset * (2 ** deg.bits - 1)
+        n_lo, n_hi = off + gain * deg.background, off + gain * (1.0 + deg.background)
+    else:
+        n_lo, n_hi = lo + span_img * deg.background, hi + span_img * deg.background
+    if rng.random() < 0.5:
+        c_lo, c_hi = np.percentile(lrf, (cfg.p_low, cfg.p_high))
+        if c_hi - c_lo >= 0.25 * (n_hi - n_lo):  # never stretch a near-empty crop's noise to 0..1
+            n_lo, n_hi = float(c_lo), float(c_hi)
+    span = (n_hi - n_lo) * math.exp(rng.uniform(-0.3, 0.4))
+    n_lo += rng.uniform(-0.05, 0.05) * span
+    span = max(span, 1e-6)
+    return (((lrf - n_lo) / span).astype(np.float32)[..., None],
+            ((target - n_lo) / span).astype(np.float32)[..., None])
+
+
 class TrainDataset(Dataset):
     """token -> (LR, HR) tensors, a function of (seed, token) only (see module docstring)."""
 
     def __init__(self, items: Sequence[Item], cfg: DataConfig) -> None:
         self.items = list(items)
         self.cfg = cfg
+        # balance="sources": items grouped by source, each source drawn by its weight
+        self.groups: dict[str, list[int]] = {}
+        for i, it in enumerate(self.items):
+            self.groups.setdefault(it.source or it.paths[0], []).append(i)
+        keys = list(self.groups)
+        w = np.asarray([float(cfg.source_weights.get(k, 1.0)) for k in keys])
+        self.group_keys, self.group_p = keys, w / w.sum()
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def pick(self, token: int, rng: np.random.Generator) -> Item:
+        if self.cfg.balance == "sources":
+            g = self.groups[self.group_keys[int(rng.choice(len(self.group_keys), p=self.group_p))]]
+            return self.items[g[int(rng.integers(len(g)))]]
+        return self.items[token % len(self.items)]
+
     def __getitem__(self, token: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        item = self.items[token % len(self.items)]
         rng = np.random.default_rng([cfg.seed, 104729, int(token)])
+        item = self.pick(token, rng)
+        if cfg.degradation == MICROSCOPY:
+            lr, hr = microscope_pair(item, cfg, rng)
+            return to_tensor(lr), to_tensor(hr)
         n_stains = int(rng.integers(1, 5))
         hr_full = load_item(item, cfg, n_stains)
         s = cfg.hr_size
@@ -324,12 +478,36 @@ def validation_set(items: Sequence[Item], cfg: DataConfig, size: int | None = No
         s = min(s, *(min(it.height, it.width) for it in items))
     s -= s % cfg.scale
     out = []
+    if cfg.degradation == MICROSCOPY:  # fixed pairs: centre crops, one fixed draw per item
+        for i, it in enumerate(items):
+            rng = np.random.default_rng([cfg.seed, 15485863, i])
+            big = DataConfig(**{**cfg.__dict__, "hr_size": s, "augment": False})
+            full = raw_plane(it)
+            y, x = (full.shape[0] - s) // 2, (full.shape[1] - s) // 2
+            sub = Item(it.kind, it.paths, it.plane, it.channel, it.height, it.width, it.source)
+            lr, hr = _centre_pair(sub, big, rng, y, x)
+            out.append((to_tensor(lr), to_tensor(hr)))
+        return out
     for it in items:
         hr = load_item(it, cfg, 4)
         y, x = (hr.shape[0] - s) // 2, (hr.shape[1] - s) // 2
         hr = np.ascontiguousarray(hr[max(0, y):max(0, y) + s, max(0, x):max(0, x) + s])
         out.append((to_tensor(downsample(hr, cfg.scale, cfg.degradation)), to_tensor(hr)))
     return out
+
+
+def _centre_pair(item: Item, cfg: DataConfig, rng: np.random.Generator, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
+    """microscope_pair on a fixed crop at (y, x) with whole-image levels, no jitter."""
+    s = cfg.hr_size
+    lo, hi, dtype = _levels(item.paths[0], item.plane, item.channel)
+    hr = raw_plane(item)[y:y + s, x:x + s]
+    deg = cfg.ranges().sample(rng)
+    lr, target = deg.apply(np.ascontiguousarray(hr), rng, lo=lo, hi=hi, dtype=dtype)
+    lrf = lr.astype(np.float64)
+    n_lo, n_hi = np.percentile(lrf, (cfg.p_low, cfg.p_high))
+    span = max(float(n_hi - n_lo), 1e-6)
+    return (((lrf - n_lo) / span).astype(np.float32)[..., None],
+            ((target - n_lo) / span).astype(np.float32)[..., None])
 
 
 class StepSampler(Sampler[int]):
@@ -376,8 +554,9 @@ def make_loader(dataset: TrainDataset, batch_size: int, seed: int, start_step: i
 def summary(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item]) -> dict[str, Any]:
     """What the card records about the data."""
     kinds = {it.kind for it in train}
-    return {
-        "sources": [str(Path(d).expanduser()) for d in cfg.data],
+    out = {
+        "sources": [d if is_spec(d) else str(Path(d).expanduser()) for d in cfg.data],
+        "provenance": [provenance(d) for d in cfg.data],
         "layout": "hpa" if kinds == {"hpa"} else "folder",
         "train_items": len(train),
         "val_items": len(val),
@@ -388,4 +567,50 @@ def summary(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item]) -> dict
         "degradation": cfg.degradation,
         "augment": cfg.augment,
         "split_seed": cfg.seed,
+        "balance": cfg.balance,
+        "source_weights": dict(cfg.source_weights),
     }
+    if cfg.degradation == MICROSCOPY:
+        out["degradation_ranges"] = cfg.ranges().to_dict()
+    return out
+
+
+def provenance(src: str) -> dict[str, Any]:
+    """Where a --data entry comes from: package, version, file, planes, licence (for the card)."""
+    m = _SPEC_RE.match(src) if is_spec(src) else None
+    if m is None:
+        return {"source": src, "kind": "user files"}
+    planes = None if m["start"] is None and m["stop"] is None else f"{m['start'] or 0}:{m['stop'] or ''}"
+    if m["kind"] == "synthetic":
+        return {"source": src, "kind": "synthetic", "generator": "scopesr.trainer.synthetic",
+                "images": int(m["n"] or 32), "licence": "generated"}
+    from importlib import metadata  # noqa: PLC0415
+
+    from scopesr.sdk.samples import SAMPLES  # noqa: PLC0415
+
+    smp = SAMPLES.get(m["name"])
+    if smp is None:
+        return {"source": src, "kind": "sample", "error": "unknown sample"}
+    try:
+        version = metadata.version(smp.package.replace("_", "-"))
+    except metadata.PackageNotFoundError:
+        version = None
+    return {"source": src, "kind": "sample", "package": smp.package, "version": version, "file": smp.relpath,
+            "planes": planes or "all", "licence": smp.licence, "transform": "grey, inverted" if m["invert"] else None}
+
+
+def heldout_images(specs: Sequence[str], scale: int, max_planes: int = 6) -> list[quality.EvalImage]:
+    """Held-out reference images: every spec's planes (at most ``max_planes``, evenly spaced),
+    one channel, cropped to a multiple of ``scale``, in their own dtype."""
+    out: list[quality.EvalImage] = []
+    for spec in specs:
+        planes = _read_planes(spec)
+        idx = np.unique(np.linspace(0, planes.shape[0] - 1, min(max_planes, planes.shape[0])).round().astype(int))
+        for i in idx:
+            a = planes[i][..., 0]
+            h, w = a.shape
+            a = a[:h - h % scale, :w - w % scale]
+            name = spec if planes.shape[0] == 1 else f"{spec}[{i}]"
+            out.append(quality.EvalImage(name, spec, np.ascontiguousarray(a)))
+    return out
+

@@ -34,7 +34,7 @@ def _nuclei(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         c, s = math.cos(th), math.sin(th)
         u, v = c * (xx - cx) + s * (yy - cy), -s * (xx - cx) + c * (yy - cy)
         r = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-        body = 1.0 / (1.0 + np.exp((r - 1.0) * rng.uniform(8, 25)))  # soft edge
+        body = 1.0 / (1.0 + np.exp(np.clip((r - 1.0) * rng.uniform(8, 25), -50, 50)))  # soft edge
         img += body * rng.uniform(0.3, 1.0)
     # chromatin texture: band-limited noise inside the nuclei, a few bright nucleoli
     tex = convolve_reflect(rng.standard_normal((h, w)), gaussian_kernel(rng.uniform(1.0, 2.5)))

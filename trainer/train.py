@@ -85,8 +85,10 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 16
     lr: float = 1e-4
+    lr_schedule: str = "step"  # step (the paper's one drop) | cosine (decay to lr_min)
     lr_drop_at: float = 0.5  # <= 1: fraction of the steps; > 1: a step number
     lr_drop_factor: float = 0.1
+    lr_min: float = 0.0  # cosine: the last learning rate
     beta1: float = 0.9
     beta2: float = 0.99  # the paper's text (its code: 0.999)
     content_loss: str = ""  # "" = mode default: vgg for gan, mse for pretrain; vgg | mse | l1
@@ -119,6 +121,12 @@ class TrainConfig:
     time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0 = no limit
     stop_at: int = 0  # stop after this step without finishing (simulates an interruption; tests)
     resume: bool = False  # continue from the latest checkpoint in OUT/checkpoints
+    # held-out evaluation per source and per degradation (scopesr.sdk.quality), whole images
+    # through the SDK's normalisation; sources must not be training data
+    eval_sources: list[str] = field(default_factory=list)
+    eval_degradations: list[str] = field(default_factory=list)  # default: every EVAL_DEGRADATIONS row
+    eval_every: int = 0  # steps; 0 = only at the end (when eval_sources are given)
+    eval_max_planes: int = 6
 
     def resolved_content_loss(self) -> str:
         return self.content_loss or ("vgg" if self.mode == "gan" else "l1" if self.mode == "distill" else "mse")
@@ -138,6 +146,17 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             hint = " (fp16 would need loss scaling; bf16 does not)" if self.precision == "fp16" else ""
             raise TrainError(f"--precision {self.precision!r}: one of {PRECISIONS}{hint}")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise TrainError(f"lr_schedule {self.lr_schedule!r}: step or cosine")
+        overlap = sorted(set(self.eval_sources) & set(self.data.data))
+        if overlap:
+            raise TrainError(f"eval_sources {overlap} are also training data: a held-out score needs sources "
+                             "the model never saw")
+        from scopesr.sdk.quality import EVAL_DEGRADATIONS  # noqa: PLC0415
+
+        bad = sorted(set(self.eval_degradations) - set(EVAL_DEGRADATIONS))
+        if bad:
+            raise TrainError(f"eval_degradations {bad}: known {sorted(EVAL_DEGRADATIONS)}")
         if self.mode == "distill" and not self.teacher:
             raise TrainError("sr-train distill needs --teacher CKPT.safetensors (or --teacher none "
                              "to train on ground truth alone)")
@@ -336,6 +355,57 @@ def validate(g: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], scale: 
              "nearest_psnr": mean(p_nn), "psnr_gain_vs_bicubic": mean(p_sr) - mean(p_bi)}, first)
 
 
+def lr_factor(cfg: TrainConfig):
+    """step -> learning-rate multiplier: the paper's single drop, or cosine decay to lr_min."""
+    if cfg.lr_schedule == "cosine":
+        floor = cfg.lr_min / cfg.lr if cfg.lr > 0 else 0.0
+
+        def cosine(step: int) -> float:
+            t = min(step / max(cfg.steps, 1), 1.0)
+            return floor + 0.5 * (1.0 - floor) * (1.0 + math.cos(math.pi * t))
+        return cosine
+    drop = cfg.drop_step()
+    return lambda step: 1.0 if step < drop else cfg.lr_drop_factor
+
+
+def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
+    """Whole-image inference with the SDK's normalisation: raw LR (its dtype) -> raw HR (same dtype)."""
+    from scopesr.sdk.normalize import compute_stats  # noqa: PLC0415
+
+    def upscale(lr: Any) -> Any:
+        import numpy as np  # noqa: PLC0415
+
+        plane = lr[..., None]
+        stats = compute_stats(plane, norm)
+        x = torch.from_numpy(np.ascontiguousarray(stats.normalise(plane)[..., 0]))[None, None].to(device)
+        with torch.inference_mode():
+            y = g(x).float().cpu().numpy()[0, 0]
+        return stats.denormalise(y[..., None], lr.dtype)[..., 0]
+    return upscale
+
+
+@torch.no_grad()
+def heldout_eval(g: nn.Module, images: list[Any], cfg: TrainConfig, device: torch.device, scale: int,
+                 with_ssim: bool = False) -> dict[str, Any]:
+    """Per-degradation, per-source scores of the model vs bicubic and nearest on held-out images."""
+    from scopesr.sdk import quality  # noqa: PLC0415
+
+    was = g.training
+    g.eval()
+    try:
+        res = quality.evaluate(torch_upscaler(g, device, cfg.data.normalisation()), images,
+                               cfg.eval_degradations or None, scale=scale, seed=cfg.seed, with_ssim=with_ssim)
+    finally:
+        g.train(was)
+    return res
+
+
+def heldout_record(res: dict[str, Any]) -> dict[str, Any]:
+    """The compact log line of a held-out evaluation: gain over bicubic per degradation."""
+    return {f"gain_{k}": round(v["gain_db_vs_bicubic"], 4) for k, v in res["summary"].items()} | {
+        f"worst_{k}": round(v["worst_gain_db"], 4) for k, v in res["summary"].items()}
+
+
 # ---------------------------------------------------------------------------- the run
 def train(cfg: TrainConfig) -> Path | None:
     """Run (or resume) a training; returns RUN/final/generator.safetensors (rank 0) or None."""
@@ -408,7 +478,7 @@ def train(cfg: TrainConfig) -> Path | None:
             d.to(memory_format=torch.channels_last)
     betas = (cfg.beta1, cfg.beta2)
     drop = cfg.drop_step()
-    lr_lambda = lambda s: 1.0 if s < drop else cfg.lr_drop_factor  # noqa: E731
+    lr_lambda = lr_factor(cfg)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=betas)
     sch_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=betas) if d is not None else None
@@ -507,6 +577,9 @@ def train(cfg: TrainConfig) -> Path | None:
                 st.update(d=d.state_dict(), opt_d=opt_d.state_dict(), sch_d=sch_d.state_dict())  # type: ignore[union-attr]
             save_training_state(ckpt_dir, step, st, keep=cfg.keep)
 
+    held_imgs = data_mod.heldout_images(cfg.eval_sources, scale, cfg.eval_max_planes) if (
+        dinfo.main and cfg.eval_sources) else []
+    last_held: dict[str, Any] = {}
     if dinfo.main and val and start_step == 0:  # the curve starts at the untrained model
         v0, first = validate(g, val, scale, device, autocast)
         mlog.write({"kind": "val", "step": 0, **v0})
@@ -596,6 +669,11 @@ def train(cfg: TrainConfig) -> Path | None:
             save_png(run / "samples" / f"step_{step:08d}.png", sample_grid(*first, scale=scale))
             log.info("step %d: val PSNR %.3f dB (bicubic %.3f), SSIM %.4f", step, last_val["psnr"],
                      last_val["bicubic_psnr"], last_val["ssim"])
+        if held_imgs and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+            rec = heldout_record(heldout_eval(g, held_imgs, cfg, device, scale))
+            mlog.write({"kind": "heldout", "step": step, **rec})
+            log.info("step %d: held-out gain over bicubic %s", step,
+                     ", ".join(f"{k[5:]} {v:+.2f}" for k, v in rec.items() if k.startswith("gain_")))
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(step)
         over_time = cfg.time_limit_min > 0 and (time.time() - t0) > cfg.time_limit_min * 60
@@ -630,13 +708,18 @@ def train(cfg: TrainConfig) -> Path | None:
         if val and last_val_step != step:  # the card's numbers are those of the saved weights
             last_val, _ = validate(g, val, scale, device, autocast)
             mlog.write({"kind": "val", "step": step, **last_val})
+        if held_imgs:
+            last_held = heldout_eval(g, held_imgs, cfg, device, scale, with_ssim=True)
+            mlog.write({"kind": "heldout", "step": step, **heldout_record(last_held)})
+            atomic_write_text(run / "heldout.json", json.dumps(last_held, indent=1) + "\n")
         out = run / "final" / "generator.safetensors"
         training = {
             "mode": cfg.mode, "preset": cfg.preset, "steps": step, "target_steps": cfg.steps,
             "batch_size": cfg.batch_size, "world_size": dinfo.world, "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
             "content_loss": cfg.resolved_content_loss(), "lr": cfg.lr, "betas": list(betas),
-            "lr_drop_step": drop, "seconds_this_session": round(elapsed, 1),
+            "lr_schedule": cfg.lr_schedule, "lr_min": cfg.lr_min if cfg.lr_schedule == "cosine" else None,
+            "lr_drop_step": drop if cfg.lr_schedule == "step" else None, "seconds_this_session": round(elapsed, 1),
             "it_s_this_session": round((step - start_step) / max(elapsed, 1e-9), 3),
             "throughput": throughput,
             "teacher": cfg.teacher if cfg.mode == "distill" else None, "data": dsum,
@@ -646,6 +729,9 @@ def train(cfg: TrainConfig) -> Path | None:
         metrics = {"validation": {**last_val, "n_images": len(val),
                                   "convention": CONVENTION.format(border=scale, degradation=cfg.data.degradation,
                                                                   scale=scale)}} if last_val else {}
+        if last_held:
+            metrics["heldout"] = {"sources": list(cfg.eval_sources), "convention": last_held["convention"],
+                                  "degradations": last_held["degradations"], "summary": last_held["summary"]}
         save_generator(_unwrap(g), out, cfg.preset, model_config(_unwrap(g)), training=training, metrics=metrics,
                        normalisation=cfg.data.normalisation(), degradation=cfg.data.degradation)
         log.info("wrote %s", out)
