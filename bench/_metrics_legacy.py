@@ -1,7 +1,8 @@
-"""Numbers for sr-bench: timing statistics, image-quality metrics, degradations, machine facts.
+"""sr-bench's image-quality numbers: PSNR, SSIM, the two LR degradations, the reference upscalers.
 
-Nothing here imports torch at module level: the metrics and the timing harness are plain
-numpy/Pillow so that they can be unit-tested cheaply and reused by torch-free scripts.
+Kept apart in this one module so that the bench can switch to the SDK's shared quality module
+in one place; nothing else in the bench computes a metric or resamples an image. Plain
+numpy/Pillow (no torch), checked against scikit-image and OpenCV in the tests.
 
 Quality convention (stated in every report, see ``QUALITY_CONVENTION``):
 
@@ -21,13 +22,7 @@ Quality convention (stated in every report, see ``QUALITY_CONVENTION``):
 from __future__ import annotations
 
 import math
-import os
-import platform
-import statistics
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -46,118 +41,6 @@ DEGRADATIONS = {
     "cubic-noaa": "cubic x4 down-sampling without anti-aliasing (kernel a=-0.75 sampled at the LR "
                   "pixel centres, = OpenCV resize INTER_CUBIC), what the OpenCV peers were trained on",
 }
-
-
-# --------------------------------------------------------------------------- timing
-@dataclass
-class Timing:
-    """Wall-clock times of repeated calls (after ``warmup`` untimed calls), in seconds."""
-
-    times: list[float]
-    warmup: int = 0
-    note: str = ""
-
-    @property
-    def n(self) -> int:
-        return len(self.times)
-
-    @property
-    def median(self) -> float:
-        return float(statistics.median(self.times))
-
-    @property
-    def min(self) -> float:
-        return float(min(self.times))
-
-    @property
-    def max(self) -> float:
-        return float(max(self.times))
-
-    def quartiles(self) -> tuple[float, float]:
-        """(Q1, Q3) by linear interpolation (numpy's default); equal to the value for n == 1."""
-        q1, q3 = np.percentile(np.asarray(self.times, dtype=np.float64), [25, 75])
-        return float(q1), float(q3)
-
-    @property
-    def iqr(self) -> float:
-        q1, q3 = self.quartiles()
-        return q3 - q1
-
-    def to_dict(self) -> dict[str, Any]:
-        q1, q3 = self.quartiles()
-        return {"median_s": self.median, "min_s": self.min, "max_s": self.max, "q1_s": q1, "q3_s": q3,
-                "n": self.n, "warmup": self.warmup, "times_s": list(self.times), "note": self.note}
-
-
-def time_call(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5, min_repeats: int = 2,
-              budget_s: float | None = None, clock: Callable[[], float] = time.perf_counter,
-              sync: Callable[[], None] | None = None) -> Timing:
-    """Time ``fn()``: ``warmup`` untimed calls, then up to ``repeats`` timed calls.
-
-    ``budget_s`` bounds the time spent on timed calls: after ``min_repeats`` calls no new one
-    starts once the budget is used (a slow teacher on a 2-core CPU gets 2 runs, a fast student
-    all of them). ``sync`` runs after each call inside the timed region (``torch.cuda.synchronize``
-    for asynchronous GPU work, so the clock measures the work and not its launch).
-    """
-    if repeats < 1 or min_repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1, min_repeats >= 1, warmup >= 0; got {repeats}, {min_repeats}, {warmup}")
-    min_repeats = min(min_repeats, repeats)
-    for _ in range(warmup):
-        fn()
-        if sync is not None:
-            sync()
-    times: list[float] = []
-    spent = 0.0
-    while len(times) < repeats:
-        if budget_s is not None and len(times) >= min_repeats and spent >= budget_s:
-            break
-        t0 = clock()
-        fn()
-        if sync is not None:
-            sync()
-        dt = clock() - t0
-        times.append(dt)
-        spent += dt
-    return Timing(times, warmup)
-
-
-def gflops(macs_per_lr_pixel: float | None, lr_pixels: int, seconds: float | None) -> float | None:
-    """Achieved GFLOP/s: 2 FLOPs per multiply-accumulate, over the LR pixels processed."""
-    if not macs_per_lr_pixel or not seconds or seconds <= 0:
-        return None
-    return 2.0 * macs_per_lr_pixel * lr_pixels / seconds / 1e9
-
-
-# --------------------------------------------------------------------------- GPU peaks
-#: Dense (no sparsity) peak throughput in TFLOP/s from the vendors' datasheets (NVIDIA
-#: product briefs / datasheets, boost clocks). Keys are matched as substrings of
-#: ``torch.cuda.get_device_name()`` in order, so the more specific names come first.
-PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
-    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
-    ("H100 NVL", {"fp32": 60.0, "tf32": 417.5, "bf16": 835.0, "fp16": 835.0}),
-    ("H100", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),  # SXM5
-    ("H200", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),  # SXM
-    ("GH200", {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
-    ("A100", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
-    ("L40S", {"fp32": 91.6, "tf32": 183.0, "bf16": 362.0, "fp16": 362.0}),
-    ("L4", {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}),
-    ("A10", {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0}),
-    ("RTX 4090", {"fp32": 82.6, "bf16": 165.2, "fp16": 165.2}),
-    ("T4", {"fp32": 8.1, "fp16": 65.0}),
-    ("V100", {"fp32": 15.7, "fp16": 125.0}),
-    ("K80", {"fp32": 4.37}),  # one of the board's two GK210 dies (what one CUDA device is)
-]
-PEAK_SOURCE = "vendor datasheets (NVIDIA), dense tensor-core / FP32 peaks at boost clock, no sparsity"
-
-
-def device_peak_tflops(device_name: str | None, precision: str) -> float | None:
-    """The datasheet peak for ``precision`` (fp32/tf32/bf16/fp16) of a GPU name, or None."""
-    if not device_name:
-        return None
-    for key, peaks in PEAK_TFLOPS:
-        if key.lower() in device_name.lower():
-            return peaks.get(precision)
-    return None
 
 
 # --------------------------------------------------------------------------- metrics
@@ -308,78 +191,3 @@ def bicubic_up(img: np.ndarray, scale: int) -> np.ndarray:
     """PIL bicubic up-sampling (the paper's "bicubic" row), computed in float32."""
     h, w = np.asarray(img).shape[:2]
     return pil_resize(img, (w * scale, h * scale), Image.BICUBIC, dtype=np.float32)
-
-
-# --------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(pkg: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-@dataclass
-class Machine:
-    cpu: str
-    logical_cores: int | None
-    usable_cores: int | None
-    threads: int
-    platform: str
-    python: str
-    load_average: list[float] | None
-    gpu: str | None
-    versions: dict[str, str] = field(default_factory=dict)
-    load_average_end: list[float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def line(self) -> str:
-        la = f", load average {self.load_average[0]:.2f} at start" if self.load_average else ""
-        if self.load_average_end:
-            la += f", {self.load_average_end[0]:.2f} at the end"
-        gpu = self.gpu or "no GPU"
-        v = ", ".join(f"{k} {x}" for k, x in self.versions.items())
-        return (f"{self.cpu}, {self.usable_cores} usable cores (of {self.logical_cores}), {self.threads} "
-                f"threads per runtime{la}; {gpu}; {self.platform}, Python {self.python}; {v}")
-
-
-def describe_machine(threads: int) -> Machine:
-    """CPU, cores, load, GPU and the versions of every runtime that was timed."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = None
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    versions = {}
-    for pkg in ("torch", "onnxruntime", "ai-edge-litert", "litert-torch", "opencv-contrib-python-headless",
-                "numpy", "pillow"):
-        v = _version(pkg)
-        if v:
-            versions[pkg] = v
-    return Machine(cpu_model(), os.cpu_count(), usable, threads, platform.platform(terse=True),
-                   platform.python_version(), load, gpu, versions)

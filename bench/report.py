@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from scopesr.sdk.card import atomic_write_bytes, atomic_write_text
+from scopesr.sdk.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def render_markdown(res: dict[str, Any]) -> str:
             lines += [f"GPU peaks: {sp['peak_source']}.", ""]
     gt = res.get("gpu_targets")
     if gt:
-        lines += ["## GPU path targets (issue 7)", "",
+        lines += ["## GPU path targets", "",
                   markdown_table(["target", "goal", "measured", "settings"],
                                  [[t["target"], t["goal"], t["measured"], t.get("settings", DASH)] for t in gt]),
                   ""]

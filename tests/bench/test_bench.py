@@ -1,5 +1,6 @@
-"""sr-bench: table formatting, timing statistics, metrics against scikit-image, the torch GPU-path
-runner on CPU, and a tiny real run of the CLI that must write valid JSON, markdown and PNG."""
+"""scopesr.bench: table formatting, the timing helper, the machine describer, metrics against
+scikit-image, the bundled peers, the torch GPU-path runner on CPU, and a tiny real run of
+sr-bench that must write valid JSON, markdown and PNG."""
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from scopesr.bench import report as R  # noqa: E402
 from scopesr.bench import _metrics_legacy as S  # noqa: E402
+from scopesr.bench import report as R  # noqa: E402
+from scopesr.bench import timing as T  # noqa: E402
 from scopesr.sdk.samples import available_samples  # noqa: E402
 
 
@@ -38,10 +40,10 @@ def test_number_formats():
     assert R.fmt_count(2_035_459) == "2.04 M"
     assert R.fmt_count(23_952) == "24.0 k"
     assert R.fmt_count(512) == "512"
-    t = S.Timing([0.010, 0.012, 0.011]).to_dict()
+    t = T.Timing([0.010, 0.012, 0.011]).to_dict()
     assert R.fmt_ms(t) == "11.0 [10.0–12.0]"
     assert R.fmt_fps(t) == "90.9 [83.3–100]"
-    assert R.fmt_ms(S.Timing([0.5]).to_dict()) == "500 (n=1)"
+    assert R.fmt_ms(T.Timing([0.5]).to_dict()) == "500 (n=1)"
     assert R.fmt_ms(None) == R.DASH and R.fmt_fps(None) == R.DASH
 
 
@@ -58,8 +60,8 @@ def test_markdown_table_shape_and_escaping():
 
 def test_speed_rows_report_errors_and_notes():
     ok = {"model": "m", "kind": "student", "runtime": "torch", "in_channels": 1, "params": 1000,
-          "macs_per_lr_pixel": 2000.0, "patch": S.Timing([0.001, 0.002]).to_dict(), "image": None,
-          "tiles": "1 x 128", "roi": S.Timing([0.01, 0.01]).to_dict(), "gflops_patch": 8.2, "gflops_image": None}
+          "macs_per_lr_pixel": 2000.0, "patch": T.Timing([0.001, 0.002]).to_dict(), "image": None,
+          "tiles": "1 x 128", "roi": T.Timing([0.01, 0.01]).to_dict(), "gflops_patch": 8.2, "gflops_image": None}
     bad = {"model": "t", "kind": "teacher", "runtime": "onnx", "error": "ConversionError: boom"}
     fixed = dict(ok, patch=None, patch_note="n/a (no 64x64 signature)")
     headers, rows = R.speed_rows([ok, bad, fixed], with_peak=True)
@@ -89,7 +91,7 @@ class FakeClock:
 
 def test_time_call_warmup_is_not_timed_and_stats_are_right():
     c = FakeClock([9.0, 1.0, 3.0, 2.0, 5.0, 4.0])
-    t = S.time_call(c.fn, warmup=1, repeats=5, clock=c)
+    t = T.time_call(c.fn, warmup=1, repeats=5, clock=c)
     assert c.calls == 6 and t.times == [1.0, 3.0, 2.0, 5.0, 4.0] and t.warmup == 1
     assert t.median == 3.0 and t.min == 1.0 and t.max == 5.0
     assert t.quartiles() == (2.0, 4.0) and t.iqr == 2.0
@@ -99,13 +101,13 @@ def test_time_call_warmup_is_not_timed_and_stats_are_right():
 
 def test_time_call_budget_stops_early_but_keeps_min_repeats():
     c = FakeClock([0.0] + [10.0] * 10)
-    t = S.time_call(c.fn, warmup=1, repeats=10, min_repeats=3, budget_s=5.0, clock=c)
+    t = T.time_call(c.fn, warmup=1, repeats=10, min_repeats=3, budget_s=5.0, clock=c)
     assert t.n == 3  # budget used after the first call, but three are required for a spread
     c = FakeClock([1.0] * 10)
-    t = S.time_call(c.fn, warmup=0, repeats=10, min_repeats=1, budget_s=2.5, clock=c)
+    t = T.time_call(c.fn, warmup=0, repeats=10, min_repeats=1, budget_s=2.5, clock=c)
     assert t.n == 3  # 1 + 1 + 1 >= 2.5 s: no fourth call
     with pytest.raises(ValueError):
-        S.time_call(c.fn, repeats=0)
+        T.time_call(c.fn, repeats=0)
 
 
 def test_time_call_runs_sync_inside_the_timed_region():
@@ -116,18 +118,127 @@ def test_time_call_runs_sync_inside_the_timed_region():
         synced.append(c.now)
         c.now += 0.5  # waiting for the device takes time and must be counted
 
-    t = S.time_call(c.fn, warmup=1, repeats=2, clock=c, sync=sync)
+    t = T.time_call(c.fn, warmup=1, repeats=2, clock=c, sync=sync)
     assert len(synced) == 3 and t.times == [1.5, 1.5]
 
 
+def test_time_interleaved_alternates_and_times_each():
+    c = FakeClock([5.0, 6.0, 1.0, 2.0, 3.0, 4.0])
+    order = []
+
+    def a():
+        order.append("a")
+        c.fn()
+
+    def b():
+        order.append("b")
+        c.fn()
+
+    ta, tb = T.time_interleaved([a, b], warmup=1, repeats=2, clock=c)
+    assert order == ["a", "b"] * 3  # warm-up round untimed, then a, b, a, b
+    assert ta.times == [1.0, 3.0] and tb.times == [2.0, 4.0] and ta.warmup == 1
+    assert T.Timing([1.0, 2.0, 3.0, 4.0, 5.0]).to_dict()["p90_s"] == pytest.approx(4.6)
+    with pytest.raises(ValueError):
+        T.time_interleaved([a], repeats=0)
+
+
+# --------------------------------------------------------------------------- machine
+X86 = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+physical id\t: 0
+core id\t: 0
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avxvnni amx_int8
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+physical id\t: 0
+core id\t: 0
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avxvnni amx_int8
+""".splitlines()
+PI = """processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer\t: 0x41
+CPU part\t: 0xd0b
+Model\t\t: Raspberry Pi 5 Model B Rev 1.0
+""".splitlines()
+
+
+def test_machine_reads_cpu_model_and_simd_flags():
+    from scopesr.bench import machine as M
+
+    assert M.cpu_model(X86) == "Intel(R) Xeon(R) Platinum 8480+"
+    assert M.simd_flags(X86) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
+                                 "avxvnni", "amx_int8"]
+    assert M._physical_cores(X86) == 1  # two hyper-threads of one core
+    assert M.cpu_model(PI) == "Raspberry Pi 5 Model B Rev 1.0"
+    assert M.simd_flags(PI) == ["asimd", "asimdhp", "asimddp"]
+    assert M._physical_cores(PI) is None
+
+
+def test_describe_machine_here_is_complete_and_serialisable():
+    from scopesr.bench.machine import describe_machine
+
+    m = describe_machine(threads=1, gpu=True)
+    d = m.to_dict()
+    assert d["cpu"] and d["arch"] and d["logical_cores"] >= d["usable_cores"] >= 1 and d["threads"] == 1
+    assert d["versions"]["numpy"] and torch.__version__.startswith(d["versions"]["torch"])
+    assert (d["gpu"] is not None) == torch.cuda.is_available()
+    json.dumps(d)
+    line = m.finish().line()
+    assert m.cpu in line and "1 threads per runtime" in line
+    assert m.load_average is None or "at the end" in line
+
+
+# --------------------------------------------------------------------------- peers
+def test_bundled_peers_are_the_published_files_and_found_by_default():
+    import hashlib
+    import re
+
+    from scopesr.bench import peers as P
+
+    sources = (P.DEFAULT_PEERS / "SOURCES.md").read_text()
+    for stem in P.PEERS:
+        f = P.DEFAULT_PEERS / f"{stem}.pb"
+        row = next(line for line in sources.splitlines() if line.startswith(f"| {stem}.pb |"))
+        (want,) = re.findall(r"\b[0-9a-f]{64}\b", row)
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == want
+    assert "Apache" in (P.DEFAULT_PEERS / "LICENSE-NOTE").read_text()
+    assert "Apache License" in (P.DEFAULT_PEERS / "LICENSE-APACHE-2.0.txt").read_text()
+    pytest.importorskip("cv2")
+    found, note = P.find_peers()
+    assert set(found) == set(P.PEERS) and str(P.DEFAULT_PEERS) in note
+    peer = P.Peer(found["FSRCNN-small_x4"], 1)
+    out = P.peer_upscale(peer, _real_grey()[:32, :40])
+    assert out.shape == (128, 160) and out.dtype == np.float32
+
+
+def test_nothing_below_bench_imports_it():
+    """bench is the top floor: sdk, trainer, converters and demo_pi never import scopesr.bench."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    bad = []
+    for folder in ("sdk", "trainer", "converters", "demo_pi"):
+        for f in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                bad += [f"{f.relative_to(root)}: {n}" for n in names if n.startswith("scopesr.bench")]
+    assert not bad
+
+
 def test_gflops_and_peaks():
-    assert S.gflops(1000.0, 64 * 64, 0.001) == pytest.approx(2 * 1000 * 4096 / 0.001 / 1e9)
-    assert S.gflops(None, 10, 1.0) is None and S.gflops(1.0, 10, 0.0) is None
-    assert S.device_peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4)
-    assert S.device_peak_tflops("NVIDIA H100 PCIe", "fp32") == pytest.approx(51.2)
-    assert S.device_peak_tflops("NVIDIA H200", "fp32") == pytest.approx(66.9)
-    assert S.device_peak_tflops("Some Unknown GPU", "fp32") is None
-    assert S.device_peak_tflops(None, "fp32") is None
+    from scopesr.bench.gpu import device_peak_tflops
+    from scopesr.bench.speed import gflops
+
+    assert gflops(1000.0, 64 * 64, 0.001) == pytest.approx(2 * 1000 * 4096 / 0.001 / 1e9)
+    assert gflops(None, 10, 1.0) is None and gflops(1.0, 10, 0.0) is None
+    assert device_peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4)
+    assert device_peak_tflops("NVIDIA H100 PCIe", "fp32") == pytest.approx(51.2)
+    assert device_peak_tflops("NVIDIA H200", "fp32") == pytest.approx(66.9)
+    assert device_peak_tflops("Some Unknown GPU", "fp32") is None
+    assert device_peak_tflops(None, "fp32") is None
 
 
 # --------------------------------------------------------------------------- metrics
@@ -188,7 +299,7 @@ def test_degradations_match_their_references():
 
 
 def test_heldout_names_parse():
-    from scopesr.bench.cli import parse_sample_name
+    from scopesr.bench.evaluation import parse_sample_name
 
     assert parse_sample_name("napari-timelapse[24]") == ("napari-timelapse", 24)
     assert parse_sample_name("stardist-nuclei-2d") == ("stardist-nuclei-2d", None)
@@ -196,7 +307,8 @@ def test_heldout_names_parse():
 
 
 def test_quality_images_follow_a_models_heldout_list(tmp_path):
-    from scopesr.bench.cli import Settings, eval_images
+    from scopesr.bench.evaluation import eval_images
+    from scopesr.bench.settings import Settings
     from scopesr.trainer import create_model, save_generator
 
     if "napari-timelapse" not in available_samples():
@@ -213,10 +325,10 @@ def test_quality_images_follow_a_models_heldout_list(tmp_path):
 
 # --------------------------------------------------------------------------- the torch path
 def _student():
-    from scopesr.bench.cli import _randomise
+    from scopesr.bench.subjects import randomise
     from scopesr.trainer import create_model
 
-    return _randomise(create_model("student-tiny"), 0)
+    return randomise(create_model("student-tiny"), 0)
 
 
 def test_torch_runner_cpu_paths():
@@ -246,7 +358,8 @@ def test_torch_runner_cpu_paths():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_cuda_requested_without_gpu_is_a_clear_error_and_targets_say_not_measured(tmp_path):
-    from scopesr.bench.cli import Settings, gpu_targets
+    from scopesr.bench.gpu import gpu_targets
+    from scopesr.bench.settings import Settings
     from scopesr.sdk.backends.torch_runner import TorchRunner
     from scopesr.sdk.errors import BackendUnavailable
 
@@ -329,14 +442,31 @@ def test_cli_help_explains_and_bad_backend_fails(tmp_path):
     assert h.exit_code == 0
     for word in ("--quick", "--peers", "--model", "Table 3", "Table 2", "bench.json"):
         assert word in h.output
+    assert "Exit status" in h.output and "2 usage error" in h.output
     bad = CliRunner().invoke(main, ["--backends", "nope", "--out", str(tmp_path)])
-    assert bad.exit_code != 0 and "choose from" in bad.output
+    assert bad.exit_code == 2 and "choose from" in bad.output
+    bad = CliRunner().invoke(main, ["--presets", "nope", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "student-tiny" in bad.output and not tmp_path.joinpath("bench.json").exists()
+
+
+def test_cli_exits_1_when_a_measurement_fails_and_still_writes_the_report(tmp_path):
+    from scopesr.bench.cli import main
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    out = tmp_path / "res"
+    res = CliRunner().invoke(main, ["--no-speed", "--quick", "--model", str(broken), "--no-progress",
+                                    "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "1 measurement(s) failed" in res.output and "broken.onnx" in res.output
+    data = json.loads((out / "bench.json").read_text())
+    assert data["failures"] and data["quality"]["failed_models"][0]["model"] == str(broken)
 
 
 def test_pillow_plot_fallback(tmp_path):
     res = {"speed": {"backends": [{"backend": "torch", "rows": [
-        {"model": "a", "patch": S.Timing([0.01, 0.02]).to_dict()}]}],
-        "reference": [{"model": "nearest", "runtime": "numpy", "patch": S.Timing([1e-5]).to_dict()}]}}
+        {"model": "a", "patch": T.Timing([0.01, 0.02]).to_dict()}]}],
+        "reference": [{"model": "nearest", "runtime": "numpy", "patch": T.Timing([1e-5]).to_dict()}]}}
     R._pillow_plot(tmp_path / "p.png", R._bars(res))
     with Image.open(tmp_path / "p.png") as im:
         assert im.format == "PNG"
@@ -411,4 +541,4 @@ def test_bench_gpu_code_path_runs_on_cpu(tmp_path):
     (tr,) = res["training"]
     assert tr["mode"] == "pretrain" and tr["precision"] == "bf16" and tr["images_per_s"] > 0
     md = (out / "gpu_cpu-smoke.md").read_text()
-    assert "NOT the issue's GPU targets" in md and "## Targets" not in md and "| pretrain |" in md
+    assert "NOT the GPU targets" in md and "## Targets" not in md and "| pretrain |" in md
