@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -571,7 +572,7 @@ def evaluate(upscale: Callable[[np.ndarray], np.ndarray], images: Sequence[EvalI
     """Score ``upscale`` (an LR image in its dtype -> the x``scale`` image) per degradation.
 
     For every image and degradation the LR image is made once (noise seeded by
-    ``(seed, image index, degradation index)``), and the model, PIL bicubic and nearest (plus
+    ``(seed, image index, degradation name)``), and the model, PIL bicubic and nearest (plus
     any extra ``methods``) are scored against the sharp target. Returns
     ``{"convention", "degradations": {name: description}, "rows": [...], "summary": {...}}``;
     ``summary[degradation]`` holds per-source means, the mean over sources, the gain of the
@@ -588,9 +589,10 @@ def evaluate(upscale: Callable[[np.ndarray], np.ndarray], images: Sequence[EvalI
         **(methods or {}),
     }
     rows: list[dict[str, Any]] = []
-    for di, (dname, deg) in enumerate(degradations.items()):
+    for dname, deg in degradations.items():
         for ii, im in enumerate(images):
-            rng = np.random.default_rng([seed, ii, di])
+            # noise seeded by (seed, image, degradation name): a row does not depend on the others
+            rng = np.random.default_rng([seed, ii, zlib.crc32(dname.encode())])
             lr, target = deg.apply(im.data, rng)
             row: dict[str, Any] = {"degradation": dname, "image": im.name, "source": im.source}
             for mname, fn in fns.items():
