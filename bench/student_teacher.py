@@ -1,0 +1,172 @@
+"""Student vs teacher, side by side in one run, on every backend installed here.
+
+For each model: parameters, multiply-accumulates per LR pixel, receptive-field radius, and
+the median time for one 64x64 LR patch (-> 256x256) and one 512x512 output (128x128 LR) in
+torch (CPU), ONNX Runtime and TFLite (ai-edge-litert, fixed-size signatures lr64/lr128).
+The student is the bundled default model (trained); the teacher is the ``paper`` preset
+(1 channel, random init: timing does not depend on the weights). Then the student's TFLite
+int8 vs fp32: speed, and PSNR/SSIM on the held-out real images through ``scopesr.sdk`` (the
+default model's recipe split and its evaluation).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .timing import time_call
+
+log = logging.getLogger(__name__)
+SIZES = {"patch 64x64 -> 256x256": 64, "512x512 output (128x128 LR)": 128}
+
+
+def median_ms(fn: Callable[[], Any], reps: int) -> float:
+    """Median wall time in ms after one warm-up; stops early after 60 s (slow teacher runs)."""
+    return time_call(fn, warmup=1, repeats=reps, min_repeats=2, budget_s=60.0).median_ms
+
+
+def torch_times(model: Any, reps: int, threads: int) -> dict[str, float]:
+    import torch
+
+    torch.set_num_threads(threads)
+    out = {}
+    for label, n in SIZES.items():
+        x = torch.rand(1, 1, n, n)
+
+        def run(x=x):
+            with torch.inference_mode():
+                model(x)
+        out[label] = median_ms(run, reps)
+    return out
+
+
+def onnx_times(path: Path, reps: int, threads: int) -> dict[str, float]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    out = {}
+    for label, n in SIZES.items():
+        x = np.random.rand(1, 1, n, n).astype(np.float32)
+        out[label] = median_ms(lambda x=x: sess.run(None, {name: x}), reps)
+    return out
+
+
+def tflite_times(path: Path, reps: int, threads: int) -> dict[str, float]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    sigs = it.get_signature_list()
+    out = {}
+    for label, n in SIZES.items():
+        sig = f"lr{n}"
+        if sig not in sigs:
+            continue
+        runner = it.get_signature_runner(sig)
+        in_name = sigs[sig]["inputs"][0]
+        x = np.random.rand(1, n, n, 1).astype(np.float32)  # NHWC, as the converters write it
+        out[label] = median_ms(lambda x=x, r=runner: r(**{in_name: x}), reps)
+    return out
+
+
+def tflite_direct(module: Any, path: Path, sizes: list[int]) -> Path:
+    """Fixed-size TFLite with signatures lr{N}, NHWC like the converters write.
+
+    sr-convert refuses tiles smaller than twice the teacher's halo (2 x 39 LR px, they would
+    keep no pixels when tiling); for a timing of the paper's 64x64 patch we convert directly.
+    """
+    import litert_torch
+    import torch
+
+    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]).eval()
+    conv = None
+    for n in sizes:
+        x = (torch.rand(1, n, n, 1),)
+        conv = litert_torch.signature(f"lr{n}", wrapped, x) if conv is None else conv.signature(f"lr{n}", wrapped, x)
+    conv.convert().export(str(path))
+    return path
+
+
+def measure(reps: int, threads: int) -> dict[str, Any]:
+    """Timings of the student and the teacher on every backend, and the student's int8/fp32 quality."""
+    import scopesr.sdk as sdk
+    from scopesr.converters.api import convert
+    from scopesr.trainer import recipe_default as recipe
+    from scopesr.trainer.checkpoint import load_generator
+    from scopesr.trainer.models import count_params, create_model
+    from scopesr.trainer.receptive_field import macs_per_lr_pixel, receptive_field_radius
+
+    student, scard = load_generator(sdk.default_model_path("safetensors"))
+    teacher = create_model("paper", in_channels=1, out_channels=1).eval()
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        log.info("exporting the teacher to ONNX and TFLite (lr64, lr128) for timing")
+        t_onnx = convert(teacher, "onnx", out=Path(tmp) / "teacher.onnx", verify=False).artifact
+        t_tfl = tflite_direct(teacher, Path(tmp) / "teacher-fp32.tflite", list(SIZES.values()))
+        models = {
+            f"student ({scard.architecture}, trained)": (student, sdk.default_model_path("onnx"),
+                                                        sdk.default_model_path("tflite")),
+            "teacher (paper, random init)": (teacher, t_onnx, t_tfl),
+        }
+        for name, (module, onnx_path, tfl_path) in models.items():
+            log.info("timing %s", name)
+            n = reps if "student" in name else max(2, reps // 3)
+            rows[name] = {
+                "params": count_params(module),
+                "macs_per_lr_pixel": int(macs_per_lr_pixel(module, in_channels=1)),
+                "halo_lr_px": receptive_field_radius(module),
+                "ms": {"torch-cpu": torch_times(module, n, threads),
+                       "onnxruntime": onnx_times(onnx_path, n, threads),
+                       "tflite-fp32": tflite_times(tfl_path, n, threads)},
+            }
+        rows[f"student ({scard.architecture}, trained)"]["ms"]["tflite-int8"] = tflite_times(
+            sdk.default_model_path("tflite-int8"), reps, threads)
+
+    log.info("int8 vs fp32 quality on the held-out split")
+    _, held = recipe.load_split()
+    quality = {}
+    for fmt in ("tflite", "tflite-int8"):
+        up = sdk.load(sdk.default_model_path(fmt), num_threads=threads)
+        ev = recipe.evaluate(held, lambda lr, up=up: up.upscale(lr))
+        quality[fmt] = {"psnr": ev["mean"]["psnr_model"], "ssim": ev["mean"]["ssim_model"],
+                        "psnr_bicubic": ev["mean"]["psnr_bicubic"], "ssim_bicubic": ev["mean"]["ssim_bicubic"],
+                        "gain_db_vs_bicubic": ev["gain_db_vs_bicubic"],
+                        "per_source_psnr": {k: v["psnr_model"] for k, v in ev["per_source"].items()}}
+    s_name, t_name = list(rows)
+    ratio = rows[s_name]["macs_per_lr_pixel"] / rows[t_name]["macs_per_lr_pixel"]
+    return {"threads": threads, "reps": reps, "models": rows, "student_macs_ratio": ratio, "tflite_quality": quality}
+
+
+def markdown(res: dict[str, Any]) -> str:
+    rows, quality, ratio = res["models"], res["tflite_quality"], res["student_macs_ratio"]
+    s_name = list(rows)[0]
+    md = [f"# Student vs teacher ({res['threads']} threads, median ms)", "",
+          "The machine's cores were shared with other jobs during this run: compare rows, not absolutes.",
+          f"Command: `python benchmarks/bench_student.py --reps {res['reps']} --threads {res['threads']}`", "",
+          "| model | params | MAC / LR px | halo | backend | 64x64 patch | 512x512 output |",
+          "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        for be, t in r["ms"].items():
+            cells = [f"{t[k]:.2f}" if k in t else "n/a" for k in SIZES]
+            md.append(f"| {name} | {r['params']:,} | {r['macs_per_lr_pixel']:,} | {r['halo_lr_px']} | {be} | "
+                      + " | ".join(cells) + " |")
+    md += ["", f"Student MACs = {100 * ratio:.2f} % of the teacher's.", "",
+           "## Student TFLite: int8 vs fp32 on the held-out real images (scopesr.sdk, seam-free tiles)", "",
+           "| artifact | PSNR | SSIM | bicubic PSNR | bicubic SSIM | gain vs bicubic (dB) |", "|---|---|---|---|---|---|"]
+    for fmt, q in quality.items():
+        md.append(f"| {fmt} | {q['psnr']:.3f} | {q['ssim']:.4f} | {q['psnr_bicubic']:.3f} | "
+                  f"{q['ssim_bicubic']:.4f} | {q['gain_db_vs_bicubic']:+.3f} |")
+    s_ms = rows[s_name]["ms"]
+    first, second = list(SIZES)
+    md += ["", f"int8 speed-up over fp32 (TFLite): 64x64 "
+               f"{s_ms['tflite-fp32'][first] / s_ms['tflite-int8'][first]:.2f}x, 512x512 "
+               f"{s_ms['tflite-fp32'][second] / s_ms['tflite-int8'][second]:.2f}x; "
+               f"PSNR change {quality['tflite-int8']['psnr'] - quality['tflite']['psnr']:+.3f} dB.",
+           "", "Held-out split and metric convention: see the cards in sdk/models/ and the default model's recipe."]
+    return "\n".join(md) + "\n"
