@@ -111,6 +111,8 @@ class TrainConfig:
     compile: bool | str = False  # torch.compile; a string names its backend (default inductor)
     throughput_warmup: int = 5  # steps of each session not timed for throughput (compile, cuDNN autotune)
     workers: int = 2
+    threads: int = 0  # torch intra-op threads; 0 = torch's default. Resume with the same number:
+    #                   float sums in another order give other (equally good) weights
     seed: int = 0
     ckpt_every: int = 500
     keep: int = 3
@@ -410,6 +412,8 @@ def heldout_record(res: dict[str, Any]) -> dict[str, Any]:
 def train(cfg: TrainConfig) -> Path | None:
     """Run (or resume) a training; returns RUN/final/generator.safetensors (rank 0) or None."""
     cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     run = Path(cfg.out)
     want = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
     dinfo = setup_distributed(want)
