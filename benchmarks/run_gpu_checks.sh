@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's GPU checks in ONE run on a lent GPU machine (the device tool), about 8 minutes:
+# The GPU checks in ONE run on a lent GPU machine (the device tool), about 8 minutes:
 #   1. pytest -m gpu         the CUDA tests (SDK fast path, sr-bench runner, trainer)    <= 3 min
 #   2. bench_gpu.py --quick  the targets: 512x512 latency, 1080p FPS, training img/s     <= 4 min
 #   3. sr-bench --quick      Table 3 on torch-cuda for the paper preset and two students <= 1.5 min
