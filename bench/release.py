@@ -1,0 +1,204 @@
+"""The release step: bundle a trained generator as the SDK's default model, measured.
+
+``sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`` (after
+``sr-train pretrain --config trainer/recipes/default.toml --out RUN``):
+
+1. copies the weights as ``default-weights.safetensors`` (+ card; unchanged weights keep
+   their bytes, so a re-run changes nothing);
+2. converts them with ``scopesr.converters.convert`` to ONNX fp32, TFLite fp32 and TFLite
+   int8 (one signature per tile size, camera frames included), each parity-checked against
+   PyTorch; int8 is calibrated on the run's *training* sources only;
+3. runs every artifact through ``scopesr.sdk.load`` on the run's held-out sources under
+   every row of ``scopesr.sdk.quality.EVAL_DEGRADATIONS`` and writes the scores into that
+   artifact's own card, with nearest and bicubic beside them and int8 vs fp32 per image;
+4. writes ``models-dir/README.md``, the demo's sample images (the clean and a noisy LR of a
+   held-out image) and ``results-dir/quality_default.{json,md}``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scopesr.sdk import quality
+from scopesr.sdk.atomic import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: LR tile sizes of the TFLite files (halo included): squares for images, plus the Pi camera
+#: frames 160x120 and 320x240 (as H x W) that the demo runs whole, in one call, unpadded
+TFLITE_TILES: list[Any] = [64, 128, 256, (120, 160), (240, 320)]
+ARTIFACTS = {  # key -> (file name, target, precision, tile sizes)
+    "onnx": ("default.onnx", "onnx", "fp32", None),
+    "tflite": ("default-fp32.tflite", "tflite", "fp32", TFLITE_TILES),
+    "tflite-int8": ("default-int8.tflite", "tflite", "int8", TFLITE_TILES),
+}
+SAMPLES = {  # demo sample file -> (held-out source, degradation): a clean and a noisy camera image
+    "sample_nuclei.tif": ("sample:stardist-nuclei-2d", "bicubic"),
+    "sample_nuclei_noisy.tif": ("sample:stardist-nuclei-2d", "noise-snr8"),
+}
+
+
+def _heldout_sources(card: Any) -> list[str]:
+    held = (card.metrics or {}).get("heldout") or {}
+    srcs = held.get("sources") or []
+    if not srcs:
+        from .errors import BenchError
+
+        raise BenchError(f"{card.name}: the card names no held-out sources (train with eval_sources, as "
+                         "trainer/recipes/default.toml does) - a release is scored on images the model never saw")
+    return list(srcs)
+
+
+def _write_calibration(folder: Path, sources: Sequence[str], per_source: int = 6) -> Path:
+    """int8 calibration images from the TRAINING sources (never the held-out ones)."""
+    import tifffile
+
+    from scopesr.trainer.data import _read_planes, is_spec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, spec in enumerate(s for s in sources if is_spec(s)):
+        planes = _read_planes(spec)
+        idx = np.unique(np.linspace(0, planes.shape[0] - 1, min(per_source, planes.shape[0])).round().astype(int))
+        for j in idx:
+            a = planes[j][..., 0]
+            a = a if a.dtype.kind in "u" else np.clip(a, 0, 65535).astype(np.uint16)
+            tifffile.imwrite(folder / f"src{i}_plane{j}.tif", a)
+    return folder
+
+
+def _markdown(summary: dict[str, Any], artifacts: dict[str, dict[str, Any]], sources: list[str]) -> str:
+    lines = ["| degradation | nearest | bicubic | " + " | ".join(artifacts) + " | gain fp32 | gain int8 | worst image fp32 / int8 |",
+             "|---|---|---|" + "---|" * len(artifacts) + "---|---|---|"]
+    first = next(iter(artifacts.values()))["summary"]
+    for deg in first:
+        m0 = first[deg]["mean"]
+        cells = [f"{m0['psnr_nearest']:.2f} / {m0['ssim_nearest']:.3f}", f"{m0['psnr_bicubic']:.2f} / {m0['ssim_bicubic']:.3f}"]
+        for a in artifacts.values():
+            m = a["summary"][deg]["mean"]
+            cells.append(f"{m['psnr_model']:.2f} / {m['ssim_model']:.3f}")
+        fp = artifacts.get("onnx", next(iter(artifacts.values())))["summary"][deg]
+        i8 = artifacts.get("tflite-int8", next(iter(artifacts.values())))["summary"][deg]
+        cells += [f"{fp['gain_db_vs_bicubic']:+.2f} dB", f"{i8['gain_db_vs_bicubic']:+.2f} dB",
+                  f"{fp['worst_gain_db']:+.2f} / {i8['worst_gain_db']:+.2f} dB"]
+        lines.append(f"| {deg} | " + " | ".join(cells) + " |")
+    lines += ["", "PSNR (dB) / SSIM, mean over held-out sources (" + ", ".join(sources) + "). "
+              "Gains are over bicubic; 'worst image' is the lowest per-image gain.", "",
+              "Degradations: " + "; ".join(f"**{k}**: {v}" for k, v in summary["degradations"].items()) + ".", "",
+              "Convention: " + summary["convention"]]
+    return "\n".join(lines)
+
+
+def int8_vs_fp32(fp: dict[str, Any], i8: dict[str, Any]) -> dict[str, Any]:
+    """Per image and degradation: int8 PSNR minus fp32 PSNR (dB); the worst, and the mean."""
+    deltas = [{"degradation": a["degradation"], "image": a["image"], "delta_db": b["psnr_model"] - a["psnr_model"]}
+              for a, b in zip(fp["rows"], i8["rows"])]
+    worst = min(deltas, key=lambda d: d["delta_db"])
+    return {"worst": worst, "mean_db": float(np.mean([d["delta_db"] for d in deltas])), "per_image": deltas}
+
+
+def release(weights: Path, models_dir: Path, data_dir: Path | None = None, results_dir: Path | None = None,
+            threads: int = 2, max_planes: int = 6, work_dir: Path | None = None) -> dict[str, Any]:
+    """Bundle ``weights`` as the default model in ``models_dir``; returns the measured summary."""
+    import scopesr.sdk as sdk
+    from scopesr.converters.api import convert
+    from scopesr.trainer.checkpoint import load_generator, save_generator
+    from scopesr.trainer.data import heldout_images
+    from scopesr.trainer.models import model_config
+
+    model, card = load_generator(weights)
+    scale = card.scale
+    held_specs = _heldout_sources(card)
+    images = heldout_images(held_specs, scale, max_planes)
+    train_specs = [p["source"] for p in card.training.get("data", {}).get("provenance", [])]
+    work = Path(work_dir) if work_dir else Path(weights).resolve().parent.parent / "release"
+    work.mkdir(parents=True, exist_ok=True)
+    models_dir.mkdir(parents=True, exist_ok=True)
+
+    out_w = models_dir / "default-weights.safetensors"
+    save_generator(model, out_w, card.architecture, model_config(model), training=card.training,
+                   metrics=card.metrics, normalisation=card.normalisation, degradation=card.degradation,
+                   name="default")
+    calib = _write_calibration(work / "calibration", train_specs)
+    results: dict[str, dict[str, Any]] = {}
+    for key, (fname, target, precision, tiles) in ARTIFACTS.items():
+        path = models_dir / fname
+        log.info("converting %s", path)
+        convert(out_w, target, out=path, precision=precision, tile_sizes=tiles,
+                calibration=calib if precision == "int8" else None, raise_on_failure=True)
+        up = sdk.load(path, num_threads=threads)
+        log.info("scoring %s on %d held-out images x %d degradations", fname, len(images), len(quality.EVAL_DEGRADATIONS))
+        res = quality.evaluate(lambda lr, up=up: up.upscale(lr), images, scale=scale)
+        results[key] = res
+        art = sdk.ModelCard.load(path)
+        art.name = "default" if key == "onnx" else f"default-{precision}"
+        art.training = card.training
+        art.metrics = {**art.metrics, "heldout": {"sources": held_specs, "convention": res["convention"],
+                                                   "degradations": res["degradations"], "summary": res["summary"]}}
+        if precision == "int8":
+            art.metrics["int8_vs_fp32"] = {k: v for k, v in int8_vs_fp32(results["tflite"], res).items()
+                                           if k != "per_image"}
+            art.extra["calibration"] = "training sources only: " + ", ".join(train_specs)
+        art.save(sdk.card_path_for(path))
+    summary = {"weights": str(out_w), "heldout_sources": held_specs,
+               "images": [im.name for im in images], "degradations": results["onnx"]["degradations"],
+               "convention": results["onnx"]["convention"],
+               "artifacts": {k: {"file": ARTIFACTS[k][0], "summary": v["summary"]} for k, v in results.items()},
+               "int8_vs_fp32": int8_vs_fp32(results["tflite"], results["tflite-int8"])}
+    _write_samples(data_dir or Path(sdk.__file__).resolve().parent / "data", scale)
+    md = _markdown(summary, {k: v for k, v in summary["artifacts"].items()}, held_specs)
+    atomic_write_text(models_dir / "README.md", _models_readme(card, md, summary))
+    if results_dir is not None:
+        from .results import record
+
+        record(results_dir, "quality_default", summary, "# Held-out quality of the bundled default, per degradation\n\n"
+               + md + "\n", "release (sr-bench release)", threads=threads)
+    return summary
+
+
+def _write_samples(data_dir: Path, scale: int) -> None:
+    """The demo's inputs: LR images of a held-out source, one clean and one noisy."""
+    import tifffile
+
+    from scopesr.trainer.data import heldout_images
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for fname, (spec, deg_name) in SAMPLES.items():
+        im = heldout_images([spec], scale, 1)[0]
+        deg = quality.degradation_from_name(deg_name, scale)
+        lr, _ = deg.apply(im.data, np.random.default_rng([0, 0]))
+        with atomic_path(data_dir / fname, suffix=".tmp.tif") as tmp:
+            tifffile.imwrite(tmp, lr, description=f"scopesr demo sample: {deg.describe()} of {spec} "
+                             "(held out of training; BSD-3-Clause)")
+
+
+def _models_readme(card: Any, table: str, summary: dict[str, Any]) -> str:
+    t = card.training
+    data = t.get("data", {})
+    srcs = "\n".join(f"- `{p['source']}`: " + (f"{p.get('package')} {p.get('version') or ''} `{p.get('file')}`, planes "
+                                                 f"{p.get('planes')}, {p.get('licence')}" + (f", {p['transform']}" if p.get("transform") else "")
+                                                 if p.get("kind") == "sample" else f"{p.get('kind')}, {p.get('images', '')} images")
+                     for p in data.get("provenance", []))
+    w = summary["int8_vs_fp32"]["worst"]
+    return "\n".join([
+        "# The bundled default model", "",
+        f"`{card.architecture}`: a blind x{card.scale} student (convolutions at LR resolution, an anchor added before "
+        f"depth-to-space, {card.extra.get('params', '?')} parameters, halo {card.halo} LR px) trained on random draws of the "
+        "microscope degradation model (`scopesr.sdk.quality`): PSF blur, anti-aliased / binned / aliased sampling, "
+        "Poisson-Gaussian noise, 8-16-bit cameras. Written by `sr-bench release`; every number below is also in the "
+        "artifact's card.", "",
+        f"Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
+        f"`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. Steps: {t.get('steps')}.", "",
+        "Training sources:", srcs, "",
+        "Held out (never trained on, whole sources): " + ", ".join(f"`{s}`" for s in summary["heldout_sources"]) + ".", "",
+        table, "",
+        f"int8 vs fp32: mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
+        f"({w['image']}, {w['degradation']}).", ""])
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
