@@ -1,6 +1,8 @@
-"""PSNR / SSIM (batched, torch) and the comparison pictures.
+"""Validation metrics on torch batches, and the comparison pictures.
 
-Convention (stated in every report): images are the *normalised* images in 0..1 (the
+PSNR and SSIM themselves live in ``scopesr.sdk.quality`` (the one implementation); this
+module applies them to (N, C, H, W) batches of normalised crops. Convention of the
+training-time validation (stated in every report): images are the *normalised* images in 0..1 (the
 model's output clipped to 0..1; data range 1.0), all channels together for PSNR
 (the mean squared error over every pixel and channel), the mean over channels of SSIM.
 ``border`` pixels (default: the scale) are cut from each side of the HR image before
@@ -8,8 +10,7 @@ scoring, as is customary for SR benchmarks (zero padding makes borders unreprese
 SSIM is Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, population
 (co)variances, mean over the 'valid' window positions; this equals
 ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
-use_sample_covariance=False, data_range=1.0)`` (a test checks both metrics against
-scikit-image).
+use_sample_covariance=False, data_range=1.0)``.
 """
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image as PILImage
 
-from scopesr.sdk.card import atomic_write_bytes
+from scopesr.sdk import atomic_write_bytes, quality
 
 CONVENTION = ("PSNR/SSIM on the normalised images in 0..1 (data range 1.0; model output clipped to 0..1), "
               "PSNR over all channels, SSIM averaged over channels (Gaussian 11x11, sigma 1.5, "
@@ -29,54 +29,35 @@ CONVENTION = ("PSNR/SSIM on the normalised images in 0..1 (data range 1.0; model
               "{border} HR pixels cut from each border; LR = {degradation} x{scale} of the HR image.")
 
 
-def _crop(x: torch.Tensor, border: int) -> torch.Tensor:
-    return x[..., border:-border, border:-border] if border > 0 else x
+def _per_image(fn, sr: torch.Tensor, hr: torch.Tensor, border: int, data_range: float) -> torch.Tensor:
+    """Apply a scopesr.sdk.quality metric to each (C, H, W) pair of a batch (as YXC arrays)."""
+    a = sr.detach().double().cpu().numpy().transpose(0, 2, 3, 1)
+    b = hr.detach().double().cpu().numpy().transpose(0, 2, 3, 1)
+    vals = [fn(y[..., 0] if y.shape[-1] == 1 else y, x[..., 0] if x.shape[-1] == 1 else x,
+               data_range=data_range, border=border) for x, y in zip(a, b)]
+    return torch.tensor(vals, dtype=torch.float32)
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, border: int = 0, data_range: float = 1.0) -> torch.Tensor:
-    """PSNR per image (N,) in dB; inputs (N, C, H, W)."""
-    sr, hr = _crop(sr.float(), border), _crop(hr.float(), border)
-    mse = ((sr - hr) ** 2).flatten(1).mean(1)
-    return 10.0 * torch.log10(data_range ** 2 / mse.clamp_min(1e-20))
+    """PSNR per image (N,) in dB of (N, C, H, W) batches: ``scopesr.sdk.quality.psnr``.
 
-
-def _gaussian(win: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
-    ax = torch.arange(win, dtype=torch.float64, device=device) - (win - 1) / 2
-    g = torch.exp(-(ax ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    return g
+    An identical pair scores 200 dB instead of inf, so that means stay finite."""
+    return _per_image(quality.psnr, sr, hr, border, data_range).clamp_max(200.0)
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, border: int = 0, data_range: float = 1.0) -> torch.Tensor:
-    """SSIM per image (N,), channel-averaged; inputs (N, C, H, W), computed in float64."""
-    x, y = _crop(sr.double(), border), _crop(hr.double(), border)
-    n, c, h, w = x.shape
-    g = _gaussian(device=x.device)
-    kh = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-    kw = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, kh, groups=c), kw, groups=c)
-
-    mx, my = blur(x), blur(y)
-    vx = blur(x * x) - mx * mx
-    vy = blur(y * y) - my * my
-    cxy = blur(x * y) - mx * my
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.flatten(2).mean(2).mean(1).float()
+    """SSIM per image (N,), channel-averaged, of (N, C, H, W) batches: ``scopesr.sdk.quality.ssim``."""
+    return _per_image(quality.ssim, sr, hr, border, data_range)
 
 
 # ---------------------------------------------------------------------------- baselines
 def upscale_pil(lr: torch.Tensor, scale: int, method: str) -> torch.Tensor:
-    """PIL nearest/bicubic upsampling of (N, C, h, w) float images (the baselines)."""
-    m = {"nearest": PILImage.Resampling.NEAREST, "bicubic": PILImage.Resampling.BICUBIC}[method]
+    """PIL nearest/bicubic upsampling of (N, C, h, w) float images (the baselines, from quality)."""
+    if method not in ("nearest", "bicubic"):
+        raise ValueError(f"method {method!r}: nearest or bicubic")
     a = lr.detach().float().cpu().numpy()
-    n, c, h, w = a.shape
-    out = np.empty((n, c, h * scale, w * scale), np.float32)
-    for i in range(n):
-        for j in range(c):
-            out[i, j] = np.asarray(PILImage.fromarray(a[i, j], mode="F").resize((w * scale, h * scale), m))
+    up = quality.upscale_nearest if method == "nearest" else quality.upscale_bicubic
+    out = np.stack([np.stack([up(ch, scale) for ch in img]) for img in a]).astype(np.float32)
     return torch.from_numpy(out)
 
 
