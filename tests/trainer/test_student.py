@@ -98,7 +98,7 @@ def test_no_checkerboard_at_init():
 
 def test_trained_default_has_no_checkerboard():
     """The bundled default (trained) keeps smooth input free of period-2 patterns."""
-    from scopesr.sdk.card import ModelCard
+    from scopesr.sdk import ModelCard
 
     from scopesr.sdk import default_model_path
 
@@ -136,23 +136,46 @@ def test_config_validation():
         build_student("student-huge")
 
 
+def test_errors_are_preset_errors_never_bare_value_or_key_errors():
+    """Every refusal is the trainer's PresetError (a ScopesrError the CLIs report, and still a
+    ValueError for callers that catch that); an unknown preset is not a KeyError."""
+    from scopesr.sdk import ScopesrError
+    from scopesr.trainer import PresetError
+
+    assert issubclass(PresetError, ScopesrError) and issubclass(PresetError, ValueError)
+    bad = [lambda: StudentConfig(kernel=4), lambda: StudentConfig(channels="32"),
+           lambda: StudentConfig(depth=-1), lambda: StudentConfig(in_channels=3, out_channels=1),
+           lambda: student_from_args("student-huge"), lambda: student_from_args(None, width=3),
+           lambda: student_from_args("student-small", channels=0), lambda: build_student("student-huge"),
+           lambda: build_student({"channels": 8})]
+    for call in bad:
+        with pytest.raises(PresetError):
+            call()
+
+
 def test_learns_quickly_on_real_image(real_image):
     """A real (tiny) training run on real fluorescence: 150 steps move it off nearest, towards HR."""
-    from scopesr.trainer import recipe_default as recipe
+    from scopesr.sdk import quality
+    from scopesr.trainer import data as D
 
-    tifffile = pytest.importorskip("tifffile")
-    img = tifffile.imread(real_image("napari-timelapse"))[0].astype(np.float32)[:256, :256]
-    im = recipe.Img("t0", img, "uint8")
-    im.lo, im.hi = recipe.percentiles(recipe.pil_bicubic_down(img))
-    train = {"napari-timelapse": [im], "napari-nuclei": [im], "histo": [im]}
+    real_image("napari-timelapse")
+    cfg = D.DataConfig(data=["sample:napari-timelapse[0:1]"], hr_size=64, channels=1, degradation="microscopy")
+    cfg.validate()
+    item = D.discover(cfg)[0]
+    deg = quality.Degradation(downsample="bicubic-aa")  # one fixed degradation: a quick, steady target
+
+    def batch(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [D.microscope_pair(item, cfg, rng, deg) for _ in range(8)]
+        return (torch.stack([D.to_tensor(a) for a, _ in pairs]), torch.stack([D.to_tensor(b) for _, b in pairs]))
+
     torch.manual_seed(0)
     model = build_student("student-tiny")
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    lr_t, hr_t = recipe.make_batch(train, np.random.default_rng(123), 8, 64)
+    lr_t, hr_t = batch(np.random.default_rng(123))
     with torch.no_grad():
         before = torch.nn.functional.mse_loss(model(lr_t), hr_t).item()
     for step in range(150):
-        a, b = recipe.make_batch(train, np.random.default_rng([1, step]), 8, 64)
+        a, b = batch(np.random.default_rng([1, step]))
         loss = torch.nn.functional.l1_loss(model(a), b)
         opt.zero_grad()
         loss.backward()
@@ -162,21 +185,16 @@ def test_learns_quickly_on_real_image(real_image):
     assert after < 0.8 * before, (before, after)
 
 
-def test_recipe_trains_logs_and_resumes(tmp_path):
-    """The default-model recipe for real, tiny: held-out evals logged, checkpoint resumed exactly."""
-    import json
+def test_default_recipe_is_a_valid_config_with_disjoint_heldout():
+    """trainer/recipes/default.toml (the bundled model's recipe) parses, validates, and never
+    trains on a source it is scored on."""
+    from pathlib import Path
 
-    from scopesr.trainer import recipe_default as recipe
+    from scopesr.trainer.train import TrainConfig, load_config_file
 
-    cfg = recipe.TrainConfig(preset="student-tiny", steps=4, batch=2, hr_size=64, eval_every=2, threads=1)
-    final = recipe.train(cfg, tmp_path)
-    assert final.exists() and (tmp_path / "last.pt").exists()
-    evals = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines() if '"gain_db"' in x]
-    assert [e["step"] for e in evals] == [2, 4]
-    assert all(e["heldout_mean"]["psnr_bicubic"] > e["heldout_mean"]["psnr_nearest"] for e in evals)
-    more = recipe.train(recipe.TrainConfig(**{**cfg.__dict__, "steps": 6}), tmp_path)  # resumes at 4
-    state = torch.load(more, weights_only=True)
-    assert state["step"] == 6
-    steps = [json.loads(x)["step"] for x in (tmp_path / "log.jsonl").read_text().splitlines() if '"gain_db"' in x]
-    assert steps == [2, 4, 6]  # continued from the checkpoint, did not start over
-    assert recipe.lr_at(cfg, 4) == pytest.approx(cfg.lr_min)
+    path = Path(__file__).resolve().parents[2] / "trainer" / "recipes" / "default.toml"
+    cfg = TrainConfig.from_dict({**load_config_file(path), "mode": "pretrain"})
+    cfg.validate()
+    assert cfg.data.degradation == "microscopy" and cfg.eval_sources
+    assert not set(cfg.eval_sources) & set(cfg.data.data)
+    assert cfg.preset.startswith("student") and cfg.lr_schedule == "cosine"
