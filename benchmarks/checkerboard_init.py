@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from scopesr.sdk.card import atomic_write_text
+from scopesr.sdk import atomic_write_text
 from scopesr.trainer import create_model
 from scopesr.trainer.analysis import period2_energy
 from scopesr.trainer.models import presets

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from scopesr.sdk.card import atomic_write_text
+from scopesr.sdk import atomic_write_text
 
 from pipeline import Result, side_by_side
 

@@ -31,7 +31,7 @@ if str(HERE) not in sys.path:  # run as a script from anywhere, or imported by t
 from pipeline import RoiProcessor, Stats, parse_roi, run_pipeline  # noqa: E402
 from sources import SourceError, open_source  # noqa: E402
 
-from scopesr.sdk.errors import ScopesrError  # noqa: E402
+from scopesr.sdk import ScopesrError  # noqa: E402
 
 log = logging.getLogger("demo_pi")
 

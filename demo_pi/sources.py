@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scopesr.sdk.errors import ScopesrError
+from scopesr.sdk import ScopesrError
 
 log = logging.getLogger("demo_pi.sources")
 
@@ -256,7 +256,7 @@ def open_source(spec: str, loop: bool = False, lores: tuple[int, int] = (160, 12
     if spec.isdigit():
         return OpenCVCameraSource(int(spec), size=lores)
     if spec.startswith("sample:"):
-        from scopesr.sdk.samples import sample_path
+        from scopesr.sdk import sample_path
 
         spec = str(sample_path(spec.split(":", 1)[1]))
     path = Path(spec).expanduser()

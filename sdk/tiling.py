@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend
-from .card import parse_tile_sizes, tile_label
-from .errors import ModelIOError, ScopesrError
+from .errors import InputError, ModelError, ModelIOError
 from .normalize import Stats
+from .tiles import parse_tile, tile_label
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def plan_axis(n: int, tile: int, halo: int, fixed: bool = False) -> list[Span]:
     if n < 1:
         raise ModelIOError("empty image axis (size 0)")
     if tile < 1 or halo < 0:
-        raise ScopesrError(f"tile must be >= 1 and halo >= 0, got tile={tile}, halo={halo}")
+        raise InputError(f"tile must be >= 1 and halo >= 0, got tile={tile}, halo={halo}")
     if not fixed:
         if n <= tile:
             return [Span(0, n, 0, n)]
@@ -77,7 +77,7 @@ def plan_axis(n: int, tile: int, halo: int, fixed: bool = False) -> list[Span]:
         return spans
     core = tile - 2 * halo
     if core < 1:
-        raise ScopesrError(f"tile size {tile} leaves no centre with halo {halo} (needs > {2 * halo})")
+        raise InputError(f"tile size {tile} leaves no centre with halo {halo} (needs > {2 * halo})")
     if n <= tile:
         return [Span(0, n, 0, n, pad=tile - n)]
     spans, r, prev = [], 0, 0
@@ -113,25 +113,6 @@ class TilePlan:
 TILE_OVERHEAD_PX = 1024
 
 
-def parse_tile(tile: Any) -> tuple[int, int] | None:
-    """``tile`` as given by a user: None, N, (H, W), or the text "N" / "HxW"."""
-    if tile is None:
-        return None
-    if isinstance(tile, str):
-        try:
-            sizes = parse_tile_sizes(tile)
-        except ScopesrError:
-            sizes = []
-        if len(sizes) != 1:
-            raise ScopesrError(f"tile {tile!r}: give one size, N or HxW (height x width), e.g. 128 or 120x160")
-        tile = sizes[0]
-    if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
-        return (int(tile), int(tile))
-    if isinstance(tile, (tuple, list)) and len(tile) == 2:
-        return (int(tile[0]), int(tile[1]))
-    raise ScopesrError(f"tile {tile!r}: give N (an N x N tile) or (H, W)")
-
-
 def _fixed_cost(h: int, w: int, shape: tuple[int, int], halo: int) -> int:
     th, tw = shape
     n = len(plan_axis(h, th, halo, True)) * len(plan_axis(w, tw, halo, True))
@@ -149,23 +130,23 @@ def choose_tile(backend: Backend, h: int, w: int, tile: Any, halo: int) -> tuple
     if backend.dynamic:
         want = want or (DEFAULT_TILE, DEFAULT_TILE)
         if min(want) < 1:
-            raise ScopesrError(f"tile must be >= 1 LR pixel, got {tile}")
+            raise InputError(f"tile must be >= 1 LR pixel, got {tile}")
         return want, False
     shapes = backend.tile_shapes
     labels = ", ".join(tile_label(t) for t in shapes)
     usable = [t for t in shapes if min(t) - 2 * halo >= 1]
     if want is not None:
         if want not in shapes:
-            raise ScopesrError(
+            raise InputError(
                 f"{backend.artifact.name} is a fixed-size artifact: tile (with halo) must be one of "
                 f"{labels}, got {tile_label(want)}; or leave tile unset")
         if want not in usable:
-            raise ScopesrError(f"tile {tile_label(want)} leaves no centre with halo {halo}; use a larger size "
-                               f"from {labels} or a smaller halo")
+            raise InputError(f"tile {tile_label(want)} leaves no centre with halo {halo}; use a larger size "
+                             f"from {labels} or a smaller halo")
         return want, True
     if not usable:
-        raise ScopesrError(f"{backend.artifact.name}: no tile size in {labels} is larger than twice "
-                           f"the halo {halo}; re-export with larger tiles")
+        raise ModelError(f"{backend.artifact.name}: no tile size in {labels} is larger than twice "
+                         f"the halo {halo}; re-export with larger tiles")
     # fewest pixels computed; ties go to the larger window (fewer calls)
     return min(usable, key=lambda t: (_fixed_cost(h, w, t, halo), -t[0] * t[1])), True
 

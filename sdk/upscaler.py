@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend, has_module, open_backend
+from .backends.base import Backend, has_module
+from .backends.registry import open_backend
 from .card import CARD_SUFFIX, FORMATS, ModelCard, card_path_for
-from .errors import CardError, ModelIOError, ScopesrError
+from .errors import CardError, InputError, ModelError, ModelIOError
 from .normalize import check_dtype, compute_stats
-from .tiling import DEFAULT_TILE, TilePlan, iter_bands, make_plan, parse_tile
+from .tiles import parse_tile
+from .tiling import DEFAULT_TILE, TilePlan, iter_bands, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,10 @@ def default_model_path(fmt: str = "onnx", *, must_exist: bool = True) -> Path:
     ``must_exist=False`` just returns where it belongs (for the recipe that bundles it).
     """
     if fmt not in DEFAULT_MODELS:
-        raise ScopesrError(f"default model format {fmt!r} is not one of {sorted(DEFAULT_MODELS)}")
+        raise InputError(f"default model format {fmt!r} is not one of {sorted(DEFAULT_MODELS)}")
     p = MODELS_DIR / DEFAULT_MODELS[fmt]
     if must_exist and not p.exists():
-        raise ScopesrError(
+        raise ModelError(
             f"the bundled default model ({fmt}) is not in this install: {p} does not exist "
             "(it has not been built/bundled yet). Pass a model path instead, e.g. "
             "load('my_model.onnx') or sr-upscale --model my_model.onnx.")
@@ -75,8 +77,8 @@ def _default_for(backend: str) -> Path:
         return default_model_path("tflite-int8")
     if backend in ("auto", "onnx"):
         return default_model_path("onnx")
-    raise ScopesrError(f"the bundled default model has no {backend} artifact; use backend='onnx' "
-                       "or 'tflite', or pass a model path")
+    raise InputError(f"the bundled default model has no {backend} artifact; use backend='onnx' "
+                     "or 'tflite', or pass a model path")
 
 
 # ---------------------------------------------------------------------------- axes
@@ -149,10 +151,10 @@ class Upscaler:
     def _halo(self, halo: int | str) -> int:
         if isinstance(halo, str):
             if halo != "auto":
-                raise ScopesrError(f"halo must be an integer or 'auto', got {halo!r}")
+                raise InputError(f"halo must be an integer or 'auto', got {halo!r}")
             return self.card.halo
         if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
-            raise ScopesrError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
+            raise InputError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
         if halo < self.card.halo:
             log.warning("halo %d is smaller than the model's receptive-field radius %d: tile seams may "
                         "appear (use halo='auto' for a seam-free result)", halo, self.card.halo)
@@ -217,7 +219,7 @@ class Upscaler:
             plan = self._plan(plane.shape[0], plane.shape[1], tile, halo)
         b = int(batch) if batch is not None else self.backend.default_batch
         if b < 1:
-            raise ScopesrError(f"batch must be >= 1, got {batch}")
+            raise InputError(f"batch must be >= 1, got {batch}")
         return iter_bands(self.backend, plane, stats, plan, job.dtype, b, job.per_channel, progress, dst)
 
     # ------------------------------------------------------------------ public API
@@ -356,7 +358,7 @@ def load(path: str | os.PathLike = "default", backend: str = "auto", device: str
             raise CardError(f"{p}: the card does not name its artifact (field 'artifact')")
         p = p.with_name(card.artifact)
     if not p.exists():
-        raise ScopesrError(f"{p}: model file not found")
+        raise ModelError(f"{p}: model file not found")
     card = ModelCard.load(p, verify=verify)
     want = FORMATS.get(p.suffix.lower())
     if want is not None and card.format != want:

@@ -40,7 +40,7 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def real_image():
     """Return a function key -> Path of a real microscopy image shipped by a package."""
-    from scopesr.sdk.samples import SAMPLES
+    from scopesr.sdk import SAMPLES
 
     def get(key: str) -> Path:
         p = SAMPLES[key].path()

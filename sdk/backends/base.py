@@ -1,4 +1,6 @@
-"""One small interface over every runtime, and ``open_backend`` that picks one.
+"""One small interface over every runtime, and the helpers the backends share.
+
+Which backend opens which artifact is decided in ``registry.py`` (``open_backend``).
 
 ``Backend.run`` always takes float32 NCHW ``(N, Cin, h, w)`` and returns float32 NCHW
 ``(N, Cout, s*h, s*w)``, whatever the artifact's own layout, and checks the output shape:
@@ -20,20 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard, tile_entry, tile_label, tile_shapes
-from ..errors import BackendUnavailable, ModelIOError, ScopesrError
+from ..card import ModelCard
+from ..errors import BackendUnavailable, InputError, ModelError, ModelIOError
+from ..tiles import tile_entry, tile_label, tile_shapes
 
 log = logging.getLogger(__name__)
-
-#: backend name -> artifact suffixes it runs
-SUFFIXES: dict[str, tuple[str, ...]] = {
-    "onnx": (".onnx",),
-    "tflite": (".tflite",),
-    "torch": (".pt2",),
-    "coreml": (".mlpackage", ".mlmodel"),
-}
-BACKENDS = tuple(SUFFIXES)
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class Backend(ABC):
@@ -93,7 +86,7 @@ class Backend(ABC):
             y = y.transpose(0, 3, 1, 2)
         expect = (n, self.out_channels, h * self.scale, w * self.scale)
         if tuple(y.shape) != expect:
-            raise ScopesrError(
+            raise ModelError(
                 f"{self.artifact}: the {self.name} runtime returned shape {tuple(y.shape)} for input "
                 f"{(n, self.in_channels, h, w)}, expected {expect} (scale {self.scale}). The artifact does "
                 "not match its card (e.g. a fixed-size model fed another size); re-export it.")
@@ -143,57 +136,7 @@ def has_module(module: str) -> bool:
         return False
 
 
-def backend_for_suffix(artifact: Path) -> str:
-    suffix = artifact.suffix.lower()
-    for name, sufs in SUFFIXES.items():
-        if suffix in sufs:
-            return name
-    if suffix == ".safetensors":
-        raise ScopesrError(
-            f"{artifact}: .safetensors holds training weights, which the runtime does not run. "
-            "Export it first (sr-convert --target onnx, or --target torch for a .pt2).")
-    raise ScopesrError(f"{artifact}: unknown artifact type {suffix!r}; the runtime runs "
-                       f"{sorted(s for v in SUFFIXES.values() for s in v)}")
-
-
-def open_backend(artifact: str | Path, card: ModelCard, backend: str = "auto", device: str = "auto",
-                 **opts: Any) -> Backend:
-    """Open ``artifact`` with the runtime that fits it (``backend="auto"``) or the one named.
-
-    ``device``: auto (CUDA where the runtime and a GPU allow it, else CPU), cpu or cuda.
-    ``opts`` go to the backend: ``num_threads`` (all), ``compute_units`` (Core ML), and for
-    torch (``.pt2``): ``dtype`` (fp32 | bf16 | fp16, autocast; weights stay fp32),
-    ``channels_last``, ``compile`` (bool or a torch.compile backend name), ``cuda_graphs``
-    (one CUDA graph per tile-batch shape) and ``pinned`` (default True: page-locked uploads
-    overlapped with compute in ``run_many``); CUDA-only switches turn off on a CPU and
-    ``describe()`` says why.
-    """
-    artifact = Path(artifact)
-    if device not in DEVICES:
-        raise ScopesrError(f"device {device!r} is not one of {DEVICES}")
-    kind = backend_for_suffix(artifact)
-    if backend not in ("auto",) + BACKENDS:
-        raise ScopesrError(f"backend {backend!r} is not one of {('auto',) + BACKENDS}")
-    if backend != "auto" and backend != kind:
-        raise ScopesrError(
-            f"{artifact}: the {backend} backend cannot run a {artifact.suffix} file (that needs the {kind} "
-            f"backend); convert the model with sr-convert --target {backend}, or use backend='auto'")
-    if not artifact.exists():
-        raise ScopesrError(f"{artifact}: artifact not found")
-    if kind == "onnx":
-        from .onnx_backend import OnnxBackend
-        return OnnxBackend(artifact, card, device=device, **opts)
-    if kind == "tflite":
-        from .tflite_backend import TFLiteBackend
-        return TFLiteBackend(artifact, card, device=device, **opts)
-    if kind == "torch":
-        from .torch_backend import TorchBackend
-        return TorchBackend(artifact, card, device=device, **opts)
-    from .coreml_backend import CoreMLBackend
-    return CoreMLBackend(artifact, card, device=device, **opts)
-
-
 def check_opts(name: str, opts: dict[str, Any], allowed: tuple[str, ...]) -> None:
     bad = sorted(set(opts) - set(allowed))
     if bad:
-        raise ScopesrError(f"the {name} backend does not take option(s) {bad}; it takes {list(allowed)}")
+        raise InputError(f"the {name} backend does not take option(s) {bad}; it takes {list(allowed)}")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..card import ModelCard
-from ..errors import BackendUnavailable, ScopesrError
+from ..errors import BackendUnavailable, InputError, ModelError
 from .base import Backend, check_opts, import_runtime
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,9 @@ class CoreMLBackend(Backend):
         try:
             self.model = ct.models.MLModel(str(artifact), compute_units=getattr(ct.ComputeUnit, units))
         except AttributeError:
-            raise ScopesrError(f"compute_units {units!r} is not a coremltools.ComputeUnit") from None
+            raise InputError(f"compute_units {units!r} is not a coremltools.ComputeUnit") from None
         except Exception as exc:
-            raise ScopesrError(f"{artifact}: Core ML cannot load this model ({exc})") from None
+            raise ModelError(f"{artifact}: Core ML cannot load this model ({exc})") from None
         spec = self.model.get_spec()
         self.input_name = spec.description.input[0].name
         self.output_name = spec.description.output[0].name

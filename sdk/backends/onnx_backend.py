@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..card import ModelCard
-from ..errors import BackendUnavailable, ScopesrError
+from ..errors import BackendUnavailable, ModelError
 from .base import Backend, check_opts, import_runtime
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,12 @@ class OnnxBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(artifact), sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ScopesrError(f"{artifact}: ONNX Runtime cannot load this file ({exc}). "
-                               "Re-export it with sr-convert --target onnx.") from None
+            raise ModelError(f"{artifact}: ONNX Runtime cannot load this file ({exc}). "
+                             "Re-export it with sr-convert --target onnx.") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
-            raise ScopesrError(f"{artifact}: expected one input and one output, found "
-                               f"{len(inputs)} and {len(outputs)}")
+            raise ModelError(f"{artifact}: expected one input and one output, found "
+                             f"{len(inputs)} and {len(outputs)}")
         self.input_name = inputs[0].name
         # an fp16 export without float32 I/O takes float16: cast at the edge rather than fail
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
@@ -78,8 +78,8 @@ class OnnxBackend(Backend):
         if fb is None or x.shape[0] == fb:
             return self.session.run(None, {self.input_name: x})[0]
         if fb != 1:
-            raise ScopesrError(f"{self.artifact.name}: exported with a fixed batch of {fb}; re-export it "
-                               "with a dynamic batch dimension (sr-convert does)")
+            raise ModelError(f"{self.artifact.name}: exported with a fixed batch of {fb}; re-export it "
+                             "with a dynamic batch dimension (sr-convert does)")
         return np.concatenate([self.session.run(None, {self.input_name: x[i:i + 1]})[0]
                                for i in range(x.shape[0])], axis=0)
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard, tile_label
-from ..errors import BackendUnavailable, CardError, ScopesrError
+from ..card import ModelCard
+from ..errors import BackendUnavailable, CardError, ModelError
+from ..tiles import parse_signature, signature_name, tile_label
 from .base import Backend, check_opts, has_module
 
 log = logging.getLogger(__name__)
@@ -23,22 +24,6 @@ INSTALL = 'pip install "scopesr[edge]"  (or: pip install ai-edge-litert)'
 RUNTIMES = (("ai_edge_litert.interpreter", "ai-edge-litert"),
             ("tflite_runtime.interpreter", "tflite-runtime"),
             ("tensorflow.lite", "tensorflow"))
-
-
-def signature_name(shape: tuple[int, int]) -> str:
-    """The signature that holds one tile shape: ``lr64`` (64x64), ``lr120x160`` (H=120, W=160)."""
-    return "lr" + tile_label(shape)
-
-
-def parse_signature(name: str) -> tuple[int, int] | None:
-    """Inverse of ``signature_name``; None for a name that is not ours."""
-    if not name.startswith("lr"):
-        return None
-    parts = name[2:].split("x")
-    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
-        return None
-    h, w = int(parts[0]), int(parts[-1])
-    return (h, w)
 
 
 def find_interpreter() -> tuple[Any, str]:
@@ -75,8 +60,8 @@ class TFLiteBackend(Backend):
         try:
             self.interp = Interpreter(model_path=str(artifact), **kw)
         except Exception as exc:
-            raise ScopesrError(f"{artifact}: {self.runtime} cannot load this file ({exc}); "
-                               "re-export it with sr-convert --target tflite") from None
+            raise ModelError(f"{artifact}: {self.runtime} cannot load this file ({exc}); "
+                             "re-export it with sr-convert --target tflite") from None
         signatures = self.interp.get_signature_list()
         sizes = list(card.tile_sizes or [])
         if not sizes:  # an older card: take the sizes from the lr<N> / lr<H>x<W> signature names
@@ -95,14 +80,14 @@ class TFLiteBackend(Backend):
             runner = self.interp.get_signature_runner(key)
             ins, outs = runner.get_input_details(), runner.get_output_details()
             if len(ins) != 1 or len(outs) != 1:
-                raise ScopesrError(f"{artifact}: signature {key} must have one input and one output")
+                raise ModelError(f"{artifact}: signature {key} must have one input and one output")
             (iname, idet), = ins.items()
             (oname, odet), = outs.items()
             c, (th, tw) = card.in_channels, shape
             want = [1, th, tw, c] if self.nhwc else [1, c, th, tw]
             if list(idet["shape"]) != want:
-                raise ScopesrError(f"{artifact}: signature {key} takes {list(idet['shape'])}, "
-                                   f"the card implies {want} (layout {card.layout})")
+                raise ModelError(f"{artifact}: signature {key} takes {list(idet['shape'])}, "
+                                 f"the card implies {want} (layout {card.layout})")
             self.runners[shape] = runner
             self.io[shape] = (iname, idet, oname, odet)
         self.num_threads = opts.get("num_threads")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..card import ModelCard
-from ..errors import ScopesrError
+from ..errors import ModelError
 from .base import check_opts, import_runtime
 from .torch_runner import OPTIONS, TORCH_NAMES, RunnerBackend, TorchRunner, parse_dtype
 
@@ -42,8 +42,8 @@ class TorchBackend(RunnerBackend):
         try:
             module = torch.export.load(str(artifact)).module()
         except Exception as exc:
-            raise ScopesrError(f"{artifact}: torch.export.load failed ({exc}); re-export it with "
-                               f"sr-convert --target torch using torch {torch.__version__}") from None
+            raise ModelError(f"{artifact}: torch.export.load failed ({exc}); re-export it with "
+                             f"sr-convert --target torch using torch {torch.__version__}") from None
         self.runner = TorchRunner(module, device=device, dtype=dtype,
                                   channels_last=bool(opts.get("channels_last", False)),
                                   compile=opts.get("compile", False) or False,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..card import ModelCard
-from ..errors import BackendUnavailable, ScopesrError
+from ..errors import BackendUnavailable, InputError
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def parse_dtype(dtype: str | None) -> str:
     """'fp32' | 'bf16' | 'fp16' (long spellings accepted); a clear error otherwise."""
     key = str(dtype or "fp32").lower()
     if key not in DTYPES:
-        raise ScopesrError(f"torch dtype {dtype!r} is not one of fp32, bf16, fp16")
+        raise InputError(f"torch dtype {dtype!r} is not one of fp32, bf16, fp16")
     return DTYPES[key]
 
 
@@ -70,7 +70,7 @@ class TorchRunner:
         self._torch = torch
         self.dtype = parse_dtype(dtype)
         if device not in ("auto", "cpu", "cuda"):
-            raise ScopesrError(f"device {device!r} is not one of auto, cpu, cuda")
+            raise InputError(f"device {device!r} is not one of auto, cpu, cuda")
         cuda = torch.cuda.is_available()
         if device == "cuda" and not cuda:
             raise BackendUnavailable("device='cuda' but torch sees no CUDA GPU; use device='cpu' "

@@ -24,7 +24,7 @@ def _usable(p: Path) -> bool:
 
 def default_models() -> list[tuple[Path, str]]:
     """The bundled default student's artifacts that exist (with their cards)."""
-    from scopesr.sdk.upscaler import DEFAULT_MODELS
+    from scopesr.sdk import DEFAULT_MODELS
 
     found = [(MODELS / DEFAULT_MODELS[f], b) for f, b in DEFAULTS if f in DEFAULT_MODELS]
     return [(p, b) for p, b in found if _usable(p)]

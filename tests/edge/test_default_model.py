@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 import scopesr.sdk as sdk
-from scopesr.sdk.card import ModelCard, card_path_for
-from scopesr.sdk.errors import ScopesrError
+from scopesr.sdk import ModelCard, ScopesrError, card_path_for
 
 pytestmark = pytest.mark.edge
 
@@ -115,7 +114,7 @@ def test_camera_frame_runs_whole_in_its_signature(fmt, real_image):
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("onnxruntime")
     tifffile = pytest.importorskip("tifffile")
-    from scopesr.sdk.tiling import make_plan
+    from scopesr.sdk import make_plan
 
     frame = tifffile.imread(real_image("napari-timelapse"))[26][100:220, 100:260]  # held-out frame
     assert frame.shape == (120, 160)

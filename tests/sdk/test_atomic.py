@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from scopesr.sdk.atomic import atomic_path, atomic_write_text
+from scopesr.sdk import atomic_path, atomic_write_text
 
 pytestmark = pytest.mark.edge
 

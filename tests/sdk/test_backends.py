@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import scopesr.sdk as sr
+from scopesr.sdk import ModelCard, card_path_for, sha256_path
 from scopesr.sdk.backends import open_backend
-from scopesr.sdk.card import ModelCard, card_path_for, sha256_path
 
 pytestmark = pytest.mark.edge
 

@@ -16,8 +16,8 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image as PILImage
 
+from scopesr.sdk import write_image
 from scopesr.sdk.cli import main
-from scopesr.sdk.io import write_image
 
 pytestmark = pytest.mark.edge
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import scopesr.sdk as sr
-from scopesr.sdk.card import ModelCard, card_path_for
+from scopesr.sdk import ModelCard, card_path_for
 
 pytestmark = pytest.mark.edge
 
@@ -113,7 +113,7 @@ def test_invalid_json(copy):
 
 
 def test_tile_sizes_text_and_shapes():
-    from scopesr.sdk.card import parse_tile_sizes, tile_entry, tile_label, tile_shapes
+    from scopesr.sdk import parse_tile_sizes, tile_entry, tile_label, tile_shapes
 
     assert parse_tile_sizes("64, 128,120x160") == [64, 128, [120, 160]]
     assert tile_shapes([128, [120, 160], 64, [64, 64]]) == [(64, 64), (120, 160), (128, 128)]

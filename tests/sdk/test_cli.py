@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 
 import scopesr.sdk as sr
+from scopesr.sdk import read_image, write_image
 from scopesr.sdk import upscaler as upscaler_mod
 from scopesr.sdk.cli import main
 from scopesr.sdk.compare import GAP, HEADER, _outline, detail_window, to_uint8
-from scopesr.sdk.io import read_image, write_image
 
 pytestmark = pytest.mark.edge
 RNG = np.random.default_rng(3)

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image as PILImage
 
-from scopesr.sdk.errors import ImageError
+from scopesr.sdk import ImageError
 from scopesr.sdk.io import (Image, find_inputs, output_suffix, read_image, release_pages, write_image,
                             write_tiff_streaming)
 

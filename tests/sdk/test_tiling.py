@@ -189,7 +189,7 @@ def test_rect_signatures_listed(rect_up):
 def test_rect_tile_chosen_by_cost(rect_up, h, w, want):
     """A frame that fits the 24x40 window runs in one call of it, not in padded squares; a
     40x24 one is still cheaper as two 24x40 windows (2 x 960 px) than two padded 32x32s."""
-    from scopesr.sdk.tiling import make_plan
+    from scopesr.sdk import make_plan
 
     plan = make_plan(rect_up.backend, h, w, None, HALO)
     assert plan.tile == want and plan.fixed
@@ -201,7 +201,7 @@ def test_rect_tile_chosen_by_cost(rect_up, h, w, want):
 @pytest.mark.parametrize("tile", [None, (24, 40), "24x40", 32])
 def test_rect_tflite_matches_onnx_through_tiler(onnx_up, rect_up, h, w, tile):
     """Non-square windows keep the seam-free guarantee: tiled == whole-image ONNX."""
-    from scopesr.sdk.tiling import make_plan
+    from scopesr.sdk import make_plan
 
     img = rand_image(h, w, seed=11)
     ref = onnx_up.upscale(img, tile=max(h, w))
@@ -221,7 +221,7 @@ def test_rect_backend_rejects_transposed_window(rect_up):
 
 
 def test_parse_tile_forms():
-    from scopesr.sdk.tiling import parse_tile
+    from scopesr.sdk import parse_tile
 
     assert parse_tile(None) is None
     assert parse_tile(64) == parse_tile("64") == (64, 64)

@@ -19,9 +19,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import scopesr.sdk as sr  # noqa: E402
+from scopesr.sdk import (ModelCard, ModelIOError, Normalisation, ScopesrError, card_path_for,  # noqa: E402
+                         sha256_path)
 from scopesr.sdk.backends.torch_runner import MAX_GRAPHS, RunnerBackend, TorchRunner  # noqa: E402
-from scopesr.sdk.card import ModelCard, Normalisation, card_path_for, sha256_path  # noqa: E402
-from scopesr.sdk.errors import ModelIOError, ScopesrError  # noqa: E402
 
 
 def _student(seed: int = 0):

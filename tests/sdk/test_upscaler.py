@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import scopesr.sdk as sr
-from scopesr.sdk import normalize
-from scopesr.sdk.card import Normalisation
+from scopesr.sdk import Normalisation, normalize
 
 pytestmark = pytest.mark.edge
 
@@ -222,7 +221,7 @@ def test_load_missing_file(tmp_path):
 
 
 def test_default_model():
-    from scopesr.sdk.upscaler import DEFAULT_MODELS, MODELS_DIR
+    from scopesr.sdk import DEFAULT_MODELS, MODELS_DIR
 
     with pytest.raises(sr.ScopesrError, match="not one of"):
         sr.default_model_path("gguf")
