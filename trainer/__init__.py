@@ -10,22 +10,15 @@ Public API (other parts of the project depend on these names)::
 """
 from __future__ import annotations
 
+from .catalogue import PresetInfo, list_presets
 from .checkpoint import load_generator, save_generator
-from .models import (
-    Discriminator,
-    DiscriminatorConfig,
-    Generator,
-    GeneratorConfig,
-    PresetError,
-    PresetInfo,
-    create_model,
-    list_presets,
-    preset_config,
-)
+from .errors import CheckpointError, EvalError, LossError, PresetError
+from .models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, create_model, preset_config
 from .receptive_field import macs_per_lr_pixel, probe_receptive_field_radius, receptive_field_radius
 
 __all__ = [
-    "Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig", "PresetError", "PresetInfo",
+    "Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig", "PresetInfo",
     "create_model", "list_presets", "preset_config", "macs_per_lr_pixel", "probe_receptive_field_radius",
     "receptive_field_radius", "save_generator", "load_generator",
+    "PresetError", "EvalError", "LossError", "CheckpointError",
 ]

@@ -22,20 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from scopesr.sdk.atomic import atomic_path
-from scopesr.sdk.card import ModelCard, Normalisation, card_path_for, package_versions, sha256_path
-from scopesr.sdk.errors import CardError, ScopesrError
+from scopesr.sdk import (CardError, ModelCard, Normalisation, atomic_path, card_path_for, package_versions,
+                         sha256_path)
 
+from .errors import CheckpointError
 from .models import count_params, create_model, model_config
 from .receptive_field import receptive_field_radius
 
 log = logging.getLogger(__name__)
 
 CKPT_RE = re.compile(r"^step_(\d{8})\.pt$")
-
-
-class CheckpointError(ScopesrError):
-    """A checkpoint or weights file cannot be read or does not fit the model."""
 
 
 def software_versions() -> dict[str, str]:

@@ -177,7 +177,7 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_presets(as_json: bool) -> None:
-    from .models import list_presets  # noqa: PLC0415
+    from .catalogue import list_presets  # noqa: PLC0415
 
     infos = list_presets()
     if as_json:

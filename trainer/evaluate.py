@@ -18,17 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from scopesr.sdk.card import atomic_write_text
+from scopesr.sdk import atomic_write_text
 
 from . import data as data_mod
 from .checkpoint import load_generator
+from .errors import EvalError
 from .metrics import CONVENTION, comparison_grid, psnr, save_png, ssim, upscale_pil
 
 log = logging.getLogger(__name__)
-
-
-class EvalError(data_mod.DataError):
-    pass
 
 
 def _label(path: Path, card) -> str:

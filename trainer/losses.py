@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scopesr.sdk.errors import ScopesrError
+from .errors import LossError
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG_SCALE = 12.75
 _EPS = 1e-7
-
-
-class LossError(ScopesrError):
-    """A loss cannot be set up (e.g. VGG19 weights missing offline)."""
 
 
 def _load_vgg19_state(weights: str | os.PathLike | None) -> dict[str, torch.Tensor]:

@@ -25,22 +25,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from scopesr.sdk.errors import ScopesrError
+from .errors import PresetError
 
 log = logging.getLogger(__name__)
 
 UPSAMPLE_KINDS = ("subpixel", "deconv", "nearest")
 ACTIVATIONS = ("prelu", "lrelu", "relu")
-
-
-class PresetError(ScopesrError):
-    """Unknown preset or invalid architecture arguments."""
 
 
 # ---------------------------------------------------------------------------- configs
@@ -231,24 +227,6 @@ class Preset:
     build: Callable[[Any], nn.Module]
 
 
-@dataclass
-class PresetInfo:
-    """What ``sr-train presets`` lists."""
-
-    name: str
-    kind: str
-    description: str
-    params: int
-    macs_per_lr_pixel: float
-    halo: int
-    config: Any = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "description": self.description,
-                "params": self.params, "macs_per_lr_pixel": self.macs_per_lr_pixel,
-                "halo": self.halo, "config": dataclasses.asdict(self.config)}
-
-
 TEACHER_PRESETS: dict[str, tuple[str, GeneratorConfig]] = {
     "srgan": ("SRGAN baseline: sub-pixel upsampling, BN in residual blocks (Table 3 row 1)",
               GeneratorConfig(upsample="subpixel", batchnorm=True, up_activation="prelu")),
@@ -334,17 +312,3 @@ def model_scale(model: nn.Module) -> int:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def list_presets() -> list[PresetInfo]:
-    """Name, kind, description, parameters, MACs per LR pixel and halo of every preset."""
-    from .receptive_field import macs_per_lr_pixel, receptive_field_radius  # noqa: PLC0415
-
-    out = []
-    for name, p in presets().items():
-        m = create_model(name)
-        cfg = model_config(m)
-        out.append(PresetInfo(name, p.kind, p.description, count_params(m),
-                              macs_per_lr_pixel(m, in_channels=getattr(cfg, "in_channels", 3)),
-                              receptive_field_radius(m), cfg))
-    return out

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .models import create_model  # to measure a preset given by name (models never imports this module)
+
 log = logging.getLogger(__name__)
 
 
@@ -119,8 +121,6 @@ def analytic_radius(ops: list[SpatialOp], scale: int) -> int:
 
 def _resolve(model_or_name: nn.Module | str) -> nn.Module:
     if isinstance(model_or_name, str):
-        from .models import create_model  # noqa: PLC0415
-
         return create_model(model_or_name)
     return model_or_name
 

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import PresetError
+
 __all__ = ["StudentConfig", "STUDENT_PRESETS", "Student", "build_student", "student_from_args"]
 
 
@@ -49,19 +51,25 @@ class StudentConfig:
     anchor: bool = True
 
     def __post_init__(self) -> None:
+        """Raise PresetError (a ValueError) naming the first bad field."""
+        ints = ("channels", "depth", "head_kernel", "kernel", "tail_kernel", "scale", "in_channels", "out_channels")
+        for name in ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise PresetError(f"StudentConfig.{name} must be an integer, got {v!r}")
         for name in ("channels", "scale", "in_channels", "out_channels"):
             if getattr(self, name) < 1:
-                raise ValueError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise PresetError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.depth < 0:
-            raise ValueError(f"StudentConfig.depth must be >= 0, got {self.depth}")
+            raise PresetError(f"StudentConfig.depth must be >= 0, got {self.depth}")
         for name in ("head_kernel", "kernel", "tail_kernel"):
             k = getattr(self, name)
             if k < 1 or k % 2 == 0:
                 # odd kernels keep 'same' padding symmetric, so the output is not shifted
-                raise ValueError(f"StudentConfig.{name} must be odd and >= 1, got {k}")
+                raise PresetError(f"StudentConfig.{name} must be odd and >= 1, got {k}")
         if self.anchor and self.in_channels != self.out_channels:
-            raise ValueError("the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
-                             "set anchor=False for a channel-changing student")
+            raise PresetError("the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
+                              "set anchor=False for a channel-changing student")
 
     # -------------------------------------------------------------- analytic properties
     @property
@@ -147,16 +155,20 @@ def build_student(cfg: StudentConfig | str) -> Student:
         try:
             cfg = STUDENT_PRESETS[cfg]
         except KeyError:
-            raise ValueError(f"unknown student preset {cfg!r}; known: {sorted(STUDENT_PRESETS)}") from None
+            raise PresetError(f"unknown student preset {cfg!r}; known: {sorted(STUDENT_PRESETS)}") from None
+    if not isinstance(cfg, StudentConfig):
+        raise PresetError(f"build_student takes a StudentConfig or a preset name, got {type(cfg).__name__}")
     return Student(cfg)
 
 
 def student_from_args(preset: str | None = None, **overrides: Any) -> Student:
     """Preset plus overrides (e.g. ``channels=24``), as a model card's ``arch_args`` stores them."""
+    if preset and preset not in STUDENT_PRESETS:
+        raise PresetError(f"unknown student preset {preset!r}; known: {sorted(STUDENT_PRESETS)}")
     base = STUDENT_PRESETS[preset] if preset else StudentConfig()
     known = {f.name for f in dataclasses.fields(StudentConfig)}
     bad = sorted(set(overrides) - known)
     if bad:
-        raise ValueError(f"unknown student argument(s) {bad}; known: {sorted(known)}")
+        raise PresetError(f"unknown student argument(s) {bad}; known: {sorted(known)}")
     return Student(dataclasses.replace(base, **overrides))
 

@@ -39,8 +39,7 @@ def test_eval_table2_against_independent_numbers(folder_dir, tmp_path, capsys):
     res = json.loads((out / "eval.json").read_text())
     assert res["n_images"] == 2 and len(list((out / "compare").glob("*.png"))) == 2
     # recompute the bicubic row for the stardist image independently (PIL + numpy + skimage)
-    from scopesr.sdk.card import Normalisation
-    from scopesr.sdk.normalize import compute_stats
+    from scopesr.sdk import Normalisation, compute_stats
     import tifffile
 
     raw = tifffile.imread(folder_dir / "stardist.tif")[..., None]

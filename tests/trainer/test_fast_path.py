@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from scopesr.sdk.card import ModelCard  # noqa: E402
+from scopesr.sdk import ModelCard  # noqa: E402
 from scopesr.trainer.cli import main as cli_main  # noqa: E402
 from scopesr.trainer.cli import resolve_config  # noqa: E402
 from scopesr.trainer.train import TrainError, resolve_fast_path, train  # noqa: E402

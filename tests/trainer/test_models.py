@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scopesr.sdk.card import ModelCard  # noqa: E402
+from scopesr.sdk import ModelCard  # noqa: E402
 from scopesr.trainer import (  # noqa: E402
     Discriminator,
     DiscriminatorConfig,
@@ -127,7 +127,7 @@ def test_save_load_generator_roundtrip(tmp_path):
         next(m.parameters()).add_(1e-3)
     assert save_generator(m, tmp_path / "g.safetensors").sha256 != card.sha256  # changed weights: rewritten
     (tmp_path / "g.safetensors").write_bytes((tmp_path / "g.safetensors").read_bytes()[:-4] + b"abcd")
-    from scopesr.sdk.errors import IntegrityError
+    from scopesr.sdk import IntegrityError
 
     with pytest.raises(IntegrityError):
         load_generator(tmp_path / "g.safetensors")

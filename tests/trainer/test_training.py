@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from scopesr.sdk.card import ModelCard  # noqa: E402
+from scopesr.sdk import ModelCard  # noqa: E402
 from scopesr.trainer import create_model, save_generator  # noqa: E402
 from scopesr.trainer.cli import main as cli_main  # noqa: E402
 from scopesr.trainer.cli import resolve_config  # noqa: E402
