@@ -1,9 +1,10 @@
 """``convert()``: one PyTorch generator -> one artifact + its card, proven by a parity check.
 
 Flow: resolve the source (a trainer checkpoint with its card, or an ``nn.Module``), make
-real calibration tiles when quantising, export to a temporary file beside the output,
-run parity on it (real tiles, artifact vs PyTorch), move it into place atomically, then
-write the card (sha256 of the final bytes, parity report in ``extra``).
+real calibration tiles when quantising, have the target registered under the requested
+name (``targets.py``) export to a temporary file beside the output, run parity on it (real
+tiles, artifact vs PyTorch, through the target's runners), move it into place atomically,
+then write the card (sha256 of the final bytes, parity report in ``extra``).
 """
 from __future__ import annotations
 
@@ -19,30 +20,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from scopesr.sdk.card import (FORMATS, ModelCard, Normalisation, card_path_for, package_versions, sha256_path,
-                              tile_entry, tile_label, tile_shapes)
-from scopesr.sdk.errors import CardError
+from scopesr.sdk import (CardError, FORMATS, ModelCard, Normalisation, card_path_for, package_versions,
+                         sha256_path, tile_entry, tile_label, tile_shapes)
 
 from . import data as D
 from .errors import ConversionError, ParityError
 from .parity import DEFAULT_TOLERANCES, ParityReport, evaluate_case, run_batched
+from .targets import ExportJob, ExportTarget, get_target, target_names
 
 log = logging.getLogger(__name__)
 
-#: target -> (artifact suffix, precisions it supports, default precision)
+#: target -> (artifact suffix, precisions it supports, default precision): a summary of the
+#: registered targets (targets.py), for the CLI and callers that list them
 TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "onnx": (".onnx", ("fp32", "fp16", "int8"), "fp32"),
-    "tflite": (".tflite", ("fp32", "fp16", "int8"), "fp32"),
-    "coreml": (".mlpackage", ("fp32", "fp16", "int8"), "fp16"),
-    "torch": (".pt2", ("fp32",), "fp32"),
-    "bioimageio": (".zip", ("fp32",), "fp32"),
-}
+    name: (t.suffix, t.precisions, t.default_precision) for name in target_names() for t in [get_target(name)]}
 DEFAULT_TILE_SIZES = (64, 128, 256)
 CALIB_BUDGET_PX = 16 * 64 * 64  # calibration pixels per tile size (16 tiles of 64x64)
 PARITY_BUDGET_PX = 8 * 64 * 64
 CALIB_PEAK = 2.0  # normalised intensity that int8 ranges must reach without clipping
-DYNAMIC_PARITY_SIZES = ((64, 64), (48, 80))
-CALIB_DYNAMIC_SHAPE = (64, 64)  # calibration tiles for dynamic-shape targets (ONNX int8)  # one square, one non-square: proves dynamic H/W
 
 
 @dataclass
@@ -206,14 +201,14 @@ def _round_up(v: int, m: int = 32) -> int:
 def default_output(source_label: str, source_path: Path | None, target: str, precision: str) -> Path:
     stem = Path(source_label).stem if source_label else "model"
     folder = source_path.parent if source_path is not None else Path.cwd()
-    suffix = TARGETS[target][0]
+    suffix = get_target(target).suffix
     name = f"{stem}-bioimageio" if target == "bioimageio" else f"{stem}-{target}-{precision}"
     return folder / (name + suffix)
 
 
 def resolve_output(out: str | os.PathLike | None, target: str, precision: str, source_label: str,
                    source_path: Path | None) -> Path:
-    suffix = TARGETS[target][0]
+    suffix = get_target(target).suffix
     if out is None:
         return default_output(source_label, source_path, target, precision)
     p = Path(out)
@@ -262,12 +257,10 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
     by pip packages). ``verify``: run the parity check (a failure is recorded in the card
     and in the result; ``raise_on_failure`` raises ParityError instead).
     """
-    if target not in TARGETS:
-        raise ConversionError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    suffix, precisions, default_precision = TARGETS[target]
-    precision = precision or default_precision
-    if precision not in precisions:
-        raise ConversionError(f"target {target} supports precision {', '.join(precisions)}, not {precision!r}")
+    tgt = get_target(target)  # ConversionError naming the known targets
+    precision = precision or tgt.default_precision
+    if precision not in tgt.precisions:
+        raise ConversionError(f"target {target} supports precision {', '.join(tgt.precisions)}, not {precision!r}")
     tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     if calibration is not None:
         D.list_image_files(calibration)  # fail fast, before any slow export
@@ -279,7 +272,7 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
     out_path = resolve_output(out, target, precision, label if src_path is None else src_path.name, src_path)
     _check_output_collision(out_path, src_path)
 
-    fixed = target == "tflite" or (target == "coreml" and tile_sizes is not None)
+    fixed = tgt.uses_fixed_sizes(tile_sizes is not None)
     msgs: list[str] = []
     if tile_sizes is not None and not fixed:
         msgs.append(f"--tile-sizes ignored: {target} artifacts take any H and W")
@@ -301,7 +294,7 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
         if calibration is None:
             log.info("no --calibration folder: calibrating int8 on the real samples %s", cal_from)
         cal_tiles = {}
-        for shape in sizes or [CALIB_DYNAMIC_SHAPE]:
+        for shape in tgt.calibration_shapes(sizes):
             ts = D.make_tiles(imgs, shape, src_card.scale, D.tiles_for_budget(shape, CALIB_BUDGET_PX, 2, 16),
                               with_hr=False)
             # plus copies of half the tiles brightened so their peak reaches CALIB_PEAK: percentile
@@ -314,19 +307,21 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     tmp = tmp_dir / out_path.name
     try:
-        extra = _export(target, module, src_card, tmp, precision, sizes, cal_tiles)
+        exported = tgt.export(ExportJob(module, src_card, tmp, precision, sizes, cal_tiles))
+        extra = dict(exported.extra)
         report = None
         if verify:
-            report = parity_check(module, src_card, tmp, target, precision, sizes, tol)
+            report = _parity(tgt, module, src_card, exported.path, precision, sizes, tol)
             if cal_from:
                 report.notes.append(f"int8 calibrated on {cal_from}")
             report.notes.extend(msgs)
             extra["parity"] = report.to_dict()
-        _replace(tmp, out_path)
+        _replace(exported.path, out_path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
-    new_card = _make_card(src_card, out_path, target, precision, sizes, extra, source_name=label)
+    new_card = _make_card(src_card, out_path, precision, exported.layout, exported.tile_sizes, extra,
+                          source_name=label)
     card_file = card_path_for(out_path)
     new_card.save(card_file)
     result = ConversionResult(out_path, new_card, card_file, report, msgs)
@@ -363,65 +358,6 @@ def _replace(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _export(target: str, module: Any, card: ModelCard, tmp: Path, precision: str,
-            sizes: list[tuple[int, int]] | None,
-            cal_tiles: dict[tuple[int, int], list[np.ndarray]] | None) -> dict[str, Any]:
-    if target == "onnx":
-        from . import onnx_target
-
-        return onnx_target.export(module, card.in_channels, tmp, precision,
-                                  calibration=(cal_tiles or {}).get(CALIB_DYNAMIC_SHAPE))
-    if target == "tflite":
-        from . import tflite_target
-
-        return tflite_target.export(module, card.in_channels, tmp, precision, sizes or [], cal_tiles)
-    if target == "torch":
-        from . import torch_target
-
-        return torch_target.export(module, card.in_channels, tmp)
-    if target == "coreml":
-        from . import coreml_target
-
-        return coreml_target.export(module, card, tmp, precision, sizes)
-    if target == "bioimageio":
-        from . import bioimageio_target
-
-        return bioimageio_target.export(module, card, tmp)
-    raise ConversionError(f"unknown target {target!r}")
-
-
-def _runners(target: str, path: Path, card: ModelCard,
-             sizes: list[tuple[int, int]] | None) -> tuple[dict[str, tuple[tuple[int, int], Callable]], list[str]]:
-    """Artifact runners by case name -> ((h, w), fn NCHW->NCHW), plus notes."""
-    if target == "onnx":
-        from . import onnx_target
-
-        fn = onnx_target.make_runner(path)
-        return {f"{h}x{w}": ((h, w), fn) for h, w in DYNAMIC_PARITY_SIZES}, []
-    if target == "tflite":
-        from . import tflite_target
-
-        rs = tflite_target.make_runners(path)
-        missing = [tflite_target.signature_name(t) for t in (sizes or []) if t not in rs]
-        if missing:
-            raise ConversionError(f"{path}: signatures {missing} missing after conversion")
-        return {tflite_target.signature_name(t): (t, rs[t]) for t in sorted(rs)}, []
-    if target == "torch":
-        from . import torch_target
-
-        fn = torch_target.make_runner(path)
-        return {f"{h}x{w}": ((h, w), fn) for h, w in DYNAMIC_PARITY_SIZES}, []
-    if target == "bioimageio":
-        from . import bioimageio_target
-
-        return bioimageio_target.make_runners(path), []
-    if target == "coreml":
-        from . import coreml_target
-
-        return coreml_target.make_runners(path, card, sizes)
-    raise ConversionError(f"unknown target {target!r}")
-
-
 def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, precision: str,
                  sizes: Sequence[Any] | None = None,
                  tolerances: dict[str, float] | None = None) -> ParityReport:
@@ -431,7 +367,13 @@ def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, prec
     """
     sizes = tile_shapes(sizes) if sizes else None
     tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    runners, notes = _runners(target, artifact, card, sizes)
+    return _parity(get_target(target), module, card, Path(artifact), precision, sizes, tol)
+
+
+def _parity(tgt: ExportTarget, module: Any, card: ModelCard, artifact: Path, precision: str,
+            sizes: list[tuple[int, int]] | None, tol: dict[str, float]) -> ParityReport:
+    target = tgt.name
+    runners, notes = tgt.runners(artifact, card, sizes)
     imgs, src = _images(card.normalisation, card.in_channels, None, "parity")
     report = ParityReport(artifact.name, target, precision, src, tolerances=tol, notes=list(notes))
     ref = _torch_runner(module)
@@ -449,11 +391,10 @@ def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, prec
     return report
 
 
-def _make_card(src: ModelCard, out: Path, target: str, precision: str, sizes: list[tuple[int, int]] | None,
+def _make_card(src: ModelCard, out: Path, precision: str, layout: str, sizes: list[tuple[int, int]] | None,
                extra: dict[str, Any], source_name: str) -> ModelCard:
-    fmt = FORMATS[TARGETS[target][0]]
-    layout = "NHWC" if target == "tflite" else "NCHW"
-    tile_sizes = [tile_entry(t) for t in sizes] if (sizes and target in ("tflite", "coreml")) else None
+    fmt = FORMATS[out.suffix]
+    tile_sizes = [tile_entry(t) for t in sizes] if sizes else None
     ex = {**extra, "source": {"file": source_name, "sha256": src.sha256, "format": src.format}}
     return ModelCard(
         name=out.name[: -len(out.suffix)], architecture=src.architecture, scale=src.scale,

@@ -20,9 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from scopesr.sdk.card import ModelCard
+from scopesr.sdk import ModelCard, Normalisation
 
 from .errors import ConversionError
+from .targets import Cases, ExportJob, Exported, ExportTarget, register_target
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ def _preprocess(x: np.ndarray, card: ModelCard) -> np.ndarray:
 def _test_input(card: ModelCard, side: int) -> np.ndarray:
     """A real microscopy crop, raw intensities as float32 (1, C, side, side)."""
     from . import data as D
-    from scopesr.sdk.card import Normalisation
 
     imgs = D.sample_images(D.PARITY_SAMPLES, Normalisation(mode="range"), card.in_channels)
     tiles = D.make_tiles(imgs, (side, side), 1, 1, with_hr=False)
@@ -153,7 +153,19 @@ package are a real fluorescence crop and the PyTorch model's output for it.
 """
 
 
-def export(module: Any, card: ModelCard, path: Path) -> dict[str, Any]:
+@register_target
+class BioImageIOTarget(ExportTarget):
+    name = "bioimageio"
+    suffix = ".zip"
+
+    def export(self, job: ExportJob) -> Exported:
+        return Exported(job.path, _export(job.module, job.card, job.path))
+
+    def runners(self, path: Path, card: ModelCard, sizes: list[tuple[int, int]] | None) -> tuple[Cases, list[str]]:
+        return make_runners(path), []
+
+
+def _export(module: Any, card: ModelCard, path: Path) -> dict[str, Any]:
     import torch
 
     from . import onnx_target
@@ -162,7 +174,7 @@ def export(module: Any, card: ModelCard, path: Path) -> dict[str, Any]:
     # weights: ONNX (from the dynamo exporter) and TorchScript (trace: conv nets trace exactly)
     onnx_path = path.with_name(path.name + ".onnx")
     try:
-        onnx_target.export(module, c, onnx_path, "fp32")
+        onnx_target.OnnxTarget().export(ExportJob(module, card, onnx_path, "fp32"))
         onnx_bytes = onnx_path.read_bytes()
     finally:
         onnx_path.unlink(missing_ok=True)

@@ -13,8 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from scopesr.sdk.card import parse_tile_sizes, tile_label, tile_shapes
-from scopesr.sdk.errors import CardError
+from scopesr.sdk import CardError, parse_tile_sizes, tile_label, tile_shapes
 
 from .api import DEFAULT_TILE_SIZES, TARGETS, convert
 from .parity import DEFAULT_TOLERANCES
@@ -116,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.ERROR)  # third-party INFO spam (quantiser, exporter)
         if args.target == "tflite":
             _import_quietly("litert_torch")
-    from scopesr.sdk.errors import ScopesrError
+    from scopesr.sdk import ScopesrError
 
     tol = {**DEFAULT_TOLERANCES, "fp32_max_abs": args.max_err, "fp16_min_psnr": args.min_psnr,
            "int8_max_drop_db": args.max_drop}

@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from scopesr.sdk.card import ModelCard
+from scopesr.sdk import ModelCard
 
 from .errors import ConversionError
+from .targets import DYNAMIC_PARITY_SIZES, Cases, ExportJob, Exported, ExportTarget, register_target
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,24 @@ OUTPUT_NAME = "hr"
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 8, 2048, 64
 
 
-def export(module: Any, card: ModelCard, path: Path, precision: str,
-           sizes: list[tuple[int, int]] | None) -> dict[str, Any]:
+@register_target
+class CoreMLTarget(ExportTarget):
+    name = "coreml"
+    suffix = ".mlpackage"
+    precisions = ("fp32", "fp16", "int8")
+    default_precision = "fp16"
+    fixed_sizes = "optional"  # enumerated sizes when given, else flexible H and W
+
+    def export(self, job: ExportJob) -> Exported:
+        extra = _export(job.module, job.card, job.path, job.precision, job.sizes)
+        return Exported(job.path, extra, tile_sizes=list(job.sizes) if job.sizes else None)
+
+    def runners(self, path: Path, card: ModelCard, sizes: list[tuple[int, int]] | None) -> tuple[Cases, list[str]]:
+        return make_runners(path, card, sizes)
+
+
+def _export(module: Any, card: ModelCard, path: Path, precision: str,
+            sizes: list[tuple[int, int]] | None) -> dict[str, Any]:
     import coremltools as ct
     import torch
 
@@ -122,5 +139,5 @@ def make_runners(path: Path, card: ModelCard,
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict({INPUT_NAME: x.astype(np.float32)})[OUTPUT_NAME], dtype=np.float32)
 
-    cases = list(sizes) if sizes else [(64, 64), (48, 80)]
+    cases = list(sizes) if sizes else list(DYNAMIC_PARITY_SIZES)
     return {f"{h}x{w}": ((h, w), run) for h, w in cases}, []

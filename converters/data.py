@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from scopesr.sdk.card import Normalisation
+from scopesr.sdk import Normalisation
 
 from .errors import CalibrationError
 
@@ -169,11 +169,11 @@ def load_images(paths: Iterable[Path], norm: Normalisation, channels: int,
 
 def sample_images(keys: Sequence[str], norm: Normalisation, channels: int) -> list[RealImage]:
     """The real samples shipped by pip packages (offline); a clear error when none is installed."""
-    from scopesr.sdk.samples import SAMPLES
+    from scopesr.sdk import SAMPLES
 
     paths = [p for k in keys if k in SAMPLES and (p := SAMPLES[k].path()) is not None]
     if not paths:  # fall back on any installed sample rather than failing
-        from scopesr.sdk.samples import available_samples
+        from scopesr.sdk import available_samples
 
         paths = [p for k, p in sorted(available_samples().items()) if "3d" not in k]
     if not paths:

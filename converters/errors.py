@@ -1,7 +1,7 @@
 """Errors raised by sr-convert. Each names the file involved and how to fix the problem."""
 from __future__ import annotations
 
-from scopesr.sdk.errors import ScopesrError
+from scopesr.sdk import ScopesrError
 
 
 class ConversionError(ScopesrError):

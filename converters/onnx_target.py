@@ -14,7 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from scopesr.sdk import ModelCard
+
 from .errors import ConversionError
+from .targets import Cases, ExportJob, Exported, ExportTarget, dynamic_cases, register_target
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +26,23 @@ INPUT_NAME = "lr"
 OUTPUT_NAME = "hr"
 
 
-def export(module: Any, in_channels: int, path: Path, precision: str,
-           calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
+@register_target
+class OnnxTarget(ExportTarget):
+    name = "onnx"
+    suffix = ".onnx"
+    precisions = ("fp32", "fp16", "int8")
+    default_precision = "fp32"
+
+    def export(self, job: ExportJob) -> Exported:
+        calibration = (job.calibration or {}).get(self.calibration_shapes(None)[0])
+        return Exported(job.path, _export(job.module, job.in_channels, job.path, job.precision, calibration))
+
+    def runners(self, path: Path, card: ModelCard, sizes: list[tuple[int, int]] | None) -> tuple[Cases, list[str]]:
+        return dynamic_cases(make_runner(path)), []
+
+
+def _export(module: Any, in_channels: int, path: Path, precision: str,
+            calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Write the ONNX artifact to ``path``; return card extras."""
     import onnx
     import torch

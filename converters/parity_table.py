@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scopesr.sdk.card import parse_tile_sizes
+from scopesr.sdk import parse_tile_sizes
 
 from .api import convert
 
@@ -70,7 +70,7 @@ def run(source: Any, name: str, targets: list[str], tile_sizes: list[Any] | None
               "versions": _versions(),
               "command": "python -m scopesr.converters.parity_table " + " ".join(sys.argv[1:])}
     out_dir.mkdir(parents=True, exist_ok=True)
-    from scopesr.sdk.card import atomic_write_text
+    from scopesr.sdk import atomic_write_text
 
     atomic_write_text(out_dir / f"parity_{name}.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out_dir / f"parity_{name}.md", to_markdown(result))

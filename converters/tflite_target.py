@@ -16,9 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from scopesr.sdk.backends.tflite_backend import signature_name  # the SDK reads what we name
+from scopesr.sdk import ModelCard, parse_signature, signature_name  # the SDK reads what we name
 
 from .errors import ConversionError
+from .targets import Cases, ExportJob, Exported, ExportTarget, register_target
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,29 @@ INPUT_NAME = "args_0"  # litert-torch's names for the first positional input / o
 OUTPUT_NAME = "output_0"
 
 
-def export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes: list[tuple[int, int]],
-           calibration: dict[tuple[int, int], list[np.ndarray]] | None = None) -> dict[str, Any]:
+@register_target
+class TFLiteTarget(ExportTarget):
+    name = "tflite"
+    suffix = ".tflite"
+    precisions = ("fp32", "fp16", "int8")
+    default_precision = "fp32"
+    fixed_sizes = "always"
+
+    def export(self, job: ExportJob) -> Exported:
+        sizes = list(job.sizes or [])
+        extra = _export(job.module, job.in_channels, job.path, job.precision, sizes, job.calibration)
+        return Exported(job.path, extra, layout="NHWC", tile_sizes=sizes)
+
+    def runners(self, path: Path, card: ModelCard, sizes: list[tuple[int, int]] | None) -> tuple[Cases, list[str]]:
+        rs = make_runners(path)
+        missing = [signature_name(t) for t in (sizes or []) if t not in rs]
+        if missing:
+            raise ConversionError(f"{path}: signatures {missing} missing after conversion")
+        return {signature_name(t): (t, rs[t]) for t in sorted(rs)}, []
+
+
+def _export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes: list[tuple[int, int]],
+            calibration: dict[tuple[int, int], list[np.ndarray]] | None = None) -> dict[str, Any]:
     """Write the .tflite to ``path``; return card extras (signatures, io dtype, recipe)."""
     import os
 
@@ -154,8 +176,6 @@ def _calibrate_min_max(src: Path, q: Any, calibration: dict[str, list[dict[str, 
 def make_runners(path: Path) -> dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]]:
     """One function NCHW -> NCHW per signature, by tile shape (H, W), run in ai-edge-litert."""
     from ai_edge_litert.interpreter import Interpreter
-
-    from scopesr.sdk.backends.tflite_backend import parse_signature
 
     interp = Interpreter(model_path=str(path), num_threads=2)
     runners: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}

@@ -10,10 +10,25 @@ from typing import Any, Callable
 
 import numpy as np
 
+from scopesr.sdk import ModelCard
+
 from .errors import ConversionError
+from .targets import Cases, ExportJob, Exported, ExportTarget, dynamic_cases, register_target
 
 
-def export(module: Any, in_channels: int, path: Path) -> dict[str, Any]:
+@register_target
+class TorchTarget(ExportTarget):
+    name = "torch"
+    suffix = ".pt2"
+
+    def export(self, job: ExportJob) -> Exported:
+        return Exported(job.path, _export(job.module, job.in_channels, job.path))
+
+    def runners(self, path: Path, card: ModelCard, sizes: list[tuple[int, int]] | None) -> tuple[Cases, list[str]]:
+        return dynamic_cases(make_runner(path)), []
+
+
+def _export(module: Any, in_channels: int, path: Path) -> dict[str, Any]:
     import torch
     from torch.export import Dim
 

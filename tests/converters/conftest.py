@@ -22,7 +22,7 @@ def _train(model, channels: int, steps: int, lr_size: int = 24, seed: int = 0):
     import torch
 
     from scopesr.converters import data as D
-    from scopesr.sdk.card import Normalisation
+    from scopesr.sdk import Normalisation
 
     torch.manual_seed(seed)
     imgs = D.sample_images(D.CALIBRATION_SAMPLES, Normalisation(), channels)
@@ -80,7 +80,7 @@ def real_grey_image() -> np.ndarray:
     """A real fluorescence crop (uint16 dtype) for SDK runs: 70x90, odd sizes on purpose."""
     import tifffile
 
-    from scopesr.sdk.samples import sample_path
+    from scopesr.sdk import sample_path
 
     try:
         img = tifffile.imread(sample_path("stardist-nuclei-2d"))

@@ -11,8 +11,7 @@ torch = pytest.importorskip("torch")
 from scopesr.converters import (CalibrationError, ConversionError, check_tile_sizes,  # noqa: E402
                                 convert)
 from scopesr.converters.cli import main  # noqa: E402
-from scopesr.sdk.card import ModelCard, card_path_for  # noqa: E402
-from scopesr.sdk.errors import CardError, IntegrityError  # noqa: E402
+from scopesr.sdk import CardError, IntegrityError, ModelCard, card_path_for  # noqa: E402
 
 
 def _copy(src, dst_dir, name="m"):
@@ -67,7 +66,7 @@ def test_corrupt_checkpoint(trained_student, tmp_path, capsys):
     # garbage whose card matches (e.g. a truncated download re-carded by hand)
     g = _copy(trained_student, tmp_path, "garbage")
     g.write_bytes(b"this is not a safetensors file")
-    from scopesr.sdk.card import sha256_path
+    from scopesr.sdk import sha256_path
 
     card = ModelCard.read(card_path_for(g))
     card.sha256 = sha256_path(g)

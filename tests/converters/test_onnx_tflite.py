@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from scopesr.converters import convert, parity_check  # noqa: E402
 from scopesr.converters.cli import main  # noqa: E402
-from scopesr.sdk.card import ModelCard, card_path_for, sha256_path  # noqa: E402
+from scopesr.sdk import ModelCard, card_path_for, sha256_path  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from scopesr.converters import convert  # noqa: E402
 from scopesr.converters.cli import main  # noqa: E402
-from scopesr.sdk.card import ModelCard  # noqa: E402
+from scopesr.sdk import ModelCard  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
