@@ -31,7 +31,7 @@ if str(HERE) not in sys.path:  # run as a script from anywhere, or imported by t
 from pipeline import RoiProcessor, Stats, parse_roi, run_pipeline  # noqa: E402
 from sources import SourceError, open_source  # noqa: E402
 
-from scopesr.sdk import ScopesrError  # noqa: E402
+from scopesr.sdk import ModelError, ScopesrError  # noqa: E402
 
 log = logging.getLogger("demo_pi")
 
@@ -51,12 +51,12 @@ def default_model(backend: str) -> Path:
             break
         try:
             p = finder(fmt)
-        except (ScopesrError, ValueError, KeyError, FileNotFoundError) as exc:
+        except ScopesrError as exc:  # unknown format or not bundled: try the next
             tried.append(f"{fmt}: {exc}")
             continue
         if p is not None and Path(p).exists():
             return Path(p)
-    raise ScopesrError(
+    raise ModelError(
         f"no bundled default model for the {backend} backend ({'; '.join(tried) or 'none found'}); "
         "pass one with --model PATH (a .tflite or .onnx with its .card.json)")
 
