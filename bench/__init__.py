@@ -12,10 +12,10 @@ sr-bench, one job per module:
     backends     torch / ONNX Runtime / TFLite upscalers for a preset
     peers/       the bundled OpenCV ESPCN/FSRCNN x4 models and their runner (Apache-2.0)
     speed        Table 3 analogue (speed tables, reference rows)
-    evaluation   Table 2 analogue (PSNR/SSIM on real images)
+    evaluation   Table 2 analogue per degradation (scopesr.sdk.quality.evaluate on real held-out images)
     report       markdown, JSON and the plot
     progress     the progress bar
-    _metrics_legacy  the PSNR/SSIM/degradation code evaluation uses, kept in one place
+    release      sr-bench release: bundle trained weights as the SDK's default, scored per degradation
     torch_module     a live nn.Module as an SDK backend
 Shared by every benchmark:
     timing       the one timing helper (median/min/max after warm-up, optional sync)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -180,46 +181,79 @@ def render_markdown(res: dict[str, Any]) -> str:
                   ""]
     q = res.get("quality")
     if q:
-        lines += ["## Table 2 analogue: quality", "", f"Convention: {q['convention']}", ""]
-        for d, text in q["degradations"].items():
-            lines.append(f"- LR `{d}`: {text}")
-        lines += ["", f"Images: {q['images_note']}", ""]
-        degs = list(q["degradations"])
-        headers = ["method", "kind"]
-        for d in degs:
-            headers += [f"PSNR ({d})", f"SSIM ({d})", f"ΔPSNR vs bicubic ({d})"]
-        rows = []
-        for meth in q["methods"]:
-            row = [meth["name"], meth["kind"]]
-            for d in degs:
-                mean = meth["mean"].get(d, {})
-                row += [mean.get("psnr"), mean.get("ssim"), mean.get("gain_db")]
-            rows.append(row)
-        lines += ["Mean over the images:", "", markdown_table(headers, rows), ""]
-        # per image detail: one table per degradation, images as rows, methods as columns
-        for d in degs:
-            headers = ["image", "kind", "held out"] + [m_["name"] for m_ in q["methods"]]
-            rows = []
-            for im in q["images"]:
-                row = [f"{im['name']} {'x'.join(map(str, im['shape'][:2]))} {im['dtype']}", im["kind"], im["heldout"]]
-                for m_ in q["methods"]:
-                    v = m_["per_image"].get(d, {}).get(im["name"])
-                    row.append(DASH if v is None else
-                               ("error" if "error" in v else f"{fmt_num(v['psnr'])} / {fmt_num(v['ssim'])}"))
-                rows.append(row)
-            lines += [f"Per image, LR `{d}`, PSNR (dB) / SSIM:", "",
-                      markdown_table(headers, rows, ["l", "l", "l"] + ["r"] * len(q["methods"])), ""]
-        errs = [(m_["name"], e) for m_ in q["methods"] for e in m_.get("errors", [])]
-        errs += [(f["model"], "not loaded: " + f["error"]) for f in q.get("failed_models", [])]
-        for name, e in errs:
-            lines.append(f"- {name}: {e}")
-        if errs:
-            lines.append("")
-        lines += ["Paper's Table 2 (HPA test crops, RGB, for context): " + "; ".join(
-            f"{k} {p:.3f} dB / {s:.3f}" for k, (p, s) in PAPER_TABLE2.items()) + ".", ""]
+        lines += quality_markdown(q)
     if res.get("plot"):
         lines += [f"![sr-bench plot]({res['plot']})", ""]
     return "\n".join(lines)
+
+
+def _signed(v: float | None) -> str:
+    return DASH if v is None else f"{v:+.2f}"
+
+
+def quality_markdown(q: dict[str, Any]) -> list[str]:
+    """Table 2 analogue: one row per degradation, every method side by side, the winner named."""
+    methods, degs = q["methods"], list(q["degradations"])
+    win = q.get("winners") or {}
+    lines = ["## Table 2 analogue: quality per degradation", "", f"Convention: {q['convention']}", ""]
+    for d, text in q["degradations"].items():
+        lines.append(f"- LR `{d}`: {text}")
+    lines += ["", f"Images: {q['images_note']}", ""]
+    # 1. mean PSNR / SSIM, the best of each row in bold
+    headers = ["LR made by"] + [m["name"] for m in methods] + ["best PSNR", "best SSIM"]
+    rows = []
+    for d in degs:
+        w = win.get(d, {})
+        row: list[Any] = [d]
+        for m in methods:
+            mean = m["mean"].get(d)
+            if not mean:
+                row.append(DASH)
+                continue
+            p, s = fmt_num(mean["psnr"], 4), f"{mean['ssim']:.3f}"
+            p = f"**{p}**" if w.get("psnr") == m["name"] else p
+            s = f"**{s}**" if w.get("ssim") == m["name"] else s
+            row.append(f"{p} / {s}")
+        rows.append(row + [w.get("psnr", DASH), w.get("ssim", DASH)])
+    lines += ["Mean PSNR (dB) / SSIM (per source, then over sources); **bold**: the best of the row:", "",
+              markdown_table(headers, rows, ["l"] + ["r"] * len(methods) + ["l", "l"]), ""]
+    # 2. gain over bicubic of every non-classic method, with its worst image
+    others = [m for m in methods if m["kind"] != "classic"]
+    if others:
+        headers = ["LR made by"] + [m["name"] for m in others]
+        rows = []
+        for d in degs:
+            row = [d]
+            for m in others:
+                mean = m["mean"].get(d)
+                row.append(DASH if not mean else
+                           f"{_signed(mean['gain_db'])} dB / SSIM {mean['ssim_gain']:+.3f}; worst "
+                           f"{_signed(mean['worst_gain_db'])} dB; {mean['below_bicubic']} of {mean['n']} below")
+            rows.append(row)
+        lines += ["Gain over bicubic (mean PSNR and SSIM; the worst image's PSNR gain; images where the method "
+                  "is below bicubic):", "", markdown_table(headers, rows), ""]
+    # 3. per image detail: one table per degradation, images as rows, methods as columns
+    for d in degs:
+        headers = ["image", "kind", "held out"] + [m_["name"] for m_ in methods]
+        rows = []
+        for im in q["images"]:
+            row = [f"{im['name']} {'x'.join(map(str, im['shape'][:2]))} {im['dtype']}", im["kind"], im["heldout"]]
+            for m_ in methods:
+                v = m_["per_image"].get(d, {}).get(im["name"])
+                row.append(DASH if v is None else
+                           ("error" if "error" in v else f"{fmt_num(v['psnr'])} / {fmt_num(v['ssim'])}"))
+            rows.append(row)
+        lines += [f"Per image, LR `{d}`, PSNR (dB) / SSIM:", "",
+                  markdown_table(headers, rows, ["l", "l", "l"] + ["r"] * len(methods)), ""]
+    errs = [(m_["name"], e) for m_ in methods for e in m_.get("errors", [])]
+    errs += [(f["model"], "not loaded: " + f["error"]) for f in q.get("failed_models", [])]
+    for name, e in errs:
+        lines.append(f"- {name}: {e}")
+    if errs:
+        lines.append("")
+    lines += ["Paper's Table 2 (HPA test crops, RGB, bicubic LR, another convention; for context only): " + "; ".join(
+        f"{k} {p:.3f} dB / {s:.3f}" for k, (p, s) in PAPER_TABLE2.items()) + ".", ""]
+    return lines
 
 
 # --------------------------------------------------------------------------- plot
@@ -240,19 +274,23 @@ def _bars(res: dict[str, Any]) -> list[tuple[str, float, str]]:
 _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 
 
-def _gains(res: dict[str, Any]) -> tuple[list[str], dict[str, list[float]]]:
+def _gains(res: dict[str, Any]) -> tuple[list[str], dict[str, list[float]], list[str]]:
+    """(degradations, {method: mean PSNR gain over bicubic per degradation}, the PSNR winner per
+    degradation) for every method but the two classic ones (nearest is far below, bicubic is 0)."""
     q = res.get("quality") or {}
-    names = [m["name"] for m in q.get("methods", [])]
-    gains = {d: [m["mean"].get(d, {}).get("gain_db") or 0.0 for m in q.get("methods", [])]
-             for d in q.get("degradations", {})}
-    return names, gains
+    degs = list(q.get("degradations", {}))
+    gains = {m["name"]: [(m["mean"].get(d) or {}).get("gain_db") or 0.0 for d in degs]
+             for m in q.get("methods", []) if m.get("kind") != "classic"}
+    best = [(q.get("winners") or {}).get(d, {}).get("psnr", "?") for d in degs]
+    return degs, gains, best
 
 
 def write_plot(path: Path, res: dict[str, Any]) -> str:
-    """PNG: patch latency per model and runtime (log scale) and, when measured, PSNR gain
-    over bicubic per method. Returns the library used ('matplotlib' or 'pillow')."""
+    """PNG: patch latency per model and runtime (log scale) and, when measured, each method's
+    PSNR gain over bicubic per degradation, the winner named per degradation. Returns the library used ('matplotlib' or 'pillow')."""
     bars = _bars(res)
-    names, gains = _gains(res)
+    degs, gains, best = _gains(res)
+    names = degs if gains else []
     try:
         import matplotlib
 
@@ -261,8 +299,9 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
     except ImportError:
         _pillow_plot(path, bars)
         return "pillow"
-    n_panels = 1 + (1 if names else 0)
-    fig, axes = plt.subplots(1, n_panels, figsize=(7 * n_panels, max(3.0, 0.28 * max(len(bars), len(names)) + 1.5)),
+    speed_panel = bool(bars) or not names  # a run without speed tables (--no-speed) shows quality only
+    n_panels = int(speed_panel) + (1 if names else 0)
+    fig, axes = plt.subplots(1, n_panels, figsize=(7 * n_panels, max(3.0, 0.28 * max(len(bars), len(names) * (2 + len(gains)) // 2) + 1.5)),
                              squeeze=False)
     ax = axes[0][0]
     if bars:
@@ -274,22 +313,24 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
         ax.legend(handles=[Patch(color=colour[g], label=g) for g in groups], fontsize=7, loc="upper right")  # fastest (shortest) bars are on top
         ax.set_xscale("log")
         ax.invert_yaxis()
-    ax.set_xlabel("ms per 64x64 LR patch (median, log scale)")
-    ax.set_title("Speed (Table 3 analogue)")
-    ax.tick_params(axis="y", labelsize=7)
-    if names:
-        ax = axes[0][1]
+    if speed_panel:
+        ax.set_xlabel("ms per 64x64 LR patch (median, log scale)")
+        ax.set_title("Speed (Table 3 analogue)")
+        ax.tick_params(axis="y", labelsize=7)
+    if names:  # one group of bars per degradation, one bar per method; the winner in the label
+        ax = axes[0][n_panels - 1]
         h = 0.8 / max(1, len(gains))
-        for i, (d, g) in enumerate(gains.items()):
-            ax.barh([j + i * h for j in range(len(names))], g, height=h, label=f"LR {d}")
-        ax.set_yticks([j + 0.4 - h / 2 for j in range(len(names))])
-        ax.set_yticklabels(names, fontsize=7)
+        for i, (m, g) in enumerate(gains.items()):
+            ax.barh([j + i * h for j in range(len(degs))], g, height=h, label=m,
+                    color=_COLOURS[i % len(_COLOURS)])
+        ax.set_yticks([j + 0.4 - h / 2 for j in range(len(degs))])
+        ax.set_yticklabels([f"{d}\nbest: {b}" for d, b in zip(degs, best)], fontsize=7)
         ax.axvline(0, color="k", lw=0.8)
         ax.invert_yaxis()
-        ax.set_xlabel("mean PSNR gain over bicubic (dB)")
-        ax.set_title("Quality (Table 2 analogue)")
-        ax.legend(fontsize=7)
-    fig.suptitle(res.get("machine_line", "")[:140], fontsize=7)
+        ax.set_xlabel("mean PSNR gain over bicubic (dB); < 0: worse than bicubic")
+        ax.set_title("Quality per degradation (Table 2 analogue)")
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("\n".join(textwrap.wrap(res.get("machine_line", ""), 95 * n_panels)[:2]), fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -11,9 +11,8 @@ from typing import Any
 
 from scopesr.sdk.atomic import atomic_write_text
 
-from . import _metrics_legacy as M
 from . import report as R
-from .evaluation import eval_images, measure_quality
+from .evaluation import degradation_names, eval_images, measure_quality
 from .gpu import gpu_targets
 from .machine import describe_machine
 from .peers import find_peers
@@ -55,9 +54,9 @@ def run_bench(st: Settings) -> dict[str, Any]:
             res["speed"] = measure_speed(st, peers, cache)
             res["gpu_targets"] = gpu_targets(st)
         if st.quality:
-            n = (2 + len(peers) + len(st.models)) * len(M.DOWNSAMPLERS) * (len(eval_images(st)[0]))
-            with bar(n, st.progress, "quality") as progress:
-                res["quality"] = measure_quality(st, peers, progress)
+            images = eval_images(st)
+            with bar(len(degradation_names(st)) * len(images[0]), st.progress, "quality") as progress:
+                res["quality"] = measure_quality(st, peers, progress, images)
     finally:
         if own_cache:
             shutil.rmtree(cache, ignore_errors=True)

@@ -34,6 +34,7 @@ class Settings:
     peers: Path | None = None
     models: list[Path] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
+    degradations: list[str] | None = None  # quality rows (None: every row, or the quick subset)
     speed: bool = True
     quality: bool = True
     tile: int | None = None

