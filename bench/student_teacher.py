@@ -5,14 +5,16 @@ the median time for one 64x64 LR patch (-> 256x256) and one 512x512 output (128x
 torch (CPU), ONNX Runtime and TFLite (ai-edge-litert, fixed-size signatures lr64/lr128).
 The student is the bundled default model (trained); the teacher is the ``paper`` preset
 (1 channel, random init: timing does not depend on the weights). Then the student's TFLite
-int8 vs fp32: speed, and PSNR/SSIM on the held-out real images through ``scopesr.sdk`` (the
-default model's recipe split and its evaluation).
+int8 vs fp32: speed, and PSNR/SSIM through ``scopesr.sdk`` on the held-out real images that the
+default model's card names (``metrics.heldout.sources``, read by
+``scopesr.trainer.data.heldout_images``), per degradation, scored by
+``scopesr.sdk.quality.evaluate``.
 """
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,16 +95,23 @@ def tflite_direct(module: Any, path: Path, sizes: list[int]) -> Path:
     return path
 
 
-def measure(reps: int, threads: int) -> dict[str, Any]:
-    """Timings of the student and the teacher on every backend, and the student's int8/fp32 quality."""
+def measure(reps: int, threads: int, degradations: Sequence[str] | None = None,
+            max_planes: int = 6) -> dict[str, Any]:
+    """Timings of the student and the teacher on every backend, and the student's int8/fp32 quality
+    on its card's held-out images under each of ``degradations`` (default: every
+    ``scopesr.sdk.quality.EVAL_DEGRADATIONS`` row; ``max_planes`` planes per held-out stack)."""
     import scopesr.sdk as sdk
     from scopesr.converters.api import convert
-    from scopesr.trainer import recipe_default as recipe
+    from scopesr.sdk import quality as Q
     from scopesr.trainer.checkpoint import load_generator
     from scopesr.trainer.models import count_params, create_model
     from scopesr.trainer.receptive_field import macs_per_lr_pixel, receptive_field_radius
 
+    from .evaluation import card_images
+    from .release import int8_vs_fp32
+
     student, scard = load_generator(sdk.default_model_path("safetensors"))
+    images, images_note = card_images(scard, max_planes)  # first: a card without them fails before the timing
     teacher = create_model("paper", in_channels=1, out_channels=1).eval()
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,19 +137,27 @@ def measure(reps: int, threads: int) -> dict[str, Any]:
         rows[f"student ({scard.architecture}, trained)"]["ms"]["tflite-int8"] = tflite_times(
             sdk.default_model_path("tflite-int8"), reps, threads)
 
-    log.info("int8 vs fp32 quality on the held-out split")
-    _, held = recipe.load_split()
-    quality = {}
+    degs = list(degradations) if degradations else list(Q.EVAL_DEGRADATIONS)
+    log.info("int8 vs fp32 quality: %s; %d images x %d degradations", images_note, len(images), len(degs))
+    quality: dict[str, dict[str, Any]] = {}
+    evals = {}
     for fmt in ("tflite", "tflite-int8"):
         up = sdk.load(sdk.default_model_path(fmt), num_threads=threads)
-        ev = recipe.evaluate(held, lambda lr, up=up: up.upscale(lr))
-        quality[fmt] = {"psnr": ev["mean"]["psnr_model"], "ssim": ev["mean"]["ssim_model"],
-                        "psnr_bicubic": ev["mean"]["psnr_bicubic"], "ssim_bicubic": ev["mean"]["ssim_bicubic"],
-                        "gain_db_vs_bicubic": ev["gain_db_vs_bicubic"],
-                        "per_source_psnr": {k: v["psnr_model"] for k, v in ev["per_source"].items()}}
+        ev = Q.evaluate(lambda lr, up=up: up.upscale(lr), images, degs, scale=scard.scale)
+        evals[fmt] = ev
+        quality[fmt] = {d: {"psnr": e["mean"]["psnr_model"], "ssim": e["mean"]["ssim_model"],
+                            "psnr_bicubic": e["mean"]["psnr_bicubic"], "ssim_bicubic": e["mean"]["ssim_bicubic"],
+                            "gain_db_vs_bicubic": e["gain_db_vs_bicubic"], "worst_gain_db": e["worst_gain_db"],
+                            "worst_image": e["worst_image"],
+                            "per_source_psnr": {k: v["psnr_model"] for k, v in e["per_source"].items()}}
+                        for d, e in ev["summary"].items()}
+    i8 = int8_vs_fp32(evals["tflite"], evals["tflite-int8"])
     s_name, t_name = list(rows)
     ratio = rows[s_name]["macs_per_lr_pixel"] / rows[t_name]["macs_per_lr_pixel"]
-    return {"threads": threads, "reps": reps, "models": rows, "student_macs_ratio": ratio, "tflite_quality": quality}
+    return {"threads": threads, "reps": reps, "models": rows, "student_macs_ratio": ratio, "tflite_quality": quality,
+            "images": images_note, "degradations_arg": bool(degradations), "degradations": evals["tflite"]["degradations"],
+            "convention": evals["tflite"]["convention"],
+            "int8_vs_fp32": {"mean_db": i8["mean_db"], "worst": i8["worst"]}}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -148,7 +165,8 @@ def markdown(res: dict[str, Any]) -> str:
     s_name = list(rows)[0]
     md = [f"# Student vs teacher ({res['threads']} threads, median ms)", "",
           "The machine's cores were shared with other jobs during this run: compare rows, not absolutes.",
-          f"Command: `python benchmarks/bench_student.py --reps {res['reps']} --threads {res['threads']}`", "",
+          f"Command: `python benchmarks/bench_student.py --reps {res['reps']} --threads {res['threads']}"
+          + (f" --degradations {','.join(res['degradations'])}`" if res.get("degradations_arg") else "`"), "",
           "| model | params | MAC / LR px | halo | backend | 64x64 patch | 512x512 output |",
           "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
@@ -157,16 +175,23 @@ def markdown(res: dict[str, Any]) -> str:
             md.append(f"| {name} | {r['params']:,} | {r['macs_per_lr_pixel']:,} | {r['halo_lr_px']} | {be} | "
                       + " | ".join(cells) + " |")
     md += ["", f"Student MACs = {100 * ratio:.2f} % of the teacher's.", "",
-           "## Student TFLite: int8 vs fp32 on the held-out real images (scopesr.sdk, seam-free tiles)", "",
-           "| artifact | PSNR | SSIM | bicubic PSNR | bicubic SSIM | gain vs bicubic (dB) |", "|---|---|---|---|---|---|"]
-    for fmt, q in quality.items():
-        md.append(f"| {fmt} | {q['psnr']:.3f} | {q['ssim']:.4f} | {q['psnr_bicubic']:.3f} | "
-                  f"{q['ssim_bicubic']:.4f} | {q['gain_db_vs_bicubic']:+.3f} |")
+           "## Student TFLite: int8 vs fp32 on the held-out real images, per degradation (scopesr.sdk, seam-free tiles)",
+           "", f"Images: {res['images']}.", "",
+           "| LR made by | artifact | PSNR | SSIM | bicubic PSNR | bicubic SSIM | gain vs bicubic (dB) | worst image (dB) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for deg in res["degradations"]:
+        for fmt, per_deg in quality.items():
+            q = per_deg[deg]
+            md.append(f"| {deg} | {fmt} | {q['psnr']:.3f} | {q['ssim']:.4f} | {q['psnr_bicubic']:.3f} | "
+                      f"{q['ssim_bicubic']:.4f} | {q['gain_db_vs_bicubic']:+.3f} | {q['worst_gain_db']:+.3f} |")
     s_ms = rows[s_name]["ms"]
     first, second = list(SIZES)
+    w = res["int8_vs_fp32"]["worst"]
     md += ["", f"int8 speed-up over fp32 (TFLite): 64x64 "
                f"{s_ms['tflite-fp32'][first] / s_ms['tflite-int8'][first]:.2f}x, 512x512 "
                f"{s_ms['tflite-fp32'][second] / s_ms['tflite-int8'][second]:.2f}x; "
-               f"PSNR change {quality['tflite-int8']['psnr'] - quality['tflite']['psnr']:+.3f} dB.",
-           "", "Held-out split and metric convention: see the cards in sdk/models/ and the default model's recipe."]
+               f"PSNR change int8 - fp32: mean {res['int8_vs_fp32']['mean_db']:+.3f} dB, worst "
+               f"{w['delta_db']:+.3f} dB ({w['image']}, {w['degradation']}).", "",
+           "Degradations: " + "; ".join(f"`{k}`: {v}" for k, v in res["degradations"].items()) + ".", "",
+           f"Convention: {res['convention']}"]
     return "\n".join(md) + "\n"
