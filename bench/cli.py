@@ -246,7 +246,7 @@ def release_cmd(weights: Path, models_dir: Path, data_dir: Path | None, results_
     except (ScopesrError, OSError) as exc:
         click.echo(f"sr-bench release: error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    for key, a in summary["artifacts"].items():
+    for a in summary["artifacts"].values():
         gains = ", ".join(f"{d} {e['gain_db_vs_bicubic']:+.2f} dB" for d, e in a["summary"].items())
         click.echo(f"{models_dir / a['file']}: gain over bicubic: {gains}")
     w = summary["int8_vs_fp32"]["worst"]

@@ -5,7 +5,6 @@ markdown and PNG, and the release command's wiring (not the release itself: minu
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
