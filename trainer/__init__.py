@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .catalogue import PresetInfo, list_presets
 from .checkpoint import load_generator, save_generator
-from .errors import CheckpointError, EvalError, LossError, PresetError
+from .errors import CheckpointError, DataError, EvalError, LossError, PresetError, TrainError
 from .models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, create_model, preset_config
 from .receptive_field import macs_per_lr_pixel, probe_receptive_field_radius, receptive_field_radius
 
@@ -20,5 +20,5 @@ __all__ = [
     "Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig", "PresetInfo",
     "create_model", "list_presets", "preset_config", "macs_per_lr_pixel", "probe_receptive_field_radius",
     "receptive_field_radius", "save_generator", "load_generator",
-    "PresetError", "EvalError", "LossError", "CheckpointError",
+    "PresetError", "EvalError", "LossError", "CheckpointError", "DataError", "TrainError",
 ]

@@ -39,12 +39,9 @@ import torch
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from scopesr.sdk import quality
-from scopesr.sdk.card import Normalisation
-from scopesr.sdk.errors import ScopesrError
-from scopesr.sdk.io import IMAGE_SUFFIXES, read_image
-from scopesr.sdk.normalize import compute_stats
-from scopesr.sdk.samples import sample_path
+from scopesr.sdk import IMAGE_SUFFIXES, Normalisation, ScopesrError, compute_stats, quality, read_image, sample_path
+
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +58,6 @@ DEGRADATIONS = {
 #: the blind microscope degradation (scopesr.sdk.quality.DegradationRanges, drawn per crop)
 MICROSCOPY = "microscopy"
 
-
-class DataError(ScopesrError):
-    """The training data cannot be found or used (names the folder/file and the fix)."""
 
 
 @dataclass

@@ -45,10 +45,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from scopesr.sdk.card import atomic_write_text
-from scopesr.sdk.errors import ScopesrError
+from scopesr.sdk import atomic_write_text
 
 from . import data as data_mod
+from .errors import TrainError
 from .checkpoint import (
     latest_checkpoint,
     load_generator,
@@ -69,8 +69,6 @@ MODES = ("pretrain", "gan", "distill")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-class TrainError(ScopesrError):
-    """A training run cannot start or continue (names the file/option and the fix)."""
 
 
 @dataclass
