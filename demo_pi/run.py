@@ -10,10 +10,14 @@ real fluorescence time-lapse shipped by a pip package; the default).
 
 Only ``scopesr.sdk`` runs the model (ONNX Runtime or LiteRT / tflite-runtime): no torch.
 Prints a final ``fps: X`` line (frames / wall time, capture to SR, outputs included).
+
+Exit status: 0 the run ended (after --frames, at the end of a file source, or by one
+Ctrl-C); 1 the model, the source or the display could not be used (the message says how
+to fix it), or a second Ctrl-C aborted the run; 2 usage error (an unknown option, a bad
+--roi, --lores or --frames value, --roi with --full, --headless without --out).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import platform
 import signal
@@ -21,8 +25,12 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import click
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script from anywhere, or imported by the benchmark
@@ -72,54 +80,76 @@ def parse_size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
         return w, h
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WxH, e.g. 160x120") from None
+        raise click.BadParameter(f"{text!r}: expected WxH, e.g. 160x120") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="demo_pi/run.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default=DEFAULT_SOURCE,
-                   help="picamera2 | camera index | video | TIFF stack | image folder | sample:KEY "
-                        f"(default {DEFAULT_SOURCE})")
-    p.add_argument("--model", type=Path, help="a .tflite or .onnx with its .card.json "
-                   "(default: the bundled student for --backend)")
-    p.add_argument("--backend", choices=("tflite", "onnx"), default=None,
-                   help="runtime (default: from --model's suffix, else tflite)")
-    roi = p.add_mutually_exclusive_group()
-    roi.add_argument("--roi", type=str, help="x,y,w,h in LR pixels (default: centred 64x64, as in the paper)")
-    roi.add_argument("--full", action="store_true", help="super-resolve the whole frame")
-    p.add_argument("--headless", action="store_true", help="no window: write outputs into --out")
-    p.add_argument("--out", type=Path, help="folder for PNG/TIFF frames, demo.gif, demo.mp4, run.json")
-    p.add_argument("--frames", type=int, default=None, help="stop after N frames")
-    p.add_argument("--loop", action="store_true", help="repeat a file source until --frames or Ctrl-C")
-    p.add_argument("--video", choices=("gif", "mp4", "both", "none"), default="both",
-                   help="animations to write with --out (mp4 when an encoder is installed)")
-    p.add_argument("--no-frames", action="store_true", help="with --out: skip the per-frame PNGs")
-    p.add_argument("--lores", type=parse_size, default=(160, 120),
-                   help="camera frame size for inference, WxH (default 160x120)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="runtime threads (default: the runtime's choice; a Pi 4/5 has 4 cores)")
-    p.add_argument("--screenshot", type=Path, help="windowed: grab the panes from the screen at the end")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
+#: exit statuses, the same for every scopesr command
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """\b
+SRC: picamera2 (Pi camera, lores stream), a camera index (0, OpenCV), a video file, a TIFF
+stack / time-lapse, a folder of images, or sample:napari-timelapse (a real fluorescence
+time-lapse shipped by a pip package; the default).
+\b
+Examples:
+  python demo_pi/run.py --source picamera2 --threads 4
+  python demo_pi/run.py --headless --out out --frames 12 --video gif --roi 250,255,64,64
+\b
+Exit status: 0 the run ended (after --frames, at the end of a file source, or by one
+Ctrl-C); 1 the model, the source or the display could not be used (the message says how
+to fix it), or a second Ctrl-C aborted the run; 2 usage error (an unknown option, a bad
+--roi, --lores or --frames value, --roi with --full, --headless without --out).
+"""
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    return parse_size(value)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               help=__doc__.split("\n\n")[0], epilog=EPILOG)
+@click.option("--source", default=DEFAULT_SOURCE, show_default=True, metavar="SRC",
+              help="picamera2 | camera index | video | TIFF stack | image folder | sample:KEY.")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+              help="A .tflite or .onnx with its .card.json (default: the bundled student for --backend).")
+@click.option("--backend", type=click.Choice(["tflite", "onnx"]), default=None,
+              help="Runtime (default: from --model's suffix, else tflite).")
+@click.option("--roi", default=None, metavar="x,y,w,h",
+              help="Region in LR pixels (default: centred 64x64, as in the paper).")
+@click.option("--full", is_flag=True, help="Super-resolve the whole frame (not with --roi).")
+@click.option("--headless", is_flag=True, help="No window: write outputs into --out.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Folder for PNG/TIFF frames, demo.gif, demo.mp4, run.json.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, metavar="N", help="Stop after N frames.")
+@click.option("--loop", is_flag=True, help="Repeat a file source until --frames or Ctrl-C.")
+@click.option("--video", type=click.Choice(["gif", "mp4", "both", "none"]), default="both", show_default=True,
+              help="Animations to write with --out (mp4 when an encoder is installed).")
+@click.option("--no-frames", is_flag=True, help="With --out: skip the per-frame PNGs.")
+@click.option("--lores", default="160x120", show_default=True, callback=_size, metavar="WxH",
+              help="Camera frame size for inference.")
+@click.option("--threads", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Runtime threads (default or 0: the runtime's choice; a Pi 4/5 has 4 cores).")
+@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PNG",
+              help="Windowed: grab the panes from the screen at the end.")
+@click.option("-v", "--verbose", is_flag=True, help="Info log output.")
+@click.pass_context
+def cli(ctx: click.Context, **params: Any) -> int:
+    args = SimpleNamespace(**params)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.headless and args.out is None:
-        print("error: --headless needs --out DIR (where the frames and the GIF/MP4 go)", file=sys.stderr)
-        return 2
-    if args.frames is not None and args.frames < 1:
-        print("error: --frames must be >= 1", file=sys.stderr)
-        return 2
+        raise click.UsageError("--headless needs --out DIR (where the frames and the GIF/MP4 go)", ctx=ctx)
+    if args.roi is not None and args.full:
+        raise click.UsageError("--roi and --full exclude each other", ctx=ctx)
     try:
         roi = parse_roi(args.roi) if args.roi else None
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise click.UsageError(str(exc), ctx=ctx) from None
+    return run(args, roi)
 
+
+def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
+    """The demo with checked options; returns the exit status."""
     try:
         backend = args.backend or ({".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite")
                                    if args.model else "tflite")
@@ -129,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         source = open_source(args.source, loop=args.loop, lores=args.lores)
     except (ScopesrError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
     processor = RoiProcessor(up, roi=roi, full=args.full)
     stop = threading.Event()
@@ -171,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                                  screenshot=args.screenshot, status=desc)
             except NoDisplay as exc:
                 print(f"error: {exc}", file=sys.stderr)
-                return 1
+                return EXIT_FAILED
             stats = win.run(work)
     except ScopesrError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         source.close()
 
@@ -201,7 +231,24 @@ def main(argv: list[str] | None = None) -> int:
           f"median latency: {summary['latency_ms_median']} ms  dropped: {stats.dropped}"
           + ("  (interrupted)" if stats.interrupted else ""))
     print(f"fps: {stats.fps:.1f}")
-    return 0
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo on ``argv`` (default: the process's arguments); returns the exit status."""
+    try:
+        rv = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="demo_pi/run.py",
+                      standalone_mode=False)
+    except click.UsageError as exc:  # bad option or value: click says which, with the usage line
+        exc.show()
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:  # a second Ctrl-C
+        print("aborted", file=sys.stderr)
+        return EXIT_FAILED
+    return rv if isinstance(rv, int) else EXIT_OK
 
 
 if __name__ == "__main__":
