@@ -39,6 +39,11 @@ whatever the image size.
 Examples:
   sr-upscale cells.tif -o out/
   sr-upscale raw/ stack.tif -o out/ --model student.onnx --tile 128 --compare
+
+\b
+Exit status: 0 every file upscaled; 1 some inputs failed (each is named in the summary;
+the others are written), no input images were found, or the model could not be loaded;
+2 usage error (an unknown option or a bad value).
 """
 
 
