@@ -54,20 +54,24 @@ def _heldout_sources(card: Any) -> list[str]:
     return list(srcs)
 
 
-def _write_calibration(folder: Path, sources: Sequence[str], per_source: int = 6) -> Path:
-    """int8 calibration images from the TRAINING sources (never the held-out ones)."""
+def _write_calibration(folder: Path, sources: Sequence[str], ranges: dict[str, Any] | None,
+                       per_source: int = 6, seed: int = 0) -> Path:
+    """int8 calibration images from the TRAINING sources (never the held-out ones), each passed
+    through a random draw of the training degradations: int8 ranges must cover the LR images
+    the model meets (noisy, binned, 8-bit...), not only clean HR planes."""
     import tifffile
 
     from scopesr.trainer.data import _read_planes, is_spec
 
     folder.mkdir(parents=True, exist_ok=True)
+    draws = quality.DegradationRanges.from_dict(ranges or {})
     for i, spec in enumerate(s for s in sources if is_spec(s)):
         planes = _read_planes(spec)
         idx = np.unique(np.linspace(0, planes.shape[0] - 1, min(per_source, planes.shape[0])).round().astype(int))
         for j in idx:
-            a = planes[j][..., 0]
-            a = a if a.dtype.kind in "u" else np.clip(a, 0, 65535).astype(np.uint16)
-            tifffile.imwrite(folder / f"src{i}_plane{j}.tif", a)
+            rng = np.random.default_rng([seed, i, int(j)])
+            lr, _ = draws.sample(rng).apply(planes[j][..., 0].astype(np.float64), rng, dtype="uint16")
+            tifffile.imwrite(folder / f"src{i}_plane{j}.tif", lr)
     return folder
 
 
@@ -123,7 +127,8 @@ def release(weights: Path, models_dir: Path, data_dir: Path | None = None, resul
     save_generator(model, out_w, card.architecture, model_config(model), training=card.training,
                    metrics=card.metrics, normalisation=card.normalisation, degradation=card.degradation,
                    name="default")
-    calib = _write_calibration(work / "calibration", train_specs)
+    calib = _write_calibration(work / "calibration", train_specs,
+                               card.training.get("data", {}).get("degradation_ranges"))
     results: dict[str, dict[str, Any]] = {}
     for key, (fname, target, precision, tiles) in ARTIFACTS.items():
         path = models_dir / fname
@@ -142,7 +147,8 @@ def release(weights: Path, models_dir: Path, data_dir: Path | None = None, resul
         if precision == "int8":
             art.metrics["int8_vs_fp32"] = {k: v for k, v in int8_vs_fp32(results["tflite"], res).items()
                                            if k != "per_image"}
-            art.extra["calibration"] = "training sources only: " + ", ".join(train_specs)
+            art.extra["calibration"] = ("training sources only, each plane through a random draw of the "
+                                        "training degradations: " + ", ".join(train_specs))
         art.save(sdk.card_path_for(path))
     summary = {"weights": str(out_w), "heldout_sources": held_specs,
                "images": [im.name for im in images], "degradations": results["onnx"]["degradations"],
