@@ -26,4 +26,5 @@ The benchmark scripts' code:
     tiling_overhead  benchmarks/bench_tiling.py
     memory           benchmarks/bench_memory.py
     student_teacher  benchmarks/bench_student.py
+    small_frame      benchmarks/bench_small_frame.py (the SDK's overhead on a 64x64 frame)
 """

@@ -55,7 +55,9 @@ class Stats:
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """(..., C) raw pixels -> float32 in the model's range."""
-        return (raw.astype(np.float32) - self._lo32) * self._inv32
+        x = np.subtract(raw, self._lo32, dtype=np.float32)  # the cast fused into the subtraction
+        x *= self._inv32
+        return x
 
     def denormalise(self, y: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None,
                     overwrite_input: bool = False) -> np.ndarray:
@@ -65,22 +67,42 @@ class Stats:
         a temporary: at 640x480 out, per camera frame, the allocation and one pass matter.
         """
         dtype = np.dtype(dtype)
-        integer = np.issubdtype(dtype, np.integer)
+        bounds = _int_bounds(dtype)
         if overwrite_input and y.dtype == np.float32 and y.flags.writeable:
             v = np.multiply(y, self._scale32, out=y)
         else:
             v = np.multiply(y, self._scale32, dtype=np.float32)
         # + 0.5 then truncation by the cast = round half up, one pass cheaper than np.rint;
         # the integer dtypes here are unsigned (check_dtype), so clipping at 0 first makes
-        # truncation and floor agree
-        v += self._lo32 + np.float32(0.5 if integer else 0.0)
-        if integer:
-            info = np.iinfo(dtype)
-            np.clip(v, info.min, info.max, out=v)
+        # truncation and floor agree. The clip writes ``out`` itself (clip and cast in one
+        # pass): on a 64x64 ROI each pass over the output is a measurable part of the frame
+        v += (self._lo32 + np.float32(0.5)) if bounds else self._lo32
+        if bounds:
+            if out is None:
+                out = np.empty(v.shape, dtype)
+            np.clip(v, bounds[0], bounds[1], out=out, casting="unsafe")
+            return out
         if out is not None:
             out[...] = v  # casts to out's dtype
             return out
         return v.astype(dtype, copy=False)
+
+
+#: integer output dtype -> its (min, max) as float32 arrays for np.clip; None for floats
+_BOUNDS: dict[np.dtype, tuple[np.ndarray, np.ndarray] | None] = {}
+
+
+def _int_bounds(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """Looked up once per dtype (np.iinfo and np.issubdtype cost more than a tile's clip)."""
+    b = _BOUNDS.get(dtype, False)
+    if b is False:
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            b = (np.array([info.min], np.float32), np.array([info.max], np.float32))
+        else:
+            b = None
+        _BOUNDS[dtype] = b
+    return b
 
 
 def subsample(plane: np.ndarray, max_values: int = MAX_STAT_VALUES) -> np.ndarray:
@@ -103,7 +125,8 @@ def percentile_pair(v: np.ndarray, q_low: float, q_high: float) -> tuple[float, 
     n = v.size
     pos = [(n - 1) * q / 100.0 for q in (q_low, q_high)]
     kth = sorted({min(int(p) + d, n - 1) for p in pos for d in (0, 1)})
-    part = np.partition(v, kth)
+    # the order statistics as Python floats in one call (not one numpy scalar each)
+    part = dict(zip(kth, np.partition(v, kth)[kth].tolist()))
     res = []
     for p in pos:
         i = int(p)
@@ -125,7 +148,8 @@ def compute_stats(plane: np.ndarray, norm: Normalisation) -> Stats:
             hi = 1.0  # float data is taken as already in 0..1
         return Stats(np.zeros(c), np.full(c, hi))
     sample = subsample(plane).reshape(-1, c)
-    if np.issubdtype(dtype, np.floating):
+    floating = np.issubdtype(dtype, np.floating)
+    if floating:
         sample = sample.astype(np.float32 if dtype != np.float64 else np.float64, copy=False)
         if not np.isfinite(sample).all():
             raise ModelIOError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
@@ -144,6 +168,7 @@ def compute_stats(plane: np.ndarray, norm: Normalisation) -> Stats:
                 den = 1.0
         lo[ch] = float(p_lo)
         scale[ch] = den
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(scale))):
+    # integer samples always give finite statistics: the check is for float images
+    if floating and not (np.all(np.isfinite(lo)) and np.all(np.isfinite(scale))):
         raise ModelIOError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
     return Stats(lo, scale)
