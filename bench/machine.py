@@ -1,8 +1,8 @@
 """The one machine describer of every benchmark: what the figures were measured on.
 
-CPU model, architecture and the SIMD extensions the runtimes can use (read from
-``/proc/cpuinfo`` on Linux: AVX2 / AVX-512 / VNNI on x86, NEON / dot-product on ARM), the
-physical, logical and usable cores, memory, load average, the versions of the runtimes, and the
+CPU model, architecture and the SIMD extensions the runtimes can use (AVX2 / AVX-512 / VNNI on
+x86, NEON / dot-product on ARM), the physical, logical and usable cores and the CPU key (all from
+the SDK's one CPU describer, ``scopesr.sdk.cpu``, which the artifact picker uses too), memory, load average, the versions of the runtimes, and the
 GPU when torch with CUDA is present. A shared machine skews timings, so the load average is
 kept at the start (and, with :meth:`Machine.finish`, at the end) of a run.
 """
@@ -16,17 +16,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from scopesr.sdk.cpu import FEATURES, CpuInfo, describe_cpu, parse_cpuinfo
+from scopesr.sdk.cpu import usable_cores as usable_cores
+
 __all__ = ["Machine", "describe_machine", "cpu_model", "simd_flags", "package_version", "VERSION_PACKAGES"]
 
 #: Runtimes and libraries whose versions decide the figures (missing ones are left out).
 VERSION_PACKAGES = ("torch", "onnxruntime", "ai-edge-litert", "tflite-runtime", "litert-torch",
                     "opencv-contrib-python-headless", "numpy", "pillow", "tifffile")
 
-#: SIMD flags worth naming (x86 ``flags`` / ARM ``Features`` of /proc/cpuinfo): the int8 and
-#: bf16 kernels of ONNX Runtime, XNNPACK and oneDNN pick their code paths by these.
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
-              "avxvnni", "amx_bf16", "amx_int8", "neon", "asimd", "asimdhp", "asimddp", "i8mm", "bf16",
-              "sve", "sve2")
+#: SIMD flags worth naming: the int8 and bf16 kernels of ONNX Runtime, XNNPACK and oneDNN pick
+#: their code paths by these (scopesr.sdk.cpu.FEATURES)
+SIMD_FLAGS = FEATURES
 
 
 def _cpuinfo() -> list[str]:
@@ -36,43 +37,24 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def _field(line: str) -> tuple[str, str]:
-    key, _, value = line.partition(":")
-    return key.strip().lower(), value.strip()
+def _cpu(lines: list[str] | None) -> CpuInfo:
+    """This machine's CPU, or the CPU of the given /proc/cpuinfo lines (scopesr.sdk.cpu parses both)."""
+    return describe_cpu() if lines is None else parse_cpuinfo("\n".join(lines))
 
 
 def cpu_model(lines: list[str] | None = None) -> str:
-    """The CPU's model name (x86 ``model name``; a Raspberry Pi's ``Model``), else what platform says."""
-    lines = _cpuinfo() if lines is None else lines
-    for wanted in ("model name", "model", "hardware", "cpu model"):
-        for line in lines:
-            key, value = _field(line)
-            if key == wanted and value and not value.isdigit():
-                return value
-    return platform.processor() or platform.machine()
+    """The CPU's name: x86 ``model name``; on Arm the core (a Raspberry Pi's board first)."""
+    return _cpu(lines).name
 
 
 def simd_flags(lines: list[str] | None = None) -> list[str]:
     """The SIMD extensions of :data:`SIMD_FLAGS` this CPU reports, in that order."""
-    lines = _cpuinfo() if lines is None else lines
-    have: set[str] = set()
-    for line in lines:
-        key, value = _field(line)
-        if key in ("flags", "features"):
-            have.update(value.split())
-    return [f for f in SIMD_FLAGS if f in have]
+    return list(_cpu(lines).features)
 
 
 def _physical_cores(lines: list[str]) -> int | None:
     """Distinct (physical id, core id) pairs; None where /proc/cpuinfo does not say (ARM)."""
-    pairs, phys = set(), "0"
-    for line in lines:
-        key, value = _field(line)
-        if key == "physical id":
-            phys = value
-        elif key == "core id":
-            pairs.add((phys, value))
-    return len(pairs) or None
+    return _cpu(lines).physical_cores
 
 
 def _memory_gib() -> float | None:
@@ -93,14 +75,6 @@ def _load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):
         return None
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask), else the logical core count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def package_version(pkg: str) -> str | None:
@@ -131,6 +105,8 @@ class Machine:
     cudnn: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     load_average_end: list[float] | None = None
+    cpu_key: str | None = None  # scopesr.sdk.cpu.cpu_key: the artifact picker's cache key
+    int8_dot: bool | None = None  # int8 dot-product instructions (VNNI, AMX, Arm dotprod/i8mm)
 
     def finish(self) -> Machine:
         """Record the load average at the end of a run (other work skews timings)."""
@@ -178,10 +154,11 @@ def _gpu(probe: bool | None) -> dict[str, Any]:
 def describe_machine(threads: int | None = None, gpu: bool | None = None,
                      packages: tuple[str, ...] = VERSION_PACKAGES) -> Machine:
     """Describe this machine now (see the module docstring); ``gpu`` as in :func:`_gpu`."""
-    lines = _cpuinfo()
+    cpu = describe_cpu()
     versions = {pkg: v for pkg in packages if (v := package_version(pkg))}
-    return Machine(cpu=cpu_model(lines), arch=platform.machine(), simd=simd_flags(lines),
-                   physical_cores=_physical_cores(lines), logical_cores=os.cpu_count(),
-                   usable_cores=usable_cores(), threads=threads, memory_gib=_memory_gib(),
+    return Machine(cpu=cpu.name, arch=cpu.arch, simd=list(cpu.features),
+                   physical_cores=cpu.physical_cores, logical_cores=os.cpu_count(),
+                   usable_cores=cpu.cores, threads=threads, memory_gib=_memory_gib(),
                    platform=platform.platform(terse=True), python=platform.python_version(),
-                   load_average=_load_average(), versions=versions, **_gpu(gpu))
+                   load_average=_load_average(), versions=versions, cpu_key=cpu.key(), int8_dot=cpu.int8_dot,
+                   **_gpu(gpu))

@@ -11,6 +11,7 @@ runtime): each runtime is imported when a model that needs it is opened.
 """
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from .card import CARD_SUFFIX, FORMATS, ModelCard, Normalisation, card_path_for
+from .cpu import CpuInfo, cpu_key, describe_cpu
 from .errors import (BackendUnavailable, CardError, DependencyError, ImageError, InputError, IntegrityError,
                      InternalError, ModelError, ModelIOError, ScopesrError)
 from .io import IMAGE_SUFFIXES, Image, find_inputs, read_image, write_image, write_tiff_streaming
@@ -34,6 +35,8 @@ __all__ = [
     # images and normalisation
     "read_image", "write_image", "write_tiff_streaming", "find_inputs", "Image", "IMAGE_SUFFIXES",
     "compute_stats", "Stats",
+    # the CPU (what speed figures and the artifact picker's cache are keyed on)
+    "describe_cpu", "cpu_key", "CpuInfo",
     # files
     "atomic_path", "atomic_write_text", "atomic_write_bytes",
     # real sample images

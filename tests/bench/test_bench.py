@@ -146,12 +146,12 @@ X86 = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8480+
 physical id\t: 0
 core id\t: 0
-flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avxvnni amx_int8
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avx_vnni amx_int8
 processor\t: 1
 model name\t: Intel(R) Xeon(R) Platinum 8480+
 physical id\t: 0
 core id\t: 0
-flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avxvnni amx_int8
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_vnni avx_vnni amx_int8
 """.splitlines()
 PI = """processor\t: 0
 BogoMIPS\t: 108.00
@@ -167,9 +167,9 @@ def test_machine_reads_cpu_model_and_simd_flags():
 
     assert M.cpu_model(X86) == "Intel(R) Xeon(R) Platinum 8480+"
     assert M.simd_flags(X86) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
-                                 "avxvnni", "amx_int8"]
+                                 "avx_vnni", "amx_int8"]
     assert M._physical_cores(X86) == 1  # two hyper-threads of one core
-    assert M.cpu_model(PI) == "Raspberry Pi 5 Model B Rev 1.0"
+    assert M.cpu_model(PI) == "Raspberry Pi 5 Model B Rev 1.0 (Cortex-A76)"  # board and core
     assert M.simd_flags(PI) == ["asimd", "asimdhp", "asimddp"]
     assert M._physical_cores(PI) is None
 
