@@ -13,7 +13,7 @@ from .atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from .card import CARD_SUFFIX, FORMATS, ModelCard, Normalisation, card_path_for
 from .cpu import CpuInfo, cpu_key, describe_cpu
 from .errors import (BackendUnavailable, CardError, DependencyError, ImageError, InputError, IntegrityError,
-                     InternalError, ModelError, ModelIOError, ScopesrError)
+                     InternalError, ModelError, ModelIOError, OutputError, ScopesrError)
 from .io import IMAGE_SUFFIXES, Image, find_inputs, read_image, write_image, write_tiff_streaming
 from .normalize import Stats, compute_stats
 from .provenance import package_versions, sha256_path
@@ -43,5 +43,5 @@ __all__ = [
     "SAMPLES", "sample_path", "available_samples",
     # errors
     "ScopesrError", "InputError", "CardError", "IntegrityError", "ImageError", "ModelError", "ModelIOError",
-    "BackendUnavailable", "DependencyError", "InternalError",
+    "BackendUnavailable", "DependencyError", "InternalError", "OutputError",
 ]

@@ -31,6 +31,13 @@ class ImageError(ScopesrError):
     """An input image cannot be read or cannot be processed (names the file and why)."""
 
 
+class OutputError(ScopesrError, OSError):
+    """A result cannot be written: it exists (and overwriting was not asked for), its folder
+    is missing, a file or not writable, the name is too long, or the disk is full / the file
+    is larger than the file system or ``ulimit -f`` allows. Also an ``OSError``, so code that
+    caught the raw error keeps catching it."""
+
+
 class ModelError(ScopesrError):
     """A model artifact is missing, of a kind the runtime does not run, refused by its runtime,
     or does not behave as its card says (wrong output shape, missing signature)."""
