@@ -113,9 +113,10 @@ def _outline(panel: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
 
 
 def make_compare(path: str | os.PathLike, lr: np.ndarray, lr_axes: str, sr: np.ndarray,
-                 scale: int, max_lr_side: int = 256, title: str | None = None) -> Path:
+                 scale: int, max_lr_side: int = 256, title: str | None = None, overwrite: bool = True) -> Path:
     """Write a labelled PNG: nearest | bicubic | model, at the model's resolution, with a
-    row of enlarged details below when the panels are large enough to need one."""
+    row of enlarged details below when the panels are large enough to need one.
+    ``overwrite=False``: an existing ``path`` is an OutputError (see write_image)."""
     from PIL import Image as PILImage, ImageDraw
 
     panels, (y0, x0, ch, cw) = compare_panels(lr, lr_axes, sr, scale, max_lr_side)
@@ -150,4 +151,4 @@ def make_compare(path: str | os.PathLike, lr: np.ndarray, lr_axes: str, sr: np.n
             draw.text((x + 3, ph + HEADER + 2), f"{LABELS[i]}: detail (outlined above), {zoom}x larger",
                       fill=(255, 255, 255) if rgb else 255, font=font)
     arr = np.asarray(canvas)
-    return write_image(path, arr, "YXC" if arr.ndim == 3 else "YX")
+    return write_image(path, arr, "YXC" if arr.ndim == 3 else "YX", overwrite=overwrite)
