@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,25 @@ FORMATS: dict[str, str] = {
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 LAYOUTS = ("NCHW", "NHWC")
 NORM_MODES = ("percentile", "range")
+#: bounds of a card's numbers: a hostile or mistyped card must fail its check, not ask for
+#: 30 GiB (scale 1000) or a 20000x20000 tile at run time
+MAX_SCALE = 16
+MAX_CHANNELS = 1024
+MAX_HALO = 1024
+MAX_TILE_SIDE = 4096
+#: a card is a few KB; anything this large is not one (and is not read whole into memory)
+MAX_CARD_BYTES = 16 << 20
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_plain_name(name: Any) -> bool:
+    """A file name with no folder part: what a card may name as its artifact (never a path:
+    a card must not point outside its own folder)."""
+    return (isinstance(name, str) and 0 < len(name) <= 255 and name not in (".", "..")
+            and not any(ch in name for ch in "/\\\0") and Path(name).name == name)
 
 
 @dataclass
@@ -54,8 +75,12 @@ class Normalisation:
     p_high: float = 99.9
 
     def validate(self, where: str = "normalisation") -> None:
-        if self.mode not in NORM_MODES:
+        if not isinstance(self.mode, str) or self.mode not in NORM_MODES:
             raise CardError(f"{where}.mode: {self.mode!r} is not one of {NORM_MODES}")
+        for fld in ("p_low", "p_high"):
+            v = getattr(self, fld)
+            if not _is_number(v):
+                raise CardError(f"{where}.{fld}: must be a number (a percentile, 0..100), got {v!r}")
         if not (0.0 <= self.p_low < self.p_high <= 100.0):
             raise CardError(
                 f"{where}: need 0 <= p_low < p_high <= 100, got p_low={self.p_low}, p_high={self.p_high}"
@@ -103,12 +128,16 @@ class ModelCard:
         need(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
         need(isinstance(self.architecture, str) and self.architecture != "", "architecture",
              "must be a non-empty string")
-        for fld in ("scale", "in_channels", "out_channels"):
+        for fld, top in (("scale", MAX_SCALE), ("in_channels", MAX_CHANNELS), ("out_channels", MAX_CHANNELS)):
             v = getattr(self, fld)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, fld,
-                 f"must be a positive integer, got {v!r}")
-        need(isinstance(self.halo, int) and not isinstance(self.halo, bool) and self.halo >= 0,
-             "halo", f"must be an integer >= 0, got {self.halo!r}")
+            need(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= top, fld,
+                 f"must be an integer from 1 to {top}, got {v!r}")
+        need(isinstance(self.halo, int) and not isinstance(self.halo, bool) and 0 <= self.halo <= MAX_HALO,
+             "halo", f"must be an integer from 0 to {MAX_HALO}, got {self.halo!r}")
+        need(isinstance(self.artifact, str) and (self.artifact == "" or is_plain_name(self.artifact)),
+             "artifact", f"must be the artifact's file name in the card's folder (no folder part), "
+             f"got {self.artifact!r}")
+        need(isinstance(self.degradation, str), "degradation", f"must be a string, got {self.degradation!r}")
         need(self.format in FORMATS.values(), "format",
              f"{self.format!r} is not one of {sorted(set(FORMATS.values()))}")
         need(self.layout in LAYOUTS, "layout", f"{self.layout!r} is not one of {LAYOUTS}")
@@ -118,6 +147,8 @@ class ModelCard:
                  and all(_is_tile_size(t) for t in self.tile_sizes),
                  "tile_sizes", f"must be null (dynamic) or a non-empty list of positive integers N "
                  f"(N x N tiles) or [H, W] pairs, got {self.tile_sizes!r}")
+            need(all(max(t if isinstance(t, (list, tuple)) else [t]) <= MAX_TILE_SIDE for t in self.tile_sizes),
+                 "tile_sizes", f"a tile side is at most {MAX_TILE_SIDE} LR pixels, got {self.tile_sizes!r}")
         need(isinstance(self.sha256, str) and (self.sha256 == "" or len(self.sha256) == 64),
              "sha256", "must be the 64-hex-digit sha256 of the artifact")
         for fld in ("arch_args", "training", "metrics", "versions", "extra"):
@@ -169,15 +200,32 @@ class ModelCard:
         """Read and validate a card file (without checking the artifact)."""
         card_file = Path(card_file)
         try:
-            text = card_file.read_text(encoding="utf-8")
+            st = card_file.stat()
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+                raise CardError(f"{card_file}: a model card must be a regular file (this is a "
+                                f"{'folder' if stat.S_ISDIR(st.st_mode) else 'pipe, device or socket'})")
+            if st.st_size > MAX_CARD_BYTES:
+                raise CardError(f"{card_file}: {st.st_size:,} bytes is not a model card (cards are a few KB; "
+                                f"the limit is {MAX_CARD_BYTES >> 20} MB)")
+            with open(card_file, "rb") as fh:
+                raw = fh.read(MAX_CARD_BYTES + 1)
         except FileNotFoundError:
             raise CardError(f"{card_file}: model card not found") from None
         except OSError as exc:
             raise CardError(f"{card_file}: cannot read model card ({exc.strerror})") from None
         try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CardError(f"{card_file}: not a model card: not UTF-8 text (byte {exc.start}); cards are "
+                            "JSON written by sr-train / sr-convert") from None
+        try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CardError(f"{card_file}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        except RecursionError:
+            raise CardError(f"{card_file}: not a model card: JSON nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise CardError(f"{card_file}: not a valid model card ({exc})") from None
         return cls.from_dict(data, source=str(card_file))
 
     @classmethod
@@ -185,6 +233,14 @@ class ModelCard:
         """Read the card beside ``artifact`` and check the artifact's sha256 against it."""
         artifact = Path(artifact)
         card_file = card_path_for(artifact)
+        try:
+            mode = artifact.stat().st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            # hashing a FIFO would block forever: only files (and .mlpackage folders) are models
+            raise CardError(f"{artifact}: not a model file (a pipe, device or socket); pass the "
+                            "artifact file itself")
         if not card_file.exists():
             raise CardError(
                 f"{artifact}: no model card found (expected {card_file.name} beside it). "

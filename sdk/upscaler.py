@@ -93,6 +93,8 @@ def resolve_axes(shape: tuple[int, ...], axes: str | None) -> str:
         if nd == 4:
             return "TYXC"
         raise ModelIOError(f"cannot guess the axes of a {nd}-D image {tuple(shape)}; pass axes=, e.g. 'TZYX'")
+    if not isinstance(axes, str):
+        raise InputError(f"axes must be a string of letters from T, Z, C, Y, X (e.g. 'YX', 'ZYX'), got {axes!r}")
     axes = axes.upper()
     if len(axes) != nd:
         raise ModelIOError(f"axes {axes!r} has {len(axes)} letters but the image has {nd} dimensions {tuple(shape)}")
@@ -159,6 +161,14 @@ class Upscaler:
             log.warning("halo %d is smaller than the model's receptive-field radius %d: tile seams may "
                         "appear (use halo='auto' for a seam-free result)", halo, self.card.halo)
         return int(halo)
+
+    @staticmethod
+    def _batch(batch: Any) -> int | None:
+        if batch is None:
+            return None
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise InputError(f"batch must be an integer >= 1 (tiles per runtime call), got {batch!r}")
+        return int(batch)
 
     def _plan(self, h: int, w: int, tile: Any, halo: int) -> TilePlan:
         """make_plan, remembered per size: a camera stream asks for the same plan every frame."""
@@ -255,6 +265,7 @@ class Upscaler:
         call. ``out``: a preallocated (possibly memory-mapped) array of the output shape.
         """
         halo = self._halo(halo)
+        batch = self._batch(batch)
         job = self._prepare(image, axes)
         if out is None:
             out = np.empty(job.out_shape, dtype=job.dtype)
@@ -296,6 +307,7 @@ class Upscaler:
         band (one row of tiles), whatever the image size: write bands straight to disk.
         """
         halo = self._halo(halo)
+        batch = self._batch(batch)
         job = self._prepare(image, axes)
         if job.frame_shape:
             raise ModelIOError(f"upscale_bands takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
@@ -370,6 +382,11 @@ def load(path: str | os.PathLike = "default", backend: str = "auto", device: str
     switch themselves off on a CPU, and ``describe()`` says so); ``providers`` (ONNX Runtime);
     ``compute_units`` (Core ML).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load() takes a model path (str or os.PathLike) or 'default', got {path!r}")
+    nt = backend_opts.get("num_threads")
+    if nt is not None and (isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 0):
+        raise InputError(f"num_threads must be an integer >= 0 (0: the runtime's default), got {nt!r}")
     if isinstance(path, str) and path == "default":
         p = _default_for(backend)
     else:

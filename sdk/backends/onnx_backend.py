@@ -53,6 +53,7 @@ class OnnxBackend(Backend):
         # an fp16 export without float32 I/O takes float16: cast at the edge rather than fail
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         shape = inputs[0].shape
+        self._check_channels(artifact, card, shape, outputs[0].shape)
         # symbolic (str/None) spatial dims mean any size; integers mean a fixed-size export
         spatial = shape[1:3] if self.nhwc else shape[2:4]
         fixed = [d for d in spatial if isinstance(d, int)]
@@ -72,7 +73,36 @@ class OnnxBackend(Backend):
         if self.fixed_batch == 1:
             self.default_batch = 1
 
+    def _check_channels(self, artifact: Path, card: ModelCard, ishape: Any, oshape: Any) -> None:
+        """The card's channels and layout against the file's input/output shapes, at load: a
+        mismatch would otherwise surface as the runtime's INVALID_ARGUMENT on the first tile."""
+        for what, shp, want in (("input", ishape, card.in_channels), ("output", oshape, card.out_channels)):
+            if not isinstance(shp, (list, tuple)) or len(shp) != 4:
+                raise ModelError(f"{artifact}: the model's {what} has shape {shp}, not a 4-D image batch; "
+                                 "is this a scopesr super-resolution export?")
+            c, other = (shp[3], shp[1]) if self.nhwc else (shp[1], shp[3])
+            if isinstance(c, int) and c == want:
+                continue
+            if isinstance(c, int) or isinstance(other, int):
+                # a fixed size where the card's layout puts the channels, or a free size there and
+                # a fixed one where the other layout would: the card's channels or layout are wrong
+                found = (f"{c} channel(s) in layout {card.layout}" if isinstance(c, int) else
+                         f"a free size where layout {card.layout} has the channels and {other} where "
+                         f"{'NCHW' if self.nhwc else 'NHWC'} has them")
+                raise ModelError(f"{artifact}: the model's {what} has {found}, but its card says {want} channel(s), "
+                                 f"layout {card.layout}; the card does not describe this file. Re-export it with "
+                                 "sr-convert (which writes a matching card).")
+
     def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self._run_session(x)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types (INVALID_ARGUMENT, ...)
+            raise ModelError(f"{self.artifact}: ONNX Runtime failed on a {tuple(x.shape)} input ({exc}); the "
+                             "file does not behave as its card says. Re-export it with sr-convert.") from None
+
+    def _run_session(self, x: np.ndarray) -> np.ndarray:
         x = x.astype(self.input_dtype, copy=False)
         fb = self.fixed_batch
         if fb is None or x.shape[0] == fb:
