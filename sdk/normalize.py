@@ -20,6 +20,10 @@ from .errors import ModelIOError
 #: per channel, the most values used to estimate percentiles (~16 MB as float32)
 MAX_STAT_VALUES = 4_000_000
 
+#: float images: normalised values are clipped to the float16 range, so no runtime precision
+#: (fp16 artifacts included) turns a finite outlier into inf; typical values are O(1)
+MAX_NORMALISED = 65504.0
+
 #: dtypes processed natively; others either convert trivially (float16/64) or are refused
 NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 FLOAT_CONVERTIBLE = (np.dtype(np.float16), np.dtype(np.float64))
@@ -48,13 +52,26 @@ class Stats:
     scale: np.ndarray  # (C,) float64, > 0
 
     def __post_init__(self) -> None:
-        # float32 copies made once per frame, not per tile (normalise/denormalise run per tile)
-        object.__setattr__(self, "_lo32", np.asarray(self.lo, dtype=np.float32))
-        object.__setattr__(self, "_scale32", np.asarray(self.scale, dtype=np.float32))
-        object.__setattr__(self, "_inv32", (1.0 / np.asarray(self.scale, dtype=np.float64)).astype(np.float32))
+        # float32 copies made once per frame, not per tile (normalise/denormalise run per tile);
+        # integer images only use them (a float image's range may not fit float32: below)
+        with np.errstate(over="ignore"):
+            object.__setattr__(self, "_lo32", np.asarray(self.lo, dtype=np.float32))
+            object.__setattr__(self, "_scale32", np.asarray(self.scale, dtype=np.float32))
+            object.__setattr__(self, "_inv32", (1.0 / np.asarray(self.scale, dtype=np.float64)).astype(np.float32))
+        # float images are mapped in float64: a value range of 1e-40 (1/scale overflows float32)
+        # or of +-3e38 (raw - lo overflows float32) stays finite
+        object.__setattr__(self, "_lo64", np.asarray(self.lo, dtype=np.float64))
+        object.__setattr__(self, "_scale64", np.asarray(self.scale, dtype=np.float64))
+        object.__setattr__(self, "_inv64", 1.0 / np.asarray(self.scale, dtype=np.float64))
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """(..., C) raw pixels -> float32 in the model's range."""
+        if raw.dtype.kind == "f":  # float64 arithmetic, clipped: finite in, finite out
+            with np.errstate(over="ignore"):  # a difference beyond float64 becomes inf, then clipped
+                x = np.subtract(raw, self._lo64, dtype=np.float64)
+                x *= self._inv64
+            np.clip(x, -MAX_NORMALISED, MAX_NORMALISED, out=x)
+            return x.astype(np.float32)
         x = np.subtract(raw, self._lo32, dtype=np.float32)  # the cast fused into the subtraction
         x *= self._inv32
         return x
@@ -67,6 +84,18 @@ class Stats:
         a temporary: at 640x480 out, per camera frame, the allocation and one pass matter.
         """
         dtype = np.dtype(dtype)
+        if dtype.kind == "f":
+            # float64, then clipped to the output dtype's finite range (float16 tops out at
+            # 65504): a finite input never comes back as inf (NaN from the model stays NaN)
+            with np.errstate(over="ignore", invalid="ignore"):
+                v = np.multiply(y, self._scale64, dtype=np.float64)
+                v += self._lo64
+            info = np.finfo(dtype)
+            np.clip(v, float(info.min), float(info.max), out=v)
+            if out is not None:
+                out[...] = v
+                return out
+            return v.astype(dtype)
         bounds = _int_bounds(dtype)
         if overwrite_input and y.dtype == np.float32 and y.flags.writeable:
             v = np.multiply(y, self._scale32, out=y)
@@ -150,7 +179,7 @@ def compute_stats(plane: np.ndarray, norm: Normalisation) -> Stats:
     sample = subsample(plane).reshape(-1, c)
     floating = np.issubdtype(dtype, np.floating)
     if floating:
-        sample = sample.astype(np.float32 if dtype != np.float64 else np.float64, copy=False)
+        sample = sample.astype(np.float64, copy=False)  # float32 would overflow a +-3e38 range
         if not np.isfinite(sample).all():
             raise ModelIOError("image contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
     lo = np.empty(c)
@@ -163,9 +192,13 @@ def compute_stats(plane: np.ndarray, norm: Normalisation) -> Stats:
         if not (den > 0 and math.isfinite(den)):
             # flat percentile band (e.g. a mostly dark image): fall back to the full range of
             # the sample, and to 1 for a constant image, so nothing divides by ~0
-            den = float(v.max() - v.min())
+            den = float(v.max()) - float(v.min())
             if not (den > 0 and math.isfinite(den)):
-                den = 1.0
+                # a range wider than float64 holds (+-1.7e308) is taken as float64's widest
+                den = float(np.finfo(np.float64).max) if den == math.inf else 1.0
+        # a range below float64's smallest normal number: 1/den would overflow (float64 images
+        # of 1e-320); map it as if it were that small, so the result stays finite
+        den = max(den, np.finfo(np.float64).tiny)
         lo[ch] = float(p_lo)
         scale[ch] = den
     # integer samples always give finite statistics: the check is for float images

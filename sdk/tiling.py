@@ -170,42 +170,63 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
     place (no band copy: per camera frame that copy is a full pass over the output).
     ``per_channel``: the model has one input channel and the plane's C channels run as
     separate batch items (each with its own statistics).
+
+    Memory is bounded by ``batch``: a runtime call gets at most ``batch`` items (a tile, or
+    one channel of a tile when ``per_channel``), and each call's input is made only when the
+    runtime asks for it, so a 60-channel image or a wide band costs one batch, not all of it.
     """
     s = backend.scale
     h, w, c = plane.shape
     c_out = c if per_channel else backend.out_channels
+    dtype = np.dtype(dtype)
+    floating = dtype.kind == "f"
+    # per channel: each channel its own affine map (the statistics were taken per channel)
+    chstats = [Stats(stats.lo[i:i + 1], stats.scale[i:i + 1]) for i in range(c)] if per_channel else None
+
+    def tile_input(sy: Span, sx: Span, ch: int | None) -> np.ndarray:
+        """(1, Cin, h, w) float32: one tile (one channel of it when ``ch`` is given), normalised."""
+        if ch is None:
+            x = stats.normalise(np.asarray(plane[sy.read0:sy.read1, sx.read0:sx.read1]))
+        else:
+            x = chstats[ch].normalise(np.asarray(plane[sy.read0:sy.read1, sx.read0:sx.read1, ch:ch + 1]))
+        if sy.pad:  # fixed-size artifact, image shorter than the tile: the only padding
+            x = np.pad(x, ((0, sy.pad), (0, 0), (0, 0)), mode=_pad_mode(x.shape[0]))
+        if sx.pad:
+            x = np.pad(x, ((0, 0), (0, sx.pad), (0, 0)), mode=_pad_mode(x.shape[1]))
+        return x.transpose(2, 0, 1)[None]  # (1, Cin, h, w)
+
     for sy in plan.ys:
         if dst is not None:
             band = dst[sy.keep0 * s:sy.keep1 * s]
         else:
             band = np.empty(((sy.keep1 - sy.keep0) * s, w * s, c_out), dtype=dtype)
-        # group this row's tiles by read shape so same-size tiles share a batch
-        groups: dict[tuple[int, int], list[tuple[Span, np.ndarray]]] = {}
+        # this row's items grouped by read shape so same-size tiles share a batch
+        groups: dict[tuple[int, int], list[tuple[Span, int | None]]] = {}
         for sx in plan.xs:
-            raw = plane[sy.read0:sy.read1, sx.read0:sx.read1]
-            x = stats.normalise(np.asarray(raw))  # (h, w, C) float32
-            if sy.pad:  # fixed-size artifact, image shorter than the tile: the only padding
-                x = np.pad(x, ((0, sy.pad), (0, 0), (0, 0)), mode=_pad_mode(x.shape[0]))
-            if sx.pad:
-                x = np.pad(x, ((0, 0), (0, sx.pad), (0, 0)), mode=_pad_mode(x.shape[1]))
-            x = x.transpose(2, 0, 1)  # (C, h, w)
-            x = x[:, None] if per_channel else x[None]  # (items, Cin, h, w)
-            groups.setdefault(x.shape[-2:], []).append((sx, x))
+            items = groups.setdefault((sy.length, sx.length), [])
+            if per_channel:
+                items.extend((sx, ch) for ch in range(c))
+            else:
+                items.append((sx, None))
         chunks = [items[i:i + batch] for items in groups.values() for i in range(0, len(items), batch)]
-        outputs = backend.run_many(np.concatenate([x for _, x in chunk], axis=0) for chunk in chunks)
+        inputs = (np.concatenate([tile_input(sy, sx, ch) for sx, ch in chunk], axis=0) for chunk in chunks)
+        outputs = backend.run_many(inputs)
         for chunk, y in zip(chunks, outputs):
-            k = 0
-            for sx, x in chunk:
-                n_items = x.shape[0]
-                yt = y[k:k + n_items]
-                k += n_items
-                # (items, Cout, H, W) -> (H, W, C_total)
-                yt = yt[:, 0] if per_channel else yt[0]
+            for k, (sx, ch) in enumerate(chunk):
+                yt = y[k]  # (Cout, H, W)
                 oy0 = (sy.keep0 - sy.read0) * s
                 ox0 = (sx.keep0 - sx.read0) * s
                 core = yt[:, oy0:oy0 + (sy.keep1 - sy.keep0) * s, ox0:ox0 + (sx.keep1 - sx.keep0) * s]
-                stats.denormalise(core.transpose(1, 2, 0), dtype, out=band[:, sx.keep0 * s:sx.keep1 * s],
-                                  overwrite_input=True)  # y is this loop's own scratch
-                if progress is not None:
+                if ch is None:
+                    target, st = band[:, sx.keep0 * s:sx.keep1 * s], stats
+                else:
+                    target, st = band[:, sx.keep0 * s:sx.keep1 * s, ch:ch + 1], chstats[ch]
+                st.denormalise(core.transpose(1, 2, 0), dtype, out=target,
+                               overwrite_input=True)  # y is this loop's own scratch
+                if floating and not np.isfinite(target).all():
+                    raise ModelError(f"{backend.artifact.name}: the model returned NaN for a finite image "
+                                     "(a broken or overflowing artifact); re-export it, or try its fp32 "
+                                     "version")
+                if progress is not None and (ch is None or ch == c - 1):
                     progress.update(1)
         yield sy.keep0 * s, band
