@@ -6,7 +6,10 @@ atomically and never over an input; large results stream to disk as BigTIFF.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -16,9 +19,10 @@ from typing import Any
 import click
 import numpy as np
 
-from .errors import ImageError, InputError, InternalError, ScopesrError
+from .atomic import check_name
+from .errors import ImageError, InputError, InternalError, OutputError, ScopesrError
 from .io import (DEFAULT_MAX_PIXELS, Image, find_inputs, output_suffix, read_image, release_pages, write_image,
-                 write_tiff_streaming)
+                 write_png_streaming, write_tiff_streaming)
 from .tiles import parse_tile
 
 log = logging.getLogger("scopesr.sdk.cli")
@@ -82,6 +86,12 @@ def _parse_tile(ctx: click.Context | None, param: click.Parameter | None,
     return h if h == w else (h, w)
 
 
+def _parse_stream_above(ctx: click.Context | None, param: click.Parameter | None, value: float) -> float:
+    if math.isnan(value):
+        raise click.BadParameter("give a number of megapixels (inf: never stream), not nan")
+    return value
+
+
 def _out_pixels(img: Image, scale: int) -> int:
     return int(np.prod(img.shape, dtype=np.int64)) * scale * scale
 
@@ -121,9 +131,11 @@ def _band_budget_tile(upscaler: Any, img: Image, opts: dict[str, Any]) -> dict[s
     return opts
 
 
-def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_progress: bool) -> None:
-    """Upscale plane by plane, band by band, straight into a BigTIFF: the whole result is
-    never in memory (a 8192x8192 uint16 input makes a 2 GB output)."""
+def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_progress: bool,
+            overwrite: bool = True) -> None:
+    """Upscale plane by plane, band by band, straight into a BigTIFF (a PNG for a ``.png``
+    output): the whole result is never in memory (a 8192x8192 uint16 input makes a 2 GB
+    output)."""
     from tqdm import tqdm
 
     s = upscaler.scale
@@ -153,9 +165,28 @@ def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_pro
                 raise InternalError(f"{img.path}: internal error: bands covered {expected} of {out_h} rows")
 
     try:
-        write_tiff_streaming(out, out_shape, img.dtype, img.axes, bands(), img.metadata, scale=s)
+        if out.suffix.lower() == ".png":  # 8-bit 2-D: stays a PNG, as the in-memory path writes it
+            write_png_streaming(out, out_shape, bands(), overwrite=overwrite)
+        else:
+            write_tiff_streaming(out, out_shape, img.dtype, img.axes, bands(), img.metadata, scale=s,
+                                 overwrite=overwrite)
     finally:
         bar.close()
+
+
+def _compare_path(path: Path, outdir: Path, inputs: set[Path], claimed: set[Path]) -> Path:
+    """OUTDIR/<stem>_compare.png; when another input of this run has the same stem (a.tif and
+    a.png) it took that name, and this one gets <stem>_<suffix>_compare.png: neither replaces
+    the other's."""
+    cmp = check_name(outdir / f"{path.stem}_compare.png")
+    if cmp.resolve() in claimed:
+        cmp = check_name(outdir / f"{path.stem}_{path.suffix.lstrip('.').lower() or 'file'}_compare.png")
+        if cmp.resolve() in claimed:
+            raise ImageError(f"{path}: its comparison picture {cmp.name} is also that of another input with "
+                             "the same name; upscale them into different folders")
+    if cmp.resolve() in inputs:
+        raise ImageError(f"{path}: {cmp} would overwrite an input; choose another -o folder")
+    return cmp
 
 
 def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], claimed: set[Path],
@@ -165,22 +196,29 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
     """Upscale one file into ``outdir``; raises ScopesrError (naming the file) on any problem."""
     img = read_image(path, max_pixels=max_pixels)
     s = upscaler.scale
-    out = outdir / f"{path.stem}_x{s}{output_suffix(img.dtype, img.axes, img.format)}"
+    out = check_name(outdir / f"{path.stem}_x{s}{output_suffix(img.dtype, img.axes, img.format)}")
     rout = out.resolve()
     if rout in inputs:
         raise ImageError(f"{path}: output {out} would overwrite an input; choose another -o folder")
     if rout in claimed:
         raise ImageError(f"{path}: output {out} is also the output of another input with the same "
                          "name; upscale them into different folders")
+    if out.is_dir():
+        raise OutputError(f"{path}: the output name {out} is a folder; move it away or choose another -o folder")
     if out.exists() and not overwrite:
         raise ImageError(f"{path}: {out} exists; pass --overwrite to replace it")
+    cmp = _compare_path(path, outdir, inputs, claimed) if compare else None
+    if cmp is not None and cmp.exists() and not overwrite:  # checked before any work is done
+        raise ImageError(f"{path}: {cmp} exists; pass --overwrite to replace it")
     claimed.add(rout)
+    if cmp is not None:
+        claimed.add(cmp.resolve())
     t0 = time.perf_counter()
     streamed = _out_pixels(img, s) > stream_mpix * 1e6 and _can_stream(img, upscaler.card.in_channels)
     result = None
     if streamed:
         log.info("%s: %s %s -> %s, streamed to disk strip by strip", path.name, img.axes, "x".join(map(str, img.shape)), out)
-        _stream(upscaler, img, out, opts, show_progress)
+        _stream(upscaler, img, out, opts, show_progress, overwrite=overwrite)
     else:
         # a tile progress bar only where it is worth watching (> 16 output megapixels)
         result = upscaler.upscale(img.array, axes=img.axes, progress=show_progress and _out_pixels(img, s) > 16e6,
@@ -188,19 +226,35 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
         if result.ndim != img.array.ndim or result.dtype != img.dtype:
             raise InternalError(f"{path}: internal error: result {result.shape} {result.dtype} "
                                 f"does not match the input {img.shape} {img.dtype}")
-        write_image(out, result, img.axes, img.metadata, scale=s)
+        # not --overwrite: the final name is taken exclusively, so of two runs writing it at
+        # once one gets an error instead of both "succeeding" (the last one winning)
+        write_image(out, result, img.axes, img.metadata, scale=s, overwrite=overwrite)
     log.info("%s -> %s (%.2f s)", path.name, out, time.perf_counter() - t0)
-    if compare:
-        cmp = outdir / f"{path.stem}_compare.png"
-        if cmp.resolve() in inputs:
-            raise ImageError(f"{path}: {cmp} would overwrite an input; choose another -o folder")
+    if cmp is not None:
         from .compare import make_compare
 
         if result is None:  # streamed: read the crop back from disk, memory-mapped
             result = read_image(out, max_pixels=2**62, memmap=True, check_finite=False).array
-        make_compare(cmp, img.array, img.axes, result, s, title=upscaler.card.name)
+        make_compare(cmp, img.array, img.axes, result, s, title=upscaler.card.name, overwrite=overwrite)
         log.info("%s -> %s", path.name, cmp)
     return out
+
+
+def _make_outdir(outdir: Path) -> None:
+    """Create ``-o`` (and its parents), or stop with a message that says why it cannot be."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        bad = next((p for p in [outdir, *outdir.parents] if p.exists() and not p.is_dir()), None)
+        if bad is not None:
+            why = f"{bad} is a file, not a folder"
+        else:
+            why = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                   errno.EROFS: "read-only file system"}.get(exc.errno or 0, exc.strerror or str(exc))
+        raise click.ClickException(f"-o {outdir}: cannot create the output folder ({why}); choose another") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise click.ClickException(f"-o {outdir}: cannot write into this folder (permission denied); "
+                                   "choose a writable one")
 
 
 def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[str, Any] | None = None) -> Any:
@@ -251,7 +305,7 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse inputs with more pixels than this (decompression-bomb guard).")
 @click.option("--stream-above", "stream_mpix", type=click.FloatRange(min=0), default=DEFAULT_STREAM_MPIX,
-              show_default=True, metavar="MPIX",
+              show_default=True, metavar="MPIX", callback=_parse_stream_above,
               help="Stream results larger than this many megapixels to disk strip by strip (BigTIFF above 1 GB).")
 @click.option("--torch-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="torch (.pt2) models: compute in this precision by autocast; weights stay fp32.")
@@ -282,7 +336,7 @@ def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str
         raise click.ClickException(str(exc)) from None
     log.info("model %s: x%d, %d channel(s) in, halo %d",
              upscaler.card.name, upscaler.scale, upscaler.card.in_channels, upscaler.card.halo)
-    outdir.mkdir(parents=True, exist_ok=True)
+    _make_outdir(outdir)
     opts = {"tile": tile, "halo": halo, "batch": batch}
     in_set = {f.resolve() for f in files}
     claimed: set[Path] = set()
