@@ -257,6 +257,61 @@ def _make_outdir(outdir: Path) -> None:
                                    "choose a writable one")
 
 
+def _describe_lines(d: dict[str, Any]) -> list[str]:
+    """``Upscaler.describe()`` as a few labelled lines (sr-upscale --describe)."""
+    be = d.get("backend") or {}
+    lines = [f"model      {d['name']} ({d['architecture']}), x{d['scale']}, {d['in_channels']} -> "
+             f"{d['out_channels']} channel(s), halo {d['halo']} LR px, {d['normalisation']['mode']} normalisation",
+             f"artifact   {be.get('artifact', '?')} ({d['format']}, {d['precision']}, {d['layout']}), "
+             f"sha256 {str(d.get('sha256') or '?')[:16]}..."]
+    tiles = d.get("tile_sizes")
+    if tiles:
+        sizes = ", ".join(str(t) if isinstance(t, int) else f"{t[0]}x{t[1]}" for t in tiles)
+        lines.append(f"tiles      fixed sizes {sizes} LR px; {d['default_tile']}")
+    else:
+        lines.append(f"tiles      any size; default {d['default_tile']} LR px + halo")
+    m = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
+    held = m.get("heldout") if isinstance(m.get("heldout"), dict) else {}
+    q = []
+    if isinstance(held.get("summary"), dict):
+        for row, e in held["summary"].items():
+            if isinstance(e, dict) and isinstance(e.get("gain_db_vs_bicubic"), (int, float)):
+                w = e.get("worst_gain_db")
+                q.append(f"{row} {e['gain_db_vs_bicubic']:+.2f} dB"
+                         + (f" (worst image {w:+.2f})" if isinstance(w, (int, float)) else ""))
+    elif isinstance(held.get("gain_db_vs_bicubic"), (int, float)):
+        q.append(f"{held['gain_db_vs_bicubic']:+.2f} dB")
+    if q:
+        lines.append("quality    held-out gain over bicubic: " + "; ".join(q))
+    worst = (m.get("int8_vs_fp32") or {}).get("worst") if isinstance(m.get("int8_vs_fp32"), dict) else None
+    if isinstance(worst, dict) and isinstance(worst.get("delta_db"), (int, float)):
+        lines.append(f"int8       vs fp32: worst {worst['delta_db']:+.3f} dB")
+    cpu = d.get("cpu") or {}
+    threads = be.get("num_threads")
+    runtime = be.get("runtime") or ", ".join(be.get("providers") or []) or ""
+    threads_text = str(threads) if threads else f"the runtime's default ({cpu.get('cores', '?')} usable cores)"
+    lines.append(f"backend    {be.get('backend', '?')}{f' ({runtime})' if runtime else ''} on {be.get('device', 'cpu')}, "
+                 f"threads: {threads_text}")
+    lines.append(f"CPU        {cpu.get('line') or ''}".rstrip())
+    sel = d.get("selection")
+    if sel:
+        lines.append(f"chosen     {sel['artifact']} ({sel['how']}): {sel['reason']}")
+        for name, why in (sel.get("skipped") or {}).items():
+            lines.append(f"skipped    {name}: {why}")
+        if sel.get("cache"):
+            lines.append(f"cache      {sel['cache']} (CPU key {sel.get('cpu_key')})")
+    return lines
+
+
+def _describe(model: str | None, backend: str, device: str) -> None:
+    """sr-upscale --describe: load the model as a run would, print what it is and runs on."""
+    try:
+        up = _load_model(model, backend, device)
+    except ScopesrError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(_describe_lines(up.describe())))
+
+
 def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[str, Any] | None = None) -> Any:
     from . import load
 
@@ -279,13 +334,16 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the results (created if missing).")
+# INPUTS and -o are required unless --describe is given (checked in main, exit 2 as click would)
+@click.argument("inputs", nargs=-1, required=False, metavar="INPUTS...", type=click.Path(path_type=Path))
+@click.option("-o", "--outdir", required=False, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the results (created if missing). Required unless --describe.")
 @click.option("--model", "model", default=None, metavar="PATH",
               help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it. "
-                   "Default: the bundled default model (ONNX fp32 with onnxruntime installed, else "
-                   "the int8 TFLite file).")
+                   "Default: the bundled default model, the artifact (ONNX fp32, TFLite fp32 or int8) "
+                   "that runs fastest on this CPU, measured once (about a second) and cached per CPU; "
+                   "SCOPESR_ARTIFACT=onnx|tflite|tflite-int8 names one, SCOPESR_PROBE=0 skips the "
+                   "measurement (ONNX with onnxruntime installed, else int8 TFLite).")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "tflite", "coreml"]), default="auto",
               show_default=True, help="Runtime; auto picks the best available for the artifact and device.")
 @click.option("--device", default="auto", show_default=True, help="auto (a CUDA GPU where the runtime has one, else the CPU), cpu or cuda.")
@@ -315,16 +373,26 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
 @click.option("--cuda-graphs", is_flag=True, help="torch (.pt2) models on CUDA: replay one CUDA graph per tile shape.")
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
-def main(inputs: tuple[Path, ...], outdir: Path, model: str | None, backend: str, device: str,
+@click.option("--describe", is_flag=True,
+              help="Print the model (card summary), the backend and its threads, this CPU and why this "
+                   "artifact was chosen, then exit 0 (no INPUTS or -o needed).")
+def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backend: str, device: str,
          tile: int | tuple[int, int] | None, halo: int | str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
          stream_mpix: float, verbose: int, quiet: bool, torch_dtype: str | None = None, channels_last: bool = False,
-         compile_: bool = False, cuda_graphs: bool = False) -> None:
+         compile_: bool = False, cuda_graphs: bool = False, describe: bool = False) -> None:
     """Super-resolve microscopy images: IN may be image files, folders (their images,
     sorted) or multi-page TIFF stacks."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     _setup_logging(verbose, quiet)
+    if describe:
+        _describe(model, backend, device)
+        return
+    if not inputs:
+        raise click.UsageError("Missing argument 'INPUTS...'.")
+    if outdir is None:
+        raise click.UsageError("Missing option '-o' / '--outdir'.")
     files = find_inputs(inputs)
     if not files:
         raise click.ClickException("no input images found")

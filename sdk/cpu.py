@@ -111,7 +111,8 @@ class CpuInfo:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(features=list(self.features), name=self.name, int8_dot=self.int8_dot, key=self.key())
+        d.update(features=list(self.features), name=self.name, int8_dot=self.int8_dot, key=self.key(),
+                 line=self.line())
         return d
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from .backends.base import Backend, has_module
 from .backends.registry import open_backend
 from .card import CARD_SUFFIX, FORMATS, ModelCard, card_path_for
+from .cpu import describe_cpu
 from .errors import CardError, InputError, ModelError, ModelIOError
 from .normalize import check_dtype, compute_stats
 from .tiles import parse_tile
@@ -148,6 +149,8 @@ class Upscaler:
         self.backend = backend
         self.scale = card.scale
         self._plans: dict[tuple[Any, ...], TilePlan] = {}
+        #: how load("default") chose this artifact (scopesr.sdk.picker); None for a path
+        self.selection: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _halo(self, halo: int | str) -> int:
@@ -352,6 +355,8 @@ class Upscaler:
             "default_tile": DEFAULT_TILE if self.backend.dynamic else "per image (fewest pixels computed)",
             "metrics": c.metrics,
             "backend": self.backend.describe(),
+            "cpu": describe_cpu().to_dict(),
+            "selection": self.selection,
         }
 
     def __repr__(self) -> str:
@@ -372,11 +377,17 @@ def crop_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- load
 def load(path: str | os.PathLike = "default", backend: str = "auto", device: str = "auto",
-         verify: bool = True, **backend_opts: Any) -> Upscaler:
+         verify: bool = True, probe: bool | None = None, **backend_opts: Any) -> Upscaler:
     """Open an artifact (``.onnx``, ``.tflite``, ``.pt2``, ``.mlpackage``, or its ``.card.json``).
 
     Reads and validates the card beside it and (``verify=True``) checks the artifact's
-    sha256. ``"default"`` is the bundled model in the format the installed runtime runs.
+    sha256. ``"default"`` is the bundled model: of its artifacts whose runtime is installed
+    (and that ``backend`` allows, within the quality floor), the fastest on this CPU, found by
+    a timed probe the first time on a machine (about a second) and cached per CPU in the
+    user's cache folder (``scopesr.sdk.picker``). ``SCOPESR_ARTIFACT=onnx|tflite|tflite-int8``
+    names one instead; ``probe=False`` (or ``SCOPESR_PROBE=0``) takes the static preference
+    (ONNX where onnxruntime is installed, else int8 TFLite). ``describe()["selection"]`` says
+    which artifact and why.
     ``backend_opts``: ``num_threads`` (all); for torch (``.pt2``) ``dtype`` (fp32/bf16/fp16
     autocast), ``channels_last``, ``compile``, ``cuda_graphs``, ``pinned`` (the CUDA-only ones
     switch themselves off on a CPU, and ``describe()`` says so); ``providers`` (ONNX Runtime);
@@ -388,9 +399,8 @@ def load(path: str | os.PathLike = "default", backend: str = "auto", device: str
     if nt is not None and (isinstance(nt, bool) or not isinstance(nt, (int, np.integer)) or nt < 0):
         raise InputError(f"num_threads must be an integer >= 0 (0: the runtime's default), got {nt!r}")
     if isinstance(path, str) and path == "default":
-        p = _default_for(backend)
-    else:
-        p = Path(path)
+        return _load_default(backend, device, verify, probe, backend_opts)
+    p = Path(path)
     if p.name.endswith(CARD_SUFFIX):  # a card: open the artifact it describes
         card = ModelCard.read(p)
         if not card.artifact:
@@ -406,3 +416,18 @@ def load(path: str | os.PathLike = "default", backend: str = "auto", device: str
     be = open_backend(p, card, backend=backend, device=device, **backend_opts)
     log.info("loaded %s with the %s backend", p, be.name)
     return Upscaler(card, be)
+
+
+def _load_default(backend: str, device: str, verify: bool, probe: bool | None, opts: dict[str, Any]) -> Upscaler:
+    """``load("default")``: the picker chooses among the bundled artifacts, load opens it."""
+    from .picker import pick
+
+    def open_artifact(p: Path) -> Upscaler:
+        return load(p, backend=backend, device=device, verify=verify, **opts)
+
+    choice = pick(MODELS_DIR, DEFAULT_MODELS, open_artifact, backend=backend, device=device, probe_enabled=probe,
+                  opts=opts, has_module=lambda m: has_module(m))
+    up = choice.upscaler if choice.upscaler is not None else open_artifact(choice.path)
+    up.selection = choice.describe()
+    log.info("default model: %s (%s: %s)", choice.path.name, choice.how, choice.reason)
+    return up

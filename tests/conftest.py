@@ -33,6 +33,27 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def scopesr_cache_dir(tmp_path_factory) -> Path:
+    """The user cache folder every test sees (SCOPESR_CACHE_DIR): a temporary one."""
+    return tmp_path_factory.mktemp("scopesr-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_from_the_user_cache(monkeypatch, scopesr_cache_dir):
+    """No test reads or writes the real ~/.cache/scopesr, and load("default") does not probe.
+
+    SCOPESR_CACHE_DIR points at a temporary folder (subprocesses inherit it), and
+    SCOPESR_PROBE=0 gives load("default") the static, deterministic choice (ONNX where
+    onnxruntime is installed, else int8 TFLite) without a second of timing per test; a
+    stray SCOPESR_ARTIFACT from the shell is dropped. tests/sdk/test_picker.py turns the probe
+    on (and points the cache at its own tmp_path) where it tests the picker.
+    """
+    monkeypatch.setenv("SCOPESR_CACHE_DIR", str(scopesr_cache_dir))
+    monkeypatch.setenv("SCOPESR_PROBE", "0")
+    monkeypatch.delenv("SCOPESR_ARTIFACT", raising=False)
+
+
+@pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
 
