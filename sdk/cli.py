@@ -2,7 +2,8 @@
 
 A bad file never stops the batch: its problem is logged, the rest are processed, and the
 command exits non-zero with a summary naming each failed file. Outputs are written
-atomically and never over an input; large results stream to disk as BigTIFF.
+atomically and never over an input (nor over an existing result without --overwrite);
+large results stream to disk strip by strip (BigTIFF, or PNG for 8-bit PNG/JPEG inputs).
 """
 from __future__ import annotations
 
@@ -358,8 +359,11 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
               help="Tiles per forward pass (larger helps GPUs). Default: the model's default.")
 @click.option("--compare", is_flag=True,
               help="Also write OUTDIR/<stem>_compare.png: nearest | bicubic | model, labelled "
-                   "(middle plane of a stack; a centre crop of a huge image).")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
+                   "(middle plane of a stack; a centre crop of a huge image). When two inputs share a "
+                   "stem (a.png, a.tif), the second gets <stem>_<suffix>_compare.png.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing outputs and comparison pictures (inputs are never overwritten). "
+                   "Without it an existing one is refused, also one another run writes meanwhile.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse inputs with more pixels than this (decompression-bomb guard).")
 @click.option("--stream-above", "stream_mpix", type=click.FloatRange(min=0), default=DEFAULT_STREAM_MPIX,
