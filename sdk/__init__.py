@@ -16,6 +16,7 @@ from .errors import (BackendUnavailable, CardError, DependencyError, ImageError,
                      InternalError, ModelError, ModelIOError, OutputError, ScopesrError)
 from .io import IMAGE_SUFFIXES, Image, find_inputs, read_image, write_image, write_tiff_streaming
 from .normalize import Stats, compute_stats
+from . import quality  # PSNR, SSIM, the degradation model: one implementation for the whole project
 from .provenance import package_versions, sha256_path
 from .samples import SAMPLES, available_samples, sample_path
 from .tiles import (parse_signature, parse_tile, parse_tile_sizes, signature_name, tile_entry, tile_label,
@@ -25,6 +26,7 @@ from .upscaler import DEFAULT_MODELS, MODELS_DIR, StreamFrame, Upscaler, crop_ro
 
 __all__ = [
     # running models
+    "quality",
     "load", "Upscaler", "StreamFrame", "default_model_path", "crop_roi", "DEFAULT_MODELS", "MODELS_DIR",
     "make_plan", "TilePlan", "DEFAULT_TILE",
     # model cards and provenance
