@@ -16,10 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from scopesr.sdk.cpu import FEATURES, CpuInfo, describe_cpu, parse_cpuinfo
-from scopesr.sdk.cpu import usable_cores as usable_cores
+from scopesr.sdk.cpu import FEATURES, CpuInfo, describe_cpu, parse_cpuinfo, usable_cores
 
-__all__ = ["Machine", "describe_machine", "cpu_model", "simd_flags", "package_version", "VERSION_PACKAGES"]
+__all__ = ["Machine", "describe_machine", "cpu_model", "simd_flags", "package_version", "VERSION_PACKAGES",
+           "usable_cores"]
 
 #: Runtimes and libraries whose versions decide the figures (missing ones are left out).
 VERSION_PACKAGES = ("torch", "onnxruntime", "ai-edge-litert", "tflite-runtime", "litert-torch",

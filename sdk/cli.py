@@ -261,10 +261,10 @@ def _make_outdir(outdir: Path) -> None:
 def _describe_lines(d: dict[str, Any]) -> list[str]:
     """``Upscaler.describe()`` as a few labelled lines (sr-upscale --describe)."""
     be = d.get("backend") or {}
-    lines = [f"model      {d['name']} ({d['architecture']}), x{d['scale']}, {d['in_channels']} -> "
-             f"{d['out_channels']} channel(s), halo {d['halo']} LR px, {d['normalisation']['mode']} normalisation",
-             f"artifact   {be.get('artifact', '?')} ({d['format']}, {d['precision']}, {d['layout']}), "
-             f"sha256 {str(d.get('sha256') or '?')[:16]}..."]
+    lines = [(f"model      {d['name']} ({d['architecture']}), x{d['scale']}, {d['in_channels']} -> "
+              f"{d['out_channels']} channel(s), halo {d['halo']} LR px, {d['normalisation']['mode']} normalisation"),
+             (f"artifact   {be.get('artifact', '?')} ({d['format']}, {d['precision']}, {d['layout']}), "
+              f"sha256 {str(d.get('sha256') or '?')[:16]}...")]
     tiles = d.get("tile_sizes")
     if tiles:
         sizes = ", ".join(str(t) if isinstance(t, int) else f"{t[0]}x{t[1]}" for t in tiles)

@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CpuInfo", "describe_cpu", "cpu_key", "parse_cpuinfo", "usable_cores", "FEATURES", "INT8_DOT_FEATURES"]
+__all__ = ["FEATURES", "INT8_DOT_FEATURES", "CpuInfo", "cpu_key", "describe_cpu", "parse_cpuinfo", "usable_cores"]
 
 #: SIMD features worth naming, in this order: what ONNX Runtime's MLAS, XNNPACK and oneDNN
 #: dispatch on (x86 first, then Arm), by their Linux /proc/cpuinfo names
@@ -237,14 +237,14 @@ def _windows() -> CpuInfo:
     model = platform.processor() or _arch()
     words: set[str] = set()
     try:
-        import winreg  # noqa: PLC0415 - Windows only
+        import winreg  # Windows only
 
         with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0") as k:
             model = " ".join(str(winreg.QueryValueEx(k, "ProcessorNameString")[0]).split()) or model
     except (ImportError, OSError):
         pass
     try:
-        import ctypes  # noqa: PLC0415
+        import ctypes
 
         present = ctypes.windll.kernel32.IsProcessorFeaturePresent  # type: ignore[attr-defined]
         words = {name for code, name in _WIN_FEATURES.items() if present(code)}

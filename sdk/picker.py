@@ -73,6 +73,9 @@ PROBE_SIZES = ((64, 64), (120, 160))
 #: seconds of timed calls, all candidates together; rounds stop once it is spent
 PROBE_BUDGET_S = 0.5
 MIN_ROUNDS, MAX_ROUNDS = 2, 5
+#: a hard stop (warm-up included) after the first timed round: on a very busy machine a
+#: round can take a second; the probe then keeps one round rather than block a load for long
+PROBE_DEADLINE_S = 1.5
 #: a faster artifact of lower precision must beat a higher-precision one by more than this
 NEAR_TIE = 0.05
 #: the robustness issue's floor: int8 vs fp32 and the held-out gain over bicubic, in dB
@@ -159,7 +162,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("entries"), dict):
-            raise ValueError("not a scopesr picker cache of format %d" % CACHE_FORMAT)
+            raise ValueError(f"not a scopesr picker cache of format {CACHE_FORMAT}")
         return data["entries"]
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         log.warning("ignoring the artifact picker's cache %s: it is corrupt (%s); probing again and "
@@ -287,8 +290,10 @@ def probe(ups: Mapping[str, Any], budget_s: float = PROBE_BUDGET_S) -> dict[str,
 
     Candidates are timed in turn, round after round (a shared machine's load then hits each
     alike), after one warm-up call per size; at least MIN_ROUNDS rounds, at most MAX_ROUNDS,
-    and no new round once ``budget_s`` of timed calls is spent.
+    and no new round once ``budget_s`` of timed calls is spent (nor, after the first, once
+    PROBE_DEADLINE_S has passed since the warm-up began).
     """
+    start = time.perf_counter()
     frames = _frames()
     times: dict[str, list[list[float]]] = {n: [[] for _ in frames] for n in ups}
     for up in ups.values():
@@ -296,7 +301,7 @@ def probe(ups: Mapping[str, Any], budget_s: float = PROBE_BUDGET_S) -> dict[str,
             up.upscale(f)
     spent = 0.0
     for r in range(MAX_ROUNDS):
-        if r >= MIN_ROUNDS and spent >= budget_s:
+        if (r >= MIN_ROUNDS and spent >= budget_s) or (r >= 1 and time.perf_counter() - start > PROBE_DEADLINE_S):
             break
         for name, up in ups.items():
             for i, f in enumerate(frames):
@@ -318,9 +323,8 @@ def _winner(cands: list[Candidate], timings: Mapping[str, Mapping[str, float]]) 
     """The fastest by score; a higher-precision artifact within NEAR_TIE of it wins instead."""
     timed = [c for c in cands if c.name in timings]
     best = min(timed, key=lambda c: timings[c.name]["score"])
-    rank = lambda c: _PRECISION_RANK.get(c.card.precision, 1)  # noqa: E731
     close = [c for c in timed if timings[c.name]["score"] <= timings[best.name]["score"] * (1 + NEAR_TIE)]
-    return min(close, key=lambda c: (rank(c), timings[c.name]["score"]))
+    return min(close, key=lambda c: (_PRECISION_RANK.get(c.card.precision, 1), timings[c.name]["score"]))
 
 
 def _timing_text(timings: Mapping[str, Mapping[str, float]]) -> str:
@@ -435,7 +439,7 @@ def pick(models_dir: Path, names: Mapping[str, str], open_artifact: Callable[[Pa
     for c in eligible:
         try:
             ups[c.name] = open_artifact(c.path)
-        except Exception as exc:  # noqa: BLE001 - a runtime that cannot open it: probe the others
+        except Exception as exc:  # a runtime that cannot open it (any exception type): probe the others
             skipped[c.name] = f"could not be opened ({exc})"
             log.debug("artifact picker: %s", skipped[c.name], exc_info=True)
     if not ups:  # opening it again raises the error for the caller

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import scopesr.sdk as sr
 from scopesr.bench import small_frame
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from scopesr.sdk import cpu as C
 
 pytestmark = pytest.mark.edge

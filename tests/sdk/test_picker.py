@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 import scopesr.sdk as sr
 from scopesr.sdk import ModelCard, card_path_for, picker
 from scopesr.sdk import upscaler as U
@@ -66,7 +66,7 @@ def test_first_load_probes_and_caches(models, cache):
     assert sel["how"] == "probe" and sel["name"] in NAMES and sel["artifact"] == Path(up.backend.artifact).name
     assert set(sel["timings_ms"]) == NAMES
     for t in sel["timings_ms"].values():
-        assert t["64x64"] > 0 and t["120x160"] > 0 and t["score"] > 0 and t["rounds"] >= picker.MIN_ROUNDS
+        assert t["64x64"] > 0 and t["120x160"] > 0 and t["score"] > 0 and 1 <= t["rounds"] <= picker.MAX_ROUNDS
     assert sel["cpu_key"] == sr.cpu_key() and "usable core" in sel["cpu"]
     assert "timed probe" in sel["reason"] and sel["cache"] == str(cache)
     data = json.loads(cache.read_text())
@@ -104,6 +104,26 @@ def test_sha256_change_invalidates_the_cache(models, cache, monkeypatch):
     assert entry["candidates"]["tflite"] == ModelCard.read(models / "default-fp32.card.json").sha256
     _no_probe(monkeypatch)
     assert sr.load("default").selection["how"] == "cache"
+
+
+def test_probe_rounds_stop_at_the_budget_or_the_deadline(monkeypatch):
+    class Slow:
+        def __init__(self, dt):
+            self.dt, self.calls = dt, 0
+
+        def upscale(self, img):
+            self.calls += 1
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < self.dt:  # busy, like a runtime
+                pass
+
+    fast = {"a": Slow(0.0), "b": Slow(0.0)}
+    res = picker.probe(fast)
+    assert all(r["rounds"] == picker.MAX_ROUNDS for r in res.values())  # no budget spent: every round
+    monkeypatch.setattr(picker, "PROBE_DEADLINE_S", 0.05)
+    slow = {"a": Slow(0.02), "b": Slow(0.02)}  # the warm-up alone passes the deadline
+    res = picker.probe(slow)
+    assert all(r["rounds"] == 1 for r in res.values()) and res["a"]["score"] > 0
 
 
 def test_runtime_version_change_invalidates_the_cache(models, monkeypatch):
@@ -291,7 +311,6 @@ def test_bundled_default_probe_is_short(monkeypatch, tmp_path):
 # ---------------------------------------------------------------------------- sr-upscale --describe
 def _cli(*args):
     from click.testing import CliRunner
-
     from scopesr.sdk.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -321,3 +340,12 @@ def test_sr_upscale_describe_a_model_and_usage_errors(tmp_path):
     assert res.exit_code == 2 and "Missing argument 'INPUTS...'" in res.output
     res = _cli(tmp_path / "a.tif")
     assert res.exit_code == 2 and "Missing option '-o'" in res.output
+
+
+def test_a_near_tie_goes_to_the_higher_precision():
+    card = ModelCard.read(card_path_for(FIX / "tiny_x4.onnx"))
+    i8 = ModelCard.from_dict({**card.to_dict(), "precision": "int8"})
+    fp = picker.Candidate("tflite", FIX / "a", card, "tflite")
+    q = picker.Candidate("tflite-int8", FIX / "b", i8, "tflite")
+    assert picker._winner([fp, q], {"tflite": {"score": 10.3}, "tflite-int8": {"score": 10.0}}).name == "tflite"
+    assert picker._winner([fp, q], {"tflite": {"score": 12.0}, "tflite-int8": {"score": 10.0}}).name == "tflite-int8"

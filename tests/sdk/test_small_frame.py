@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import scopesr.sdk as sr
 from scopesr.sdk import upscaler as U
 
@@ -69,11 +68,11 @@ def test_everything_else_goes_through_the_tiler(monkeypatch):
     monkeypatch.setattr(U.Upscaler, "_one_tile", lambda self, *a, **k: calls.append(r := real(self, *a, **k)) or r)
     img = _frame(np.uint8, (40, 40))
     cases = [
-        (onnx, dict(image=img, tile=16)),  # several tiles
-        (fixed, dict(image=_frame(np.uint8, (20, 20)))),  # padded up to the 32 signature
-        (fixed, dict(image=_frame(np.uint8, (64, 64)))),  # several fixed tiles
-        (onnx, dict(image=np.stack([img, img]))),  # a stack
-        (onnx, dict(image=np.stack([img, img], axis=-1))),  # two channels, one at a time
+        (onnx, {"image": img, "tile": 16}),  # several tiles
+        (fixed, {"image": _frame(np.uint8, (20, 20))}),  # padded up to the 32 signature
+        (fixed, {"image": _frame(np.uint8, (64, 64))}),  # several fixed tiles
+        (onnx, {"image": np.stack([img, img])}),  # a stack
+        (onnx, {"image": np.stack([img, img], axis=-1)}),  # two channels, one at a time
     ]
     for up, kw in cases:
         out = up.upscale(**kw)
