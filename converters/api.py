@@ -22,6 +22,8 @@ import numpy as np
 
 from scopesr.sdk import (CardError, FORMATS, ModelCard, Normalisation, card_path_for, package_versions,
                          sha256_path, tile_entry, tile_label, tile_shapes)
+from scopesr.sdk.atomic import output_error, remove_stale_temps, temp_prefix
+from scopesr.sdk.card import MAX_TILE_SIDE
 
 from . import data as D
 from .errors import ConversionError, ParityError
@@ -177,6 +179,8 @@ def check_tile_sizes(tile_sizes: Sequence[Any] | None, halo: int,
     msgs: list[str] = []
     if any(min(t) < 8 for t in shapes):
         raise ConversionError(f"tile sizes must be >= 8 LR pixels, got {labels(shapes)}")
+    if any(max(t) > MAX_TILE_SIDE for t in shapes):  # 100000 asked for 40 GB at export; no card takes it
+        raise ConversionError(f"tile sizes must be <= {MAX_TILE_SIDE} LR pixels, got {labels(shapes)}")
     too_small = [t for t in shapes if min(t) <= 2 * halo]
     if too_small:
         if explicit:
@@ -230,7 +234,10 @@ def _images(norm: Normalisation, channels: int, calibration: str | os.PathLike |
         return D.load_images(files, norm, channels, source=str(calibration)), str(calibration)
     keys = D.CALIBRATION_SAMPLES if role == "calibration" else D.PARITY_SAMPLES
     imgs = D.sample_images(keys, norm, channels)
-    return imgs, "scopesr.sdk.samples (" + ", ".join(sorted({i.name.split("[")[0] for i in imgs})) + ")"
+    names = ", ".join(sorted({i.name.split("[")[0] for i in imgs}))
+    if D.USER_IMAGES is not None and D.samples_missing(keys):
+        return imgs, f"{D.USER_IMAGES} (--calibration; the real sample images are not installed: {names})"
+    return imgs, f"scopesr.sdk.samples ({names})"
 
 
 def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -247,15 +254,20 @@ def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
 def convert(source: Any, target: str, out: str | os.PathLike | None = None, precision: str | None = None,
             tile_sizes: Sequence[Any] | None = None, calibration: str | os.PathLike | None = None,
             card: ModelCard | None = None, verify: bool = True,
-            tolerances: dict[str, float] | None = None, raise_on_failure: bool = False) -> ConversionResult:
+            tolerances: dict[str, float] | None = None, raise_on_failure: bool = False,
+            overwrite: bool = True) -> ConversionResult:
     """Convert a generator to ``target`` and prove the artifact against PyTorch.
 
     ``source``: a ``.safetensors`` checkpoint from the trainer (its card beside it) or an
     ``nn.Module`` (then ``card`` describes it; measured when omitted). ``tile_sizes``: LR
     tile sizes of fixed-shape targets, N or (H, W) (TFLite; Core ML enumerates them when given).
     ``calibration``: a folder of real images for int8 (default: the real samples shipped
-    by pip packages). ``verify``: run the parity check (a failure is recorded in the card
-    and in the result; ``raise_on_failure`` raises ParityError instead).
+    by pip packages; without those packages, parity and sample tensors use these images
+    too). ``verify``: run the parity check (a failure is recorded in the card and in the
+    result; ``raise_on_failure`` raises ParityError instead). ``overwrite=False``: an
+    existing artifact at the output path is refused (ConversionError), checked before the
+    slow export and again, atomically, when the artifact is put in place (sr-convert
+    without --overwrite).
     """
     tgt = get_target(target)  # ConversionError naming the known targets
     precision = precision or tgt.default_precision
@@ -271,13 +283,17 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
     module, src_card, label = load_source(source, card)
     out_path = resolve_output(out, target, precision, label if src_path is None else src_path.name, src_path)
     _check_output_collision(out_path, src_path)
+    if not overwrite and os.path.lexists(out_path):
+        raise ConversionError(f"{out_path}: exists; pass --overwrite (overwrite=True) to replace it, or choose "
+                              "another -o")
 
     fixed = tgt.uses_fixed_sizes(tile_sizes is not None)
     msgs: list[str] = []
     if tile_sizes is not None and not fixed:
         msgs.append(f"--tile-sizes ignored: {target} artifacts take any H and W")
     if calibration is not None and precision != "int8":
-        msgs.append("--calibration ignored: only int8 needs calibration images")
+        msgs.append("--calibration not used for calibration: only int8 needs calibration images"
+                    + (" (its images stand in for the missing sample images)" if D.samples_missing() else ""))
     sizes: list[tuple[int, int]] | None = None  # (H, W) of each fixed input
     if fixed:
         entries, msgs = check_tile_sizes(tile_sizes, src_card.halo, explicit=tile_sizes is not None)
@@ -289,36 +305,46 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
     # real tiles: calibration (int8) and parity (held-out images)
     cal_tiles: dict[tuple[int, int], list[np.ndarray]] | None = None
     cal_from = ""
-    if precision == "int8":
-        imgs, cal_from = _images(src_card.normalisation, src_card.in_channels, calibration, "calibration")
-        if calibration is None:
-            log.info("no --calibration folder: calibrating int8 on the real samples %s", cal_from)
-        cal_tiles = {}
-        for shape in tgt.calibration_shapes(sizes):
-            ts = D.make_tiles(imgs, shape, src_card.scale, D.tiles_for_budget(shape, CALIB_BUDGET_PX, 2, 16),
-                              with_hr=False)
-            # plus copies of half the tiles brightened so their peak reaches CALIB_PEAK: percentile
-            # normalisation puts the brightest 0.1 % above 1 (bright nuclei reach 1.5-2), and ranges
-            # calibrated on a few dim tiles clip them (measured: saturated highlights, max err ~1)
-            cal_tiles[shape] = list(ts.lr) + [t * (CALIB_PEAK / max(float(t.max()), 1e-3))
-                                          for t in ts.lr[: max(1, len(ts.lr) // 2)]]
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
-    tmp = tmp_dir / out_path.name
+    # the --calibration images stand in for the real sample images where their packages are
+    # missing (parity tiles, bioimage.io sample tensors), for this conversion only
+    D.USER_IMAGES = Path(calibration) if calibration is not None else None
     try:
-        exported = tgt.export(ExportJob(module, src_card, tmp, precision, sizes, cal_tiles))
-        extra = dict(exported.extra)
-        report = None
-        if verify:
-            report = _parity(tgt, module, src_card, exported.path, precision, sizes, tol)
-            if cal_from:
-                report.notes.append(f"int8 calibrated on {cal_from}")
-            report.notes.extend(msgs)
-            extra["parity"] = report.to_dict()
-        _replace(exported.path, out_path)
+        if precision == "int8":
+            imgs, cal_from = _images(src_card.normalisation, src_card.in_channels, calibration, "calibration")
+            if calibration is None:
+                log.info("no --calibration folder: calibrating int8 on the real samples %s", cal_from)
+            cal_tiles = {}
+            for shape in tgt.calibration_shapes(sizes):
+                ts = D.make_tiles(imgs, shape, src_card.scale, D.tiles_for_budget(shape, CALIB_BUDGET_PX, 2, 16),
+                                  with_hr=False)
+                # plus copies of half the tiles brightened so their peak reaches CALIB_PEAK: percentile
+                # normalisation puts the brightest 0.1 % above 1 (bright nuclei reach 1.5-2), and ranges
+                # calibrated on a few dim tiles clip them (measured: saturated highlights, max err ~1)
+                cal_tiles[shape] = list(ts.lr) + [t * (CALIB_PEAK / max(float(t.max()), 1e-3))
+                                              for t in ts.lr[: max(1, len(ts.lr) // 2)]]
+
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(out_path, suffix="")  # a temporary folder left by a killed sr-convert
+            tmp_dir = Path(tempfile.mkdtemp(prefix=temp_prefix(out_path, ""), dir=out_path.parent))
+        except OSError as exc:
+            raise ConversionError(str(output_error(exc, out_path))) from None
+        tmp = tmp_dir / out_path.name
+        try:
+            exported = tgt.export(ExportJob(module, src_card, tmp, precision, sizes, cal_tiles))
+            extra = dict(exported.extra)
+            report = None
+            if verify:
+                report = _parity(tgt, module, src_card, exported.path, precision, sizes, tol)
+                if cal_from:
+                    report.notes.append(f"int8 calibrated on {cal_from}")
+                report.notes.extend(msgs)
+                extra["parity"] = report.to_dict()
+            _replace(exported.path, out_path, overwrite)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        D.USER_IMAGES = None
 
     new_card = _make_card(src_card, out_path, precision, exported.layout, exported.tile_sizes, extra,
                           source_name=label)
@@ -348,14 +374,34 @@ def _check_output_collision(out_path: Path, src_path: Path | None) -> None:
                                   "-o name so that each artifact keeps its own card")
 
 
-def _replace(tmp: Path, final: Path) -> None:
-    """Atomic for files; for folders (.mlpackage) the old one is removed first."""
-    if tmp.is_dir():
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(tmp, final)
-    else:
-        os.replace(tmp, final)
+def _replace(tmp: Path, final: Path, overwrite: bool = True) -> None:
+    """Atomic for files; for folders (.mlpackage) the old one is removed first.
+    ``overwrite=False``: the final name is taken exclusively (a hard link for a file, which
+    fails when another run created the name meanwhile)."""
+    exists = ConversionError(f"{final}: exists (another run may have written it meanwhile); not replaced. "
+                             "Pass --overwrite (overwrite=True) to replace it")
+    try:
+        if tmp.is_dir():
+            if final.exists() or final.is_symlink():
+                if not overwrite:
+                    raise exists
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
+            os.replace(tmp, final)
+        elif overwrite:
+            os.replace(tmp, final)
+        else:
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                raise exists from None
+            except OSError:  # no hard links here: claim the name, then replace it
+                try:
+                    os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                except FileExistsError:
+                    raise exists from None
+                os.replace(tmp, final)
+    except OSError as exc:
+        raise ConversionError(str(output_error(exc, final))) from None
 
 
 def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, precision: str,

@@ -14,6 +14,7 @@ import warnings
 from typing import Sequence
 
 from scopesr.sdk import CardError, parse_tile_sizes, tile_label, tile_shapes
+from scopesr.sdk.card import MAX_TILE_SIDE
 
 from .api import DEFAULT_TILE_SIZES, TARGETS, convert
 from .parity import DEFAULT_TOLERANCES
@@ -39,9 +40,14 @@ truth. A failure exits 1 (the artifact is kept, its card says so).
 
 def _tile_sizes(text: str) -> list[int | list[int]]:
     try:
-        return parse_tile_sizes(text)
+        sizes = parse_tile_sizes(text)
     except CardError as exc:
         raise argparse.ArgumentTypeError(f"--tile-sizes: {exc}") from None
+    big = [t for t in sizes if max(t if isinstance(t, list) else [t]) > MAX_TILE_SIDE]
+    if big:  # a 100000 px tile would ask for tens of GB at export, and no card accepts it
+        raise argparse.ArgumentTypeError(f"--tile-sizes: a tile side is at most {MAX_TILE_SIDE} LR pixels, got "
+                                         f"{', '.join(map(str, big))}")
+    return sizes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(sizes not above twice the halo are dropped)")
     p.add_argument("--calibration", metavar="DIR", default=None,
                    help="folder of real images for int8 calibration (default: real sample images "
-                   "shipped by pip packages; your own images calibrate better)")
+                   "shipped by pip packages; your own images calibrate better). Without those packages "
+                   "these images are also used for the parity check and bioimage.io sample tensors")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output path; the target's suffix is added when OUT has none "
-                   "(default: MODEL-<target>-<precision>.<suffix> beside MODEL)")
+                   "(default: MODEL-<target>-<precision>.<suffix> beside MODEL); an existing file "
+                   "is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing artifact at the output path (and its card)")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check")
     p.add_argument("--max-err", type=float, default=DEFAULT_TOLERANCES["fp32_max_abs"],
                    help="fp32 tolerance: max abs error vs PyTorch (default %(default)g)")
@@ -124,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = convert(args.model, args.target, args.output, precision=args.precision,
                              tile_sizes=args.tile_sizes, calibration=args.calibration,
-                             verify=not args.no_verify, tolerances=tol)
+                             verify=not args.no_verify, tolerances=tol, overwrite=args.overwrite)
         except ScopesrError as exc:
             print(f"sr-convert: error: {exc}", file=sys.stderr)
             return 2
