@@ -7,6 +7,7 @@ large results stream to disk strip by strip (BigTIFF, or PNG for 8-bit PNG/JPEG 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -380,10 +381,27 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
 @click.option("--describe", is_flag=True,
               help="Print the model (card summary), the backend and its threads, this CPU and why this "
                    "artifact was chosen, then exit 0 (no INPUTS or -o needed).")
+@click.option("--format", "out_format", type=click.Choice(["auto", "ome-zarr"]), default="auto", show_default=True,
+              help="auto: PNG/TIFF as today, OME-Zarr for OME-Zarr (.zarr) inputs; ome-zarr: every result is an "
+                   "OME-Zarr (OUTDIR/<name>_x<scale>.ome.zarr, or -o OUT.zarr for one input), chunked, with a "
+                   "pyramid. OME-Zarr needs pip install \"scopesr[cluster]\".")
+@click.option("--ngff-version", type=click.Choice(["0.4", "0.5"]), default=None,
+              help="OME-Zarr results: NGFF 0.4 (zarr v2) or 0.5 (zarr v3). Default: the input's, else 0.4.")
+@click.option("--chunk", type=click.IntRange(min=1), default=None, metavar="N",
+              help="OME-Zarr results: LR pixels per chunk side (output chunks are N x scale). Default: the "
+                   "input's zarr chunk, else 256.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Compute OME-Zarr results on a local Dask cluster of N worker processes (implies "
+                   "--format ome-zarr).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Compute OME-Zarr results on a running dask.distributed cluster (implies --format ome-zarr; "
+                   "model, inputs and -o at the same paths on every worker).")
 def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backend: str, device: str,
          tile: int | tuple[int, int] | None, halo: int | str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
          stream_mpix: float, verbose: int, quiet: bool, torch_dtype: str | None = None, channels_last: bool = False,
-         compile_: bool = False, cuda_graphs: bool = False, describe: bool = False) -> None:
+         compile_: bool = False, cuda_graphs: bool = False, describe: bool = False, out_format: str = "auto",
+         ngff_version: str | None = None, chunk: int | None = None, workers: int | None = None,
+         scheduler: str | None = None) -> None:
     """Super-resolve microscopy images: IN may be image files, folders (their images,
     sorted) or multi-page TIFF stacks."""
     from tqdm import tqdm
@@ -397,7 +415,12 @@ def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backe
         raise click.UsageError("Missing argument 'INPUTS...'.")
     if outdir is None:
         raise click.UsageError("Missing option '-o' / '--outdir'.")
-    files = find_inputs(inputs)
+    if workers and scheduler:
+        raise click.UsageError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
+    from .zarr_io import find_inputs_with_zarr, is_zarr_path
+
+    zarr_all = out_format == "ome-zarr" or bool(workers or scheduler)
+    files = find_inputs_with_zarr(inputs) if zarr_all or any(is_zarr_path(p) for p in inputs) else find_inputs(inputs)
     if not files:
         raise click.ClickException("no input images found")
     try:
@@ -414,11 +437,26 @@ def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backe
     claimed: set[Path] = set()
     failed: list[tuple[Path, str]] = []
     show = not quiet and sys.stderr.isatty()
-    with logging_redirect_tqdm():
+    zrun = None
+    if zarr_all or any(is_zarr_path(f) for f in files):  # OME-Zarr results, Dask: scopesr.sdk.dask
+        from .dask import ClusterRun
+
+        zrun = ClusterRun(upscaler, scheduler=scheduler, workers=workers, chunk=chunk, version=ngff_version,
+                          max_pixels=max_pixels, every_input=zarr_all)
+    with logging_redirect_tqdm(), contextlib.ExitStack() as stack:
+        if zrun is not None:
+            try:
+                stack.enter_context(zrun)
+            except ScopesrError as exc:
+                raise click.ClickException(str(exc)) from None
         for f in tqdm(files, unit="file", desc="sr-upscale", disable=not show or len(files) < 2):
             try:
-                process_file(upscaler, f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare,
-                             max_pixels=max_pixels, stream_mpix=stream_mpix, show_progress=show)
+                if zrun is not None and zrun.takes(f):
+                    zrun.process(f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare,
+                                 show_progress=show)
+                else:
+                    process_file(upscaler, f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare,
+                                 max_pixels=max_pixels, stream_mpix=stream_mpix, show_progress=show)
             except ScopesrError as exc:
                 msg = str(exc)
                 log.error("%s", msg if str(f) in msg else f"{f}: {msg}")
