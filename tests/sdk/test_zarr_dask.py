@@ -71,6 +71,7 @@ def test_import_scopesr_sdk_stays_light():
     assert out.strip() == "[]"
 
 
+@pytest.mark.edge
 def test_blocks_never_shorter_than_the_halo():
     from scopesr.sdk.dask import axis_chunks
 
