@@ -64,8 +64,8 @@ arm64-rootfs: apt-deps venv
 	else echo "arm64 rootfs: no qemu-aarch64-static, the arm64 test will skip"; fi
 
 demo: edge-venv
-	$(EDGE)/bin/sr-upscale --compare --overwrite -o demo_out sdk/data/sample_nuclei.tif
-	@echo "demo: wrote demo_out/ (the upscaled image and demo_out/*_compare.png)"
+	$(EDGE)/bin/sr-upscale --compare --overwrite -o demo_out sdk/data/sample_nuclei.tif sdk/data/sample_nuclei_noisy.tif
+	@echo "demo: wrote demo_out/ (the upscaled clean and noisy samples and demo_out/*_compare.png)"
 
 test-full: venv pi-venv arm64-rootfs
 	$(VENV)/bin/python -m pytest

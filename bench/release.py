@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -70,7 +71,10 @@ def _write_calibration(folder: Path, sources: Sequence[str], ranges: dict[str, A
         idx = np.unique(np.linspace(0, planes.shape[0] - 1, min(per_source, planes.shape[0])).round().astype(int))
         for j in idx:
             rng = np.random.default_rng([seed, i, int(j)])
-            lr, _ = draws.sample(rng).apply(planes[j][..., 0].astype(np.float64), rng, dtype="uint16")
+            # the draw's optics, noise and camera at the plane's own size (scale 1): calibration
+            # tiles must be as large as the largest TFLite signature, and LR of a 256 px plane is not
+            draw = dataclasses.replace(draws.sample(rng), scale=1)
+            lr, _ = draw.apply(planes[j][..., 0].astype(np.float64), rng, dtype="uint16")
             tifffile.imwrite(folder / f"src{i}_plane{j}.tif", lr)
     return folder
 

@@ -13,9 +13,9 @@ sha256 and runtime version; later loads read the cache and open only the winner.
 Candidates: the bundled artifacts whose runtime is installed, that the ``backend`` argument
 allows, and that pass the quality floor (:data:`QUALITY_FLOOR_DB`): an artifact whose card
 says int8 costs more than 0.2 dB against fp32 (``metrics.int8_vs_fp32.worst.delta_db``), or
-whose held-out gain over bicubic falls below -0.2 dB on any degradation row
-(``metrics.heldout.summary[row].worst_gain_db``), is never picked. Cards without these
-numbers skip nothing.
+whose held-out worst gain over bicubic on a degradation row
+(``metrics.heldout.summary[row].worst_gain_db``) is more than 0.2 dB below both bicubic and
+the best bundled file's, is never picked. Cards without these numbers skip nothing.
 
 Overrides, strongest first:
 
@@ -190,9 +190,30 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def quality_floor_reason(card: ModelCard, floor_db: float = QUALITY_FLOOR_DB) -> str | None:
+def _worst_gains(card: ModelCard) -> dict[str, tuple[float, Any]]:
+    """Row -> (held-out worst gain over bicubic in dB, worst image) from the card, if it has them."""
+    m = card.metrics if isinstance(card.metrics, Mapping) else {}
+    held = m.get("heldout")
+    summary = held.get("summary") if isinstance(held, Mapping) else None
+    out: dict[str, tuple[float, Any]] = {}
+    if isinstance(summary, Mapping):
+        for row, entry in summary.items():
+            g = _num(entry.get("worst_gain_db")) if isinstance(entry, Mapping) else None
+            if g is not None:
+                out[str(row)] = (g, entry.get("worst_image"))
+    return out
+
+
+def quality_floor_reason(card: ModelCard, floor_db: float = QUALITY_FLOOR_DB,
+                         reference: Mapping[str, float] | None = None) -> str | None:
     """Why the card's own measurements put the artifact below the floor, or None (also when
-    the card does not carry them)."""
+    the card does not carry them).
+
+    The floor is about what a *file* loses, not about the model: int8 more than ``floor_db``
+    below fp32, or a held-out worst gain over bicubic more than ``floor_db`` below the best
+    candidate's on the same row (``reference``). Without a reference the held-out gains are
+    held against 0 dB (bicubic) itself.
+    """
     m = card.metrics if isinstance(card.metrics, Mapping) else {}
     i8 = m.get("int8_vs_fp32")
     worst = i8.get("worst") if isinstance(i8, Mapping) else None
@@ -201,15 +222,12 @@ def quality_floor_reason(card: ModelCard, floor_db: float = QUALITY_FLOOR_DB) ->
         where = ", ".join(str(worst[k]) for k in ("image", "degradation") if worst.get(k))
         return (f"int8 vs fp32 worst {d:+.2f} dB{f' ({where})' if where else ''} is below the "
                 f"{floor_db:+.1f} dB floor")
-    held = m.get("heldout")
-    summary = held.get("summary") if isinstance(held, Mapping) else None
-    if isinstance(summary, Mapping):
-        for row, entry in summary.items():
-            g = _num(entry.get("worst_gain_db")) if isinstance(entry, Mapping) else None
-            if g is not None and g < floor_db:
-                img = entry.get("worst_image")
-                return (f"held-out worst gain over bicubic {g:+.2f} dB on '{row}'{f' ({img})' if img else ''} "
-                        f"is below the {floor_db:+.1f} dB floor")
+    for row, (g, img) in _worst_gains(card).items():
+        base = 0.0 if reference is None else min(0.0, reference.get(row, 0.0))
+        if g < base + floor_db:
+            against = "" if reference is None or base == 0.0 else f" ({base:+.2f} dB for the best bundled file)"
+            return (f"held-out worst gain over bicubic {g:+.2f} dB on '{row}'{f' ({img})' if img else ''} "
+                    f"is below the {floor_db:+.1f} dB floor{against}")
     return None
 
 
@@ -393,15 +411,23 @@ def pick(models_dir: Path, names: Mapping[str, str], open_artifact: Callable[[Pa
         return Choice(c.name, c.path, "static", f"no runtime installed for any bundled artifact{only}",
                       skipped=skipped, **base)
     eligible = []
+    # per row, the best held-out worst gain among the runnable files: a file is held against what
+    # the model can do (its fp32 twin), so a model-wide shortfall does not disqualify every file
+    reference: dict[str, float] = {}
     for c in runnable:
-        why = quality_floor_reason(c.card)
+        for row, (g, _) in _worst_gains(c.card).items():
+            reference[row] = max(g, reference.get(row, -math.inf))
+    for c in runnable:
+        why = quality_floor_reason(c.card, reference=reference)
         if why:
             skipped[c.name] = why
         else:
             eligible.append(c)
     if not eligible:
         c = _static(runnable)
-        log.warning("every bundled artifact this install can run%s is below the quality floor (%s); opening %s",
+        # the model itself (not one of its files) is below the floor on some row: the card and
+        # the README say so; every load repeating it as a warning would only be noise
+        log.info("every bundled artifact this install can run%s is below the quality floor (%s); opening %s",
                     only, "; ".join(f"{k}: {v}" for k, v in skipped.items()), c.path.name)
         return Choice(c.name, c.path, "fallback", "every runnable artifact is below the quality floor: the static "
                       "preference", skipped=skipped, **base)
