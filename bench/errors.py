@@ -1,4 +1,5 @@
 """Errors of scopesr.bench: each names what failed and how to fix it."""
+
 from __future__ import annotations
 
 from scopesr.sdk.errors import ScopesrError

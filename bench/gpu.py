@@ -15,6 +15,7 @@ a 512x512 output (128x128 LR) in <= 5 ms (the paper: 140 ms on a K80) and a 1920
   (images/s, HR Mpx/s) for a pretrain and a GAN step, bf16 + channels_last. Times are medians
   over runs after warm-up (CUDA graph capture and compilation happen in the warm-up).
 """
+
 from __future__ import annotations
 
 import gc
@@ -75,14 +76,17 @@ def device_peak_tflops(device_name: str | None, precision: str) -> float | None:
 def gpu_targets(st: Settings) -> list[dict[str, Any]]:
     """The GPU-path targets for the ``paper`` preset under ``st``; 'not measured' without CUDA."""
     targets = [
-        {"target": "paper preset, 128x128 LR -> 512x512 output", "goal": f"<= {TARGET_512_MS:g} ms "
-         "(paper: 140 ms on a K80)"},
+        {
+            "target": "paper preset, 128x128 LR -> 512x512 output",
+            "goal": f"<= {TARGET_512_MS:g} ms (paper: 140 ms on a K80)",
+        },
         {"target": "paper preset, 480x270 LR -> 1920x1080 output", "goal": f">= {TARGET_1080_FPS:g} FPS"},
         {"target": "paper preset, batches of 16 tiles of 64x64 LR (pinned, overlapped)", "goal": "throughput"},
         {"target": "training throughput (sr-train)", "goal": "recorded"},
     ]
     try:
         import torch
+
         cuda = st.device != "cpu" and torch.cuda.is_available()
     except ImportError:
         cuda = False
@@ -99,24 +103,38 @@ def gpu_targets(st: Settings) -> list[dict[str, Any]]:
     from .subjects import randomise
 
     o = torch_opts(st)
-    runner = TorchRunner(randomise(create_model("paper"), st.seed), device="cuda", dtype=o["dtype"],
-                         channels_last=o["channels_last"], compile=o["compile"], cuda_graphs=o["cuda_graphs"])
-    settings = ", ".join(f"{k}={v}" for k, v in runner.describe().items() if k in
-                         ("gpu", "dtype", "channels_last", "compile", "cuda_graphs", "pinned"))
+    runner = TorchRunner(
+        randomise(create_model("paper"), st.seed),
+        device="cuda",
+        dtype=o["dtype"],
+        channels_last=o["channels_last"],
+        compile=o["compile"],
+        cuda_graphs=o["cuda_graphs"],
+    )
+    settings = ", ".join(
+        f"{k}={v}"
+        for k, v in runner.describe().items()
+        if k in ("gpu", "dtype", "channels_last", "compile", "cuda_graphs", "pinned")
+    )
     b = Budget(warmup=5, repeats=50, min_repeats=10, budget_s=5.0)
 
     def timed(fn: Callable[[], Any]) -> dict[str, Any]:
-        return time_call(fn, warmup=b.warmup, repeats=b.repeats, min_repeats=b.min_repeats,
-                         budget_s=b.budget_s, sync=runner.sync).to_dict()
+        return time_call(
+            fn, warmup=b.warmup, repeats=b.repeats, min_repeats=b.min_repeats, budget_s=b.budget_s, sync=runner.sync
+        ).to_dict()
 
     x512 = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
     t = timed(lambda: runner(x512))
-    targets[0].update(measured=f"{t['median_s'] * 1e3:.2f} ms [{t['min_s'] * 1e3:.2f}–{t['max_s'] * 1e3:.2f}]",
-                      timing=t, settings=settings)
+    targets[0].update(
+        measured=f"{t['median_s'] * 1e3:.2f} ms [{t['min_s'] * 1e3:.2f}–{t['max_s'] * 1e3:.2f}]",
+        timing=t,
+        settings=settings,
+    )
     x1080 = np.random.default_rng(1).random((1, 3, 270, 480), dtype=np.float32)
     t = timed(lambda: runner(x1080))
-    targets[1].update(measured=f"{1.0 / t['median_s']:.1f} FPS ({t['median_s'] * 1e3:.2f} ms)", timing=t,
-                      settings=settings)
+    targets[1].update(
+        measured=f"{1.0 / t['median_s']:.1f} FPS ({t['median_s'] * 1e3:.2f} ms)", timing=t, settings=settings
+    )
     batches = [np.random.default_rng(i).random((16, 3, 64, 64), dtype=np.float32) for i in range(8)]
     t = timed(lambda: list(runner.run_many(batches)))
     targets[2].update(measured=f"{16 * 8 / t['median_s']:.0f} tiles/s", timing=t, settings=settings)
@@ -131,8 +149,7 @@ OPTION_SETS: list[tuple[str, dict[str, Any]]] = [
     ("bf16 + NHWC", {"dtype": "bf16", "channels_last": True}),
     ("bf16 + NHWC + graphs", {"dtype": "bf16", "channels_last": True, "cuda_graphs": True}),
     ("fp16 + NHWC + graphs", {"dtype": "fp16", "channels_last": True, "cuda_graphs": True}),
-    ("bf16 + NHWC + compile + graphs", {"dtype": "bf16", "channels_last": True, "cuda_graphs": True,
-                                        "compile": True}),
+    ("bf16 + NHWC + compile + graphs", {"dtype": "bf16", "channels_last": True, "cuda_graphs": True, "compile": True}),
 ]
 
 
@@ -152,8 +169,13 @@ def sample_rgb(h: int, w: int) -> np.ndarray:
     a = np.asarray(tifffile.imread(Path(scopesr.sdk.__file__).parent / "data" / "sample_nuclei.tif"))
     rgb = np.stack([a, a.T, a[::-1]], axis=-1)
     reps = (-(-h // rgb.shape[0]), -(-w // rgb.shape[1]), 1)
-    tiled = np.concatenate([np.concatenate([rgb if (i + j) % 2 == 0 else rgb[::-1, ::-1] for j in range(reps[1])],
-                                           axis=1) for i in range(reps[0])], axis=0)
+    tiled = np.concatenate(
+        [
+            np.concatenate([rgb if (i + j) % 2 == 0 else rgb[::-1, ::-1] for j in range(reps[1])], axis=1)
+            for i in range(reps[0])
+        ],
+        axis=0,
+    )
     return np.ascontiguousarray(tiled[:h, :w])
 
 
@@ -169,10 +191,17 @@ def export_pt2(preset: str, folder: Path, seed: int) -> Path:
     return out
 
 
-def bench_inference(pt2: Path, device: str, sets: list[tuple[str, dict[str, Any]]], lr512: int,
-                    frame: tuple[int, int], reps: tuple[int, int, float],
-                    on_row: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
-                    rows: list[dict[str, Any]] | None = None, refs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def bench_inference(
+    pt2: Path,
+    device: str,
+    sets: list[tuple[str, dict[str, Any]]],
+    lr512: int,
+    frame: tuple[int, int],
+    reps: tuple[int, int, float],
+    on_row: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+    rows: list[dict[str, Any]] | None = None,
+    refs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Time each option set; ``rows``/``refs`` carry on an earlier call (the first option set
     measured is the reference of ``max_diff_vs_first``)."""
     import scopesr.sdk as sr
@@ -188,18 +217,22 @@ def bench_inference(pt2: Path, device: str, sets: list[tuple[str, dict[str, Any]
         try:
             up = sr.load(pt2, device=device, **opts)
             row["describe"] = up.backend.describe()
-            x = np.ascontiguousarray(x_small[:, :up.card.in_channels])  # a grey model takes one plane
-            row["out512_e2e"] = _timing(lambda: up.upscale(small), warm, n, budget)
-            row["out512_backend"] = _timing(lambda: up.backend.run(x), warm, n, budget)
-            row["out1080_whole"] = _timing(lambda: up.upscale(big, tile=max(frame)), warm, n, budget)
-            row["out1080_tiled"] = _timing(lambda: up.upscale(big, tile=256, batch=8), warm, n, budget)
+            x = np.ascontiguousarray(x_small[:, : up.card.in_channels])  # a grey model takes one plane
+            row["out512_e2e"] = _timing(lambda up=up: up.upscale(small), warm, n, budget)
+            row["out512_backend"] = _timing(lambda up=up, x=x: up.backend.run(x), warm, n, budget)
+            row["out1080_whole"] = _timing(lambda up=up: up.upscale(big, tile=max(frame)), warm, n, budget)
+            row["out1080_tiled"] = _timing(lambda up=up: up.upscale(big, tile=256, batch=8), warm, n, budget)
             o_small, o_big = up.upscale(small).astype(np.float64), up.upscale(big, tile=max(frame)).astype(np.float64)
             refs.setdefault("small", o_small)
             refs.setdefault("big", o_big)
             ref_small, ref_big = refs["small"], refs["big"]
             # relative to the reference output's range (the output keeps the input's uint16)
-            row["max_diff_vs_first"] = float(max(np.abs(o_small - ref_small).max() / max(1.0, np.ptp(ref_small)),
-                                                 np.abs(o_big - ref_big).max() / max(1.0, np.ptp(ref_big))))
+            row["max_diff_vs_first"] = float(
+                max(
+                    np.abs(o_small - ref_small).max() / max(1.0, np.ptp(ref_small)),
+                    np.abs(o_big - ref_big).max() / max(1.0, np.ptp(ref_big)),
+                )
+            )
         except Exception as exc:  # one failing option set must not hide the others
             log.exception("%s failed", label)
             row["error"] = f"{type(exc).__name__}: {exc}"
@@ -211,13 +244,25 @@ def bench_inference(pt2: Path, device: str, sets: list[tuple[str, dict[str, Any]
             torch.cuda.empty_cache()
         rows.append(row)
         on_row(rows)  # saved as it goes: a run cut short by a time limit keeps what it measured
-        log.info("%s: %s", label, {k: round(v["median_s"] * 1e3, 3) for k, v in row.items()
-                                   if isinstance(v, dict) and "median_s" in v})
+        log.info(
+            "%s: %s",
+            label,
+            {k: round(v["median_s"] * 1e3, 3) for k, v in row.items() if isinstance(v, dict) and "median_s" in v},
+        )
     return rows
 
 
-def bench_training(preset: str, device: str, folder: Path, hr: int, batch: int, steps: int, warmup: int,
-                   compile_: bool | str, modes: tuple[str, ...] = ("pretrain", "gan")) -> list[dict[str, Any]]:
+def bench_training(
+    preset: str,
+    device: str,
+    folder: Path,
+    hr: int,
+    batch: int,
+    steps: int,
+    warmup: int,
+    compile_: bool | str,
+    modes: tuple[str, ...] = ("pretrain", "gan"),
+) -> list[dict[str, Any]]:
     """Trainer throughput (pretrain and GAN steps) on RGB crops of the bundled real sample."""
     from PIL import Image
 
@@ -227,18 +272,31 @@ def bench_training(preset: str, device: str, folder: Path, hr: int, batch: int, 
     data = folder / "train-data"
     data.mkdir(exist_ok=True)
     for i in range(4):  # distinct real crops; 8-bit RGB PNGs
-        img = sample_rgb(hr * 2, hr * 2)[i % 2 * hr // 2:, i // 2 * hr // 2:][:hr + hr // 2, :hr + hr // 2]
+        img = sample_rgb(hr * 2, hr * 2)[i % 2 * hr // 2 :, i // 2 * hr // 2 :][: hr + hr // 2, : hr + hr // 2]
         img = img.astype(np.float64) * (255.0 / max(1, int(img.max())))
         Image.fromarray(img.astype(np.uint8)).save(data / f"crop{i}.png")
     out = []
     for mode in modes:
-        cfg = TrainConfig(mode=mode, preset=preset, out=str(folder / f"run-{mode}"), steps=steps + warmup,
-                          batch_size=batch, device=device, precision="bf16", channels_last=True,
-                          compile=compile_, workers=4 if device == "cuda" else 0, val_every=10**9,
-                          ckpt_every=10**9, log_every=max(1, steps), progress=False,
-                          content_loss="vgg" if mode == "gan" else "mse",
-                          vgg_random_init=mode == "gan", throughput_warmup=warmup,
-                          data=data_mod.DataConfig(data=[str(data)], hr_size=hr, val_fraction=0.25))
+        cfg = TrainConfig(
+            mode=mode,
+            preset=preset,
+            out=str(folder / f"run-{mode}"),
+            steps=steps + warmup,
+            batch_size=batch,
+            device=device,
+            precision="bf16",
+            channels_last=True,
+            compile=compile_,
+            workers=4 if device == "cuda" else 0,
+            val_every=10**9,
+            ckpt_every=10**9,
+            log_every=max(1, steps),
+            progress=False,
+            content_loss="vgg" if mode == "gan" else "mse",
+            vgg_random_init=mode == "gan",
+            throughput_warmup=warmup,
+            data=data_mod.DataConfig(data=[str(data)], hr_size=hr, val_fraction=0.25),
+        )
         row: dict[str, Any] = {"mode": mode}
         try:
             train(cfg)
@@ -269,11 +327,15 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
     b1080 = min(ok, key=lambda r: min(r["out1080_whole"]["median_s"], r["out1080_tiled"]["median_s"]))
     s1080 = min(b1080["out1080_whole"]["median_s"], b1080["out1080_tiled"]["median_s"])
     ms512 = b512["out512_e2e"]["median_s"] * 1e3
-    return {"out512_ms": round(ms512, 3), "out512_options": b512["options"],
-            "out512_backend_ms": round(b512["out512_backend"]["median_s"] * 1e3, 3),
-            "out512_meets_target": ms512 <= TARGET_512_MS,
-            "out1080_fps": round(1.0 / s1080, 2), "out1080_options": b1080["options"],
-            "out1080_meets_target": 1.0 / s1080 >= TARGET_1080_FPS}
+    return {
+        "out512_ms": round(ms512, 3),
+        "out512_options": b512["options"],
+        "out512_backend_ms": round(b512["out512_backend"]["median_s"] * 1e3, 3),
+        "out512_meets_target": ms512 <= TARGET_512_MS,
+        "out1080_fps": round(1.0 / s1080, 2),
+        "out1080_options": b1080["options"],
+        "out1080_meets_target": 1.0 / s1080 >= TARGET_1080_FPS,
+    }
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -284,38 +346,57 @@ def markdown(res: dict[str, Any]) -> str:
         lines += ["**CPU smoke run (tiny preset, tiny sizes): these are NOT the GPU targets.**", ""]
     if res.get("partial"):
         lines += ["**Partial: the run had not finished when this was written.**", ""]
-    lines += [f"Device: **{dev}**; torch {m['versions'].get('torch')} (CUDA {m.get('cuda')}), {m['date']}.",
-              f"Machine: {res.get('machine_line', '')}",
-              f"Command: `{res['command']}`", "",
-              f"Inputs: {res['sizes']['lr512']}x{res['sizes']['lr512']} LR -> 512x512-class output and "
-              f"{res['sizes']['frame'][1]}x{res['sizes']['frame'][0]} LR -> 1080p-class output, RGB from the bundled "
-              "real sample; random weights. Times: median [min–max] ms over the timed runs after warm-up.", "",
-              "| options | 512 out, SDK end to end (ms) | 512 out, backend only (ms) | 1080p whole frame (FPS) "
-              "| 1080p, 256-px tiles (FPS) | max diff vs first row |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        f"Device: **{dev}**; torch {m['versions'].get('torch')} (CUDA {m.get('cuda')}), {m['date']}.",
+        f"Machine: {res.get('machine_line', '')}",
+        f"Command: `{res['command']}`",
+        "",
+        f"Inputs: {res['sizes']['lr512']}x{res['sizes']['lr512']} LR -> 512x512-class output and "
+        f"{res['sizes']['frame'][1]}x{res['sizes']['frame'][0]} LR -> 1080p-class output, RGB from the bundled "
+        "real sample; random weights. Times: median [min–max] ms over the timed runs after warm-up.",
+        "",
+        "| options | 512 out, SDK end to end (ms) | 512 out, backend only (ms) | 1080p whole frame (FPS) "
+        "| 1080p, 256-px tiles (FPS) | max diff vs first row |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in res["inference"]:
         if "error" in r:
             lines.append(f"| {r['options']} | error: {r['error'][:120]} | | | | |")
             continue
-        lines.append(f"| {r['options']} | {_ms(r['out512_e2e'])} | {_ms(r['out512_backend'])} | "
-                     f"{_fps(r['out1080_whole'])} | {_fps(r['out1080_tiled'])} | {r['max_diff_vs_first']:.2e} |")
+        lines.append(
+            f"| {r['options']} | {_ms(r['out512_e2e'])} | {_ms(r['out512_backend'])} | "
+            f"{_fps(r['out1080_whole'])} | {_fps(r['out1080_tiled'])} | {r['max_diff_vs_first']:.2e} |"
+        )
     s = res.get("summary") or {}
     if s:
-        lines += ["", "## Targets", "",
-                  "| target | goal | measured | options | met |", "|---|---|---|---|---|",
-                  f"| 512x512 output | <= {TARGET_512_MS:g} ms | {s['out512_ms']:.2f} ms (backend only "
-                  f"{s['out512_backend_ms']:.2f} ms) | {s['out512_options']} | {'yes' if s['out512_meets_target'] else 'NO'} |",
-                  f"| 1920x1080 output | >= {TARGET_1080_FPS:g} FPS | {s['out1080_fps']:.1f} FPS | {s['out1080_options']} "
-                  f"| {'yes' if s['out1080_meets_target'] else 'NO'} |"]
+        lines += [
+            "",
+            "## Targets",
+            "",
+            "| target | goal | measured | options | met |",
+            "|---|---|---|---|---|",
+            f"| 512x512 output | <= {TARGET_512_MS:g} ms | {s['out512_ms']:.2f} ms (backend only "
+            f"{s['out512_backend_ms']:.2f} ms) | {s['out512_options']} | "
+            f"{'yes' if s['out512_meets_target'] else 'NO'} |",
+            f"| 1920x1080 output | >= {TARGET_1080_FPS:g} FPS | {s['out1080_fps']:.1f} FPS | {s['out1080_options']} "
+            f"| {'yes' if s['out1080_meets_target'] else 'NO'} |",
+        ]
     if res.get("training"):
-        lines += ["", "## Training throughput (sr-train, bf16 autocast + channels_last)", "",
-                  "| mode | images/s | HR Mpx/s | steps timed | batch | HR crop | compile |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Training throughput (sr-train, bf16 autocast + channels_last)",
+            "",
+            "| mode | images/s | HR Mpx/s | steps timed | batch | HR crop | compile |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for t in res["training"]:
             if "error" in t or "images_per_s" not in t:
                 lines.append(f"| {t['mode']} | error: {t.get('error', 'no steps timed')[:120]} | | | | | |")
                 continue
-            lines.append(f"| {t['mode']} | {t['images_per_s']:.1f} | {t['hr_mpx_per_s']:.2f} | {t['steps_timed']} | "
-                         f"{t['batch_size']} | {t['hr_size']} | {t['compile']} |")
+            lines.append(
+                f"| {t['mode']} | {t['images_per_s']:.1f} | {t['hr_mpx_per_s']:.2f} | {t['steps_timed']} | "
+                f"{t['batch_size']} | {t['hr_size']} | {t['compile']} |"
+            )
         if any("note" in t for t in res["training"]):
             lines += ["", "GAN: " + next(t["note"] for t in res["training"] if "note" in t) + "."]
     return "\n".join(lines) + "\n"
@@ -336,9 +417,17 @@ def cuda_missing() -> str | None:
     return None
 
 
-def run_gpu_benchmark(out: Path, command: str, preset: str = "paper", quick: bool = False,
-                      no_compile: bool = False, compile_train: bool = False, no_train: bool = False,
-                      seed: int = 0, cpu_smoke: bool = False) -> tuple[dict[str, Any], Path]:
+def run_gpu_benchmark(
+    out: Path,
+    command: str,
+    preset: str = "paper",
+    quick: bool = False,
+    no_compile: bool = False,
+    compile_train: bool = False,
+    no_train: bool = False,
+    seed: int = 0,
+    cpu_smoke: bool = False,
+) -> tuple[dict[str, Any], Path]:
     """Measure the GPU path and write ``out/gpu_<device>.json`` and ``.md`` (also while it runs,
     so a run stopped by a time limit keeps what it measured). ``cpu_smoke`` runs the same code
     on the CPU with a tiny preset and tiny sizes: it proves the code runs, its figures mean
@@ -358,10 +447,16 @@ def run_gpu_benchmark(out: Path, command: str, preset: str = "paper", quick: boo
         train_args = (128, 16, 20 if quick else 50, 10)
     mach = describe_machine(gpu=device == "cuda")
     m = {**mach.to_dict(), "device": device, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    res: dict[str, Any] = {"schema": "scopesr-bench-gpu/1", "preset": preset, "smoke": cpu_smoke,
-                           "machine": m, "machine_line": mach.line(), "sizes": {"lr512": lr512, "frame": list(frame)},
-                           "targets": {"out512_ms": TARGET_512_MS, "out1080_fps": TARGET_1080_FPS},
-                           "command": command}
+    res: dict[str, Any] = {
+        "schema": "scopesr-bench-gpu/1",
+        "preset": preset,
+        "smoke": cpu_smoke,
+        "machine": m,
+        "machine_line": mach.line(),
+        "sizes": {"lr512": lr512, "frame": list(frame)},
+        "targets": {"out512_ms": TARGET_512_MS, "out1080_fps": TARGET_1080_FPS},
+        "command": command,
+    }
     name = "gpu_cpu-smoke" if cpu_smoke else f"gpu_{slug(m['gpu'])}"
 
     def save(r: dict[str, Any]) -> Path:
@@ -370,8 +465,9 @@ def run_gpu_benchmark(out: Path, command: str, preset: str = "paper", quick: boo
         return atomic_write_text(out / f"{name}.md", markdown(r))
 
     def partial(rows: list[dict[str, Any]]) -> None:
-        save({**res, "inference": rows, "summary": {} if cpu_smoke else summarise({"inference": rows}),
-              "partial": True})
+        save(
+            {**res, "inference": rows, "summary": {} if cpu_smoke else summarise({"inference": rows}), "partial": True}
+        )
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
@@ -383,12 +479,21 @@ def run_gpu_benchmark(out: Path, command: str, preset: str = "paper", quick: boo
         rows = bench_inference(pt2, device, fast, lr512, frame, reps, partial, refs=refs)
         if not no_train:
             hr, batch, steps, warm = train_args
-            res["training"] = bench_training(preset, device, Path(tmp), hr, batch, steps, warm,
-                                             "aot_eager" if cpu_smoke else compile_train,
-                                             ("pretrain",) if cpu_smoke else ("pretrain", "gan"))
+            res["training"] = bench_training(
+                preset,
+                device,
+                Path(tmp),
+                hr,
+                batch,
+                steps,
+                warm,
+                "aot_eager" if cpu_smoke else compile_train,
+                ("pretrain",) if cpu_smoke else ("pretrain", "gan"),
+            )
             partial(rows)
-        rows = bench_inference(pt2, device, [o for o in sets if o[1].get("compile")], lr512, frame, reps, partial,
-                               rows=rows, refs=refs)
+        rows = bench_inference(
+            pt2, device, [o for o in sets if o[1].get("compile")], lr512, frame, reps, partial, rows=rows, refs=refs
+        )
         res["inference"] = rows
         res["summary"] = {} if cpu_smoke else summarise(res)  # smoke figures are no targets
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)

@@ -3,6 +3,7 @@
 Content does not change speed, but the inputs are real microscopy images
 (``scopesr.sdk.samples``) whenever a sample package is installed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,11 @@ def sample(key: str) -> np.ndarray | None:
 
 def speed_image() -> tuple[np.ndarray, str]:
     """A real 2-D image >= 256x256 for timing (content does not change speed, but it is real)."""
-    for key, pick in (("stardist-nuclei-2d", lambda a: a), ("napari-timelapse", lambda a: a[0]),
-                      ("napari-nuclei", lambda a: a[len(a) // 2])):
+    for key, pick in (
+        ("stardist-nuclei-2d", lambda a: a),
+        ("napari-timelapse", lambda a: a[0]),
+        ("napari-nuclei", lambda a: a[len(a) // 2]),
+    ):
         a = sample(key)
         if a is not None:
             a = pick(a)
@@ -60,8 +64,10 @@ def video_frames(still: np.ndarray, n: int = 8) -> list[np.ndarray]:
     if a is not None and a.ndim == 3 and min(a.shape[1:]) >= FRAME:
         return [np.ascontiguousarray(a[i, :FRAME, :FRAME]) for i in range(min(n, len(a)))]
     h, w = still.shape[:2]
-    return [np.ascontiguousarray(still[(7 * i) % (h - FRAME + 1):][:FRAME, (5 * i) % (w - FRAME + 1):][:, :FRAME])
-            for i in range(n)]
+    return [
+        np.ascontiguousarray(still[(7 * i) % (h - FRAME + 1) :][:FRAME, (5 * i) % (w - FRAME + 1) :][:, :FRAME])
+        for i in range(n)
+    ]
 
 
 def with_channels(img: np.ndarray, c: int) -> np.ndarray:
@@ -86,6 +92,6 @@ def make_speed_inputs() -> SpeedInputs:
     img, src = speed_image()
     h, w = img.shape
     cy, cx = h // 2, w // 2
-    patch = img[cy - PATCH // 2:cy + PATCH // 2, cx - PATCH // 2:cx + PATCH // 2]
-    lr = img[cy - IMAGE_LR // 2:cy + IMAGE_LR // 2, cx - IMAGE_LR // 2:cx + IMAGE_LR // 2]
+    patch = img[cy - PATCH // 2 : cy + PATCH // 2, cx - PATCH // 2 : cx + PATCH // 2]
+    lr = img[cy - IMAGE_LR // 2 : cy + IMAGE_LR // 2, cx - IMAGE_LR // 2 : cx + IMAGE_LR // 2]
     return SpeedInputs(np.ascontiguousarray(patch), np.ascontiguousarray(lr), video_frames(img), src)

@@ -2,10 +2,12 @@
 
 CPU model, architecture and the SIMD extensions the runtimes can use (AVX2 / AVX-512 / VNNI on
 x86, NEON / dot-product on ARM), the physical, logical and usable cores and the CPU key (all from
-the SDK's one CPU describer, ``scopesr.sdk.cpu``, which the artifact picker uses too), memory, load average, the versions of the runtimes, and the
+the SDK's one CPU describer, ``scopesr.sdk.cpu``, which the artifact picker uses too), memory,
+load average, the versions of the runtimes, and the
 GPU when torch with CUDA is present. A shared machine skews timings, so the load average is
 kept at the start (and, with :meth:`Machine.finish`, at the end) of a run.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,12 +20,28 @@ from typing import Any
 
 from scopesr.sdk.cpu import FEATURES, CpuInfo, describe_cpu, parse_cpuinfo, usable_cores
 
-__all__ = ["Machine", "describe_machine", "cpu_model", "simd_flags", "package_version", "VERSION_PACKAGES",
-           "usable_cores"]
+__all__ = [
+    "Machine",
+    "describe_machine",
+    "cpu_model",
+    "simd_flags",
+    "package_version",
+    "VERSION_PACKAGES",
+    "usable_cores",
+]
 
 #: Runtimes and libraries whose versions decide the figures (missing ones are left out).
-VERSION_PACKAGES = ("torch", "onnxruntime", "ai-edge-litert", "tflite-runtime", "litert-torch",
-                    "opencv-contrib-python-headless", "numpy", "pillow", "tifffile")
+VERSION_PACKAGES = (
+    "torch",
+    "onnxruntime",
+    "ai-edge-litert",
+    "tflite-runtime",
+    "litert-torch",
+    "opencv-contrib-python-headless",
+    "numpy",
+    "pillow",
+    "tifffile",
+)
 
 #: SIMD flags worth naming: the int8 and bf16 kernels of ONNX Runtime, XNNPACK and oneDNN pick
 #: their code paths by these (scopesr.sdk.cpu.FEATURES)
@@ -130,8 +148,10 @@ class Machine:
         if self.gpu and self.gpu_memory_gib:
             gpu += f" ({self.gpu_memory_gib:g} GiB, CUDA {self.cuda})"
         v = ", ".join(f"{k} {x}" for k, x in self.versions.items())
-        return (f"{self.cpu} ({self.arch}){simd}, {cores}{threads}{mem}{la}; {gpu}; {self.platform}, "
-                f"Python {self.python}; {v}")
+        return (
+            f"{self.cpu} ({self.arch}){simd}, {cores}{threads}{mem}{la}; {gpu}; {self.platform}, "
+            f"Python {self.python}; {v}"
+        )
 
 
 def _gpu(probe: bool | None) -> dict[str, Any]:
@@ -146,19 +166,35 @@ def _gpu(probe: bool | None) -> dict[str, Any]:
     if not torch.cuda.is_available():
         return {}
     p = torch.cuda.get_device_properties(0)
-    return {"gpu": torch.cuda.get_device_name(0), "gpu_memory_gib": round(p.total_memory / 2**30, 1),
-            "gpu_sm_count": p.multi_processor_count, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version()}
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "gpu_memory_gib": round(p.total_memory / 2**30, 1),
+        "gpu_sm_count": p.multi_processor_count,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
 
 
-def describe_machine(threads: int | None = None, gpu: bool | None = None,
-                     packages: tuple[str, ...] = VERSION_PACKAGES) -> Machine:
+def describe_machine(
+    threads: int | None = None, gpu: bool | None = None, packages: tuple[str, ...] = VERSION_PACKAGES
+) -> Machine:
     """Describe this machine now (see the module docstring); ``gpu`` as in :func:`_gpu`."""
     cpu = describe_cpu()
     versions = {pkg: v for pkg in packages if (v := package_version(pkg))}
-    return Machine(cpu=cpu.name, arch=cpu.arch, simd=list(cpu.features),
-                   physical_cores=cpu.physical_cores, logical_cores=os.cpu_count(),
-                   usable_cores=cpu.cores, threads=threads, memory_gib=_memory_gib(),
-                   platform=platform.platform(terse=True), python=platform.python_version(),
-                   load_average=_load_average(), versions=versions, cpu_key=cpu.key(), int8_dot=cpu.int8_dot,
-                   **_gpu(gpu))
+    return Machine(
+        cpu=cpu.name,
+        arch=cpu.arch,
+        simd=list(cpu.features),
+        physical_cores=cpu.physical_cores,
+        logical_cores=os.cpu_count(),
+        usable_cores=cpu.cores,
+        threads=threads,
+        memory_gib=_memory_gib(),
+        platform=platform.platform(terse=True),
+        python=platform.python_version(),
+        load_average=_load_average(),
+        versions=versions,
+        cpu_key=cpu.key(),
+        int8_dot=cpu.int8_dot,
+        **_gpu(gpu),
+    )

@@ -7,6 +7,7 @@ temporary folder, ``sr-upscale`` runs on it as a child process, and the child's 
 should stay flat as the image grows. For contrast, the smallest size can also run with
 streaming switched off (whole result in memory). Temporary files are deleted after each size.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,13 @@ def baseline_rss() -> float:
     return run_child(upscale_command() + ["--help"])[2]
 
 
-def measure(sizes: list[int], model: Path, tmpdir: str | None = None, contrast: bool = True,
-            on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> list[dict[str, Any]]:
+def measure(
+    sizes: list[int],
+    model: Path,
+    tmpdir: str | None = None,
+    contrast: bool = True,
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> list[dict[str, Any]]:
     """One row per run (the smallest size a second time in memory when ``contrast``); raises
     ScopesrError naming the size when sr-upscale fails."""
     import tifffile
@@ -96,8 +102,16 @@ def measure(sizes: list[int], model: Path, tmpdir: str | None = None, contrast: 
             if shape != (4 * n, 4 * n):
                 raise ScopesrError(f"sr-upscale wrote {shape} for {n}x{n}, expected {(4 * n, 4 * n)}")
             streamed = strips > 1  # what sr-upscale actually did: the in-memory path writes one strip
-            row = {"lr": n, "hr": 4 * n, "streamed": streamed, "peak_rss_mb": round(rss), "wall_s": round(wall, 1),
-                   "output_mb": round(out.stat().st_size / 2**20), "bigtiff": big, "strips": strips}
+            row = {
+                "lr": n,
+                "hr": 4 * n,
+                "streamed": streamed,
+                "peak_rss_mb": round(rss),
+                "wall_s": round(wall, 1),
+                "output_mb": round(out.stat().st_size / 2**20),
+                "bigtiff": big,
+                "strips": strips,
+            }
             rows.append(row)
             on_row(row)
         finally:
@@ -106,11 +120,16 @@ def measure(sizes: list[int], model: Path, tmpdir: str | None = None, contrast: 
 
 
 def markdown(rows: list[dict[str, Any]], model_name: str, rss_help: float, command: str) -> str:
-    return (f"`sr-upscale IN.tif -o OUT --model {model_name} -q` on an NxN uint16 TIFF (a real fluorescence "
-            "image tiled), x4; peak RSS of the sr-upscale process (ru_maxrss via os.wait4), wall time on this "
-            f"shared machine (run under nice). Baseline `sr-upscale --help`: {rss_help:.0f} MB.\n\n"
-            "| input | output | path | peak RSS (MB) | wall (s) | output file (MB) |\n|---|---|---|---|---|---|\n"
-            + "".join(f"| {r['lr']}x{r['lr']} | {r['hr']}x{r['hr']} | "
-                      f"{'streamed ' + ('BigTIFF' if r['bigtiff'] else 'TIFF') if r['streamed'] else 'in memory'} | "
-                      f"{r['peak_rss_mb']} | {r['wall_s']} | {r['output_mb']} |\n" for r in rows)
-            + f"\nCommand: `{command}`\n")
+    return (
+        f"`sr-upscale IN.tif -o OUT --model {model_name} -q` on an NxN uint16 TIFF (a real fluorescence "
+        "image tiled), x4; peak RSS of the sr-upscale process (ru_maxrss via os.wait4), wall time on this "
+        f"shared machine (run under nice). Baseline `sr-upscale --help`: {rss_help:.0f} MB.\n\n"
+        "| input | output | path | peak RSS (MB) | wall (s) | output file (MB) |\n|---|---|---|---|---|---|\n"
+        + "".join(
+            f"| {r['lr']}x{r['lr']} | {r['hr']}x{r['hr']} | "
+            f"{'streamed ' + ('BigTIFF' if r['bigtiff'] else 'TIFF') if r['streamed'] else 'in memory'} | "
+            f"{r['peak_rss_mb']} | {r['wall_s']} | {r['output_mb']} |\n"
+            for r in rows
+        )
+        + f"\nCommand: `{command}`\n"
+    )

@@ -1,4 +1,5 @@
 """sr-bench's progress bar (tqdm on stderr, so the report on stdout stays clean)."""
+
 from __future__ import annotations
 
 import sys

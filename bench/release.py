@@ -14,6 +14,7 @@
 4. writes ``models-dir/README.md``, the demo's sample images (the clean and a noisy LR of a
    held-out image) and ``results-dir/quality_default.{json,md}``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,13 +51,16 @@ def _heldout_sources(card: Any) -> list[str]:
     if not srcs:
         from .errors import BenchError
 
-        raise BenchError(f"{card.name}: the card names no held-out sources (train with eval_sources, as "
-                         "trainer/recipes/default.toml does) - a release is scored on images the model never saw")
+        raise BenchError(
+            f"{card.name}: the card names no held-out sources (train with eval_sources, as "
+            "trainer/recipes/default.toml does) - a release is scored on images the model never saw"
+        )
     return list(srcs)
 
 
-def _write_calibration(folder: Path, sources: Sequence[str], ranges: dict[str, Any] | None,
-                       per_source: int = 6, seed: int = 0) -> Path:
+def _write_calibration(
+    folder: Path, sources: Sequence[str], ranges: dict[str, Any] | None, per_source: int = 6, seed: int = 0
+) -> Path:
     """int8 calibration images from the TRAINING sources (never the held-out ones), each passed
     through a random draw of the training degradations: int8 ranges must cover the LR images
     the model meets (noisy, binned, 8-bit...), not only clean HR planes."""
@@ -80,37 +84,61 @@ def _write_calibration(folder: Path, sources: Sequence[str], ranges: dict[str, A
 
 
 def _markdown(summary: dict[str, Any], artifacts: dict[str, dict[str, Any]], sources: list[str]) -> str:
-    lines = ["| degradation | nearest | bicubic | " + " | ".join(artifacts) + " | gain fp32 | gain int8 | worst image fp32 / int8 |",
-             "|---|---|---|" + "---|" * len(artifacts) + "---|---|---|"]
+    lines = [
+        "| degradation | nearest | bicubic | "
+        + " | ".join(artifacts)
+        + " | gain fp32 | gain int8 | worst image fp32 / int8 |",
+        "|---|---|---|" + "---|" * len(artifacts) + "---|---|---|",
+    ]
     first = next(iter(artifacts.values()))["summary"]
     for deg in first:
         m0 = first[deg]["mean"]
-        cells = [f"{m0['psnr_nearest']:.2f} / {m0['ssim_nearest']:.3f}", f"{m0['psnr_bicubic']:.2f} / {m0['ssim_bicubic']:.3f}"]
+        cells = [
+            f"{m0['psnr_nearest']:.2f} / {m0['ssim_nearest']:.3f}",
+            f"{m0['psnr_bicubic']:.2f} / {m0['ssim_bicubic']:.3f}",
+        ]
         for a in artifacts.values():
             m = a["summary"][deg]["mean"]
             cells.append(f"{m['psnr_model']:.2f} / {m['ssim_model']:.3f}")
         fp = artifacts.get("onnx", next(iter(artifacts.values())))["summary"][deg]
         i8 = artifacts.get("tflite-int8", next(iter(artifacts.values())))["summary"][deg]
-        cells += [f"{fp['gain_db_vs_bicubic']:+.2f} dB", f"{i8['gain_db_vs_bicubic']:+.2f} dB",
-                  f"{fp['worst_gain_db']:+.2f} / {i8['worst_gain_db']:+.2f} dB"]
+        cells += [
+            f"{fp['gain_db_vs_bicubic']:+.2f} dB",
+            f"{i8['gain_db_vs_bicubic']:+.2f} dB",
+            f"{fp['worst_gain_db']:+.2f} / {i8['worst_gain_db']:+.2f} dB",
+        ]
         lines.append(f"| {deg} | " + " | ".join(cells) + " |")
-    lines += ["", "PSNR (dB) / SSIM, mean over held-out sources (" + ", ".join(sources) + "). "
-              "Gains are over bicubic; 'worst image' is the lowest per-image gain.", "",
-              "Degradations: " + "; ".join(f"**{k}**: {v}" for k, v in summary["degradations"].items()) + ".", "",
-              "Convention: " + summary["convention"]]
+    lines += [
+        "",
+        "PSNR (dB) / SSIM, mean over held-out sources (" + ", ".join(sources) + "). "
+        "Gains are over bicubic; 'worst image' is the lowest per-image gain.",
+        "",
+        "Degradations: " + "; ".join(f"**{k}**: {v}" for k, v in summary["degradations"].items()) + ".",
+        "",
+        "Convention: " + summary["convention"],
+    ]
     return "\n".join(lines)
 
 
 def int8_vs_fp32(fp: dict[str, Any], i8: dict[str, Any]) -> dict[str, Any]:
     """Per image and degradation: int8 PSNR minus fp32 PSNR (dB); the worst, and the mean."""
-    deltas = [{"degradation": a["degradation"], "image": a["image"], "delta_db": b["psnr_model"] - a["psnr_model"]}
-              for a, b in zip(fp["rows"], i8["rows"])]
+    deltas = [
+        {"degradation": a["degradation"], "image": a["image"], "delta_db": b["psnr_model"] - a["psnr_model"]}
+        for a, b in zip(fp["rows"], i8["rows"])
+    ]
     worst = min(deltas, key=lambda d: d["delta_db"])
     return {"worst": worst, "mean_db": float(np.mean([d["delta_db"] for d in deltas])), "per_image": deltas}
 
 
-def release(weights: Path, models_dir: Path, data_dir: Path | None = None, results_dir: Path | None = None,
-            threads: int = 2, max_planes: int = 6, work_dir: Path | None = None) -> dict[str, Any]:
+def release(
+    weights: Path,
+    models_dir: Path,
+    data_dir: Path | None = None,
+    results_dir: Path | None = None,
+    threads: int = 2,
+    max_planes: int = 6,
+    work_dir: Path | None = None,
+) -> dict[str, Any]:
     """Bundle ``weights`` as the default model in ``models_dir``; returns the measured summary."""
     import scopesr.sdk as sdk
     from scopesr.converters.api import convert
@@ -128,45 +156,83 @@ def release(weights: Path, models_dir: Path, data_dir: Path | None = None, resul
     models_dir.mkdir(parents=True, exist_ok=True)
 
     out_w = models_dir / "default-weights.safetensors"
-    save_generator(model, out_w, card.architecture, model_config(model), training=card.training,
-                   metrics=card.metrics, normalisation=card.normalisation, degradation=card.degradation,
-                   name="default")
-    calib = _write_calibration(work / "calibration", train_specs,
-                               card.training.get("data", {}).get("degradation_ranges"))
+    save_generator(
+        model,
+        out_w,
+        card.architecture,
+        model_config(model),
+        training=card.training,
+        metrics=card.metrics,
+        normalisation=card.normalisation,
+        degradation=card.degradation,
+        name="default",
+    )
+    calib = _write_calibration(
+        work / "calibration", train_specs, card.training.get("data", {}).get("degradation_ranges")
+    )
     results: dict[str, dict[str, Any]] = {}
     for key, (fname, target, precision, tiles) in ARTIFACTS.items():
         path = models_dir / fname
         log.info("converting %s", path)
-        convert(out_w, target, out=path, precision=precision, tile_sizes=tiles,
-                calibration=calib if precision == "int8" else None, raise_on_failure=True)
+        convert(
+            out_w,
+            target,
+            out=path,
+            precision=precision,
+            tile_sizes=tiles,
+            calibration=calib if precision == "int8" else None,
+            raise_on_failure=True,
+        )
         up = sdk.load(path, num_threads=threads)
-        log.info("scoring %s on %d held-out images x %d degradations", fname, len(images), len(quality.EVAL_DEGRADATIONS))
+        log.info(
+            "scoring %s on %d held-out images x %d degradations", fname, len(images), len(quality.EVAL_DEGRADATIONS)
+        )
         res = quality.evaluate(lambda lr, up=up: up.upscale(lr), images, scale=scale)
         results[key] = res
         art = sdk.ModelCard.load(path)
         art.name = "default" if key == "onnx" else f"default-{precision}"
         art.training = card.training
-        art.metrics = {**art.metrics, "heldout": {"sources": held_specs, "convention": res["convention"],
-                                                   "degradations": res["degradations"], "summary": res["summary"]}}
+        art.metrics = {
+            **art.metrics,
+            "heldout": {
+                "sources": held_specs,
+                "convention": res["convention"],
+                "degradations": res["degradations"],
+                "summary": res["summary"],
+            },
+        }
         if precision == "int8":
-            art.metrics["int8_vs_fp32"] = {k: v for k, v in int8_vs_fp32(results["tflite"], res).items()
-                                           if k != "per_image"}
-            art.extra["calibration"] = ("training sources only, each plane through a random draw of the "
-                                        "training degradations: " + ", ".join(train_specs))
+            art.metrics["int8_vs_fp32"] = {
+                k: v for k, v in int8_vs_fp32(results["tflite"], res).items() if k != "per_image"
+            }
+            art.extra["calibration"] = (
+                "training sources only, each plane through a random draw of the "
+                "training degradations: " + ", ".join(train_specs)
+            )
         art.save(sdk.card_path_for(path))
-    summary = {"weights": str(out_w), "heldout_sources": held_specs,
-               "images": [im.name for im in images], "degradations": results["onnx"]["degradations"],
-               "convention": results["onnx"]["convention"],
-               "artifacts": {k: {"file": ARTIFACTS[k][0], "summary": v["summary"]} for k, v in results.items()},
-               "int8_vs_fp32": int8_vs_fp32(results["tflite"], results["tflite-int8"])}
+    summary = {
+        "weights": str(out_w),
+        "heldout_sources": held_specs,
+        "images": [im.name for im in images],
+        "degradations": results["onnx"]["degradations"],
+        "convention": results["onnx"]["convention"],
+        "artifacts": {k: {"file": ARTIFACTS[k][0], "summary": v["summary"]} for k, v in results.items()},
+        "int8_vs_fp32": int8_vs_fp32(results["tflite"], results["tflite-int8"]),
+    }
     _write_samples(data_dir or Path(sdk.__file__).resolve().parent / "data", scale)
     md = _markdown(summary, {k: v for k, v in summary["artifacts"].items()}, held_specs)
     atomic_write_text(models_dir / "README.md", _models_readme(card, md, summary))
     if results_dir is not None:
         from .results import record
 
-        record(results_dir, "quality_default", summary, "# Held-out quality of the bundled default, per degradation\n\n"
-               + md + "\n", "release (sr-bench release)", threads=threads)
+        record(
+            results_dir,
+            "quality_default",
+            summary,
+            "# Held-out quality of the bundled default, per degradation\n\n" + md + "\n",
+            "release (sr-bench release)",
+            threads=threads,
+        )
     return summary
 
 
@@ -182,32 +248,57 @@ def _write_samples(data_dir: Path, scale: int) -> None:
         deg = quality.degradation_from_name(deg_name, scale)
         lr, _ = deg.apply(im.data, np.random.default_rng([0, 0]))
         with atomic_path(data_dir / fname, suffix=".tmp.tif") as tmp:
-            tifffile.imwrite(tmp, lr, description=f"scopesr demo sample: {deg.describe()} of {spec} "
-                             "(held out of training; BSD-3-Clause)")
+            tifffile.imwrite(
+                tmp,
+                lr,
+                description=f"scopesr demo sample: {deg.describe()} of {spec} (held out of training; BSD-3-Clause)",
+            )
 
 
 def _models_readme(card: Any, table: str, summary: dict[str, Any]) -> str:
     t = card.training
     data = t.get("data", {})
-    srcs = "\n".join(f"- `{p['source']}`: " + (f"{p.get('package')} {p.get('version') or ''} `{p.get('file')}`, planes "
-                                                 f"{p.get('planes')}, {p.get('licence')}" + (f", {p['transform']}" if p.get("transform") else "")
-                                                 if p.get("kind") == "sample" else f"{p.get('kind')}, {p.get('images', '')} images")
-                     for p in data.get("provenance", []))
+    srcs = "\n".join(
+        f"- `{p['source']}`: "
+        + (
+            f"{p.get('package')} {p.get('version') or ''} `{p.get('file')}`, planes "
+            f"{p.get('planes')}, {p.get('licence')}" + (f", {p['transform']}" if p.get("transform") else "")
+            if p.get("kind") == "sample"
+            else f"{p.get('kind')}, {p.get('images', '')} images"
+        )
+        for p in data.get("provenance", [])
+    )
     w = summary["int8_vs_fp32"]["worst"]
-    return "\n".join([
-        "# The bundled default model", "",
-        f"`{card.architecture}`: a blind x{card.scale} student (convolutions at LR resolution, an anchor added before "
-        f"depth-to-space, {card.extra.get('params', '?')} parameters, halo {card.halo} LR px) trained on random draws of the "
-        "microscope degradation model (`scopesr.sdk.quality`): PSF blur, anti-aliased / binned / aliased sampling, "
-        "Poisson-Gaussian noise, 8-16-bit cameras. Written by `sr-bench release`; every number below is also in the "
-        "artifact's card.", "",
-        f"Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
-        f"`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. Steps: {t.get('steps')}.", "",
-        "Training sources:", srcs, "",
-        "Held out (never trained on, whole sources): " + ", ".join(f"`{s}`" for s in summary["heldout_sources"]) + ".", "",
-        table, "",
-        f"int8 vs fp32: mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
-        f"({w['image']}, {w['degradation']}).", ""])
+    return "\n".join(
+        [
+            "# The bundled default model",
+            "",
+            f"`{card.architecture}`: a blind x{card.scale} student (convolutions at LR resolution, an anchor added "
+            "before "
+            f"depth-to-space, {card.extra.get('params', '?')} parameters, halo {card.halo} LR px) trained on random "
+            "draws of the "
+            "microscope degradation model (`scopesr.sdk.quality`): PSF blur, anti-aliased / binned / aliased sampling, "
+            "Poisson-Gaussian noise, 8-16-bit cameras. Written by `sr-bench release`; every number below is also "
+            "in the "
+            "artifact's card.",
+            "",
+            f"Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
+            f"`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. Steps: {t.get('steps')}.",
+            "",
+            "Training sources:",
+            srcs,
+            "",
+            "Held out (never trained on, whole sources): "
+            + ", ".join(f"`{s}`" for s in summary["heldout_sources"])
+            + ".",
+            "",
+            table,
+            "",
+            f"int8 vs fp32: mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
+            f"({w['image']}, {w['degradation']}).",
+            "",
+        ]
+    )
 
 
 def load_summary(path: Path) -> dict[str, Any]:

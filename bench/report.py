@@ -2,6 +2,7 @@
 
 Formatting is kept apart from measuring so it can be tested on hand-made results.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,12 @@ DASH = "—"
 
 #: The paper's own figures (Tesla K80; PSNR/SSIM on HPA test crops), quoted for context.
 PAPER_TABLE3 = {"patch_s": 0.051, "image_s": 0.14, "roi_fps": 24.2, "device": "Tesla K80"}
-PAPER_TABLE2 = {"nearest": (27.556, 0.771), "bicubic": (28.498, 0.810), "SRGAN": (32.585, 0.815),
-                "modified SRGAN (paper)": (33.873, 0.832)}
+PAPER_TABLE2 = {
+    "nearest": (27.556, 0.771),
+    "bicubic": (28.498, 0.810),
+    "SRGAN": (32.585, 0.815),
+    "modified SRGAN (paper)": (33.873, 0.832),
+}
 
 
 # --------------------------------------------------------------------------- numbers
@@ -34,7 +39,7 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
     if v == 0:
         return "0"
     a = abs(v)
-    if a >= 10 ** digits:
+    if a >= 10**digits:
         return f"{v:.0f}"
     if a < 1e-4:
         return f"{v:.{digits - 1}e}"
@@ -109,8 +114,20 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 
 
 # --------------------------------------------------------------------------- markdown
-SPEED_HEADERS = ["model", "kind", "runtime", "ch", "params", "MAC/LR px", "64x64 patch (ms)",
-                 "512x512 out, tiler (ms)", "tiles", "64x64 ROI (FPS)", "GFLOP/s patch", "GFLOP/s image"]
+SPEED_HEADERS = [
+    "model",
+    "kind",
+    "runtime",
+    "ch",
+    "params",
+    "MAC/LR px",
+    "64x64 patch (ms)",
+    "512x512 out, tiler (ms)",
+    "tiles",
+    "64x64 ROI (FPS)",
+    "GFLOP/s patch",
+    "GFLOP/s image",
+]
 
 
 def speed_rows(rows: list[dict[str, Any]], with_peak: bool = False) -> tuple[list[str], list[list[Any]]]:
@@ -118,17 +135,32 @@ def speed_rows(rows: list[dict[str, Any]], with_peak: bool = False) -> tuple[lis
     out = []
     for r in rows:
         if r.get("error"):
-            cells = [r["model"], r.get("kind"), r.get("runtime"), r.get("in_channels"),
-                     fmt_count(r.get("params")), fmt_count(r.get("macs_per_lr_pixel")),
-                     "error: " + str(r["error"])[:80]] + [DASH] * (len(headers) - 7)
+            cells = [
+                r["model"],
+                r.get("kind"),
+                r.get("runtime"),
+                r.get("in_channels"),
+                fmt_count(r.get("params")),
+                fmt_count(r.get("macs_per_lr_pixel")),
+                "error: " + str(r["error"])[:80],
+            ] + [DASH] * (len(headers) - 7)
             out.append(cells)
             continue
         peak = r.get("peak_fraction")
-        cells = [r["model"], r.get("kind"), r.get("runtime"), r.get("in_channels"),
-                 fmt_count(r.get("params")), fmt_count(r.get("macs_per_lr_pixel")),
-                 fmt_ms(r.get("patch")) if r.get("patch") else (r.get("patch_note") or DASH),
-                 fmt_ms(r.get("image")), r.get("tiles", DASH), fmt_fps(r.get("roi")),
-                 r.get("gflops_patch"), r.get("gflops_image")]
+        cells = [
+            r["model"],
+            r.get("kind"),
+            r.get("runtime"),
+            r.get("in_channels"),
+            fmt_count(r.get("params")),
+            fmt_count(r.get("macs_per_lr_pixel")),
+            fmt_ms(r.get("patch")) if r.get("patch") else (r.get("patch_note") or DASH),
+            fmt_ms(r.get("image")),
+            r.get("tiles", DASH),
+            fmt_fps(r.get("roi")),
+            r.get("gflops_patch"),
+            r.get("gflops_image"),
+        ]
         if with_peak:
             cells.append(DASH if peak is None else f"{100 * peak:.2g} %")
         out.append(cells)
@@ -137,26 +169,36 @@ def speed_rows(rows: list[dict[str, Any]], with_peak: bool = False) -> tuple[lis
 
 def render_markdown(res: dict[str, Any]) -> str:
     """The whole report as markdown (machine, command, every table, conventions)."""
-    lines = ["# sr-bench: the paper's Tables 2 and 3 on this machine", "",
-             f"- **Command:** `{res['command']}`",
-             f"- **When:** {res['created']} ({'quick' if res.get('quick') else 'full'} mode, "
-             f"{res.get('elapsed_s', 0):.0f} s)",
-             f"- **Machine:** {res['machine_line']}",
-             f"- **Weights for timing:** {res['weights_note']}",
-             f"- **Timing:** {res['timing_note']}", ""]
+    lines = [
+        "# sr-bench: the paper's Tables 2 and 3 on this machine",
+        "",
+        f"- **Command:** `{res['command']}`",
+        f"- **When:** {res['created']} ({'quick' if res.get('quick') else 'full'} mode, "
+        f"{res.get('elapsed_s', 0):.0f} s)",
+        f"- **Machine:** {res['machine_line']}",
+        f"- **Weights for timing:** {res['weights_note']}",
+        f"- **Timing:** {res['timing_note']}",
+        "",
+    ]
     sp = res.get("speed")
     if sp:
-        lines += ["## Table 3 analogue: speed", "",
-                  "Columns: one 64x64 LR patch through the runtime (ms); a 128x128 LR image to a 512x512 "
-                  "output through the SDK's seam-free tiler, `Upscaler.upscale` (ms, `tiles` = tiles the "
-                  "plan used); a 64x64 ROI of a video through `Upscaler.stream` (frames/s). Each cell: "
-                  "median [min–max]. GFLOP/s = 2 x MACs per LR pixel x LR pixels / median time (useful "
-                  "pixels only: halos are not counted). `ch` = input channels (teachers: RGB as in the "
-                  "paper; students and peers: one channel). Reference rows (nearest, bicubic, OpenCV peers) "
-                  "are runtime-independent and repeated in every table.", "",
-                  f"Paper, for context ({PAPER_TABLE3['device']}): {1e3 * PAPER_TABLE3['patch_s']:.0f} ms per "
-                  f"64x64 patch, {1e3 * PAPER_TABLE3['image_s']:.0f} ms per 512x512 image, {PAPER_TABLE3['roi_fps']} FPS on a "
-                  "64x64 video ROI.", ""]
+        lines += [
+            "## Table 3 analogue: speed",
+            "",
+            "Columns: one 64x64 LR patch through the runtime (ms); a 128x128 LR image to a 512x512 "
+            "output through the SDK's seam-free tiler, `Upscaler.upscale` (ms, `tiles` = tiles the "
+            "plan used); a 64x64 ROI of a video through `Upscaler.stream` (frames/s). Each cell: "
+            "median [min–max]. GFLOP/s = 2 x MACs per LR pixel x LR pixels / median time (useful "
+            "pixels only: halos are not counted). `ch` = input channels (teachers: RGB as in the "
+            "paper; students and peers: one channel). Reference rows (nearest, bicubic, OpenCV peers) "
+            "are runtime-independent and repeated in every table.",
+            "",
+            f"Paper, for context ({PAPER_TABLE3['device']}): {1e3 * PAPER_TABLE3['patch_s']:.0f} ms per "
+            f"64x64 patch, {1e3 * PAPER_TABLE3['image_s']:.0f} ms per 512x512 image, "
+            f"{PAPER_TABLE3['roi_fps']} FPS on a "
+            "64x64 video ROI.",
+            "",
+        ]
         for b in sp["backends"]:
             gpu = bool(b.get("gpu"))
             title = f": {b['title']}" if b.get("title") else ""
@@ -175,10 +217,15 @@ def render_markdown(res: dict[str, Any]) -> str:
             lines += [f"GPU peaks: {sp['peak_source']}.", ""]
     gt = res.get("gpu_targets")
     if gt:
-        lines += ["## GPU path targets", "",
-                  markdown_table(["target", "goal", "measured", "settings"],
-                                 [[t["target"], t["goal"], t["measured"], t.get("settings", DASH)] for t in gt]),
-                  ""]
+        lines += [
+            "## GPU path targets",
+            "",
+            markdown_table(
+                ["target", "goal", "measured", "settings"],
+                [[t["target"], t["goal"], t["measured"], t.get("settings", DASH)] for t in gt],
+            ),
+            "",
+        ]
     q = res.get("quality")
     if q:
         lines += quality_markdown(q)
@@ -215,8 +262,12 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
             s = f"**{s}**" if w.get("ssim") == m["name"] else s
             row.append(f"{p} / {s}")
         rows.append(row + [w.get("psnr", DASH), w.get("ssim", DASH)])
-    lines += ["Mean PSNR (dB) / SSIM (per source, then over sources); **bold**: the best of the row:", "",
-              markdown_table(headers, rows, ["l"] + ["r"] * len(methods) + ["l", "l"]), ""]
+    lines += [
+        "Mean PSNR (dB) / SSIM (per source, then over sources); **bold**: the best of the row:",
+        "",
+        markdown_table(headers, rows, ["l"] + ["r"] * len(methods) + ["l", "l"]),
+        "",
+    ]
     # 2. gain over bicubic of every non-classic method, with its worst image
     others = [m for m in methods if m["kind"] != "classic"]
     if others:
@@ -226,12 +277,20 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
             row = [d]
             for m in others:
                 mean = m["mean"].get(d)
-                row.append(DASH if not mean else
-                           f"{_signed(mean['gain_db'])} dB / SSIM {mean['ssim_gain']:+.3f}; worst "
-                           f"{_signed(mean['worst_gain_db'])} dB; {mean['below_bicubic']} of {mean['n']} below")
+                row.append(
+                    DASH
+                    if not mean
+                    else f"{_signed(mean['gain_db'])} dB / SSIM {mean['ssim_gain']:+.3f}; worst "
+                    f"{_signed(mean['worst_gain_db'])} dB; {mean['below_bicubic']} of {mean['n']} below"
+                )
             rows.append(row)
-        lines += ["Gain over bicubic (mean PSNR and SSIM; the worst image's PSNR gain; images where the method "
-                  "is below bicubic):", "", markdown_table(headers, rows), ""]
+        lines += [
+            "Gain over bicubic (mean PSNR and SSIM; the worst image's PSNR gain; images where the method "
+            "is below bicubic):",
+            "",
+            markdown_table(headers, rows),
+            "",
+        ]
     # 3. per image detail: one table per degradation, images as rows, methods as columns
     for d in degs:
         headers = ["image", "kind", "held out"] + [m_["name"] for m_ in methods]
@@ -240,19 +299,28 @@ def quality_markdown(q: dict[str, Any]) -> list[str]:
             row = [f"{im['name']} {'x'.join(map(str, im['shape'][:2]))} {im['dtype']}", im["kind"], im["heldout"]]
             for m_ in methods:
                 v = m_["per_image"].get(d, {}).get(im["name"])
-                row.append(DASH if v is None else
-                           ("error" if "error" in v else f"{fmt_num(v['psnr'])} / {fmt_num(v['ssim'])}"))
+                row.append(
+                    DASH if v is None else ("error" if "error" in v else f"{fmt_num(v['psnr'])} / {fmt_num(v['ssim'])}")
+                )
             rows.append(row)
-        lines += [f"Per image, LR `{d}`, PSNR (dB) / SSIM:", "",
-                  markdown_table(headers, rows, ["l", "l", "l"] + ["r"] * len(methods)), ""]
+        lines += [
+            f"Per image, LR `{d}`, PSNR (dB) / SSIM:",
+            "",
+            markdown_table(headers, rows, ["l", "l", "l"] + ["r"] * len(methods)),
+            "",
+        ]
     errs = [(m_["name"], e) for m_ in methods for e in m_.get("errors", [])]
     errs += [(f["model"], "not loaded: " + f["error"]) for f in q.get("failed_models", [])]
     for name, e in errs:
         lines.append(f"- {name}: {e}")
     if errs:
         lines.append("")
-    lines += ["Paper's Table 2 (HPA test crops, RGB, bicubic LR, another convention; for context only): " + "; ".join(
-        f"{k} {p:.3f} dB / {s:.3f}" for k, (p, s) in PAPER_TABLE2.items()) + ".", ""]
+    lines += [
+        "Paper's Table 2 (HPA test crops, RGB, bicubic LR, another convention; for context only): "
+        + "; ".join(f"{k} {p:.3f} dB / {s:.3f}" for k, (p, s) in PAPER_TABLE2.items())
+        + ".",
+        "",
+    ]
     return lines
 
 
@@ -279,15 +347,19 @@ def _gains(res: dict[str, Any]) -> tuple[list[str], dict[str, list[float]], list
     degradation) for every method but the two classic ones (nearest is far below, bicubic is 0)."""
     q = res.get("quality") or {}
     degs = list(q.get("degradations", {}))
-    gains = {m["name"]: [(m["mean"].get(d) or {}).get("gain_db") or 0.0 for d in degs]
-             for m in q.get("methods", []) if m.get("kind") != "classic"}
+    gains = {
+        m["name"]: [(m["mean"].get(d) or {}).get("gain_db") or 0.0 for d in degs]
+        for m in q.get("methods", [])
+        if m.get("kind") != "classic"
+    }
     best = [(q.get("winners") or {}).get(d, {}).get("psnr", "?") for d in degs]
     return degs, gains, best
 
 
 def write_plot(path: Path, res: dict[str, Any]) -> str:
     """PNG: patch latency per model and runtime (log scale) and, when measured, each method's
-    PSNR gain over bicubic per degradation, the winner named per degradation. Returns the library used ('matplotlib' or 'pillow')."""
+    PSNR gain over bicubic per degradation, the winner named per degradation. Returns the library
+    used ('matplotlib' or 'pillow')."""
     bars = _bars(res)
     degs, gains, best = _gains(res)
     names = degs if gains else []
@@ -301,8 +373,12 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
         return "pillow"
     speed_panel = bool(bars) or not names  # a run without speed tables (--no-speed) shows quality only
     n_panels = int(speed_panel) + (1 if names else 0)
-    fig, axes = plt.subplots(1, n_panels, figsize=(7 * n_panels, max(3.0, 0.28 * max(len(bars), len(names) * (2 + len(gains)) // 2) + 1.5)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        n_panels,
+        figsize=(7 * n_panels, max(3.0, 0.28 * max(len(bars), len(names) * (2 + len(gains)) // 2) + 1.5)),
+        squeeze=False,
+    )
     ax = axes[0][0]
     if bars:
         groups = list(dict.fromkeys(b[2] for b in bars))
@@ -310,7 +386,9 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
         ax.barh([b[0] for b in bars], [b[1] * 1e3 for b in bars], color=[colour[b[2]] for b in bars])
         from matplotlib.patches import Patch
 
-        ax.legend(handles=[Patch(color=colour[g], label=g) for g in groups], fontsize=7, loc="upper right")  # fastest (shortest) bars are on top
+        ax.legend(
+            handles=[Patch(color=colour[g], label=g) for g in groups], fontsize=7, loc="upper right"
+        )  # fastest (shortest) bars are on top
         ax.set_xscale("log")
         ax.invert_yaxis()
     if speed_panel:
@@ -321,8 +399,7 @@ def write_plot(path: Path, res: dict[str, Any]) -> str:
         ax = axes[0][n_panels - 1]
         h = 0.8 / max(1, len(gains))
         for i, (m, g) in enumerate(gains.items()):
-            ax.barh([j + i * h for j in range(len(degs))], g, height=h, label=m,
-                    color=_COLOURS[i % len(_COLOURS)])
+            ax.barh([j + i * h for j in range(len(degs))], g, height=h, label=m, color=_COLOURS[i % len(_COLOURS)])
         ax.set_yticks([j + 0.4 - h / 2 for j in range(len(degs))])
         ax.set_yticklabels([f"{d}\nbest: {b}" for d, b in zip(degs, best)], fontsize=7)
         ax.axvline(0, color="k", lw=0.8)

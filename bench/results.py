@@ -3,6 +3,7 @@
 The scripts in ``benchmarks/`` pass their results folder (``benchmarks/results``); nothing here
 assumes where the repository is.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,16 +28,24 @@ def pick_model(model: str | Path | None, fallback: Path) -> Path:
         return fallback
 
 
-def record(out: Path, name: str, data: dict[str, Any], markdown: str, script: str,
-           threads: int | None = None) -> tuple[Path, Path]:
+def record(
+    out: Path, name: str, data: dict[str, Any], markdown: str, script: str, threads: int | None = None
+) -> tuple[Path, Path]:
     """Write ``out/NAME.json`` and ``out/NAME.md`` atomically (the markdown headed by the
     machine and the date) and return their paths."""
     machine = describe_machine(threads)
-    data = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine.to_dict(), "machine_line": machine.line(), **data}
+    data = {
+        "benchmark": name,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine.to_dict(),
+        "machine_line": machine.line(),
+        **data,
+    }
     out.mkdir(parents=True, exist_ok=True)
     j = atomic_write_text(out / f"{name}.json", json.dumps(data, indent=2, default=str) + "\n")
-    head = (f"<!-- written by benchmarks/{script}; do not edit -->\n"
-            f"Machine: {data['machine_line']}. Date: {data['date']}.\n\n")
+    head = (
+        f"<!-- written by benchmarks/{script}; do not edit -->\n"
+        f"Machine: {data['machine_line']}. Date: {data['date']}.\n\n"
+    )
     md = atomic_write_text(out / f"{name}.md", head + markdown)
     return j, md

@@ -1,4 +1,5 @@
 """One sr-bench run: measure what the settings ask for, then write bench.json, bench.md, bench.png."""
+
 from __future__ import annotations
 
 import logging
@@ -37,13 +38,21 @@ def run_bench(st: Settings) -> dict[str, Any]:
     peers, peer_note = find_peers(st.peers)
     log.info("%s", peer_note)
     res: dict[str, Any] = {
-        "schema": "scopesr-bench/1", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": st.command, "quick": st.quick, "machine": machine.to_dict(), "machine_line": machine.line(),
-        "weights_note": ("random-init weights (seeded; speed does not depend on the values); quality rows "
-                         "use only the trained models given with --model"),
-        "timing_note": (f"per cell {st.budget.warmup} untimed warm-up call(s), then up to {st.budget.repeats} "
-                        f"timed calls (at least {st.budget.min_repeats}, fewer once {st.budget.budget_s:g} s "
-                        "are spent); median [min–max]; wall clock (time.perf_counter), GPU work synchronised"),
+        "schema": "scopesr-bench/1",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": st.command,
+        "quick": st.quick,
+        "machine": machine.to_dict(),
+        "machine_line": machine.line(),
+        "weights_note": (
+            "random-init weights (seeded; speed does not depend on the values); quality rows "
+            "use only the trained models given with --model"
+        ),
+        "timing_note": (
+            f"per cell {st.budget.warmup} untimed warm-up call(s), then up to {st.budget.repeats} "
+            f"timed calls (at least {st.budget.min_repeats}, fewer once {st.budget.budget_s:g} s "
+            "are spent); median [min–max]; wall clock (time.perf_counter), GPU work synchronised"
+        ),
         "peers": peer_note,
     }
     own_cache = st.cache is None

@@ -1,4 +1,5 @@
 """What one sr-bench run measures and how hard (filled by the CLI, read by every measuring module)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

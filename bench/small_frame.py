@@ -8,6 +8,7 @@ threads, fed an input prepared once outside the clock. All four calls are timed 
 (raw, ``backend.run``, ``upscale``, one ``stream`` step) so load from other processes on a
 shared machine hits each alike. Target: ``upscale`` and ``stream`` within 1.2x of raw.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,7 +33,7 @@ def test_frame(h: int = 64, w: int = 64) -> np.ndarray:
         return np.random.default_rng(0).integers(0, 256, (h, w), dtype=np.uint8)
     img = read_image(p).array  # uint16 holding 0..235
     y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-    return np.ascontiguousarray(np.clip(img[y0:y0 + h, x0:x0 + w], 0, 255).astype(np.uint8))
+    return np.ascontiguousarray(np.clip(img[y0 : y0 + h, x0 : x0 + w], 0, 255).astype(np.uint8))
 
 
 def raw_call(up: Any, frame: np.ndarray) -> Callable[[], Any]:
@@ -67,8 +68,13 @@ def measure(up: Any, size: tuple[int, int] = (64, 64), repeats: int = 200, warmu
     timings = time_interleaved(fns, warmup=warmup, repeats=repeats)
     med = {n: t.median for n, t in zip(names, timings)}
     mins = {n: t.min for n, t in zip(names, timings)}
-    row: dict[str, Any] = {"size": list(size), "backend": up.backend.name, "precision": up.card.precision,
-                           "repeats": repeats, "warmup": warmup}
+    row: dict[str, Any] = {
+        "size": list(size),
+        "backend": up.backend.name,
+        "precision": up.card.precision,
+        "repeats": repeats,
+        "warmup": warmup,
+    }
     for n in names:
         row[f"{n}_ms"] = round(med[n] * 1e3, 4)
         row[f"{n}_min_ms"] = round(mins[n] * 1e3, 4)
@@ -80,15 +86,20 @@ def measure(up: Any, size: tuple[int, int] = (64, 64), repeats: int = 200, warmu
 
 
 def markdown(rows: list[dict[str, Any]], command: str, threads: int | None) -> str:
-    head = (f"`up.upscale` and one `up.stream` step on a 64x64 uint8 frame (one tile) against the runtime's "
-            f"own call on the same tile (input prepared once, same threads: {threads or 'runtime default'}). "
-            "Raw, `backend.run`, `upscale` and `stream` are timed in turn, median (and minimum) of the "
-            f"repeats after a warm-up. Target: both within {TARGET_RATIO}x of raw. This is a shared machine: "
-            "medians move between runs when other jobs run.\n\n"
-            f"Command: `{command}`\n\n"
-            "| artifact | raw (ms) | backend.run (ms) | upscale (ms) | stream (ms) | upscale / raw | stream / raw "
-            "| upscale / raw (min) | within target |\n|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"| {r['artifact']} | {r['raw_ms']:.3f} | {r['backend_run_ms']:.3f} | {r['upscale_ms']:.3f} | "
-             f"{r['stream_ms']:.3f} | {r['upscale_ratio']:.3f} | {r['stream_ratio']:.3f} | "
-             f"{r['upscale_ratio_min']:.3f} | {'yes' if r['within_target'] else 'no'} |" for r in rows]
+    head = (
+        f"`up.upscale` and one `up.stream` step on a 64x64 uint8 frame (one tile) against the runtime's "
+        f"own call on the same tile (input prepared once, same threads: {threads or 'runtime default'}). "
+        "Raw, `backend.run`, `upscale` and `stream` are timed in turn, median (and minimum) of the "
+        f"repeats after a warm-up. Target: both within {TARGET_RATIO}x of raw. This is a shared machine: "
+        "medians move between runs when other jobs run.\n\n"
+        f"Command: `{command}`\n\n"
+        "| artifact | raw (ms) | backend.run (ms) | upscale (ms) | stream (ms) | upscale / raw | stream / raw "
+        "| upscale / raw (min) | within target |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['artifact']} | {r['raw_ms']:.3f} | {r['backend_run_ms']:.3f} | {r['upscale_ms']:.3f} | "
+        f"{r['stream_ms']:.3f} | {r['upscale_ratio']:.3f} | {r['stream_ratio']:.3f} | "
+        f"{r['upscale_ratio_min']:.3f} | {'yes' if r['within_target'] else 'no'} |"
+        for r in rows
+    ]
     return head + "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """Table 3 analogue: per backend, each preset's time for a 64x64 patch, a 512x512 output
 through the SDK tiler and a 64x64 video ROI through ``Upscaler.stream``; plus the reference
 rows (nearest, bicubic, OpenCV peers), which do not depend on the runtime."""
+
 from __future__ import annotations
 
 import itertools
@@ -35,8 +36,9 @@ def gflops(macs_per_lr_pixel: float | None, lr_pixels: int, seconds: float | Non
 
 def timed(fn: Callable[[], Any], b: Budget, sync: Callable[[], None] | None = None) -> dict[str, Any]:
     """``fn`` timed under the budget ``b``, as the dict the reports read."""
-    return time_call(fn, warmup=b.warmup, repeats=b.repeats, min_repeats=b.min_repeats,
-                     budget_s=b.budget_s, sync=sync).to_dict()
+    return time_call(
+        fn, warmup=b.warmup, repeats=b.repeats, min_repeats=b.min_repeats, budget_s=b.budget_s, sync=sync
+    ).to_dict()
 
 
 def timed_stream(stream: Iterator[Any], b: Budget, sync: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -49,9 +51,15 @@ def measure_model(subject: Subject, backend: str, st: Settings, inp: SpeedInputs
     from scopesr.sdk.normalize import compute_stats
     from scopesr.sdk.tiling import make_plan
 
-    row: dict[str, Any] = {"model": subject.name, "kind": subject.kind, "params": subject.params,
-                           "macs_per_lr_pixel": subject.macs, "halo": subject.halo,
-                           "in_channels": subject.in_channels, "notes": []}
+    row: dict[str, Any] = {
+        "model": subject.name,
+        "kind": subject.kind,
+        "params": subject.params,
+        "macs_per_lr_pixel": subject.macs,
+        "halo": subject.halo,
+        "in_channels": subject.in_channels,
+        "notes": [],
+    }
     t0 = time.perf_counter()
     up = open_upscaler(subject, backend, st, cache)
     row["open_s"] = time.perf_counter() - t0
@@ -70,8 +78,10 @@ def measure_model(subject: Subject, backend: str, st: Settings, inp: SpeedInputs
         row["patch"] = timed(lambda: be.run(x), b, sync)
     else:
         row["patch_note"] = f"n/a (no {PATCH}x{PATCH} signature)"
-        row["notes"].append(f"{subject.name}: no {PATCH}x{PATCH} TFLite signature: with halo {subject.halo} a "
-                            f"fixed tile must be > {2 * subject.halo} LR px (signatures {list(be.tile_sizes)})")
+        row["notes"].append(
+            f"{subject.name}: no {PATCH}x{PATCH} TFLite signature: with halo {subject.halo} a "
+            f"fixed tile must be > {2 * subject.halo} LR px (signatures {list(be.tile_sizes)})"
+        )
     # whole 512x512 output through the tiler
     lr = with_channels(inp.image_lr, c)
     plan = make_plan(be, IMAGE_LR, IMAGE_LR, st.tile, up.card.halo)
@@ -84,8 +94,9 @@ def measure_model(subject: Subject, backend: str, st: Settings, inp: SpeedInputs
     for key, n_px in (("patch", PATCH * PATCH), ("image", IMAGE_LR * IMAGE_LR)):
         t = row.get(key)
         row[f"gflops_{key}"] = gflops(subject.macs, n_px, t["median_s"] if t else None)
-    on_gpu = (runner is not None and runner.device == "cuda") or \
-        "CUDAExecutionProvider" in (row["backend_describe"].get("providers") or [])[:1]
+    on_gpu = (runner is not None and runner.device == "cuda") or "CUDAExecutionProvider" in (
+        row["backend_describe"].get("providers") or []
+    )[:1]
     if on_gpu:
         import torch
 
@@ -119,15 +130,24 @@ def reference_rows(st: Settings, inp: SpeedInputs, peers: dict[str, Path]) -> li
     for stem, path in peers.items():
         peer = Peer(path, st.threads)
         _, params, macs = PEERS[stem]
-        funcs.append((peer_label(stem), "peer", "OpenCV dnn", params, float(macs),
-                      lambda a, peer=peer: peer_upscale(peer, a)))
+        funcs.append(
+            (peer_label(stem), "peer", "OpenCV dnn", params, float(macs), lambda a, peer=peer: peer_upscale(peer, a))
+        )
     rows = []
     for name, kind, runtime, params, macs, f in funcs:
-        row: dict[str, Any] = {"model": name, "kind": kind, "runtime": runtime, "params": params,
-                               "macs_per_lr_pixel": macs, "in_channels": 1, "notes": [], "tiles": "whole"}
+        row: dict[str, Any] = {
+            "model": name,
+            "kind": kind,
+            "runtime": runtime,
+            "params": params,
+            "macs_per_lr_pixel": macs,
+            "in_channels": 1,
+            "notes": [],
+            "tiles": "whole",
+        }
         try:
-            row["patch"] = timed(lambda: f(inp.patch_raw), b)
-            row["image"] = timed(lambda: f(inp.image_lr), b)
+            row["patch"] = timed(lambda f=f: f(inp.patch_raw), b)
+            row["image"] = timed(lambda f=f: f(inp.image_lr), b)
             row["roi"] = timed_stream(_roi_frames(f, inp, crop_roi), b)
             for key, n_px in (("patch", PATCH * PATCH), ("image", IMAGE_LR * IMAGE_LR)):
                 row[f"gflops_{key}"] = gflops(macs, n_px, row[key]["median_s"])
@@ -169,9 +189,16 @@ def measure_speed(st: Settings, peers: dict[str, Path], cache: Path) -> dict[str
                 row = measure_model(s, backend, st, inp, cache)
             except Exception as exc:  # record and go on: one failing conversion must not stop the table
                 log.warning("%s on %s failed: %s", s.name, backend, exc)
-                row = {"model": s.name, "kind": s.kind, "params": s.params, "macs_per_lr_pixel": s.macs,
-                       "in_channels": s.in_channels, "runtime": backend, "notes": [],
-                       "error": f"{type(exc).__name__}: {exc}"}
+                row = {
+                    "model": s.name,
+                    "kind": s.kind,
+                    "params": s.params,
+                    "macs_per_lr_pixel": s.macs,
+                    "in_channels": s.in_channels,
+                    "runtime": backend,
+                    "notes": [],
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
             tables[backend]["rows"].append(row)
             progress.update(1)
     for backend, t in tables.items():
@@ -181,6 +208,6 @@ def measure_speed(st: Settings, peers: dict[str, Path], cache: Path) -> dict[str
                 t.setdefault("notes", []).append(f"--quick: teachers not run on {backend}")
                 if t["rows"]:
                     t["rows"][0].setdefault("notes", []).append(
-                        f"--quick: teacher presets ({', '.join(left)}) are timed on torch and ONNX only")
-    return {"input": inp.source, "backends": list(tables.values()), "reference": reference,
-            "peak_source": PEAK_SOURCE}
+                        f"--quick: teacher presets ({', '.join(left)}) are timed on torch and ONNX only"
+                    )
+    return {"input": inp.source, "backends": list(tables.values()), "reference": reference, "peak_source": PEAK_SOURCE}

@@ -10,6 +10,7 @@ default model's card names (``metrics.heldout.sources``, read by
 ``scopesr.trainer.data.heldout_images``), per degradation, scored by
 ``scopesr.sdk.quality.evaluate``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,6 +43,7 @@ def torch_times(model: Any, reps: int, threads: int) -> dict[str, float]:
         def run(x=x):
             with torch.inference_mode():
                 model(x)
+
         out[label] = median_ms(run, reps)
     return out
 
@@ -73,7 +75,7 @@ def tflite_times(path: Path, reps: int, threads: int) -> dict[str, float]:
         runner = it.get_signature_runner(sig)
         in_name = sigs[sig]["inputs"][0]
         x = np.random.rand(1, n, n, 1).astype(np.float32)  # NHWC, as the converters write it
-        out[label] = median_ms(lambda x=x, r=runner: r(**{in_name: x}), reps)
+        out[label] = median_ms(lambda x=x, r=runner, k=in_name: r(**{k: x}), reps)
     return out
 
 
@@ -95,8 +97,7 @@ def tflite_direct(module: Any, path: Path, sizes: list[int]) -> Path:
     return path
 
 
-def measure(reps: int, threads: int, degradations: Sequence[str] | None = None,
-            max_planes: int = 6) -> dict[str, Any]:
+def measure(reps: int, threads: int, degradations: Sequence[str] | None = None, max_planes: int = 6) -> dict[str, Any]:
     """Timings of the student and the teacher on every backend, and the student's int8/fp32 quality
     on its card's held-out images under each of ``degradations`` (default: every
     ``scopesr.sdk.quality.EVAL_DEGRADATIONS`` row; ``max_planes`` planes per held-out stack)."""
@@ -119,8 +120,11 @@ def measure(reps: int, threads: int, degradations: Sequence[str] | None = None,
         t_onnx = convert(teacher, "onnx", out=Path(tmp) / "teacher.onnx", verify=False).artifact
         t_tfl = tflite_direct(teacher, Path(tmp) / "teacher-fp32.tflite", list(SIZES.values()))
         models = {
-            f"student ({scard.architecture}, trained)": (student, sdk.default_model_path("onnx"),
-                                                        sdk.default_model_path("tflite")),
+            f"student ({scard.architecture}, trained)": (
+                student,
+                sdk.default_model_path("onnx"),
+                sdk.default_model_path("tflite"),
+            ),
             "teacher (paper, random init)": (teacher, t_onnx, t_tfl),
         }
         for name, (module, onnx_path, tfl_path) in models.items():
@@ -130,12 +134,15 @@ def measure(reps: int, threads: int, degradations: Sequence[str] | None = None,
                 "params": count_params(module),
                 "macs_per_lr_pixel": int(macs_per_lr_pixel(module, in_channels=1)),
                 "halo_lr_px": receptive_field_radius(module),
-                "ms": {"torch-cpu": torch_times(module, n, threads),
-                       "onnxruntime": onnx_times(onnx_path, n, threads),
-                       "tflite-fp32": tflite_times(tfl_path, n, threads)},
+                "ms": {
+                    "torch-cpu": torch_times(module, n, threads),
+                    "onnxruntime": onnx_times(onnx_path, n, threads),
+                    "tflite-fp32": tflite_times(tfl_path, n, threads),
+                },
             }
         rows[f"student ({scard.architecture}, trained)"]["ms"]["tflite-int8"] = tflite_times(
-            sdk.default_model_path("tflite-int8"), reps, threads)
+            sdk.default_model_path("tflite-int8"), reps, threads
+        )
 
     degs = list(degradations) if degradations else list(Q.EVAL_DEGRADATIONS)
     log.info("int8 vs fp32 quality: %s; %d images x %d degradations", images_note, len(images), len(degs))
@@ -145,53 +152,89 @@ def measure(reps: int, threads: int, degradations: Sequence[str] | None = None,
         up = sdk.load(sdk.default_model_path(fmt), num_threads=threads)
         ev = Q.evaluate(lambda lr, up=up: up.upscale(lr), images, degs, scale=scard.scale)
         evals[fmt] = ev
-        quality[fmt] = {d: {"psnr": e["mean"]["psnr_model"], "ssim": e["mean"]["ssim_model"],
-                            "psnr_bicubic": e["mean"]["psnr_bicubic"], "ssim_bicubic": e["mean"]["ssim_bicubic"],
-                            "gain_db_vs_bicubic": e["gain_db_vs_bicubic"], "worst_gain_db": e["worst_gain_db"],
-                            "worst_image": e["worst_image"],
-                            "per_source_psnr": {k: v["psnr_model"] for k, v in e["per_source"].items()}}
-                        for d, e in ev["summary"].items()}
+        quality[fmt] = {
+            d: {
+                "psnr": e["mean"]["psnr_model"],
+                "ssim": e["mean"]["ssim_model"],
+                "psnr_bicubic": e["mean"]["psnr_bicubic"],
+                "ssim_bicubic": e["mean"]["ssim_bicubic"],
+                "gain_db_vs_bicubic": e["gain_db_vs_bicubic"],
+                "worst_gain_db": e["worst_gain_db"],
+                "worst_image": e["worst_image"],
+                "per_source_psnr": {k: v["psnr_model"] for k, v in e["per_source"].items()},
+            }
+            for d, e in ev["summary"].items()
+        }
     i8 = int8_vs_fp32(evals["tflite"], evals["tflite-int8"])
     s_name, t_name = list(rows)
     ratio = rows[s_name]["macs_per_lr_pixel"] / rows[t_name]["macs_per_lr_pixel"]
-    return {"threads": threads, "reps": reps, "models": rows, "student_macs_ratio": ratio, "tflite_quality": quality,
-            "images": images_note, "degradations_arg": bool(degradations), "degradations": evals["tflite"]["degradations"],
-            "convention": evals["tflite"]["convention"],
-            "int8_vs_fp32": {"mean_db": i8["mean_db"], "worst": i8["worst"]}}
+    return {
+        "threads": threads,
+        "reps": reps,
+        "models": rows,
+        "student_macs_ratio": ratio,
+        "tflite_quality": quality,
+        "images": images_note,
+        "degradations_arg": bool(degradations),
+        "degradations": evals["tflite"]["degradations"],
+        "convention": evals["tflite"]["convention"],
+        "int8_vs_fp32": {"mean_db": i8["mean_db"], "worst": i8["worst"]},
+    }
 
 
 def markdown(res: dict[str, Any]) -> str:
     rows, quality, ratio = res["models"], res["tflite_quality"], res["student_macs_ratio"]
     s_name = list(rows)[0]
-    md = [f"# Student vs teacher ({res['threads']} threads, median ms)", "",
-          "The machine's cores were shared with other jobs during this run: compare rows, not absolutes.",
-          f"Command: `python benchmarks/bench_student.py --reps {res['reps']} --threads {res['threads']}"
-          + (f" --degradations {','.join(res['degradations'])}`" if res.get("degradations_arg") else "`"), "",
-          "| model | params | MAC / LR px | halo | backend | 64x64 patch | 512x512 output |",
-          "|---|---|---|---|---|---|---|"]
+    md = [
+        f"# Student vs teacher ({res['threads']} threads, median ms)",
+        "",
+        "The machine's cores were shared with other jobs during this run: compare rows, not absolutes.",
+        f"Command: `python benchmarks/bench_student.py --reps {res['reps']} --threads {res['threads']}"
+        + (f" --degradations {','.join(res['degradations'])}`" if res.get("degradations_arg") else "`"),
+        "",
+        "| model | params | MAC / LR px | halo | backend | 64x64 patch | 512x512 output |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         for be, t in r["ms"].items():
             cells = [f"{t[k]:.2f}" if k in t else "n/a" for k in SIZES]
-            md.append(f"| {name} | {r['params']:,} | {r['macs_per_lr_pixel']:,} | {r['halo_lr_px']} | {be} | "
-                      + " | ".join(cells) + " |")
-    md += ["", f"Student MACs = {100 * ratio:.2f} % of the teacher's.", "",
-           "## Student TFLite: int8 vs fp32 on the held-out real images, per degradation (scopesr.sdk, seam-free tiles)",
-           "", f"Images: {res['images']}.", "",
-           "| LR made by | artifact | PSNR | SSIM | bicubic PSNR | bicubic SSIM | gain vs bicubic (dB) | worst image (dB) |",
-           "|---|---|---|---|---|---|---|---|"]
+            md.append(
+                f"| {name} | {r['params']:,} | {r['macs_per_lr_pixel']:,} | {r['halo_lr_px']} | {be} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    md += [
+        "",
+        f"Student MACs = {100 * ratio:.2f} % of the teacher's.",
+        "",
+        "## Student TFLite: int8 vs fp32 on the held-out real images, per degradation (scopesr.sdk, seam-free tiles)",
+        "",
+        f"Images: {res['images']}.",
+        "",
+        "| LR made by | artifact | PSNR | SSIM | bicubic PSNR | bicubic SSIM | gain vs bicubic (dB) "
+        "| worst image (dB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for deg in res["degradations"]:
         for fmt, per_deg in quality.items():
             q = per_deg[deg]
-            md.append(f"| {deg} | {fmt} | {q['psnr']:.3f} | {q['ssim']:.4f} | {q['psnr_bicubic']:.3f} | "
-                      f"{q['ssim_bicubic']:.4f} | {q['gain_db_vs_bicubic']:+.3f} | {q['worst_gain_db']:+.3f} |")
+            md.append(
+                f"| {deg} | {fmt} | {q['psnr']:.3f} | {q['ssim']:.4f} | {q['psnr_bicubic']:.3f} | "
+                f"{q['ssim_bicubic']:.4f} | {q['gain_db_vs_bicubic']:+.3f} | {q['worst_gain_db']:+.3f} |"
+            )
     s_ms = rows[s_name]["ms"]
     first, second = list(SIZES)
     w = res["int8_vs_fp32"]["worst"]
-    md += ["", f"int8 speed-up over fp32 (TFLite): 64x64 "
-               f"{s_ms['tflite-fp32'][first] / s_ms['tflite-int8'][first]:.2f}x, 512x512 "
-               f"{s_ms['tflite-fp32'][second] / s_ms['tflite-int8'][second]:.2f}x; "
-               f"PSNR change int8 - fp32: mean {res['int8_vs_fp32']['mean_db']:+.3f} dB, worst "
-               f"{w['delta_db']:+.3f} dB ({w['image']}, {w['degradation']}).", "",
-           "Degradations: " + "; ".join(f"`{k}`: {v}" for k, v in res["degradations"].items()) + ".", "",
-           f"Convention: {res['convention']}"]
+    md += [
+        "",
+        f"int8 speed-up over fp32 (TFLite): 64x64 "
+        f"{s_ms['tflite-fp32'][first] / s_ms['tflite-int8'][first]:.2f}x, 512x512 "
+        f"{s_ms['tflite-fp32'][second] / s_ms['tflite-int8'][second]:.2f}x; "
+        f"PSNR change int8 - fp32: mean {res['int8_vs_fp32']['mean_db']:+.3f} dB, worst "
+        f"{w['delta_db']:+.3f} dB ({w['image']}, {w['degradation']}).",
+        "",
+        "Degradations: " + "; ".join(f"`{k}`: {v}" for k, v in res["degradations"].items()) + ".",
+        "",
+        f"Convention: {res['convention']}",
+    ]
     return "\n".join(md) + "\n"

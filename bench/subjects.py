@@ -1,4 +1,5 @@
 """The rows of the speed tables: trainer presets as live modules with random weights."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ Plain Python + numpy (no torch): GPU work is timed by passing ``sync`` (for exam
 ``torch.cuda.synchronize``), which runs after each call inside the timed region, so the clock
 measures the work and not only its launch.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -66,9 +67,18 @@ class Timing:
 
     def to_dict(self) -> dict[str, Any]:
         q1, q3 = self.quartiles()
-        return {"median_s": self.median, "min_s": self.min, "max_s": self.max, "q1_s": q1, "q3_s": q3,
-                "p90_s": self.percentile(90), "n": self.n, "warmup": self.warmup, "times_s": list(self.times),
-                "note": self.note}
+        return {
+            "median_s": self.median,
+            "min_s": self.min,
+            "max_s": self.max,
+            "q1_s": q1,
+            "q3_s": q3,
+            "p90_s": self.percentile(90),
+            "n": self.n,
+            "warmup": self.warmup,
+            "times_s": list(self.times),
+            "note": self.note,
+        }
 
 
 def _check(warmup: int, repeats: int, min_repeats: int = 1) -> None:
@@ -84,9 +94,15 @@ def _once(fn: Callable[[], Any], clock: Clock, sync: Callable[[], None] | None) 
     return clock() - t0
 
 
-def time_call(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5, min_repeats: int = 2,
-              budget_s: float | None = None, clock: Clock = time.perf_counter,
-              sync: Callable[[], None] | None = None) -> Timing:
+def time_call(
+    fn: Callable[[], Any],
+    warmup: int = 1,
+    repeats: int = 5,
+    min_repeats: int = 2,
+    budget_s: float | None = None,
+    clock: Clock = time.perf_counter,
+    sync: Callable[[], None] | None = None,
+) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then up to ``repeats`` timed calls.
 
     ``budget_s`` bounds the time spent on timed calls: after ``min_repeats`` calls no new one
@@ -110,8 +126,13 @@ def time_call(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5, min_repe
     return Timing(times, warmup)
 
 
-def time_interleaved(fns: Sequence[Callable[[], Any]], warmup: int = 1, repeats: int = 5,
-                     clock: Clock = time.perf_counter, sync: Callable[[], None] | None = None) -> list[Timing]:
+def time_interleaved(
+    fns: Sequence[Callable[[], Any]],
+    warmup: int = 1,
+    repeats: int = 5,
+    clock: Clock = time.perf_counter,
+    sync: Callable[[], None] | None = None,
+) -> list[Timing]:
     """Time several functions in turn (``warmup`` untimed rounds, then ``repeats`` timed rounds
     of a, b, ...), so drifting load from other processes affects each alike. One Timing each."""
     _check(warmup, repeats)

@@ -6,6 +6,7 @@ so ``.pt2`` artifacts get the same GPU path; it is re-exported here for the benc
 ``ModuleBackend`` wraps a live ``nn.Module`` so models straight from the trainer (random or
 trained weights) run through the same ``Upscaler`` code path as exported artifacts.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,7 +38,14 @@ def card_for_preset(module: Any, name: str, halo: int, normalisation: Any = None
 
     cfg = getattr(module, "config", None) or getattr(module, "cfg", None)
     args = dataclasses.asdict(cfg) if cfg is not None and dataclasses.is_dataclass(cfg) else {}
-    return ModelCard(name=name, architecture=str(getattr(module, "preset_name", name)),
-                     scale=int(args.get("scale", 4)), in_channels=int(args.get("in_channels", 3)),
-                     out_channels=int(args.get("out_channels", 3)), halo=int(halo), format="safetensors",
-                     arch_args=args, normalisation=normalisation or Normalisation())
+    return ModelCard(
+        name=name,
+        architecture=str(getattr(module, "preset_name", name)),
+        scale=int(args.get("scale", 4)),
+        in_channels=int(args.get("in_channels", 3)),
+        out_channels=int(args.get("out_channels", 3)),
+        halo=int(halo),
+        format="safetensors",
+        arch_args=args,
+        normalisation=normalisation or Normalisation(),
+    )

@@ -18,6 +18,7 @@ sizes run in a few minutes on 2 cores; the issue's 16384x16384 -> 65536x65536 ru
     nice -n 5 python benchmarks/bench_dask.py [--sizes 1024 2048] [--workers 1 2] [--chunk 256]
                                               [--model M.onnx] [--tmpdir DIR] [--no-record]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,12 @@ ISSUE_SIZE = 16384
 SCALE_NOTE = (
     "Going to N machines: start `dask scheduler` on one machine and `dask worker tcp://SCHEDULER:8786 "
     "--nworkers 1 --nthreads 1` on each (one worker per GPU on GPU machines), every one with "
-    "`pip install \"scopesr[cluster]\"` and the model at the same path, input and output on a shared file "
+    '`pip install "scopesr[cluster]"` and the model at the same path, input and output on a shared file '
     "system; then `sr-upscale IN.zarr -o OUT.zarr --scheduler tcp://SCHEDULER:8786` (or pass an existing "
     "`distributed.Client` to `scopesr.sdk.dask.upscale_to_ome_zarr`). Blocks are independent once the "
     "per-plane statistics are known, so throughput grows with the workers until the shared file system or "
-    "the scheduler's block rate (measured above) is the limit.")
+    "the scheduler's block rate (measured above) is the limit."
+)
 
 
 def _tile_source():
@@ -76,8 +78,17 @@ def make_input(path: Path, n: int, chunk: int = 256) -> Path:
         return v.astype(np.uint16)
 
     arr = da.zeros((n, n), dtype=np.uint16, chunks=chunk).map_blocks(fill, dtype=np.uint16)
-    return write_ome_zarr(path, arr, "YX", chunk=chunk, levels=1, overwrite=True, name=f"nuclei_{n}",
-                          scale=[0.5, 0.5], units={"Y": "micrometer", "X": "micrometer"})
+    return write_ome_zarr(
+        path,
+        arr,
+        "YX",
+        chunk=chunk,
+        levels=1,
+        overwrite=True,
+        name=f"nuclei_{n}",
+        scale=[0.5, 0.5],
+        units={"Y": "micrometer", "X": "micrometer"},
+    )
 
 
 def run_sr(src: Path, out: Path, model: Path, workers: int, chunk: int) -> dict:
@@ -94,12 +105,20 @@ def run_sr(src: Path, out: Path, model: Path, workers: int, chunk: int) -> dict:
     s0 = zarr.open_array(str(out / "s0"), mode="r")
     out_px = int(np.prod(s0.shape))
     du = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"workers": workers, "wall_s": round(rep.seconds, 2), "cluster_start_s": round(started, 2),
-            "out_mpx": round(out_px / 1e6, 1), "mpx_per_s": round(out_px / 1e6 / rep.seconds, 2),
-            "blocks": rep.written, "level0_blocks": rep.level0_blocks, "levels": rep.levels,
-            "blocks_per_s": round(rep.chunks_per_s, 2),
-            "worker_peak_rss_mb": sorted(rep.worker_peak_rss_mb.values()),
-            "model_loads": sorted(rep.model_loads.values()), "output_mb_on_disk": round(du / 2**20, 1)}
+    return {
+        "workers": workers,
+        "wall_s": round(rep.seconds, 2),
+        "cluster_start_s": round(started, 2),
+        "out_mpx": round(out_px / 1e6, 1),
+        "mpx_per_s": round(out_px / 1e6 / rep.seconds, 2),
+        "blocks": rep.written,
+        "level0_blocks": rep.level0_blocks,
+        "levels": rep.levels,
+        "blocks_per_s": round(rep.chunks_per_s, 2),
+        "worker_peak_rss_mb": sorted(rep.worker_peak_rss_mb.values()),
+        "model_loads": sorted(rep.model_loads.values()),
+        "output_mb_on_disk": round(du / 2**20, 1),
+    }
 
 
 def _nearest_x4(block, block_info=None):
@@ -122,53 +141,75 @@ def scheduler_rates(src: Path, tmp: Path, workers: int, chunk: int, n_tasks: int
         hr = lr.map_blocks(_nearest_x4, chunks=tuple(tuple(4 * c for c in cs) for cs in lr.chunks), dtype=lr.dtype)
         out = tmp / "nearest.ome.zarr"
         shutil.rmtree(out, ignore_errors=True)
-        w = OmeZarrWriter.open(out, hr.shape, hr.dtype, NgffMeta("YX", [1.0, 1.0]), chunk * 4, levels=1,
-                               run={"bench": "nearest"})
+        w = OmeZarrWriter.open(
+            out, hr.shape, hr.dtype, NgffMeta("YX", [1.0, 1.0]), chunk * 4, levels=1, run={"bench": "nearest"}
+        )
         tasks, _ = store_tasks(w, 0, hr)
         t = time.perf_counter()
         srd.execute(tasks, client)
         pipe = len(tasks) / (time.perf_counter() - t)
         shutil.rmtree(out, ignore_errors=True)
-    return {"workers": workers, "empty_tasks_per_s": round(tasks_per_s), "nearest_blocks_per_s": round(pipe, 1),
-            "nearest_blocks": len(tasks), "block_px": f"{chunk * 4}x{chunk * 4}"}
+    return {
+        "workers": workers,
+        "empty_tasks_per_s": round(tasks_per_s),
+        "nearest_blocks_per_s": round(pipe, 1),
+        "nearest_blocks": len(tasks),
+        "block_px": f"{chunk * 4}x{chunk * 4}",
+    }
 
 
-def markdown(rows: list[dict], sched: dict, model: str, sizes: list[int], chunk: int, command: str,
-             load: tuple[float, float]) -> str:
-    lines = [f"# Dask scale: NxN uint16 OME-Zarr -> x4 OME-Zarr ({model})", "",
-             f"Command: `{command}`. Blocks of {chunk}x{chunk} LR pixels ({chunk * 4}x{chunk * 4} output chunks, "
-             "Blosc zstd), the full pyramid written; one fresh LocalCluster per row (1 thread per worker process, "
-             "runtime threads = usable CPUs / workers). Load average (1 min) at start / end: "
-             f"{load[0]:.1f} / {load[1]:.1f} (other jobs on this machine take CPU from every row alike).", "",
-             "| input | output | workers | wall s | output Mpx/s | blocks/s | peak RSS per worker (MB) |",
-             "|---|---|---|---|---|---|---|"]
+def markdown(
+    rows: list[dict], sched: dict, model: str, sizes: list[int], chunk: int, command: str, load: tuple[float, float]
+) -> str:
+    lines = [
+        f"# Dask scale: NxN uint16 OME-Zarr -> x4 OME-Zarr ({model})",
+        "",
+        f"Command: `{command}`. Blocks of {chunk}x{chunk} LR pixels ({chunk * 4}x{chunk * 4} output chunks, "
+        "Blosc zstd), the full pyramid written; one fresh LocalCluster per row (1 thread per worker process, "
+        "runtime threads = usable CPUs / workers). Load average (1 min) at start / end: "
+        f"{load[0]:.1f} / {load[1]:.1f} (other jobs on this machine take CPU from every row alike).",
+        "",
+        "| input | output | workers | wall s | output Mpx/s | blocks/s | peak RSS per worker (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         n = r["size"]
         rss = ", ".join(f"{v:.0f}" for v in r["worker_peak_rss_mb"]) or "n/a (this process)"
         who = r["workers"] or "this process"
-        lines.append(f"| {n}x{n} | {4 * n}x{4 * n} | {who} | {r['wall_s']} | {r['mpx_per_s']} | "
-                     f"{r['blocks_per_s']} | {rss} |")
+        lines.append(
+            f"| {n}x{n} | {4 * n}x{4 * n} | {who} | {r['wall_s']} | {r['mpx_per_s']} | {r['blocks_per_s']} | {rss} |"
+        )
     lines.append("")
     for n in sizes:
         by = {r["workers"]: r for r in rows if r["size"] == n}
         if 1 in by and 2 in by:
-            lines.append(f"- {n}x{n}: 2 workers / 1 worker throughput = "
-                         f"**{by[2]['mpx_per_s'] / by[1]['mpx_per_s']:.2f}x**"
-                         + (f"; this process (all cores) {by[0]['mpx_per_s']} Mpx/s" if 0 in by else ""))
+            lines.append(
+                f"- {n}x{n}: 2 workers / 1 worker throughput = "
+                f"**{by[2]['mpx_per_s'] / by[1]['mpx_per_s']:.2f}x**"
+                + (f"; this process (all cores) {by[0]['mpx_per_s']} Mpx/s" if 0 in by else "")
+            )
     rss = [v for r in rows if r["workers"] for v in r["worker_peak_rss_mb"]]
     if rss:
-        lines.append(f"- Peak RSS per worker: {min(rss):.0f}-{max(rss):.0f} MB over sizes "
-                     f"{', '.join(str(n) for n in sizes)} (target < 1024 MB, flat in the image size).")
-    lines += [f"- Scheduler ({sched['workers']} workers): {sched['empty_tasks_per_s']} empty tasks/s; the whole "
-              f"read -> nearest x4 -> compress -> write pipeline {sched['nearest_blocks_per_s']} blocks/s of "
-              f"{sched['block_px']} output pixels (the ceiling with no model).", ""]
+        lines.append(
+            f"- Peak RSS per worker: {min(rss):.0f}-{max(rss):.0f} MB over sizes "
+            f"{', '.join(str(n) for n in sizes)} (target < 1024 MB, flat in the image size)."
+        )
+    lines += [
+        f"- Scheduler ({sched['workers']} workers): {sched['empty_tasks_per_s']} empty tasks/s; the whole "
+        f"read -> nearest x4 -> compress -> write pipeline {sched['nearest_blocks_per_s']} blocks/s of "
+        f"{sched['block_px']} output pixels (the ceiling with no model).",
+        "",
+    ]
     if ISSUE_SIZE in sizes:
-        lines.append(f"The issue's {ISSUE_SIZE}x{ISSUE_SIZE} -> {4 * ISSUE_SIZE}x{4 * ISSUE_SIZE} run: **run** "
-                     "(rows above).")
+        lines.append(
+            f"The issue's {ISSUE_SIZE}x{ISSUE_SIZE} -> {4 * ISSUE_SIZE}x{4 * ISSUE_SIZE} run: **run** (rows above)."
+        )
     else:
-        lines.append(f"The issue's {ISSUE_SIZE}x{ISSUE_SIZE} -> {4 * ISSUE_SIZE}x{4 * ISSUE_SIZE} run: **not run** "
-                     f"here (sizes {', '.join(map(str, sizes))}); `--sizes {ISSUE_SIZE} --workers 2 --tmpdir DIR` "
-                     "runs it.")
+        lines.append(
+            f"The issue's {ISSUE_SIZE}x{ISSUE_SIZE} -> {4 * ISSUE_SIZE}x{4 * ISSUE_SIZE} run: **not run** "
+            f"here (sizes {', '.join(map(str, sizes))}); `--sizes {ISSUE_SIZE} --workers 2 --tmpdir DIR` "
+            "runs it."
+        )
     lines += ["", SCALE_NOTE, ""]
     return "\n".join(lines)
 
@@ -209,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                 r = {"size": n, **run_sr(src, tmp / f"out_{n}_{w}.ome.zarr", model, w, args.chunk)}
                 shutil.rmtree(tmp / f"out_{n}_{w}.ome.zarr", ignore_errors=True)
                 rows.append(r)
-                print(f"{n}x{n} -> {4 * n}x{4 * n}, {w or 'this process'} worker(s): {r['wall_s']} s, "
-                      f"{r['mpx_per_s']} Mpx/s, {r['blocks_per_s']} blocks/s, peak RSS per worker "
-                      f"{r['worker_peak_rss_mb']} MB", flush=True)
+                print(
+                    f"{n}x{n} -> {4 * n}x{4 * n}, {w or 'this process'} worker(s): {r['wall_s']} s, "
+                    f"{r['mpx_per_s']} Mpx/s, {r['blocks_per_s']} blocks/s, peak RSS per worker "
+                    f"{r['worker_peak_rss_mb']} MB",
+                    flush=True,
+                )
         sched = scheduler_rates(tmp / f"in_{args.sizes[0]}.ome.zarr", tmp, max(args.workers), 64)
         print(f"scheduler: {sched}", flush=True)
     except ScopesrError as exc:
@@ -224,10 +268,22 @@ def main(argv: list[str] | None = None) -> int:
         command = f"nice -n 5 python benchmarks/bench_dask.py {' '.join(argv if argv is not None else sys.argv[1:])}"
         md = markdown(rows, sched, model.name, args.sizes, args.chunk, command.strip(), (load0, load1))
         name = args.name or ("dask_" + model.stem if args.model else "dask")
-        j, m = record(RESULTS, name, {"model": model.name, "chunk": args.chunk, "sizes": args.sizes,
-                                      "issue_size_run": ISSUE_SIZE in args.sizes, "rows": rows,
-                                      "scheduler": sched, "load_avg_1min": [load0, load1],
-                                      "scaling_note": SCALE_NOTE}, md, "bench_dask.py")
+        j, m = record(
+            RESULTS,
+            name,
+            {
+                "model": model.name,
+                "chunk": args.chunk,
+                "sizes": args.sizes,
+                "issue_size_run": ISSUE_SIZE in args.sizes,
+                "rows": rows,
+                "scheduler": sched,
+                "load_avg_1min": [load0, load1],
+                "scaling_note": SCALE_NOTE,
+            },
+            md,
+            "bench_dask.py",
+        )
         print(f"recorded {j} and {m}")
     return 0
 

@@ -13,6 +13,7 @@ its figures are not the targets and say so.
     python benchmarks/bench_gpu.py                  # on a GPU machine (about 4-6 minutes)
     python benchmarks/bench_gpu.py --quick --no-compile
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--quick", action="store_true", help="fewer runs and training steps")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile option set (slow to start)")
-    ap.add_argument("--compile-train", action="store_true", help="torch.compile the generator for the training "
-                    "throughput too (a minute or two of compilation per mode)")
+    ap.add_argument(
+        "--compile-train",
+        action="store_true",
+        help="torch.compile the generator for the training throughput too (a minute or two of compilation per mode)",
+    )
     ap.add_argument("--no-train", action="store_true", help="skip the training throughput")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cpu-smoke", action="store_true", help=argparse.SUPPRESS)
@@ -46,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         print(missing)
         return 0
     command = "python benchmarks/bench_gpu.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    res, md = gpu.run_gpu_benchmark(args.out, command, preset=args.preset, quick=args.quick,
-                                    no_compile=args.no_compile, compile_train=args.compile_train,
-                                    no_train=args.no_train, seed=args.seed, cpu_smoke=args.cpu_smoke)
+    res, md = gpu.run_gpu_benchmark(
+        args.out,
+        command,
+        preset=args.preset,
+        quick=args.quick,
+        no_compile=args.no_compile,
+        compile_train=args.compile_train,
+        no_train=args.no_train,
+        seed=args.seed,
+        cpu_smoke=args.cpu_smoke,
+    )
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md.with_suffix('.json')} and .md ({res['elapsed_s']:.0f} s)")
     return 0

@@ -7,6 +7,7 @@ records the result (with the machine) in benchmarks/results/.
 
     nice -n 5 python benchmarks/bench_memory.py [--sizes 2048 4096 8192] [--model M.onnx] [--tmpdir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--tmpdir", default=None, help="where the big temporary files go (default: system temp)")
     ap.add_argument("--no-record", action="store_true")
-    ap.add_argument("--name", default=None,
-                    help="results/NAME.json|md (default: memory, or memory_<model stem> with --model)")
+    ap.add_argument(
+        "--name", default=None, help="results/NAME.json|md (default: memory, or memory_<model stem> with --model)"
+    )
     ap.add_argument("--no-contrast", action="store_true", help="skip the in-memory run of the smallest size")
     args = ap.parse_args(argv)
 
@@ -46,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def show(r: dict) -> None:
         n = r["lr"]
-        print(f"{n}x{n} -> {4 * n}x{4 * n} {'streamed' if r['streamed'] else 'in memory'}: peak RSS "
-              f"{r['peak_rss_mb']} MB, {r['wall_s']} s, output {r['output_mb']} MB "
-              f"({'BigTIFF' if r['bigtiff'] else 'TIFF'}, {r['strips']} strips)", flush=True)
+        print(
+            f"{n}x{n} -> {4 * n}x{4 * n} {'streamed' if r['streamed'] else 'in memory'}: peak RSS "
+            f"{r['peak_rss_mb']} MB, {r['wall_s']} s, output {r['output_mb']} MB "
+            f"({'BigTIFF' if r['bigtiff'] else 'TIFF'}, {r['strips']} strips)",
+            flush=True,
+        )
 
     try:
         rows = memory.measure(args.sizes, model, args.tmpdir, not args.no_contrast, show)
@@ -59,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         command = f"nice -n 5 python benchmarks/bench_memory.py {' '.join(argv or sys.argv[1:])}"
         md = memory.markdown(rows, model.name, rss_help, command)
         name = args.name or ("memory_" + model.stem if args.model else "memory")
-        j, m = record(RESULTS, name, {"model": model.name, "baseline_help_rss_mb": round(rss_help), "rows": rows},
-                      md, "bench_memory.py")
+        j, m = record(
+            RESULTS,
+            name,
+            {"model": model.name, "baseline_help_rss_mb": round(rss_help), "rows": rows},
+            md,
+            "bench_memory.py",
+        )
         print(f"recorded {j} and {m}")
     return 0
 

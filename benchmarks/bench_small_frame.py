@@ -8,6 +8,7 @@ benchmarks/results/small_frame.{json,md}.
 
     python benchmarks/bench_small_frame.py [--model M.onnx ...] [--threads 2] [--repeats 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", nargs="+", default=None,
-                    help="artifacts (default: every bundled default artifact whose runtime is installed)")
+    ap.add_argument(
+        "--model",
+        nargs="+",
+        default=None,
+        help="artifacts (default: every bundled default artifact whose runtime is installed)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
@@ -42,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         models = [Path(m) for m in args.model]
     else:
-        models = [p for fmt in ("onnx", "tflite", "tflite-int8")
-                  if (p := sr.default_model_path(fmt, must_exist=False)).exists()]
+        models = [
+            p
+            for fmt in ("onnx", "tflite", "tflite-int8")
+            if (p := sr.default_model_path(fmt, must_exist=False)).exists()
+        ]
     rows = []
     for model in models:
         try:
@@ -54,18 +62,26 @@ def main(argv: list[str] | None = None) -> int:
         row = small_frame.measure(up, repeats=args.repeats, warmup=args.warmup)
         row["artifact"] = model.name
         rows.append(row)
-        print(f"{model.name:<24} raw {row['raw_ms']:7.3f} ms  backend.run {row['backend_run_ms']:7.3f} ms  "
-              f"upscale {row['upscale_ms']:7.3f} ms ({row['upscale_ratio']:.3f}x)  stream {row['stream_ms']:7.3f} ms "
-              f"({row['stream_ratio']:.3f}x)", flush=True)
+        print(
+            f"{model.name:<24} raw {row['raw_ms']:7.3f} ms  backend.run {row['backend_run_ms']:7.3f} ms  "
+            f"upscale {row['upscale_ms']:7.3f} ms ({row['upscale_ratio']:.3f}x)  stream {row['stream_ms']:7.3f} ms "
+            f"({row['stream_ratio']:.3f}x)",
+            flush=True,
+        )
     if not rows:
         print("no artifact could be loaded", file=sys.stderr)
         return 1
     if not args.no_record:
         command = f"python benchmarks/bench_small_frame.py {' '.join(argv if argv is not None else sys.argv[1:])}"
-        md = ("# Small-frame overhead of the SDK\n\n"
-              + small_frame.markdown(rows, command.strip(), threads))
-        j, m = record(RESULTS, args.name, {"threads": threads, "target_ratio": small_frame.TARGET_RATIO,
-                                           "rows": rows}, md, "bench_small_frame.py", threads=threads)
+        md = "# Small-frame overhead of the SDK\n\n" + small_frame.markdown(rows, command.strip(), threads)
+        j, m = record(
+            RESULTS,
+            args.name,
+            {"threads": threads, "target_ratio": small_frame.TARGET_RATIO, "rows": rows},
+            md,
+            "bench_small_frame.py",
+            threads=threads,
+        )
         print(f"recorded {j} and {m}")
     return 0
 

@@ -8,6 +8,7 @@ images its card names, per degradation (``--degradations``). The measuring code 
 ``scopesr.bench.student_teacher``; this script parses the arguments and records the result
 (with the machine) in benchmarks/results/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="student_vs_teacher")
-    ap.add_argument("--degradations", default=None, metavar="A,B",
-                    help="quality rows (scopesr.sdk.quality.EVAL_DEGRADATIONS names; default: all)")
+    ap.add_argument(
+        "--degradations",
+        default=None,
+        metavar="A,B",
+        help="quality rows (scopesr.sdk.quality.EVAL_DEGRADATIONS names; default: all)",
+    )
     ap.add_argument("--max-planes", type=int, default=6, help="planes per held-out stack (evenly spaced)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -7,6 +7,7 @@ side); whole = one tile covering the image. The measuring code is
 
     python benchmarks/bench_tiling.py [--model M.onnx] [--sizes 256 512 1024 2048] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tile", type=int, default=None, help="tile (LR px); default: the SDK default")
     ap.add_argument("--no-record", action="store_true")
-    ap.add_argument("--name", default=None,
-                    help="results/NAME.json|md (default: tiling, or tiling_<model stem> with --model)")
+    ap.add_argument(
+        "--name", default=None, help="results/NAME.json|md (default: tiling, or tiling_<model stem> with --model)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -40,16 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     model = pick_model(args.model, TINY)
     up = sr.load(model)
     if not up.backend.dynamic:
-        print("bench_tiling needs a dynamic-shape artifact (ONNX/pt2): whole-image inference is not "
-              "possible with a fixed-size one", file=sys.stderr)
+        print(
+            "bench_tiling needs a dynamic-shape artifact (ONNX/pt2): whole-image inference is not "
+            "possible with a fixed-size one",
+            file=sys.stderr,
+        )
         return 2
     tile = args.tile or DEFAULT_TILE
 
     def show(r: dict) -> None:
         n = r["size"]
-        print(f"{n:>5}x{n:<5} tiles {r['tiles']:>3}  whole {r['whole_s'] * 1e3:9.1f} ms  tiled "
-              f"{r['tiled_s'] * 1e3:9.1f} ms  ratio {r['ratio']:.3f} (of minima {r['ratio_min']:.3f}; pixels "
-              f"computed {r['halo_work']:.3f}x)", flush=True)
+        print(
+            f"{n:>5}x{n:<5} tiles {r['tiles']:>3}  whole {r['whole_s'] * 1e3:9.1f} ms  tiled "
+            f"{r['tiled_s'] * 1e3:9.1f} ms  ratio {r['ratio']:.3f} (of minima {r['ratio_min']:.3f}; pixels "
+            f"computed {r['halo_work']:.3f}x)",
+            flush=True,
+        )
 
     rows = tiling_overhead.measure(up, args.sizes, args.repeats, tile, show)
     if not args.no_record:
@@ -57,8 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         md = tiling_overhead.markdown(rows, up, model.name, tile, command)
         name = args.name or ("tiling_" + model.stem if args.model else "tiling")
         rel = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model
-        j, m = record(RESULTS, name, {"model": str(rel), "card": up.card.name, "halo": up.card.halo, "tile": tile,
-                                      "backend": up.backend.name, "rows": rows}, md, "bench_tiling.py")
+        j, m = record(
+            RESULTS,
+            name,
+            {
+                "model": str(rel),
+                "card": up.card.name,
+                "halo": up.card.halo,
+                "tile": tile,
+                "backend": up.backend.name,
+                "rows": rows,
+            },
+            md,
+            "bench_tiling.py",
+        )
         print(f"recorded {j} and {m}")
     return 0
 

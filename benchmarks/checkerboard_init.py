@@ -8,6 +8,7 @@ for the students' anchor with a zero-initialised tail). Records
 
     .venv/bin/python benchmarks/checkerboard_init.py
 """
+
 from __future__ import annotations
 
 import json
@@ -39,11 +40,22 @@ def main() -> None:
         rows.append({"preset": name, "kind": p.kind, "constant": e_c, "smooth": e_s})
         print(f"{name:<16} constant {e_c:.3e}   smooth {e_s:.3e}")
     out = Path(__file__).resolve().parent / "results" / "checkerboard_init.json"
-    atomic_write_text(out, json.dumps({"measure": "period2_energy (trainer/analysis.py): energy of the 2x2 "
-                                       "polyphase pattern of the high-passed output / mean square of the output",
-                                       "input": f"{n}x{n} LR, constant 0.5 and smooth 0.3+0.4*x*y; 40 HR px border cut",
-                                       "seed": 0, "torch": torch.__version__, "machine": platform.machine(),
-                                       "rows": rows}, indent=2) + "\n")
+    atomic_write_text(
+        out,
+        json.dumps(
+            {
+                "measure": "period2_energy (trainer/analysis.py): energy of the 2x2 "
+                "polyphase pattern of the high-passed output / mean square of the output",
+                "input": f"{n}x{n} LR, constant 0.5 and smooth 0.3+0.4*x*y; 40 HR px border cut",
+                "seed": 0,
+                "torch": torch.__version__,
+                "machine": platform.machine(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     print(f"wrote {out}")
 
 

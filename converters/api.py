@@ -6,6 +6,7 @@ name (``targets.py``) export to a temporary file beside the output, run parity o
 tiles, artifact vs PyTorch, through the target's runners), move it into place atomically,
 then write the card (sha256 of the final bytes, parity report in ``extra``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,14 +15,25 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from scopesr.sdk import (CardError, FORMATS, ModelCard, Normalisation, card_path_for, package_versions,
-                         sha256_path, tile_entry, tile_label, tile_shapes)
+from scopesr.sdk import (
+    FORMATS,
+    CardError,
+    ModelCard,
+    Normalisation,
+    card_path_for,
+    package_versions,
+    sha256_path,
+    tile_entry,
+    tile_label,
+    tile_shapes,
+)
 from scopesr.sdk.atomic import output_error, remove_stale_temps, temp_prefix
 from scopesr.sdk.card import MAX_TILE_SIDE
 
@@ -35,7 +47,8 @@ log = logging.getLogger(__name__)
 #: target -> (artifact suffix, precisions it supports, default precision): a summary of the
 #: registered targets (targets.py), for the CLI and callers that list them
 TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    name: (t.suffix, t.precisions, t.default_precision) for name in target_names() for t in [get_target(name)]}
+    name: (t.suffix, t.precisions, t.default_precision) for name in target_names() for t in [get_target(name)]
+}
 DEFAULT_TILE_SIZES = (64, 128, 256)
 CALIB_BUDGET_PX = 16 * 64 * 64  # calibration pixels per tile size (16 tiles of 64x64)
 PARITY_BUDGET_PX = 8 * 64 * 64
@@ -60,8 +73,21 @@ class ConversionResult:
 # --------------------------------------------------------------------------- source
 def _versions() -> dict[str, str]:
     """The converter stack that made an artifact, for its card."""
-    return package_versions(("scopesr", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch",
-                             "ai-edge-litert", "ai-edge-quantizer", "coremltools", "bioimageio.spec", "numpy"))
+    return package_versions(
+        (
+            "scopesr",
+            "torch",
+            "onnx",
+            "onnxscript",
+            "onnxruntime",
+            "litert-torch",
+            "ai-edge-litert",
+            "ai-edge-quantizer",
+            "coremltools",
+            "bioimageio.spec",
+            "numpy",
+        )
+    )
 
 
 def _infer_halo(module: Any) -> int:
@@ -90,7 +116,7 @@ def probe_halo(module: Any, in_channels: int | None = None, size: int = 97) -> i
         y = module(x)
         s = y.shape[-1] // size
         mid = size // 2
-        y[..., mid * s:(mid + 1) * s, mid * s:(mid + 1) * s].sum().backward()
+        y[..., mid * s : (mid + 1) * s, mid * s : (mid + 1) * s].sum().backward()
         nz = torch.nonzero(x.grad.abs().sum(dim=(0, 1)) > 0)
         if len(nz):
             radius = max(radius, int((nz - mid).abs().max()))
@@ -116,11 +142,19 @@ def card_for_module(module: Any, name: str = "model", normalisation: Normalisati
     with torch.no_grad():
         y = module(torch.rand(1, cin, 16, 16))
     if y.ndim != 4 or y.shape[-1] % 16 or y.shape[-2] % 16 or y.shape[-1] // 16 != y.shape[-2] // 16:
-        raise ConversionError(f"the model maps 1x{cin}x16x16 to {tuple(y.shape)}: not an integer-scale "
-                              "super-resolution network")
-    return ModelCard(name=name, architecture=type(module).__name__, scale=int(y.shape[-1] // 16),
-                     in_channels=cin, out_channels=int(y.shape[1]), halo=_infer_halo(module),
-                     format="safetensors", normalisation=normalisation or Normalisation())
+        raise ConversionError(
+            f"the model maps 1x{cin}x16x16 to {tuple(y.shape)}: not an integer-scale super-resolution network"
+        )
+    return ModelCard(
+        name=name,
+        architecture=type(module).__name__,
+        scale=int(y.shape[-1] // 16),
+        in_channels=cin,
+        out_channels=int(y.shape[1]),
+        halo=_infer_halo(module),
+        format="safetensors",
+        normalisation=normalisation or Normalisation(),
+    )
 
 
 def load_source(source: Any, card: ModelCard | None = None) -> tuple[Any, ModelCard, str]:
@@ -134,8 +168,10 @@ def load_source(source: Any, card: ModelCard | None = None) -> tuple[Any, ModelC
     if not path.exists():
         raise ConversionError(f"{path}: no such checkpoint; pass the .safetensors written by sr-train")
     if path.suffix != ".safetensors":
-        raise ConversionError(f"{path}: sr-convert reads trainer checkpoints (.safetensors with a "
-                              f".card.json beside them), not {path.suffix or 'a suffix-less file'}")
+        raise ConversionError(
+            f"{path}: sr-convert reads trainer checkpoints (.safetensors with a "
+            f".card.json beside them), not {path.suffix or 'a suffix-less file'}"
+        )
     # the card first: a missing card or a corrupted checkpoint is caught with a clear message
     src_card = ModelCard.load(path)
     try:
@@ -144,27 +180,32 @@ def load_source(source: Any, card: ModelCard | None = None) -> tuple[Any, ModelC
         with safe_open(str(path), framework="pt") as fh:
             list(fh.keys())
     except Exception as exc:
-        raise ConversionError(f"{path}: not a readable safetensors checkpoint ({exc}); "
-                              "re-export it with sr-train or restore the original file") from None
+        raise ConversionError(
+            f"{path}: not a readable safetensors checkpoint ({exc}); "
+            "re-export it with sr-train or restore the original file"
+        ) from None
     try:
         from scopesr.trainer import load_generator
     except ImportError as exc:
-        raise ConversionError(f"building the model needs scopesr.trainer ({exc}); "
-                              'pip install "scopesr[train]"') from None
+        raise ConversionError(
+            f'building the model needs scopesr.trainer ({exc}); pip install "scopesr[train]"'
+        ) from None
     try:
         module, loaded_card = load_generator(path)
     except (CardError, ConversionError):
         raise
     except Exception as exc:
-        raise ConversionError(f"{path}: cannot build the generator from this checkpoint ({exc}); "
-                              "is it a generator saved by sr-train?") from exc
+        raise ConversionError(
+            f"{path}: cannot build the generator from this checkpoint ({exc}); is it a generator saved by sr-train?"
+        ) from exc
     module = module.float().cpu().eval()
     return module, card or loaded_card or src_card, path.name
 
 
 # --------------------------------------------------------------------------- options
-def check_tile_sizes(tile_sizes: Sequence[Any] | None, halo: int,
-                     explicit: bool) -> tuple[list[int | list[int]], list[str]]:
+def check_tile_sizes(
+    tile_sizes: Sequence[Any] | None, halo: int, explicit: bool
+) -> tuple[list[int | list[int]], list[str]]:
     """Validate LR tile sizes (N, or (H, W) e.g. a camera frame) against the halo.
 
     A side <= 2*halo leaves nothing of a tile but halo: an error when the user asked for
@@ -187,14 +228,17 @@ def check_tile_sizes(tile_sizes: Sequence[Any] | None, halo: int,
             raise ConversionError(
                 f"tile size(s) {labels(too_small)} smaller than twice the halo (2 x {halo} = {2 * halo} LR px): "
                 f"such tiles are all halo and keep no pixels; use --tile-sizes above {2 * halo}, "
-                f"e.g. {_round_up(2 * halo + 32)},{_round_up(4 * halo + 32)}")
+                f"e.g. {_round_up(2 * halo + 32)},{_round_up(4 * halo + 32)}"
+            )
         shapes = [t for t in shapes if min(t) > 2 * halo] or [(_round_up(4 * halo + 32),) * 2]
         msgs.append(f"default tile sizes adjusted to {labels(shapes)} for halo {halo}")
     for th, tw in shapes:
         if min(th, tw) < 4 * halo:
             keep = (th - 2 * halo) * (tw - 2 * halo) / (th * tw)
-            msgs.append(f"tile size {tile_label((th, tw))} is mostly halo (halo {halo}): only {keep:.0%} of each "
-                        f"tile is kept; sizes >= {4 * halo} waste less compute")
+            msgs.append(
+                f"tile size {tile_label((th, tw))} is mostly halo (halo {halo}): only {keep:.0%} of each "
+                f"tile is kept; sizes >= {4 * halo} waste less compute"
+            )
     return [tile_entry(t) for t in shapes], msgs
 
 
@@ -210,8 +254,9 @@ def default_output(source_label: str, source_path: Path | None, target: str, pre
     return folder / (name + suffix)
 
 
-def resolve_output(out: str | os.PathLike | None, target: str, precision: str, source_label: str,
-                   source_path: Path | None) -> Path:
+def resolve_output(
+    out: str | os.PathLike | None, target: str, precision: str, source_label: str, source_path: Path | None
+) -> Path:
     suffix = get_target(target).suffix
     if out is None:
         return default_output(source_label, source_path, target, precision)
@@ -221,14 +266,17 @@ def resolve_output(out: str | os.PathLike | None, target: str, precision: str, s
     if p.suffix == "":
         p = p.with_name(p.name + suffix)  # -o model -> model.onnx
     elif p.suffix != suffix:
-        raise ConversionError(f"{p}: a {target} artifact must end in {suffix} (got {p.suffix}); "
-                              f"use -o {p.with_suffix(suffix).name} or leave the suffix out")
+        raise ConversionError(
+            f"{p}: a {target} artifact must end in {suffix} (got {p.suffix}); "
+            f"use -o {p.with_suffix(suffix).name} or leave the suffix out"
+        )
     return p
 
 
 # --------------------------------------------------------------------------- tiles
-def _images(norm: Normalisation, channels: int, calibration: str | os.PathLike | None,
-            role: str) -> tuple[list[D.RealImage], str]:
+def _images(
+    norm: Normalisation, channels: int, calibration: str | os.PathLike | None, role: str
+) -> tuple[list[D.RealImage], str]:
     if role == "calibration" and calibration is not None:
         files = D.list_image_files(calibration)
         return D.load_images(files, norm, channels, source=str(calibration)), str(calibration)
@@ -251,11 +299,19 @@ def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 # --------------------------------------------------------------------------- convert
-def convert(source: Any, target: str, out: str | os.PathLike | None = None, precision: str | None = None,
-            tile_sizes: Sequence[Any] | None = None, calibration: str | os.PathLike | None = None,
-            card: ModelCard | None = None, verify: bool = True,
-            tolerances: dict[str, float] | None = None, raise_on_failure: bool = False,
-            overwrite: bool = True) -> ConversionResult:
+def convert(
+    source: Any,
+    target: str,
+    out: str | os.PathLike | None = None,
+    precision: str | None = None,
+    tile_sizes: Sequence[Any] | None = None,
+    calibration: str | os.PathLike | None = None,
+    card: ModelCard | None = None,
+    verify: bool = True,
+    tolerances: dict[str, float] | None = None,
+    raise_on_failure: bool = False,
+    overwrite: bool = True,
+) -> ConversionResult:
     """Convert a generator to ``target`` and prove the artifact against PyTorch.
 
     ``source``: a ``.safetensors`` checkpoint from the trainer (its card beside it) or an
@@ -284,16 +340,19 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
     out_path = resolve_output(out, target, precision, label if src_path is None else src_path.name, src_path)
     _check_output_collision(out_path, src_path)
     if not overwrite and os.path.lexists(out_path):
-        raise ConversionError(f"{out_path}: exists; pass --overwrite (overwrite=True) to replace it, or choose "
-                              "another -o")
+        raise ConversionError(
+            f"{out_path}: exists; pass --overwrite (overwrite=True) to replace it, or choose another -o"
+        )
 
     fixed = tgt.uses_fixed_sizes(tile_sizes is not None)
     msgs: list[str] = []
     if tile_sizes is not None and not fixed:
         msgs.append(f"--tile-sizes ignored: {target} artifacts take any H and W")
     if calibration is not None and precision != "int8":
-        msgs.append("--calibration not used for calibration: only int8 needs calibration images"
-                    + (" (its images stand in for the missing sample images)" if D.samples_missing() else ""))
+        msgs.append(
+            "--calibration not used for calibration: only int8 needs calibration images"
+            + (" (its images stand in for the missing sample images)" if D.samples_missing() else "")
+        )
     sizes: list[tuple[int, int]] | None = None  # (H, W) of each fixed input
     if fixed:
         entries, msgs = check_tile_sizes(tile_sizes, src_card.halo, explicit=tile_sizes is not None)
@@ -315,13 +374,15 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
                 log.info("no --calibration folder: calibrating int8 on the real samples %s", cal_from)
             cal_tiles = {}
             for shape in tgt.calibration_shapes(sizes):
-                ts = D.make_tiles(imgs, shape, src_card.scale, D.tiles_for_budget(shape, CALIB_BUDGET_PX, 2, 16),
-                                  with_hr=False)
+                ts = D.make_tiles(
+                    imgs, shape, src_card.scale, D.tiles_for_budget(shape, CALIB_BUDGET_PX, 2, 16), with_hr=False
+                )
                 # plus copies of half the tiles brightened so their peak reaches CALIB_PEAK: percentile
                 # normalisation puts the brightest 0.1 % above 1 (bright nuclei reach 1.5-2), and ranges
                 # calibrated on a few dim tiles clip them (measured: saturated highlights, max err ~1)
-                cal_tiles[shape] = list(ts.lr) + [t * (CALIB_PEAK / max(float(t.max()), 1e-3))
-                                              for t in ts.lr[: max(1, len(ts.lr) // 2)]]
+                cal_tiles[shape] = list(ts.lr) + [
+                    t * (CALIB_PEAK / max(float(t.max()), 1e-3)) for t in ts.lr[: max(1, len(ts.lr) // 2)]
+                ]
 
         try:
             out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -346,8 +407,7 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
     finally:
         D.USER_IMAGES = None
 
-    new_card = _make_card(src_card, out_path, precision, exported.layout, exported.tile_sizes, extra,
-                          source_name=label)
+    new_card = _make_card(src_card, out_path, precision, exported.layout, exported.tile_sizes, extra, source_name=label)
     card_file = card_path_for(out_path)
     new_card.save(card_file)
     result = ConversionResult(out_path, new_card, card_file, report, msgs)
@@ -360,26 +420,33 @@ def convert(source: Any, target: str, out: str | os.PathLike | None = None, prec
 
 def _check_output_collision(out_path: Path, src_path: Path | None) -> None:
     card_file = card_path_for(out_path)
-    if src_path is not None and (out_path.resolve() == src_path.resolve()
-                                 or card_file.resolve() == card_path_for(src_path).resolve()):
-        raise ConversionError(f"{out_path}: its card {card_file.name} would overwrite the source's card; "
-                              "choose another -o name (e.g. add the target or precision)")
+    if src_path is not None and (
+        out_path.resolve() == src_path.resolve() or card_file.resolve() == card_path_for(src_path).resolve()
+    ):
+        raise ConversionError(
+            f"{out_path}: its card {card_file.name} would overwrite the source's card; "
+            "choose another -o name (e.g. add the target or precision)"
+        )
     if card_file.exists():
         try:
             other = ModelCard.read(card_file)
         except CardError:
             return
         if other.artifact and other.artifact != out_path.name:
-            raise ConversionError(f"{out_path}: {card_file} already describes {other.artifact!r}; choose another "
-                                  "-o name so that each artifact keeps its own card")
+            raise ConversionError(
+                f"{out_path}: {card_file} already describes {other.artifact!r}; choose another "
+                "-o name so that each artifact keeps its own card"
+            )
 
 
 def _replace(tmp: Path, final: Path, overwrite: bool = True) -> None:
     """Atomic for files; for folders (.mlpackage) the old one is removed first.
     ``overwrite=False``: the final name is taken exclusively (a hard link for a file, which
     fails when another run created the name meanwhile)."""
-    exists = ConversionError(f"{final}: exists (another run may have written it meanwhile); not replaced. "
-                             "Pass --overwrite (overwrite=True) to replace it")
+    exists = ConversionError(
+        f"{final}: exists (another run may have written it meanwhile); not replaced. "
+        "Pass --overwrite (overwrite=True) to replace it"
+    )
     try:
         if tmp.is_dir():
             if final.exists() or final.is_symlink():
@@ -404,9 +471,15 @@ def _replace(tmp: Path, final: Path, overwrite: bool = True) -> None:
         raise ConversionError(str(output_error(exc, final))) from None
 
 
-def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, precision: str,
-                 sizes: Sequence[Any] | None = None,
-                 tolerances: dict[str, float] | None = None) -> ParityReport:
+def parity_check(
+    module: Any,
+    card: ModelCard,
+    artifact: Path,
+    target: str,
+    precision: str,
+    sizes: Sequence[Any] | None = None,
+    tolerances: dict[str, float] | None = None,
+) -> ParityReport:
     """Run the artifact and the PyTorch model on the same real tiles; compare.
 
     ``sizes``: the fixed input sizes, N or (H, W) each (None for dynamic-shape artifacts).
@@ -416,8 +489,15 @@ def parity_check(module: Any, card: ModelCard, artifact: Path, target: str, prec
     return _parity(get_target(target), module, card, Path(artifact), precision, sizes, tol)
 
 
-def _parity(tgt: ExportTarget, module: Any, card: ModelCard, artifact: Path, precision: str,
-            sizes: list[tuple[int, int]] | None, tol: dict[str, float]) -> ParityReport:
+def _parity(
+    tgt: ExportTarget,
+    module: Any,
+    card: ModelCard,
+    artifact: Path,
+    precision: str,
+    sizes: list[tuple[int, int]] | None,
+    tol: dict[str, float],
+) -> ParityReport:
     target = tgt.name
     runners, notes = tgt.runners(artifact, card, sizes)
     imgs, src = _images(card.normalisation, card.in_channels, None, "parity")
@@ -437,15 +517,36 @@ def _parity(tgt: ExportTarget, module: Any, card: ModelCard, artifact: Path, pre
     return report
 
 
-def _make_card(src: ModelCard, out: Path, precision: str, layout: str, sizes: list[tuple[int, int]] | None,
-               extra: dict[str, Any], source_name: str) -> ModelCard:
+def _make_card(
+    src: ModelCard,
+    out: Path,
+    precision: str,
+    layout: str,
+    sizes: list[tuple[int, int]] | None,
+    extra: dict[str, Any],
+    source_name: str,
+) -> ModelCard:
     fmt = FORMATS[out.suffix]
     tile_sizes = [tile_entry(t) for t in sizes] if sizes else None
     ex = {**extra, "source": {"file": source_name, "sha256": src.sha256, "format": src.format}}
     return ModelCard(
-        name=out.name[: -len(out.suffix)], architecture=src.architecture, scale=src.scale,
-        in_channels=src.in_channels, out_channels=src.out_channels, halo=src.halo, format=fmt,
-        artifact=out.name, sha256=sha256_path(out), arch_args=dict(src.arch_args), layout=layout,
-        precision=precision, tile_sizes=tile_sizes, normalisation=copy.deepcopy(src.normalisation),
-        degradation=src.degradation, training=dict(src.training), metrics=dict(src.metrics),
-        versions={**_versions()}, extra=ex)
+        name=out.name[: -len(out.suffix)],
+        architecture=src.architecture,
+        scale=src.scale,
+        in_channels=src.in_channels,
+        out_channels=src.out_channels,
+        halo=src.halo,
+        format=fmt,
+        artifact=out.name,
+        sha256=sha256_path(out),
+        arch_args=dict(src.arch_args),
+        layout=layout,
+        precision=precision,
+        tile_sizes=tile_sizes,
+        normalisation=copy.deepcopy(src.normalisation),
+        degradation=src.degradation,
+        training=dict(src.training),
+        metrics=dict(src.metrics),
+        versions={**_versions()},
+        extra=ex,
+    )

@@ -8,6 +8,7 @@ per image and channel at the card's percentiles), ONNX and TorchScript weights, 
 test input/output pair (.npy), a cover image and a README. It is validated with
 bioimageio.spec before it is moved into place.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -15,15 +16,16 @@ import hashlib
 import io
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from scopesr.sdk import ModelCard, Normalisation
 
 from .errors import ConversionError
-from .targets import Cases, ExportJob, Exported, ExportTarget, register_target
+from .targets import Cases, Exported, ExportJob, ExportTarget, register_target
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +101,43 @@ def _cover(lr: np.ndarray, sr: np.ndarray, scale: int) -> bytes:
 
 
 def _axes(card: ModelCard, role: str) -> list[dict[str, Any]]:
-    ch = {"type": "channel", "channel_names": [f"c{i}" for i in range(card.in_channels if role == "in"
-                                                                       else card.out_channels)]}
+    ch = {
+        "type": "channel",
+        "channel_names": [f"c{i}" for i in range(card.in_channels if role == "in" else card.out_channels)],
+    }
     if role == "in":
         lo, step = _min_size(card.halo)
-        return [{"type": "batch"}, ch] + [{"type": "space", "id": a, "size": {"min": lo, "step": step},
-                                            "scale": 1.0} for a in ("y", "x")]
+        return [{"type": "batch"}, ch] + [
+            {"type": "space", "id": a, "size": {"min": lo, "step": step}, "scale": 1.0} for a in ("y", "x")
+        ]
     # output: 4x the input's size (size reference with scale 1/s) and the halo in HR pixels
-    return [{"type": "batch"}, ch] + [{"type": "space", "id": a, "scale": 1.0 / card.scale,
-                                       "size": {"tensor_id": "lr", "axis_id": a},
-                                       "halo": card.halo * card.scale} for a in ("y", "x")]
+    return [{"type": "batch"}, ch] + [
+        {
+            "type": "space",
+            "id": a,
+            "scale": 1.0 / card.scale,
+            "size": {"tensor_id": "lr", "axis_id": a},
+            "halo": card.halo * card.scale,
+        }
+        for a in ("y", "x")
+    ]
 
 
 def _preprocessing(card: ModelCard) -> list[dict[str, Any]]:
     n = card.normalisation
     steps: list[dict[str, Any]] = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
     if n.mode == "percentile":
-        steps.append({"id": "scale_range", "kwargs": {"axes": ["y", "x"], "min_percentile": float(n.p_low),
-                                                       "max_percentile": float(n.p_high), "eps": 1e-6}})
+        steps.append(
+            {
+                "id": "scale_range",
+                "kwargs": {
+                    "axes": ["y", "x"],
+                    "min_percentile": float(n.p_low),
+                    "max_percentile": float(n.p_high),
+                    "eps": 1e-6,
+                },
+            }
+        )
     else:
         steps.append({"id": "scale_linear", "kwargs": {"gain": 1.0 / 65535.0, "offset": 0.0}})
     return steps
@@ -124,8 +145,11 @@ def _preprocessing(card: ModelCard) -> list[dict[str, Any]]:
 
 def _readme(card: ModelCard, parity_hint: str) -> str:
     n = card.normalisation
-    norm = (f"per image and channel, the {n.p_low} and {n.p_high} percentiles map to 0 and 1"
-            if n.mode == "percentile" else "16-bit range mapped to 0..1")
+    norm = (
+        f"per image and channel, the {n.p_low} and {n.p_high} percentiles map to 0 and 1"
+        if n.mode == "percentile"
+        else "16-bit range mapped to 0..1"
+    )
     return f"""# scopesr {card.architecture} (x{card.scale} super-resolution)
 
 Super-resolves microscopy images by {card.scale}x in each direction. Made with
@@ -140,8 +164,8 @@ Super-resolves microscopy images by {card.scale}x in each direction. Made with
   output's `halo`): tile with at least this overlap for seam-free results.
 * Trained to invert the degradation `{card.degradation}` (LR = HR down-sampled {card.scale}x); a model is
   only as good as the match between that and your microscope.
-* Training: {card.training or 'see the scopesr model card'}
-* Metrics: {card.metrics or 'n/a'}
+* Training: {card.training or "see the scopesr model card"}
+* Metrics: {card.metrics or "n/a"}
 
 Weights: ONNX (opset 18, dynamic y/x) and TorchScript.
 
@@ -200,47 +224,88 @@ def _export(module: Any, card: ModelCard, path: Path) -> dict[str, Any]:
         "type": "model",
         "format_version": FORMAT_VERSION,
         "name": f"scopesr {card.architecture} x{card.scale}"[:128],
-        "description": (f"x{card.scale} super-resolution for microscopy ({card.architecture}, modified SRGAN family), "
-                        "exported by scopesr sr-convert"),
+        "description": (
+            f"x{card.scale} super-resolution for microscopy ({card.architecture}, modified SRGAN family), "
+            "exported by scopesr sr-convert"
+        ),
         "authors": [{"name": "scopesr contributors"}],
-        "cite": [{"text": "Attaining Real-Time Super-Resolution for Microscopic Images Using GAN",
-                  "url": "https://arxiv.org/abs/2010.04634"}],
+        "cite": [
+            {
+                "text": "Attaining Real-Time Super-Resolution for Microscopic Images Using GAN",
+                "url": "https://arxiv.org/abs/2010.04634",
+            }
+        ],
         "license": "MIT",
         "tags": ["super-resolution", "microscopy", "fluorescence", "2d", "pytorch", "onnx", "scopesr"],
         "documentation": DOC,
         "covers": [COVER],
         "timestamp": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "inputs": [{"id": "lr", "description": "low-resolution image, raw intensities",
-                    "axes": _axes(card, "in"),
-                    "test_tensor": {"source": TEST_IN, "sha256": None},
-                    "sample_tensor": {"source": SAMPLE_IN},
-                    "data": {"type": "float32"},
-                    "preprocessing": _preprocessing(card)}],
-        "outputs": [{"id": "hr", "description": f"{card.scale}x super-resolved image, normalised units",
-                     "axes": _axes(card, "out"),
-                     "test_tensor": {"source": TEST_OUT, "sha256": None},
-                     "sample_tensor": {"source": SAMPLE_OUT},
-                     "data": {"type": "float32"},
-                     "postprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]}],
+        "inputs": [
+            {
+                "id": "lr",
+                "description": "low-resolution image, raw intensities",
+                "axes": _axes(card, "in"),
+                "test_tensor": {"source": TEST_IN, "sha256": None},
+                "sample_tensor": {"source": SAMPLE_IN},
+                "data": {"type": "float32"},
+                "preprocessing": _preprocessing(card),
+            }
+        ],
+        "outputs": [
+            {
+                "id": "hr",
+                "description": f"{card.scale}x super-resolved image, normalised units",
+                "axes": _axes(card, "out"),
+                "test_tensor": {"source": TEST_OUT, "sha256": None},
+                "sample_tensor": {"source": SAMPLE_OUT},
+                "data": {"type": "float32"},
+                "postprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}],
+            }
+        ],
         "weights": {
             "torchscript": {"source": TS_FILE, "sha256": _sha(ts_bytes), "pytorch_version": versions["pytorch"]},
-            "onnx": {"source": ONNX_FILE, "sha256": _sha(onnx_bytes), "opset_version": onnx_target.OPSET,
-                     "parent": "torchscript"},
+            "onnx": {
+                "source": ONNX_FILE,
+                "sha256": _sha(onnx_bytes),
+                "opset_version": onnx_target.OPSET,
+                "parent": "torchscript",
+            },
         },
-        "config": {"bioimageio": {"reproducibility_tolerance": [{
-                       # fp32 weights reproduce to ~1e-6; the spec caps the tolerance at 1 % of the output's max
-                       "absolute_tolerance": float(min(1e-3, 0.005 * max(float(test_out.max()), 2e-5))),
-                       "relative_tolerance": 1e-3, "output_ids": ["hr"]}]},
-                   "scopesr": {"architecture": card.architecture, "arch_args": card.arch_args,
-                               "scale": card.scale, "halo": card.halo, "degradation": card.degradation,
-                               "normalisation": {"mode": card.normalisation.mode,
-                                                 "p_low": card.normalisation.p_low,
-                                                 "p_high": card.normalisation.p_high}}},
+        "config": {
+            "bioimageio": {
+                "reproducibility_tolerance": [
+                    {
+                        # fp32 weights reproduce to ~1e-6; the spec caps the tolerance at 1 % of the output's max
+                        "absolute_tolerance": float(min(1e-3, 0.005 * max(float(test_out.max()), 2e-5))),
+                        "relative_tolerance": 1e-3,
+                        "output_ids": ["hr"],
+                    }
+                ]
+            },
+            "scopesr": {
+                "architecture": card.architecture,
+                "arch_args": card.arch_args,
+                "scale": card.scale,
+                "halo": card.halo,
+                "degradation": card.degradation,
+                "normalisation": {
+                    "mode": card.normalisation.mode,
+                    "p_low": card.normalisation.p_low,
+                    "p_high": card.normalisation.p_high,
+                },
+            },
+        },
     }
-    files = {ONNX_FILE: onnx_bytes, TS_FILE: ts_bytes, TEST_IN: _npy(test_in), TEST_OUT: _npy(test_out),
-             COVER: _cover(_preprocess(test_in, card), test_out, card.scale),
-             DOC: _readme(card, "max abs error <= 1e-4 on real tiles").encode(),
-             SAMPLE_IN: _tif(test_in), SAMPLE_OUT: _tif(test_out)}
+    files = {
+        ONNX_FILE: onnx_bytes,
+        TS_FILE: ts_bytes,
+        TEST_IN: _npy(test_in),
+        TEST_OUT: _npy(test_out),
+        COVER: _cover(_preprocess(test_in, card), test_out, card.scale),
+        DOC: _readme(card, "max abs error <= 1e-4 on real tiles").encode(),
+        SAMPLE_IN: _tif(test_in),
+        SAMPLE_OUT: _tif(test_out),
+    }
     rdf["inputs"][0]["test_tensor"]["sha256"] = _sha(files[TEST_IN])
     rdf["outputs"][0]["test_tensor"]["sha256"] = _sha(files[TEST_OUT])
     import yaml
@@ -250,8 +315,14 @@ def _export(module: Any, card: ModelCard, path: Path) -> dict[str, Any]:
         for name in ["rdf.yaml", *sorted(k for k in files if k != "rdf.yaml")]:
             zf.writestr(name, files[name])
     summary = validate(path)
-    return {"bioimageio": {"format_version": FORMAT_VERSION, "weights": ["torchscript", "onnx"],
-                           "validation": summary, "bioimageio_core": _core_status()}}
+    return {
+        "bioimageio": {
+            "format_version": FORMAT_VERSION,
+            "weights": ["torchscript", "onnx"],
+            "validation": summary,
+            "bioimageio_core": _core_status(),
+        }
+    }
 
 
 def validate(path: Path) -> dict[str, Any]:
@@ -259,27 +330,38 @@ def validate(path: Path) -> dict[str, Any]:
     try:
         from bioimageio.spec import load_description
     except ImportError:
-        raise ConversionError('validating bioimage.io packages needs bioimageio.spec: pip install "scopesr[convert]"') \
-            from None
+        raise ConversionError(
+            'validating bioimage.io packages needs bioimageio.spec: pip install "scopesr[convert]"'
+        ) from None
     descr = load_description(str(path), perform_io_checks=True)
     summary = descr.validation_summary
     status = str(summary.status)
     if status not in ("passed", "valid-format") or type(descr).__name__ == "InvalidDescr":
-        details = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in summary.details[-1].errors)[:2000] \
-            if summary.details else ""
+        details = (
+            "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in summary.details[-1].errors)[:2000]
+            if summary.details
+            else ""
+        )
         raise ConversionError(f"{path.name}: bioimageio.spec says the package is invalid ({status}): {details}")
     warnings = [f"{'.'.join(map(str, w.loc))}: {w.msg}" for d in summary.details for w in d.warnings]
     from importlib import metadata
 
-    return {"status": status, "bioimageio.spec": metadata.version("bioimageio.spec"),
-            "format_version": str(descr.format_version), "warnings": warnings[:10]}
+    return {
+        "status": status,
+        "bioimageio.spec": metadata.version("bioimageio.spec"),
+        "format_version": str(descr.format_version),
+        "warnings": warnings[:10],
+    }
 
 
 def _core_status() -> str:
     import importlib.util
 
-    return ("installed: run `bioimageio test PACKAGE.zip`" if importlib.util.find_spec("bioimageio.core")
-            else "not installed (pip install bioimageio.core to run `bioimageio test`)")
+    return (
+        "installed: run `bioimageio test PACKAGE.zip`"
+        if importlib.util.find_spec("bioimageio.core")
+        else "not installed (pip install bioimageio.core to run `bioimageio test`)"
+    )
 
 
 def make_runners(path: Path) -> dict[str, tuple[tuple[int, int], Callable[[np.ndarray], np.ndarray]]]:
@@ -300,5 +382,8 @@ def make_runners(path: Path) -> dict[str, tuple[tuple[int, int], Callable[[np.nd
         with torch.no_grad():
             return ts(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
-    return {"onnx 64x64": ((64, 64), run_onnx), "onnx 48x80": ((48, 80), run_onnx),
-            "torchscript 64x64": ((64, 64), run_ts)}
+    return {
+        "onnx 64x64": ((64, 64), run_onnx),
+        "onnx 48x80": ((48, 80), run_onnx),
+        "torchscript 64x64": ((64, 64), run_ts),
+    }

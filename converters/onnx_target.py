@@ -5,19 +5,21 @@ downstream converters mis-size its nearest upsampling, see FINDINGS). fp16 keeps
 inputs and outputs (Cast nodes at the edges) so every caller feeds the same tensors;
 int8 is onnxruntime static QDQ quantisation calibrated on real image tiles.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from scopesr.sdk import ModelCard
 
 from .errors import ConversionError
-from .targets import Cases, ExportJob, Exported, ExportTarget, dynamic_cases, register_target
+from .targets import Cases, Exported, ExportJob, ExportTarget, dynamic_cases, register_target
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,9 @@ class OnnxTarget(ExportTarget):
         return dynamic_cases(make_runner(path)), []
 
 
-def _export(module: Any, in_channels: int, path: Path, precision: str,
-            calibration: list[np.ndarray] | None = None) -> dict[str, Any]:
+def _export(
+    module: Any, in_channels: int, path: Path, precision: str, calibration: list[np.ndarray] | None = None
+) -> dict[str, Any]:
     """Write the ONNX artifact to ``path``; return card extras."""
     import onnx
     import torch
@@ -53,16 +56,29 @@ def _export(module: Any, in_channels: int, path: Path, precision: str,
     dyn = ({0: Dim("N", min=1, max=1024), 2: Dim("H", min=4, max=8192), 3: Dim("W", min=4, max=8192)},)
     fp32_path = path if precision == "fp32" else path.with_name(path.name + ".fp32.onnx")
     try:
-        prog = torch.onnx.export(module, (x,), dynamo=True, dynamic_shapes=dyn, opset_version=OPSET,
-                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                 external_data=False, verbose=False)
+        prog = torch.onnx.export(
+            module,
+            (x,),
+            dynamo=True,
+            dynamic_shapes=dyn,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            external_data=False,
+            verbose=False,
+        )
         prog.save(str(fp32_path), external_data=False)
     except ConversionError:
         raise
     except Exception as exc:
         raise ConversionError(f"torch.onnx.export failed for this model: {exc}") from exc
-    extra: dict[str, Any] = {"opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME,
-                             "dynamic_axes": ["N", "H", "W"], "io_dtype": "float32"}
+    extra: dict[str, Any] = {
+        "opset": OPSET,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "dynamic_axes": ["N", "H", "W"],
+        "io_dtype": "float32",
+    }
     try:
         if precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -73,8 +89,9 @@ def _export(module: Any, in_channels: int, path: Path, precision: str,
             extra["fp16"] = "weights and compute fp16, float32 inputs/outputs (Cast at the edges)"
         elif precision == "int8":
             _quantize_int8(fp32_path, path, calibration or [])
-            extra["int8"] = ("onnxruntime static QDQ: per-channel int8 weights, uint8 activations, "
-                             "MinMax calibration on real tiles")
+            extra["int8"] = (
+                "onnxruntime static QDQ: per-channel int8 weights, uint8 activations, MinMax calibration on real tiles"
+            )
         onnx.checker.check_model(str(path))
     finally:
         if fp32_path != path and fp32_path.exists():
@@ -101,8 +118,7 @@ def _toposort(graph: Any) -> None:
 
 
 def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not calibration:
@@ -120,9 +136,15 @@ def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
     try:
         # shape inference + folding first: onnxruntime's recommended path for static QDQ
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-        quantize_static(str(pre), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=True)
+        quantize_static(
+            str(pre),
+            str(dst),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
     finally:
         if pre.exists():
             pre.unlink()

@@ -5,11 +5,13 @@ model; where ground truth exists, PSNR of both against it and the drop (what int
 PSNRs use a peak of 1.0 (the normalised range) and unclipped outputs, so they measure the
 artifact, not the clipping.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +20,12 @@ from scopesr.sdk import quality
 from .data import TileSet
 
 #: default tolerances (the issue's): fp32 max abs err, fp16 / bf16 PSNR vs torch, int8 drop
-DEFAULT_TOLERANCES: dict[str, float] = {"fp32_max_abs": 1e-4, "fp16_min_psnr": 45.0, "int8_max_drop_db": 0.5,
-                                       "int8_min_psnr_no_gt": 30.0}
+DEFAULT_TOLERANCES: dict[str, float] = {
+    "fp32_max_abs": 1e-4,
+    "fp16_min_psnr": 45.0,
+    "int8_max_drop_db": 0.5,
+    "int8_min_psnr_no_gt": 30.0,
+}
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
@@ -70,14 +76,17 @@ class ParityReport:
 
     def table(self) -> str:
         """A short plain-text / Markdown table."""
-        head = ("| case | tiles | max abs err | PSNR vs torch (dB) | PSNR GT torch | PSNR GT artifact | drop (dB) "
-                "| GT bicubic | ok |")
+        head = (
+            "| case | tiles | max abs err | PSNR vs torch (dB) | PSNR GT torch | PSNR GT artifact | drop (dB) "
+            "| GT bicubic | ok |"
+        )
         lines = [head, "|" + "---|" * 9]
         for c in self.cases:
             lines.append(
                 f"| {c.case} | {c.n_tiles} | {c.max_abs_err:.2e} | {_f(c.psnr_vs_torch)} | "
                 f"{_f(c.psnr_gt_torch)} | {_f(c.psnr_gt_artifact)} | {_f(c.drop_db, 3)} | {_f(c.psnr_gt_bicubic)} | "
-                f"{'yes' if c.passed else 'NO: ' + c.criterion} |")
+                f"{'yes' if c.passed else 'NO: ' + c.criterion} |"
+            )
         return "\n".join(lines)
 
 
@@ -89,17 +98,25 @@ def _f(v: float | None, nd: int = 2) -> str:
     return f"{v:.{nd}f}"
 
 
-def evaluate_case(case: str, tiles: TileSet, torch_out: np.ndarray, art_out: np.ndarray,
-                  precision: str, tolerances: dict[str, float]) -> ParityCase:
+def evaluate_case(
+    case: str, tiles: TileSet, torch_out: np.ndarray, art_out: np.ndarray, precision: str, tolerances: dict[str, float]
+) -> ParityCase:
     """Compare one case and decide pass/fail by the precision's criterion."""
     if art_out.shape != torch_out.shape:
         # the silent TFLite failure: a frozen output size; never let it pass
-        return ParityCase(case, len(tiles.lr), math.inf, -math.inf, passed=False,
-                          criterion=f"output shape {art_out.shape} != expected {torch_out.shape}")
+        return ParityCase(
+            case,
+            len(tiles.lr),
+            math.inf,
+            -math.inf,
+            passed=False,
+            criterion=f"output shape {art_out.shape} != expected {torch_out.shape}",
+        )
     err = float(np.max(np.abs(art_out.astype(np.float64) - torch_out)))
     if not math.isfinite(err):
-        return ParityCase(case, len(tiles.lr), math.inf, -math.inf, passed=False,
-                          criterion="artifact output has NaN/inf")
+        return ParityCase(
+            case, len(tiles.lr), math.inf, -math.inf, passed=False, criterion="artifact output has NaN/inf"
+        )
     pc = ParityCase(case, len(tiles.lr), err, psnr(art_out, torch_out))
     if tiles.hr is not None:
         pc.psnr_gt_torch = psnr(torch_out, tiles.hr)
@@ -135,4 +152,4 @@ def _bicubic_up(lr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def run_batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
     """Run a single-tile function over a (n, C, h, w) batch."""
-    return np.concatenate([np.asarray(fn(x[i:i + 1]), dtype=np.float32) for i in range(len(x))])
+    return np.concatenate([np.asarray(fn(x[i : i + 1]), dtype=np.float32) for i in range(len(x))])

@@ -7,6 +7,7 @@ with the kernel flipped and its in/out axes swapped; zero stuffing is a channel 
 PixelShuffle, both of which TFLite runs. The rewrite is exact (parity checks it against
 the original module, to float rounding).
 """
+
 from __future__ import annotations
 
 import copy

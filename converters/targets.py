@@ -18,13 +18,15 @@ module for a plug-in). Target modules import this module only; this module impor
 name when a target is first looked up, so there is no import circle, and each target keeps
 its heavy imports (torch, onnx, litert-torch, coremltools) inside its methods.
 """
+
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 

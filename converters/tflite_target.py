@@ -8,18 +8,20 @@ fp16: weights cast to float16 (float compute). int8: ai-edge-quantizer static in
 (weights and activations) calibrated per signature on real tiles; the model's inputs and
 outputs stay float32 so callers need no (de)quantisation of their own.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from scopesr.sdk import ModelCard, parse_signature, signature_name  # the SDK reads what we name
 
 from .errors import ConversionError
-from .targets import Cases, ExportJob, Exported, ExportTarget, register_target
+from .targets import Cases, Exported, ExportJob, ExportTarget, register_target
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,14 @@ class TFLiteTarget(ExportTarget):
         return {signature_name(t): (t, rs[t]) for t in sorted(rs)}, []
 
 
-def _export(module: Any, in_channels: int, path: Path, precision: str, tile_sizes: list[tuple[int, int]],
-            calibration: dict[tuple[int, int], list[np.ndarray]] | None = None) -> dict[str, Any]:
+def _export(
+    module: Any,
+    in_channels: int,
+    path: Path,
+    precision: str,
+    tile_sizes: list[tuple[int, int]],
+    calibration: dict[tuple[int, int], list[np.ndarray]] | None = None,
+) -> dict[str, Any]:
     """Write the .tflite to ``path``; return card extras (signatures, io dtype, recipe)."""
     import os
 
@@ -66,8 +74,11 @@ def _export(module: Any, in_channels: int, path: Path, precision: str, tile_size
     conv = None
     for shape in tile_sizes:
         x = torch.zeros(1, *shape, in_channels)
-        conv = (litert_torch.signature(signature_name(shape), wrapper, (x,)) if conv is None
-                else conv.signature(signature_name(shape), wrapper, (x,)))
+        conv = (
+            litert_torch.signature(signature_name(shape), wrapper, (x,))
+            if conv is None
+            else conv.signature(signature_name(shape), wrapper, (x,))
+        )
     try:
         edge = conv.convert()
     except Exception as exc:
@@ -75,8 +86,10 @@ def _export(module: Any, in_channels: int, path: Path, precision: str, tile_size
     float_path = path if precision == "fp32" else path.with_name(path.name + ".float.tflite")
     edge.export(str(float_path))
     extra: dict[str, Any] = {
-        "signatures": {signature_name(t): {"input": INPUT_NAME, "output": OUTPUT_NAME,
-                                            "input_shape": [1, *t, in_channels]} for t in tile_sizes},
+        "signatures": {
+            signature_name(t): {"input": INPUT_NAME, "output": OUTPUT_NAME, "input_shape": [1, *t, in_channels]}
+            for t in tile_sizes
+        },
         "io_dtype": "float32",
     }
     if n_rewritten:
@@ -88,12 +101,16 @@ def _export(module: Any, in_channels: int, path: Path, precision: str, tile_size
         elif precision == "int8":
             if not calibration:
                 raise ConversionError("int8 TFLite needs calibration tiles (none were made)")
-            data = {signature_name(shape): [{INPUT_NAME: t[None].transpose(0, 2, 3, 1).copy()} for t in tiles]
-                    for shape, tiles in calibration.items()}
+            data = {
+                signature_name(shape): [{INPUT_NAME: t[None].transpose(0, 2, 3, 1).copy()} for t in tiles]
+                for shape, tiles in calibration.items()
+            }
             _quantize(float_path, path, _int8_recipe(), data)
-            extra["int8"] = ("ai-edge-quantizer static int8: int8 per-channel weights, int8 activations "
-                             "(MinMax calibration on real tiles, per signature), float32 inputs/outputs; "
-                             f"{', '.join(INT8_FLOAT_OPS)} kept in float (anchor and output at full precision)")
+            extra["int8"] = (
+                "ai-edge-quantizer static int8: int8 per-channel weights, int8 activations "
+                "(MinMax calibration on real tiles, per signature), float32 inputs/outputs; "
+                f"{', '.join(INT8_FLOAT_OPS)} kept in float (anchor and output at full precision)"
+            )
     finally:
         if float_path != path and float_path.exists():
             float_path.unlink()
@@ -106,11 +123,15 @@ def _fp16_recipe() -> list[dict[str, Any]]:
 
     rm = recipe_manager.RecipeManager()
     rm.add_quantization_config(
-        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        regex=".*",
+        operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
         op_config=qtyping.OpQuantizationConfig(
             weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
-            compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True),
-        algorithm_key=AlgorithmName.FLOAT_CASTING)
+            compute_precision=qtyping.ComputePrecision.FLOAT,
+            explicit_dequantize=True,
+        ),
+        algorithm_key=AlgorithmName.FLOAT_CASTING,
+    )
     return rm.get_quantization_recipe()
 
 
@@ -138,8 +159,9 @@ def _int8_recipe() -> list[dict[str, Any]]:
     return rm.get_quantization_recipe()
 
 
-def _quantize(src: Path, dst: Path, rec: list[dict[str, Any]],
-              calibration: dict[str, list[dict[str, np.ndarray]]] | None) -> None:
+def _quantize(
+    src: Path, dst: Path, rec: list[dict[str, Any]], calibration: dict[str, list[dict[str, np.ndarray]]] | None
+) -> None:
     from ai_edge_quantizer import quantizer
 
     q = quantizer.Quantizer(str(src), rec)
@@ -164,8 +186,7 @@ def _calibrate_min_max(src: Path, q: Any, calibration: dict[str, list[dict[str, 
     if not calibration:
         raise ConversionError("int8 TFLite needs calibration tiles (none were made)")
     try:
-        calib = calibrator.Calibrator(src.read_bytes(), num_threads=2,
-                                      qsv_update_func=qsv_utils.min_max_update)
+        calib = calibrator.Calibrator(src.read_bytes(), num_threads=2, qsv_update_func=qsv_utils.min_max_update)
         calib.calibrate(calibration, q._recipe_manager)  # the recipe the quantiser will apply
         return calib.get_model_qsvs()
     except (AttributeError, TypeError) as exc:  # a future ai-edge-quantizer changed these internals

@@ -3,17 +3,19 @@
 The SDK's torch backend loads it with ``torch.export.load`` (no model code needed) and may
 cast it to bf16/fp16 or compile it at load time; the artifact itself stays fp32.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from scopesr.sdk import ModelCard
 
 from .errors import ConversionError
-from .targets import Cases, ExportJob, Exported, ExportTarget, dynamic_cases, register_target
+from .targets import Cases, Exported, ExportJob, ExportTarget, dynamic_cases, register_target
 
 
 @register_target

@@ -5,6 +5,7 @@ inference (and cannot grow memory without bound). Every file is written to a tem
 name in the same folder and renamed into place, so a crash or Ctrl-C never leaves a
 half-written frame that looks whole.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pipeline import Result, side_by_side
 
 from scopesr.sdk import atomic_write_text
-
-from pipeline import Result, side_by_side
 
 log = logging.getLogger("demo_pi.outputs")
 
@@ -32,8 +32,12 @@ def _tmp(path: Path) -> Path:
 
 def save_frame(path_stem: Path, img: np.ndarray) -> Path:
     """PNG for uint8 and 2-D uint16 (Pillow writes 16-bit grey PNG); TIFF for everything else."""
-    png_ok = img.dtype == np.uint8 and img.ndim in (2, 3) and (img.ndim == 2 or img.shape[2] in (3, 4)) \
+    png_ok = (
+        img.dtype == np.uint8
+        and img.ndim in (2, 3)
+        and (img.ndim == 2 or img.shape[2] in (3, 4))
         or (img.dtype == np.uint16 and img.ndim == 2)
+    )
     path = path_stem.with_suffix(".png" if png_ok else ".tif")
     tmp = _tmp(path)
     try:
@@ -77,8 +81,9 @@ class _Mp4:
             if self.kind == "opencv":
                 import cv2
 
-                self._w = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                          (rgb.shape[1], rgb.shape[0]))
+                self._w = cv2.VideoWriter(
+                    str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (rgb.shape[1], rgb.shape[0])
+                )
             else:
                 import imageio.v2 as iio2
 
@@ -105,8 +110,15 @@ class _Mp4:
 class HeadlessWriter:
     """Consumes pipeline Results: frames/lr_NNNNN, frames/sr_NNNNN, demo.gif, demo.mp4, run.json."""
 
-    def __init__(self, out: Path, scale: int, video: str = "both", fps: float = 10.0,
-                 gif_max_frames: int = 300, save_frames: bool = True) -> None:
+    def __init__(
+        self,
+        out: Path,
+        scale: int,
+        video: str = "both",
+        fps: float = 10.0,
+        gif_max_frames: int = 300,
+        save_frames: bool = True,
+    ) -> None:
         self.out = Path(out)
         self.frames_dir = self.out / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
@@ -120,8 +132,7 @@ class HeadlessWriter:
             if kind:
                 self.mp4 = _Mp4(self.out / "demo.mp4", fps, kind)
             else:
-                msg = ("MP4 needs an encoder: pip install opencv-python-headless "
-                       "(or imageio imageio-ffmpeg)")
+                msg = "MP4 needs an encoder: pip install opencv-python-headless (or imageio imageio-ffmpeg)"
                 (log.warning if video == "mp4" else log.info)("%s; writing the GIF and PNG frames only", msg)
         self.written: list[dict[str, Any]] = []
         self._q: queue.Queue = queue.Queue(maxsize=16)
@@ -148,8 +159,15 @@ class HeadlessWriter:
 
     def _write(self, r: Result) -> None:
         n = len(self.written)
-        rec: dict[str, Any] = {"n": n, "index": r.index, "roi": list(r.roi), "latency_s": round(r.latency_s, 6),
-                               "dtype": str(r.sr.dtype), "lr_shape": list(r.lr.shape), "sr_shape": list(r.sr.shape)}
+        rec: dict[str, Any] = {
+            "n": n,
+            "index": r.index,
+            "roi": list(r.roi),
+            "latency_s": round(r.latency_s, 6),
+            "dtype": str(r.sr.dtype),
+            "lr_shape": list(r.lr.shape),
+            "sr_shape": list(r.sr.shape),
+        }
         if self.save_frames:
             rec["lr"] = save_frame(self.frames_dir / f"lr_{n:05d}", r.lr).name
             rec["sr"] = save_frame(self.frames_dir / f"sr_{n:05d}", r.sr).name

@@ -8,6 +8,7 @@ so every frame is processed. The same ``RoiProcessor`` is used by the benchmark
 
 Only ``scopesr.sdk`` does the SR (ROI cut, normalise, infer, back to the frame's dtype).
 """
+
 from __future__ import annotations
 
 import logging
@@ -82,7 +83,7 @@ class RoiProcessor:
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, Roi]:
         roi = self.resolve(frame.shape[:2])
         x, y, w, h = roi
-        lr = frame[y:y + h, x:x + w]
+        lr = frame[y : y + h, x : x + w]
         sr = self.upscaler.upscale(lr)
         return lr, sr, roi
 
@@ -118,8 +119,9 @@ _END = object()
 class CaptureThread(threading.Thread):
     """Reads frames into a bounded queue; for live sources, drops the oldest when full."""
 
-    def __init__(self, frames: Iterable[np.ndarray], maxsize: int = 4, drop_old: bool = False,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self, frames: Iterable[np.ndarray], maxsize: int = 4, drop_old: bool = False, limit: int | None = None
+    ) -> None:
         super().__init__(name="capture", daemon=True)
         self.frames, self.drop_old, self.limit = frames, drop_old, limit
         self.q: queue.Queue = queue.Queue(maxsize=maxsize)
@@ -185,9 +187,14 @@ class Stats:
         return self.frames / self.infer_s if self.infer_s > 0 else 0.0
 
 
-def run_pipeline(frames: Iterable[np.ndarray], processor: RoiProcessor, sink: Callable[[Result], None],
-                 max_frames: int | None = None, live: bool = False,
-                 stop_event: threading.Event | None = None) -> Stats:
+def run_pipeline(
+    frames: Iterable[np.ndarray],
+    processor: RoiProcessor,
+    sink: Callable[[Result], None],
+    max_frames: int | None = None,
+    live: bool = False,
+    stop_event: threading.Event | None = None,
+) -> Stats:
     """Run capture (in a thread) and SR (here) until the source ends, ``max_frames`` or a stop.
 
     ``stop_event`` lets another thread (a window, a signal handler) end the run cleanly.
@@ -271,15 +278,16 @@ def side_by_side(result: Result, scale: int, gap: int = 4, label: bool = True) -
     h = max(near.shape[0], sr.shape[0])
     w = near.shape[1] + gap + sr.shape[1]
     canvas = np.zeros((h, w) + near.shape[2:], np.uint8)
-    canvas[:near.shape[0], :near.shape[1]] = near
-    canvas[:sr.shape[0], near.shape[1] + gap:] = sr
+    canvas[: near.shape[0], : near.shape[1]] = near
+    canvas[: sr.shape[0], near.shape[1] + gap :] = sr
     if label:
         from PIL import Image, ImageDraw
 
         im = Image.fromarray(canvas)
         d = ImageDraw.Draw(im)
         d.text((4, 2), "nearest", fill=255 if canvas.ndim == 2 else (255, 255, 0))
-        d.text((near.shape[1] + gap + 4, 2), f"SR  {result.fps:5.1f} fps",
-               fill=255 if canvas.ndim == 2 else (255, 255, 0))
+        d.text(
+            (near.shape[1] + gap + 4, 2), f"SR  {result.fps:5.1f} fps", fill=255 if canvas.ndim == 2 else (255, 255, 0)
+        )
         canvas = np.asarray(im)
     return canvas

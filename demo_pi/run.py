@@ -16,6 +16,7 @@ Ctrl-C); 1 the model, the source or the display could not be used (the message s
 to fix it), or a second Ctrl-C aborted the run; 2 usage error (an unknown option, a bad
 --roi, --lores or --frames value, --roi with --full, --headless without --out).
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,7 +67,8 @@ def default_model(backend: str) -> Path:
             return Path(p)
     raise ModelError(
         f"no bundled default model for the {backend} backend ({'; '.join(tried) or 'none found'}); "
-        "pass one with --model PATH (a .tflite or .onnx with its .card.json)")
+        "pass one with --model PATH (a .tflite or .onnx with its .card.json)"
+    )
 
 
 def load_upscaler(model: Path, backend: str, threads: int | None = None) -> Any:
@@ -106,37 +108,82 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     return parse_size(value)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-               help=__doc__.split("\n\n")[0], epilog=EPILOG)
-@click.option("--source", default=DEFAULT_SOURCE, show_default=True, metavar="SRC",
-              help="picamera2 | camera index | video | TIFF stack | image folder | sample:KEY.")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
-              help="A .tflite or .onnx with its .card.json (default: the bundled student for --backend).")
-@click.option("--backend", type=click.Choice(["tflite", "onnx"]), default=None,
-              help="Runtime (default: from --model's suffix, else tflite).")
-@click.option("--roi", default=None, metavar="x,y,w,h",
-              help="Region in LR pixels (default: centred 64x64, as in the paper).")
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help=__doc__.split("\n\n")[0],
+    epilog=EPILOG,
+)
+@click.option(
+    "--source",
+    default=DEFAULT_SOURCE,
+    show_default=True,
+    metavar="SRC",
+    help="picamera2 | camera index | video | TIFF stack | image folder | sample:KEY.",
+)
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="A .tflite or .onnx with its .card.json (default: the bundled student for --backend).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["tflite", "onnx"]),
+    default=None,
+    help="Runtime (default: from --model's suffix, else tflite).",
+)
+@click.option(
+    "--roi", default=None, metavar="x,y,w,h", help="Region in LR pixels (default: centred 64x64, as in the paper)."
+)
 @click.option("--full", is_flag=True, help="Super-resolve the whole frame (not with --roi).")
 @click.option("--headless", is_flag=True, help="No window: write outputs into --out.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
-              help="Folder for PNG/TIFF frames, demo.gif, demo.mp4, run.json.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Folder for PNG/TIFF frames, demo.gif, demo.mp4, run.json.",
+)
 @click.option("--frames", type=click.IntRange(min=1), default=None, metavar="N", help="Stop after N frames.")
 @click.option("--loop", is_flag=True, help="Repeat a file source until --frames or Ctrl-C.")
-@click.option("--video", type=click.Choice(["gif", "mp4", "both", "none"]), default="both", show_default=True,
-              help="Animations to write with --out (mp4 when an encoder is installed).")
+@click.option(
+    "--video",
+    type=click.Choice(["gif", "mp4", "both", "none"]),
+    default="both",
+    show_default=True,
+    help="Animations to write with --out (mp4 when an encoder is installed).",
+)
 @click.option("--no-frames", is_flag=True, help="With --out: skip the per-frame PNGs.")
-@click.option("--lores", default="160x120", show_default=True, callback=_size, metavar="WxH",
-              help="Camera frame size for inference.")
-@click.option("--threads", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Runtime threads (default or 0: the runtime's choice; a Pi 4/5 has 4 cores).")
-@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PNG",
-              help="Windowed: grab the panes from the screen at the end.")
+@click.option(
+    "--lores",
+    default="160x120",
+    show_default=True,
+    callback=_size,
+    metavar="WxH",
+    help="Camera frame size for inference.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Runtime threads (default or 0: the runtime's choice; a Pi 4/5 has 4 cores).",
+)
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PNG",
+    help="Windowed: grab the panes from the screen at the end.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Info log output.")
 @click.pass_context
 def cli(ctx: click.Context, **params: Any) -> int:
     args = SimpleNamespace(**params)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.headless and args.out is None:
         raise click.UsageError("--headless needs --out DIR (where the frames and the GIF/MP4 go)", ctx=ctx)
     if args.roi is not None and args.full:
@@ -151,8 +198,9 @@ def cli(ctx: click.Context, **params: Any) -> int:
 def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     """The demo with checked options; returns the exit status."""
     try:
-        backend = args.backend or ({".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite")
-                                   if args.model else "tflite")
+        backend = args.backend or (
+            {".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite") if args.model else "tflite"
+        )
         model = args.model or default_model(backend)
         up = load_upscaler(model, backend, args.threads)
         scale = int(up.card.scale)
@@ -186,8 +234,8 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
                 writer(r)
             if sink is not None:
                 sink(r)
-        return run_pipeline(source, processor, both, max_frames=args.frames, live=source.live,
-                            stop_event=stop_event)
+
+        return run_pipeline(source, processor, both, max_frames=args.frames, live=source.live, stop_event=stop_event)
 
     desc = f"{model.name} [{backend}] {source.name}"
     try:
@@ -197,8 +245,9 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
             from window import LiveWindow, NoDisplay
 
             try:
-                win = LiveWindow(processor, scale, f"scopesr live x{scale}: {desc}", stop,
-                                 screenshot=args.screenshot, status=desc)
+                win = LiveWindow(
+                    processor, scale, f"scopesr live x{scale}: {desc}", stop, screenshot=args.screenshot, status=desc
+                )
             except NoDisplay as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_FAILED
@@ -211,12 +260,20 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
 
     lat = sorted(stats.latencies)
     summary: dict[str, Any] = {
-        "model": str(model), "backend": backend, "source": source.name, "scale": scale,
+        "model": str(model),
+        "backend": backend,
+        "source": source.name,
+        "scale": scale,
         "roi": "full" if args.full else (list(roi) if roi else "centred-64"),
-        "frames": stats.frames, "wall_s": round(stats.wall_s, 4), "fps": round(stats.fps, 2),
-        "infer_fps": round(stats.infer_fps, 2), "dropped": stats.dropped,
+        "frames": stats.frames,
+        "wall_s": round(stats.wall_s, 4),
+        "fps": round(stats.fps, 2),
+        "infer_fps": round(stats.infer_fps, 2),
+        "dropped": stats.dropped,
         "latency_ms_median": round(1000 * statistics.median(lat), 3) if lat else None,
-        "interrupted": stats.interrupted, "machine": platform.machine(), "python": platform.python_version(),
+        "interrupted": stats.interrupted,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     try:
@@ -227,9 +284,11 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     if writer is not None:
         writer.close(summary)
         print(f"wrote {args.out}/ (frames/, {'demo.gif' if args.video in ('gif', 'both') else ''} run.json)")
-    print(f"frames: {stats.frames}  inference-only fps: {stats.infer_fps:.1f}  "
-          f"median latency: {summary['latency_ms_median']} ms  dropped: {stats.dropped}"
-          + ("  (interrupted)" if stats.interrupted else ""))
+    print(
+        f"frames: {stats.frames}  inference-only fps: {stats.infer_fps:.1f}  "
+        f"median latency: {summary['latency_ms_median']} ms  dropped: {stats.dropped}"
+        + ("  (interrupted)" if stats.interrupted else "")
+    )
     print(f"fps: {stats.fps:.1f}")
     return EXIT_OK
 
@@ -237,8 +296,9 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo on ``argv`` (default: the process's arguments); returns the exit status."""
     try:
-        rv = cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="demo_pi/run.py",
-                      standalone_mode=False)
+        rv = cli.main(
+            args=list(sys.argv[1:] if argv is None else argv), prog_name="demo_pi/run.py", standalone_mode=False
+        )
     except click.UsageError as exc:  # bad option or value: click says which, with the usage line
         exc.show()
         return EXIT_USAGE

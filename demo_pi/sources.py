@@ -5,6 +5,7 @@ file's dtype (uint8 / uint16 / float): microscopy cameras and stacks are often 1
 the SDK returns the input's dtype. Optional libraries (picamera2, OpenCV, imageio) are
 imported only when their source is asked for, and a missing one says how to install it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -106,8 +107,7 @@ class FolderSource(FrameSource):
 
     def __init__(self, folder: Path, loop: bool = False) -> None:
         self.loop, self.name = loop, f"folder:{folder.name}"
-        self.files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                            key=_natural_key)
+        self.files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
         if not self.files:
             raise SourceError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
 
@@ -129,16 +129,19 @@ class VideoFileSource(FrameSource):
         self.path, self.loop, self.name = path, loop, f"video:{path.name}"
         try:
             import cv2  # noqa: F401
+
             self._reader = "opencv"
         except ImportError:
             try:
                 import imageio.v3  # noqa: F401
+
                 self._reader = "imageio"
             except ImportError:
                 raise SourceError(
                     f"{path}: reading a video needs OpenCV or imageio: "
                     "pip install opencv-python-headless (or: pip install imageio imageio-ffmpeg), "
-                    "or give a TIFF stack / image folder instead") from None
+                    "or give a TIFF stack / image folder instead"
+                ) from None
 
     def _iter_once(self) -> Iterator[np.ndarray]:
         if self._reader == "opencv":
@@ -161,8 +164,9 @@ class VideoFileSource(FrameSource):
             try:
                 yield from iio.imiter(self.path)
             except Exception as exc:
-                raise SourceError(f"{self.path}: imageio cannot read this video ({exc}); "
-                                  "pip install imageio-ffmpeg (or av)") from exc
+                raise SourceError(
+                    f"{self.path}: imageio cannot read this video ({exc}); pip install imageio-ffmpeg (or av)"
+                ) from exc
 
     def __iter__(self) -> Iterator[np.ndarray]:
         while True:
@@ -181,8 +185,10 @@ class OpenCVCameraSource(FrameSource):
         try:
             import cv2
         except ImportError:
-            raise SourceError(f"camera {index}: needs OpenCV: pip install opencv-python-headless "
-                              "(or on a Pi with its camera module: --source picamera2)") from None
+            raise SourceError(
+                f"camera {index}: needs OpenCV: pip install opencv-python-headless "
+                "(or on a Pi with its camera module: --source picamera2)"
+            ) from None
         self.name, self.grey = f"camera:{index}", grey
         self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
@@ -206,9 +212,11 @@ class OpenCVCameraSource(FrameSource):
         self._cap.release()
 
 
-PICAMERA2_HELP = ("the Pi camera needs picamera2, which comes with Raspberry Pi OS: "
-                  "sudo apt install python3-picamera2 (in a venv, create it with "
-                  "--system-site-packages so it can see the OS package)")
+PICAMERA2_HELP = (
+    "the Pi camera needs picamera2, which comes with Raspberry Pi OS: "
+    "sudo apt install python3-picamera2 (in a venv, create it with "
+    "--system-site-packages so it can see the OS package)"
+)
 
 
 class Picamera2Source(FrameSource):
@@ -229,7 +237,8 @@ class Picamera2Source(FrameSource):
         self.name, self.size = "picamera2", lores
         self._cam = Picamera2()
         cfg = self._cam.create_preview_configuration(
-            main={"size": main}, lores={"size": lores, "format": "YUV420"}, buffer_count=4)
+            main={"size": main}, lores={"size": lores, "format": "YUV420"}, buffer_count=4
+        )
         self._cam.configure(cfg)
         self._stride = self._cam.stream_configuration("lores")["stride"]
         self._cam.start()
@@ -263,8 +272,10 @@ def open_source(spec: str, loop: bool = False, lores: tuple[int, int] = (160, 12
     if path.is_dir():
         return FolderSource(path, loop=loop)
     if not path.exists():
-        raise SourceError(f"{spec}: no such file, folder or camera; give picamera2, a camera index, "
-                          "sample:napari-timelapse, a video, a TIFF stack or a folder of images")
+        raise SourceError(
+            f"{spec}: no such file, folder or camera; give picamera2, a camera index, "
+            "sample:napari-timelapse, a video, a TIFF stack or a folder of images"
+        )
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         return TiffStackSource(path, loop=loop)
@@ -274,5 +285,7 @@ def open_source(spec: str, loop: bool = False, lores: tuple[int, int] = (160, 12
         src = FolderSource.__new__(FolderSource)
         src.loop, src.name, src.files = loop, f"image:{path.name}", [path]
         return src
-    raise SourceError(f"{path}: unknown source type {suffix!r}; use a video "
-                      f"({', '.join(sorted(VIDEO_SUFFIXES))}), a TIFF stack or a folder of images")
+    raise SourceError(
+        f"{path}: unknown source type {suffix!r}; use a video "
+        f"({', '.join(sorted(VIDEO_SUFFIXES))}), a TIFF stack or a folder of images"
+    )

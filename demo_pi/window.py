@@ -9,6 +9,7 @@ rest).
 Keys: ``f`` full frame / ROI, ``c`` centre the ROI, ``q`` or Esc quit. Drag a rectangle on
 the left preview to choose the ROI.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,33 +31,52 @@ class NoDisplay(RuntimeError):
 
 
 class LiveWindow:
-    def __init__(self, processor: RoiProcessor, scale: int, title: str, stop_event: threading.Event,
-                 screenshot: Path | None = None, status: str = "") -> None:
+    def __init__(
+        self,
+        processor: RoiProcessor,
+        scale: int,
+        title: str,
+        stop_event: threading.Event,
+        screenshot: Path | None = None,
+        status: str = "",
+    ) -> None:
         try:
             import tkinter as tk
 
             from PIL import ImageTk  # noqa: F401 - checked here so the error says what to install
         except ImportError as exc:
-            raise NoDisplay(f"the window needs Tkinter and Pillow's ImageTk ({exc}); on Pi OS / Debian: "
-                            "sudo apt install python3-tk python3-pil.imagetk; or use --headless --out DIR") from None
+            raise NoDisplay(
+                f"the window needs Tkinter and Pillow's ImageTk ({exc}); on Pi OS / Debian: "
+                "sudo apt install python3-tk python3-pil.imagetk; or use --headless --out DIR"
+            ) from None
         try:
             self.root = tk.Tk()
         except tk.TclError as exc:
-            raise NoDisplay(f"cannot open a window ({exc}); run with --headless --out DIR, or under a "
-                            "virtual display: xvfb-run python demo_pi/run.py ...") from None
+            raise NoDisplay(
+                f"cannot open a window ({exc}); run with --headless --out DIR, or under a "
+                "virtual display: xvfb-run python demo_pi/run.py ..."
+            ) from None
         self.tk = tk
         self.processor, self.scale, self.stop_event = processor, scale, stop_event
         self.screenshot, self.status_text = screenshot, status
         self.root.title(title)
         self.root.configure(bg="black")
-        self.preview = tk.Canvas(self.root, width=PREVIEW_MAX, height=PREVIEW_MAX // 4 * 3, bg="black",
-                                 highlightthickness=0, cursor="crosshair")
+        self.preview = tk.Canvas(
+            self.root,
+            width=PREVIEW_MAX,
+            height=PREVIEW_MAX // 4 * 3,
+            bg="black",
+            highlightthickness=0,
+            cursor="crosshair",
+        )
         self.preview.grid(row=0, column=0, padx=(0, GAP), sticky="n")
-        self.panes = tk.Canvas(self.root, width=2 * 64 * scale + GAP, height=64 * scale, bg="black",
-                               highlightthickness=0)
+        self.panes = tk.Canvas(
+            self.root, width=2 * 64 * scale + GAP, height=64 * scale, bg="black", highlightthickness=0
+        )
         self.panes.grid(row=0, column=1, sticky="n")
-        self.status = tk.Label(self.root, text="starting...", anchor="w", fg="white", bg="black",
-                               font=("TkFixedFont", 10))
+        self.status = tk.Label(
+            self.root, text="starting...", anchor="w", fg="white", bg="black", font=("TkFixedFont", 10)
+        )
         self.status.grid(row=1, column=0, columnspan=2, sticky="we")
         self._lock = threading.Lock()
         self._latest: Result | None = None
@@ -92,10 +112,13 @@ class LiveWindow:
             self.panes.configure(width=w, height=h)
         if self._pane_item is None:
             self._pane_item = self.panes.create_image(0, 0, anchor="nw", image=photo)
-            self._fps_item = self.panes.create_text(w - 6, 4, anchor="ne", fill="yellow",
-                                                    font=("TkFixedFont", 12, "bold"))
-            self._lbl_items = [self.panes.create_text(4, 4, anchor="nw", fill="yellow", text="nearest"),
-                               self.panes.create_text(0, 4, anchor="nw", fill="yellow", text="SR")]
+            self._fps_item = self.panes.create_text(
+                w - 6, 4, anchor="ne", fill="yellow", font=("TkFixedFont", 12, "bold")
+            )
+            self._lbl_items = [
+                self.panes.create_text(4, 4, anchor="nw", fill="yellow", text="nearest"),
+                self.panes.create_text(0, 4, anchor="nw", fill="yellow", text="SR"),
+            ]
         else:
             self.panes.itemconfigure(self._pane_item, image=photo)
         half = (w - GAP) // 2
@@ -108,8 +131,9 @@ class LiveWindow:
             photos.append(self._render_preview(r))
         self._photos = photos
         x, y, rw, rh = r.roi
-        self.status.configure(text=f"{self.status_text}  roi {x},{y},{rw}x{rh}  "
-                                   f"latency {r.latency_s * 1000:5.1f} ms  frame {r.index}")
+        self.status.configure(
+            text=f"{self.status_text}  roi {x},{y},{rw}x{rh}  latency {r.latency_s * 1000:5.1f} ms  frame {r.index}"
+        )
 
     def _render_preview(self, r: Result) -> Any:
         from PIL import Image, ImageTk

@@ -17,6 +17,7 @@ problem with the place written to (a missing or read-only folder, a file where a
 should be, a name that is a folder or too long, a full disk, a file-size limit) becomes an
 ``OutputError`` (also an ``OSError``) that says which.
 """
+
 from __future__ import annotations
 
 import errno
@@ -43,8 +44,15 @@ _UMASK: int | None = None
 #: errnos that mean "no space" / "too large": reported as such wherever they happen
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 #: errnos of file systems without hard links (the exclusive step then claims the name by O_EXCL)
-_NO_LINK_ERRNOS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP,
-                   getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.EACCES}
+_NO_LINK_ERRNOS = {
+    errno.EPERM,
+    errno.EXDEV,
+    errno.EMLINK,
+    errno.ENOSYS,
+    errno.EOPNOTSUPP,
+    getattr(errno, "ENOTSUP", errno.EOPNOTSUPP),
+    errno.EACCES,
+}
 
 
 def _umask() -> int:
@@ -71,7 +79,7 @@ def temp_prefix(path: str | os.PathLike, suffix: str = ".tmp") -> str:
     room = _name_max(path.parent) - len(os.fsencode(suffix)) - 8 - 2
     raw = os.fsencode(name)
     if len(raw) > room:
-        name = raw[:max(1, room)].decode(errors="ignore") or "x"
+        name = raw[: max(1, room)].decode(errors="ignore") or "x"
     return f".{name}."
 
 
@@ -97,8 +105,7 @@ def _temp_like_names(folder: Path) -> list[str]:
     return names
 
 
-def stale_temps(path: str | os.PathLike, suffix: str = ".tmp",
-                max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+def stale_temps(path: str | os.PathLike, suffix: str = ".tmp", max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
     """Temporary files (or folders) of ``path`` left by an interrupted writer, older than
     ``max_age_s``: ``.NAME.XXXXXXXX<suffix>`` (atomic_path) and ``.NAME.XXXXXXXX``
     (a temporary folder, e.g. sr-convert's)."""
@@ -120,8 +127,9 @@ def stale_temps(path: str | os.PathLike, suffix: str = ".tmp",
     return found
 
 
-def remove_stale_temps(path: str | os.PathLike, suffix: str = ".tmp",
-                       max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+def remove_stale_temps(
+    path: str | os.PathLike, suffix: str = ".tmp", max_age_s: float = STALE_TEMP_AGE_S
+) -> list[Path]:
     """Remove what :func:`stale_temps` finds (saying so in the log); returns the paths removed.
     A temporary file of a run still going is younger than ``max_age_s`` and is left alone."""
     removed = []
@@ -144,14 +152,20 @@ def output_error(exc: OSError, path: Path, action: str = "write") -> OutputError
     folder = path.parent
     e = exc.errno
     if e in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        msg = (f"{path}: disk full (no space left on the device holding {folder}, or the disk quota is "
-               "used up); free some space or write elsewhere")
+        msg = (
+            f"{path}: disk full (no space left on the device holding {folder}, or the disk quota is "
+            "used up); free some space or write elsewhere"
+        )
     elif e == errno.EFBIG:
-        msg = (f"{path}: file too large (larger than this file system or the file-size limit, "
-               "ulimit -f, allows); raise the limit or write to another file system")
+        msg = (
+            f"{path}: file too large (larger than this file system or the file-size limit, "
+            "ulimit -f, allows); raise the limit or write to another file system"
+        )
     elif e == errno.ENAMETOOLONG:
-        msg = (f"{path}: file name too long ({len(os.fsencode(path.name))} bytes; this file system allows "
-               f"{_name_max(folder) if folder.is_dir() else 255}); rename the input or choose a shorter name")
+        msg = (
+            f"{path}: file name too long ({len(os.fsencode(path.name))} bytes; this file system allows "
+            f"{_name_max(folder) if folder.is_dir() else 255}); rename the input or choose a shorter name"
+        )
     elif e in (errno.EACCES, errno.EPERM):
         msg = f"{path}: cannot {action} here: permission denied for the folder {folder}; choose a writable folder"
     elif e == errno.EROFS:
@@ -191,8 +205,10 @@ def _short_write_error(exc: OSError, path: Path, tmp: Path) -> OutputError:
             return output_error(OSError(errno.ENOSPC, str(exc)), path)
     except (OSError, AttributeError):
         pass
-    err = OutputError(f"{path}: disk full or file too large: the write stopped short ({exc}); free some "
-                      "space, or raise the file-size limit (ulimit -f)")
+    err = OutputError(
+        f"{path}: disk full or file too large: the write stopped short ({exc}); free some "
+        "space, or raise the file-size limit (ulimit -f)"
+    )
     err.errno = errno.ENOSPC
     return err
 
@@ -210,8 +226,10 @@ def check_name(path: str | os.PathLike) -> Path:
 
 def _exclusive_place(tmp: Path, path: Path) -> None:
     """Put ``tmp`` at ``path`` only if ``path`` does not exist (one winner among racing writers)."""
-    exists = OutputError(f"{path}: already exists (another run may have written it meanwhile); "
-                         "not replaced. Pass --overwrite (overwrite=True) to replace it")
+    exists = OutputError(
+        f"{path}: already exists (another run may have written it meanwhile); "
+        "not replaced. Pass --overwrite (overwrite=True) to replace it"
+    )
     try:
         os.link(tmp, path)
     except FileExistsError:

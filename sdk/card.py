@@ -8,6 +8,7 @@ The tile-size grammar is in ``tiles.py``, hashing and versions in ``provenance.p
 
 Only the standard library here: the card is read on a Raspberry Pi without torch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,8 +57,13 @@ def _is_number(v: Any) -> bool:
 def is_plain_name(name: Any) -> bool:
     """A file name with no folder part: what a card may name as its artifact (never a path:
     a card must not point outside its own folder)."""
-    return (isinstance(name, str) and 0 < len(name) <= 255 and name not in (".", "..")
-            and not any(ch in name for ch in "/\\\0") and Path(name).name == name)
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and name not in (".", "..")
+        and not any(ch in name for ch in "/\\\0")
+        and Path(name).name == name
+    )
 
 
 @dataclass
@@ -82,9 +88,7 @@ class Normalisation:
             if not _is_number(v):
                 raise CardError(f"{where}.{fld}: must be a number (a percentile, 0..100), got {v!r}")
         if not (0.0 <= self.p_low < self.p_high <= 100.0):
-            raise CardError(
-                f"{where}: need 0 <= p_low < p_high <= 100, got p_low={self.p_low}, p_high={self.p_high}"
-            )
+            raise CardError(f"{where}: need 0 <= p_low < p_high <= 100, got p_low={self.p_low}, p_high={self.p_high}")
 
 
 @dataclass
@@ -122,35 +126,58 @@ class ModelCard:
             if not cond:
                 raise CardError(f"model card field {fld!r}: {msg}")
 
-        need(isinstance(self.format_version, int) and 1 <= self.format_version <= CARD_FORMAT_VERSION,
-             "format_version", f"unsupported card version {self.format_version!r} "
-             f"(this scopesr reads up to {CARD_FORMAT_VERSION}; upgrade scopesr)")
+        need(
+            isinstance(self.format_version, int) and 1 <= self.format_version <= CARD_FORMAT_VERSION,
+            "format_version",
+            f"unsupported card version {self.format_version!r} "
+            f"(this scopesr reads up to {CARD_FORMAT_VERSION}; upgrade scopesr)",
+        )
         need(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
-        need(isinstance(self.architecture, str) and self.architecture != "", "architecture",
-             "must be a non-empty string")
+        need(
+            isinstance(self.architecture, str) and self.architecture != "", "architecture", "must be a non-empty string"
+        )
         for fld, top in (("scale", MAX_SCALE), ("in_channels", MAX_CHANNELS), ("out_channels", MAX_CHANNELS)):
             v = getattr(self, fld)
-            need(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= top, fld,
-                 f"must be an integer from 1 to {top}, got {v!r}")
-        need(isinstance(self.halo, int) and not isinstance(self.halo, bool) and 0 <= self.halo <= MAX_HALO,
-             "halo", f"must be an integer from 0 to {MAX_HALO}, got {self.halo!r}")
-        need(isinstance(self.artifact, str) and (self.artifact == "" or is_plain_name(self.artifact)),
-             "artifact", f"must be the artifact's file name in the card's folder (no folder part), "
-             f"got {self.artifact!r}")
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= top,
+                fld,
+                f"must be an integer from 1 to {top}, got {v!r}",
+            )
+        need(
+            isinstance(self.halo, int) and not isinstance(self.halo, bool) and 0 <= self.halo <= MAX_HALO,
+            "halo",
+            f"must be an integer from 0 to {MAX_HALO}, got {self.halo!r}",
+        )
+        need(
+            isinstance(self.artifact, str) and (self.artifact == "" or is_plain_name(self.artifact)),
+            "artifact",
+            f"must be the artifact's file name in the card's folder (no folder part), got {self.artifact!r}",
+        )
         need(isinstance(self.degradation, str), "degradation", f"must be a string, got {self.degradation!r}")
-        need(self.format in FORMATS.values(), "format",
-             f"{self.format!r} is not one of {sorted(set(FORMATS.values()))}")
+        need(
+            self.format in FORMATS.values(), "format", f"{self.format!r} is not one of {sorted(set(FORMATS.values()))}"
+        )
         need(self.layout in LAYOUTS, "layout", f"{self.layout!r} is not one of {LAYOUTS}")
         need(self.precision in PRECISIONS, "precision", f"{self.precision!r} is not one of {PRECISIONS}")
         if self.tile_sizes is not None:
-            need(isinstance(self.tile_sizes, list) and len(self.tile_sizes) > 0
-                 and all(_is_tile_size(t) for t in self.tile_sizes),
-                 "tile_sizes", f"must be null (dynamic) or a non-empty list of positive integers N "
-                 f"(N x N tiles) or [H, W] pairs, got {self.tile_sizes!r}")
-            need(all(max(t if isinstance(t, (list, tuple)) else [t]) <= MAX_TILE_SIDE for t in self.tile_sizes),
-                 "tile_sizes", f"a tile side is at most {MAX_TILE_SIDE} LR pixels, got {self.tile_sizes!r}")
-        need(isinstance(self.sha256, str) and (self.sha256 == "" or len(self.sha256) == 64),
-             "sha256", "must be the 64-hex-digit sha256 of the artifact")
+            need(
+                isinstance(self.tile_sizes, list)
+                and len(self.tile_sizes) > 0
+                and all(_is_tile_size(t) for t in self.tile_sizes),
+                "tile_sizes",
+                f"must be null (dynamic) or a non-empty list of positive integers N "
+                f"(N x N tiles) or [H, W] pairs, got {self.tile_sizes!r}",
+            )
+            need(
+                all(max(t if isinstance(t, (list, tuple)) else [t]) <= MAX_TILE_SIDE for t in self.tile_sizes),
+                "tile_sizes",
+                f"a tile side is at most {MAX_TILE_SIDE} LR pixels, got {self.tile_sizes!r}",
+            )
+        need(
+            isinstance(self.sha256, str) and (self.sha256 == "" or len(self.sha256) == 64),
+            "sha256",
+            "must be the 64-hex-digit sha256 of the artifact",
+        )
         for fld in ("arch_args", "training", "metrics", "versions", "extra"):
             need(isinstance(getattr(self, fld), dict), fld, "must be a JSON object")
         self.normalisation.validate()
@@ -160,15 +187,18 @@ class ModelCard:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<card>") -> "ModelCard":
+    def from_dict(cls, data: Any, source: str = "<card>") -> ModelCard:
         if not isinstance(data, dict):
             raise CardError(f"{source}: a model card must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise CardError(f"{source}: unknown model card field(s) {unknown}")
-        required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [k for k in required if k not in data]
         if missing:
             raise CardError(f"{source}: model card is missing required field(s) {missing}")
@@ -196,17 +226,21 @@ class ModelCard:
         return _atomic_write_text(Path(path), self.to_json())
 
     @classmethod
-    def read(cls, card_file: str | os.PathLike) -> "ModelCard":
+    def read(cls, card_file: str | os.PathLike) -> ModelCard:
         """Read and validate a card file (without checking the artifact)."""
         card_file = Path(card_file)
         try:
             st = card_file.stat()
             if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
-                raise CardError(f"{card_file}: a model card must be a regular file (this is a "
-                                f"{'folder' if stat.S_ISDIR(st.st_mode) else 'pipe, device or socket'})")
+                raise CardError(
+                    f"{card_file}: a model card must be a regular file (this is a "
+                    f"{'folder' if stat.S_ISDIR(st.st_mode) else 'pipe, device or socket'})"
+                )
             if st.st_size > MAX_CARD_BYTES:
-                raise CardError(f"{card_file}: {st.st_size:,} bytes is not a model card (cards are a few KB; "
-                                f"the limit is {MAX_CARD_BYTES >> 20} MB)")
+                raise CardError(
+                    f"{card_file}: {st.st_size:,} bytes is not a model card (cards are a few KB; "
+                    f"the limit is {MAX_CARD_BYTES >> 20} MB)"
+                )
             with open(card_file, "rb") as fh:
                 raw = fh.read(MAX_CARD_BYTES + 1)
         except FileNotFoundError:
@@ -216,8 +250,10 @@ class ModelCard:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise CardError(f"{card_file}: not a model card: not UTF-8 text (byte {exc.start}); cards are "
-                            "JSON written by sr-train / sr-convert") from None
+            raise CardError(
+                f"{card_file}: not a model card: not UTF-8 text (byte {exc.start}); cards are "
+                "JSON written by sr-train / sr-convert"
+            ) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -229,7 +265,7 @@ class ModelCard:
         return cls.from_dict(data, source=str(card_file))
 
     @classmethod
-    def load(cls, artifact: str | os.PathLike, verify: bool = True) -> "ModelCard":
+    def load(cls, artifact: str | os.PathLike, verify: bool = True) -> ModelCard:
         """Read the card beside ``artifact`` and check the artifact's sha256 against it."""
         artifact = Path(artifact)
         card_file = card_path_for(artifact)
@@ -239,8 +275,7 @@ class ModelCard:
             mode = None
         if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             # hashing a FIFO would block forever: only files (and .mlpackage folders) are models
-            raise CardError(f"{artifact}: not a model file (a pipe, device or socket); pass the "
-                            "artifact file itself")
+            raise CardError(f"{artifact}: not a model file (a pipe, device or socket); pass the artifact file itself")
         if not card_file.exists():
             raise CardError(
                 f"{artifact}: no model card found (expected {card_file.name} beside it). "
@@ -248,9 +283,7 @@ class ModelCard:
             )
         card = cls.read(card_file)
         if card.artifact and card.artifact != artifact.name:
-            raise CardError(
-                f"{card_file}: the card describes {card.artifact!r}, not {artifact.name!r}"
-            )
+            raise CardError(f"{card_file}: the card describes {card.artifact!r}, not {artifact.name!r}")
         if verify:
             if not card.sha256:
                 raise IntegrityError(f"{card_file}: the card records no sha256 for {artifact.name}")
@@ -267,8 +300,9 @@ class ModelCard:
 def card_path_for(artifact: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.card.json`` (also for folders such as ``.mlpackage``)."""
     artifact = Path(artifact)
-    return artifact.with_name(artifact.name[: -len(artifact.suffix)] + CARD_SUFFIX if artifact.suffix
-                              else artifact.name + CARD_SUFFIX)
+    return artifact.with_name(
+        artifact.name[: -len(artifact.suffix)] + CARD_SUFFIX if artifact.suffix else artifact.name + CARD_SUFFIX
+    )
 
 
 #: names that lived here before the card module held the card only: module -> names. They are
@@ -286,7 +320,10 @@ def __getattr__(name: str) -> Any:
             import importlib
             import warnings
 
-            warnings.warn(f"scopesr.sdk.card.{name} moved to scopesr.sdk.{module}.{name} "
-                          f"(or import it from scopesr.sdk)", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f"scopesr.sdk.card.{name} moved to scopesr.sdk.{module}.{name} (or import it from scopesr.sdk)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             return getattr(importlib.import_module(f"{__package__}.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,7 @@ command exits non-zero with a summary naming each failed file. Outputs are writt
 atomically and never over an input (nor over an existing result without --overwrite);
 large results stream to disk strip by strip (BigTIFF, or PNG for 8-bit PNG/JPEG inputs).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,17 @@ import numpy as np
 
 from .atomic import check_name
 from .errors import ImageError, InputError, InternalError, OutputError, ScopesrError
-from .io import (DEFAULT_MAX_PIXELS, Image, find_inputs, output_suffix, read_image, release_pages, write_image,
-                 write_png_streaming, write_tiff_streaming)
+from .io import (
+    DEFAULT_MAX_PIXELS,
+    Image,
+    find_inputs,
+    output_suffix,
+    read_image,
+    release_pages,
+    write_image,
+    write_png_streaming,
+    write_tiff_streaming,
+)
 from .tiles import parse_tile
 
 log = logging.getLogger("scopesr.sdk.cli")
@@ -55,8 +65,7 @@ the others are written), no input images were found, or the model could not be l
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-                        force=True)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     # another entry point in the same process (tests, notebooks) may have set the package level
     logging.getLogger("scopesr").setLevel(level)
     if not verbose:  # tifffile warns loudly about every odd tag; our errors say what matters
@@ -75,8 +84,9 @@ def _parse_halo(ctx: click.Context | None, param: click.Parameter | None, value:
     return n
 
 
-def _parse_tile(ctx: click.Context | None, param: click.Parameter | None,
-                value: str | None) -> int | tuple[int, int] | None:
+def _parse_tile(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> int | tuple[int, int] | None:
     if value is None:
         return None
     try:
@@ -122,8 +132,11 @@ def _band_budget_tile(upscaler: Any, img: Image, opts: dict[str, Any]) -> dict[s
     if opts.get("tile") is not None or not getattr(upscaler.backend, "dynamic", False):
         return opts
     s = upscaler.scale
-    c_out = img.channels if upscaler.card.in_channels == 1 and "C" in img.axes[img.axes.index("Y"):] \
-        else (upscaler.card.out_channels if "C" in img.axes[img.axes.index("Y"):] else 1)
+    c_out = (
+        img.channels
+        if upscaler.card.in_channels == 1 and "C" in img.axes[img.axes.index("Y") :]
+        else (upscaler.card.out_channels if "C" in img.axes[img.axes.index("Y") :] else 1)
+    )
     row_bytes = img.width * s * c_out * img.dtype.itemsize
     tile = int(BAND_BUDGET_BYTES // max(1, row_bytes * s))
     tile = max(MIN_STREAM_TILE, min(DEFAULT_TILE, tile))
@@ -133,8 +146,9 @@ def _band_budget_tile(upscaler: Any, img: Image, opts: dict[str, Any]) -> dict[s
     return opts
 
 
-def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_progress: bool,
-            overwrite: bool = True) -> None:
+def _stream(
+    upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_progress: bool, overwrite: bool = True
+) -> None:
     """Upscale plane by plane, band by band, straight into a BigTIFF (a PNG for a ``.png``
     output): the whole result is never in memory (a 8192x8192 uint16 input makes a 2 GB
     output)."""
@@ -148,8 +162,7 @@ def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_pro
     out_h = img.shape[yi] * s
     n_planes = int(np.prod(lead, dtype=np.int64))
     opts = _band_budget_tile(upscaler, img, opts)
-    bar = tqdm(total=out_h * n_planes, unit="row", desc=f"  {img.path.name}", leave=False,
-               disable=not show_progress)
+    bar = tqdm(total=out_h * n_planes, unit="row", desc=f"  {img.path.name}", leave=False, disable=not show_progress)
 
     def bands() -> Iterator[np.ndarray]:
         for idx in np.ndindex(*lead):
@@ -157,8 +170,10 @@ def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_pro
             expected = 0
             for y0, band in upscaler.upscale_bands(plane, axes=plane_axes, **opts):
                 if y0 != expected or band.dtype != img.dtype:
-                    raise InternalError(f"{img.path}: internal error: band at row {y0} ({band.dtype}), "
-                                        f"expected row {expected} ({img.dtype})")
+                    raise InternalError(
+                        f"{img.path}: internal error: band at row {y0} ({band.dtype}), "
+                        f"expected row {expected} ({img.dtype})"
+                    )
                 expected += band.shape[0]
                 bar.update(band.shape[0])
                 yield band
@@ -170,8 +185,9 @@ def _stream(upscaler: Any, img: Image, out: Path, opts: dict[str, Any], show_pro
         if out.suffix.lower() == ".png":  # 8-bit 2-D: stays a PNG, as the in-memory path writes it
             write_png_streaming(out, out_shape, bands(), overwrite=overwrite)
         else:
-            write_tiff_streaming(out, out_shape, img.dtype, img.axes, bands(), img.metadata, scale=s,
-                                 overwrite=overwrite)
+            write_tiff_streaming(
+                out, out_shape, img.dtype, img.axes, bands(), img.metadata, scale=s, overwrite=overwrite
+            )
     finally:
         bar.close()
 
@@ -184,17 +200,29 @@ def _compare_path(path: Path, outdir: Path, inputs: set[Path], claimed: set[Path
     if cmp.resolve() in claimed:
         cmp = check_name(outdir / f"{path.stem}_{path.suffix.lstrip('.').lower() or 'file'}_compare.png")
         if cmp.resolve() in claimed:
-            raise ImageError(f"{path}: its comparison picture {cmp.name} is also that of another input with "
-                             "the same name; upscale them into different folders")
+            raise ImageError(
+                f"{path}: its comparison picture {cmp.name} is also that of another input with "
+                "the same name; upscale them into different folders"
+            )
     if cmp.resolve() in inputs:
         raise ImageError(f"{path}: {cmp} would overwrite an input; choose another -o folder")
     return cmp
 
 
-def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], claimed: set[Path],
-                 opts: dict[str, Any], *, overwrite: bool = False, compare: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, stream_mpix: float = DEFAULT_STREAM_MPIX,
-                 show_progress: bool = False) -> Path:
+def process_file(
+    upscaler: Any,
+    path: Path,
+    outdir: Path,
+    inputs: set[Path],
+    claimed: set[Path],
+    opts: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    compare: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    stream_mpix: float = DEFAULT_STREAM_MPIX,
+    show_progress: bool = False,
+) -> Path:
     """Upscale one file into ``outdir``; raises ScopesrError (naming the file) on any problem."""
     img = read_image(path, max_pixels=max_pixels)
     s = upscaler.scale
@@ -203,8 +231,10 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
     if rout in inputs:
         raise ImageError(f"{path}: output {out} would overwrite an input; choose another -o folder")
     if rout in claimed:
-        raise ImageError(f"{path}: output {out} is also the output of another input with the same "
-                         "name; upscale them into different folders")
+        raise ImageError(
+            f"{path}: output {out} is also the output of another input with the same "
+            "name; upscale them into different folders"
+        )
     if out.is_dir():
         raise OutputError(f"{path}: the output name {out} is a folder; move it away or choose another -o folder")
     if out.exists() and not overwrite:
@@ -219,15 +249,20 @@ def process_file(upscaler: Any, path: Path, outdir: Path, inputs: set[Path], cla
     streamed = _out_pixels(img, s) > stream_mpix * 1e6 and _can_stream(img, upscaler.card.in_channels)
     result = None
     if streamed:
-        log.info("%s: %s %s -> %s, streamed to disk strip by strip", path.name, img.axes, "x".join(map(str, img.shape)), out)
+        log.info(
+            "%s: %s %s -> %s, streamed to disk strip by strip", path.name, img.axes, "x".join(map(str, img.shape)), out
+        )
         _stream(upscaler, img, out, opts, show_progress, overwrite=overwrite)
     else:
         # a tile progress bar only where it is worth watching (> 16 output megapixels)
-        result = upscaler.upscale(img.array, axes=img.axes, progress=show_progress and _out_pixels(img, s) > 16e6,
-                                  **opts)
+        result = upscaler.upscale(
+            img.array, axes=img.axes, progress=show_progress and _out_pixels(img, s) > 16e6, **opts
+        )
         if result.ndim != img.array.ndim or result.dtype != img.dtype:
-            raise InternalError(f"{path}: internal error: result {result.shape} {result.dtype} "
-                                f"does not match the input {img.shape} {img.dtype}")
+            raise InternalError(
+                f"{path}: internal error: result {result.shape} {result.dtype} "
+                f"does not match the input {img.shape} {img.dtype}"
+            )
         # not --overwrite: the final name is taken exclusively, so of two runs writing it at
         # once one gets an error instead of both "succeeding" (the last one winning)
         write_image(out, result, img.axes, img.metadata, scale=s, overwrite=overwrite)
@@ -251,21 +286,31 @@ def _make_outdir(outdir: Path) -> None:
         if bad is not None:
             why = f"{bad} is a file, not a folder"
         else:
-            why = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                   errno.EROFS: "read-only file system"}.get(exc.errno or 0, exc.strerror or str(exc))
+            why = {
+                errno.EACCES: "permission denied",
+                errno.EPERM: "permission denied",
+                errno.EROFS: "read-only file system",
+            }.get(exc.errno or 0, exc.strerror or str(exc))
         raise click.ClickException(f"-o {outdir}: cannot create the output folder ({why}); choose another") from None
     if not os.access(outdir, os.W_OK | os.X_OK):
-        raise click.ClickException(f"-o {outdir}: cannot write into this folder (permission denied); "
-                                   "choose a writable one")
+        raise click.ClickException(
+            f"-o {outdir}: cannot write into this folder (permission denied); choose a writable one"
+        )
 
 
 def _describe_lines(d: dict[str, Any]) -> list[str]:
     """``Upscaler.describe()`` as a few labelled lines (sr-upscale --describe)."""
     be = d.get("backend") or {}
-    lines = [(f"model      {d['name']} ({d['architecture']}), x{d['scale']}, {d['in_channels']} -> "
-              f"{d['out_channels']} channel(s), halo {d['halo']} LR px, {d['normalisation']['mode']} normalisation"),
-             (f"artifact   {be.get('artifact', '?')} ({d['format']}, {d['precision']}, {d['layout']}), "
-              f"sha256 {str(d.get('sha256') or '?')[:16]}...")]
+    lines = [
+        (
+            f"model      {d['name']} ({d['architecture']}), x{d['scale']}, {d['in_channels']} -> "
+            f"{d['out_channels']} channel(s), halo {d['halo']} LR px, {d['normalisation']['mode']} normalisation"
+        ),
+        (
+            f"artifact   {be.get('artifact', '?')} ({d['format']}, {d['precision']}, {d['layout']}), "
+            f"sha256 {str(d.get('sha256') or '?')[:16]}..."
+        ),
+    ]
     tiles = d.get("tile_sizes")
     if tiles:
         sizes = ", ".join(str(t) if isinstance(t, int) else f"{t[0]}x{t[1]}" for t in tiles)
@@ -279,8 +324,10 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
         for row, e in held["summary"].items():
             if isinstance(e, dict) and isinstance(e.get("gain_db_vs_bicubic"), (int, float)):
                 w = e.get("worst_gain_db")
-                q.append(f"{row} {e['gain_db_vs_bicubic']:+.2f} dB"
-                         + (f" (worst image {w:+.2f})" if isinstance(w, (int, float)) else ""))
+                q.append(
+                    f"{row} {e['gain_db_vs_bicubic']:+.2f} dB"
+                    + (f" (worst image {w:+.2f})" if isinstance(w, (int, float)) else "")
+                )
     elif isinstance(held.get("gain_db_vs_bicubic"), (int, float)):
         q.append(f"{held['gain_db_vs_bicubic']:+.2f} dB")
     if q:
@@ -292,8 +339,10 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
     threads = be.get("num_threads")
     runtime = be.get("runtime") or ", ".join(be.get("providers") or []) or ""
     threads_text = str(threads) if threads else f"the runtime's default ({cpu.get('cores', '?')} usable cores)"
-    lines.append(f"backend    {be.get('backend', '?')}{f' ({runtime})' if runtime else ''} on {be.get('device', 'cpu')}, "
-                 f"threads: {threads_text}")
+    lines.append(
+        f"backend    {be.get('backend', '?')}{f' ({runtime})' if runtime else ''} on {be.get('device', 'cpu')}, "
+        f"threads: {threads_text}"
+    )
     lines.append(f"CPU        {cpu.get('line') or ''}".rstrip())
     sel = d.get("selection")
     if sel:
@@ -330,78 +379,188 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
         return load(model, backend=backend, device=device, **opts)
     except ScopesrError as exc:
         if opts and "does not take option" in str(exc):
-            raise InputError(f"{exc}. --torch-dtype, --channels-last, --compile and --cuda-graphs apply to "
-                             ".pt2 models (the torch backend) only") from None
+            raise InputError(
+                f"{exc}. --torch-dtype, --channels-last, --compile and --cuda-graphs apply to "
+                ".pt2 models (the torch backend) only"
+            ) from None
         raise
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 # INPUTS and -o are required unless --describe is given (checked in main, exit 2 as click would)
 @click.argument("inputs", nargs=-1, required=False, metavar="INPUTS...", type=click.Path(path_type=Path))
-@click.option("-o", "--outdir", required=False, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the results (created if missing). Required unless --describe.")
-@click.option("--model", "model", default=None, metavar="PATH",
-              help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it. "
-                   "Default: the bundled default model, the artifact (ONNX fp32, TFLite fp32 or int8) "
-                   "that runs fastest on this CPU, measured once (about a second) and cached per CPU; "
-                   "SCOPESR_ARTIFACT=onnx|tflite|tflite-int8 names one, SCOPESR_PROBE=0 skips the "
-                   "measurement (ONNX with onnxruntime installed, else int8 TFLite).")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "tflite", "coreml"]), default="auto",
-              show_default=True, help="Runtime; auto picks the best available for the artifact and device.")
-@click.option("--device", default="auto", show_default=True, help="auto (a CUDA GPU where the runtime has one, else the CPU), cpu or cuda.")
-@click.option("--tile", default=None, metavar="N|HxW", callback=_parse_tile,
-              help="Tile size in LR (input) pixels, N or HxW. Default: 256 for dynamic-shape models; "
-                   "fixed-size artifacts (TFLite) pick, per image, the size in their card that computes "
-                   "the fewest pixels. Tiles are seam-free: each is read with a halo.")
-@click.option("--halo", default="auto", show_default=True, metavar="N|auto", callback=_parse_halo,
-              help="Overlap around each tile, in LR pixels. auto = the model's receptive-field radius "
-                   "(from its card), which makes tiled output equal whole-image output.")
-@click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Tiles per forward pass (larger helps GPUs). Default: the model's default.")
-@click.option("--compare", is_flag=True,
-              help="Also write OUTDIR/<stem>_compare.png: nearest | bicubic | model, labelled "
-                   "(middle plane of a stack; a centre crop of a huge image). When two inputs share a "
-                   "stem (a.png, a.tif), the second gets <stem>_<suffix>_compare.png.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace existing outputs and comparison pictures (inputs are never overwritten). "
-                   "Without it an existing one is refused, also one another run writes meanwhile.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse inputs with more pixels than this (decompression-bomb guard).")
-@click.option("--stream-above", "stream_mpix", type=click.FloatRange(min=0), default=DEFAULT_STREAM_MPIX,
-              show_default=True, metavar="MPIX", callback=_parse_stream_above,
-              help="Stream results larger than this many megapixels to disk strip by strip (BigTIFF above 1 GB).")
-@click.option("--torch-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
-              help="torch (.pt2) models: compute in this precision by autocast; weights stay fp32.")
+@click.option(
+    "-o",
+    "--outdir",
+    required=False,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the results (created if missing). Required unless --describe.",
+)
+@click.option(
+    "--model",
+    "model",
+    default=None,
+    metavar="PATH",
+    help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it. "
+    "Default: the bundled default model, the artifact (ONNX fp32, TFLite fp32 or int8) "
+    "that runs fastest on this CPU, measured once (about a second) and cached per CPU; "
+    "SCOPESR_ARTIFACT=onnx|tflite|tflite-int8 names one, SCOPESR_PROBE=0 skips the "
+    "measurement (ONNX with onnxruntime installed, else int8 TFLite).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnx", "tflite", "coreml"]),
+    default="auto",
+    show_default=True,
+    help="Runtime; auto picks the best available for the artifact and device.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (a CUDA GPU where the runtime has one, else the CPU), cpu or cuda.",
+)
+@click.option(
+    "--tile",
+    default=None,
+    metavar="N|HxW",
+    callback=_parse_tile,
+    help="Tile size in LR (input) pixels, N or HxW. Default: 256 for dynamic-shape models; "
+    "fixed-size artifacts (TFLite) pick, per image, the size in their card that computes "
+    "the fewest pixels. Tiles are seam-free: each is read with a halo.",
+)
+@click.option(
+    "--halo",
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    callback=_parse_halo,
+    help="Overlap around each tile, in LR pixels. auto = the model's receptive-field radius "
+    "(from its card), which makes tiled output equal whole-image output.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Tiles per forward pass (larger helps GPUs). Default: the model's default.",
+)
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Also write OUTDIR/<stem>_compare.png: nearest | bicubic | model, labelled "
+    "(middle plane of a stack; a centre crop of a huge image). When two inputs share a "
+    "stem (a.png, a.tif), the second gets <stem>_<suffix>_compare.png.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing outputs and comparison pictures (inputs are never overwritten). "
+    "Without it an existing one is refused, also one another run writes meanwhile.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse inputs with more pixels than this (decompression-bomb guard).",
+)
+@click.option(
+    "--stream-above",
+    "stream_mpix",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_STREAM_MPIX,
+    show_default=True,
+    metavar="MPIX",
+    callback=_parse_stream_above,
+    help="Stream results larger than this many megapixels to disk strip by strip (BigTIFF above 1 GB).",
+)
+@click.option(
+    "--torch-dtype",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default=None,
+    help="torch (.pt2) models: compute in this precision by autocast; weights stay fp32.",
+)
 @click.option("--channels-last", is_flag=True, help="torch (.pt2) models: NHWC memory format (GPU tensor cores).")
-@click.option("--compile", "compile_", is_flag=True,
-              help="torch (.pt2) models: torch.compile (slow to start; pays off on long runs).")
+@click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="torch (.pt2) models: torch.compile (slow to start; pays off on long runs).",
+)
 @click.option("--cuda-graphs", is_flag=True, help="torch (.pt2) models on CUDA: replay one CUDA graph per tile shape.")
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
-@click.option("--describe", is_flag=True,
-              help="Print the model (card summary), the backend and its threads, this CPU and why this "
-                   "artifact was chosen, then exit 0 (no INPUTS or -o needed).")
-@click.option("--format", "out_format", type=click.Choice(["auto", "ome-zarr"]), default="auto", show_default=True,
-              help="auto: PNG/TIFF as today, OME-Zarr for OME-Zarr (.zarr) inputs; ome-zarr: every result is an "
-                   "OME-Zarr (OUTDIR/<name>_x<scale>.ome.zarr, or -o OUT.zarr for one input), chunked, with a "
-                   "pyramid. OME-Zarr needs pip install \"scopesr[cluster]\".")
-@click.option("--ngff-version", type=click.Choice(["0.4", "0.5"]), default=None,
-              help="OME-Zarr results: NGFF 0.4 (zarr v2) or 0.5 (zarr v3). Default: the input's, else 0.4.")
-@click.option("--chunk", type=click.IntRange(min=1), default=None, metavar="N",
-              help="OME-Zarr results: LR pixels per chunk side (output chunks are N x scale). Default: the "
-                   "input's zarr chunk, else 256.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Compute OME-Zarr results on a local Dask cluster of N worker processes (implies "
-                   "--format ome-zarr).")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="Compute OME-Zarr results on a running dask.distributed cluster (implies --format ome-zarr; "
-                   "model, inputs and -o at the same paths on every worker).")
-def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backend: str, device: str,
-         tile: int | tuple[int, int] | None, halo: int | str, batch: int | None, compare: bool, overwrite: bool, max_pixels: int,
-         stream_mpix: float, verbose: int, quiet: bool, torch_dtype: str | None = None, channels_last: bool = False,
-         compile_: bool = False, cuda_graphs: bool = False, describe: bool = False, out_format: str = "auto",
-         ngff_version: str | None = None, chunk: int | None = None, workers: int | None = None,
-         scheduler: str | None = None) -> None:
+@click.option(
+    "--describe",
+    is_flag=True,
+    help="Print the model (card summary), the backend and its threads, this CPU and why this "
+    "artifact was chosen, then exit 0 (no INPUTS or -o needed).",
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["auto", "ome-zarr"]),
+    default="auto",
+    show_default=True,
+    help="auto: PNG/TIFF as today, OME-Zarr for OME-Zarr (.zarr) inputs; ome-zarr: every result is an "
+    "OME-Zarr (OUTDIR/<name>_x<scale>.ome.zarr, or -o OUT.zarr for one input), chunked, with a "
+    'pyramid. OME-Zarr needs pip install "scopesr[cluster]".',
+)
+@click.option(
+    "--ngff-version",
+    type=click.Choice(["0.4", "0.5"]),
+    default=None,
+    help="OME-Zarr results: NGFF 0.4 (zarr v2) or 0.5 (zarr v3). Default: the input's, else 0.4.",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="OME-Zarr results: LR pixels per chunk side (output chunks are N x scale). Default: the "
+    "input's zarr chunk, else 256.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Compute OME-Zarr results on a local Dask cluster of N worker processes (implies --format ome-zarr).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="Compute OME-Zarr results on a running dask.distributed cluster (implies --format ome-zarr; "
+    "model, inputs and -o at the same paths on every worker).",
+)
+def main(
+    inputs: tuple[Path, ...],
+    outdir: Path | None,
+    model: str | None,
+    backend: str,
+    device: str,
+    tile: int | tuple[int, int] | None,
+    halo: int | str,
+    batch: int | None,
+    compare: bool,
+    overwrite: bool,
+    max_pixels: int,
+    stream_mpix: float,
+    verbose: int,
+    quiet: bool,
+    torch_dtype: str | None = None,
+    channels_last: bool = False,
+    compile_: bool = False,
+    cuda_graphs: bool = False,
+    describe: bool = False,
+    out_format: str = "auto",
+    ngff_version: str | None = None,
+    chunk: int | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> None:
     """Super-resolve microscopy images: IN may be image files, folders (their images,
     sorted) or multi-page TIFF stacks."""
     from tqdm import tqdm
@@ -424,13 +583,26 @@ def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backe
     if not files:
         raise click.ClickException("no input images found")
     try:
-        torch_opts = {k: v for k, v in (("dtype", torch_dtype), ("channels_last", channels_last),
-                                        ("compile", compile_), ("cuda_graphs", cuda_graphs)) if v}
+        torch_opts = {
+            k: v
+            for k, v in (
+                ("dtype", torch_dtype),
+                ("channels_last", channels_last),
+                ("compile", compile_),
+                ("cuda_graphs", cuda_graphs),
+            )
+            if v
+        }
         upscaler = _load_model(model, backend, device, torch_opts)
     except ScopesrError as exc:
         raise click.ClickException(str(exc)) from None
-    log.info("model %s: x%d, %d channel(s) in, halo %d",
-             upscaler.card.name, upscaler.scale, upscaler.card.in_channels, upscaler.card.halo)
+    log.info(
+        "model %s: x%d, %d channel(s) in, halo %d",
+        upscaler.card.name,
+        upscaler.scale,
+        upscaler.card.in_channels,
+        upscaler.card.halo,
+    )
     _make_outdir(outdir)
     opts = {"tile": tile, "halo": halo, "batch": batch}
     in_set = {f.resolve() for f in files}
@@ -441,8 +613,15 @@ def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backe
     if zarr_all or any(is_zarr_path(f) for f in files):  # OME-Zarr results, Dask: scopesr.sdk.dask
         from .dask import ClusterRun
 
-        zrun = ClusterRun(upscaler, scheduler=scheduler, workers=workers, chunk=chunk, version=ngff_version,
-                          max_pixels=max_pixels, every_input=zarr_all)
+        zrun = ClusterRun(
+            upscaler,
+            scheduler=scheduler,
+            workers=workers,
+            chunk=chunk,
+            version=ngff_version,
+            max_pixels=max_pixels,
+            every_input=zarr_all,
+        )
     with logging_redirect_tqdm(), contextlib.ExitStack() as stack:
         if zrun is not None:
             try:
@@ -452,11 +631,23 @@ def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backe
         for f in tqdm(files, unit="file", desc="sr-upscale", disable=not show or len(files) < 2):
             try:
                 if zrun is not None and zrun.takes(f):
-                    zrun.process(f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare,
-                                 show_progress=show)
+                    zrun.process(
+                        f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare, show_progress=show
+                    )
                 else:
-                    process_file(upscaler, f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare,
-                                 max_pixels=max_pixels, stream_mpix=stream_mpix, show_progress=show)
+                    process_file(
+                        upscaler,
+                        f,
+                        outdir,
+                        in_set,
+                        claimed,
+                        opts,
+                        overwrite=overwrite,
+                        compare=compare,
+                        max_pixels=max_pixels,
+                        stream_mpix=stream_mpix,
+                        show_progress=show,
+                    )
             except ScopesrError as exc:
                 msg = str(exc)
                 log.error("%s", msg if str(f) in msg else f"{f}: {msg}")
@@ -473,7 +664,7 @@ def main(inputs: tuple[Path, ...], outdir: Path | None, model: str | None, backe
         click.echo(f"{len(failed)} of {len(files)} files failed:", err=True)
         for f, msg in failed:
             # messages start with the full path; the summary names the file once
-            short = msg[len(str(f)) + 2:] if msg.startswith(f"{f}: ") else msg
+            short = msg[len(str(f)) + 2 :] if msg.startswith(f"{f}: ") else msg
             click.echo(f"  {f.name}: {short}", err=True)
         sys.exit(1)
     if not quiet:

@@ -6,6 +6,7 @@ are the methods', not the display's. Huge images are cropped around their centre
 Panels of 128 pixels and more get a second row: the same detail of each, enlarged with
 nearest (no smoothing of our own), at the spot with the most structure, outlined above.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,13 +61,16 @@ def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
 
     h, w = plane.shape[:2]
     chans = [plane] if plane.ndim == 2 else [plane[..., c] for c in range(plane.shape[-1])]
-    up = [np.asarray(PILImage.fromarray(c.astype(np.float32), mode="F")
-                     .resize((w * scale, h * scale), PILImage.BICUBIC)) for c in chans]
+    up = [
+        np.asarray(PILImage.fromarray(c.astype(np.float32), mode="F").resize((w * scale, h * scale), PILImage.BICUBIC))
+        for c in chans
+    ]
     return up[0] if plane.ndim == 2 else np.stack(up, axis=-1)
 
 
-def compare_panels(lr: np.ndarray, lr_axes: str, sr: np.ndarray, scale: int,
-                   max_lr_side: int = 256) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def compare_panels(
+    lr: np.ndarray, lr_axes: str, sr: np.ndarray, scale: int, max_lr_side: int = 256
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The three HR panels (8-bit) side by side without labels, plus the LR crop box
     (y0, x0, h, w) they show."""
     lp = display_plane(lr, lr_axes)
@@ -74,8 +78,8 @@ def compare_panels(lr: np.ndarray, lr_axes: str, sr: np.ndarray, scale: int,
     h, w = lp.shape[:2]
     ch, cw = min(h, max_lr_side), min(w, max_lr_side)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
-    lp = np.asarray(lp[y0:y0 + ch, x0:x0 + cw])
-    sp = np.asarray(sp[y0 * scale:(y0 + ch) * scale, x0 * scale:(x0 + cw) * scale])
+    lp = np.asarray(lp[y0 : y0 + ch, x0 : x0 + cw])
+    sp = np.asarray(sp[y0 * scale : (y0 + ch) * scale, x0 * scale : (x0 + cw) * scale])
     lo, hi = contrast_limits(lp)
     nearest = np.repeat(np.repeat(lp, scale, axis=0), scale, axis=1)
     panels = [to_uint8(p, lo, hi) for p in (nearest, _bicubic(lp, scale), sp)]
@@ -94,7 +98,7 @@ def detail_window(panel: np.ndarray) -> tuple[int, int, int]:
     best, where = -1.0, (0, 0)
     for y in range(0, h - size + 1, step):
         for x in range(0, w - size + 1, step):
-            s = float(a[y:y + size, x:x + size].std())
+            s = float(a[y : y + size, x : x + size].std())
             if s > best:
                 best, where = s, (y, x)
     return where[0], where[1], size
@@ -105,19 +109,28 @@ def _outline(panel: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
     p = panel.copy()
     y1, x1 = y0 + size - 1, x0 + size - 1
     for t in range(2):
-        p[y0 + t, x0:x1 + 1] = 255
-        p[y1 - t, x0:x1 + 1] = 255
-        p[y0:y1 + 1, x0 + t] = 255
-        p[y0:y1 + 1, x1 - t] = 255
+        p[y0 + t, x0 : x1 + 1] = 255
+        p[y1 - t, x0 : x1 + 1] = 255
+        p[y0 : y1 + 1, x0 + t] = 255
+        p[y0 : y1 + 1, x1 - t] = 255
     return p
 
 
-def make_compare(path: str | os.PathLike, lr: np.ndarray, lr_axes: str, sr: np.ndarray,
-                 scale: int, max_lr_side: int = 256, title: str | None = None, overwrite: bool = True) -> Path:
+def make_compare(
+    path: str | os.PathLike,
+    lr: np.ndarray,
+    lr_axes: str,
+    sr: np.ndarray,
+    scale: int,
+    max_lr_side: int = 256,
+    title: str | None = None,
+    overwrite: bool = True,
+) -> Path:
     """Write a labelled PNG: nearest | bicubic | model, at the model's resolution, with a
     row of enlarged details below when the panels are large enough to need one.
     ``overwrite=False``: an existing ``path`` is an OutputError (see write_image)."""
-    from PIL import Image as PILImage, ImageDraw
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
 
     panels, (y0, x0, ch, cw) = compare_panels(lr, lr_axes, sr, scale, max_lr_side)
     ph, pw = panels[0].shape[:2]
@@ -126,8 +139,7 @@ def make_compare(path: str | os.PathLike, lr: np.ndarray, lr_axes: str, sr: np.n
     if min(ph, pw) >= DETAIL_MIN_PANEL:
         dy, dx, size = detail_window(panels[2])  # where the model's output has most to show
         zoom = max(1, min(ph, pw) // size)
-        details = [np.repeat(np.repeat(p[dy:dy + size, dx:dx + size], zoom, axis=0), zoom, axis=1)
-                   for p in panels]
+        details = [np.repeat(np.repeat(p[dy : dy + size, dx : dx + size], zoom, axis=0), zoom, axis=1) for p in panels]
         panels = [_outline(p, dy, dx, size) for p in panels]
     rows_h = ph + HEADER + (details[0].shape[0] + HEADER if details else 0)
     canvas = PILImage.new("RGB" if rgb else "L", (3 * pw + 2 * GAP, rows_h), color=0)
@@ -148,7 +160,11 @@ def make_compare(path: str | os.PathLike, lr: np.ndarray, lr_axes: str, sr: np.n
         draw.text((x + 3, 2), text, fill=(255, 255, 255) if rgb else 255, font=font)
         if details is not None:
             canvas.paste(PILImage.fromarray(details[i]), (x, ph + 2 * HEADER))
-            draw.text((x + 3, ph + HEADER + 2), f"{LABELS[i]}: detail (outlined above), {zoom}x larger",
-                      fill=(255, 255, 255) if rgb else 255, font=font)
+            draw.text(
+                (x + 3, ph + HEADER + 2),
+                f"{LABELS[i]}: detail (outlined above), {zoom}x larger",
+                fill=(255, 255, 255) if rgb else 255,
+                font=font,
+            )
     arr = np.asarray(canvas)
     return write_image(path, arr, "YXC" if arr.ndim == 3 else "YX", overwrite=overwrite)

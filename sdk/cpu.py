@@ -20,6 +20,7 @@ implementer`` / ``CPU part`` named from a table of cores, ``Features``, and a Ra
 the registry give the name and ``IsProcessorFeaturePresent`` a few features (best effort).
 Standard library only: a Pi reads it without numpy or a runtime.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,10 +39,28 @@ __all__ = ["FEATURES", "INT8_DOT_FEATURES", "CpuInfo", "cpu_key", "describe_cpu"
 #: dispatch on (x86 first, then Arm), by their Linux /proc/cpuinfo names
 FEATURES = (
     # x86
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
-    "amx_tile", "amx_int8", "amx_bf16",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
     # Arm: neon (32-bit kernels) / asimd (64-bit), fp16 arithmetic, dot product, int8 matmul, SVE
-    "neon", "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2",
+    "neon",
+    "asimd",
+    "asimdhp",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "sve",
+    "sve2",
 )
 #: other spellings of the same feature (compilers and some tools write avxvnni)
 ALIASES = {"avxvnni": "avx_vnni", "avx512vnni": "avx512_vnni", "dotprod": "asimddp"}
@@ -50,25 +69,60 @@ INT8_DOT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 #: (implementer, part) of /proc/cpuinfo -> core name (Arm Ltd 0x41; the cores boards ship)
 ARM_PARTS = {
-    (0x41, 0xB76): "ARM1176", (0x41, 0xC07): "Cortex-A7", (0x41, 0xC09): "Cortex-A9",
-    (0x41, 0xC0F): "Cortex-A15", (0x41, 0xD03): "Cortex-A53", (0x41, 0xD04): "Cortex-A35",
-    (0x41, 0xD05): "Cortex-A55", (0x41, 0xD07): "Cortex-A57", (0x41, 0xD08): "Cortex-A72",
-    (0x41, 0xD09): "Cortex-A73", (0x41, 0xD0A): "Cortex-A75", (0x41, 0xD0B): "Cortex-A76",
-    (0x41, 0xD0C): "Neoverse-N1", (0x41, 0xD0D): "Cortex-A77", (0x41, 0xD40): "Neoverse-V1",
-    (0x41, 0xD41): "Cortex-A78", (0x41, 0xD44): "Cortex-X1", (0x41, 0xD46): "Cortex-A510",
-    (0x41, 0xD47): "Cortex-A710", (0x41, 0xD48): "Cortex-X2", (0x41, 0xD49): "Neoverse-N2",
-    (0x41, 0xD4B): "Cortex-A78C", (0x41, 0xD4D): "Cortex-A715", (0x41, 0xD4E): "Cortex-X3",
-    (0x41, 0xD4F): "Neoverse-V2", (0x41, 0xD80): "Cortex-A520", (0x41, 0xD81): "Cortex-A720",
-    (0x41, 0xD82): "Cortex-X4", (0x41, 0xD87): "Cortex-A725", (0x41, 0xD8E): "Neoverse-N3",
+    (0x41, 0xB76): "ARM1176",
+    (0x41, 0xC07): "Cortex-A7",
+    (0x41, 0xC09): "Cortex-A9",
+    (0x41, 0xC0F): "Cortex-A15",
+    (0x41, 0xD03): "Cortex-A53",
+    (0x41, 0xD04): "Cortex-A35",
+    (0x41, 0xD05): "Cortex-A55",
+    (0x41, 0xD07): "Cortex-A57",
+    (0x41, 0xD08): "Cortex-A72",
+    (0x41, 0xD09): "Cortex-A73",
+    (0x41, 0xD0A): "Cortex-A75",
+    (0x41, 0xD0B): "Cortex-A76",
+    (0x41, 0xD0C): "Neoverse-N1",
+    (0x41, 0xD0D): "Cortex-A77",
+    (0x41, 0xD40): "Neoverse-V1",
+    (0x41, 0xD41): "Cortex-A78",
+    (0x41, 0xD44): "Cortex-X1",
+    (0x41, 0xD46): "Cortex-A510",
+    (0x41, 0xD47): "Cortex-A710",
+    (0x41, 0xD48): "Cortex-X2",
+    (0x41, 0xD49): "Neoverse-N2",
+    (0x41, 0xD4B): "Cortex-A78C",
+    (0x41, 0xD4D): "Cortex-A715",
+    (0x41, 0xD4E): "Cortex-X3",
+    (0x41, 0xD4F): "Neoverse-V2",
+    (0x41, 0xD80): "Cortex-A520",
+    (0x41, 0xD81): "Cortex-A720",
+    (0x41, 0xD82): "Cortex-X4",
+    (0x41, 0xD87): "Cortex-A725",
+    (0x41, 0xD8E): "Neoverse-N3",
 }
 
 #: macOS sysctl name -> our feature name (Intel: machdep.cpu.*features lists; Apple: hw.optional)
-_MAC_OPTIONAL = {"hw.optional.neon": "asimd", "hw.optional.arm.FEAT_FP16": "asimdhp",
-                 "hw.optional.arm.FEAT_DotProd": "asimddp", "hw.optional.arm.FEAT_I8MM": "i8mm",
-                 "hw.optional.arm.FEAT_BF16": "bf16", "hw.optional.avx2_0": "avx2", "hw.optional.fma": "fma",
-                 "hw.optional.avx512f": "avx512f", "hw.optional.avx512bw": "avx512bw"}
-_MAC_CPU_FLAGS = {"sse4.2": "sse4_2", "avx1.0": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c",
-                  "avx512f": "avx512f", "avx512bw": "avx512bw", "avx512vnni": "avx512_vnni"}
+_MAC_OPTIONAL = {
+    "hw.optional.neon": "asimd",
+    "hw.optional.arm.FEAT_FP16": "asimdhp",
+    "hw.optional.arm.FEAT_DotProd": "asimddp",
+    "hw.optional.arm.FEAT_I8MM": "i8mm",
+    "hw.optional.arm.FEAT_BF16": "bf16",
+    "hw.optional.avx2_0": "avx2",
+    "hw.optional.fma": "fma",
+    "hw.optional.avx512f": "avx512f",
+    "hw.optional.avx512bw": "avx512bw",
+}
+_MAC_CPU_FLAGS = {
+    "sse4.2": "sse4_2",
+    "avx1.0": "avx",
+    "avx2": "avx2",
+    "fma": "fma",
+    "f16c": "f16c",
+    "avx512f": "avx512f",
+    "avx512bw": "avx512bw",
+    "avx512vnni": "avx512_vnni",
+}
 #: Windows IsProcessorFeaturePresent constants (winnt.h)
 _WIN_FEATURES = {38: "sse4_2", 39: "avx", 40: "avx2", 41: "avx512f", 19: "neon", 43: "asimddp"}
 
@@ -111,8 +165,7 @@ class CpuInfo:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(features=list(self.features), name=self.name, int8_dot=self.int8_dot, key=self.key(),
-                 line=self.line())
+        d.update(features=list(self.features), name=self.name, int8_dot=self.int8_dot, key=self.key(), line=self.line())
         return d
 
 
@@ -127,8 +180,9 @@ def usable_cores() -> int:
 
 def _arch() -> str:
     m = platform.machine() or "unknown"
-    return {"AMD64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64",
-            "ARM64": "aarch64"}.get(m, m.lower())
+    return {"AMD64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "ARM64": "aarch64"}.get(
+        m, m.lower()
+    )
 
 
 def _features(words: set[str]) -> tuple[str, ...]:
@@ -145,8 +199,9 @@ def _int(text: str) -> int | None:
 
 
 # ---------------------------------------------------------------------------- Linux
-def parse_cpuinfo(text: str, arch: str | None = None, cores: int | None = None,
-                  logical_cores: int | None = None) -> CpuInfo:
+def parse_cpuinfo(
+    text: str, arch: str | None = None, cores: int | None = None, logical_cores: int | None = None
+) -> CpuInfo:
     """A :class:`CpuInfo` from the text of ``/proc/cpuinfo`` (``arch`` and the core counts
     default to this machine's; pass them to describe another machine's text)."""
     blocks: list[dict[str, str]] = []
@@ -174,8 +229,9 @@ def parse_cpuinfo(text: str, arch: str | None = None, cores: int | None = None,
             everything.setdefault(k, v)
 
     # features: those every core has (big.LITTLE cores may differ)
-    flag_sets = [set((b.get("flags") or b.get("Features") or "").split()) for b in procs
-                 if b.get("flags") or b.get("Features")]
+    flag_sets = [
+        set((b.get("flags") or b.get("Features") or "").split()) for b in procs if b.get("flags") or b.get("Features")
+    ]
     if not flag_sets and (everything.get("flags") or everything.get("Features")):
         flag_sets = [set((everything.get("flags") or everything.get("Features") or "").split())]
     features = _features(set.intersection(*flag_sets)) if flag_sets else ()
@@ -200,10 +256,16 @@ def parse_cpuinfo(text: str, arch: str | None = None, cores: int | None = None,
         board = None
 
     pairs = {(b.get("physical id", "0"), b["core id"]) for b in procs if "core id" in b}
-    return CpuInfo(model=model, arch=arch or _arch(), features=features,
-                   cores=cores if cores is not None else usable_cores(),
-                   logical_cores=logical_cores if logical_cores is not None else (len(procs) or os.cpu_count()),
-                   physical_cores=len(pairs) or None, board=board or None, source="/proc/cpuinfo")
+    return CpuInfo(
+        model=model,
+        arch=arch or _arch(),
+        features=features,
+        cores=cores if cores is not None else usable_cores(),
+        logical_cores=logical_cores if logical_cores is not None else (len(procs) or os.cpu_count()),
+        physical_cores=len(pairs) or None,
+        board=board or None,
+        source="/proc/cpuinfo",
+    )
 
 
 # ---------------------------------------------------------------------------- macOS, Windows
@@ -227,10 +289,15 @@ def _macos() -> CpuInfo | None:
     words = {name for key, name in _MAC_OPTIONAL.items() if s.get(key) == "1"}
     for key in ("machdep.cpu.features", "machdep.cpu.leaf7_features"):
         words.update(_MAC_CPU_FLAGS[w] for w in s.get(key, "").lower().split() if w in _MAC_CPU_FLAGS)
-    return CpuInfo(model=s.get("machdep.cpu.brand_string") or platform.processor() or _arch(), arch=_arch(),
-                   features=_features(words), cores=usable_cores(),
-                   logical_cores=_int(s.get("hw.logicalcpu", "")) or os.cpu_count(),
-                   physical_cores=_int(s.get("hw.physicalcpu", "")), source="sysctl")
+    return CpuInfo(
+        model=s.get("machdep.cpu.brand_string") or platform.processor() or _arch(),
+        arch=_arch(),
+        features=_features(words),
+        cores=usable_cores(),
+        logical_cores=_int(s.get("hw.logicalcpu", "")) or os.cpu_count(),
+        physical_cores=_int(s.get("hw.physicalcpu", "")),
+        source="sysctl",
+    )
 
 
 def _windows() -> CpuInfo:
@@ -252,8 +319,14 @@ def _windows() -> CpuInfo:
             words.add("asimd")
     except (ImportError, AttributeError, OSError):
         pass
-    return CpuInfo(model=model, arch=_arch(), features=_features(words), cores=usable_cores(),
-                   logical_cores=os.cpu_count(), source="windows")
+    return CpuInfo(
+        model=model,
+        arch=_arch(),
+        features=_features(words),
+        cores=usable_cores(),
+        logical_cores=os.cpu_count(),
+        source="windows",
+    )
 
 
 @lru_cache(maxsize=1)
@@ -271,8 +344,13 @@ def _static() -> CpuInfo:
             return info
     if sys.platform.startswith("win"):
         return _windows()
-    return CpuInfo(model=platform.processor() or _arch(), arch=_arch(), features=(), cores=usable_cores(),
-                   logical_cores=os.cpu_count())
+    return CpuInfo(
+        model=platform.processor() or _arch(),
+        arch=_arch(),
+        features=(),
+        cores=usable_cores(),
+        logical_cores=os.cpu_count(),
+    )
 
 
 def describe_cpu() -> CpuInfo:
@@ -288,4 +366,3 @@ def describe_cpu() -> CpuInfo:
 def cpu_key(info: CpuInfo | None = None) -> str:
     """A short stable hash of this CPU (model + features + usable cores), for per-CPU caches."""
     return (info or describe_cpu()).key()
-

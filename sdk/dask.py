@@ -39,6 +39,7 @@ Going to N machines: start ``dask scheduler`` on one, ``dask worker tcp://SCHEDU
 model file at the same path everywhere and the input and output folders on a shared file
 system, then ``sr-upscale IN.zarr -o OUT.zarr --scheduler tcp://SCHEDULER:8786``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -105,8 +106,10 @@ def model_loads() -> int:
 
 def worker_models() -> list[dict[str, Any]]:
     """The models this process opened for Dask tasks: artifact and runtime threads."""
-    return [{"path": spec.path, "num_threads": getattr(up.backend, "num_threads", None)}
-            for spec, up in list(_MODELS.items())]
+    return [
+        {"path": spec.path, "num_threads": getattr(up.backend, "num_threads", None)}
+        for spec, up in list(_MODELS.items())
+    ]
 
 
 def usable_cpus() -> int:
@@ -151,8 +154,14 @@ def worker_upscaler(spec: ModelSpec) -> Upscaler:
     return up
 
 
-def model_spec(model: Any, *, backend: str = "auto", device: str = "auto", num_threads: int | None = None,
-               host_threads: tuple[tuple[str, int], ...] = ()) -> tuple[Upscaler, ModelSpec]:
+def model_spec(
+    model: Any,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    num_threads: int | None = None,
+    host_threads: tuple[tuple[str, int], ...] = (),
+) -> tuple[Upscaler, ModelSpec]:
     """(the model in this process, how workers open it) for a path, "default" or an Upscaler."""
     if isinstance(model, Upscaler):
         up = model
@@ -202,7 +211,7 @@ class Layout:
 
     def where(self, loc: Sequence[int]) -> str:
         """``chunk (t 3, y 256:512, x 0:256) of NAME`` for a block's chunk-location."""
-        parts = [f"{a.lower()} {i}" for a, i in zip(self.frame_axes, loc[:len(self.frame_axes)])]
+        parts = [f"{a.lower()} {i}" for a, i in zip(self.frame_axes, loc[: len(self.frame_axes)])]
         iy, ix = loc[len(self.frame_axes)], loc[len(self.frame_axes) + 1]
         y0, x0 = sum(self.cy[:iy]), sum(self.cx[:ix])
         parts += [f"y {y0}:{y0 + self.cy[iy]}", f"x {x0}:{x0 + self.cx[ix]}"]
@@ -234,13 +243,25 @@ def _halo(up: Upscaler, halo: int | str) -> int:
     if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
         raise InputError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
     if halo < up.card.halo:
-        log.warning("halo %d is smaller than the model's receptive-field radius %d: block seams may appear "
-                    "(use halo='auto')", halo, up.card.halo)
+        log.warning(
+            "halo %d is smaller than the model's receptive-field radius %d: block seams may appear (use halo='auto')",
+            halo,
+            up.card.halo,
+        )
     return int(halo)
 
 
-def prepare(up: Upscaler, shape: Sequence[int], dtype: Any, axes: str | None = None, halo: int | str = "auto",
-            tile: Any = None, batch: int | None = None, chunk: int | None = None, name: str = "image") -> Setup:
+def prepare(
+    up: Upscaler,
+    shape: Sequence[int],
+    dtype: Any,
+    axes: str | None = None,
+    halo: int | str = "auto",
+    tile: Any = None,
+    batch: int | None = None,
+    chunk: int | None = None,
+    name: str = "image",
+) -> Setup:
     """Check the image against the model and lay out the blocks (no data is read)."""
     shape = tuple(int(n) for n in shape)
     check_dtype(np.dtype(dtype))
@@ -259,11 +280,14 @@ def prepare(up: Upscaler, shape: Sequence[int], dtype: Any, axes: str | None = N
     elif card.in_channels == 1 and card.out_channels == 1:
         per_channel, c_out = True, c
     else:
-        raise ModelIOError(f"image has {c} channel{'s' if c != 1 else ''}, model {card.name!r} takes "
-                           f"{card.in_channels}; pass an image with that many channels")
+        raise ModelIOError(
+            f"image has {c} channel{'s' if c != 1 else ''}, model {card.name!r} takes "
+            f"{card.in_channels}; pass an image with that many channels"
+        )
     if c_out != 1 and not has_c:
-        raise ModelIOError(f"model {card.name!r} returns {c_out} channels from a 1-channel image; give the "
-                           "image a C axis")
+        raise ModelIOError(
+            f"model {card.name!r} returns {c_out} channels from a 1-channel image; give the image a C axis"
+        )
     h, w = shape[axes.index("Y")], shape[axes.index("X")]
     hn = _halo(up, halo)
     (th, tw), fixed = choose_tile(up.backend, h, w, tile, hn)  # once for the whole image, as one process
@@ -279,9 +303,21 @@ def prepare(up: Upscaler, shape: Sequence[int], dtype: Any, axes: str | None = N
     in_chunks = []
     for a, n in zip(axes, shape):
         in_chunks.append(cy if a == "Y" else cx if a == "X" else (n,) if a == "C" else (1,) * n)
-    layout = Layout(name, "".join(axes[i] for i in frame_idx), tuple(shape[i] for i in frame_idx), cy, cx, hn,
-                    (th, tw), fixed, int(batch) if batch else None, per_channel, c_out, np.dtype(dtype).str,
-                    card.scale)
+    layout = Layout(
+        name,
+        "".join(axes[i] for i in frame_idx),
+        tuple(shape[i] for i in frame_idx),
+        cy,
+        cx,
+        hn,
+        (th, tw),
+        fixed,
+        int(batch) if batch else None,
+        per_channel,
+        c_out,
+        np.dtype(dtype).str,
+        card.scale,
+    )
     return Setup(axes, perm, has_c, layout, tuple(in_chunks), target)
 
 
@@ -301,8 +337,9 @@ class _Plane:
 
     ndim = 3
 
-    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, sample: np.ndarray | None = None,
-                 key: Any = None) -> None:
+    def __init__(
+        self, shape: tuple[int, int, int], dtype: np.dtype, sample: np.ndarray | None = None, key: Any = None
+    ) -> None:
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self._sample = sample
@@ -327,8 +364,9 @@ def _stats_key(shape: tuple[int, int, int], dtype: np.dtype, norm: Any) -> tuple
         return p.key, None
 
 
-def _frame_stats(samples: list[np.ndarray], norm: Any, key: Any, shape: tuple[int, int, int], dtype: str,
-                 layout: Layout) -> list[tuple[np.ndarray, np.ndarray]]:
+def _frame_stats(
+    samples: list[np.ndarray], norm: Any, key: Any, shape: tuple[int, int, int], dtype: str, layout: Layout
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Statistics of every frame from its strided sample (the Dask task behind all blocks)."""
     out = []
     frames = list(np.ndindex(*layout.frame_shape)) or [()]
@@ -339,8 +377,10 @@ def _frame_stats(samples: list[np.ndarray], norm: Any, key: Any, shape: tuple[in
             i, j = (int(v) for v in np.argwhere(~np.isfinite(sample))[0][:2])
             y = (key[0].start or 0) + i * (key[0].step or 1)
             x = (key[1].start or 0) + j * (key[1].step or 1)
-            raise ModelIOError(f"{layout.where_pixel(frame, y, x)}: contains NaN or infinite values (pixel "
-                               f"y {y}, x {x}); replace them first (e.g. np.nan_to_num)")
+            raise ModelIOError(
+                f"{layout.where_pixel(frame, y, x)}: contains NaN or infinite values (pixel "
+                f"y {y}, x {x}); replace them first (e.g. np.nan_to_num)"
+            )
         st = compute_stats(_Plane(shape, dt, sample, key), norm)  # type: ignore[arg-type]
         out.append((st.lo, st.scale))
     return out
@@ -361,8 +401,14 @@ def _core_spans(core: int, start: int, n: int, tile: int, halo: int) -> list[Spa
     return spans
 
 
-def _sr_block(block: np.ndarray, *, spec: ModelSpec, stats: list[tuple[np.ndarray, np.ndarray]], layout: Layout,
-              block_info: dict | None = None) -> np.ndarray:
+def _sr_block(
+    block: np.ndarray,
+    *,
+    spec: ModelSpec,
+    stats: list[tuple[np.ndarray, np.ndarray]],
+    layout: Layout,
+    block_info: dict | None = None,
+) -> np.ndarray:
     """Upscale one block (canonical (1.., H+halos, W+halos, C)) and return its core, HR."""
     loc = tuple(block_info[0]["chunk-location"])  # type: ignore[index]
     where = layout.where(loc)
@@ -385,20 +431,30 @@ def _check_block(block: np.ndarray, *, layout: Layout, block_info: dict | None =
     loc = tuple(block_info[0]["chunk-location"])  # type: ignore[index]
     dtype = np.dtype(layout.dtype)
     if block.dtype != dtype:
-        raise ModelIOError(f"{layout.where(loc)}: pixel type {block.dtype}, but the image is {dtype} (the source "
-                           "returned a chunk that does not match its array)")
+        raise ModelIOError(
+            f"{layout.where(loc)}: pixel type {block.dtype}, but the image is {dtype} (the source "
+            "returned a chunk that does not match its array)"
+        )
     if dtype.kind == "f" and not np.isfinite(block).all():
         pos = np.argwhere(~np.isfinite(block))[0]
         nf = len(layout.frame_axes)
-        y = sum(layout.cy[:loc[nf]]) + int(pos[nf])
-        x = sum(layout.cx[:loc[nf + 1]]) + int(pos[nf + 1])
-        raise ModelIOError(f"{layout.where(loc)}: contains NaN or infinite values (pixel y {y}, x {x}); replace "
-                           "them first (e.g. np.nan_to_num)")
+        y = sum(layout.cy[: loc[nf]]) + int(pos[nf])
+        x = sum(layout.cx[: loc[nf + 1]]) + int(pos[nf + 1])
+        raise ModelIOError(
+            f"{layout.where(loc)}: contains NaN or infinite values (pixel y {y}, x {x}); replace "
+            "them first (e.g. np.nan_to_num)"
+        )
     return block
 
 
-def _sr_block_inner(block: np.ndarray, spec: ModelSpec, stats: list[tuple[np.ndarray, np.ndarray]], layout: Layout,
-                    loc: tuple[int, ...], where: str) -> np.ndarray:
+def _sr_block_inner(
+    block: np.ndarray,
+    spec: ModelSpec,
+    stats: list[tuple[np.ndarray, np.ndarray]],
+    layout: Layout,
+    loc: tuple[int, ...],
+    where: str,
+) -> np.ndarray:
     dtype = np.dtype(layout.dtype)
     if block.dtype != dtype:  # _check_block has looked at every source block
         raise InternalError(f"{where}: block of type {block.dtype}, expected {dtype}")
@@ -421,14 +477,19 @@ def _sr_block_inner(block: np.ndarray, spec: ModelSpec, stats: list[tuple[np.nda
     if layout.fixed:
         plan = make_plan(be, he, we, layout.tile, hn)
     else:
-        plan = TilePlan(_core_spans(ch, top, he, layout.tile[0], hn), _core_spans(cw, left, we, layout.tile[1], hn),
-                        layout.tile, hn, False)
+        plan = TilePlan(
+            _core_spans(ch, top, he, layout.tile[0], hn),
+            _core_spans(cw, left, we, layout.tile[1], hn),
+            layout.tile,
+            hn,
+            False,
+        )
     s = layout.scale
     hr = np.empty((he * s, we * s, layout.c_out), dtype=dtype)
     b = layout.batch or be.default_batch
     for _ in iter_bands(be, plane, st, plan, dtype, b, layout.per_channel, progress=None, dst=hr):
         pass
-    out = hr[top * s:(top + ch) * s, left * s:(left + cw) * s]
+    out = hr[top * s : (top + ch) * s, left * s : (left + cw) * s]
     return out.reshape((1,) * nf + out.shape)
 
 
@@ -458,8 +519,9 @@ class MemmapSource:
         self.order = "F" if (mm.flags.f_contiguous and not mm.flags.c_contiguous) else "C"
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        mm = np.memmap(self.filename, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape,
-                       order=self.order)
+        mm = np.memmap(
+            self.filename, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape, order=self.order
+        )
         return np.array(mm[key])
 
 
@@ -475,27 +537,59 @@ def _upscale_setup(src: Any, setup: Setup, up: Upscaler, spec: ModelSpec) -> Any
     nf = len(lay.frame_axes)
     h, w, c = view.shape[nf:]
     dtype = np.dtype(lay.dtype)
-    view = view.map_blocks(_check_block, layout=lay, dtype=dtype, meta=np.empty((0,) * view.ndim, dtype),
-                           name=f"scopesr-check-{tokenize(src, lay)}")
+    view = view.map_blocks(
+        _check_block,
+        layout=lay,
+        dtype=dtype,
+        meta=np.empty((0,) * view.ndim, dtype),
+        name=f"scopesr-check-{tokenize(src, lay)}",
+    )
     key, const = _stats_key((h, w, c), dtype, up.card.normalisation)
     frames = list(np.ndindex(*lay.frame_shape)) or [()]
     if const is not None:  # e.g. "range" normalisation: the statistics need no pixels
         stats: Any = [(const.lo, const.scale)] * len(frames)
     else:
         samples = [view[f][key] for f in frames]
-        stats = dask.delayed(_frame_stats, pure=True)(samples, up.card.normalisation, key, (h, w, c), lay.dtype, lay,
-                                                      dask_key_name=f"scopesr-stats-{tokenize(src, key)}")
+        stats = dask.delayed(_frame_stats, pure=True)(
+            samples,
+            up.card.normalisation,
+            key,
+            (h, w, c),
+            lay.dtype,
+            lay,
+            dask_key_name=f"scopesr-stats-{tokenize(src, key)}",
+        )
     s = lay.scale
     depth = {nf: lay.halo, nf + 1: lay.halo}
     out_chunks = view.chunks[:nf] + (tuple(n * s for n in lay.cy), tuple(n * s for n in lay.cx), (lay.c_out,))
     meta = np.empty((0,) * view.ndim, dtype)
     if lay.halo:
-        hr = da.map_overlap(_sr_block, view, depth=depth, boundary="none", trim=False, chunks=out_chunks,
-                            dtype=dtype, meta=meta, spec=spec, stats=stats, layout=lay, allow_rechunk=False,
-                            name=f"scopesr-sr-{tokenize(src, spec, lay)}")
+        hr = da.map_overlap(
+            _sr_block,
+            view,
+            depth=depth,
+            boundary="none",
+            trim=False,
+            chunks=out_chunks,
+            dtype=dtype,
+            meta=meta,
+            spec=spec,
+            stats=stats,
+            layout=lay,
+            allow_rechunk=False,
+            name=f"scopesr-sr-{tokenize(src, spec, lay)}",
+        )
     else:
-        hr = view.map_blocks(_sr_block, chunks=out_chunks, dtype=dtype, meta=meta, spec=spec, stats=stats,
-                             layout=lay, name=f"scopesr-sr-{tokenize(src, spec, lay)}")
+        hr = view.map_blocks(
+            _sr_block,
+            chunks=out_chunks,
+            dtype=dtype,
+            meta=meta,
+            spec=spec,
+            stats=stats,
+            layout=lay,
+            name=f"scopesr-sr-{tokenize(src, spec, lay)}",
+        )
     if hr.numblocks != view.numblocks:
         raise InternalError(f"map_overlap changed the blocks ({view.numblocks} -> {hr.numblocks})")
     if not setup.has_c:
@@ -503,9 +597,18 @@ def _upscale_setup(src: Any, setup: Setup, up: Upscaler, spec: ModelSpec) -> Any
     return hr.transpose(tuple(int(i) for i in np.argsort(setup.perm)))
 
 
-def upscale(array: Any, model: Any = "default", axes: str | None = None, halo: int | str = "auto", tile: Any = None,
-            batch: int | None = None, chunk: int | None = None, *, num_threads: int | None = None,
-            name: str = "image") -> Any:
+def upscale(
+    array: Any,
+    model: Any = "default",
+    axes: str | None = None,
+    halo: int | str = "auto",
+    tile: Any = None,
+    batch: int | None = None,
+    chunk: int | None = None,
+    *,
+    num_threads: int | None = None,
+    name: str = "image",
+) -> Any:
     """Upscale a Dask (or numpy) array lazily: a Dask array in the input's axes order and dtype.
 
     ``model``: a path, ``"default"`` or a loaded :class:`~scopesr.sdk.Upscaler`. ``axes``
@@ -548,8 +651,9 @@ def dask_client(scheduler: Any = None, workers: int | None = None) -> Iterator[A
         return
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")
-    cluster = distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+    cluster = distributed.LocalCluster(
+        n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
     client = distributed.Client(cluster)
     try:
         yield client
@@ -581,7 +685,17 @@ def host_threads(client: Any) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(per.items()))
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: Linux's VmHWM (this program's own, unlike
+    getrusage's ru_maxrss, which keeps the parent's peak across the exec that starts a spawned
+    worker); ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
     import sys
 
@@ -653,12 +767,25 @@ def open_source(src: Any, max_pixels: int | None = None) -> Image:
     return read_image(p, max_pixels=max_pixels) if max_pixels else read_image(p)
 
 
-def upscale_to_ome_zarr(src: Any, dst: str | os.PathLike, model: Any = "default", *, scheduler: Any = None,
-                        workers: int | None = None, chunk: int | None = None, tile: Any = None,
-                        halo: int | str = "auto", batch: int | None = None, version: str | None = None,
-                        levels: int | None = None, overwrite: bool = False, progress: bool = False,
-                        on_chunk: Callable[[], None] | None = None, num_threads: int | None = None,
-                        max_pixels: int | None = None) -> RunReport:
+def upscale_to_ome_zarr(
+    src: Any,
+    dst: str | os.PathLike,
+    model: Any = "default",
+    *,
+    scheduler: Any = None,
+    workers: int | None = None,
+    chunk: int | None = None,
+    tile: Any = None,
+    halo: int | str = "auto",
+    batch: int | None = None,
+    version: str | None = None,
+    levels: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_chunk: Callable[[], None] | None = None,
+    num_threads: int | None = None,
+    max_pixels: int | None = None,
+) -> RunReport:
     """Upscale ``src`` (OME-Zarr folder, image file or Image) into the OME-Zarr ``dst``.
 
     ``scheduler``: a ``tcp://HOST:PORT`` address or a distributed Client; ``workers``: start
@@ -692,24 +819,43 @@ def upscale_to_ome_zarr(src: Any, dst: str | os.PathLike, model: Any = "default"
         order = "".join(a for a in NGFF_ORDER if a in setup.axes)
         hr = hr.transpose([setup.axes.index(a) for a in order])
         meta = meta_from_image(img, order).upscaled(up.scale)
-        run = {"model": up.card.name, "model_sha256": up.card.sha256, "scale": up.scale,
-               "halo": setup.layout.halo, "tile": list(setup.layout.tile), "lr_chunk": setup.chunk,
-               "source": str(Path(img.path).resolve()) if img.path is not None else "array",
-               "source_shape": list(img.shape), "source_axes": img.axes}
-        writer = OmeZarrWriter.open(dst, hr.shape, hr.dtype, meta, setup.chunk * up.scale, version, levels, run,
-                                    overwrite=overwrite)
+        run = {
+            "model": up.card.name,
+            "model_sha256": up.card.sha256,
+            "scale": up.scale,
+            "halo": setup.layout.halo,
+            "tile": list(setup.layout.tile),
+            "lr_chunk": setup.chunk,
+            "source": str(Path(img.path).resolve()) if img.path is not None else "array",
+            "source_shape": list(img.shape),
+            "source_axes": img.axes,
+        }
+        writer = OmeZarrWriter.open(
+            dst, hr.shape, hr.dtype, meta, setup.chunk * up.scale, version, levels, run, overwrite=overwrite
+        )
         plan = [store_tasks(writer, 0, hr)]
         for k in range(1, len(writer.arrays)):
             plan.append(store_tasks(writer, k, pyramid_level(writer, k)))
         todo = sum(len(t) for t, _ in plan)
         skipped = sum(s for _, s in plan)
         if writer.resumed:
-            log.info("%s: %d of %d blocks already written; computing the other %d", writer.path, skipped,
-                     todo + skipped, todo)
+            log.info(
+                "%s: %d of %d blocks already written; computing the other %d",
+                writer.path,
+                skipped,
+                todo + skipped,
+                todo,
+            )
         from tqdm import tqdm
 
-        bar = tqdm(total=todo + skipped, initial=skipped, unit="chunk", desc=f"  {writer.path.name}",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            total=todo + skipped,
+            initial=skipped,
+            unit="chunk",
+            desc=f"  {writer.path.name}",
+            disable=not progress,
+            leave=False,
+        )
         try:
             for tasks, _ in plan:
                 execute(tasks, client, bar, on_chunk)
@@ -719,10 +865,20 @@ def upscale_to_ome_zarr(src: Any, dst: str | os.PathLike, model: Any = "default"
         rss: dict[str, float] = {}
         loads: dict[str, int] = {}
         if client is not None:
-            rss = {k: round(v, 1) for k, v in client.run(_peak_rss_mb).items()}
+            rss = {k: round(v, 1) for k, v in client.run(peak_rss_mb).items()}
             loads = dict(client.run(model_loads))
-    return RunReport(writer.path, len(writer.arrays), todo, skipped, time.perf_counter() - t0,
-                     int(np.prod(hr.numblocks)), writer.resumed, nworkers, rss, loads)
+    return RunReport(
+        writer.path,
+        len(writer.arrays),
+        todo,
+        skipped,
+        time.perf_counter() - t0,
+        int(np.prod(hr.numblocks)),
+        writer.resumed,
+        nworkers,
+        rss,
+        loads,
+    )
 
 
 # ---------------------------------------------------------------------------- the CLI's path
@@ -733,9 +889,17 @@ class ClusterRun:
     ``process_file`` for each input and raises ScopesrError naming the input on failure.
     """
 
-    def __init__(self, upscaler: Upscaler, *, scheduler: str | None = None, workers: int | None = None,
-                 chunk: int | None = None, version: str | None = None, max_pixels: int | None = None,
-                 every_input: bool = True) -> None:
+    def __init__(
+        self,
+        upscaler: Upscaler,
+        *,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        chunk: int | None = None,
+        version: str | None = None,
+        max_pixels: int | None = None,
+        every_input: bool = True,
+    ) -> None:
         self.upscaler = upscaler
         self.every_input = every_input
         self.scheduler = scheduler
@@ -754,8 +918,11 @@ class ClusterRun:
         self._ctx = dask_client(self.scheduler, self.workers)
         self.client = self._ctx.__enter__()
         if self.client is not None:
-            log.info("Dask: %d worker(s) at %s", len(self.client.scheduler_info(n_workers=-1)["workers"]),
-                     self.client.scheduler.address)
+            log.info(
+                "Dask: %d worker(s) at %s",
+                len(self.client.scheduler_info(n_workers=-1)["workers"]),
+                self.client.scheduler.address,
+            )
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -774,26 +941,54 @@ class ClusterRun:
             return outdir
         return outdir / result_name(path, self.upscaler.scale)
 
-    def process(self, path: Path, outdir: Path, inputs: set[Path], claimed: set[Path], opts: dict[str, Any], *,
-                overwrite: bool = False, compare: bool = False, show_progress: bool = False) -> Path:
+    def process(
+        self,
+        path: Path,
+        outdir: Path,
+        inputs: set[Path],
+        claimed: set[Path],
+        opts: dict[str, Any],
+        *,
+        overwrite: bool = False,
+        compare: bool = False,
+        show_progress: bool = False,
+    ) -> Path:
         out = self.output_for(path, outdir)
         rout = out.resolve()
         if rout in inputs or rout == path.resolve():
             raise ImageError(f"{path}: output {out} would overwrite an input; choose another -o")
         if rout in claimed:
-            raise ImageError(f"{path}: output {out} is also the output of another input; give each input its "
-                             "own -o folder (or -o a folder, not NAME.zarr)")
+            raise ImageError(
+                f"{path}: output {out} is also the output of another input; give each input its "
+                "own -o folder (or -o a folder, not NAME.zarr)"
+            )
         if compare and not self._warned_compare:
             log.warning("--compare is not written for OME-Zarr outputs")
             self._warned_compare = True
         claimed.add(rout)
         try:
-            rep = upscale_to_ome_zarr(path, out, self.upscaler, scheduler=self.client, chunk=self.chunk,
-                                      version=self.version, overwrite=overwrite, progress=show_progress,
-                                      max_pixels=self.max_pixels, **opts)
+            rep = upscale_to_ome_zarr(
+                path,
+                out,
+                self.upscaler,
+                scheduler=self.client,
+                chunk=self.chunk,
+                version=self.version,
+                overwrite=overwrite,
+                progress=show_progress,
+                max_pixels=self.max_pixels,
+                **opts,
+            )
         except ScopesrError as exc:
             msg = str(exc)
             raise type(exc)(msg if str(path) in msg else f"{path}: {msg}") from None
-        log.info("%s -> %s (%d levels, %d chunks written%s, %.1f s)", path.name, out, rep.levels, rep.written,
-                 f", {rep.skipped} already there" if rep.skipped else "", rep.seconds)
+        log.info(
+            "%s -> %s (%d levels, %d chunks written%s, %.1f s)",
+            path.name,
+            out,
+            rep.levels,
+            rep.written,
+            f", {rep.skipped} already there" if rep.skipped else "",
+            rep.seconds,
+        )
         return out

@@ -7,6 +7,7 @@ for all of them; the classes below say which kind of problem it is.
 Classes that report a bad argument also subclass ``ValueError``, so code written against
 a plain ``ValueError`` keeps catching them.
 """
+
 from __future__ import annotations
 
 

@@ -13,6 +13,7 @@ Writes are atomic (temporary file in the destination folder, then ``os.replace``
 :func:`write_tiff_streaming` writes a BigTIFF strip by strip from an iterator of row bands,
 so an output larger than memory (8192x8192 uint16 x4 = 2 GB) never sits in memory.
 """
+
 from __future__ import annotations
 
 import logging
@@ -109,13 +110,15 @@ def check_axes(axes: Any, ndim: int, shape: Any = None) -> None:
     if not isinstance(axes, str) or len(axes) != ndim:
         raise InputError(f"axes {axes!r} do not match {what} (one letter of {AXES_ORDER} per dimension)")
     if set(axes) - set(AXES_ORDER) or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
-        raise InputError(f"axes {axes!r}: use each of {AXES_ORDER} at most once, with Y and X, e.g. YX, "
-                         "YXC, ZYX, TZCYX")
+        raise InputError(
+            f"axes {axes!r}: use each of {AXES_ORDER} at most once, with Y and X, e.g. YX, YXC, ZYX, TZCYX"
+        )
 
 
 # ---------------------------------------------------------------------------- reading
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-               memmap: bool | None = None, check_finite: bool = True) -> Image:
+def read_image(
+    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, memmap: bool | None = None, check_finite: bool = True
+) -> Image:
     """Read a PNG/JPEG/TIFF (incl. multi-page stacks and ImageJ hyperstacks).
 
     ``max_pixels`` bounds the total pixel count (decompression-bomb guard; raise it for
@@ -152,8 +155,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         img = _read_pillow(path, max_pixels, "jpeg")
     else:
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            raise ImageError(f"{path}: not a valid {path.suffix.lstrip('.').upper()} file "
-                             "(the file's content is not an image of that format; corrupt or mis-named)")
+            raise ImageError(
+                f"{path}: not a valid {path.suffix.lstrip('.').upper()} file "
+                "(the file's content is not an image of that format; corrupt or mis-named)"
+            )
         raise ImageError(f"{path}: not an image (supported: PNG, JPEG, TIFF)")
     _validate(img, check_finite)
     return img
@@ -189,7 +194,8 @@ def _read_tiff(path: Path, max_pixels: int, memmap: bool | None, fsize: int) -> 
                 raise ImageError(
                     f"{path}: image claims {'x'.join(map(str, shape))} = {npix:,} pixels, more than "
                     f"the limit of {max_pixels:,} (possible decompression bomb). If the image is "
-                    "genuine, raise the limit (read_image(max_pixels=...), sr-upscale --max-pixels).")
+                    "genuine, raise the limit (read_image(max_pixels=...), sr-upscale --max-pixels)."
+                )
             if npix == 0:
                 raise ImageError(f"{path}: empty image (shape {shape})")
             if dtype is not None and dtype not in SUPPORTED_DTYPES:
@@ -241,11 +247,13 @@ def _check_declared_planes(path: Path, tif: Any, shape: tuple[int, ...], taxes: 
     elif tif.is_shaped and tif.shaped_metadata:
         dshape = tif.shaped_metadata[0].get("shape")
         if dshape and int(np.prod(dshape, dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
-            raise ImageError(f"{path}: truncated TIFF stack (the header declares shape {tuple(dshape)}, "
-                             f"the file holds {shape})")
+            raise ImageError(
+                f"{path}: truncated TIFF stack (the header declares shape {tuple(dshape)}, the file holds {shape})"
+            )
     if declared is not None and int(declared) > planes:
-        raise ImageError(f"{path}: truncated TIFF stack (the header declares {declared} planes, "
-                         f"the file holds {planes})")
+        raise ImageError(
+            f"{path}: truncated TIFF stack (the header declares {declared} planes, the file holds {planes})"
+        )
 
 
 def _memmap_short(path: Path, exc: BaseException) -> bool:
@@ -272,8 +280,9 @@ def _check_tiff_data(path: Path, tif: Any, series: Any, fsize: int) -> None:
     pages = list(series.pages)
     missing = sum(p is None for p in pages)
     if missing:
-        raise ImageError(f"{path}: truncated TIFF series ({missing} of {len(pages)} planes the header "
-                         "declares are not in the file)")
+        raise ImageError(
+            f"{path}: truncated TIFF series ({missing} of {len(pages)} planes the header declares are not in the file)"
+        )
     dataoffset = getattr(series, "dataoffset", None)
     if dataoffset is not None and int(dataoffset) + int(series.nbytes) > fsize:
         raise ImageError(f"{path}: truncated TIFF (the file ends before its pixel data)")
@@ -282,32 +291,39 @@ def _check_tiff_data(path: Path, tif: Any, series: Any, fsize: int) -> None:
         offs, cnts = page.dataoffsets, page.databytecounts
         want = int(np.prod(page.chunked, dtype=np.int64)) if getattr(page, "chunked", None) else len(offs)
         if len(offs) < want or len(cnts) < want:
-            raise ImageError(f"{path}: corrupt TIFF (page {i} declares {want:,} strips or tiles of pixel data "
-                             f"but lists {min(len(offs), len(cnts)):,})")
+            raise ImageError(
+                f"{path}: corrupt TIFF (page {i} declares {want:,} strips or tiles of pixel data "
+                f"but lists {min(len(offs), len(cnts)):,})"
+            )
         if not offs:
             continue
         if min(cnts) <= 0 or min(offs) <= 0:
             raise ImageError(f"{path}: truncated or corrupt TIFF (page {i} has strips with no data)")
         if max(o + c for o, c in zip(offs, cnts)) > fsize:
-            raise ImageError(f"{path}: truncated TIFF (pixel data missing: page {i} ends past the end "
-                             "of the file)")
+            raise ImageError(f"{path}: truncated TIFF (pixel data missing: page {i} ends past the end of the file)")
         stored = int(sum(cnts))
         bits = int(page.size) * int(getattr(page, "bitspersample", 8) or 8)
         ratio = _TIFF_MAX_RATIO.get(int(page.compression))
         if ratio == 1.0 and stored * 8 < bits * 0.99:
-            raise ImageError(f"{path}: truncated TIFF (page {i} holds {stored:,} bytes of pixel data, its "
-                             f"{'x'.join(map(str, page.shape))} pixels need {bits // 8:,})")
+            raise ImageError(
+                f"{path}: truncated TIFF (page {i} holds {stored:,} bytes of pixel data, its "
+                f"{'x'.join(map(str, page.shape))} pixels need {bits // 8:,})"
+            )
         if ratio is not None and ratio > 1.0 and bits / 8 > stored * ratio + 4096:
-            raise ImageError(f"{path}: corrupt TIFF or a decompression bomb (page {i} claims "
-                             f"{'x'.join(map(str, page.shape))} pixels from {stored:,} bytes of compressed "
-                             "data, more than the codec can hold)")
+            raise ImageError(
+                f"{path}: corrupt TIFF or a decompression bomb (page {i} claims "
+                f"{'x'.join(map(str, page.shape))} pixels from {stored:,} bytes of compressed "
+                "data, more than the codec can hold)"
+            )
 
 
 def _map_axes(path: Path, taxes: str, ndim: int) -> str:
     axes = "".join(_TIFF_AXIS_MAP.get(a, "?") for a in taxes)
     if len(axes) != ndim or "?" in axes or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
-        raise ImageError(f"{path}: unsupported TIFF axes {taxes!r} (scopesr reads images with axes "
-                         f"among T, Z, C, Y, X, e.g. YX, YXC, ZYX, TZCYX)")
+        raise ImageError(
+            f"{path}: unsupported TIFF axes {taxes!r} (scopesr reads images with axes "
+            f"among T, Z, C, Y, X, e.g. YX, YXC, ZYX, TZCYX)"
+        )
     return axes
 
 
@@ -368,9 +384,11 @@ def _check_png(path: Path, max_pixels: int) -> None:
             idat = [(off, n) for t, off, n in chunks if t == b"IDAT"]
             stored = sum(n for _, n in idat)
             if expected > stored * _DEFLATE_MAX_RATIO + 4096:
-                raise ImageError(f"{path}: truncated PNG or a decompression bomb (the header declares "
-                                 f"{w}x{h} pixels, the file holds {stored:,} bytes of image data: too few "
-                                 "for that size)")
+                raise ImageError(
+                    f"{path}: truncated PNG or a decompression bomb (the header declares "
+                    f"{w}x{h} pixels, the file holds {stored:,} bytes of image data: too few "
+                    "for that size)"
+                )
             z = zlib.decompressobj()
             produced = 0
             for off, n in idat:
@@ -392,8 +410,10 @@ def _check_png(path: Path, max_pixels: int) -> None:
         return  # unreadable or corrupt: Pillow reports it with its own words
     if produced < expected:
         rows = expected // max(1, h)
-        raise ImageError(f"{path}: truncated PNG (the header declares {h} rows, the image data holds "
-                         f"about {produced // max(1, rows)}); the rest would be read as black")
+        raise ImageError(
+            f"{path}: truncated PNG (the header declares {h} rows, the image data holds "
+            f"about {produced // max(1, rows)}); the rest would be read as black"
+        )
 
 
 #: JPEG start-of-frame markers: Huffman-coded ones (every 8x8 block costs at least one bit)
@@ -449,9 +469,11 @@ def _check_jpeg(path: Path, fsize: int) -> None:
     marker, w, h = sof
     blocks = math.ceil(w / 8) * math.ceil(h / 8)
     if marker in _JPEG_SOF_HUFFMAN and blocks > 8 * fsize + 64:
-        raise ImageError(f"{path}: truncated JPEG or a decompression bomb (the header declares {w}x{h} "
-                         f"pixels; {fsize:,} bytes cannot code that many, every 8x8 block takes at least "
-                         "one bit)")
+        raise ImageError(
+            f"{path}: truncated JPEG or a decompression bomb (the header declares {w}x{h} "
+            f"pixels; {fsize:,} bytes cannot code that many, every 8x8 block takes at least "
+            "one bit)"
+        )
 
 
 def _read_pillow(path: Path, max_pixels: int, fmt: str) -> Image:
@@ -471,7 +493,8 @@ def _read_pillow(path: Path, max_pixels: int, fmt: str) -> Image:
                     raise ImageError(
                         f"{path}: image claims {w}x{h} = {w * h:,} pixels, more than the limit of "
                         f"{max_pixels:,} (possible decompression bomb). If the image is genuine, raise "
-                        "the limit (read_image(max_pixels=...), sr-upscale --max-pixels).")
+                        "the limit (read_image(max_pixels=...), sr-upscale --max-pixels)."
+                    )
                 if w == 0 or h == 0:
                     raise ImageError(f"{path}: empty image ({w}x{h})")
                 im.load()
@@ -479,9 +502,11 @@ def _read_pillow(path: Path, max_pixels: int, fmt: str) -> Image:
     except ImageError:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: image claims more pixels than the limit of {max_pixels:,} "
-                         f"(possible decompression bomb: {exc}). If the image is genuine, raise the "
-                         "limit (read_image(max_pixels=...), sr-upscale --max-pixels).") from None
+        raise ImageError(
+            f"{path}: image claims more pixels than the limit of {max_pixels:,} "
+            f"(possible decompression bomb: {exc}). If the image is genuine, raise the "
+            "limit (read_image(max_pixels=...), sr-upscale --max-pixels)."
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure = a bad file
         # Pillow says "image file is truncated" / "broken PNG file" / "cannot identify image file"
         raise ImageError(f"{path}: truncated or corrupt {fmt.upper()} ({exc})") from None
@@ -513,8 +538,10 @@ def _pil_to_array(path: Path, im: Any) -> tuple[np.ndarray, str]:
 
 
 def _dtype_message(path: Path, dtype: np.dtype) -> str:
-    return (f"{path}: unsupported pixel type {dtype} (scopesr reads uint8, uint16 and float32; "
-            "convert the image, e.g. to uint16 or float32, first)")
+    return (
+        f"{path}: unsupported pixel type {dtype} (scopesr reads uint8, uint16 and float32; "
+        "convert the image, e.g. to uint16 or float32, first)"
+    )
 
 
 def _validate(img: Image, check_finite: bool) -> None:
@@ -526,15 +553,16 @@ def _validate(img: Image, check_finite: bool) -> None:
     if check_finite and img.dtype.kind == "f":
         bad = _count_nonfinite(img.array)
         if bad:
-            raise ImageError(f"{path}: {bad:,} pixel(s) are NaN or infinite; replace them "
-                             "(e.g. numpy.nan_to_num) before upscaling")
+            raise ImageError(
+                f"{path}: {bad:,} pixel(s) are NaN or infinite; replace them (e.g. numpy.nan_to_num) before upscaling"
+            )
 
 
 def _count_nonfinite(a: np.ndarray, chunk_bytes: int = 64 << 20) -> int:
     """Count NaN/inf in chunks, so a memory-mapped float stack is not loaded whole."""
     flat = a.reshape(-1) if a.flags.c_contiguous else np.asarray(a).reshape(-1)
     step = max(1, chunk_bytes // a.dtype.itemsize)
-    return int(sum(int((~np.isfinite(flat[i:i + step])).sum()) for i in range(0, flat.size, step)))
+    return int(sum(int((~np.isfinite(flat[i : i + step])).sum()) for i in range(0, flat.size, step)))
 
 
 def release_pages(array: np.ndarray) -> None:
@@ -566,8 +594,11 @@ def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir()
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+            )
             if not found:
                 log.warning("%s: folder holds no images (%s)", p, ", ".join(IMAGE_SUFFIXES))
             items = found
@@ -593,7 +624,7 @@ def output_suffix(dtype: np.dtype, axes: str, source_format: str | None = None) 
 
 
 def _png_ok(array: np.ndarray, axes: str) -> bool:
-    return (array.dtype == np.uint8 and (axes == "YX" or (axes == "YXC" and array.shape[-1] in (1, 3, 4))))
+    return array.dtype == np.uint8 and (axes == "YX" or (axes == "YXC" and array.shape[-1] in (1, 3, 4)))
 
 
 def _tiff_kwargs(axes: str, shape: Sequence[int], dtype: np.dtype) -> dict[str, Any]:
@@ -678,12 +709,15 @@ def clean_metadata(metadata: dict[str, Any] | None, path: Any = None, strict: bo
                     cij["unit"] = u
         out["imagej"] = cij  # an ImageJ input stays ImageJ
     if dropped and strict:
-        raise ImageError(f"{path}: cannot write this image's metadata: {', '.join(dropped)} (a TIFF takes a "
-                         "finite positive resolution with unit 1, 2 or 3, ImageJ spacing/finterval > 0 and an "
-                         "ASCII unit)")
+        raise ImageError(
+            f"{path}: cannot write this image's metadata: {', '.join(dropped)} (a TIFF takes a "
+            "finite positive resolution with unit 1, 2 or 3, ImageJ spacing/finterval > 0 and an "
+            "ASCII unit)"
+        )
     if dropped:
-        log.warning("%s: %s cannot be written to a TIFF; left out of the result", path or "metadata",
-                    ", ".join(dropped))
+        log.warning(
+            "%s: %s cannot be written to a TIFF; left out of the result", path or "metadata", ", ".join(dropped)
+        )
     return out
 
 
@@ -703,12 +737,22 @@ def _resolution_kwargs(metadata: dict[str, Any] | None, scale: int) -> dict[str,
 def _imagej_ok(metadata: dict[str, Any] | None, axes: str, dtype: np.dtype) -> bool:
     """Write ImageJ format when the input was ImageJ and the result fits its rules
     (uint8/uint16/float32, axes in TZCYX order)."""
-    return (bool(metadata) and "imagej" in metadata and np.dtype(dtype) in SUPPORTED_DTYPES
-            and axes == "".join(a for a in AXES_ORDER if a in axes))
+    return (
+        bool(metadata)
+        and "imagej" in metadata
+        and np.dtype(dtype) in SUPPORTED_DTYPES
+        and axes == "".join(a for a in AXES_ORDER if a in axes)
+    )
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
-                metadata: dict[str, Any] | None = None, scale: int = 1, overwrite: bool = True) -> Path:
+def write_image(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    axes: str,
+    metadata: dict[str, Any] | None = None,
+    scale: int = 1,
+    overwrite: bool = True,
+) -> Path:
     """Write ``array`` (axes over TZCYX) atomically: PNG when the suffix is .png and the data
     fits PNG (8-bit 2-D), else TIFF (BigTIFF above 2 GB). ``metadata``/``scale`` carry the
     input's TIFF resolution over, scaled. ``overwrite=False``: an existing ``path`` (also one
@@ -720,8 +764,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
     metadata = clean_metadata(metadata, path, strict=True)
     suffix = path.suffix.lower()
     if suffix == ".png" and not _png_ok(array, axes):
-        raise ImageError(f"{path}: PNG cannot hold a {array.dtype} image with axes {axes}; "
-                         "write a .tif instead")
+        raise ImageError(f"{path}: PNG cannot hold a {array.dtype} image with axes {axes}; write a .tif instead")
     if suffix not in TIFF_SUFFIXES + (".png",):
         raise ImageError(f"{path}: cannot write {suffix!r} files (use .tif or .png)")
     with _writing(path), atomic_path(path, overwrite=overwrite) as tmp:
@@ -739,8 +782,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, axes: str,
                 # an ImageJ hyperstack stays one, with its z spacing / frame interval / unit,
                 # so Fiji opens the result with the same dimensions
                 kw = {"imagej": True, "metadata": {"axes": axes, **metadata["imagej"]}}
-            tifffile.imwrite(tmp, np.ascontiguousarray(array), bigtiff=big, **kw,
-                             **_resolution_kwargs(metadata, scale))
+            tifffile.imwrite(tmp, np.ascontiguousarray(array), bigtiff=big, **kw, **_resolution_kwargs(metadata, scale))
     return path
 
 
@@ -756,9 +798,17 @@ def _writing(path: Path) -> Iterator[None]:
         raise ImageError(f"{path}: cannot write this image ({type(exc).__name__}: {exc})") from None
 
 
-def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: Any, axes: str,
-                         bands: Iterable[np.ndarray], metadata: dict[str, Any] | None = None,
-                         scale: int = 1, rows_per_strip: int = 64, overwrite: bool = True) -> Path:
+def write_tiff_streaming(
+    path: str | os.PathLike,
+    shape: Sequence[int],
+    dtype: Any,
+    axes: str,
+    bands: Iterable[np.ndarray],
+    metadata: dict[str, Any] | None = None,
+    scale: int = 1,
+    rows_per_strip: int = 64,
+    overwrite: bool = True,
+) -> Path:
     """Write a (Big)TIFF strip by strip from row ``bands``, atomically.
 
     ``bands`` yields row blocks in file order: plane after plane (over the axes before Y),
@@ -781,7 +831,7 @@ def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: A
     if axes[yi:] not in ("YX", "YXC"):
         raise InputError(f"streaming needs Y, X (and C) as the last axes, got {axes!r}")
     height = shape[yi]
-    row_shape = shape[yi + 1:]
+    row_shape = shape[yi + 1 :]
     planes = int(np.prod(shape[:yi], dtype=np.int64))
     rows = max(1, min(rows_per_strip, height))
 
@@ -793,13 +843,11 @@ def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: A
         for band in bands:
             band = np.asarray(band)
             if band.shape[1:] != row_shape or band.dtype != dtype:
-                raise InputError(f"band of shape {band.shape} {band.dtype} does not fit rows of "
-                                 f"{row_shape} {dtype}")
+                raise InputError(f"band of shape {band.shape} {band.dtype} does not fit rows of {row_shape} {dtype}")
             if done_planes >= planes:
                 raise InputError("more rows than the declared shape")
             if plane_rows + band.shape[0] > height:
-                raise InputError(f"band crosses the end of plane {done_planes} (a band must "
-                                 "lie inside one plane)")
+                raise InputError(f"band crosses the end of plane {done_planes} (a band must lie inside one plane)")
             pending.append(band)
             npend += band.shape[0]
             plane_rows += band.shape[0]
@@ -825,8 +873,16 @@ def write_tiff_streaming(path: str | os.PathLike, shape: Sequence[int], dtype: A
         kw = {"imagej": True, "metadata": {"axes": axes, **metadata["imagej"]}}
         big = False  # ImageJ hyperstacks are classic TIFF (the in-memory writer's rule)
     with _writing(path), atomic_path(path, overwrite=overwrite) as tmp:
-        tifffile.imwrite(tmp, strips(), shape=shape, dtype=dtype, rowsperstrip=rows, bigtiff=big,
-                         **kw, **_resolution_kwargs(metadata, scale))
+        tifffile.imwrite(
+            tmp,
+            strips(),
+            shape=shape,
+            dtype=dtype,
+            rowsperstrip=rows,
+            bigtiff=big,
+            **kw,
+            **_resolution_kwargs(metadata, scale),
+        )
     return path
 
 
@@ -838,8 +894,9 @@ def _png_chunk(fh: Any, ctype: bytes, data: bytes) -> None:
     fh.write(struct.pack(">I", zlib.crc32(ctype + data) & 0xFFFFFFFF))
 
 
-def write_png_streaming(path: str | os.PathLike, shape: Sequence[int], bands: Iterable[np.ndarray],
-                        overwrite: bool = True, level: int = 6) -> Path:
+def write_png_streaming(
+    path: str | os.PathLike, shape: Sequence[int], bands: Iterable[np.ndarray], overwrite: bool = True, level: int = 6
+) -> Path:
     """Write an 8-bit PNG, ``shape`` (H, W) or (H, W, C) with C of 1, 3 or 4, from row
     ``bands`` top to bottom, atomically: one band in memory at a time.
 
@@ -863,15 +920,14 @@ def write_png_streaming(path: str | os.PathLike, shape: Sequence[int], bands: It
         for band in bands:
             band = np.asarray(band)
             if band.dtype != np.uint8 or band.shape[1:] != shape[1:]:
-                raise InputError(f"band of shape {band.shape} {band.dtype} does not fit rows of "
-                                 f"{shape[1:]} uint8")
+                raise InputError(f"band of shape {band.shape} {band.dtype} does not fit rows of {shape[1:]} uint8")
             if rows + band.shape[0] > h:
                 raise InputError("more rows than the declared shape")
             a = band.reshape(band.shape[0], w * c)
             f = np.empty((a.shape[0], w * c + 1), np.uint8)
             f[:, 0] = 1  # filter type Sub: each byte minus the one a pixel to its left (mod 256)
-            f[:, 1:1 + c] = a[:, :c]
-            np.subtract(a[:, c:], a[:, :-c], out=f[:, 1 + c:])
+            f[:, 1 : 1 + c] = a[:, :c]
+            np.subtract(a[:, c:], a[:, :-c], out=f[:, 1 + c :])
             data = z.compress(f.tobytes())
             if data:
                 _png_chunk(fh, b"IDAT", data)

@@ -7,6 +7,7 @@ np.memmap) the percentiles come from a deterministic strided subsample of at mos
 floats. The inverse map is the same affine transform, so the output keeps the input's
 intensity scale; integer outputs are rounded and clipped to their dtype.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,8 @@ def check_dtype(dtype: np.dtype, where: str = "image") -> None:
     raise ModelIOError(
         f"{where}: unsupported pixel type {dtype} (scopesr takes uint8, uint16 or float32 images). "
         "Convert it first, e.g. image.astype(np.uint16) for non-negative integer data or "
-        "image.astype(np.float32).")
+        "image.astype(np.float32)."
+    )
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ class Stats:
         x *= self._inv32
         return x
 
-    def denormalise(self, y: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None,
-                    overwrite_input: bool = False) -> np.ndarray:
+    def denormalise(
+        self, y: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None, overwrite_input: bool = False
+    ) -> np.ndarray:
         """(..., C) float32 model output -> ``dtype`` pixels (ints rounded half up and clipped).
 
         ``overwrite_input``: work in ``y`` itself (the tiler's own scratch output) instead of

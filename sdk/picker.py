@@ -38,6 +38,7 @@ unwritable cache never fails a load (it is logged, and the probe runs again).
 This module imports no runtime and nothing of ``upscaler.py``: ``load`` hands it the models
 folder, the bundled names and a function that opens an artifact.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,12 +84,19 @@ QUALITY_FLOOR_DB = -0.2
 #: without a probe: ONNX where onnxruntime is, else int8 TFLite (fast on a Pi 5), else fp32 TFLite
 STATIC_ORDER = ("onnx", "tflite-int8", "tflite")
 #: backend -> the modules whose presence means its runtime is installed (any of them)
-RUNTIME_MODULES = {"onnx": ("onnxruntime",), "torch": ("torch",), "coreml": ("coremltools",),
-                   "tflite": ("ai_edge_litert", "tflite_runtime", "tensorflow")}
+RUNTIME_MODULES = {
+    "onnx": ("onnxruntime",),
+    "torch": ("torch",),
+    "coreml": ("coremltools",),
+    "tflite": ("ai_edge_litert", "tflite_runtime", "tensorflow"),
+}
 #: backend -> distributions whose version keys the cache (the first installed one)
-RUNTIME_DISTS = {"onnx": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino"),
-                 "tflite": ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"),
-                 "torch": ("torch",), "coreml": ("coremltools",)}
+RUNTIME_DISTS = {
+    "onnx": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino"),
+    "tflite": ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"),
+    "torch": ("torch",),
+    "coreml": ("coremltools",),
+}
 _PRECISION_RANK = {"fp32": 0, "bf16": 1, "fp16": 1, "int8": 2}
 
 
@@ -124,9 +132,18 @@ class Choice:
     upscaler: Any = None  # the winner, already opened by the probe (not described)
 
     def describe(self) -> dict[str, Any]:
-        return {"artifact": self.path.name, "name": self.name, "how": self.how, "reason": self.reason,
-                "timings_ms": self.timings_ms, "skipped": self.skipped, "cache": self.cache,
-                "cpu": self.cpu, "cpu_key": self.cpu_key, "probe_s": self.probe_s}
+        return {
+            "artifact": self.path.name,
+            "name": self.name,
+            "how": self.how,
+            "reason": self.reason,
+            "timings_ms": self.timings_ms,
+            "skipped": self.skipped,
+            "cache": self.cache,
+            "cpu": self.cpu,
+            "cpu_key": self.cpu_key,
+            "probe_s": self.probe_s,
+        }
 
 
 # ---------------------------------------------------------------------------- cache file
@@ -161,12 +178,17 @@ def _read_cache(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("entries"), dict):
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != CACHE_FORMAT
+            or not isinstance(data.get("entries"), dict)
+        ):
             raise ValueError(f"not a scopesr picker cache of format {CACHE_FORMAT}")
         return data["entries"]
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        log.warning("ignoring the artifact picker's cache %s: it is corrupt (%s); probing again and "
-                    "rewriting it", path, exc)
+        log.warning(
+            "ignoring the artifact picker's cache %s: it is corrupt (%s); probing again and rewriting it", path, exc
+        )
         return {}
 
 
@@ -180,8 +202,13 @@ def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> bool:
         atomic_write_text(path, text)
         return True
     except OSError as exc:
-        log.warning("cannot write the artifact picker's cache %s (%s): the choice holds for this process "
-                    "only and the probe runs again next time (set %s to a writable folder)", path, exc, ENV_CACHE_DIR)
+        log.warning(
+            "cannot write the artifact picker's cache %s (%s): the choice holds for this process "
+            "only and the probe runs again next time (set %s to a writable folder)",
+            path,
+            exc,
+            ENV_CACHE_DIR,
+        )
         return False
 
 
@@ -204,8 +231,9 @@ def _worst_gains(card: ModelCard) -> dict[str, tuple[float, Any]]:
     return out
 
 
-def quality_floor_reason(card: ModelCard, floor_db: float = QUALITY_FLOOR_DB,
-                         reference: Mapping[str, float] | None = None) -> str | None:
+def quality_floor_reason(
+    card: ModelCard, floor_db: float = QUALITY_FLOOR_DB, reference: Mapping[str, float] | None = None
+) -> str | None:
     """Why the card's own measurements put the artifact below the floor, or None (also when
     the card does not carry them).
 
@@ -220,14 +248,15 @@ def quality_floor_reason(card: ModelCard, floor_db: float = QUALITY_FLOOR_DB,
     d = _num(worst.get("delta_db")) if isinstance(worst, Mapping) else None
     if d is not None and d < floor_db:
         where = ", ".join(str(worst[k]) for k in ("image", "degradation") if worst.get(k))
-        return (f"int8 vs fp32 worst {d:+.2f} dB{f' ({where})' if where else ''} is below the "
-                f"{floor_db:+.1f} dB floor")
+        return f"int8 vs fp32 worst {d:+.2f} dB{f' ({where})' if where else ''} is below the {floor_db:+.1f} dB floor"
     for row, (g, img) in _worst_gains(card).items():
         base = 0.0 if reference is None else min(0.0, reference.get(row, 0.0))
         if g < base + floor_db:
             against = "" if reference is None or base == 0.0 else f" ({base:+.2f} dB for the best bundled file)"
-            return (f"held-out worst gain over bicubic {g:+.2f} dB on '{row}'{f' ({img})' if img else ''} "
-                    f"is below the {floor_db:+.1f} dB floor{against}")
+            return (
+                f"held-out worst gain over bicubic {g:+.2f} dB on '{row}'{f' ({img})' if img else ''} "
+                f"is below the {floor_db:+.1f} dB floor{against}"
+            )
     return None
 
 
@@ -245,7 +274,7 @@ def bundled(models_dir: Path, names: Mapping[str, str]) -> list[Candidate]:
         except ScopesrError as exc:
             log.warning("%s: skipped by the artifact picker (%s)", card_file, exc)
             continue
-        artifact = card_file.with_name(card.artifact or card_file.name[:-len(CARD_SUFFIX)])
+        artifact = card_file.with_name(card.artifact or card_file.name[: -len(CARD_SUFFIX)])
         if not artifact.exists():
             continue
         try:
@@ -347,20 +376,37 @@ def _winner(cands: list[Candidate], timings: Mapping[str, Mapping[str, float]]) 
 
 def _timing_text(timings: Mapping[str, Mapping[str, float]]) -> str:
     sizes = " / ".join(_label(s) for s in PROBE_SIZES)
-    return "; ".join(f"{n} {' / '.join(f'{t[_label(s)]:.1f}' for s in PROBE_SIZES)} ms"
-                     for n, t in sorted(timings.items(), key=lambda kv: kv[1]["score"])) + f" ({sizes})"
+    return (
+        "; ".join(
+            f"{n} {' / '.join(f'{t[_label(s)]:.1f}' for s in PROBE_SIZES)} ms"
+            for n, t in sorted(timings.items(), key=lambda kv: kv[1]["score"])
+        )
+        + f" ({sizes})"
+    )
 
 
 # ---------------------------------------------------------------------------- pick
 def _cache_entry_ok(entry: Any, cands: Mapping[str, str], versions: Mapping[str, str]) -> bool:
-    return (isinstance(entry, dict) and entry.get("candidates") == dict(cands)
-            and entry.get("versions") == dict(versions) and entry.get("chosen") in cands
-            and isinstance(entry.get("timings_ms"), dict))
+    return (
+        isinstance(entry, dict)
+        and entry.get("candidates") == dict(cands)
+        and entry.get("versions") == dict(versions)
+        and entry.get("chosen") in cands
+        and isinstance(entry.get("timings_ms"), dict)
+    )
 
 
-def pick(models_dir: Path, names: Mapping[str, str], open_artifact: Callable[[Path], Any], *,
-         backend: str = "auto", device: str = "auto", probe_enabled: bool | None = None,
-         opts: Mapping[str, Any] | None = None, has_module: Callable[[str], bool]) -> Choice:
+def pick(
+    models_dir: Path,
+    names: Mapping[str, str],
+    open_artifact: Callable[[Path], Any],
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    probe_enabled: bool | None = None,
+    opts: Mapping[str, Any] | None = None,
+    has_module: Callable[[str], bool],
+) -> Choice:
     """Choose the bundled artifact for ``load("default")`` (see the module docstring).
 
     ``open_artifact(path)`` opens one artifact as an Upscaler (load's own code, with the
@@ -376,28 +422,40 @@ def pick(models_dir: Path, names: Mapping[str, str], open_artifact: Callable[[Pa
     base: dict[str, Any] = {"cpu": cpu.line(), "cpu_key": cpu.key()}
     everything = bundled(models_dir, names)
     if not everything:
-        raise ModelError(f"the bundled default model is not in this install ({models_dir} holds no artifact "
-                         "with its card; it has not been built/bundled yet). Pass a model path instead, e.g. "
-                         "load('my_model.onnx') or sr-upscale --model my_model.onnx.")
+        raise ModelError(
+            f"the bundled default model is not in this install ({models_dir} holds no artifact "
+            "with its card; it has not been built/bundled yet). Pass a model path instead, e.g. "
+            "load('my_model.onnx') or sr-upscale --model my_model.onnx."
+        )
 
     # the user's explicit choice: no probe, no floor
     want = os.environ.get(ENV_ARTIFACT, "").strip()
     if want:
         match = [c for c in everything if want in (c.name, c.path.name)]
         if not match:
-            raise InputError(f"{ENV_ARTIFACT}={want!r} names no bundled artifact; use one of "
-                             f"{sorted(c.name for c in everything)}, or unset it to let load('default') choose")
+            raise InputError(
+                f"{ENV_ARTIFACT}={want!r} names no bundled artifact; use one of "
+                f"{sorted(c.name for c in everything)}, or unset it to let load('default') choose"
+            )
         c = match[0]
         if backend in ("auto", c.backend):
             return Choice(c.name, c.path, "override", f"{ENV_ARTIFACT}={want} (no probe, no quality floor)", **base)
-        log.warning("%s=%s ignored: backend=%r was asked for and %s is a %s artifact", ENV_ARTIFACT, want, backend,
-                    c.path.name, c.backend)
+        log.warning(
+            "%s=%s ignored: backend=%r was asked for and %s is a %s artifact",
+            ENV_ARTIFACT,
+            want,
+            backend,
+            c.path.name,
+            c.backend,
+        )
 
     cands = everything if backend == "auto" else [c for c in everything if c.backend == backend]
     if not cands:
-        raise InputError(f"the bundled default model has no {backend} artifact (it has "
-                         f"{', '.join(c.path.name for c in everything)}); use backend='auto', 'onnx' or 'tflite', "
-                         "or pass a model path")
+        raise InputError(
+            f"the bundled default model has no {backend} artifact (it has "
+            f"{', '.join(c.path.name for c in everything)}); use backend='auto', 'onnx' or 'tflite', "
+            "or pass a model path"
+        )
     only = "" if backend == "auto" else f" for backend={backend!r}"
     skipped: dict[str, str] = {}
     runnable = []
@@ -408,8 +466,9 @@ def pick(models_dir: Path, names: Mapping[str, str], open_artifact: Callable[[Pa
             skipped[c.name] = f"its runtime ({c.backend}) is not installed"
     if not runnable:  # opening it raises the error that names the package to install
         c = _static(cands)
-        return Choice(c.name, c.path, "static", f"no runtime installed for any bundled artifact{only}",
-                      skipped=skipped, **base)
+        return Choice(
+            c.name, c.path, "static", f"no runtime installed for any bundled artifact{only}", skipped=skipped, **base
+        )
     eligible = []
     # per row, the best held-out worst gain among the runnable files: a file is held against what
     # the model can do (its fp32 twin), so a model-wide shortfall does not disqualify every file
@@ -427,38 +486,78 @@ def pick(models_dir: Path, names: Mapping[str, str], open_artifact: Callable[[Pa
         c = _static(runnable)
         # the model itself (not one of its files) is below the floor on some row: the card and
         # the README say so; every load repeating it as a warning would only be noise
-        log.info("every bundled artifact this install can run%s is below the quality floor (%s); opening %s",
-                    only, "; ".join(f"{k}: {v}" for k, v in skipped.items()), c.path.name)
-        return Choice(c.name, c.path, "fallback", "every runnable artifact is below the quality floor: the static "
-                      "preference", skipped=skipped, **base)
+        log.info(
+            "every bundled artifact this install can run%s is below the quality floor (%s); opening %s",
+            only,
+            "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+            c.path.name,
+        )
+        return Choice(
+            c.name,
+            c.path,
+            "fallback",
+            "every runnable artifact is below the quality floor: the static preference",
+            skipped=skipped,
+            **base,
+        )
     if len(eligible) == 1:
         c = eligible[0]
-        return Choice(c.name, c.path, "only", f"the only bundled artifact{only} this install runs within the "
-                      "quality floor", skipped=skipped, **base)
+        return Choice(
+            c.name,
+            c.path,
+            "only",
+            f"the only bundled artifact{only} this install runs within the quality floor",
+            skipped=skipped,
+            **base,
+        )
     if device == "cuda":  # the probe times CPUs; a GPU runs the ONNX (or torch) artifact
         c = _static([c for c in eligible if c.backend in ("onnx", "torch")] or eligible)
-        return Choice(c.name, c.path, "static", "device='cuda': the artifact that runs on the GPU", skipped=skipped,
-                      **base)
+        return Choice(
+            c.name, c.path, "static", "device='cuda': the artifact that runs on the GPU", skipped=skipped, **base
+        )
     if not (_env_probe() if probe_enabled is None else probe_enabled):
         c = _static(eligible)
-        return Choice(c.name, c.path, "static", f"no probe (probe=False or {ENV_PROBE}=0): the static preference "
-                      f"{' > '.join(STATIC_ORDER)}", skipped=skipped, **base)
+        return Choice(
+            c.name,
+            c.path,
+            "static",
+            f"no probe (probe=False or {ENV_PROBE}=0): the static preference {' > '.join(STATIC_ORDER)}",
+            skipped=skipped,
+            **base,
+        )
 
     # the cache: per CPU, options, candidate sha256 and runtime version
     path = cache_path()
-    key = "|".join([cpu.key(), f"device={device}", f"backend={backend}",
-                    "opts=" + json.dumps(dict(opts or {}), sort_keys=True, default=str)])
+    key = "|".join(
+        [
+            cpu.key(),
+            f"device={device}",
+            f"backend={backend}",
+            "opts=" + json.dumps(dict(opts or {}), sort_keys=True, default=str),
+        ]
+    )
     shas = {c.name: c.sha256 for c in eligible}
     versions = {b: _runtime_version(b) for b in sorted({c.backend for c in eligible})}
     entry = None if _env_force() else _read_cache(path).get(key)
     if _cache_entry_ok(entry, shas, versions):
         c = next(c for c in eligible if c.name == entry["chosen"])
-        return Choice(c.name, c.path, "cache", f"fastest on this CPU in the probe of {entry.get('probed_at', '?')} "
-                      f"(cached): {_timing_text(entry['timings_ms'])}", timings_ms=entry["timings_ms"],
-                      skipped=skipped, cache=str(path), probe_s=entry.get("probe_s"), **base)
+        return Choice(
+            c.name,
+            c.path,
+            "cache",
+            f"fastest on this CPU in the probe of {entry.get('probed_at', '?')} "
+            f"(cached): {_timing_text(entry['timings_ms'])}",
+            timings_ms=entry["timings_ms"],
+            skipped=skipped,
+            cache=str(path),
+            probe_s=entry.get("probe_s"),
+            **base,
+        )
     if entry is not None:
-        log.info("artifact picker: the cached choice for this CPU no longer matches the bundled artifacts or "
-                 "runtimes; probing again")
+        log.info(
+            "artifact picker: the cached choice for this CPU no longer matches the bundled artifacts or "
+            "runtimes; probing again"
+        )
 
     t0 = time.perf_counter()
     ups: dict[str, Any] = {}
@@ -474,17 +573,34 @@ def pick(models_dir: Path, names: Mapping[str, str], open_artifact: Callable[[Pa
     opened = [c for c in eligible if c.name in ups]
     if len(opened) == 1:
         c = opened[0]
-        return Choice(c.name, c.path, "only", "the only candidate that opened", skipped=skipped,
-                      upscaler=ups[c.name], **base)
+        return Choice(
+            c.name, c.path, "only", "the only candidate that opened", skipped=skipped, upscaler=ups[c.name], **base
+        )
     timings = probe(ups)
     winner = _winner(opened, timings)
     probe_s = round(time.perf_counter() - t0, 3)
-    entry = {"cpu": cpu.line(), "candidates": shas, "versions": versions, "timings_ms": timings,
-             "chosen": winner.name, "probed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "probe_s": probe_s}
+    entry = {
+        "cpu": cpu.line(),
+        "candidates": shas,
+        "versions": versions,
+        "timings_ms": timings,
+        "chosen": winner.name,
+        "probed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "probe_s": probe_s,
+    }
     wrote = _write_cache(path, key, entry)
     reason = f"fastest on this CPU in a {probe_s:.1f} s timed probe: {_timing_text(timings)}"
     if not wrote:
         reason += " (not cached: the cache folder is not writable)"
-    return Choice(winner.name, winner.path, "probe", reason, timings_ms=timings, skipped=skipped,
-                  cache=str(path) if wrote else None, probe_s=probe_s, upscaler=ups[winner.name], **base)
+    return Choice(
+        winner.name,
+        winner.path,
+        "probe",
+        reason,
+        timings_ms=timings,
+        skipped=skipped,
+        cache=str(path) if wrote else None,
+        probe_s=probe_s,
+        upscaler=ups[winner.name],
+        **base,
+    )

@@ -3,6 +3,7 @@
 Cards record both (``versions``, ``sha256``); the runtime checks the hash before it runs
 an artifact. Only the standard library: it runs on a Raspberry Pi without torch.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -29,6 +29,7 @@ trains on (each crop gets its own draw); ``EVAL_DEGRADATIONS`` are the fixed row
 quality table. All randomness comes from the ``numpy.random.Generator`` passed in, so a
 seeded run is reproducible.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,10 +45,27 @@ import numpy as np
 from .errors import ScopesrError
 
 __all__ = [
-    "CONVENTION", "DEFAULT_BORDER", "QualityError", "psnr", "ssim",
-    "DOWNSAMPLERS", "Degradation", "DegradationRanges", "EVAL_DEGRADATIONS", "LEGACY_DEGRADATIONS",
-    "degradation_from_name", "photons_for_snr", "downsample", "upscale_bicubic", "upscale_nearest",
-    "gaussian_kernel", "defocus_kernel", "convolve_reflect", "EvalImage", "evaluate", "summarise",
+    "CONVENTION",
+    "DEFAULT_BORDER",
+    "QualityError",
+    "psnr",
+    "ssim",
+    "DOWNSAMPLERS",
+    "Degradation",
+    "DegradationRanges",
+    "EVAL_DEGRADATIONS",
+    "LEGACY_DEGRADATIONS",
+    "degradation_from_name",
+    "photons_for_snr",
+    "downsample",
+    "upscale_bicubic",
+    "upscale_nearest",
+    "gaussian_kernel",
+    "defocus_kernel",
+    "convolve_reflect",
+    "EvalImage",
+    "evaluate",
+    "summarise",
 ]
 
 DEFAULT_BORDER = 8
@@ -56,7 +74,8 @@ CONVENTION = (
     "pixels from each border; SSIM Gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, population covariances "
     "(skimage gaussian_weights=True, use_sample_covariance=False); reference = the sharp HR image in the "
     "degraded LR image's units; bicubic = PIL bicubic x{scale} of the LR, nearest = pixel repetition, both "
-    "rounded to the LR dtype like the model output; means are per source, then over sources.")
+    "rounded to the LR dtype like the model output; means are per source, then over sources."
+)
 
 
 class QualityError(ScopesrError, ValueError):
@@ -100,7 +119,7 @@ _SSIM_SIGMA, _SSIM_WIN = 1.5, 11
 
 def _gauss1d(sigma: float = _SSIM_SIGMA, win: int = _SSIM_WIN) -> np.ndarray:
     ax = np.arange(win, dtype=np.float64) - (win - 1) / 2
-    g = np.exp(-(ax ** 2) / (2 * sigma ** 2))
+    g = np.exp(-(ax**2) / (2 * sigma**2))
     return g / g.sum()
 
 
@@ -125,11 +144,11 @@ def ssim(ref: np.ndarray, x: np.ndarray, data_range: float | None = None, border
     vals = []
     for a, b in zip(refs, xs):
         mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
-        var_a = _filter_valid(a * a, g) - mu_a ** 2
-        var_b = _filter_valid(b * b, g) - mu_b ** 2
+        var_a = _filter_valid(a * a, g) - mu_a**2
+        var_b = _filter_valid(b * b, g) - mu_b**2
         cov = _filter_valid(a * b, g) - mu_a * mu_b
         num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-        den = (mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)
+        den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
         vals.append(float(np.mean(num / den)))
     return float(np.mean(vals))
 
@@ -141,7 +160,7 @@ def gaussian_kernel(sigma: float, sigma_y: float | None = None, theta: float = 0
     if sigma <= 0 or sy <= 0:
         raise QualityError(f"Gaussian sigma must be > 0, got {sigma}, {sy}")
     r = int(math.ceil(3.5 * max(sigma, sy)))
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float64)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
     c, s = math.cos(theta), math.sin(theta)
     u, v = c * xx + s * yy, -s * xx + c * yy
     k = np.exp(-0.5 * ((u / sigma) ** 2 + (v / sy) ** 2))
@@ -155,11 +174,11 @@ def defocus_kernel(radius: float) -> np.ndarray:
     r = int(math.ceil(radius)) + 1
     n = 4  # 4x4 sub-samples per pixel give the disk a smooth edge
     sub = (np.arange(n) + 0.5) / n - 0.5
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float64)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
     k = np.zeros_like(yy)
     for dy in sub:
         for dx in sub:
-            k += ((yy + dy) ** 2 + (xx + dx) ** 2) <= radius ** 2
+            k += ((yy + dy) ** 2 + (xx + dx) ** 2) <= radius**2
     return k / k.sum()
 
 
@@ -168,12 +187,14 @@ def convolve_reflect(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     img = np.asarray(img, dtype=np.float64)
     kh, kw = kernel.shape
     ph, pw = kh // 2, kw // 2
-    mode = "reflect" if min(img.shape) > max(ph, pw) else "symmetric"
-    p = np.pad(img, ((ph, ph), (pw, pw)), mode=mode)
+    if min(img.shape) > max(ph, pw):
+        p = np.pad(img, ((ph, ph), (pw, pw)), mode="reflect")
+    else:  # a kernel wider than the image: mirror with repetition, which any size allows
+        p = np.pad(img, ((ph, ph), (pw, pw)), mode="symmetric")
     shape = (p.shape[0] + kh - 1, p.shape[1] + kw - 1)
     f = np.fft.rfft2(p, shape) * np.fft.rfft2(kernel[::-1, ::-1], shape)
     full = np.fft.irfft2(f, shape)
-    return full[kh - 1:kh - 1 + img.shape[0], kw - 1:kw - 1 + img.shape[1]]
+    return full[kh - 1 : kh - 1 + img.shape[0], kw - 1 : kw - 1 + img.shape[1]]
 
 
 # ============================================================================ resampling
@@ -191,7 +212,7 @@ def _cubic_noaa_1d(a: np.ndarray, scale: int, axis: int) -> np.ndarray:
     pos = (np.arange(n_out) + 0.5) * scale - 0.5
     base = np.floor(pos).astype(np.int64)
     t = pos - base
-    out = 0.0
+    out: np.ndarray | float = 0.0
     for off in (-1, 0, 1, 2):
         d = np.abs(t - off)
         w = np.where(d <= 1, (1.25 * d - 2.25) * d * d + 1, ((-0.75 * d + 3.75) * d - 6.0) * d + 3.0)
@@ -209,7 +230,7 @@ def _down_bicubic_aa(x: np.ndarray, s: int) -> np.ndarray:
 
 def _down_area(x: np.ndarray, s: int) -> np.ndarray:
     h, w = x.shape
-    return x[:h - h % s, :w - w % s].reshape(h // s, s, w // s, s).mean(axis=(1, 3))
+    return x[: h - h % s, : w - w % s].reshape(h // s, s, w // s, s).mean(axis=(1, 3))
 
 
 def _down_cubic(x: np.ndarray, s: int) -> np.ndarray:
@@ -218,15 +239,15 @@ def _down_cubic(x: np.ndarray, s: int) -> np.ndarray:
 
 def _down_decimate(x: np.ndarray, s: int) -> np.ndarray:
     h, w = x.shape
-    return x[s // 2:h - h % s:s, s // 2:w - w % s:s]
+    return x[s // 2 : h - h % s : s, s // 2 : w - w % s : s]
 
 
 #: LR sampling: name -> f(2-D float64 HR, scale) -> LR
 DOWNSAMPLERS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "bicubic-aa": _down_bicubic_aa,  # PIL's bicubic, widened when shrinking (the paper's LR)
-    "area": _down_area,              # pixel binning: the mean of each s x s block (exact)
-    "cubic": _down_cubic,            # cubic interpolation without anti-aliasing (aliases)
-    "decimate": _down_decimate,      # one sample per s x s block (a sensor without fill factor)
+    "area": _down_area,  # pixel binning: the mean of each s x s block (exact)
+    "cubic": _down_cubic,  # cubic interpolation without anti-aliasing (aliases)
+    "decimate": _down_decimate,  # one sample per s x s block (a sensor without fill factor)
 }
 
 
@@ -332,7 +353,7 @@ class Degradation:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Degradation":
+    def from_dict(cls, d: Mapping[str, Any]) -> Degradation:
         d = dict(d)
         if d.get("peak_snr") is None:
             d["peak_snr"] = math.inf
@@ -369,9 +390,15 @@ class Degradation:
             kern = defocus_kernel(self.psf_sigma * k)
         return convolve_reflect(s, kern)
 
-    def apply(self, hr: np.ndarray, rng: np.random.Generator | None = None, *,
-              lo: float | None = None, hi: float | None = None,
-              dtype: np.dtype | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def apply(
+        self,
+        hr: np.ndarray,
+        rng: np.random.Generator | None = None,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        dtype: np.dtype | str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """HR (2-D, raw intensities) -> (LR, target), both in the LR camera's units.
 
         ``lo``/``hi``: the source image's dark and bright levels (default: p0.1/p99.9 of ``hr``),
@@ -386,7 +413,7 @@ class Degradation:
         if min(a.shape) < self.scale:
             raise QualityError(f"image {a.shape} is smaller than the scale {self.scale}")
         h, w = a.shape
-        a = a[:h - h % self.scale, :w - w % self.scale]
+        a = a[: h - h % self.scale, : w - w % self.scale]
         if lo is None or hi is None:
             plo, phi = np.percentile(a, (0.1, 99.9))
             lo = float(plo) if lo is None else lo
@@ -396,9 +423,9 @@ class Degradation:
             span = max(abs(float(hi)), 1.0)
         src_dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.asarray(hr).dtype)
         if self.bits:
-            full = float(2 ** self.bits - 1)
+            full = float(2**self.bits - 1)
             gain, off = self.exposure * full, self.offset * full
-            out_dtype = np.dtype(np.uint8 if self.bits <= 8 else np.uint16)
+            out_dtype: np.dtype = np.dtype(np.uint8 if self.bits <= 8 else np.uint16)
         else:
             gain, off = span, float(lo)
             out_dtype = src_dtype if src_dtype.kind in "uif" else np.dtype(np.float32)
@@ -414,7 +441,7 @@ class Degradation:
             lr_s = electrons / peak
         lr = _round_to(off + gain * lr_s, out_dtype)
         if self.bits and out_dtype.kind == "u":
-            lr = np.clip(lr, 0, 2 ** self.bits - 1).astype(out_dtype)
+            lr = np.clip(lr, 0, 2**self.bits - 1).astype(out_dtype)
         if self.jpeg_quality:
             lr = _jpeg(lr, self.jpeg_quality)
         target = off + gain * (s + self.background)
@@ -443,8 +470,9 @@ class DegradationRanges:
     """
 
     scale: int = 4
-    downsample: dict[str, float] = field(default_factory=lambda: {
-        "bicubic-aa": 0.35, "area": 0.35, "cubic": 0.15, "decimate": 0.15})
+    downsample: dict[str, float] = field(
+        default_factory=lambda: {"bicubic-aa": 0.35, "area": 0.35, "cubic": 0.15, "decimate": 0.15}
+    )
     p_psf: float = 0.5
     psf_sigma: tuple[float, float] = (0.2, 1.6)  # LR px
     p_anisotropic: float = 0.2
@@ -480,7 +508,7 @@ class DegradationRanges:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DegradationRanges":
+    def from_dict(cls, d: Mapping[str, Any]) -> DegradationRanges:
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         bad = sorted(set(d) - known)
@@ -524,9 +552,21 @@ class DegradationRanges:
             offset = float(rng.uniform(*self.offset))
             if bits == 8 and u[4] < self.p_jpeg:
                 jpeg = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
-        return Degradation(scale=self.scale, psf=psf, psf_sigma=sigma, psf_sigma_y=sigma_y, psf_theta=theta,
-                           downsample=kernel, peak_snr=snr, read_noise=read, background=bg, bits=bits,
-                           exposure=exposure, offset=offset, jpeg_quality=jpeg)
+        return Degradation(
+            scale=self.scale,
+            psf=psf,
+            psf_sigma=sigma,
+            psf_sigma_y=sigma_y,
+            psf_theta=theta,
+            downsample=kernel,
+            peak_snr=snr,
+            read_noise=read,
+            background=bg,
+            bits=bits,
+            exposure=exposure,
+            offset=offset,
+            jpeg_quality=jpeg,
+        )
 
 
 #: the fixed rows of every quality table (source dtype, so clean rows match the paper's LR)
@@ -537,8 +577,17 @@ EVAL_DEGRADATIONS: dict[str, Degradation] = {
     "noise-snr20": Degradation(downsample="bicubic-aa", peak_snr=20.0, read_noise=2.0),
     "noise-snr8": Degradation(downsample="bicubic-aa", peak_snr=8.0, read_noise=2.0),
     "cubic-noaa": Degradation(downsample="cubic"),
-    "camera-12bit": Degradation(psf="gaussian", psf_sigma=0.5, downsample="area", peak_snr=12.0,
-                                read_noise=3.0, background=0.02, bits=12, exposure=0.6, offset=0.025),
+    "camera-12bit": Degradation(
+        psf="gaussian",
+        psf_sigma=0.5,
+        downsample="area",
+        peak_snr=12.0,
+        read_noise=3.0,
+        background=0.02,
+        bits=12,
+        exposure=0.6,
+        offset=0.025,
+    ),
 }
 
 #: the names sr-train --degradation took before the microscope model: PIL resampling of the
@@ -565,10 +614,17 @@ class EvalImage:
     data: np.ndarray  # 2-D, raw intensities, in its own dtype
 
 
-def evaluate(upscale: Callable[[np.ndarray], np.ndarray], images: Sequence[EvalImage],
-             degradations: Mapping[str, Degradation] | Sequence[str] | None = None, *, scale: int = 4,
-             seed: int = 0, border: int = DEFAULT_BORDER, with_ssim: bool = True,
-             methods: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> dict[str, Any]:
+def evaluate(
+    upscale: Callable[[np.ndarray], np.ndarray],
+    images: Sequence[EvalImage],
+    degradations: Mapping[str, Degradation] | Sequence[str] | None = None,
+    *,
+    scale: int = 4,
+    seed: int = 0,
+    border: int = DEFAULT_BORDER,
+    with_ssim: bool = True,
+    methods: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+) -> dict[str, Any]:
     """Score ``upscale`` (an LR image in its dtype -> the x``scale`` image) per degradation.
 
     For every image and degradation the LR image is made once (noise seeded by
@@ -605,9 +661,12 @@ def evaluate(upscale: Callable[[np.ndarray], np.ndarray], images: Sequence[EvalI
                 if with_ssim:
                     row[f"ssim_{mname}"] = ssim(target, out, border=border)
             rows.append(row)
-    return {"convention": CONVENTION.format(border=border, scale=scale),
-            "degradations": {k: v.describe() for k, v in degradations.items()},
-            "rows": rows, "summary": summarise(rows)}
+    return {
+        "convention": CONVENTION.format(border=border, scale=scale),
+        "degradations": {k: v.describe() for k, v in degradations.items()},
+        "rows": rows,
+        "summary": summarise(rows),
+    }
 
 
 def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

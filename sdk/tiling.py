@@ -22,6 +22,7 @@ border in both), so the result equals whole-image inference up to float rounding
   lazily) and results are produced band by band (one row of tiles), so output can go
   straight to disk.
 """
+
 from __future__ import annotations
 
 import logging
@@ -139,14 +140,19 @@ def choose_tile(backend: Backend, h: int, w: int, tile: Any, halo: int) -> tuple
         if want not in shapes:
             raise InputError(
                 f"{backend.artifact.name} is a fixed-size artifact: tile (with halo) must be one of "
-                f"{labels}, got {tile_label(want)}; or leave tile unset")
+                f"{labels}, got {tile_label(want)}; or leave tile unset"
+            )
         if want not in usable:
-            raise InputError(f"tile {tile_label(want)} leaves no centre with halo {halo}; use a larger size "
-                             f"from {labels} or a smaller halo")
+            raise InputError(
+                f"tile {tile_label(want)} leaves no centre with halo {halo}; use a larger size "
+                f"from {labels} or a smaller halo"
+            )
         return want, True
     if not usable:
-        raise ModelError(f"{backend.artifact.name}: no tile size in {labels} is larger than twice "
-                         f"the halo {halo}; re-export with larger tiles")
+        raise ModelError(
+            f"{backend.artifact.name}: no tile size in {labels} is larger than twice "
+            f"the halo {halo}; re-export with larger tiles"
+        )
     # fewest pixels computed; ties go to the larger window (fewer calls)
     return min(usable, key=lambda t: (_fixed_cost(h, w, t, halo), -t[0] * t[1])), True
 
@@ -160,9 +166,17 @@ def _pad_mode(n: int) -> str:
     return "reflect" if n > 1 else "edge"
 
 
-def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan, dtype: np.dtype,
-               batch: int, per_channel: bool, progress=None,
-               dst: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_bands(
+    backend: Backend,
+    plane: np.ndarray,
+    stats: Stats,
+    plan: TilePlan,
+    dtype: np.dtype,
+    batch: int,
+    per_channel: bool,
+    progress=None,
+    dst: np.ndarray | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Run a (H, W, C) ``plane`` tile by tile; yield ``(hr_y0, band)`` top to bottom.
 
     Each band is ``(bh, W*s, Cout)`` in ``dtype``; the bands partition the output rows.
@@ -181,14 +195,14 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
     dtype = np.dtype(dtype)
     floating = dtype.kind == "f"
     # per channel: each channel its own affine map (the statistics were taken per channel)
-    chstats = [Stats(stats.lo[i:i + 1], stats.scale[i:i + 1]) for i in range(c)] if per_channel else None
+    chstats = [Stats(stats.lo[i : i + 1], stats.scale[i : i + 1]) for i in range(c)] if per_channel else None
 
     def tile_input(sy: Span, sx: Span, ch: int | None) -> np.ndarray:
         """(1, Cin, h, w) float32: one tile (one channel of it when ``ch`` is given), normalised."""
         if ch is None:
-            x = stats.normalise(np.asarray(plane[sy.read0:sy.read1, sx.read0:sx.read1]))
+            x = stats.normalise(np.asarray(plane[sy.read0 : sy.read1, sx.read0 : sx.read1]))
         else:
-            x = chstats[ch].normalise(np.asarray(plane[sy.read0:sy.read1, sx.read0:sx.read1, ch:ch + 1]))
+            x = chstats[ch].normalise(np.asarray(plane[sy.read0 : sy.read1, sx.read0 : sx.read1, ch : ch + 1]))
         if sy.pad:  # fixed-size artifact, image shorter than the tile: the only padding
             x = np.pad(x, ((0, sy.pad), (0, 0), (0, 0)), mode=_pad_mode(x.shape[0]))
         if sx.pad:
@@ -197,7 +211,7 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
 
     for sy in plan.ys:
         if dst is not None:
-            band = dst[sy.keep0 * s:sy.keep1 * s]
+            band = dst[sy.keep0 * s : sy.keep1 * s]
         else:
             band = np.empty(((sy.keep1 - sy.keep0) * s, w * s, c_out), dtype=dtype)
         # this row's items grouped by read shape so same-size tiles share a batch
@@ -208,7 +222,7 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
                 items.extend((sx, ch) for ch in range(c))
             else:
                 items.append((sx, None))
-        chunks = [items[i:i + batch] for items in groups.values() for i in range(0, len(items), batch)]
+        chunks = [items[i : i + batch] for items in groups.values() for i in range(0, len(items), batch)]
         inputs = (np.concatenate([tile_input(sy, sx, ch) for sx, ch in chunk], axis=0) for chunk in chunks)
         outputs = backend.run_many(inputs)
         for chunk, y in zip(chunks, outputs):
@@ -216,17 +230,20 @@ def iter_bands(backend: Backend, plane: np.ndarray, stats: Stats, plan: TilePlan
                 yt = y[k]  # (Cout, H, W)
                 oy0 = (sy.keep0 - sy.read0) * s
                 ox0 = (sx.keep0 - sx.read0) * s
-                core = yt[:, oy0:oy0 + (sy.keep1 - sy.keep0) * s, ox0:ox0 + (sx.keep1 - sx.keep0) * s]
+                core = yt[:, oy0 : oy0 + (sy.keep1 - sy.keep0) * s, ox0 : ox0 + (sx.keep1 - sx.keep0) * s]
                 if ch is None:
-                    target, st = band[:, sx.keep0 * s:sx.keep1 * s], stats
+                    target, st = band[:, sx.keep0 * s : sx.keep1 * s], stats
                 else:
-                    target, st = band[:, sx.keep0 * s:sx.keep1 * s, ch:ch + 1], chstats[ch]
-                st.denormalise(core.transpose(1, 2, 0), dtype, out=target,
-                               overwrite_input=True)  # y is this loop's own scratch
+                    target, st = band[:, sx.keep0 * s : sx.keep1 * s, ch : ch + 1], chstats[ch]
+                st.denormalise(
+                    core.transpose(1, 2, 0), dtype, out=target, overwrite_input=True
+                )  # y is this loop's own scratch
                 if floating and not np.isfinite(target).all():
-                    raise ModelError(f"{backend.artifact.name}: the model returned NaN for a finite image "
-                                     "(a broken or overflowing artifact); re-export it, or try its fp32 "
-                                     "version")
+                    raise ModelError(
+                        f"{backend.artifact.name}: the model returned NaN for a finite image "
+                        "(a broken or overflowing artifact); re-export it, or try its fp32 "
+                        "version"
+                    )
                 if progress is not None and (ch is None or ch == c - 1):
                     progress.update(1)
         yield sy.keep0 * s, band

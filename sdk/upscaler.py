@@ -10,6 +10,7 @@ Axes are strings over T, Z, C, Y, X (Y and X required, at most one C). When not 
 The output keeps the input's axes order and dtype. Normalisation statistics are computed
 once per 2-D frame and channel (never per tile), so tiled equals whole-image inference.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,7 +62,8 @@ def default_model_path(fmt: str = "onnx", *, must_exist: bool = True) -> Path:
         raise ModelError(
             f"the bundled default model ({fmt}) is not in this install: {p} does not exist "
             "(it has not been built/bundled yet). Pass a model path instead, e.g. "
-            "load('my_model.onnx') or sr-upscale --model my_model.onnx.")
+            "load('my_model.onnx') or sr-upscale --model my_model.onnx."
+        )
     return p
 
 
@@ -78,8 +80,9 @@ def _default_for(backend: str) -> Path:
         return default_model_path("tflite-int8")
     if backend in ("auto", "onnx"):
         return default_model_path("onnx")
-    raise InputError(f"the bundled default model has no {backend} artifact; use backend='onnx' "
-                     "or 'tflite', or pass a model path")
+    raise InputError(
+        f"the bundled default model has no {backend} artifact; use backend='onnx' or 'tflite', or pass a model path"
+    )
 
 
 # ---------------------------------------------------------------------------- axes
@@ -111,9 +114,10 @@ def _check_finite(plane: np.ndarray) -> None:
         return
     rows = max(1, FINITE_CHECK_VALUES // max(1, plane.shape[1] * plane.shape[2]))
     for r in range(0, plane.shape[0], rows):
-        if not np.isfinite(plane[r:r + rows]).all():
-            raise ModelIOError("image contains NaN or infinite values; replace them first "
-                               "(e.g. np.nan_to_num(image)) or mask them out")
+        if not np.isfinite(plane[r : r + rows]).all():
+            raise ModelIOError(
+                "image contains NaN or infinite values; replace them first (e.g. np.nan_to_num(image)) or mask them out"
+            )
 
 
 @dataclass
@@ -161,8 +165,12 @@ class Upscaler:
         if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
             raise InputError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
         if halo < self.card.halo:
-            log.warning("halo %d is smaller than the model's receptive-field radius %d: tile seams may "
-                        "appear (use halo='auto' for a seam-free result)", halo, self.card.halo)
+            log.warning(
+                "halo %d is smaller than the model's receptive-field radius %d: tile seams may "
+                "appear (use halo='auto' for a seam-free result)",
+                halo,
+                self.card.halo,
+            )
         return int(halo)
 
     @staticmethod
@@ -204,10 +212,13 @@ class Upscaler:
         else:
             raise ModelIOError(
                 f"image has {c} channel{'s' if c != 1 else ''}, model {self.card.name!r} takes {cin}; "
-                "pass an image with that many channels (or select/convert channels first)")
+                "pass an image with that many channels (or select/convert channels first)"
+            )
         if c_out != 1 and not has_c:
-            raise ModelIOError(f"model {self.card.name!r} returns {c_out} channels from a 1-channel "
-                               "image; give the image a C axis (axes=...YXC)")
+            raise ModelIOError(
+                f"model {self.card.name!r} returns {c_out} channels from a 1-channel "
+                "image; give the image a C axis (axes=...YXC)"
+            )
         frame_axes = [i for i, a in enumerate(axes) if a not in "YXC"]
         perm = frame_axes + [axes.index("Y"), axes.index("X")] + ([axes.index("C")] if has_c else [])
         view = image.transpose(perm)
@@ -219,12 +230,30 @@ class Upscaler:
             n = image.shape[i]
             out_shape.append(n * s if a in "YX" else c_out if a == "C" else n)
         # the output keeps the input dtype (float16/float64 are computed in float32)
-        return _Job(view, tuple(view.shape[:-3]), tuple(out_shape), tuple(perm), has_c, per_channel, c_out,
-                    np.dtype(image.dtype), axes)
+        return _Job(
+            view,
+            tuple(view.shape[:-3]),
+            tuple(out_shape),
+            tuple(perm),
+            has_c,
+            per_channel,
+            c_out,
+            np.dtype(image.dtype),
+            axes,
+        )
 
-    def _bands(self, plane: np.ndarray, job: _Job, tile: int | tuple[int, int] | str | None, halo: int, batch: int | None,
-               progress=None, plan=None, checked: bool = False,
-               dst: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def _bands(
+        self,
+        plane: np.ndarray,
+        job: _Job,
+        tile: int | tuple[int, int] | str | None,
+        halo: int,
+        batch: int | None,
+        progress=None,
+        plan=None,
+        checked: bool = False,
+        dst: np.ndarray | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
         if not checked:
             _check_finite(plane)
         stats = compute_stats(plane, self.card.normalisation)  # once per frame, never per tile
@@ -244,8 +273,16 @@ class Upscaler:
         adds (band bookkeeping, batching, transposes, a concatenate) costs tens of microseconds
         when the runtime has just evicted the caches, which is most of the SDK's overhead.
         """
-        if (job.frame_shape or progress or job.c_out != 1 or job.view.shape[-1] != 1 or plan.n_tiles != 1
-                or plan.ys[0].pad or plan.xs[0].pad or (batch is not None and int(batch) < 1)):
+        if (
+            job.frame_shape
+            or progress
+            or job.c_out != 1
+            or job.view.shape[-1] != 1
+            or plan.n_tiles != 1
+            or plan.ys[0].pad
+            or plan.xs[0].pad
+            or (batch is not None and int(batch) < 1)
+        ):
             return False
         plane = job.view[..., 0]  # (H, W)
         _check_finite(job.view)
@@ -256,9 +293,16 @@ class Upscaler:
         return True
 
     # ------------------------------------------------------------------ public API
-    def upscale(self, image: Any, tile: int | tuple[int, int] | str | None = None, halo: int | str = "auto",
-                batch: int | None = None, axes: str | None = None, out: np.ndarray | None = None,
-                progress: bool = False) -> np.ndarray:
+    def upscale(
+        self,
+        image: Any,
+        tile: int | tuple[int, int] | str | None = None,
+        halo: int | str = "auto",
+        batch: int | None = None,
+        axes: str | None = None,
+        out: np.ndarray | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Upscale an image or a stack; returns an array with the input's axes order and dtype.
 
         ``tile``: LR pixels, N or (H, W) (dynamic artifacts: the kept core, default 256;
@@ -273,8 +317,9 @@ class Upscaler:
         if out is None:
             out = np.empty(job.out_shape, dtype=job.dtype)
         elif tuple(out.shape) != job.out_shape or out.dtype != job.dtype:
-            raise ModelIOError(f"out has shape {tuple(out.shape)} and dtype {out.dtype}; this image needs "
-                               f"{job.out_shape} {job.dtype}")
+            raise ModelIOError(
+                f"out has shape {tuple(out.shape)} and dtype {out.dtype}; this image needs {job.out_shape} {job.dtype}"
+            )
         oview = out.transpose(job.out_perm)
         if not job.has_c:
             oview = oview[..., None]
@@ -285,8 +330,12 @@ class Upscaler:
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=plan.n_tiles * max(1, math.prod(job.frame_shape)), unit="tile",
-                       desc=f"x{self.scale} {self.card.name}")
+
+            bar = tqdm(
+                total=plan.n_tiles * max(1, math.prod(job.frame_shape)),
+                unit="tile",
+                desc=f"x{self.scale} {self.card.name}",
+            )
         for idx in np.ndindex(*job.frame_shape):  # refuse NaN/inf before any work is done
             _check_finite(job.view[idx])
         try:
@@ -301,8 +350,14 @@ class Upscaler:
             out.flush()
         return out
 
-    def upscale_bands(self, image: Any, tile: int | tuple[int, int] | str | None = None, halo: int | str = "auto",
-                      batch: int | None = None, axes: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def upscale_bands(
+        self,
+        image: Any,
+        tile: int | tuple[int, int] | str | None = None,
+        halo: int | str = "auto",
+        batch: int | None = None,
+        axes: str | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Upscale one 2-D image (YX or YXC, may be an np.memmap) band by band.
 
         Yields ``(hr_y0, band)`` top to bottom; each band is ``(bh, W*s[, C])`` in the output
@@ -313,13 +368,20 @@ class Upscaler:
         batch = self._batch(batch)
         job = self._prepare(image, axes)
         if job.frame_shape:
-            raise ModelIOError(f"upscale_bands takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
-                               "iterate over the frames of a stack")
+            raise ModelIOError(
+                f"upscale_bands takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
+                "iterate over the frames of a stack"
+            )
         for y0, band in self._bands(job.view, job, tile, halo, batch):
             yield y0, (band if job.has_c else band[..., 0])
 
-    def stream(self, frames: Iterable[np.ndarray], roi: tuple[int, int, int, int] | None = None,
-               tile: int | tuple[int, int] | str | None = None, halo: int | str = "auto") -> Iterator[StreamFrame]:
+    def stream(
+        self,
+        frames: Iterable[np.ndarray],
+        roi: tuple[int, int, int, int] | None = None,
+        tile: int | tuple[int, int] | str | None = None,
+        halo: int | str = "auto",
+    ) -> Iterator[StreamFrame]:
         """Upscale a sequence of frames (camera, video, time-lapse), or one ROI of each.
 
         ``roi = (x, y, w, h)`` in LR pixels. Each frame is normalised with its own statistics
@@ -345,12 +407,22 @@ class Upscaler:
     def describe(self) -> dict[str, Any]:
         c = self.card
         return {
-            "name": c.name, "architecture": c.architecture, "scale": c.scale,
-            "in_channels": c.in_channels, "out_channels": c.out_channels, "halo": c.halo,
-            "format": c.format, "precision": c.precision, "layout": c.layout,
-            "normalisation": {"mode": c.normalisation.mode, "p_low": c.normalisation.p_low,
-                              "p_high": c.normalisation.p_high},
-            "degradation": c.degradation, "sha256": c.sha256,
+            "name": c.name,
+            "architecture": c.architecture,
+            "scale": c.scale,
+            "in_channels": c.in_channels,
+            "out_channels": c.out_channels,
+            "halo": c.halo,
+            "format": c.format,
+            "precision": c.precision,
+            "layout": c.layout,
+            "normalisation": {
+                "mode": c.normalisation.mode,
+                "p_low": c.normalisation.p_low,
+                "p_high": c.normalisation.p_high,
+            },
+            "degradation": c.degradation,
+            "sha256": c.sha256,
             "tile_sizes": list(self.backend.tile_sizes) if not self.backend.dynamic else None,
             "default_tile": DEFAULT_TILE if self.backend.dynamic else "per image (fewest pixels computed)",
             "metrics": c.metrics,
@@ -372,12 +444,18 @@ def crop_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
     fh, fw = frame.shape[:2]
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > fw or y + h > fh:
         raise ModelIOError(f"roi (x={x}, y={y}, w={w}, h={h}) is not inside the {fw}x{fh} frame")
-    return frame[y:y + h, x:x + w]
+    return frame[y : y + h, x : x + w]
 
 
 # ---------------------------------------------------------------------------- load
-def load(path: str | os.PathLike = "default", backend: str = "auto", device: str = "auto",
-         verify: bool = True, probe: bool | None = None, **backend_opts: Any) -> Upscaler:
+def load(
+    path: str | os.PathLike = "default",
+    backend: str = "auto",
+    device: str = "auto",
+    verify: bool = True,
+    probe: bool | None = None,
+    **backend_opts: Any,
+) -> Upscaler:
     """Open an artifact (``.onnx``, ``.tflite``, ``.pt2``, ``.mlpackage``, or its ``.card.json``).
 
     Reads and validates the card beside it and (``verify=True``) checks the artifact's
@@ -411,8 +489,7 @@ def load(path: str | os.PathLike = "default", backend: str = "auto", device: str
     card = ModelCard.load(p, verify=verify)
     want = FORMATS.get(p.suffix.lower())
     if want is not None and card.format != want:
-        raise CardError(f"{card_path_for(p)}: field 'format' says {card.format!r} but {p.name} is a "
-                        f"{want} file")
+        raise CardError(f"{card_path_for(p)}: field 'format' says {card.format!r} but {p.name} is a {want} file")
     be = open_backend(p, card, backend=backend, device=device, **backend_opts)
     log.info("loaded %s with the %s backend", p, be.name)
     return Upscaler(card, be)
@@ -425,8 +502,16 @@ def _load_default(backend: str, device: str, verify: bool, probe: bool | None, o
     def open_artifact(p: Path) -> Upscaler:
         return load(p, backend=backend, device=device, verify=verify, **opts)
 
-    choice = pick(MODELS_DIR, DEFAULT_MODELS, open_artifact, backend=backend, device=device, probe_enabled=probe,
-                  opts=opts, has_module=lambda m: has_module(m))
+    choice = pick(
+        MODELS_DIR,
+        DEFAULT_MODELS,
+        open_artifact,
+        backend=backend,
+        device=device,
+        probe_enabled=probe,
+        opts=opts,
+        has_module=lambda m: has_module(m),
+    )
     up = choice.upscaler if choice.upscaler is not None else open_artifact(choice.path)
     up.selection = choice.describe()
     log.info("default model: %s (%s: %s)", choice.path.name, choice.how, choice.reason)

@@ -21,6 +21,7 @@ moved so that the pixel centres sit where the input's pixels were.
 zarr, ome-zarr and dask come with the ``cluster`` extra (``pip install "scopesr[cluster]"``)
 and are imported inside the functions: ``import scopesr.sdk`` does not need them.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -52,16 +53,38 @@ OME_ZARR_SUFFIX = ".ome.zarr"
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zattrs", ".zarray")
 #: TIFF resolution units and ImageJ unit spellings -> NGFF (UDUNITS-2) unit names
 _TIFF_UNITS = {2: "inch", 3: "centimeter"}
-_UNIT_NAMES = {"micron": "micrometer", "um": "micrometer", "\u00b5m": "micrometer", "\u03bcm": "micrometer",
-               "microns": "micrometer", "micrometer": "micrometer", "nm": "nanometer", "nanometer": "nanometer",
-               "mm": "millimeter", "millimeter": "millimeter", "cm": "centimeter", "centimeter": "centimeter",
-               "m": "meter", "meter": "meter", "inch": "inch", "in": "inch", "pixel": None, "pixels": None,
-               "s": "second", "sec": "second", "second": "second", "ms": "millisecond", "min": "minute",
-               "h": "hour"}
+_UNIT_NAMES = {
+    "micron": "micrometer",
+    "um": "micrometer",
+    "\u00b5m": "micrometer",
+    "\u03bcm": "micrometer",
+    "microns": "micrometer",
+    "micrometer": "micrometer",
+    "nm": "nanometer",
+    "nanometer": "nanometer",
+    "mm": "millimeter",
+    "millimeter": "millimeter",
+    "cm": "centimeter",
+    "centimeter": "centimeter",
+    "m": "meter",
+    "meter": "meter",
+    "inch": "inch",
+    "in": "inch",
+    "pixel": None,
+    "pixels": None,
+    "s": "second",
+    "sec": "second",
+    "second": "second",
+    "ms": "millisecond",
+    "min": "minute",
+    "h": "hour",
+}
 #: downsampling, as the NGFF multiscales "metadata" field records it
-PYRAMID_METHOD = {"description": "each level is the 2x2 mean of the level above it in Y and X "
-                                 "(integers rounded half up); T, C and Z are kept",
-                  "method": "scopesr.sdk.zarr_io.halve"}
+PYRAMID_METHOD = {
+    "description": "each level is the 2x2 mean of the level above it in Y and X "
+    "(integers rounded half up); T, C and Z are kept",
+    "method": "scopesr.sdk.zarr_io.halve",
+}
 
 
 def require(module: str) -> Any:
@@ -175,11 +198,15 @@ def meta_from_image(img: Image, axes: str) -> NgffMeta:
     if ngff:
         order = [ngff["axes"].index(a) for a in axes]
         tr = ngff.get("translation")
-        return NgffMeta(axes, [float(ngff["scale"][i]) for i in order],
-                        [float(tr[i]) for i in order] if tr else None,
-                        {a: u for a, u in ngff.get("units", {}).items() if a in axes},
-                        ngff.get("name") or (img.path.name if img.path else "image"), ngff.get("omero"),
-                        ngff.get("channel_names"))
+        return NgffMeta(
+            axes,
+            [float(ngff["scale"][i]) for i in order],
+            [float(tr[i]) for i in order] if tr else None,
+            {a: u for a, u in ngff.get("units", {}).items() if a in axes},
+            ngff.get("name") or (img.path.name if img.path else "image"),
+            ngff.get("omero"),
+            ngff.get("channel_names"),
+        )
     md = img.metadata or {}
     size = {a: 1.0 for a in axes}
     units: dict[str, str] = {}
@@ -228,8 +255,9 @@ def read_ome_zarr(path: str | Path) -> Image:
     io = require("ome_zarr.io")
     path = Path(path)
     if not path.is_dir():
-        raise ImageError(f"{path}: no such OME-Zarr folder" if not path.exists() else
-                         f"{path}: not an OME-Zarr folder (a file)")
+        raise ImageError(
+            f"{path}: no such OME-Zarr folder" if not path.exists() else f"{path}: not an OME-Zarr folder (a file)"
+        )
     version = _detect_version(path)
     try:
         loc = io.parse_url(str(path), mode="r", fmt=_format(version))
@@ -251,7 +279,7 @@ def read_ome_zarr(path: str | Path) -> Image:
     if node is None or not node.data:
         raise ImageError(f"{path}: OME-Zarr holds no image data")
     meta = node.metadata
-    axes_json = meta.get("axes") or [{"name": n} for n in "tczyx"[-node.data[0].ndim:]]
+    axes_json = meta.get("axes") or [{"name": n} for n in "tczyx"[-node.data[0].ndim :]]
     names = [a["name"] if isinstance(a, dict) else str(a) for a in axes_json]
     axes = "".join(n.upper() for n in names)
     if any(len(n) != 1 or n.upper() not in NGFF_ORDER for n in names):
@@ -262,8 +290,10 @@ def read_ome_zarr(path: str | Path) -> Image:
     except InputError as exc:
         raise ImageError(f"{path}: {exc}") from None
     if np.dtype(arr.dtype) not in SUPPORTED_DTYPES:
-        raise ImageError(f"{path}: unsupported pixel type {arr.dtype} (scopesr takes uint8, uint16 or float32 "
-                         "images); convert it first")
+        raise ImageError(
+            f"{path}: unsupported pixel type {arr.dtype} (scopesr takes uint8, uint16 or float32 "
+            "images); convert it first"
+        )
     scale = [1.0] * len(axes)
     translation = None
     cts = meta.get("coordinateTransformations")
@@ -280,10 +310,18 @@ def read_ome_zarr(path: str | Path) -> Image:
     dataset = ms["datasets"][0]["path"]
     omero = attrs.get("omero")
     names_c = meta.get("channel_names")
-    ngff = {"version": version, "axes": axes, "scale": scale, "translation": translation, "units": units,
-            "name": ms.get("name") or path.name, "omero": omero,
-            "channel_names": list(names_c) if names_c else None,
-            "array": str(path / dataset), "chunks": tuple(int(c[0]) for c in arr.chunks)}
+    ngff = {
+        "version": version,
+        "axes": axes,
+        "scale": scale,
+        "translation": translation,
+        "units": units,
+        "name": ms.get("name") or path.name,
+        "omero": omero,
+        "channel_names": list(names_c) if names_c else None,
+        "array": str(path / dataset),
+        "chunks": tuple(int(c[0]) for c in arr.chunks),
+    }
     return Image(arr, axes, path, "ome-zarr", {"ngff": ngff})
 
 
@@ -311,8 +349,10 @@ def _compressor(zarr_format: int) -> dict[str, Any]:
     """Blosc zstd level 5 with byte shuffle: what ome-zarr writes by default."""
     if zarr_format == 2:
         numcodecs = require("numcodecs")
-        return {"compressors": numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
-                "chunk_key_encoding": {"name": "v2", "separator": "/"}}
+        return {
+            "compressors": numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
+            "chunk_key_encoding": {"name": "v2", "separator": "/"},
+        }
     zarr = require("zarr")
     return {"compressors": zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")}
 
@@ -334,9 +374,18 @@ class OmeZarrWriter:
 
     # -------------------------------------------------------------- create / resume
     @classmethod
-    def open(cls, path: str | Path, shape: Sequence[int], dtype: Any, meta: NgffMeta, chunk_yx: int,
-             version: str = DEFAULT_NGFF_VERSION, levels: int | None = None, run: dict[str, Any] | None = None,
-             overwrite: bool = False) -> OmeZarrWriter:
+    def open(
+        cls,
+        path: str | Path,
+        shape: Sequence[int],
+        dtype: Any,
+        meta: NgffMeta,
+        chunk_yx: int,
+        version: str = DEFAULT_NGFF_VERSION,
+        levels: int | None = None,
+        run: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> OmeZarrWriter:
         """Create the image (arrays and NGFF metadata) at ``path``, or re-open it to resume.
 
         ``run`` describes the computation (model, parameters, input); an existing, unfinished
@@ -356,8 +405,7 @@ class OmeZarrWriter:
         if chunk_yx < 1:
             raise InputError(f"chunk size must be >= 1 pixel, got {chunk_yx}")
         run = dict(run or {})
-        run.update(shape=list(shape), dtype=dtype.str, axes=axes, chunk=int(chunk_yx), ngff=version,
-                   levels=levels)
+        run.update(shape=list(shape), dtype=dtype.str, axes=axes, chunk=int(chunk_yx), ngff=version, levels=levels)
         existing = cls._existing(path)
         if existing is not None:
             prev = existing.get("run")
@@ -367,43 +415,58 @@ class OmeZarrWriter:
                 raise OutputError(f"{path} exists (a finished result); pass --overwrite to replace it")
             elif prev != run:
                 diff = sorted(k for k in set(run) | set(prev or {}) if (prev or {}).get(k) != run.get(k))
-                raise OutputError(f"{path} holds an unfinished result of a different run (differs in: "
-                                  f"{', '.join(diff) or 'everything'}); pass --overwrite to start again, or "
-                                  "rerun the command that wrote it to finish it")
+                raise OutputError(
+                    f"{path} holds an unfinished result of a different run (differs in: "
+                    f"{', '.join(diff) or 'everything'}); pass --overwrite to start again, or "
+                    "rerun the command that wrote it to finish it"
+                )
             else:
                 group = zarr.open_group(str(path), mode="r+", zarr_format=fmt.zarr_format)
                 shapes = level_shapes(shape, axes, chunk_yx, levels)
-                arrays = [zarr.open_array(store=str(path), path=f"s{k}", mode="r+",
-                                          config={"write_empty_chunks": True}) for k in range(len(shapes))]
+                arrays = [
+                    zarr.open_array(store=str(path), path=f"s{k}", mode="r+", config={"write_empty_chunks": True})
+                    for k in range(len(shapes))
+                ]
                 for k, (a, s) in enumerate(zip(arrays, shapes)):
                     if tuple(a.shape) != s:
                         raise OutputError(f"{path}/s{k}: shape {a.shape}, expected {s}; pass --overwrite")
                 log.info("%s: resuming an unfinished result", path)
                 return cls(path, group, arrays, axes, version, True)
         elif path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise OutputError(f"{path} exists and is not an OME-Zarr written by scopesr; choose another name "
-                              "or move it away")
+            raise OutputError(
+                f"{path} exists and is not an OME-Zarr written by scopesr; choose another name or move it away"
+            )
         try:
             group = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
             shapes = level_shapes(shape, axes, chunk_yx, levels)
             arrays = []
             extra = {} if fmt.zarr_format == 2 else {"dimension_names": [a.lower() for a in axes]}
             for k, s in enumerate(shapes):
-                arrays.append(group.create_array(
-                    f"s{k}", shape=s, chunks=chunk_shape(s, axes, chunk_yx), dtype=dtype, fill_value=0,
-                    config={"write_empty_chunks": True}, **_compressor(fmt.zarr_format), **extra))
+                arrays.append(
+                    group.create_array(
+                        f"s{k}",
+                        shape=s,
+                        chunks=chunk_shape(s, axes, chunk_yx),
+                        dtype=dtype,
+                        fill_value=0,
+                        config={"write_empty_chunks": True},
+                        **_compressor(fmt.zarr_format),
+                        **extra,
+                    )
+                )
             yi, xi = axes.index("Y"), axes.index("X")
             datasets = []
             for k in range(len(shapes)):
                 factor = [1] * len(axes)
-                factor[yi] = factor[xi] = 2 ** k
+                factor[yi] = factor[xi] = 2**k
                 datasets.append({"path": f"s{k}", "coordinateTransformations": meta.transforms(factor)})
             md: dict[str, Any] = dict(PYRAMID_METHOD)
             omero = _complete_omero(meta, shape, dtype)
             if omero:
                 md["omero"] = omero
-            writer.write_multiscales_metadata(group, datasets=datasets, fmt=fmt, axes=meta.axes_json(),
-                                              name=meta.name, metadata=md)
+            writer.write_multiscales_metadata(
+                group, datasets=datasets, fmt=fmt, axes=meta.axes_json(), name=meta.name, metadata=md
+            )
             group.attrs["scopesr"] = {"run": run, "complete": False}
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise OutputError(f"{path}: cannot create the OME-Zarr ({type(exc).__name__}: {exc})") from None
@@ -421,8 +484,10 @@ class OmeZarrWriter:
             return None
         s = attrs.get("scopesr")
         if not isinstance(s, dict):
-            raise OutputError(f"{path} is an OME-Zarr that scopesr did not write; choose another name, or pass "
-                              "--overwrite to replace it")
+            raise OutputError(
+                f"{path} is an OME-Zarr that scopesr did not write; choose another name, or pass "
+                "--overwrite to replace it"
+            )
         return s
 
     # -------------------------------------------------------------- chunks
@@ -465,8 +530,12 @@ def _complete_omero(meta: NgffMeta, shape: Sequence[int], dtype: np.dtype) -> di
             c["label"] = names[i] if names and i < len(names) else f"channel {i}"
         c.setdefault("color", "FFFFFF")
         w = c.get("window") if isinstance(c.get("window"), dict) else {}
-        c["window"] = {"min": w.get("min", lo), "max": w.get("max", hi), "start": w.get("start", lo),
-                       "end": w.get("end", hi)}
+        c["window"] = {
+            "min": w.get("min", lo),
+            "max": w.get("max", hi),
+            "start": w.get("start", lo),
+            "end": w.get("end", hi),
+        }
         c.setdefault("active", True)
         out.append(c)
     omero = dict(omero or {})
@@ -512,10 +581,14 @@ def store_tasks(writer: OmeZarrWriter, level: int, darr: Any) -> tuple[list[Any]
         edges = np.cumsum((0,) + tuple(c))[:-1]
         if any(e % zc for e in edges):
             raise InputError(f"Dask chunks {darr.chunks} do not align with the zarr chunks {arr.chunks}")
-    marks = darr.map_blocks(_store_block, array=arr, dtype=np.uint8,
-                            chunks=tuple((1,) * len(c) for c in darr.chunks),
-                            meta=np.empty((0,) * darr.ndim, np.uint8),
-                            name=f"scopesr-store-s{level}-{tokenize(darr, writer.path.as_posix(), level)}")
+    marks = darr.map_blocks(
+        _store_block,
+        array=arr,
+        dtype=np.uint8,
+        chunks=tuple((1,) * len(c) for c in darr.chunks),
+        meta=np.empty((0,) * darr.ndim, np.uint8),
+        name=f"scopesr-store-s{level}-{tokenize(darr, writer.path.as_posix(), level)}",
+    )
     delayed = marks.to_delayed(optimize_graph=True)
     starts = [np.cumsum((0,) + tuple(c)) for c in darr.chunks]
     tasks, skipped = [], 0
@@ -538,14 +611,26 @@ def pyramid_level(writer: OmeZarrWriter, level: int) -> Any:
     chunks = tuple(2 * c if i in (yi, xi) else c for i, c in enumerate(dst.chunks))
     prev = da.from_zarr(src, chunks=chunks)
     out_chunks = tuple(tuple(-(-n // 2) for n in c) if i in (yi, xi) else c for i, c in enumerate(prev.chunks))
-    return prev.map_blocks(halve, yi, xi, chunks=out_chunks, dtype=src.dtype,
-                           meta=np.empty((0,) * prev.ndim, src.dtype))
+    return prev.map_blocks(
+        halve, yi, xi, chunks=out_chunks, dtype=src.dtype, meta=np.empty((0,) * prev.ndim, src.dtype)
+    )
 
 
-def write_ome_zarr(path: str | Path, image: Any, axes: str, *, chunk: int = 1024, version: str = DEFAULT_NGFF_VERSION,
-                   levels: int | None = None, name: str | None = None, channel_names: Sequence[str] | None = None,
-                   scale: Sequence[float] | None = None, units: dict[str, str] | None = None,
-                   overwrite: bool = False, scheduler: Any = None) -> Path:
+def write_ome_zarr(
+    path: str | Path,
+    image: Any,
+    axes: str,
+    *,
+    chunk: int = 1024,
+    version: str = DEFAULT_NGFF_VERSION,
+    levels: int | None = None,
+    name: str | None = None,
+    channel_names: Sequence[str] | None = None,
+    scale: Sequence[float] | None = None,
+    units: dict[str, str] | None = None,
+    overwrite: bool = False,
+    scheduler: Any = None,
+) -> Path:
     """Write a numpy or Dask array (``axes`` over TCZYX, any order) as an OME-Zarr image
     with its pyramid: chunked, compressed, NGFF ``version`` 0.4 (zarr v2) or 0.5 (zarr v3).
 
@@ -562,10 +647,18 @@ def write_ome_zarr(path: str | Path, image: Any, axes: str, *, chunk: int = 1024
         image = da.from_array(np.asarray(image), chunks=-1)
     image = image.transpose(perm)
     sc = [float(scale[i]) for i in perm] if scale is not None else [1.0] * len(order)
-    meta = NgffMeta(order, sc, None, dict(units or {}), name or Path(path).stem,
-                    None, list(channel_names) if channel_names else None)
-    w = OmeZarrWriter.open(path, image.shape, image.dtype, meta, chunk, version, levels, run={"source": "array"},
-                           overwrite=overwrite)
+    meta = NgffMeta(
+        order,
+        sc,
+        None,
+        dict(units or {}),
+        name or Path(path).stem,
+        None,
+        list(channel_names) if channel_names else None,
+    )
+    w = OmeZarrWriter.open(
+        path, image.shape, image.dtype, meta, chunk, version, levels, run={"source": "array"}, overwrite=overwrite
+    )
     for k in range(len(w.arrays)):
         darr = image.rechunk(w.arrays[0].chunks) if k == 0 else pyramid_level(w, k)
         tasks, _ = store_tasks(w, k, darr)

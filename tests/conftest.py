@@ -1,4 +1,5 @@
 """Shared test set-up. Never imports torch at module level: the edge env has no torch."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -18,6 +18,7 @@ only hides a circle (two modules that need each other) is still a circle.
 
 Every failure lists the offending ``file:line`` and the import.
 """
+
 from __future__ import annotations
 
 import ast
@@ -39,8 +40,18 @@ PACKAGES = {
 #: script folders: their modules import each other by plain name (the folder is on sys.path)
 SCRIPT_DIRS = ("demo_pi", "benchmarks")
 #: may not be imported at module level by the SDK (heavy, optional runtimes)
-SDK_LAZY_ONLY = ("torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "ai_edge_litert", "tflite_runtime",
-                 "tensorflow", "coremltools", "litert_torch")
+SDK_LAZY_ONLY = (
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "ai_edge_litert",
+    "tflite_runtime",
+    "tensorflow",
+    "coremltools",
+    "litert_torch",
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,9 @@ def _module_name(folder: str, path: Path) -> str:
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(path: Path, module: str) -> list[Import]:
@@ -161,12 +173,16 @@ def test_packages_import_only_their_own_layer_and_below():
             if other is None or other == folder:
                 continue
             if other not in PACKAGES:
-                bad.append(f"{imp.where()}: {folder} imports {imp.target}, a package outside "
-                           f"{', '.join(PACKAGES)}: add it to the layers in this test")
+                bad.append(
+                    f"{imp.where()}: {folder} imports {imp.target}, a package outside "
+                    f"{', '.join(PACKAGES)}: add it to the layers in this test"
+                )
             elif PACKAGES[other][1] > layer:
-                bad.append(f"{imp.where()}: {folder} imports {imp.target} "
-                           f"({other} is above {folder}: the direction is "
-                           f"{' -> '.join(reversed(list(PACKAGES)))})")
+                bad.append(
+                    f"{imp.where()}: {folder} imports {imp.target} "
+                    f"({other} is above {folder}: the direction is "
+                    f"{' -> '.join(reversed(list(PACKAGES)))})"
+                )
     assert not bad, _report("imports against the layer order", bad)
 
 
@@ -191,8 +207,10 @@ def test_sdk_imports_runtimes_and_torch_only_inside_functions():
             continue
         for imp in imports:
             if imp.module_level and _top(imp.target) in SDK_LAZY_ONLY:
-                bad.append(f"{imp.where()}: module-level import of {imp.target} (import it inside the function "
-                           "that needs it: scopesr.sdk must import without it)")
+                bad.append(
+                    f"{imp.where()}: module-level import of {imp.target} (import it inside the function "
+                    "that needs it: scopesr.sdk must import without it)"
+                )
     assert not bad, _report("heavy imports at the SDK's module level", bad)
 
 
@@ -265,8 +283,12 @@ def _cycle_report(graph: dict[str, list[tuple[str, Import]]]) -> list[str]:
     bad = []
     for comp in _cycles(graph):
         members = set(comp)
-        links = [f"{imp.where()}: {src} imports {dst}{'' if imp.module_level else ' (inside a function)'}"
-                 for src in comp for dst, imp in graph[src] if dst in members]
+        links = [
+            f"{imp.where()}: {src} imports {dst}{'' if imp.module_level else ' (inside a function)'}"
+            for src in comp
+            for dst, imp in graph[src]
+            if dst in members
+        ]
         bad.append("cycle " + " <-> ".join(comp) + ":\n    " + "\n    ".join(sorted(set(links))))
     return bad
 
@@ -288,8 +310,9 @@ def test_no_import_cycles_hidden_in_functions(folder):
 # ------------------------------------------------------------------------------ the scan itself
 def test_the_scan_sees_the_code():
     """Guards against a scan that silently finds nothing (a moved folder, a parse change)."""
-    assert {"scopesr.sdk", "scopesr.sdk.backends.base", "scopesr.trainer.models", "scopesr.converters.api"} \
-        <= set(MODULES)
+    assert {"scopesr.sdk", "scopesr.sdk.backends.base", "scopesr.trainer.models", "scopesr.converters.api"} <= set(
+        MODULES
+    )
     base = {i.target for i in MODULES["scopesr.sdk.backends.base"][2]}
     assert {"scopesr.sdk.card", "scopesr.sdk.errors", "numpy"} <= base
     graph = {"a": [("b", None)], "b": [("c", None)], "c": [("a", None)], "d": [("a", None)]}

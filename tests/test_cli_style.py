@@ -4,6 +4,7 @@
 Each command runs as a subprocess from this interpreter's environment (the console scripts
 beside ``sys.executable``; the demo through this Python), as a user would run it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,7 +49,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _help(name: str) -> subprocess.CompletedProcess:
     return _run([*_argv(name), "--help"])
 
@@ -61,8 +62,10 @@ def _skip_if_not_converted(name: str) -> None:
     """sr-convert moves to this style separately; until its --help states the exit statuses it is
     listed here but not checked."""
     if name == "sr-convert" and not _states_exit_statuses(_help(name).stdout):
-        pytest.skip("sr-convert's --help does not state the exit statuses yet (its move to click is "
-                    "separate work on converters/cli.py)")
+        pytest.skip(
+            "sr-convert's --help does not state the exit statuses yet (its move to click is "
+            "separate work on converters/cli.py)"
+        )
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -72,7 +75,8 @@ def test_help_has_usage_line_and_exit_statuses(name: str) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert USAGE_LINE.search(r.stdout), f"{name} --help: no usage line:\n{r.stdout[:500]}"
     assert _states_exit_statuses(r.stdout), (
-        f"{name} --help does not state the exit statuses (0 ok; 1 some inputs failed; 2 usage):\n{r.stdout}")
+        f"{name} --help does not state the exit statuses (0 ok; 1 some inputs failed; 2 usage):\n{r.stdout}"
+    )
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -8,6 +8,7 @@ Public API (other parts of the project depend on these names)::
     macs_per_lr_pixel(model, in_channels=..., scale=4)
     save_generator(...) / load_generator(path)   .safetensors + model card
 """
+
 from __future__ import annotations
 
 from .catalogue import PresetInfo, list_presets
@@ -17,8 +18,23 @@ from .models import Discriminator, DiscriminatorConfig, Generator, GeneratorConf
 from .receptive_field import macs_per_lr_pixel, probe_receptive_field_radius, receptive_field_radius
 
 __all__ = [
-    "Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig", "PresetInfo",
-    "create_model", "list_presets", "preset_config", "macs_per_lr_pixel", "probe_receptive_field_radius",
-    "receptive_field_radius", "save_generator", "load_generator",
-    "PresetError", "EvalError", "LossError", "CheckpointError", "DataError", "TrainError",
+    "Discriminator",
+    "DiscriminatorConfig",
+    "Generator",
+    "GeneratorConfig",
+    "PresetInfo",
+    "create_model",
+    "list_presets",
+    "preset_config",
+    "macs_per_lr_pixel",
+    "probe_receptive_field_radius",
+    "receptive_field_radius",
+    "save_generator",
+    "load_generator",
+    "PresetError",
+    "EvalError",
+    "LossError",
+    "CheckpointError",
+    "DataError",
+    "TrainError",
 ]

@@ -8,6 +8,7 @@ measures the power of that periodic pattern relative to the image's total power,
 is 0 for any image without a period-2 pattern (constant, smooth) and grows with the
 checkerboard's amplitude. Works on numpy arrays and torch tensors (no torch import here).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -62,6 +63,6 @@ def period2_energy(img: Any, border: int = 0) -> float:
         hp = _highpass(p)
         m = np.array([[hp[i::2, j::2].mean() for j in (0, 1)] for i in (0, 1)])
         pattern = float(((m - m.mean()) ** 2).mean())
-        total = float((p ** 2).mean())
+        total = float((p**2).mean())
         out.append(pattern / total if total > 0 else 0.0)
     return float(np.mean(out))

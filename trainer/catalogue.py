@@ -4,6 +4,7 @@ It needs both the model factory (models.py) and the receptive-field analysis
 (receptive_field.py), which itself builds presets by name, so it lives in neither: the
 imports run catalogue -> receptive_field -> models, never back.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,9 +28,15 @@ class PresetInfo:
     config: Any = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "description": self.description,
-                "params": self.params, "macs_per_lr_pixel": self.macs_per_lr_pixel,
-                "halo": self.halo, "config": dataclasses.asdict(self.config)}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "params": self.params,
+            "macs_per_lr_pixel": self.macs_per_lr_pixel,
+            "halo": self.halo,
+            "config": dataclasses.asdict(self.config),
+        }
 
 
 def list_presets() -> list[PresetInfo]:
@@ -38,7 +45,15 @@ def list_presets() -> list[PresetInfo]:
     for name, p in presets().items():
         m = create_model(name)
         cfg = model_config(m)
-        out.append(PresetInfo(name, p.kind, p.description, count_params(m),
-                              macs_per_lr_pixel(m, in_channels=getattr(cfg, "in_channels", 3)),
-                              receptive_field_radius(m), cfg))
+        out.append(
+            PresetInfo(
+                name,
+                p.kind,
+                p.description,
+                count_params(m),
+                macs_per_lr_pixel(m, in_channels=getattr(cfg, "in_channels", 3)),
+                receptive_field_radius(m),
+                cfg,
+            )
+        )
     return out

@@ -8,6 +8,7 @@
   run bit-for-bit (models, optimisers, schedulers, RNG states, step), written atomically;
   :func:`prune_checkpoints` keeps the last K.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scopesr.sdk import (CardError, ModelCard, Normalisation, atomic_path, card_path_for, package_versions,
-                         sha256_path)
+from scopesr.sdk import CardError, ModelCard, Normalisation, atomic_path, card_path_for, package_versions, sha256_path
 
 from .errors import CheckpointError
 from .models import count_params, create_model, model_config
@@ -42,8 +42,10 @@ def software_versions() -> dict[str, str]:
 def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     model = getattr(model, "module", model)  # DDP
     model = getattr(model, "_orig_mod", model)  # torch.compile
-    return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
-            for k, v in model.state_dict().items()}
+    return {
+        k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
 
 
 def _same_weights(path: Path, state: dict[str, torch.Tensor], meta: dict[str, str]) -> bool:
@@ -61,11 +63,18 @@ def _same_weights(path: Path, state: dict[str, torch.Tensor], meta: dict[str, st
         return False
 
 
-def save_generator(model: nn.Module, out_path: str | os.PathLike, preset: str | None = None,
-                   config: Any = None, *, training: dict[str, Any] | None = None,
-                   metrics: dict[str, Any] | None = None,
-                   normalisation: Normalisation | None = None,
-                   degradation: str = "pil-bicubic", name: str | None = None) -> ModelCard:
+def save_generator(
+    model: nn.Module,
+    out_path: str | os.PathLike,
+    preset: str | None = None,
+    config: Any = None,
+    *,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    normalisation: Normalisation | None = None,
+    degradation: str = "pil-bicubic",
+    name: str | None = None,
+) -> ModelCard:
     """Write ``out_path`` (.safetensors) and its card atomically; return the card.
 
     The card records the preset, its arguments, scale, channels, the halo (exact
@@ -76,8 +85,9 @@ def save_generator(model: nn.Module, out_path: str | os.PathLike, preset: str | 
 
     out_path = Path(out_path)
     if out_path.suffix != ".safetensors":
-        raise CheckpointError(f"{out_path}: generator weights are written as .safetensors; "
-                              "give a path ending in .safetensors")
+        raise CheckpointError(
+            f"{out_path}: generator weights are written as .safetensors; give a path ending in .safetensors"
+        )
     inner = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
     preset = preset or getattr(inner, "preset_name", None)
     if not preset:
@@ -120,8 +130,9 @@ def save_generator(model: nn.Module, out_path: str | os.PathLike, preset: str | 
     return card
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
-                   verify: bool = True) -> tuple[nn.Module, ModelCard]:
+def load_generator(
+    path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True
+) -> tuple[nn.Module, ModelCard]:
     """Rebuild the generator described by the card beside ``path`` and load its weights.
 
     Only ``.safetensors`` (no pickle). The model is returned in eval mode.
@@ -130,8 +141,10 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
 
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: load_generator reads .safetensors weights with their card; "
-                              "for .onnx/.tflite use scopesr.sdk.load()")
+        raise CheckpointError(
+            f"{path}: load_generator reads .safetensors weights with their card; "
+            "for .onnx/.tflite use scopesr.sdk.load()"
+        )
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
     card = ModelCard.load(path, verify=verify)
@@ -142,8 +155,10 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit preset {card.architecture!r} with the card's "
-                              f"arch_args ({str(exc).splitlines()[0]}); the card and weights disagree") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit preset {card.architecture!r} with the card's "
+            f"arch_args ({str(exc).splitlines()[0]}); the card and weights disagree"
+        ) from None
     return model.to(device).eval(), card
 
 
@@ -154,8 +169,13 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
-                  int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -223,5 +243,7 @@ def load_training_state(path: str | os.PathLike, map_location: str | torch.devic
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # corrupt / foreign file
-        raise CheckpointError(f"{path}: not a readable scopesr checkpoint ({type(exc).__name__}: {exc}); "
-                              "delete it to resume from the previous one") from None
+        raise CheckpointError(
+            f"{path}: not a readable scopesr checkpoint ({type(exc).__name__}: {exc}); "
+            "delete it to resume from the previous one"
+        ) from None

@@ -30,6 +30,7 @@ inputs; 2 usage error, nothing was trained (an unknown or bad option, a bad --co
 or value, an unknown preset, data that cannot be found, an --out that already holds a run
 and no --resume).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,19 @@ log = logging.getLogger("scopesr.trainer")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # option dest -> where it goes in the config dict ("data" table or top level)
-_DATA_KEYS = {"data", "layout", "channels", "hr_size", "degradation", "augment", "val_fraction", "norm_mode",
-              "p_low", "p_high", "balance"}
+_DATA_KEYS = {
+    "data",
+    "layout",
+    "channels",
+    "hr_size",
+    "degradation",
+    "augment",
+    "val_fraction",
+    "norm_mode",
+    "p_low",
+    "p_high",
+    "balance",
+}
 
 # options that take one or more values (``--data A B C``, as before the move to click);
 # see _spread
@@ -135,37 +147,67 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
     o = click.option
     opts: list[Callable[[Any], Any]] = [
         o("--config", type=click.Path(dir_okay=False), help="TOML/JSON config file (options, [data], [model_args])."),
-        o("--data", multiple=True, metavar="SRC...",
-          help="Training sources, one or more (the option may repeat): folders/files of images or TIFF "
-               "stacks, a Human Protein Atlas layout folder, sample:KEY[a:b][#invert] (planes a..b-1 of a "
-               "real image a pip package ships; #invert = grey and inverted, for brightfield/H&E) or "
-               "synthetic:KIND?n=N (N rendered fluorescence scenes; KIND nuclei, filaments, membranes, "
-               "puncta or mixed). Quote specs with [ ] or ? in a shell."),
+        o(
+            "--data",
+            multiple=True,
+            metavar="SRC...",
+            help="Training sources, one or more (the option may repeat): folders/files of images or TIFF "
+            "stacks, a Human Protein Atlas layout folder, sample:KEY[a:b][#invert] (planes a..b-1 of a "
+            "real image a pip package ships; #invert = grey and inverted, for brightfield/H&E) or "
+            "synthetic:KIND?n=N (N rendered fluorescence scenes; KIND nuclei, filaments, membranes, "
+            "puncta or mixed). Quote specs with [ ] or ? in a shell.",
+        ),
         o("--layout", type=click.Choice(["auto", "hpa", "folder"]), help="How --data folders are read (default auto)."),
-        o("--channels", type=click.Choice(["1", "3"]), callback=_as_int,
-          help="1 grey or 3 RGB (default: the model's)."),
-        o("--balance", type=click.Choice(["items", "sources"]),
-          help="items: every image plane equally likely (default); sources: every --data entry equally "
-               "likely whatever its number of planes (or as [data.source_weights] in --config says)."),
-        o("--preset", metavar="NAME", help="Generator preset (see `sr-train presets`; default paper, distill: student-small)."),
-        o("--model-arg", "model_args", multiple=True, callback=_model_args, metavar="KEY=VALUE",
-          help="Override a preset argument, e.g. --model-arg n_blocks=8 (repeatable)."),
+        o(
+            "--channels",
+            type=click.Choice(["1", "3"]),
+            callback=_as_int,
+            help="1 grey or 3 RGB (default: the model's).",
+        ),
+        o(
+            "--balance",
+            type=click.Choice(["items", "sources"]),
+            help="items: every image plane equally likely (default); sources: every --data entry equally "
+            "likely whatever its number of planes (or as [data.source_weights] in --config says).",
+        ),
+        o(
+            "--preset",
+            metavar="NAME",
+            help="Generator preset (see `sr-train presets`; default paper, distill: student-small).",
+        ),
+        o(
+            "--model-arg",
+            "model_args",
+            multiple=True,
+            callback=_model_args,
+            metavar="KEY=VALUE",
+            help="Override a preset argument, e.g. --model-arg n_blocks=8 (repeatable).",
+        ),
         o("--steps", type=int, help="Training steps (default 1000)."),
         o("--batch-size", type=int, help="Crops per step (default 16)."),
         o("--hr-size", type=int, help="HR crop size (default 256)."),
-        o("--degradation", metavar="NAME",
-          help=f"How LR crops are made: microscopy (the blind microscope model of scopesr.sdk.quality: a "
-               f"PSF, sampling, noise and camera drawn per crop, ranges from [data.degradation_ranges]) or a "
-               f"PIL resampling: {_degradation_names()} (default pil-bicubic, the paper's)."),
+        o(
+            "--degradation",
+            metavar="NAME",
+            help=f"How LR crops are made: microscopy (the blind microscope model of scopesr.sdk.quality: a "
+            f"PSF, sampling, noise and camera drawn per crop, ranges from [data.degradation_ranges]) or a "
+            f"PIL resampling: {_degradation_names()} (default pil-bicubic, the paper's).",
+        ),
         o("--augment/--no-augment", default=None, help="Random flips and 90-degree rotations (default on)."),
         o("--val-fraction", type=float, help="Share of the items held out for validation (default 0.1)."),
-        o("--content-loss", type=click.Choice(["vgg", "mse", "l1"]),
-          help="Default: vgg for gan, mse for pretrain, l1 for distill."),
+        o(
+            "--content-loss",
+            type=click.Choice(["vgg", "mse", "l1"]),
+            help="Default: vgg for gan, mse for pretrain, l1 for distill.",
+        ),
         o("--vgg-weights", metavar="FILE", help="torchvision VGG19 state dict file (offline use)."),
         o("--lr", type=float, help="Learning rate (default 1e-4; distill 1e-3)."),
-        o("--lr-schedule", type=click.Choice(["step", "cosine"]),
-          help="step: one drop by --lr-drop-factor at --lr-drop-at (the paper; default); cosine: decay to "
-               "--lr-min over the run."),
+        o(
+            "--lr-schedule",
+            type=click.Choice(["step", "cosine"]),
+            help="step: one drop by --lr-drop-factor at --lr-drop-at (the paper; default); cosine: decay to "
+            "--lr-min over the run.",
+        ),
         o("--lr-min", type=float, help="cosine: the last learning rate (default 0)."),
         o("--lr-drop-at", type=float, help="step: <=1 a fraction of the steps, >1 a step (default 0.5)."),
         o("--lr-drop-factor", type=float, help="step: factor of the drop (default 0.1)."),
@@ -177,8 +219,13 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
         opts += [
             o("--adv-weight", type=float, help="Adversarial loss weight (default 1e-3)."),
             o("--l1-weight", type=float, help="L1 loss weight (default 1e-2)."),
-            o("--real-label-range", type=float, nargs=2, metavar="LO HI",
-              help="Default 0.8 1.2 (paper text); 0.8 1.0 = the paper's code."),
+            o(
+                "--real-label-range",
+                type=float,
+                nargs=2,
+                metavar="LO HI",
+                help="Default 0.8 1.2 (paper text); 0.8 1.0 = the paper's code.",
+            ),
             o("--fake-label-range", type=float, nargs=2, metavar="LO HI", help="Default 0.0 0.2."),
             o("--disc-head", type=click.Choice(["gap", "dense"]), help="gap (the paper; default) or dense (SRGAN)."),
             o("--disc-channels", type=int, help="Discriminator width (default 64)."),
@@ -190,27 +237,52 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
             o("--gt-weight", type=float, help="Weight of the L1 to the ground truth (default 1)."),
         ]
     opts += [
-        o("--eval-sources", multiple=True, metavar="SPEC...",
-          help="Held-out sources scored per degradation during and after training (same forms as --data; "
-               "never training data), one or more."),
-        o("--eval-degradations", multiple=True, type=click.Choice(_eval_degradation_names()), metavar="NAME...",
-          help=f"Degradation rows of the held-out scores, one or more of {', '.join(_eval_degradation_names())} "
-               "(default: all)."),
+        o(
+            "--eval-sources",
+            multiple=True,
+            metavar="SPEC...",
+            help="Held-out sources scored per degradation during and after training (same forms as --data; "
+            "never training data), one or more.",
+        ),
+        o(
+            "--eval-degradations",
+            multiple=True,
+            type=click.Choice(_eval_degradation_names()),
+            metavar="NAME...",
+            help=f"Degradation rows of the held-out scores, one or more of {', '.join(_eval_degradation_names())} "
+            "(default: all).",
+        ),
         o("--eval-every", type=int, help="Score the held-out sources every N steps (default 0: at the end only)."),
         o("--eval-max-planes", type=int, help="Planes scored per held-out source, evenly spaced (default 6)."),
         o("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N (default auto)."),
         o("--amp/--no-amp", default=None, help="With --precision auto: bf16 on CUDA (default), --no-amp: fp32."),
-        o("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
-          help="Autocast: auto = bf16 on CUDA, fp32 on CPU (default); bf16 = on any device. Weights stay fp32."),
+        o(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16"]),
+            help="Autocast: auto = bf16 on CUDA, fp32 on CPU (default); bf16 = on any device. Weights stay fp32.",
+        ),
         o("--channels-last/--no-channels-last", default=None, help="NHWC memory format (default: on CUDA only)."),
-        o("--compile", is_flag=False, flag_value=_COMPILE_DEFAULT, callback=_compile, metavar="[BACKEND]",
-          help="torch.compile the generator (default backend inductor)."),
-        o("--throughput-warmup", type=int, metavar="STEPS",
-          help="Steps per session left out of the throughput figures (default 5)."),
+        o(
+            "--compile",
+            is_flag=False,
+            flag_value=_COMPILE_DEFAULT,
+            callback=_compile,
+            metavar="[BACKEND]",
+            help="torch.compile the generator (default backend inductor).",
+        ),
+        o(
+            "--throughput-warmup",
+            type=int,
+            metavar="STEPS",
+            help="Steps per session left out of the throughput figures (default 5).",
+        ),
         o("--workers", type=int, help="DataLoader worker processes (default 2)."),
-        o("--threads", type=int,
-          help="torch intra-op threads (default 0: torch's choice). On shared cores 1 avoids spinning threads; "
-               "resume with the same number for the exact same weights."),
+        o(
+            "--threads",
+            type=int,
+            help="torch intra-op threads (default 0: torch's choice). On shared cores 1 avoids spinning threads; "
+            "resume with the same number for the exact same weights.",
+        ),
         o("--seed", type=int, help="Seed of the model init, crops, split and labels (default 0)."),
         o("--ckpt-every", type=int, help="Checkpoint every N steps (default 500)."),
         o("--keep", type=int, help="Checkpoints kept (default 3)."),
@@ -232,6 +304,7 @@ def _with_options(opts: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
         for opt in reversed(opts):  # listed order = --help order
             f = opt(f)
         return f
+
     return deco
 
 
@@ -241,8 +314,9 @@ def _given(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if ctx.get_parameter_source(name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             continue
-        out[name] = list(value) if isinstance(value, tuple) and name not in ("real_label_range",
-                                                                               "fake_label_range") else value
+        out[name] = (
+            list(value) if isinstance(value, tuple) and name not in ("real_label_range", "fake_label_range") else value
+        )
     return out
 
 
@@ -327,16 +401,24 @@ def _run_training(mode: str, given: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-@click.group(context_settings=_CONTEXT, no_args_is_help=False, help=_plain((__doc__ or "").partition("\n\n")[0]),
-             epilog=_epilog_from_doc())
+@click.group(
+    context_settings=_CONTEXT,
+    no_args_is_help=False,
+    help=_plain((__doc__ or "").partition("\n\n")[0]),
+    epilog=_epilog_from_doc(),
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug log output.")
 def cli(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
-@cli.command(context_settings=_CONTEXT, epilog="\b\nExit status: 0 done; 1 a preset could not be built (the "
-             "message names it);\n2 usage error (a bad option).")
+@cli.command(
+    context_settings=_CONTEXT,
+    epilog="\b\nExit status: 0 done; 1 a preset could not be built (the "
+    "message names it);\n2 usage error (a bad option).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def presets(as_json: bool) -> int:
     """List generator presets: parameters, MACs per LR pixel, halo."""
@@ -370,24 +452,51 @@ _train_command("distill", "Train a student from a frozen teacher (or ground trut
 
 
 @cli.command("eval", context_settings=_CONTEXT, epilog=_EVAL_EXIT)
-@click.option("--model", "models", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Generator .safetensors with its card (repeatable).")
-@click.option("--data", multiple=True, required=True, metavar="SRC...",
-              help="HR images: folders/files, one or more (the option may repeat).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Generator .safetensors with its card (repeatable).",
+)
+@click.option(
+    "--data",
+    multiple=True,
+    required=True,
+    metavar="SRC...",
+    help="HR images: folders/files, one or more (the option may repeat).",
+)
 @click.option("--out", default="runs/eval", show_default=True, help="Folder for eval.md, eval.json, compare/.")
 @click.option("--crop", type=int, default=0, show_default=True, help="Centre crop of each HR image (0 = whole image).")
 @click.option("--max-images", type=int, default=0, show_default=True, help="At most this many images (0 = all).")
 @click.option("--border", type=int, default=None, help="HR pixels cut from each border (default: the scale).")
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N.")
 @click.option("--degradation", default=None, help="How LR is made from HR (default: the model card's).")
-def eval_(models: tuple[str, ...], data: tuple[str, ...], out: str, crop: int, max_images: int, border: int | None,
-          device: str, degradation: str | None) -> int:
+def eval_(
+    models: tuple[str, ...],
+    data: tuple[str, ...],
+    out: str,
+    crop: int,
+    max_images: int,
+    border: int | None,
+    device: str,
+    degradation: str | None,
+) -> int:
     """PSNR/SSIM vs nearest and bicubic (the paper's Table 2 layout)."""
     from .evaluate import evaluate  # noqa: PLC0415
 
     try:
-        res = evaluate(list(models), list(data), out, crop=crop, max_images=max_images, border=border,
-                       device=device, degradation=degradation)
+        res = evaluate(
+            list(models),
+            list(data),
+            out,
+            crop=crop,
+            max_images=max_images,
+            border=border,
+            device=device,
+            degradation=degradation,
+        )
     except ScopesrError as exc:
         _error(exc)
         return EXIT_FAILED

@@ -23,6 +23,7 @@ crop position, augmentation and the HPA stain count come from a generator seeded
 shard per rank) and can start at any step, so resuming a run reproduces the batches an
 uninterrupted run would have seen, whatever the number of DataLoader workers.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,7 +60,6 @@ DEGRADATIONS = {
 MICROSCOPY = "microscopy"
 
 
-
 @dataclass
 class DataConfig:
     """Where the images are and how crops are made (saved in the run's resolved config)."""
@@ -94,18 +94,23 @@ class DataConfig:
 
     def validate(self) -> None:
         if not self.data:
-            raise DataError("no training data given: pass --data DIR (a folder of images/TIFF stacks, "
-                            "or a Human Protein Atlas layout folder)")
+            raise DataError(
+                "no training data given: pass --data DIR (a folder of images/TIFF stacks, "
+                "or a Human Protein Atlas layout folder)"
+            )
         if self.layout not in ("auto", "hpa", "folder"):
             raise DataError(f"layout={self.layout!r}: use auto, hpa or folder")
         if self.channels not in (0, 1, 3):
             raise DataError(f"channels={self.channels}: 1 (grey) or 3 (RGB), 0 = the model's")
         if self.hr_size % self.scale or self.hr_size < 4 * self.scale:
-            raise DataError(f"--hr-size {self.hr_size} must be a multiple of the scale ({self.scale}) "
-                            f"and at least {4 * self.scale}")
+            raise DataError(
+                f"--hr-size {self.hr_size} must be a multiple of the scale ({self.scale}) and at least {4 * self.scale}"
+            )
         if self.degradation not in DEGRADATIONS and self.degradation != MICROSCOPY:
-            raise DataError(f"degradation {self.degradation!r}: {MICROSCOPY} (the blind microscope model) "
-                            f"or one of {sorted(DEGRADATIONS)}")
+            raise DataError(
+                f"degradation {self.degradation!r}: {MICROSCOPY} (the blind microscope model) "
+                f"or one of {sorted(DEGRADATIONS)}"
+            )
         if self.balance not in ("items", "sources"):
             raise DataError(f"balance={self.balance!r}: items or sources")
         unknown = sorted(set(self.source_weights) - set(self.data))
@@ -152,8 +157,10 @@ def _planes(array: np.ndarray, axes: str) -> np.ndarray:
     return a.reshape((-1,) + a.shape[2:])
 
 
-_SPEC_RE = re.compile(r"^(?P<kind>sample|synthetic):(?P<name>[A-Za-z0-9_.-]+)"
-                      r"(?:\[(?P<start>\d*):(?P<stop>\d*)\])?(?:\?n=(?P<n>\d+))?(?P<invert>#invert)?$")
+_SPEC_RE = re.compile(
+    r"^(?P<kind>sample|synthetic):(?P<name>[A-Za-z0-9_.-]+)"
+    r"(?:\[(?P<start>\d*):(?P<stop>\d*)\])?(?:\?n=(?P<n>\d+))?(?P<invert>#invert)?$"
+)
 
 
 def is_spec(src: str) -> bool:
@@ -214,8 +221,7 @@ def _normalised(plane: np.ndarray, cfg: DataConfig) -> np.ndarray:
 
 def _list_files(root: Path, recursive: bool) -> list[Path]:
     it = root.rglob("*") if recursive else root.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def detect_channels(cfg: DataConfig) -> int:
@@ -243,7 +249,9 @@ def discover(cfg: DataConfig) -> list[Item]:
             source_of[src] = src
             continue
         p = Path(src).expanduser()
-        source_of.update({str(f): src for f in ([p] if p.is_file() else _list_files(p, cfg.recursive) if p.is_dir() else [])})
+        source_of.update(
+            {str(f): src for f in ([p] if p.is_file() else _list_files(p, cfg.recursive) if p.is_dir() else [])}
+        )
         if p.is_dir():
             found = _list_files(p, cfg.recursive)
             if not found:
@@ -288,8 +296,9 @@ def discover(cfg: DataConfig) -> list[Item]:
                 too_small += 1
                 continue
             if cfg.channels == 3 and c not in (1, 3, 4):
-                raise DataError(f"{f}: {c} channels cannot be used as RGB; train with channels=1 "
-                                "(each channel becomes a grey item)")
+                raise DataError(
+                    f"{f}: {c} channels cannot be used as RGB; train with channels=1 (each channel becomes a grey item)"
+                )
             for i in range(n):
                 src = source_of.get(str(f), str(f))
                 if cfg.channels == 1:
@@ -299,8 +308,10 @@ def discover(cfg: DataConfig) -> list[Item]:
     if too_small:
         log.warning("%d image(s) smaller than --hr-size %d were skipped", too_small, cfg.hr_size)
     if not items:
-        raise DataError(f"{', '.join(cfg.data)}: no image is at least {cfg.hr_size}x{cfg.hr_size}; "
-                        "lower --hr-size or add larger images")
+        raise DataError(
+            f"{', '.join(cfg.data)}: no image is at least {cfg.hr_size}x{cfg.hr_size}; "
+            "lower --hr-size or add larger images"
+        )
     return items
 
 
@@ -336,7 +347,7 @@ def load_item(item: Item, cfg: DataConfig, n_stains: int = 4) -> np.ndarray:
         return np.clip(rgb, 0.0, 1.0)
     plane = _read_planes(item.paths[0])[item.plane]
     if item.channel >= 0:
-        plane = plane[..., item.channel:item.channel + 1]
+        plane = plane[..., item.channel : item.channel + 1]
     elif cfg.channels == 3:
         if plane.shape[-1] == 1:
             plane = np.repeat(plane, 3, axis=-1)
@@ -348,8 +359,12 @@ def downsample(hr: np.ndarray, scale: int, degradation: str = "pil-bicubic") -> 
     """(H, W, C) float32 -> (H/s, W/s, C) with PIL's resampling in float (mode 'F')."""
     h, w, c = hr.shape
     method = DEGRADATIONS[degradation]
-    out = [np.asarray(PILImage.fromarray(np.ascontiguousarray(hr[..., i]), mode="F")
-                      .resize((w // scale, h // scale), method)) for i in range(c)]
+    out = [
+        np.asarray(
+            PILImage.fromarray(np.ascontiguousarray(hr[..., i]), mode="F").resize((w // scale, h // scale), method)
+        )
+        for i in range(c)
+    ]
     return np.stack(out, axis=-1).astype(np.float32)
 
 
@@ -380,8 +395,9 @@ def _levels(path: str, plane: int, channel: int) -> tuple[float, float, str]:
     return float(lo), float(hi), str(a.dtype)
 
 
-def microscope_pair(item: Item, cfg: DataConfig, rng: np.random.Generator,
-                    deg: quality.Degradation | None = None) -> tuple[np.ndarray, np.ndarray]:
+def microscope_pair(
+    item: Item, cfg: DataConfig, rng: np.random.Generator, deg: quality.Degradation | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A random HR crop of ``item`` and its LR twin under a random microscope degradation.
 
     Both are normalised the way the SDK normalises at inference (an affine map taken from
@@ -396,7 +412,7 @@ def microscope_pair(item: Item, cfg: DataConfig, rng: np.random.Generator,
     for _ in range(8):  # mostly skip near-empty crops: they teach little, but keep some background
         y = int(rng.integers(0, full.shape[0] - s + 1))
         x = int(rng.integers(0, full.shape[1] - s + 1))
-        hr = full[y:y + s, x:x + s]
+        hr = full[y : y + s, x : x + s]
         if np.ptp(hr) >= 0.05 * (hi - lo) or rng.random() < 0.2:
             break
     if cfg.augment:
@@ -406,7 +422,7 @@ def microscope_pair(item: Item, cfg: DataConfig, rng: np.random.Generator,
     lrf = lr.astype(np.float64)
     span_img = hi - lo if hi > lo else 1.0
     if deg.bits:
-        gain, off = deg.exposure * (2 ** deg.bits - 1), deg.offset * (2 ** deg.bits - 1)
+        gain, off = deg.exposure * (2**deg.bits - 1), deg.offset * (2**deg.bits - 1)
         n_lo, n_hi = off + gain * deg.background, off + gain * (1.0 + deg.background)
     else:
         n_lo, n_hi = lo + span_img * deg.background, hi + span_img * deg.background
@@ -417,8 +433,7 @@ def microscope_pair(item: Item, cfg: DataConfig, rng: np.random.Generator,
     span = (n_hi - n_lo) * math.exp(rng.uniform(-0.3, 0.4))
     n_lo += rng.uniform(-0.05, 0.05) * span
     span = max(span, 1e-6)
-    return (((lrf - n_lo) / span).astype(np.float32)[..., None],
-            ((target - n_lo) / span).astype(np.float32)[..., None])
+    return (((lrf - n_lo) / span).astype(np.float32)[..., None], ((target - n_lo) / span).astype(np.float32)[..., None])
 
 
 class TrainDataset(Dataset):
@@ -456,7 +471,7 @@ class TrainDataset(Dataset):
         s = cfg.hr_size
         y = int(rng.integers(0, hr_full.shape[0] - s + 1))
         x = int(rng.integers(0, hr_full.shape[1] - s + 1))
-        hr = hr_full[y:y + s, x:x + s]
+        hr = hr_full[y : y + s, x : x + s]
         if cfg.augment:
             hr = _augment(hr, int(rng.integers(0, 8)))
         hr = np.ascontiguousarray(hr)
@@ -464,7 +479,9 @@ class TrainDataset(Dataset):
         return to_tensor(lr), to_tensor(hr)
 
 
-def validation_set(items: Sequence[Item], cfg: DataConfig, size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def validation_set(
+    items: Sequence[Item], cfg: DataConfig, size: int | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed validation pairs: the centre crop (``size``, default hr_size) of each item,
     all four HPA stains, no augmentation."""
     s = size or cfg.hr_size
@@ -485,23 +502,24 @@ def validation_set(items: Sequence[Item], cfg: DataConfig, size: int | None = No
     for it in items:
         hr = load_item(it, cfg, 4)
         y, x = (hr.shape[0] - s) // 2, (hr.shape[1] - s) // 2
-        hr = np.ascontiguousarray(hr[max(0, y):max(0, y) + s, max(0, x):max(0, x) + s])
+        hr = np.ascontiguousarray(hr[max(0, y) : max(0, y) + s, max(0, x) : max(0, x) + s])
         out.append((to_tensor(downsample(hr, cfg.scale, cfg.degradation)), to_tensor(hr)))
     return out
 
 
-def _centre_pair(item: Item, cfg: DataConfig, rng: np.random.Generator, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
+def _centre_pair(
+    item: Item, cfg: DataConfig, rng: np.random.Generator, y: int, x: int
+) -> tuple[np.ndarray, np.ndarray]:
     """microscope_pair on a fixed crop at (y, x) with whole-image levels, no jitter."""
     s = cfg.hr_size
     lo, hi, dtype = _levels(item.paths[0], item.plane, item.channel)
-    hr = raw_plane(item)[y:y + s, x:x + s]
+    hr = raw_plane(item)[y : y + s, x : x + s]
     deg = cfg.ranges().sample(rng)
     lr, target = deg.apply(np.ascontiguousarray(hr), rng, lo=lo, hi=hi, dtype=dtype)
     lrf = lr.astype(np.float64)
     n_lo, n_hi = np.percentile(lrf, (cfg.p_low, cfg.p_high))
     span = max(float(n_hi - n_lo), 1e-6)
-    return (((lrf - n_lo) / span).astype(np.float32)[..., None],
-            ((target - n_lo) / span).astype(np.float32)[..., None])
+    return (((lrf - n_lo) / span).astype(np.float32)[..., None], ((target - n_lo) / span).astype(np.float32)[..., None])
 
 
 class StepSampler(Sampler[int]):
@@ -511,8 +529,9 @@ class StepSampler(Sampler[int]):
     sharded by rank; token = ``e * n + index`` so every epoch draws fresh crops.
     """
 
-    def __init__(self, n_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start_step: int = 0) -> None:
+    def __init__(
+        self, n_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start_step: int = 0
+    ) -> None:
         self.n = n_items
         self.batch_size = batch_size
         self.seed = seed
@@ -521,15 +540,20 @@ class StepSampler(Sampler[int]):
         self.start_step = start_step
 
     def __len__(self) -> int:  # endless; DataLoader only needs it for len(loader)
-        return 2 ** 62
+        return 2**62
 
     def __iter__(self) -> Iterator[int]:
         per_rank = math.ceil(self.n / self.world)
         skip = self.start_step * self.batch_size
         epoch, offset = divmod(skip, per_rank)
         while True:
-            ds = DistributedSampler(range(self.n), num_replicas=self.world, rank=self.rank,  # type: ignore[arg-type]
-                                    shuffle=True, seed=self.seed)
+            ds = DistributedSampler(
+                range(self.n),
+                num_replicas=self.world,
+                rank=self.rank,  # type: ignore[arg-type]
+                shuffle=True,
+                seed=self.seed,
+            )
             ds.set_epoch(epoch)
             for i in list(ds)[offset:]:
                 yield epoch * self.n + int(i)
@@ -537,12 +561,27 @@ class StepSampler(Sampler[int]):
             offset = 0
 
 
-def make_loader(dataset: TrainDataset, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
-                world_size: int = 1, workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: TrainDataset,
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     sampler = StepSampler(len(dataset), batch_size, seed, rank, world_size, start_step)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=True, persistent_workers=workers > 0,
-                      prefetch_factor=2 if workers > 0 else None)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers > 0 else None,
+    )
 
 
 def summary(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item]) -> dict[str, Any]:
@@ -576,8 +615,13 @@ def provenance(src: str) -> dict[str, Any]:
         return {"source": src, "kind": "user files"}
     planes = None if m["start"] is None and m["stop"] is None else f"{m['start'] or 0}:{m['stop'] or ''}"
     if m["kind"] == "synthetic":
-        return {"source": src, "kind": "synthetic", "generator": "scopesr.trainer.synthetic",
-                "images": int(m["n"] or 32), "licence": "generated"}
+        return {
+            "source": src,
+            "kind": "synthetic",
+            "generator": "scopesr.trainer.synthetic",
+            "images": int(m["n"] or 32),
+            "licence": "generated",
+        }
     from importlib import metadata  # noqa: PLC0415
 
     from scopesr.sdk.samples import SAMPLES  # noqa: PLC0415
@@ -589,8 +633,16 @@ def provenance(src: str) -> dict[str, Any]:
         version = metadata.version(smp.package.replace("_", "-"))
     except metadata.PackageNotFoundError:
         version = None
-    return {"source": src, "kind": "sample", "package": smp.package, "version": version, "file": smp.relpath,
-            "planes": planes or "all", "licence": smp.licence, "transform": "grey, inverted" if m["invert"] else None}
+    return {
+        "source": src,
+        "kind": "sample",
+        "package": smp.package,
+        "version": version,
+        "file": smp.relpath,
+        "planes": planes or "all",
+        "licence": smp.licence,
+        "transform": "grey, inverted" if m["invert"] else None,
+    }
 
 
 def heldout_images(specs: Sequence[str], scale: int, max_planes: int = 6) -> list[quality.EvalImage]:
@@ -603,8 +655,7 @@ def heldout_images(specs: Sequence[str], scale: int, max_planes: int = 6) -> lis
         for i in idx:
             a = planes[i][..., 0]
             h, w = a.shape
-            a = a[:h - h % scale, :w - w % scale]
+            a = a[: h - h % scale, : w - w % scale]
             name = spec if planes.shape[0] == 1 else f"{spec}[{i}]"
             out.append(quality.EvalImage(name, spec, np.ascontiguousarray(a)))
     return out
-

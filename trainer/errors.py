@@ -3,6 +3,7 @@
 Each names the file or option involved and says how to fix the problem; all are
 ``ScopesrError``s, so the CLI prints them and exits non-zero without a traceback.
 """
+
 from __future__ import annotations
 
 from scopesr.sdk import ScopesrError

@@ -10,6 +10,7 @@
   Keras): with the paper's real labels in [0.8, 1.2] an unclipped loss would have no
   minimum. One-sided: only the discriminator's targets are smoothed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,7 +59,7 @@ def _load_vgg19_state(weights: str | os.PathLike | None) -> dict[str, torch.Tens
         raise LossError(
             f"the VGG19 content loss needs torchvision's ImageNet VGG19 weights, which are not in "
             f"the cache ({cached}) and cannot be downloaded here ({type(exc).__name__}). Fix: on a "
-            f"machine with internet run `python -c \"import torchvision; torchvision.models.vgg19("
+            f'machine with internet run `python -c "import torchvision; torchvision.models.vgg19('
             f"weights='IMAGENET1K_V1')\"` and copy {VGG19_FILE} to {cached.parent}/, or pass "
             f"--vgg-weights FILE (a torchvision vgg19 state dict), or train with --content-loss mse|l1."
         ) from None
@@ -83,8 +84,9 @@ class VGGContentLoss(nn.Module):
     path without the ImageNet weights (the loss is then not perceptual).
     """
 
-    def __init__(self, weights: str | os.PathLike | None = None, random_init: bool = False,
-                 layer_end: int = RELU5_4) -> None:
+    def __init__(
+        self, weights: str | os.PathLike | None = None, random_init: bool = False, layer_end: int = RELU5_4
+    ) -> None:
         super().__init__()
         if random_init:
             features = _vgg19_features()  # the conv part only: the classifier is 120 M unused weights
@@ -94,12 +96,14 @@ class VGGContentLoss(nn.Module):
                 features = _vgg19_features()
             # accept a full torchvision state dict ("features.N.weight") or a features-only one
             if any(k.startswith("features.") for k in state):
-                state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+                state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
             try:
                 features.load_state_dict(state, strict=True, assign=True)
             except RuntimeError as exc:
-                raise LossError(f"VGG19 weights do not fit torchvision's vgg19 ({str(exc).splitlines()[0]}); "
-                                "give a torchvision vgg19 state dict") from None
+                raise LossError(
+                    f"VGG19 weights do not fit torchvision's vgg19 ({str(exc).splitlines()[0]}); "
+                    "give a torchvision vgg19 state dict"
+                ) from None
         self.features = features[:layer_end].eval()
         for p in self.features.parameters():
             p.requires_grad_(False)
@@ -109,7 +113,7 @@ class VGGContentLoss(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "VGGContentLoss":
+    def train(self, mode: bool = True) -> VGGContentLoss:
         super().train(mode)
         self.features.eval()  # always frozen
         return self
@@ -147,9 +151,14 @@ def bce_clipped(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(t * torch.log(p) + (1 - t) * torch.log1p(-p)).mean()
 
 
-def smoothed_labels(n: int, real: bool, device: torch.device | str, generator: torch.Generator | None = None,
-                    real_range: tuple[float, float] = (0.8, 1.2),
-                    fake_range: tuple[float, float] = (0.0, 0.2)) -> torch.Tensor:
+def smoothed_labels(
+    n: int,
+    real: bool,
+    device: torch.device | str,
+    generator: torch.Generator | None = None,
+    real_range: tuple[float, float] = (0.8, 1.2),
+    fake_range: tuple[float, float] = (0.0, 0.2),
+) -> torch.Tensor:
     """Random targets for the discriminator: real ~ U(real_range), fake ~ U(fake_range).
 
     The paper's text: real in [0.8, 1.2]; its code: [0.8, 1.0] (``--real-label-range 0.8 1.0``).
@@ -159,9 +168,13 @@ def smoothed_labels(n: int, real: bool, device: torch.device | str, generator: t
     return (lo + (hi - lo) * u).to(device)
 
 
-def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, generator: torch.Generator | None = None,
-                       real_range: tuple[float, float] = (0.8, 1.2),
-                       fake_range: tuple[float, float] = (0.0, 0.2)) -> torch.Tensor:
+def discriminator_loss(
+    d_real: torch.Tensor,
+    d_fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+    real_range: tuple[float, float] = (0.8, 1.2),
+    fake_range: tuple[float, float] = (0.0, 0.2),
+) -> torch.Tensor:
     n = d_real.shape[0]
     t_real = smoothed_labels(n, True, d_real.device, generator, real_range, fake_range)
     t_fake = smoothed_labels(n, False, d_fake.device, generator, real_range, fake_range)

@@ -12,6 +12,7 @@ SSIM is Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, po
 ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1.0)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,18 +24,27 @@ from PIL import Image as PILImage
 
 from scopesr.sdk import atomic_write_bytes, quality
 
-CONVENTION = ("PSNR/SSIM on the normalised images in 0..1 (data range 1.0; model output clipped to 0..1), "
-              "PSNR over all channels, SSIM averaged over channels (Gaussian 11x11, sigma 1.5, "
-              "K1=0.01, K2=0.03, as skimage with gaussian_weights=True, use_sample_covariance=False); "
-              "{border} HR pixels cut from each border; LR = {degradation} x{scale} of the HR image.")
+CONVENTION = (
+    "PSNR/SSIM on the normalised images in 0..1 (data range 1.0; model output clipped to 0..1), "
+    "PSNR over all channels, SSIM averaged over channels (Gaussian 11x11, sigma 1.5, "
+    "K1=0.01, K2=0.03, as skimage with gaussian_weights=True, use_sample_covariance=False); "
+    "{border} HR pixels cut from each border; LR = {degradation} x{scale} of the HR image."
+)
 
 
 def _per_image(fn, sr: torch.Tensor, hr: torch.Tensor, border: int, data_range: float) -> torch.Tensor:
     """Apply a scopesr.sdk.quality metric to each (C, H, W) pair of a batch (as YXC arrays)."""
     a = sr.detach().double().cpu().numpy().transpose(0, 2, 3, 1)
     b = hr.detach().double().cpu().numpy().transpose(0, 2, 3, 1)
-    vals = [fn(y[..., 0] if y.shape[-1] == 1 else y, x[..., 0] if x.shape[-1] == 1 else x,
-               data_range=data_range, border=border) for x, y in zip(a, b)]
+    vals = [
+        fn(
+            y[..., 0] if y.shape[-1] == 1 else y,
+            x[..., 0] if x.shape[-1] == 1 else x,
+            data_range=data_range,
+            border=border,
+        )
+        for x, y in zip(a, b)
+    ]
     return torch.tensor(vals, dtype=torch.float32)
 
 
@@ -78,7 +88,7 @@ def comparison_grid(rows: list[list[torch.Tensor]], gap: int = 4) -> np.ndarray:
     canvas = np.full((len(panels) * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
     for i, row in enumerate(panels):
         for j, p in enumerate(row):
-            canvas[i * (h + gap):i * (h + gap) + p.shape[0], j * (w + gap):j * (w + gap) + p.shape[1]] = p
+            canvas[i * (h + gap) : i * (h + gap) + p.shape[0], j * (w + gap) : j * (w + gap) + p.shape[1]] = p
     return canvas
 
 

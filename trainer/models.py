@@ -20,13 +20,15 @@ network [-1, 1] and ends in tanh; the teacher keeps that *inside* the module
 (``x*2-1`` at the entry, ``(tanh(y)+1)/2`` at the exit) so its external contract is the
 project's 0..1 in / 0..1 out. Students (trainer/student.py) end without any squashing.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,8 +99,10 @@ class DiscriminatorConfig:
         if self.head not in ("gap", "dense"):
             raise PresetError(f"discriminator head={self.head!r}: must be 'gap' or 'dense'")
         if self.head == "dense" and (not self.input_size or self.input_size % 16):
-            raise PresetError("discriminator head='dense' needs input_size, a multiple of 16 "
-                              "(four stride-2 blocks); use head='gap' for any size")
+            raise PresetError(
+                "discriminator head='dense' needs input_size, a multiple of 16 "
+                "(four stride-2 blocks); use head='gap' for any size"
+            )
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -143,11 +147,12 @@ def _upsample_stage(kind: str, cin: int, up_channels: int, act: str, deconv_kern
         # 3x3 stride 2: uneven overlap (Odena et al.) -> periodic checkerboard from the start.
         k = deconv_kernel
         return nn.Sequential(
-            nn.ConvTranspose2d(cin, up_channels, k, stride=2, padding=k // 2, output_padding=1),
-            _act(act, up_channels)), up_channels
+            nn.ConvTranspose2d(cin, up_channels, k, stride=2, padding=k // 2, output_padding=1), _act(act, up_channels)
+        ), up_channels
     # nearest x2 then conv: resize-convolution, no uneven overlap.
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, up_channels, 3),
-                         _act(act, up_channels)), up_channels
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, up_channels, 3), _act(act, up_channels)
+    ), up_channels
 
 
 class Generator(nn.Module):
@@ -169,8 +174,9 @@ class Generator(nn.Module):
         self.trunk = nn.Sequential(*trunk)
         stages, cin = [], c
         for _ in range(int(math.log2(config.scale))):
-            stage, cin = _upsample_stage(config.upsample, cin, config.up_channels,
-                                         config.up_activation, config.deconv_kernel)
+            stage, cin = _upsample_stage(
+                config.upsample, cin, config.up_channels, config.up_activation, config.deconv_kernel
+            )
             stages.append(stage)
         self.upsample = nn.Sequential(*stages)
         self.tail = _conv(cin, config.out_channels, config.tail_kernel)
@@ -201,16 +207,19 @@ class Discriminator(nn.Module):
         plan = [(1, 2), (1, 1), (2, 2), (2, 1), (4, 2), (4, 1), (8, 2), (8, 1)]
         cin = c
         for mult, stride in plan:
-            layers += [_conv(cin, c * mult, 3, stride=stride, bias=False), nn.BatchNorm2d(c * mult),
-                       nn.LeakyReLU(0.2)]
+            layers += [_conv(cin, c * mult, 3, stride=stride, bias=False), nn.BatchNorm2d(c * mult), nn.LeakyReLU(0.2)]
             cin = c * mult
         self.features = nn.Sequential(*layers)
         if config.head == "gap":
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1))
         else:
             side = config.input_size // 16  # type: ignore[operator]
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, config.dense_features),
-                                      nn.LeakyReLU(0.2), nn.Linear(config.dense_features, 1))
+            self.head = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(cin * side * side, config.dense_features),
+                nn.LeakyReLU(0.2),
+                nn.Linear(config.dense_features, 1),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: HR image in 0..1 -> one logit per image, shape (N,)."""
@@ -228,16 +237,26 @@ class Preset:
 
 
 TEACHER_PRESETS: dict[str, tuple[str, GeneratorConfig]] = {
-    "srgan": ("SRGAN baseline: sub-pixel upsampling, BN in residual blocks (Table 3 row 1)",
-              GeneratorConfig(upsample="subpixel", batchnorm=True, up_activation="prelu")),
-    "srgan-deconv": ("SRGAN with transposed-conv upsampling, BN (checkerboard-prone)",
-                     GeneratorConfig(upsample="deconv", batchnorm=True, up_activation="prelu")),
-    "srgan-interp": ("SRGAN with nearest x2 + conv upsampling, BN",
-                     GeneratorConfig(upsample="nearest", batchnorm=True, up_activation="lrelu")),
-    "srgan-nobn": ("SRGAN with sub-pixel upsampling, no BN in residual blocks",
-                   GeneratorConfig(upsample="subpixel", batchnorm=False, up_activation="prelu")),
-    "paper": ("The paper's 'Our Method': nearest x2 + conv (256 filters, LeakyReLU), no BN in blocks",
-              GeneratorConfig(upsample="nearest", batchnorm=False, up_activation="lrelu")),
+    "srgan": (
+        "SRGAN baseline: sub-pixel upsampling, BN in residual blocks (Table 3 row 1)",
+        GeneratorConfig(upsample="subpixel", batchnorm=True, up_activation="prelu"),
+    ),
+    "srgan-deconv": (
+        "SRGAN with transposed-conv upsampling, BN (checkerboard-prone)",
+        GeneratorConfig(upsample="deconv", batchnorm=True, up_activation="prelu"),
+    ),
+    "srgan-interp": (
+        "SRGAN with nearest x2 + conv upsampling, BN",
+        GeneratorConfig(upsample="nearest", batchnorm=True, up_activation="lrelu"),
+    ),
+    "srgan-nobn": (
+        "SRGAN with sub-pixel upsampling, no BN in residual blocks",
+        GeneratorConfig(upsample="subpixel", batchnorm=False, up_activation="prelu"),
+    ),
+    "paper": (
+        "The paper's 'Our Method': nearest x2 + conv (256 filters, LeakyReLU), no BN in blocks",
+        GeneratorConfig(upsample="nearest", batchnorm=False, up_activation="lrelu"),
+    ),
 }
 
 
@@ -275,8 +294,7 @@ def preset_config(name: str, **overrides: Any) -> Any:
     """The typed config of preset ``name`` with ``overrides`` applied (unknown keys: error)."""
     table = presets()
     if name not in table:
-        raise PresetError(f"unknown preset {name!r}; known presets: {', '.join(table)} "
-                          "(see `sr-train presets`)")
+        raise PresetError(f"unknown preset {name!r}; known presets: {', '.join(table)} (see `sr-train presets`)")
     cfg = table[name].config
     known = {f.name for f in dataclasses.fields(cfg)}
     bad = sorted(set(overrides) - known)

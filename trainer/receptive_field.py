@@ -12,6 +12,7 @@ probe); the tests check both agree.
 Why it matters: a tile read with this many LR pixels of overlap on each side gives a
 seam-free result (the SDK's tiler keeps only each tile's centre).
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,8 +55,9 @@ def spatial_ops(model: nn.Module) -> list[SpatialOp]:
     ops: list[SpatialOp] = []
     for m in model.modules():
         if isinstance(m, nn.ConvTranspose2d):
-            ops.append(SpatialOp("deconv", _pair0(m.kernel_size), _pair0(m.stride), _pair0(m.padding),
-                                 _pair0(m.dilation)))
+            ops.append(
+                SpatialOp("deconv", _pair0(m.kernel_size), _pair0(m.stride), _pair0(m.padding), _pair0(m.dilation))
+            )
         elif isinstance(m, nn.Conv2d):
             if isinstance(m.padding, str):  # "same"/"valid"
                 pad = (_pair0(m.dilation) * (_pair0(m.kernel_size) - 1)) // 2 if m.padding == "same" else 0
@@ -137,8 +139,12 @@ def receptive_field_radius(model_or_name: nn.Module | str, scale: int | None = N
         scale = int(getattr(getattr(model, "config", None), "scale", 4))
     ops = spatial_ops(model)
     if abs(_total_factor(ops) - scale) > 1e-9:
-        log.warning("%s: spatial ops account for x%s, not x%s; measuring the radius with a probe",
-                    type(model).__name__, _total_factor(ops), scale)
+        log.warning(
+            "%s: spatial ops account for x%s, not x%s; measuring the radius with a probe",
+            type(model).__name__,
+            _total_factor(ops),
+            scale,
+        )
         return probe_receptive_field_radius(model, scale=scale)
     return analytic_radius(ops, scale)
 
@@ -153,8 +159,9 @@ def _in_channels(model: nn.Module, default: int = 3) -> int:
     return default
 
 
-def probe_receptive_field_radius(model: nn.Module, scale: int = 4, in_channels: int | None = None,
-                                 size: int = 33, max_size: int = 257, seed: int = 0) -> int:
+def probe_receptive_field_radius(
+    model: nn.Module, scale: int = 4, in_channels: int | None = None, size: int = 33, max_size: int = 257, seed: int = 0
+) -> int:
     """Measure the radius: gradient of the HR block of the centre LR pixel w.r.t. the input.
 
     Input pixels with a non-zero gradient are exactly the ones that block depends on
@@ -174,7 +181,7 @@ def probe_receptive_field_radius(model: nn.Module, scale: int = 4, in_channels: 
         x = torch.rand(1, cin, size, size, generator=g).to(device).requires_grad_(True)
         y = model(x)
         c = size // 2
-        y[..., c * scale:(c + 1) * scale, c * scale:(c + 1) * scale].sum().backward()
+        y[..., c * scale : (c + 1) * scale, c * scale : (c + 1) * scale].sum().backward()
         nz = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero()
         r = int((nz - c).abs().max()) if len(nz) else 0
         if r < c - 1 or size >= max_size:
@@ -182,8 +189,9 @@ def probe_receptive_field_radius(model: nn.Module, scale: int = 4, in_channels: 
         size = size * 2 + 1
 
 
-def macs_per_lr_pixel(model: nn.Module, in_channels: int | None = None, scale: int | None = None,
-                      size: int = 16) -> float:
+def macs_per_lr_pixel(
+    model: nn.Module, in_channels: int | None = None, scale: int | None = None, size: int = 16
+) -> float:
     """Multiply-accumulates per LR input pixel, counted by forward hooks on a probe input.
 
     Counts Conv2d, ConvTranspose2d and Linear (the cost that matters); activations,
@@ -203,8 +211,11 @@ def macs_per_lr_pixel(model: nn.Module, in_channels: int | None = None, scale: i
         elif isinstance(m, nn.Linear):
             total[0] += out.numel() * m.in_features
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
     was_training = model.training
     model.eval()
     try:

@@ -17,6 +17,7 @@ Why this shape (see FINDINGS "Mobile SR challenge" and the paper's checkerboard 
 Budget: at most 1 % of the ``paper`` teacher's multiply-accumulates per LR pixel
 (about 12 M MAC/px), i.e. <= ~120 k MAC per LR pixel.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +69,10 @@ class StudentConfig:
                 # odd kernels keep 'same' padding symmetric, so the output is not shifted
                 raise PresetError(f"StudentConfig.{name} must be odd and >= 1, got {k}")
         if self.anchor and self.in_channels != self.out_channels:
-            raise PresetError("the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
-                              "set anchor=False for a channel-changing student")
+            raise PresetError(
+                "the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
+                "set anchor=False for a channel-changing student"
+            )
 
     # -------------------------------------------------------------- analytic properties
     @property
@@ -80,9 +83,9 @@ class StudentConfig:
     def macs_per_lr_pixel(self) -> int:
         """Multiply-accumulates per LR input pixel (convolutions only; adds/ReLU are free)."""
         c, s2 = self.channels, self.scale * self.scale
-        head = self.in_channels * c * self.head_kernel ** 2
-        body = self.depth * c * c * self.kernel ** 2
-        tail = c * self.out_channels * s2 * self.tail_kernel ** 2
+        head = self.in_channels * c * self.head_kernel**2
+        body = self.depth * c * c * self.kernel**2
+        tail = c * self.out_channels * s2 * self.tail_kernel**2
         return head + body + tail
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +142,7 @@ class Student(nn.Module):
         s2 = self.cfg.scale * self.cfg.scale
         if self.cfg.in_channels == 1:
             return torch.cat([x] * s2, dim=1)
-        chans = [x[:, c:c + 1] for c in range(self.cfg.in_channels) for _ in range(s2)]
+        chans = [x[:, c : c + 1] for c in range(self.cfg.in_channels) for _ in range(s2)]
         return torch.cat(chans, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,4 +174,3 @@ def student_from_args(preset: str | None = None, **overrides: Any) -> Student:
     if bad:
         raise PresetError(f"unknown student argument(s) {bad}; known: {sorted(known)}")
     return Student(dataclasses.replace(base, **overrides))
-

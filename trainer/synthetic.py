@@ -10,6 +10,7 @@ its LR twin exactly as it does for real images.
 
 Every image is a function of ``(seed, index)``: the same config gives the same data.
 """
+
 from __future__ import annotations
 
 import math
@@ -113,8 +114,9 @@ def render(kind: str, seed: int, index: int, size: int = 256) -> np.ndarray:
     # above Nyquist (sharper synthetic targets teach the model to invent edges real HR lacks)
     img = convolve_reflect(dens, gaussian_kernel(rng.uniform(1.5, 3.0)))
     img /= np.percentile(img, 99.9) + 1e-12
-    bg = rng.uniform(0.01, 0.08) * (1.0 + 0.5 * convolve_reflect(rng.standard_normal((size, size)),
-                                                                  gaussian_kernel(20.0)) * 20.0)
+    bg = rng.uniform(0.01, 0.08) * (
+        1.0 + 0.5 * convolve_reflect(rng.standard_normal((size, size)), gaussian_kernel(20.0)) * 20.0
+    )
     photons = 2000.0 * (np.clip(img, 0, None) + np.clip(bg, 0, None))
     # a well-exposed HR acquisition: mild shot noise, like the real HR references
     counts = rng.poisson(photons).astype(np.float64)

@@ -28,6 +28,7 @@ resumed run ends with the same weights as an uninterrupted one (CPU, same world 
 DDP: started by ``torchrun`` (WORLD_SIZE/RANK set), NCCL on CUDA, gloo on CPU; each rank
 reads its own DistributedSampler shard.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,7 +49,6 @@ from torch import nn
 from scopesr.sdk import atomic_write_text
 
 from . import data as data_mod
-from .errors import TrainError
 from .checkpoint import (
     latest_checkpoint,
     load_generator,
@@ -59,6 +59,7 @@ from .checkpoint import (
     save_training_state,
     set_rng_state,
 )
+from .errors import TrainError
 from .losses import bce_clipped, content_loss, generator_adversarial_loss, pixel_loss, smoothed_labels
 from .metrics import CONVENTION, psnr, sample_grid, save_png, ssim, upscale_pil
 from .models import Discriminator, DiscriminatorConfig, create_model, model_config, presets
@@ -67,8 +68,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("pretrain", "gan", "distill")
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
 
 
 @dataclass
@@ -150,16 +149,18 @@ class TrainConfig:
             raise TrainError(f"lr_schedule {self.lr_schedule!r}: step or cosine")
         overlap = sorted(set(self.eval_sources) & set(self.data.data))
         if overlap:
-            raise TrainError(f"eval_sources {overlap} are also training data: a held-out score needs sources "
-                             "the model never saw")
+            raise TrainError(
+                f"eval_sources {overlap} are also training data: a held-out score needs sources the model never saw"
+            )
         from scopesr.sdk.quality import EVAL_DEGRADATIONS  # noqa: PLC0415
 
         bad = sorted(set(self.eval_degradations) - set(EVAL_DEGRADATIONS))
         if bad:
             raise TrainError(f"eval_degradations {bad}: known {sorted(EVAL_DEGRADATIONS)}")
         if self.mode == "distill" and not self.teacher:
-            raise TrainError("sr-train distill needs --teacher CKPT.safetensors (or --teacher none "
-                             "to train on ground truth alone)")
+            raise TrainError(
+                "sr-train distill needs --teacher CKPT.safetensors (or --teacher none to train on ground truth alone)"
+            )
         self.data.validate()
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -170,7 +171,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         bad = sorted(set(d) - known)
@@ -279,13 +280,20 @@ class Throughput:
         return {"img_s": round(img_s, 3), "hr_mpx_s": round(img_s * self.hr_pixels / 1e6, 4)}
 
     def summary(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"steps_timed": self.steps, "warmup_steps": min(self.seen, self.warmup),
-                             "seconds": round(self.seconds, 6), "images_per_step": self.images_per_step,
-                             "hr_pixels_per_image": self.hr_pixels}
+        d: dict[str, Any] = {
+            "steps_timed": self.steps,
+            "warmup_steps": min(self.seen, self.warmup),
+            "seconds": round(self.seconds, 6),
+            "images_per_step": self.images_per_step,
+            "hr_pixels_per_image": self.hr_pixels,
+        }
         if self.steps:
             r = self.rates(self.steps, self.seconds)
-            d.update(images_per_s=r["img_s"], hr_mpx_per_s=r["hr_mpx_s"],
-                     steps_per_s=round(self.steps / max(self.seconds, 1e-9), 3))
+            d.update(
+                images_per_s=r["img_s"],
+                hr_mpx_per_s=r["hr_mpx_s"],
+                steps_per_s=round(self.steps / max(self.seconds, 1e-9), 3),
+            )
         return d
 
 
@@ -301,8 +309,11 @@ class MetricsLog:
         if self.path.exists() and start_step == 0:
             self.path.unlink()
         if self.path.exists():  # a resumed run: forget what the interrupted run logged after its checkpoint
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+            keep = [
+                ln
+                for ln in self.path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) <= start_step
+            ]
             atomic_write_text(self.path, "".join(k + "\n" for k in keep))
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
@@ -327,8 +338,15 @@ class MetricsLog:
 
 
 @torch.no_grad()
-def validate(g: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], scale: int, device: torch.device,
-             autocast: Any, batch: int = 4, border: int | None = None) -> tuple[dict[str, float], tuple]:
+def validate(
+    g: nn.Module,
+    val: list[tuple[torch.Tensor, torch.Tensor]],
+    scale: int,
+    device: torch.device,
+    autocast: Any,
+    batch: int = 4,
+    border: int | None = None,
+) -> tuple[dict[str, float], tuple]:
     """PSNR/SSIM of the model and of bicubic/nearest on the fixed validation crops."""
     border = scale if border is None else border
     was = g.training
@@ -336,8 +354,8 @@ def validate(g: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], scale: 
     p_sr, s_sr, p_bi, s_bi, p_nn = [], [], [], [], []
     first = None
     for i in range(0, len(val), batch):
-        lr = torch.stack([v[0] for v in val[i:i + batch]])
-        hr = torch.stack([v[1] for v in val[i:i + batch]])
+        lr = torch.stack([v[0] for v in val[i : i + batch]])
+        hr = torch.stack([v[1] for v in val[i : i + batch]])
         with autocast():
             sr = g(lr.to(device)).float().clamp(0, 1).cpu()
         bic = upscale_pil(lr, scale, "bicubic").clamp(0, 1)
@@ -351,8 +369,17 @@ def validate(g: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], scale: 
             first = (lr, sr, hr)
     g.train(was)
     mean = lambda v: float(sum(v) / len(v))  # noqa: E731
-    return ({"psnr": mean(p_sr), "ssim": mean(s_sr), "bicubic_psnr": mean(p_bi), "bicubic_ssim": mean(s_bi),
-             "nearest_psnr": mean(p_nn), "psnr_gain_vs_bicubic": mean(p_sr) - mean(p_bi)}, first)
+    return (
+        {
+            "psnr": mean(p_sr),
+            "ssim": mean(s_sr),
+            "bicubic_psnr": mean(p_bi),
+            "bicubic_ssim": mean(s_bi),
+            "nearest_psnr": mean(p_nn),
+            "psnr_gain_vs_bicubic": mean(p_sr) - mean(p_bi),
+        },
+        first,
+    )
 
 
 def lr_factor(cfg: TrainConfig):
@@ -363,6 +390,7 @@ def lr_factor(cfg: TrainConfig):
         def cosine(step: int) -> float:
             t = min(step / max(cfg.steps, 1), 1.0)
             return floor + 0.5 * (1.0 - floor) * (1.0 + math.cos(math.pi * t))
+
         return cosine
     drop = cfg.drop_step()
     return lambda step: 1.0 if step < drop else cfg.lr_drop_factor
@@ -381,20 +409,28 @@ def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
         with torch.inference_mode():
             y = g(x).float().cpu().numpy()[0, 0]
         return stats.denormalise(y[..., None], lr.dtype)[..., 0]
+
     return upscale
 
 
 @torch.no_grad()
-def heldout_eval(g: nn.Module, images: list[Any], cfg: TrainConfig, device: torch.device, scale: int,
-                 with_ssim: bool = False) -> dict[str, Any]:
+def heldout_eval(
+    g: nn.Module, images: list[Any], cfg: TrainConfig, device: torch.device, scale: int, with_ssim: bool = False
+) -> dict[str, Any]:
     """Per-degradation, per-source scores of the model vs bicubic and nearest on held-out images."""
     from scopesr.sdk import quality  # noqa: PLC0415
 
     was = g.training
     g.eval()
     try:
-        res = quality.evaluate(torch_upscaler(g, device, cfg.data.normalisation()), images,
-                               cfg.eval_degradations or None, scale=scale, seed=cfg.seed, with_ssim=with_ssim)
+        res = quality.evaluate(
+            torch_upscaler(g, device, cfg.data.normalisation()),
+            images,
+            cfg.eval_degradations or None,
+            scale=scale,
+            seed=cfg.seed,
+            with_ssim=with_ssim,
+        )
     finally:
         g.train(was)
     return res
@@ -403,7 +439,8 @@ def heldout_eval(g: nn.Module, images: list[Any], cfg: TrainConfig, device: torc
 def heldout_record(res: dict[str, Any]) -> dict[str, Any]:
     """The compact log line of a held-out evaluation: gain over bicubic per degradation."""
     return {f"gain_{k}": round(v["gain_db_vs_bicubic"], 4) for k, v in res["summary"].items()} | {
-        f"worst_{k}": round(v["worst_gain_db"], 4) for k, v in res["summary"].items()}
+        f"worst_{k}": round(v["worst_gain_db"], 4) for k, v in res["summary"].items()
+    }
 
 
 # ---------------------------------------------------------------------------- the run
@@ -441,20 +478,28 @@ def train(cfg: TrainConfig) -> Path | None:
         try:
             g.load_state_dict(init.state_dict())
         except RuntimeError as exc:
-            raise TrainError(f"--init-from {cfg.init_from}: does not fit preset {cfg.preset!r} "
-                             f"({str(exc).splitlines()[0]})") from None
+            raise TrainError(
+                f"--init-from {cfg.init_from}: does not fit preset {cfg.preset!r} ({str(exc).splitlines()[0]})"
+            ) from None
     scale = int(getattr(model_config(g), "scale", 4))
     d = None
     if cfg.mode == "gan":
-        d = Discriminator(DiscriminatorConfig(in_channels=cfg.data.channels, channels=cfg.disc_channels,
-                                              head=cfg.disc_head,
-                                              input_size=cfg.data.hr_size if cfg.disc_head == "dense" else None))
+        d = Discriminator(
+            DiscriminatorConfig(
+                in_channels=cfg.data.channels,
+                channels=cfg.disc_channels,
+                head=cfg.disc_head,
+                input_size=cfg.data.hr_size if cfg.disc_head == "dense" else None,
+            )
+        )
     teacher = None
     if cfg.mode == "distill" and str(cfg.teacher).lower() != "none":
         teacher, tcard = load_generator(cfg.teacher, device=device)
         if tcard.in_channels != cfg.data.channels or tcard.scale != scale:
-            raise TrainError(f"--teacher {cfg.teacher}: {tcard.in_channels} channel(s) x{tcard.scale}, the student "
-                             f"is {cfg.data.channels} channel(s) x{scale}; train the teacher on the same kind of data")
+            raise TrainError(
+                f"--teacher {cfg.teacher}: {tcard.in_channels} channel(s) x{tcard.scale}, the student "
+                f"is {cfg.data.channels} channel(s) x{scale}; train the teacher on the same kind of data"
+            )
         teacher.requires_grad_(False)
         if on_cuda:
             teacher = teacher.to(torch.bfloat16)  # frozen: bf16 halves its cost
@@ -491,8 +536,9 @@ def train(cfg: TrainConfig) -> Path | None:
     start_step = 0
     ckpt_dir = run / "checkpoints"
     if not cfg.resume and latest_checkpoint(ckpt_dir) is not None:
-        raise TrainError(f"{run} already holds checkpoints of a run: add --resume to continue it, "
-                         "or choose a new --out")
+        raise TrainError(
+            f"{run} already holds checkpoints of a run: add --resume to continue it, or choose a new --out"
+        )
     if dinfo.main and remove_stale_temporaries(ckpt_dir):
         log.info("%s: removed half-written checkpoint(s) of an interrupted run", ckpt_dir)
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
@@ -534,22 +580,34 @@ def train(cfg: TrainConfig) -> Path | None:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else _null()
 
-    log.info("device %s%s: precision %s, channels_last %s, compile %s", device,
-             f" ({torch.cuda.get_device_name(device)})" if on_cuda else "", precision, channels_last,
-             cfg.compile or False)
-    tput = Throughput(cfg.batch_size * dinfo.world, cfg.data.hr_size ** 2, cfg.throughput_warmup)
+    log.info(
+        "device %s%s: precision %s, channels_last %s, compile %s",
+        device,
+        f" ({torch.cuda.get_device_name(device)})" if on_cuda else "",
+        precision,
+        channels_last,
+        cfg.compile or False,
+    )
+    tput = Throughput(cfg.batch_size * dinfo.world, cfg.data.hr_size**2, cfg.throughput_warmup)
     t_timed, s_timed = tput.seconds, tput.steps
 
-    loader = data_mod.make_loader(dataset, cfg.batch_size, cfg.seed, start_step, dinfo.rank, dinfo.world,
-                                  cfg.workers, pin_memory=on_cuda)
+    loader = data_mod.make_loader(
+        dataset, cfg.batch_size, cfg.seed, start_step, dinfo.rank, dinfo.world, cfg.workers, pin_memory=on_cuda
+    )
     batches = iter(loader)
     mlog = MetricsLog(run, start_step, dinfo.main)
     bar = None
     if dinfo.main and cfg.progress:
         from tqdm import tqdm  # noqa: PLC0415
 
-        bar = tqdm(total=cfg.steps, initial=start_step, desc=f"{cfg.mode} {cfg.preset}", unit="step",
-                   dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=start_step,
+            desc=f"{cfg.mode} {cfg.preset}",
+            unit="step",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
     t0 = time.time()
     t_last, s_last = t0, start_step
     last_val: dict[str, float] = {}
@@ -568,19 +626,27 @@ def train(cfg: TrainConfig) -> Path | None:
         else:
             gathered = [states]
         if dinfo.main:
-            st: dict[str, Any] = {"g": _unwrap(g).state_dict(), "opt_g": opt_g.state_dict(),
-                                  "sch_g": sch_g.state_dict(), "rng": [s["rng"] for s in gathered],
-                                  "label_gen": [s["label_gen"] for s in gathered], "config": json.dumps(cfg.to_dict()),
-                                  # sha256 of each rank's generator weights: DDP must keep them identical
-                                  "rank_digests": [s["digest"] for s in gathered]}
+            st: dict[str, Any] = {
+                "g": _unwrap(g).state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "sch_g": sch_g.state_dict(),
+                "rng": [s["rng"] for s in gathered],
+                "label_gen": [s["label_gen"] for s in gathered],
+                "config": json.dumps(cfg.to_dict()),
+                # sha256 of each rank's generator weights: DDP must keep them identical
+                "rank_digests": [s["digest"] for s in gathered],
+            }
             if len(set(st["rank_digests"])) > 1:
                 log.error("step %d: generator weights differ between ranks %s", step, st["rank_digests"])
             if d is not None:
                 st.update(d=d.state_dict(), opt_d=opt_d.state_dict(), sch_d=sch_d.state_dict())  # type: ignore[union-attr]
             save_training_state(ckpt_dir, step, st, keep=cfg.keep)
 
-    held_imgs = data_mod.heldout_images(cfg.eval_sources, scale, cfg.eval_max_planes) if (
-        dinfo.main and cfg.eval_sources) else []
+    held_imgs = (
+        data_mod.heldout_images(cfg.eval_sources, scale, cfg.eval_max_planes)
+        if (dinfo.main and cfg.eval_sources)
+        else []
+    )
     last_held: dict[str, Any] = {}
     if dinfo.main and val and start_step == 0:  # the curve starts at the untrained model
         v0, first = validate(g, val, scale, device, autocast)
@@ -624,8 +690,13 @@ def train(cfg: TrainConfig) -> Path | None:
             loss_adv = generator_adversarial_loss(d_out)
             loss_l1 = l1(sr.float(), hr_t)
             loss_g = loss_c + cfg.adv_weight * loss_adv + cfg.l1_weight * loss_l1
-            losses = {"loss_g": loss_g.item(), "loss_content": loss_c.item(), "loss_adv": loss_adv.item(),
-                      "loss_l1": loss_l1.item(), "loss_d": loss_dr.item() + loss_df.item()}
+            losses = {
+                "loss_g": loss_g.item(),
+                "loss_content": loss_c.item(),
+                "loss_adv": loss_adv.item(),
+                "loss_l1": loss_l1.item(),
+                "loss_d": loss_dr.item() + loss_df.item(),
+            }
         elif cfg.mode == "distill":
             loss_gt = l1(sr.float(), hr_t)
             loss_g = cfg.gt_weight * loss_gt
@@ -657,8 +728,14 @@ def train(cfg: TrainConfig) -> Path | None:
             bar.set_postfix({k.replace("loss_", ""): f"{v:.4g}" for k, v in losses.items()}, refresh=False)
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.time()
-            rec = {"kind": "train", "step": step, "time": round(now - t0, 3),
-                   "it_s": round((step - s_last) / max(now - t_last, 1e-9), 3), "lr": sch_g.get_last_lr()[0], **losses}
+            rec = {
+                "kind": "train",
+                "step": step,
+                "time": round(now - t0, 3),
+                "it_s": round((step - s_last) / max(now - t_last, 1e-9), 3),
+                "lr": sch_g.get_last_lr()[0],
+                **losses,
+            }
             if tput.steps > s_timed:  # images/s and HR Mpx/s over the timed steps since the last record
                 rec.update(tput.rates(tput.steps - s_timed, tput.seconds - t_timed))
             t_timed, s_timed = tput.seconds, tput.steps
@@ -669,13 +746,21 @@ def train(cfg: TrainConfig) -> Path | None:
             last_val_step = step
             mlog.write({"kind": "val", "step": step, **last_val})
             save_png(run / "samples" / f"step_{step:08d}.png", sample_grid(*first, scale=scale))
-            log.info("step %d: val PSNR %.3f dB (bicubic %.3f), SSIM %.4f", step, last_val["psnr"],
-                     last_val["bicubic_psnr"], last_val["ssim"])
+            log.info(
+                "step %d: val PSNR %.3f dB (bicubic %.3f), SSIM %.4f",
+                step,
+                last_val["psnr"],
+                last_val["bicubic_psnr"],
+                last_val["ssim"],
+            )
         if held_imgs and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
             rec = heldout_record(heldout_eval(g, held_imgs, cfg, device, scale))
             mlog.write({"kind": "heldout", "step": step, **rec})
-            log.info("step %d: held-out gain over bicubic %s", step,
-                     ", ".join(f"{k[5:]} {v:+.2f}" for k, v in rec.items() if k.startswith("gain_")))
+            log.info(
+                "step %d: held-out gain over bicubic %s",
+                step,
+                ", ".join(f"{k[5:]} {v:+.2f}" for k, v in rec.items() if k.startswith("gain_")),
+            )
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(step)
         over_time = cfg.time_limit_min > 0 and (time.time() - t0) > cfg.time_limit_min * 60
@@ -687,24 +772,41 @@ def train(cfg: TrainConfig) -> Path | None:
             if step % cfg.ckpt_every:
                 checkpoint(step)
             stopped_early = True
-            log.info("stopping at step %d (%s); continue with --resume", step,
-                     "time limit" if over_time else "--stop-at")
+            log.info(
+                "stopping at step %d (%s); continue with --resume", step, "time limit" if over_time else "--stop-at"
+            )
             break
 
     if bar is not None:
         bar.close()
     elapsed = time.time() - t0
-    throughput = {**tput.summary(), "device": str(device), "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
-                  "world_size": dinfo.world, "preset": cfg.preset, "batch_size": cfg.batch_size,
-                  "hr_size": cfg.data.hr_size, "channels": cfg.data.channels, "precision": precision,
-                  "channels_last": channels_last, "compile": cfg.compile or False, "mode": cfg.mode,
-                  "torch": torch.__version__}
+    throughput = {
+        **tput.summary(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
+        "world_size": dinfo.world,
+        "preset": cfg.preset,
+        "batch_size": cfg.batch_size,
+        "hr_size": cfg.data.hr_size,
+        "channels": cfg.data.channels,
+        "precision": precision,
+        "channels_last": channels_last,
+        "compile": cfg.compile or False,
+        "mode": cfg.mode,
+        "torch": torch.__version__,
+    }
     if dinfo.main:
         atomic_write_text(run / "throughput.json", json.dumps(throughput, indent=2) + "\n")
         if "images_per_s" in throughput:
-            log.info("training throughput: %.2f images/s, %.3f HR Mpx/s (%d timed steps of %d images, %s, %s)",
-                     throughput["images_per_s"], throughput["hr_mpx_per_s"], throughput["steps_timed"],
-                     throughput["images_per_step"], precision, device)
+            log.info(
+                "training throughput: %.2f images/s, %.3f HR Mpx/s (%d timed steps of %d images, %s, %s)",
+                throughput["images_per_s"],
+                throughput["hr_mpx_per_s"],
+                throughput["steps_timed"],
+                throughput["images_per_step"],
+                precision,
+                device,
+            )
     out = None
     if dinfo.main and not (stopped_early and cfg.stop_at):
         if val and last_val_step != step:  # the card's numbers are those of the saved weights
@@ -716,26 +818,57 @@ def train(cfg: TrainConfig) -> Path | None:
             atomic_write_text(run / "heldout.json", json.dumps(last_held, indent=1) + "\n")
         out = run / "final" / "generator.safetensors"
         training = {
-            "mode": cfg.mode, "preset": cfg.preset, "steps": step, "target_steps": cfg.steps,
-            "batch_size": cfg.batch_size, "world_size": dinfo.world, "device": str(device),
+            "mode": cfg.mode,
+            "preset": cfg.preset,
+            "steps": step,
+            "target_steps": cfg.steps,
+            "batch_size": cfg.batch_size,
+            "world_size": dinfo.world,
+            "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
-            "content_loss": cfg.resolved_content_loss(), "lr": cfg.lr, "betas": list(betas),
-            "lr_schedule": cfg.lr_schedule, "lr_min": cfg.lr_min if cfg.lr_schedule == "cosine" else None,
-            "lr_drop_step": drop if cfg.lr_schedule == "step" else None, "seconds_this_session": round(elapsed, 1),
+            "content_loss": cfg.resolved_content_loss(),
+            "lr": cfg.lr,
+            "betas": list(betas),
+            "lr_schedule": cfg.lr_schedule,
+            "lr_min": cfg.lr_min if cfg.lr_schedule == "cosine" else None,
+            "lr_drop_step": drop if cfg.lr_schedule == "step" else None,
+            "seconds_this_session": round(elapsed, 1),
             "it_s_this_session": round((step - start_step) / max(elapsed, 1e-9), 3),
             "throughput": throughput,
-            "teacher": cfg.teacher if cfg.mode == "distill" else None, "data": dsum,
+            "teacher": cfg.teacher if cfg.mode == "distill" else None,
+            "data": dsum,
             "vgg": ("random-init (test only)" if cfg.vgg_random_init else "torchvision IMAGENET1K_V1")
-            if cfg.resolved_content_loss() == "vgg" else None,
+            if cfg.resolved_content_loss() == "vgg"
+            else None,
         }
-        metrics = {"validation": {**last_val, "n_images": len(val),
-                                  "convention": CONVENTION.format(border=scale, degradation=cfg.data.degradation,
-                                                                  scale=scale)}} if last_val else {}
+        metrics = (
+            {
+                "validation": {
+                    **last_val,
+                    "n_images": len(val),
+                    "convention": CONVENTION.format(border=scale, degradation=cfg.data.degradation, scale=scale),
+                }
+            }
+            if last_val
+            else {}
+        )
         if last_held:
-            metrics["heldout"] = {"sources": list(cfg.eval_sources), "convention": last_held["convention"],
-                                  "degradations": last_held["degradations"], "summary": last_held["summary"]}
-        save_generator(_unwrap(g), out, cfg.preset, model_config(_unwrap(g)), training=training, metrics=metrics,
-                       normalisation=cfg.data.normalisation(), degradation=cfg.data.degradation)
+            metrics["heldout"] = {
+                "sources": list(cfg.eval_sources),
+                "convention": last_held["convention"],
+                "degradations": last_held["degradations"],
+                "summary": last_held["summary"],
+            }
+        save_generator(
+            _unwrap(g),
+            out,
+            cfg.preset,
+            model_config(_unwrap(g)),
+            training=training,
+            metrics=metrics,
+            normalisation=cfg.data.normalisation(),
+            degradation=cfg.data.degradation,
+        )
         log.info("wrote %s", out)
     mlog.close()
     if dinfo.world > 1:
@@ -766,4 +899,3 @@ class _null:
 
     def __exit__(self, *exc: Any) -> None:
         return None
-

@@ -4,6 +4,7 @@ The model files ship in this folder (Apache-2.0, see LICENSE-NOTE and SOURCES.md
 needs nothing outside the installed package; running them needs ``cv2.dnn_superres``
 (``pip install opencv-contrib-python-headless``, part of the ``scopesr[bench]`` extra).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

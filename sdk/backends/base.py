@@ -10,6 +10,7 @@ conversion-time size) must fail loudly, never return a wrong picture.
 Runtimes are imported lazily inside each backend; a missing one raises BackendUnavailable
 naming the pip package to install.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -71,13 +72,15 @@ class Backend(ABC):
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ModelIOError(
-                f"{self.artifact.name}: expected input (N, {self.in_channels}, h, w), got {tuple(x.shape)}")
+                f"{self.artifact.name}: expected input (N, {self.in_channels}, h, w), got {tuple(x.shape)}"
+            )
         n, _, h, w = x.shape
         if not self.dynamic and (h, w) not in self._tile_shapes:
             raise ModelIOError(
                 f"{self.artifact.name}: this fixed-size artifact takes tiles of "
                 f"{', '.join(tile_label(t) for t in self.tile_shapes)} LR px, got {h}x{w}; use the tiler "
-                "(Upscaler.upscale) or re-export with that size (sr-convert --tile-sizes)")
+                "(Upscaler.upscale) or re-export with that size (sr-convert --tile-sizes)"
+            )
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.nhwc:
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -89,7 +92,8 @@ class Backend(ABC):
             raise ModelError(
                 f"{self.artifact}: the {self.name} runtime returned shape {tuple(y.shape)} for input "
                 f"{(n, self.in_channels, h, w)}, expected {expect} (scale {self.scale}). The artifact does "
-                "not match its card (e.g. a fixed-size model fed another size); re-export it.")
+                "not match its card (e.g. a fixed-size model fed another size); re-export it."
+            )
         return np.ascontiguousarray(y, dtype=np.float32)
 
     def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -120,7 +124,8 @@ def import_runtime(module: str, install: str, what: str) -> Any:
     except ImportError as exc:
         raise BackendUnavailable(
             f"{what} needs the Python package providing {module!r}, which is not installed "
-            f"({exc}). Install it with: {install}") from None
+            f"({exc}). Install it with: {install}"
+        ) from None
 
 
 def has_module(module: str) -> bool:

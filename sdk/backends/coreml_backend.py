@@ -2,6 +2,7 @@
 
 Options: ``compute_units`` = ALL (default) | CPU_ONLY | CPU_AND_GPU | CPU_AND_NE.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,8 @@ class CoreMLBackend(Backend):
             raise BackendUnavailable(
                 f"{artifact}: Core ML models run only on macOS/iOS (this is {sys.platform}). "
                 "Use the .onnx or .tflite export of the same model here "
-                "(sr-convert --target onnx / --target tflite).")
+                "(sr-convert --target onnx / --target tflite)."
+            )
         ct = import_runtime("coremltools", INSTALL, f"{artifact.name} (Core ML)")
         units = str(opts.get("compute_units") or ("CPU_ONLY" if device == "cpu" else "ALL"))
         try:
@@ -49,7 +51,7 @@ class CoreMLBackend(Backend):
     def _run(self, x: np.ndarray) -> np.ndarray:
         outs = []
         for i in range(x.shape[0]):  # enumerated/flexible shapes are declared with batch 1
-            res = self.model.predict({self.input_name: x[i:i + 1]})
+            res = self.model.predict({self.input_name: x[i : i + 1]})
             outs.append(np.asarray(res[self.output_name], dtype=np.float32))
         return np.concatenate(outs, axis=0)
 

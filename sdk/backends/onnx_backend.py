@@ -1,4 +1,5 @@
 """ONNX Runtime backend: dynamic-shape ``.onnx`` files, CPU, or CUDA where the GPU build is installed."""
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,8 @@ class OnnxBackend(Backend):
             if "CUDAExecutionProvider" not in available:
                 raise BackendUnavailable(
                     f"{artifact.name}: device='cuda' but this onnxruntime has no CUDAExecutionProvider "
-                    f"(it has {available}). Install onnxruntime-gpu, or use device='cpu'.")
+                    f"(it has {available}). Install onnxruntime-gpu, or use device='cpu'."
+                )
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         elif device == "auto" and "CUDAExecutionProvider" in available:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -43,12 +45,12 @@ class OnnxBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(artifact), sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"{artifact}: ONNX Runtime cannot load this file ({exc}). "
-                             "Re-export it with sr-convert --target onnx.") from None
+            raise ModelError(
+                f"{artifact}: ONNX Runtime cannot load this file ({exc}). Re-export it with sr-convert --target onnx."
+            ) from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
-            raise ModelError(f"{artifact}: expected one input and one output, found "
-                             f"{len(inputs)} and {len(outputs)}")
+            raise ModelError(f"{artifact}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
         self.input_name = inputs[0].name
         # an fp16 export without float32 I/O takes float16: cast at the edge rather than fail
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
@@ -78,20 +80,27 @@ class OnnxBackend(Backend):
         mismatch would otherwise surface as the runtime's INVALID_ARGUMENT on the first tile."""
         for what, shp, want in (("input", ishape, card.in_channels), ("output", oshape, card.out_channels)):
             if not isinstance(shp, (list, tuple)) or len(shp) != 4:
-                raise ModelError(f"{artifact}: the model's {what} has shape {shp}, not a 4-D image batch; "
-                                 "is this a scopesr super-resolution export?")
+                raise ModelError(
+                    f"{artifact}: the model's {what} has shape {shp}, not a 4-D image batch; "
+                    "is this a scopesr super-resolution export?"
+                )
             c, other = (shp[3], shp[1]) if self.nhwc else (shp[1], shp[3])
             if isinstance(c, int) and c == want:
                 continue
             if isinstance(c, int) or isinstance(other, int):
                 # a fixed size where the card's layout puts the channels, or a free size there and
                 # a fixed one where the other layout would: the card's channels or layout are wrong
-                found = (f"{c} channel(s) in layout {card.layout}" if isinstance(c, int) else
-                         f"a free size where layout {card.layout} has the channels and {other} where "
-                         f"{'NCHW' if self.nhwc else 'NHWC'} has them")
-                raise ModelError(f"{artifact}: the model's {what} has {found}, but its card says {want} channel(s), "
-                                 f"layout {card.layout}; the card does not describe this file. Re-export it with "
-                                 "sr-convert (which writes a matching card).")
+                found = (
+                    f"{c} channel(s) in layout {card.layout}"
+                    if isinstance(c, int)
+                    else f"a free size where layout {card.layout} has the channels and {other} where "
+                    f"{'NCHW' if self.nhwc else 'NHWC'} has them"
+                )
+                raise ModelError(
+                    f"{artifact}: the model's {what} has {found}, but its card says {want} channel(s), "
+                    f"layout {card.layout}; the card does not describe this file. Re-export it with "
+                    "sr-convert (which writes a matching card)."
+                )
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -99,8 +108,10 @@ class OnnxBackend(Backend):
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types (INVALID_ARGUMENT, ...)
-            raise ModelError(f"{self.artifact}: ONNX Runtime failed on a {tuple(x.shape)} input ({exc}); the "
-                             "file does not behave as its card says. Re-export it with sr-convert.") from None
+            raise ModelError(
+                f"{self.artifact}: ONNX Runtime failed on a {tuple(x.shape)} input ({exc}); the "
+                "file does not behave as its card says. Re-export it with sr-convert."
+            ) from None
 
     def _run_session(self, x: np.ndarray) -> np.ndarray:
         x = x.astype(self.input_dtype, copy=False)
@@ -108,13 +119,19 @@ class OnnxBackend(Backend):
         if fb is None or x.shape[0] == fb:
             return self.session.run(None, {self.input_name: x})[0]
         if fb != 1:
-            raise ModelError(f"{self.artifact.name}: exported with a fixed batch of {fb}; re-export it "
-                             "with a dynamic batch dimension (sr-convert does)")
-        return np.concatenate([self.session.run(None, {self.input_name: x[i:i + 1]})[0]
-                               for i in range(x.shape[0])], axis=0)
+            raise ModelError(
+                f"{self.artifact.name}: exported with a fixed batch of {fb}; re-export it "
+                "with a dynamic batch dimension (sr-convert does)"
+            )
+        return np.concatenate(
+            [self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(x.shape[0])], axis=0
+        )
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(providers=list(self.providers), num_threads=self.num_threads,
-                 device="cuda" if "CUDAExecutionProvider" in self.providers else "cpu")
+        d.update(
+            providers=list(self.providers),
+            num_threads=self.num_threads,
+            device="cuda" if "CUDAExecutionProvider" in self.providers else "cpu",
+        )
         return d

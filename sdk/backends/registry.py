@@ -11,6 +11,7 @@ A new runtime is one ``register_backend`` call (here for the built-in ones, or f
 plug-in) plus a ``Backend`` subclass whose ``__init__(artifact, card, device=..., **opts)``
 opens the file.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,7 +36,7 @@ class BackendEntry:
     suffixes: tuple[str, ...]
     target: str  # "package.module:ClassName", imported on first use
 
-    def load_class(self) -> type["Backend"]:
+    def load_class(self) -> type[Backend]:
         module, _, cls = self.target.partition(":")
         return getattr(importlib.import_module(module), cls)
 
@@ -81,13 +82,17 @@ def backend_for_suffix(artifact: Path) -> str:
     if suffix == ".safetensors":
         raise ModelError(
             f"{artifact}: .safetensors holds training weights, which the runtime does not run. "
-            "Export it first (sr-convert --target onnx, or --target torch for a .pt2).")
-    raise ModelError(f"{artifact}: unknown artifact type {suffix!r}; the runtime runs "
-                     f"{sorted(s for e in _REGISTRY.values() for s in e.suffixes)}")
+            "Export it first (sr-convert --target onnx, or --target torch for a .pt2)."
+        )
+    raise ModelError(
+        f"{artifact}: unknown artifact type {suffix!r}; the runtime runs "
+        f"{sorted(s for e in _REGISTRY.values() for s in e.suffixes)}"
+    )
 
 
-def open_backend(artifact: str | Path, card: ModelCard, backend: str = "auto", device: str = "auto",
-                 **opts: Any) -> "Backend":
+def open_backend(
+    artifact: str | Path, card: ModelCard, backend: str = "auto", device: str = "auto", **opts: Any
+) -> Backend:
     """Open ``artifact`` with the runtime that fits it (``backend="auto"``) or the one named.
 
     ``device``: auto (CUDA where the runtime and a GPU allow it, else CPU), cpu or cuda.
@@ -108,7 +113,8 @@ def open_backend(artifact: str | Path, card: ModelCard, backend: str = "auto", d
     if backend != "auto" and backend != kind:
         raise InputError(
             f"{artifact}: the {backend} backend cannot run a {artifact.suffix} file (that needs the {kind} "
-            f"backend); convert the model with sr-convert --target {backend}, or use backend='auto'")
+            f"backend); convert the model with sr-convert --target {backend}, or use backend='auto'"
+        )
     if not artifact.exists():
         raise ModelError(f"{artifact}: artifact not found")
     return _REGISTRY[kind].load_class()(artifact, card, device=device, **opts)

@@ -4,6 +4,7 @@ The interpreter comes from ai-edge-litert, else tflite-runtime, else tensorflow.
 Dynamic resizing is never used: FINDINGS shows a resized converted model can silently
 return the conversion-time output size. Each signature's output shape is checked anyway.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,9 +22,11 @@ log = logging.getLogger(__name__)
 
 INSTALL = 'pip install "scopesr[edge]"  (or: pip install ai-edge-litert)'
 #: (module, what it is) in order of preference
-RUNTIMES = (("ai_edge_litert.interpreter", "ai-edge-litert"),
-            ("tflite_runtime.interpreter", "tflite-runtime"),
-            ("tensorflow.lite", "tensorflow"))
+RUNTIMES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow"),
+)
 
 
 def find_interpreter() -> tuple[Any, str]:
@@ -42,7 +45,9 @@ def find_interpreter() -> tuple[Any, str]:
             errors.append(f"{pkg}: {exc}")
     raise BackendUnavailable(
         "running .tflite files needs a TFLite runtime and none is usable ("
-        + "; ".join(errors) + f"). Install one with: {INSTALL}")
+        + "; ".join(errors)
+        + f"). Install one with: {INSTALL}"
+    )
 
 
 class TFLiteBackend(Backend):
@@ -53,41 +58,51 @@ class TFLiteBackend(Backend):
         super().__init__(artifact, card)
         check_opts(self.name, opts, ("num_threads",))
         if device == "cuda":
-            raise BackendUnavailable(f"{artifact.name}: the TFLite backend runs on the CPU only; use "
-                                     "device='cpu' or an ONNX/pt2 artifact for CUDA")
+            raise BackendUnavailable(
+                f"{artifact.name}: the TFLite backend runs on the CPU only; use "
+                "device='cpu' or an ONNX/pt2 artifact for CUDA"
+            )
         Interpreter, self.runtime = find_interpreter()
         kw = {"num_threads": int(opts["num_threads"])} if opts.get("num_threads") else {}
         try:
             self.interp = Interpreter(model_path=str(artifact), **kw)
         except Exception as exc:
-            raise ModelError(f"{artifact}: {self.runtime} cannot load this file ({exc}); "
-                             "re-export it with sr-convert --target tflite") from None
+            raise ModelError(
+                f"{artifact}: {self.runtime} cannot load this file ({exc}); "
+                "re-export it with sr-convert --target tflite"
+            ) from None
         signatures = self.interp.get_signature_list()
         sizes = list(card.tile_sizes or [])
         if not sizes:  # an older card: take the sizes from the lr<N> / lr<H>x<W> signature names
             sizes = [shape for shape in map(parse_signature, signatures) if shape is not None]
         if not sizes:
-            raise CardError(f"{artifact}: a TFLite artifact needs fixed tile sizes (card field 'tile_sizes' "
-                            f"and signatures named lr<N> or lr<H>x<W>); found signatures {sorted(signatures)}")
+            raise CardError(
+                f"{artifact}: a TFLite artifact needs fixed tile sizes (card field 'tile_sizes' "
+                f"and signatures named lr<N> or lr<H>x<W>); found signatures {sorted(signatures)}"
+            )
         self.tile_sizes = sizes  # the setter sorts and validates them
         self.runners: dict[tuple[int, int], Any] = {}
         self.io: dict[tuple[int, int], tuple[str, dict, str, dict]] = {}
         for shape in self.tile_shapes:
             key = signature_name(shape)
             if key not in signatures:
-                raise CardError(f"{artifact}: the card lists tile size {tile_label(shape)} but the file has no "
-                                f"signature {key!r} (it has {sorted(signatures)}); fix 'tile_sizes' or re-export")
+                raise CardError(
+                    f"{artifact}: the card lists tile size {tile_label(shape)} but the file has no "
+                    f"signature {key!r} (it has {sorted(signatures)}); fix 'tile_sizes' or re-export"
+                )
             runner = self.interp.get_signature_runner(key)
             ins, outs = runner.get_input_details(), runner.get_output_details()
             if len(ins) != 1 or len(outs) != 1:
                 raise ModelError(f"{artifact}: signature {key} must have one input and one output")
-            (iname, idet), = ins.items()
-            (oname, odet), = outs.items()
+            ((iname, idet),) = ins.items()
+            ((oname, odet),) = outs.items()
             c, (th, tw) = card.in_channels, shape
             want = [1, th, tw, c] if self.nhwc else [1, c, th, tw]
             if list(idet["shape"]) != want:
-                raise ModelError(f"{artifact}: signature {key} takes {list(idet['shape'])}, "
-                                 f"the card implies {want} (layout {card.layout})")
+                raise ModelError(
+                    f"{artifact}: signature {key} takes {list(idet['shape'])}, "
+                    f"the card implies {want} (layout {card.layout})"
+                )
             self.runners[shape] = runner
             self.io[shape] = (iname, idet, oname, odet)
         self.num_threads = opts.get("num_threads")
@@ -114,8 +129,10 @@ class TFLiteBackend(Backend):
         # the signatures have batch 1. The runner's outputs are fresh arrays (GetTensor copies;
         # checked for ai-edge-litert and tflite-runtime), so no copy of our own: at 640x480 out
         # each extra copy costs ~0.15 ms of a ~4 ms frame
-        outs = [self._dequantise(runner(**{iname: self._quantise(x[i:i + 1], idet)})[oname], odet)
-                for i in range(x.shape[0])]
+        outs = [
+            self._dequantise(runner(**{iname: self._quantise(x[i : i + 1], idet)})[oname], odet)
+            for i in range(x.shape[0])
+        ]
         return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
     def describe(self) -> dict[str, Any]:

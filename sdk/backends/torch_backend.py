@@ -14,6 +14,7 @@ Options (all optional):
 
 CUDA-only switches turn themselves off on a CPU; ``describe()["off"]`` says why.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,13 +43,20 @@ class TorchBackend(RunnerBackend):
         try:
             module = torch.export.load(str(artifact)).module()
         except Exception as exc:
-            raise ModelError(f"{artifact}: torch.export.load failed ({exc}); re-export it with "
-                             f"sr-convert --target torch using torch {torch.__version__}") from None
-        self.runner = TorchRunner(module, device=device, dtype=dtype,
-                                  channels_last=bool(opts.get("channels_last", False)),
-                                  compile=opts.get("compile", False) or False,
-                                  cuda_graphs=bool(opts.get("cuda_graphs", False)),
-                                  pinned=bool(opts.get("pinned", True)), num_threads=opts.get("num_threads"))
+            raise ModelError(
+                f"{artifact}: torch.export.load failed ({exc}); re-export it with "
+                f"sr-convert --target torch using torch {torch.__version__}"
+            ) from None
+        self.runner = TorchRunner(
+            module,
+            device=device,
+            dtype=dtype,
+            channels_last=bool(opts.get("channels_last", False)),
+            compile=opts.get("compile", False) or False,
+            cuda_graphs=bool(opts.get("cuda_graphs", False)),
+            pinned=bool(opts.get("pinned", True)),
+            num_threads=opts.get("num_threads"),
+        )
         self.device = self.runner.device
         self.num_threads = opts.get("num_threads")
         self.dynamic = not card.tile_sizes

@@ -19,6 +19,7 @@ the same call works everywhere and the CPU-testable parts are tested on CPU.
 
 torch is imported inside functions only: ``import scopesr.sdk`` must work without it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,7 @@ from .base import Backend
 log = logging.getLogger(__name__)
 
 #: accepted dtype spellings -> the short name used everywhere else
-DTYPES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
-          "fp16": "fp16", "float16": "fp16"}
+DTYPES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
 TORCH_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: CUDA graphs kept per runner; a new shape beyond this runs eagerly (each graph holds its
 #: own activations, and a stream of odd shapes must not fill the GPU)
@@ -62,9 +62,17 @@ def parse_dtype(dtype: str | None) -> str:
 class TorchRunner:
     """``runner(x)``: float32 NCHW numpy in, float32 NCHW numpy out, through an ``nn.Module``."""
 
-    def __init__(self, module: Any, device: str = "auto", dtype: str = "fp32", channels_last: bool = False,
-                 compile: bool | str = False, cuda_graphs: bool = False, pinned: bool = True,
-                 num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        module: Any,
+        device: str = "auto",
+        dtype: str = "fp32",
+        channels_last: bool = False,
+        compile: bool | str = False,
+        cuda_graphs: bool = False,
+        pinned: bool = True,
+        num_threads: int | None = None,
+    ) -> None:
         import torch
 
         self._torch = torch
@@ -73,8 +81,10 @@ class TorchRunner:
             raise InputError(f"device {device!r} is not one of auto, cpu, cuda")
         cuda = torch.cuda.is_available()
         if device == "cuda" and not cuda:
-            raise BackendUnavailable("device='cuda' but torch sees no CUDA GPU; use device='cpu' "
-                                     "(--device cpu) or install a CUDA build of torch")
+            raise BackendUnavailable(
+                "device='cuda' but torch sees no CUDA GPU; use device='cpu' "
+                "(--device cpu) or install a CUDA build of torch"
+            )
         self.device = "cuda" if device in ("auto", "cuda") and cuda else "cpu"
         if num_threads:
             torch.set_num_threads(int(num_threads))
@@ -107,8 +117,9 @@ class TorchRunner:
             # and per tile shape) and "max-autotune" takes minutes per shape. dynamic=None: the
             # first shape compiles static, a second one recompiles once with dynamic H/W (tiles
             # at image edges vary) instead of once per shape
-            self.module = torch.compile(module, backend=backend, mode="default" if backend == "inductor" else None,
-                                        dynamic=None)
+            self.module = torch.compile(
+                module, backend=backend, mode="default" if backend == "inductor" else None, dynamic=None
+            )
             self.compiled = backend
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
         # one memory pool for every captured graph: each graph's only live allocation after
@@ -241,10 +252,19 @@ class TorchRunner:
 
     def describe(self) -> dict[str, Any]:
         torch = self._torch
-        d: dict[str, Any] = {"runtime": "torch", "torch": torch.__version__, "device": self.device,
-                             "dtype": self.dtype, "weights": "float32", "channels_last": self.channels_last,
-                             "compile": self.compiled or False, "cuda_graphs": self.cuda_graphs,
-                             "pinned": self.pinned, "overlap": self.overlaps, "threads": torch.get_num_threads()}
+        d: dict[str, Any] = {
+            "runtime": "torch",
+            "torch": torch.__version__,
+            "device": self.device,
+            "dtype": self.dtype,
+            "weights": "float32",
+            "channels_last": self.channels_last,
+            "compile": self.compiled or False,
+            "cuda_graphs": self.cuda_graphs,
+            "pinned": self.pinned,
+            "overlap": self.overlaps,
+            "threads": torch.get_num_threads(),
+        }
         if self.device == "cuda":
             d["gpu"] = torch.cuda.get_device_name(0)
             d["graphs_captured"] = len(self._graphs)

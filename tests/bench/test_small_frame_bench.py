@@ -1,9 +1,11 @@
 """benchmarks/bench_small_frame.py's measuring code (scopesr.bench.small_frame) runs end to end."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 import scopesr.sdk as sr
 from scopesr.bench import small_frame
 

@@ -8,6 +8,7 @@
 
 Training here is a plain loop (Adam, L1) over the trainer's models: seconds on 2 cores.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,14 @@ def _train(model, channels: int, steps: int, lr_size: int = 24, seed: int = 0):
         last = float(loss.detach())
         first = first if first is not None else last
     model.eval()
-    return {"steps": steps, "batch": 8, "loss": "l1", "first_loss": first, "last_loss": last,
-            "data": "scopesr.sdk.samples " + ",".join(D.CALIBRATION_SAMPLES)}
+    return {
+        "steps": steps,
+        "batch": 8,
+        "loss": "l1",
+        "first_loss": first,
+        "last_loss": last,
+        "data": "scopesr.sdk.samples " + ",".join(D.CALIBRATION_SAMPLES),
+    }
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Issue 15 items 3, 11 and 19 through sr-convert (and issue 12's leftovers there): an existing
 artifact is never replaced without --overwrite, tile sizes are bounded before anything is
 allocated, and --calibration images stand in for missing sample-image packages."""
+
 from __future__ import annotations
 
 import os

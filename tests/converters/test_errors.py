@@ -1,4 +1,5 @@
 """Bad input gives a clear error (file + fix) and the right exit status, before slow work."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,8 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scopesr.converters import (CalibrationError, ConversionError, check_tile_sizes,  # noqa: E402
-                                convert)
+from scopesr.converters import CalibrationError, ConversionError, check_tile_sizes, convert  # noqa: E402
 from scopesr.converters.cli import main  # noqa: E402
 from scopesr.sdk import CardError, IntegrityError, ModelCard, card_path_for  # noqa: E402
 

@@ -1,4 +1,5 @@
 """ONNX and TFLite conversions of a trained student: card, parity, real runtimes, the SDK's tiler."""
+
 from __future__ import annotations
 
 import json
@@ -67,7 +68,7 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
     assert set(interp.get_signature_list()) == {"lr24x40", "lr32", "lr64"}
     for name, (h, w) in (("lr24x40", (24, 40)), ("lr32", (32, 32)), ("lr64", (64, 64))):
         run = interp.get_signature_runner(name)
-        (iname, idet), = run.get_input_details().items()
+        ((iname, idet),) = run.get_input_details().items()
         assert list(idet["shape"]) == [1, h, w, 1] and idet["dtype"] == np.float32  # float I/O kept
         out = next(iter(run(**{iname: np.random.rand(1, h, w, 1).astype(np.float32)}).values()))
         assert out.shape == (1, 4 * h, 4 * w, 1)  # the known silent failure: frozen output size
@@ -90,8 +91,7 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
     assert any("calibrated on scopesr.sdk.samples" in n for n in rep.notes)
     # stricter tolerance on the same artifact: the check can fail
     module, _ = __import__("scopesr.trainer", fromlist=["load_generator"]).load_generator(trained_student)
-    strict = parity_check(module, card, r.artifact, "tflite", "int8", card.tile_sizes,
-                          {"int8_max_drop_db": -5.0})
+    strict = parity_check(module, card, r.artifact, "tflite", "int8", card.tile_sizes, {"int8_max_drop_db": -5.0})
     assert not strict.passed
 
 
@@ -115,7 +115,7 @@ def test_sdk_runs_both_and_they_agree(onnx_fp32, tflite_int8, trained_student, r
 
 @pytest.mark.parametrize("target", ["onnx", "tflite"])
 def test_fp16(trained_student, tmp_path, target):
-    r = convert(trained_student, target, tmp_path / f"s16", precision="fp16", tile_sizes=[32])
+    r = convert(trained_student, target, tmp_path / "s16", precision="fp16", tile_sizes=[32])
     assert r.artifact.suffix == "." + target and r.card.precision == "fp16"
     assert r.passed and all(c.psnr_vs_torch >= 45 for c in r.parity.cases), r.parity.table()
     assert all(c.max_abs_err > 0 for c in r.parity.cases)

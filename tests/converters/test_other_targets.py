@@ -1,5 +1,6 @@
 """torch.export, Core ML and bioimage.io conversions of a reduced ``paper`` preset (RGB,
 nearest x2 + conv upsampling) and the trained student."""
+
 from __future__ import annotations
 
 import sys
@@ -73,8 +74,15 @@ def test_bioimageio_package_validates(small_paper, tmp_path, capsys):
         import yaml
 
         rdf = yaml.safe_load(zf.read("rdf.yaml"))
-    assert {"rdf.yaml", "weights.onnx", "weights_torchscript.pt", "test_input.npy", "test_output.npy",
-            "cover.png", "README.md"} <= names
+    assert {
+        "rdf.yaml",
+        "weights.onnx",
+        "weights_torchscript.pt",
+        "test_input.npy",
+        "test_output.npy",
+        "cover.png",
+        "README.md",
+    } <= names
     assert rdf["format_version"].startswith("0.5") and set(rdf["weights"]) == {"onnx", "torchscript"}
     out_axes = {a.get("id"): a for a in rdf["outputs"][0]["axes"]}
     assert out_axes["y"]["scale"] == 0.25 and out_axes["y"]["size"] == {"tensor_id": "lr", "axis_id": "y"}
@@ -104,8 +112,9 @@ def test_bioimageio_package_validates(small_paper, tmp_path, capsys):
 def test_bioimageio_core_runs_the_package(small_paper, tmp_path):
     """`bioimageio test` as a function: reproduces the test outputs with both weight formats,
     batch 1 and 2, several sizes. bioimageio.core is optional (it pins its own bioimageio.spec)."""
-    core = pytest.importorskip("bioimageio.core", reason="bioimageio.core not installed "
-                               "(pip install bioimageio.core to run `bioimageio test`)")
+    core = pytest.importorskip(
+        "bioimageio.core", reason="bioimageio.core not installed (pip install bioimageio.core to run `bioimageio test`)"
+    )
     r = convert(small_paper, "bioimageio", tmp_path / "pkg", verify=False)
     summary = core.test_model(str(r.artifact))
     failed = [f"{d.name}: {[e.msg for e in d.errors]}" for d in summary.details if d.status == "failed"]

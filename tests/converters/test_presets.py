@@ -1,5 +1,6 @@
 """Every trainer preset (teachers reduced in width/depth, students as shipped) converts to
 TFLite, the most constrained target, and reproduces PyTorch; the deconv rewrite is exact."""
+
 from __future__ import annotations
 
 import warnings

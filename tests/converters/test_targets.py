@@ -1,4 +1,5 @@
 """Export targets are registered classes with one signature; convert() looks them up by name."""
+
 from __future__ import annotations
 
 import inspect
@@ -8,13 +9,23 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scopesr.converters import (TARGETS, ConversionError, Exported, ExportJob, ExportTarget,  # noqa: E402
-                                convert, get_target, register_target, target_names)
+from scopesr.converters import (  # noqa: E402
+    TARGETS,
+    ConversionError,
+    Exported,
+    ExportJob,
+    ExportTarget,
+    convert,
+    get_target,
+    register_target,
+    target_names,
+)
 from scopesr.converters import targets as T  # noqa: E402
 
 
 def test_every_target_is_a_registered_class_with_one_signature():
     assert target_names()[:5] == ["onnx", "tflite", "coreml", "torch", "bioimageio"]
+
     def params(fn):
         return [(p.name, p.kind) for p in inspect.signature(fn).parameters.values()]
 

@@ -4,6 +4,7 @@ Not a test module (imported by tests/edge/test_*.py). The default student
 (sdk/models/default.onnx, default-fp32.tflite, default-int8.tflite) is trained and bundled separately; until
 it exists the tests run the committed tiny random-weight fixtures, and say so.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -8,6 +8,7 @@ Python under qemu (tests/edge/test_qemu_arm64.py) and the tflite-runtime + numpy
 
 Writes DIR/<model file name>.npy per model and DIR/env.json (machine, versions, timings).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,13 @@ def main() -> int:
 
     x = np.load(a.input)
     a.out.mkdir(parents=True, exist_ok=True)
-    env = {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
-           "torch_importable": importlib.util.find_spec("torch") is not None, "runs": {}}
+    env = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch_importable": importlib.util.find_spec("torch") is not None,
+        "runs": {},
+    }
     for mod in ("ai_edge_litert", "tflite_runtime", "onnxruntime"):
         try:
             m = importlib.import_module(mod)
@@ -52,8 +58,12 @@ def main() -> int:
             desc = up.describe()
         except Exception as exc:  # informative only
             desc = repr(exc)
-        env["runs"][Path(path).name] = {"seconds": round(dt, 3), "shape": list(y.shape), "dtype": str(y.dtype),
-                                        "describe": desc if isinstance(desc, (dict, str)) else str(desc)}
+        env["runs"][Path(path).name] = {
+            "seconds": round(dt, 3),
+            "shape": list(y.shape),
+            "dtype": str(y.dtype),
+            "describe": desc if isinstance(desc, (dict, str)) else str(desc),
+        }
     (a.out / "env.json").write_text(json.dumps(env, indent=1, default=str))
     print(json.dumps({k: v for k, v in env.items() if k != "runs"}))
     return 0

@@ -6,6 +6,7 @@ degradation rows and scoring convention as the cards, sr-bench and the release s
 the thresholds below are floors under the numbers the cards record, with a margin for
 runtime and CPU differences.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -25,8 +26,7 @@ HELDOUT = "sample:stardist-nuclei-2d"
 # binning -0.06, noise-snr20 +0.44, noise-snr8 +3.08, cubic-noaa +0.27, psf +0.68). The clean
 # rows are BELOW bicubic on this image: the robustness target (never worse than bicubic) is not
 # met there yet, and the card and README say so; these floors stop it from getting worse.
-FLOOR_DB = {"bicubic": -0.45, "binning": -0.25, "noise-snr20": 0.25, "noise-snr8": 2.7, "cubic-noaa": 0.05,
-            "psf": 0.5}
+FLOOR_DB = {"bicubic": -0.45, "binning": -0.25, "noise-snr20": 0.25, "noise-snr8": 2.7, "cubic-noaa": 0.05, "psf": 0.5}
 INT8_MAX_DROP_DB = 0.1  # int8 vs fp32 on the same LR image
 
 

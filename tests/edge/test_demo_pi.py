@@ -4,6 +4,7 @@ folder sources, Ctrl-C, the picamera2 hint, and the live window under Xvfb.
 The demo runs as a subprocess of this interpreter (in `make test` also the torch-free
 .venv-edge), on the bundled default student when present, else the tiny fixtures.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from edge_models import ROOT, default_models, model_for
+from PIL import Image
 
 pytestmark = pytest.mark.edge
 
@@ -31,8 +31,7 @@ SCALE = 4
 def demo(*args: str, timeout: int = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     e.update(env or {})
-    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True,
-                          timeout=timeout, env=e)
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=timeout, env=e)
 
 
 def final_fps(stdout: str) -> float:
@@ -51,9 +50,15 @@ def read_png(path: Path) -> np.ndarray:
 def resizes(lr: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
     """What a plain resize of the LR ROI gives (float, for comparison)."""
     f = Image.fromarray(lr.astype(np.float32), mode="F")
-    return {name: np.asarray(f.resize(size, m)) for name, m in
-            (("nearest", Image.NEAREST), ("bilinear", Image.BILINEAR), ("bicubic", Image.BICUBIC),
-             ("lanczos", Image.LANCZOS))}
+    return {
+        name: np.asarray(f.resize(size, m))
+        for name, m in (
+            ("nearest", Image.NEAREST),
+            ("bilinear", Image.BILINEAR),
+            ("bicubic", Image.BICUBIC),
+            ("lanczos", Image.LANCZOS),
+        )
+    }
 
 
 def model_or_skip(backend: str) -> Path:
@@ -76,8 +81,19 @@ def test_headless_real_timelapse_is_super_resolved(backend: str, timelapse, tmp_
     path, stack = timelapse
     model = model_or_skip(backend)
     n = 6
-    r = demo("--source", str(path), "--model", str(model), "--backend", backend,
-             "--headless", "--out", str(tmp_path), "--frames", str(n))
+    r = demo(
+        "--source",
+        str(path),
+        "--model",
+        str(model),
+        "--backend",
+        backend,
+        "--headless",
+        "--out",
+        str(tmp_path),
+        "--frames",
+        str(n),
+    )
     assert r.returncode == 0, r.stderr
     assert final_fps(r.stdout) > 0
     summary = json.loads((tmp_path / "run.json").read_text())
@@ -93,7 +109,7 @@ def test_headless_real_timelapse_is_super_resolved(backend: str, timelapse, tmp_
         lr = read_png(tmp_path / "frames" / rec["lr"])
         sr = read_png(tmp_path / "frames" / rec["sr"])
         assert lr.dtype == sr.dtype == stack.dtype
-        np.testing.assert_array_equal(lr, stack[rec["index"], y0:y0 + 64, x0:x0 + 64])
+        np.testing.assert_array_equal(lr, stack[rec["index"], y0 : y0 + 64, x0 : x0 + 64])
         assert sr.shape == (64 * SCALE, 64 * SCALE)
         # Not just a resize of the input: far from every plain interpolation of the LR ROI.
         for name, up in resizes(lr, (64 * SCALE, 64 * SCALE)).items():
@@ -113,8 +129,20 @@ def test_sixteen_bit_stack_stays_sixteen_bit(real_image, tmp_path: Path) -> None
     path = real_image("napari-nuclei")
     stack = tifffile.imread(path)
     assert stack.dtype == np.uint16
-    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--full",
-             "--headless", "--out", str(tmp_path), "--frames", "2", "--video", "gif")
+    r = demo(
+        "--source",
+        str(path),
+        "--model",
+        str(model_or_skip("onnx")),
+        "--full",
+        "--headless",
+        "--out",
+        str(tmp_path),
+        "--frames",
+        "2",
+        "--video",
+        "gif",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "run.json").read_text())
     for rec in summary["frames_written"]:
@@ -131,8 +159,19 @@ def test_folder_source_with_explicit_roi(timelapse, tmp_path: Path) -> None:
     for i in (10, 2, 1):  # natural order: img1, img2, img10
         Image.fromarray(stack[i]).save(src / f"img{i}.png")
     out = tmp_path / "out"
-    r = demo("--source", str(src), "--model", str(model_or_skip("tflite")), "--roi", "300,20,40,24",
-             "--headless", "--out", str(out), "--video", "none")
+    r = demo(
+        "--source",
+        str(src),
+        "--model",
+        str(model_or_skip("tflite")),
+        "--roi",
+        "300,20,40,24",
+        "--headless",
+        "--out",
+        str(out),
+        "--video",
+        "none",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "run.json").read_text())
     assert summary["frames"] == 3
@@ -150,16 +189,38 @@ def test_video_out_and_back_in(timelapse, tmp_path: Path) -> None:
         pytest.skip("reading videos needs OpenCV or imageio (neither installed here)")
     path, _ = timelapse
     first = tmp_path / "first"
-    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--roi", "200,200,16,16",
-             "--headless", "--out", str(first), "--frames", "5", "--no-frames")
+    r = demo(
+        "--source",
+        str(path),
+        "--model",
+        str(model_or_skip("onnx")),
+        "--roi",
+        "200,200,16,16",
+        "--headless",
+        "--out",
+        str(first),
+        "--frames",
+        "5",
+        "--no-frames",
+    )
     assert r.returncode == 0, r.stderr
     made = json.loads((first / "run.json").read_text())["outputs"]
     assert made["gif"] == "demo.gif"
     videos = [first / "demo.gif"] + ([first / "demo.mp4"] if "mp4" in made else [])
     for video in videos:
         out = tmp_path / video.suffix[1:]
-        r = demo("--source", str(video), "--model", str(model_or_skip("onnx")), "--full", "--headless",
-                 "--out", str(out), "--video", "none")
+        r = demo(
+            "--source",
+            str(video),
+            "--model",
+            str(model_or_skip("onnx")),
+            "--full",
+            "--headless",
+            "--out",
+            str(out),
+            "--video",
+            "none",
+        )
         assert r.returncode == 0, r.stderr
         summary = json.loads((out / "run.json").read_text())
         assert summary["frames"] == 5, video.name
@@ -172,9 +233,25 @@ def test_video_out_and_back_in(timelapse, tmp_path: Path) -> None:
 def test_ctrl_c_ends_cleanly(timelapse, tmp_path: Path) -> None:
     """SIGINT mid-run (a looping source that never ends): exit 0, outputs finished, fps line."""
     path, _ = timelapse
-    p = subprocess.Popen([sys.executable, str(RUN), "--source", str(path), "--loop",
-                          "--model", str(model_or_skip("onnx")), "--headless", "--out", str(tmp_path),
-                          "--video", "gif"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            str(RUN),
+            "--source",
+            str(path),
+            "--loop",
+            "--model",
+            str(model_or_skip("onnx")),
+            "--headless",
+            "--out",
+            str(tmp_path),
+            "--video",
+            "gif",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         while not (tmp_path / "frames" / "sr_00005.png").exists():
@@ -204,8 +281,7 @@ def test_picamera2_missing_says_how_to_install() -> None:
 
 def test_no_display_says_what_to_do(timelapse) -> None:
     path, _ = timelapse
-    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--frames", "1",
-             env={"DISPLAY": ""})
+    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--frames", "1", env={"DISPLAY": ""})
     assert r.returncode == 1
     assert "--headless" in r.stderr and "Traceback" not in r.stderr
 
@@ -222,8 +298,12 @@ def xvfb():
         pytest.skip("this Python has no Tkinter (Debian: apt-get install python3-tk)")
     r_fd, w_fd = os.pipe()
     # -displayfd: the server picks a free display number and writes it to the pipe
-    proc = subprocess.Popen([exe, "-displayfd", str(w_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            pass_fds=(w_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(w_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(w_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(w_fd)
     try:
         with os.fdopen(r_fd) as fh:
@@ -238,8 +318,17 @@ def xvfb():
 def test_window_shows_nearest_and_sr_panes_under_xvfb(xvfb: str, timelapse, tmp_path: Path) -> None:
     path, _ = timelapse
     shot = tmp_path / "shot.png"
-    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--frames", "12",
-             "--screenshot", str(shot), env={"DISPLAY": xvfb})
+    r = demo(
+        "--source",
+        str(path),
+        "--model",
+        str(model_or_skip("onnx")),
+        "--frames",
+        "12",
+        "--screenshot",
+        str(shot),
+        env={"DISPLAY": xvfb},
+    )
     assert r.returncode == 0, r.stderr
     assert final_fps(r.stdout) > 0
     assert "frames: 12 " in r.stdout and "interrupted" not in r.stdout  # ended by --frames
@@ -249,7 +338,7 @@ def test_window_shows_nearest_and_sr_panes_under_xvfb(xvfb: str, timelapse, tmp_
     assert img.shape == (pane, 2 * pane + 4, 3)
     grey = img.mean(axis=2)
     body = slice(24, pane)  # below the labels
-    near, sr = grey[body, :pane], grey[body, pane + 4:]
+    near, sr = grey[body, :pane], grey[body, pane + 4 :]
     assert near.std() > 5 and sr.std() > 5, "a pane is empty"
 
     def blockiness(a: np.ndarray) -> float:
@@ -273,9 +362,10 @@ def test_mouse_drag_on_the_preview_selects_the_roi(xvfb: str, timelapse, monkeyp
 
     monkeypatch.setenv("DISPLAY", xvfb)
     monkeypatch.syspath_prepend(str(ROOT / "demo_pi"))
-    import scopesr.sdk as sdk
     from pipeline import FpsMeter, Result, RoiProcessor
     from window import LiveWindow
+
+    import scopesr.sdk as sdk
 
     _, stack = timelapse
     proc = RoiProcessor(sdk.load(model_or_skip("onnx")))

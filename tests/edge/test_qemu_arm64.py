@@ -9,6 +9,7 @@ site-packages is visible to the emulated Python, and there is no torch in the ro
 
 Emulation says nothing about a real Pi's speed (about 1 s per 64x64 tile here).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from edge_models import ROOT, edge_models, tiny_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -34,13 +34,20 @@ EXIT_DOWNLOAD = 4  # tools/build_arm64_rootfs.sh: a registry could not be reache
 @pytest.fixture(scope="module")
 def rootfs() -> Path:
     if QEMU is None:
-        pytest.skip("qemu-aarch64-static not installed (Debian/Ubuntu: apt-get install qemu-user-static; "
-                    "`make test` runs tools/apt-deps.sh which does it when root)")
+        pytest.skip(
+            "qemu-aarch64-static not installed (Debian/Ubuntu: apt-get install qemu-user-static; "
+            "`make test` runs tools/apt-deps.sh which does it when root)"
+        )
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         pytest.skip("building the arm64 rootfs needs apt-get and dpkg (a Debian/Ubuntu host)")
     env = dict(os.environ, PIP=f"{sys.executable} -m pip")
-    r = subprocess.run(["bash", str(ROOT / "tools" / "build_arm64_rootfs.sh"), str(ROOTFS_DIR)],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        ["bash", str(ROOT / "tools" / "build_arm64_rootfs.sh"), str(ROOTFS_DIR)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if r.returncode == EXIT_DOWNLOAD:
         pytest.skip(f"arm64 rootfs: a package registry could not be reached:\n{r.stderr[-1500:]}")
     assert r.returncode == 0, f"tools/build_arm64_rootfs.sh failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
@@ -55,13 +62,18 @@ def shim(tmp: Path) -> Path:
     return pkg.parent
 
 
-def run_probe(python: list[str], env: dict[str, str], x: np.ndarray, out: Path,
-              models: list[tuple[Path, str]], timeout: int = 300) -> dict:
+def run_probe(
+    python: list[str], env: dict[str, str], x: np.ndarray, out: Path, models: list[tuple[Path, str]], timeout: int = 300
+) -> dict:
     inp = out.parent / f"{out.name}_input.npy"
     np.save(inp, x)
-    r = subprocess.run([*python, str(PROBE), "--input", str(inp), "--out", str(out),
-                        *[f"{p}:{b}" for p, b in models]],
-                       capture_output=True, text=True, env=env, timeout=timeout)
+    r = subprocess.run(
+        [*python, str(PROBE), "--input", str(inp), "--out", str(out), *[f"{p}:{b}" for p, b in models]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     assert r.returncode == 0, f"probe failed ({' '.join(python)}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
     return json.loads((out / "env.json").read_text())
 
@@ -72,7 +84,7 @@ def real_crop(real_image, size: int = 64) -> np.ndarray:
     stack = tifffile.imread(real_image("napari-timelapse"))  # 30x511x511 uint8, real fluorescence
     f = stack[7]
     y, x = (f.shape[0] - size) // 2, (f.shape[1] - size) // 2
-    return np.ascontiguousarray(f[y:y + size, x:x + size])
+    return np.ascontiguousarray(f[y : y + size, x : x + size])
 
 
 def test_sdk_on_arm64_matches_x86(rootfs: Path, tmp_path: Path, real_image) -> None:
@@ -112,7 +124,8 @@ def test_sdk_on_arm64_matches_x86(rootfs: Path, tmp_path: Path, real_image) -> N
         # a value sits on a rounding edge. int8: integer kernels differ per ISA (NEON vs AVX).
         int8 = "int8" in path.name
         max_ok, mean_ok = (3, 0.1) if int8 else (1, 0.01)
-        assert d.max() <= max_ok and d.mean() <= mean_ok, \
+        assert d.max() <= max_ok and d.mean() <= mean_ok, (
             f"{path.name} [{backend}]: arm64 vs x86 max diff {d.max()}, mean {d.mean():.4f}"
+        )
         # and the output is a real SR result, not zeros or the input blown up
         assert h.std() > 1.0

@@ -6,6 +6,7 @@ that interpreter as a subprocess (so it runs from the main suite, whatever env p
 in): the SDK's TFLite backend must fall back to tflite_runtime there, give the same
 results as ai-edge-litert here, and the demo must run on it.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from edge_models import ROOT, edge_models, tiny_models
 
 pytestmark = pytest.mark.integration
@@ -42,9 +42,12 @@ def in_pi(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
 
 
 def test_env_is_the_pi_guides_one(pi_python: Path) -> None:
-    r = in_pi("-c", "import json, importlib.util as u, numpy, tflite_runtime; print(json.dumps({"
-                    "'numpy': numpy.__version__, 'tflite_runtime': tflite_runtime.__version__, "
-                    "'litert': u.find_spec('ai_edge_litert') is not None, 'torch': u.find_spec('torch') is not None}))")
+    r = in_pi(
+        "-c",
+        "import json, importlib.util as u, numpy, tflite_runtime; print(json.dumps({"
+        "'numpy': numpy.__version__, 'tflite_runtime': tflite_runtime.__version__, "
+        "'litert': u.find_spec('ai_edge_litert') is not None, 'torch': u.find_spec('torch') is not None}))",
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert int(info["numpy"].split(".")[0]) < 2
@@ -67,8 +70,12 @@ def test_sdk_runs_on_tflite_runtime_like_on_litert(pi_python: Path, real_image, 
     assert r.returncode == 0, r.stderr[-4000:]
     pi = json.loads((tmp_path / "pi" / "env.json").read_text())
     assert pi["tflite_runtime"] and pi["ai_edge_litert"] is None
-    h = subprocess.run([sys.executable, str(PROBE), "--input", str(tmp_path / "x.npy"), "--out",
-                        str(tmp_path / "host"), *specs], capture_output=True, text=True, timeout=180)
+    h = subprocess.run(
+        [sys.executable, str(PROBE), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "host"), *specs],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert h.returncode == 0, h.stderr[-4000:]
     for p, backend in models:
         run = pi["runs"][p.name]
@@ -86,8 +93,18 @@ def test_sdk_runs_on_tflite_runtime_like_on_litert(pi_python: Path, real_image, 
 def test_demo_runs_on_tflite_runtime(pi_python: Path, real_image, tmp_path: Path) -> None:
     tfl = [p for p, b in edge_models() + tiny_models() if b == "tflite"]
     assert tfl
-    r = in_pi(str(ROOT / "demo_pi" / "run.py"), "--source", str(real_image("napari-timelapse")),
-              "--model", str(tfl[0]), "--headless", "--out", str(tmp_path), "--frames", "4")
+    r = in_pi(
+        str(ROOT / "demo_pi" / "run.py"),
+        "--source",
+        str(real_image("napari-timelapse")),
+        "--model",
+        str(tfl[0]),
+        "--headless",
+        "--out",
+        str(tmp_path),
+        "--frames",
+        "4",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1].startswith("fps: ")
     summary = json.loads((tmp_path / "run.json").read_text())

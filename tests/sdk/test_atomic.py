@@ -1,4 +1,5 @@
 """Atomic writes: complete file or the old one, never a torn file; normal permissions."""
+
 from __future__ import annotations
 
 import os

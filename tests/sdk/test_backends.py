@@ -1,5 +1,6 @@
 """Backends: real ONNX Runtime / TFLite interpreters on the committed fixtures; torch (.pt2)
 where torch is installed; missing runtimes simulated by making their import fail."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,9 +46,11 @@ def test_onnx_backend_wrong_channels():
         be.run(x_nchw(1, 8, 8, c=3))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is not None
-                    and "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
-                    reason="a CUDA onnxruntime is installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is not None
+    and "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+    reason="a CUDA onnxruntime is installed",
+)
 def test_onnx_cuda_request_without_cuda_is_clear():
     card = ModelCard.load(FIX / "tiny_x4.onnx")
     with pytest.raises(sr.BackendUnavailable, match="onnxruntime-gpu"):
@@ -107,8 +110,9 @@ def test_backend_must_fit_the_artifact():
 def test_safetensors_is_not_a_runtime_artifact(tmp_path):
     p = tmp_path / "w.safetensors"
     p.write_bytes(b"x")
-    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="safetensors",
-                               artifact="w.safetensors", sha256=sha256_path(p))
+    card = dataclasses.replace(
+        ModelCard.load(FIX / "tiny_x4.onnx"), format="safetensors", artifact="w.safetensors", sha256=sha256_path(p)
+    )
     card.save(card_path_for(p))
     with pytest.raises(sr.ScopesrError, match="sr-convert --target onnx"):
         sr.load(p)
@@ -119,8 +123,9 @@ def test_coreml_elsewhere_is_a_clear_error(tmp_path):
     pkg = tmp_path / "m.mlpackage"
     pkg.mkdir()
     (pkg / "Manifest.json").write_text("{}")
-    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="mlpackage",
-                               artifact="m.mlpackage", sha256=sha256_path(pkg))
+    card = dataclasses.replace(
+        ModelCard.load(FIX / "tiny_x4.onnx"), format="mlpackage", artifact="m.mlpackage", sha256=sha256_path(pkg)
+    )
     card.save(card_path_for(pkg))
     with pytest.raises(sr.BackendUnavailable, match=r"only on macOS.*\.onnx or \.tflite"):
         sr.load(pkg)
@@ -155,8 +160,9 @@ def test_tflite_falls_back_to_next_runtime(monkeypatch):
 def test_missing_torch_names_the_package(monkeypatch, tmp_path):
     p = tmp_path / "m.pt2"
     p.write_bytes(b"not really")
-    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact="m.pt2",
-                               sha256=sha256_path(p))
+    card = dataclasses.replace(
+        ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact="m.pt2", sha256=sha256_path(p)
+    )
     card.save(card_path_for(p))
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(sr.BackendUnavailable, match=r"scopesr\[train\]"):
@@ -172,13 +178,17 @@ def _export_pt2(tmp_path: Path) -> Path:
     spec.loader.exec_module(mf)
     torch.manual_seed(0)
     model = mf.TinyX4(1).eval()
-    dims = {0: torch.export.Dim("N", min=1, max=64), 2: torch.export.Dim("H", min=1, max=4096),
-            3: torch.export.Dim("W", min=1, max=4096)}
+    dims = {
+        0: torch.export.Dim("N", min=1, max=64),
+        2: torch.export.Dim("H", min=1, max=4096),
+        3: torch.export.Dim("W", min=1, max=4096),
+    }
     ep = torch.export.export(model, (torch.rand(2, 1, 24, 24),), dynamic_shapes=({**dims},))
     p = tmp_path / "tiny_x4.pt2"
     torch.export.save(ep, str(p))
-    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact=p.name,
-                               sha256=sha256_path(p))
+    card = dataclasses.replace(
+        ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact=p.name, sha256=sha256_path(p)
+    )
     card.save(card_path_for(p))
     return p
 
@@ -270,8 +280,9 @@ def test_onnx_fp16_io_is_cast_at_the_edge(tmp_path):
     m = f16.convert_float_to_float16(onnx.load(str(FIX / "tiny_x4.onnx")), keep_io_types=False)
     p = tmp_path / "h.onnx"
     onnx.save(m, str(p))
-    card = dataclasses.replace(ModelCard.load(FIX / "tiny_x4.onnx"), artifact=p.name, precision="fp16",
-                               sha256=sha256_path(p))
+    card = dataclasses.replace(
+        ModelCard.load(FIX / "tiny_x4.onnx"), artifact=p.name, precision="fp16", sha256=sha256_path(p)
+    )
     card.save(card_path_for(p))
     up = sr.load(p)
     assert up.backend.input_dtype == np.float16

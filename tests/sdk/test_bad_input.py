@@ -1,5 +1,6 @@
 """Every bad input of issue 2 through sr-upscale: the run goes on with the other files, exits
 non-zero, names the bad file and its problem, and leaves every input untouched (edge)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Model cards as load() meets them: validation names the bad field, sha256 is checked."""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,13 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures"
 @pytest.fixture
 def copy(tmp_path):
     """Copy a fixture artifact and its card into tmp_path; return the artifact path."""
+
     def make(name: str = "tiny_x4.onnx") -> Path:
         src = FIX / name
         shutil.copy(src, tmp_path / name)
         shutil.copy(card_path_for(src), card_path_for(tmp_path / name))
         return tmp_path / name
+
     return make
 
 
@@ -43,23 +46,26 @@ def test_fixture_cards_are_valid():
         assert card.artifact == name and card.scale == 4 and card.normalisation.mode == "percentile"
 
 
-@pytest.mark.parametrize("field,value,msg", [
-    ("scale", 0, "'scale'"),
-    ("scale", "4", "'scale'"),
-    ("halo", -1, "'halo'"),
-    ("layout", "CHWN", "'layout'"),
-    ("precision", "fp8", "'precision'"),
-    ("tile_sizes", [], "'tile_sizes'"),
-    ("tile_sizes", [[24, 40, 1]], "'tile_sizes'"),
-    ("tile_sizes", [[24, 0]], "'tile_sizes'"),
-    ("tile_sizes", [True], "'tile_sizes'"),
-    ("format", "gguf", "'format'"),
-    ("sha256", "abc", "'sha256'"),
-    ("normalisation", {"mode": "percentile", "p_low": 99, "p_high": 1}, "normalisation"),
-    ("normalisation", {"mode": "zscore"}, "normalisation.mode"),
-    ("bogus_field", 1, "unknown model card field"),
-    ("in_channels", KeyError, "missing required field"),
-])
+@pytest.mark.parametrize(
+    "field,value,msg",
+    [
+        ("scale", 0, "'scale'"),
+        ("scale", "4", "'scale'"),
+        ("halo", -1, "'halo'"),
+        ("layout", "CHWN", "'layout'"),
+        ("precision", "fp8", "'precision'"),
+        ("tile_sizes", [], "'tile_sizes'"),
+        ("tile_sizes", [[24, 40, 1]], "'tile_sizes'"),
+        ("tile_sizes", [[24, 0]], "'tile_sizes'"),
+        ("tile_sizes", [True], "'tile_sizes'"),
+        ("format", "gguf", "'format'"),
+        ("sha256", "abc", "'sha256'"),
+        ("normalisation", {"mode": "percentile", "p_low": 99, "p_high": 1}, "normalisation"),
+        ("normalisation", {"mode": "zscore"}, "normalisation.mode"),
+        ("bogus_field", 1, "unknown model card field"),
+        ("in_channels", KeyError, "missing required field"),
+    ],
+)
 def test_bad_field_is_named(copy, field, value, msg):
     p = copy()
     edit_card(p, **{field: value})

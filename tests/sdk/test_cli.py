@@ -1,4 +1,5 @@
 """sr-upscale end to end on the committed tiny models and real images (torch-free: edge)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ def up(model):
     return sr.load(model)
 
 
-def run(*args) -> "click.testing.Result":  # noqa: F821
+def run(*args) -> click.testing.Result:  # noqa: F821
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
@@ -60,8 +61,15 @@ def test_files_folders_and_stacks(tmp_path, model, up):
     out = tmp_path / "out"
     res = run(src, extra, "-o", out, "--model", model)
     assert res.exit_code == 0, res.output
-    expected_names = {"grey16_x4.tif", "grey8_x4.png", "rgb_x4.png", "stack_x4.tif", "lapse_x4.tif",
-                      "multi_x4.tif", "single_x4.tif"}
+    expected_names = {
+        "grey16_x4.tif",
+        "grey8_x4.png",
+        "rgb_x4.png",
+        "stack_x4.tif",
+        "lapse_x4.tif",
+        "multi_x4.tif",
+        "single_x4.tif",
+    }
     assert {f.name for f in out.iterdir()} == expected_names
     for name, (a, axes) in images.items():
         stem, _ = name.rsplit(".", 1)
@@ -73,8 +81,13 @@ def test_files_folders_and_stacks(tmp_path, model, up):
 
 def test_imagej_hyperstack_stays_imagej(tmp_path, model, up):
     a = RNG.integers(0, 4000, (2, 3, 2, 16, 20)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "h.tif", a, imagej=True, resolution=(2.0, 2.0),
-                     metadata={"axes": "TZCYX", "spacing": 0.7, "unit": "um", "finterval": 5.0})
+    tifffile.imwrite(
+        tmp_path / "h.tif",
+        a,
+        imagej=True,
+        resolution=(2.0, 2.0),
+        metadata={"axes": "TZCYX", "spacing": 0.7, "unit": "um", "finterval": 5.0},
+    )
     res = run(tmp_path / "h.tif", "-o", tmp_path / "o", "--model", model)
     assert res.exit_code == 0, res.output
     with tifffile.TiffFile(tmp_path / "o" / "h_x4.tif") as t:
@@ -102,14 +115,14 @@ def test_real_image_and_compare(tmp_path, model, up, real_image):
     nearest = to_uint8(np.repeat(np.repeat(crop, 4, 0), 4, 1), lo, hi)
     model = to_uint8(hr.array[512:1536, 512:1536], lo, hi)
     dy, dx, size = detail_window(model)
-    assert size == 256 and model[dy:dy + size, dx:dx + size].std() >= model[:size, :size].std()
+    assert size == 256 and model[dy : dy + size, dx : dx + size].std() >= model[:size, :size].std()
     top = slice(HEADER, HEADER + 1024)
     np.testing.assert_array_equal(cmp[top, :1024], _outline(nearest, dy, dx, size))
-    np.testing.assert_array_equal(cmp[top, 2 * (1024 + GAP):], _outline(model, dy, dx, size))
-    zoomed = np.repeat(np.repeat(model[dy:dy + size, dx:dx + size], 4, 0), 4, 1)
-    np.testing.assert_array_equal(cmp[2 * HEADER + 1024:, 2 * (1024 + GAP):], zoomed)
-    assert (cmp[:HEADER] > 0).any() and (cmp[HEADER + 1024:2 * HEADER + 1024] > 0).any()  # labels drawn
-    bicubic = cmp[top, 1024 + GAP:2 * 1024 + GAP].astype(int)
+    np.testing.assert_array_equal(cmp[top, 2 * (1024 + GAP) :], _outline(model, dy, dx, size))
+    zoomed = np.repeat(np.repeat(model[dy : dy + size, dx : dx + size], 4, 0), 4, 1)
+    np.testing.assert_array_equal(cmp[2 * HEADER + 1024 :, 2 * (1024 + GAP) :], zoomed)
+    assert (cmp[:HEADER] > 0).any() and (cmp[HEADER + 1024 : 2 * HEADER + 1024] > 0).any()  # labels drawn
+    bicubic = cmp[top, 1024 + GAP : 2 * 1024 + GAP].astype(int)
     assert np.abs(bicubic - nearest).mean() > 0.5  # a different method, not a copy
 
 
@@ -134,8 +147,20 @@ def test_streaming_equals_in_memory(tmp_path, model, up):
     write_image(tmp_path / "big.tif", a, "YX")
     write_image(tmp_path / "st.tif", stack, "ZYXC")
     r1 = run(tmp_path / "big.tif", tmp_path / "st.tif", "-o", tmp_path / "mem", "--model", model)
-    r2 = run(tmp_path / "big.tif", tmp_path / "st.tif", "-o", tmp_path / "str", "--model", model,
-             "--stream-above", "0", "--tile", "64", "-v", "--compare")
+    r2 = run(
+        tmp_path / "big.tif",
+        tmp_path / "st.tif",
+        "-o",
+        tmp_path / "str",
+        "--model",
+        model,
+        "--stream-above",
+        "0",
+        "--tile",
+        "64",
+        "-v",
+        "--compare",
+    )
     assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
     assert "streamed to disk strip by strip" in r2.output and "strip by strip" not in r1.output
     for name in ("big_x4.tif", "st_x4.tif"):
@@ -176,8 +201,15 @@ def test_rgb_model_and_fixed_size_tflite(tmp_path, fixtures_dir):
     pytest.importorskip("ai_edge_litert")
     g = RNG.integers(0, 4000, (70, 90)).astype(np.uint16)
     write_image(tmp_path / "g.tif", g, "YX")
-    res = run(tmp_path / "g.tif", "-o", tmp_path / "o2", "--model", fixtures_dir / "tiny_x4_fixed.tflite",
-              "--backend", "tflite")
+    res = run(
+        tmp_path / "g.tif",
+        "-o",
+        tmp_path / "o2",
+        "--model",
+        fixtures_dir / "tiny_x4_fixed.tflite",
+        "--backend",
+        "tflite",
+    )
     assert res.exit_code == 0, res.output
     assert read_image(tmp_path / "o2" / "g_x4.tif").shape == (280, 360)
 
@@ -233,8 +265,14 @@ def test_help_explains():
     res = run("--help")
     assert res.exit_code == 0
     text = " ".join(res.output.split())
-    for needle in ("LR (input) pixels", "receptive-field radius", "PNG, JPEG and TIFF", "BigTIFF", "--compare",
-                   "never overwritten"):
+    for needle in (
+        "LR (input) pixels",
+        "receptive-field radius",
+        "PNG, JPEG and TIFF",
+        "BigTIFF",
+        "--compare",
+        "never overwritten",
+    ):
         assert needle in text
 
 

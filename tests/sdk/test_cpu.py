@@ -1,9 +1,11 @@
 """scopesr.sdk.cpu: /proc/cpuinfo of the CPUs people run scopesr on, the cache key, macOS."""
+
 from __future__ import annotations
 
 import re
 
 import pytest
+
 from scopesr.sdk import cpu as C
 
 pytestmark = pytest.mark.edge
@@ -62,12 +64,15 @@ CPU part\t: 0xd08
 CPU revision\t: 3
 """
 # a Raspberry Pi 4 (Cortex-A72), 64-bit OS: NEON (asimd) but no dot product
-PI4 = "\n".join(_PI4_CORE.format(i=i) for i in range(4)) + """
+PI4 = (
+    "\n".join(_PI4_CORE.format(i=i) for i in range(4))
+    + """
 Hardware\t: BCM2835
 Revision\t: c03114
 Serial\t\t: 10000000a1b2c3d4
 Model\t\t: Raspberry Pi 4 Model B Rev 1.4
 """
+)
 
 _PI5_CORE = """processor\t: {i}
 BogoMIPS\t: 108.00
@@ -79,11 +84,14 @@ CPU part\t: 0xd0b
 CPU revision\t: 1
 """
 # a Raspberry Pi 5 (Cortex-A76): dot product (asimddp)
-PI5 = "\n".join(_PI5_CORE.format(i=i) for i in range(4)) + """
+PI5 = (
+    "\n".join(_PI5_CORE.format(i=i) for i in range(4))
+    + """
 Revision\t: d04170
 Serial\t\t: 4c1b2a3d5e6f7a8b
 Model\t\t: Raspberry Pi 5 Model B Rev 1.0
 """
+)
 
 # a Pi 4 under a 32-bit OS: the kernel's "model name" is generic, the part names the core
 PI4_32 = """processor\t: 0
@@ -103,17 +111,29 @@ Model\t\t: Raspberry Pi 4 Model B Rev 1.1
 # big.LITTLE: four A55 without i8mm-like extras next to four A76 (features: what all cores have)
 BIG_LITTLE = "\n".join(
     f"processor\t: {i}\nFeatures\t: fp asimd asimdhp asimddp{' i8mm' if i >= 2 else ''}\n"
-    f"CPU implementer\t: 0x41\nCPU part\t: {'0xd05' if i < 2 else '0xd0b'}\n" for i in range(4))
+    f"CPU implementer\t: 0x41\nCPU part\t: {'0xd05' if i < 2 else '0xd0b'}\n"
+    for i in range(4)
+)
 
 
-@pytest.mark.parametrize("text,arch,model,features,int8_dot,physical,board", [
-    (EPYC, "x86_64", "AMD EPYC 7B13 64-Core Processor", ("sse4_2", "avx", "avx2", "fma", "f16c"), False, 1, None),
-    (XEON, "x86_64", "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz",
-     ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni"), True, 2, None),
-    (PI4, "aarch64", "Cortex-A72", ("asimd",), False, None, "Raspberry Pi 4 Model B Rev 1.4"),
-    (PI5, "aarch64", "Cortex-A76", ("asimd", "asimdhp", "asimddp"), True, None, "Raspberry Pi 5 Model B Rev 1.0"),
-    (PI4_32, "armv7l", "Cortex-A72", ("neon",), False, None, "Raspberry Pi 4 Model B Rev 1.1"),
-])
+@pytest.mark.parametrize(
+    "text,arch,model,features,int8_dot,physical,board",
+    [
+        (EPYC, "x86_64", "AMD EPYC 7B13 64-Core Processor", ("sse4_2", "avx", "avx2", "fma", "f16c"), False, 1, None),
+        (
+            XEON,
+            "x86_64",
+            "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz",
+            ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni"),
+            True,
+            2,
+            None,
+        ),
+        (PI4, "aarch64", "Cortex-A72", ("asimd",), False, None, "Raspberry Pi 4 Model B Rev 1.4"),
+        (PI5, "aarch64", "Cortex-A76", ("asimd", "asimdhp", "asimddp"), True, None, "Raspberry Pi 5 Model B Rev 1.0"),
+        (PI4_32, "armv7l", "Cortex-A72", ("neon",), False, None, "Raspberry Pi 4 Model B Rev 1.1"),
+    ],
+)
 def test_parse_cpuinfo(text, arch, model, features, int8_dot, physical, board):
     info = C.parse_cpuinfo(text, arch=arch, cores=4, logical_cores=4)
     assert info.model == model
@@ -131,8 +151,10 @@ def test_parse_cpuinfo(text, arch, model, features, int8_dot, physical, board):
 
 def test_the_issue_cpus_tell_int8_apart():
     """The four CPUs of the issue: int8 pays off on the Xeon (VNNI) and the Pi 5 (dotprod) only."""
-    dot = {name: C.parse_cpuinfo(t, arch="x", cores=1).int8_dot
-           for name, t in (("epyc", EPYC), ("xeon", XEON), ("pi4", PI4), ("pi5", PI5))}
+    dot = {
+        name: C.parse_cpuinfo(t, arch="x", cores=1).int8_dot
+        for name, t in (("epyc", EPYC), ("xeon", XEON), ("pi4", PI4), ("pi5", PI5))
+    }
     assert dot == {"epyc": False, "xeon": True, "pi4": False, "pi5": True}
 
 
@@ -154,9 +176,13 @@ def test_cpu_key_is_stable_and_tells_cpus_apart():
     a = C.parse_cpuinfo(EPYC, arch="x86_64", cores=2)
     assert a.key() == C.parse_cpuinfo(EPYC, arch="x86_64", cores=2).key() == C.cpu_key(a)
     assert re.fullmatch(r"[0-9a-f]{16}", a.key())
-    keys = {a.key(), C.parse_cpuinfo(EPYC, arch="x86_64", cores=1).key(),  # fewer cores
-            C.parse_cpuinfo(XEON, arch="x86_64", cores=2).key(),
-            C.parse_cpuinfo(PI4, arch="aarch64", cores=2).key(), C.parse_cpuinfo(PI5, arch="aarch64", cores=2).key()}
+    keys = {
+        a.key(),
+        C.parse_cpuinfo(EPYC, arch="x86_64", cores=1).key(),  # fewer cores
+        C.parse_cpuinfo(XEON, arch="x86_64", cores=2).key(),
+        C.parse_cpuinfo(PI4, arch="aarch64", cores=2).key(),
+        C.parse_cpuinfo(PI5, arch="aarch64", cores=2).key(),
+    }
     assert len(keys) == 5
     # a flag the picker does not care about (a kernel update adding one) keeps the key
     more = EPYC.replace("fsrm", "fsrm some_new_flag")
@@ -180,16 +206,25 @@ def test_usable_cores_follow_the_affinity_mask(monkeypatch):
 
 
 def test_macos_sysctl(monkeypatch):
-    out = {"machdep.cpu.brand_string": "Apple M2", "hw.optional.neon": "1", "hw.optional.arm.FEAT_DotProd": "1",
-           "hw.optional.arm.FEAT_I8MM": "0", "hw.optional.arm.FEAT_FP16": "1", "hw.physicalcpu": "8",
-           "hw.logicalcpu": "8"}
+    out = {
+        "machdep.cpu.brand_string": "Apple M2",
+        "hw.optional.neon": "1",
+        "hw.optional.arm.FEAT_DotProd": "1",
+        "hw.optional.arm.FEAT_I8MM": "0",
+        "hw.optional.arm.FEAT_FP16": "1",
+        "hw.physicalcpu": "8",
+        "hw.logicalcpu": "8",
+    }
     monkeypatch.setattr(C, "_sysctl", lambda *names: out)
     monkeypatch.setattr(C, "_arch", lambda: "aarch64")
     info = C._macos()
     assert info.model == "Apple M2" and info.features == ("asimd", "asimdhp", "asimddp") and info.int8_dot
     assert info.physical_cores == 8 and info.source == "sysctl"
-    intel = {"machdep.cpu.brand_string": "Intel(R) Core(TM) i9-9880H CPU @ 2.30GHz",
-             "machdep.cpu.features": "FPU SSE4.2 AVX1.0 FMA F16C", "machdep.cpu.leaf7_features": "AVX2 BMI2"}
+    intel = {
+        "machdep.cpu.brand_string": "Intel(R) Core(TM) i9-9880H CPU @ 2.30GHz",
+        "machdep.cpu.features": "FPU SSE4.2 AVX1.0 FMA F16C",
+        "machdep.cpu.leaf7_features": "AVX2 BMI2",
+    }
     monkeypatch.setattr(C, "_sysctl", lambda *names: intel)
     assert C._macos().features == ("sse4_2", "avx", "avx2", "fma", "f16c")
     monkeypatch.setattr(C, "_sysctl", lambda *names: {})

@@ -1,6 +1,7 @@
 """Issue 15 (items 1-15, 18, 20) and issue 12 (raw tracebacks, hangs, finite output, leftovers):
 what a hostile or careless user found, each case built here and checked to end in a result
 or a clear ScopesrError, never a traceback, a hang, NaN/inf or a lost file. Torch-free: edge."""
+
 from __future__ import annotations
 
 import errno
@@ -24,8 +25,17 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 
 import scopesr.sdk as sr
-from scopesr.sdk import (CardError, ImageError, InputError, ModelCard, ModelError, OutputError, ScopesrError,
-                         read_image, write_image)
+from scopesr.sdk import (
+    CardError,
+    ImageError,
+    InputError,
+    ModelCard,
+    ModelError,
+    OutputError,
+    ScopesrError,
+    read_image,
+    write_image,
+)
 from scopesr.sdk.atomic import STALE_TEMP_AGE_S, atomic_path
 from scopesr.sdk.cli import main
 
@@ -41,6 +51,7 @@ def run(*args):
 @contextmanager
 def deadline(seconds: int):
     """Fail (instead of hanging the suite) when the block takes longer than ``seconds``."""
+
     def boom(signum, frame):
         raise TimeoutError(f"took longer than {seconds} s (a hang)")
 
@@ -133,12 +144,15 @@ def test_concurrent_writer_of_the_same_output_is_refused(tmp_path, model, monkey
 
 def test_exclusive_write_one_of_two_processes_wins(tmp_path):
     """2: two processes placing one name without overwrite: exactly one succeeds."""
-    code = ("import sys, time; from scopesr.sdk.atomic import atomic_path\n"
-            "with atomic_path(sys.argv[1], overwrite=False) as t:\n"
-            "    t.write_bytes(sys.argv[2].encode()); time.sleep(1.0)\n")
+    code = (
+        "import sys, time; from scopesr.sdk.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1], overwrite=False) as t:\n"
+        "    t.write_bytes(sys.argv[2].encode()); time.sleep(1.0)\n"
+    )
     target = tmp_path / "same.bin"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(target), w], stderr=subprocess.PIPE)
-             for w in ("one", "two")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(target), w], stderr=subprocess.PIPE) for w in ("one", "two")
+    ]
     results = [(p.wait(timeout=60), p.stderr.read().decode()) for p in procs]
     assert sorted(rc for rc, _ in results) == [0, 1], results
     loser = next(err for rc, err in results if rc)
@@ -157,8 +171,9 @@ def test_streamed_8bit_png_stays_a_png(tmp_path, model, up):
     write_image(tmp_path / "g.png", a, "YX")
     rgb = RNG.integers(0, 255, (20, 18, 3)).astype(np.uint8)
     write_image(tmp_path / "c.png", rgb, "YXC")
-    res = run(tmp_path / "g.png", tmp_path / "c.png", "-o", tmp_path / "o", "--model", model,
-              "--stream-above", "0.0001")
+    res = run(
+        tmp_path / "g.png", tmp_path / "c.png", "-o", tmp_path / "o", "--model", model, "--stream-above", "0.0001"
+    )
     assert res.exit_code == 0, res.output
     for name, src, axes in (("g_x4.png", a, "YX"), ("c_x4.png", rgb, "YXC")):
         p = tmp_path / "o" / name
@@ -175,8 +190,13 @@ def test_streamed_8bit_png_stays_a_png(tmp_path, model, up):
 def test_streamed_result_keeps_imagej_metadata(tmp_path, model):
     """5: frame interval, unit and z spacing survived only the in-memory path."""
     a = RNG.integers(0, 4000, (2, 3, 16, 20)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "h.tif", a, imagej=True, resolution=(2.0, 2.0),
-                     metadata={"axes": "TZYX", "spacing": 0.7, "unit": "um", "finterval": 5.0})
+    tifffile.imwrite(
+        tmp_path / "h.tif",
+        a,
+        imagej=True,
+        resolution=(2.0, 2.0),
+        metadata={"axes": "TZYX", "spacing": 0.7, "unit": "um", "finterval": 5.0},
+    )
     res = run(tmp_path / "h.tif", "-o", tmp_path / "o", "--model", model, "--stream-above", "0")
     assert res.exit_code == 0, res.output
     with tifffile.TiffFile(tmp_path / "o" / "h_x4.tif") as t:
@@ -195,23 +215,27 @@ def _png_with_height(p: Path, real_h: int, claimed_h: int) -> None:
 
 
 def _ome_with_more_frames(p: Path) -> None:
-    tifffile.imwrite(p, RNG.integers(1, 4000, (2, 32, 40)).astype(np.uint16), ome=True,
-                     metadata={"axes": "TYX"})
+    tifffile.imwrite(p, RNG.integers(1, 4000, (2, 32, 40)).astype(np.uint16), ome=True, metadata={"axes": "TYX"})
     p.write_bytes(p.read_bytes().replace(b'SizeT="2"', b'SizeT="8"'))
 
 
 def _planar_with_65535_samples(p: Path) -> None:
-    tifffile.imwrite(p, RNG.integers(1, 4000, (3, 32, 40)).astype(np.uint16), planarconfig="separate",
-                     photometric="minisblack")
+    tifffile.imwrite(
+        p, RNG.integers(1, 4000, (3, 32, 40)).astype(np.uint16), planarconfig="separate", photometric="minisblack"
+    )
     with tifffile.TiffFile(p, mode="r+b") as tif:
         tif.pages[0].tags["SamplesPerPixel"].overwrite(65535)
 
 
-@pytest.mark.parametrize("make, problem", [
-    (lambda p: _png_with_height(p.with_suffix(".png"), 48, 40_000), "truncated PNG"),
-    (_ome_with_more_frames, "truncated TIFF series"),
-    (_planar_with_65535_samples, "corrupt TIFF"),
-], ids=["png-height-raised", "ome-sizet-raised", "planar-65535-samples"])
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda p: _png_with_height(p.with_suffix(".png"), 48, 40_000), "truncated PNG"),
+        (_ome_with_more_frames, "truncated TIFF series"),
+        (_planar_with_65535_samples, "corrupt TIFF"),
+    ],
+    ids=["png-height-raised", "ome-sizet-raised", "planar-65535-samples"],
+)
 def test_zero_filled_data_is_refused(tmp_path, make, problem):
     """6 and 9: data that is not in the file was read as black (and the planar one took minutes)."""
     p = tmp_path / "x.tif"
@@ -240,8 +264,8 @@ def _tiff_ifd_loop(p: Path) -> None:
     tifffile.imwrite(p, RNG.integers(0, 4000, (64, 80)).astype(np.uint16))
     b = bytearray(p.read_bytes())
     off = struct.unpack("<I", b[4:8])[0]
-    n = struct.unpack("<H", b[off:off + 2])[0]
-    b[off + 2 + 12 * n:off + 6 + 12 * n] = struct.pack("<I", off)  # next IFD = this IFD
+    n = struct.unpack("<H", b[off : off + 2])[0]
+    b[off + 2 + 12 * n : off + 6 + 12 * n] = struct.pack("<I", off)  # next IFD = this IFD
     p.write_bytes(bytes(b))
 
 
@@ -260,7 +284,7 @@ def test_jpeg_bomb_is_refused_before_decoding(tmp_path):
         PILImage.new(mode, (16, 16), 100 if mode == "L" else (100, 50, 20)).save(p, quality=90)
         b = bytearray(p.read_bytes())
         i = b.find(b"\xff\xc0")
-        b[i + 5:i + 9] = struct.pack(">HH", 20000, 20000)
+        b[i + 5 : i + 9] = struct.pack(">HH", 20000, 20000)
         p.write_bytes(bytes(b))
         t0 = time.perf_counter()
         with pytest.raises(ImageError, match="decompression bomb"):
@@ -294,13 +318,16 @@ def test_channels_run_in_bounded_groups(up, monkeypatch):
     np.testing.assert_array_equal(got4, want)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"tile_sizes": [20000]}, "tile_sizes"),
-    ({"tile_sizes": [[64, 100000]]}, "tile_sizes"),
-    ({"scale": 1000}, "scale"),
-    ({"in_channels": 10**9}, "in_channels"),
-    ({"halo": 10**7}, "halo"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"tile_sizes": [20000]}, "tile_sizes"),
+        ({"tile_sizes": [[64, 100000]]}, "tile_sizes"),
+        ({"scale": 1000}, "scale"),
+        ({"in_channels": 10**9}, "in_channels"),
+        ({"halo": 10**7}, "halo"),
+    ],
+)
 def test_card_numbers_are_bounded(tmp_path, fixtures_dir, change, field):
     """11: tile_sizes [20000] on a dynamic model asked for 3 GB, scale 1000 for 30 GiB."""
     art = _copy_model(fixtures_dir, tmp_path, **change)
@@ -311,12 +338,11 @@ def test_card_numbers_are_bounded(tmp_path, fixtures_dir, change, field):
 # ================================================================= 12: reader and writer errors
 def _imagej_with_bad_ifd(p: Path) -> None:
     """An ImageJ stack whose third IFD's tag list runs past the end of the file."""
-    tifffile.imwrite(p, RNG.integers(0, 4000, (3, 32, 40)).astype(np.uint16), imagej=True,
-                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(p, RNG.integers(0, 4000, (3, 32, 40)).astype(np.uint16), imagej=True, metadata={"axes": "ZYX"})
     with tifffile.TiffFile(p) as tif:
         off = tif.pages[2].offset
     b = bytearray(p.read_bytes())
-    b[off:off + 2] = struct.pack("<H", 4000)
+    b[off : off + 2] = struct.pack("<H", 4000)
     p.write_bytes(bytes(b))
 
 
@@ -344,9 +370,16 @@ def test_odd_tiff_metadata_does_not_fail_the_write(tmp_path, model):
     # the API writer refuses metadata it cannot write before writing anything (an ImageError
     # naming the file and the fields), and takes a micrometre sign as ImageJ's "micron"
     with pytest.raises(ImageError, match=r"w.tif: .*resolution unit 7.*ImageJ spacing inf"):
-        write_image(tmp_path / "w.tif", _grey16(), "YX",
-                    {"resolution": (1.0, 2.0), "resolutionunit": 7,
-                     "imagej": {"unit": "m\n", "spacing": float("inf"), "finterval": -1}})
+        write_image(
+            tmp_path / "w.tif",
+            _grey16(),
+            "YX",
+            {
+                "resolution": (1.0, 2.0),
+                "resolutionunit": 7,
+                "imagej": {"unit": "m\n", "spacing": float("inf"), "finterval": -1},
+            },
+        )
     assert not (tmp_path / "w.tif").exists()
     write_image(tmp_path / "w.tif", _grey16(), "YX", {"imagej": {"unit": "\u00b5m"}})
     with tifffile.TiffFile(tmp_path / "w.tif") as t:
@@ -358,8 +391,10 @@ def _card(fixtures_dir: Path) -> dict:
     return json.loads((fixtures_dir / "tiny_x4.card.json").read_text())
 
 
-@pytest.mark.parametrize("norm", [{"p_low": "a"}, {"p_low": None}, {"p_high": [1]}, {"p_low": True},
-                                  {"mode": ["range"]}, {"p_low": float("nan")}])
+@pytest.mark.parametrize(
+    "norm",
+    [{"p_low": "a"}, {"p_low": None}, {"p_high": [1]}, {"p_low": True}, {"mode": ["range"]}, {"p_low": float("nan")}],
+)
 def test_card_normalisation_types(fixtures_dir, norm):
     """13: normalisation.p_low = "a" or null raised TypeError."""
     data = _card(fixtures_dir)
@@ -397,8 +432,9 @@ def test_card_artifact_must_be_a_plain_name(tmp_path, fixtures_dir, artifact):
         sr.load(card)
 
 
-@pytest.mark.parametrize("change, what", [({"in_channels": 3, "out_channels": 3}, "channel"),
-                                          ({"layout": "NHWC"}, "layout NHWC")])
+@pytest.mark.parametrize(
+    "change, what", [({"in_channels": 3, "out_channels": 3}, "channel"), ({"layout": "NHWC"}, "layout NHWC")]
+)
 def test_card_model_mismatch_found_at_load(tmp_path, fixtures_dir, change, what):
     """13: a channel or layout mismatch between card and model surfaced as onnxruntime's raw
     INVALID_ARGUMENT on the first tile; it is a ModelError when the model is opened."""
@@ -409,6 +445,7 @@ def test_card_model_mismatch_found_at_load(tmp_path, fixtures_dir, change, what)
 
 def test_runtime_failure_is_a_model_error(up, monkeypatch):
     """13: whatever the runtime raises on a tile comes out as a ModelError naming the file."""
+
     def broken(*a, **k):
         raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions")
 
@@ -418,8 +455,9 @@ def test_runtime_failure_is_a_model_error(up, monkeypatch):
 
 
 # ================================================================= 14: API arguments
-@pytest.mark.parametrize("kwargs", [{"axes": ["Y", "X"]}, {"axes": 2}, {"batch": "a"}, {"batch": 0},
-                                    {"batch": 1.5}, {"batch": True}])
+@pytest.mark.parametrize(
+    "kwargs", [{"axes": ["Y", "X"]}, {"axes": 2}, {"batch": "a"}, {"batch": 0}, {"batch": 1.5}, {"batch": True}]
+)
 def test_upscale_arguments(up, kwargs):
     """14: axes as a list or an int (AttributeError), batch='a' (ValueError)."""
     with pytest.raises(InputError):
@@ -428,8 +466,16 @@ def test_upscale_arguments(up, kwargs):
         list(up.upscale_bands(_grey16(), **kwargs))
 
 
-@pytest.mark.parametrize("path, opts", [(None, {}), (3, {}), ("MODEL", {"num_threads": "x"}),
-                                        ("MODEL", {"num_threads": -2}), ("MODEL", {"num_threads": 1.5})])
+@pytest.mark.parametrize(
+    "path, opts",
+    [
+        (None, {}),
+        (3, {}),
+        ("MODEL", {"num_threads": "x"}),
+        ("MODEL", {"num_threads": -2}),
+        ("MODEL", {"num_threads": 1.5}),
+    ],
+)
 def test_load_arguments(model, path, opts):
     """14: load(None) (TypeError) and num_threads='x' (ValueError deep in the backend)."""
     with pytest.raises(InputError):
@@ -447,8 +493,11 @@ def test_outdir_under_a_file(tmp_path, model):
     assert res.exit_code == 2 and "file" in res.output, res.output
 
 
-@pytest.mark.skipif(AS_ROOT, reason="root writes into a read-only (0555) folder anyway; "
-                    "test_unwritable_output_folder_message covers the message")
+@pytest.mark.skipif(
+    AS_ROOT,
+    reason="root writes into a read-only (0555) folder anyway; "
+    "test_unwritable_output_folder_message covers the message",
+)
 def test_read_only_outdir(tmp_path, model):
     """15: a read-only output folder."""
     write_image(tmp_path / "a.tif", _grey16(), "YX")
@@ -529,9 +578,14 @@ def test_file_size_limit_is_said_so(tmp_path, model):
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
 
     code = "import sys; from scopesr.sdk.cli import main; sys.argv[0] = 'sr-upscale'; main()"
-    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"),
-                        "--model", str(model)], capture_output=True, text=True, preexec_fn=limit, timeout=120,
-                       check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"), "--model", str(model)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 1, p.stderr
     assert "file too large" in p.stderr and "unexpected" not in p.stderr, p.stderr
     assert list((tmp_path / "o").iterdir()) == []

@@ -1,4 +1,5 @@
 """scopesr.sdk.io: reading, writing and streaming images (torch-free: marked edge)."""
+
 from __future__ import annotations
 
 import struct
@@ -11,8 +12,15 @@ import tifffile
 from PIL import Image as PILImage
 
 from scopesr.sdk import ImageError
-from scopesr.sdk.io import (Image, find_inputs, output_suffix, read_image, release_pages, write_image,
-                            write_tiff_streaming)
+from scopesr.sdk.io import (
+    Image,
+    find_inputs,
+    output_suffix,
+    read_image,
+    release_pages,
+    write_image,
+    write_tiff_streaming,
+)
 
 pytestmark = pytest.mark.edge
 RNG = np.random.default_rng(7)
@@ -26,20 +34,23 @@ def _rand(shape, dtype):
 
 
 # ------------------------------------------------------------------ round trips
-@pytest.mark.parametrize("shape,axes,dtype,suffix", [
-    ((37, 53), "YX", np.uint8, ".png"),
-    ((37, 53), "YX", np.uint8, ".tif"),
-    ((37, 53), "YX", np.uint16, ".tif"),
-    ((37, 53), "YX", np.float32, ".tif"),
-    ((37, 53, 3), "YXC", np.uint8, ".png"),
-    ((37, 53, 3), "YXC", np.uint16, ".tif"),
-    ((37, 53, 5), "YXC", np.uint16, ".tif"),      # N-channel
-    ((4, 37, 53), "ZYX", np.uint16, ".tif"),      # z-stack
-    ((3, 37, 53), "TYX", np.uint8, ".tif"),       # time-lapse
-    ((2, 3, 37, 53), "TZYX", np.float32, ".tif"),
-    ((2, 37, 53, 3), "TYXC", np.uint8, ".tif"),
-    ((2, 37, 53), "CYX", np.uint16, ".tif"),
-])
+@pytest.mark.parametrize(
+    "shape,axes,dtype,suffix",
+    [
+        ((37, 53), "YX", np.uint8, ".png"),
+        ((37, 53), "YX", np.uint8, ".tif"),
+        ((37, 53), "YX", np.uint16, ".tif"),
+        ((37, 53), "YX", np.float32, ".tif"),
+        ((37, 53, 3), "YXC", np.uint8, ".png"),
+        ((37, 53, 3), "YXC", np.uint16, ".tif"),
+        ((37, 53, 5), "YXC", np.uint16, ".tif"),  # N-channel
+        ((4, 37, 53), "ZYX", np.uint16, ".tif"),  # z-stack
+        ((3, 37, 53), "TYX", np.uint8, ".tif"),  # time-lapse
+        ((2, 3, 37, 53), "TZYX", np.float32, ".tif"),
+        ((2, 37, 53, 3), "TYXC", np.uint8, ".tif"),
+        ((2, 37, 53), "CYX", np.uint16, ".tif"),
+    ],
+)
 def test_round_trip(tmp_path, shape, axes, dtype, suffix):
     a = _rand(shape, dtype)
     p = write_image(tmp_path / f"img{suffix}", a, axes)
@@ -129,10 +140,16 @@ def test_png_refuses_16bit(tmp_path):
 
 
 # ------------------------------------------------------------------ streaming writer
-@pytest.mark.parametrize("shape,axes,band_h", [
-    ((123, 77), "YX", 16), ((123, 77), "YX", 200), ((3, 50, 41), "ZYX", 7), ((61, 40, 3), "YXC", 13),
-    ((2, 33, 20, 2), "TYXC", 5),
-])
+@pytest.mark.parametrize(
+    "shape,axes,band_h",
+    [
+        ((123, 77), "YX", 16),
+        ((123, 77), "YX", 200),
+        ((3, 50, 41), "ZYX", 7),
+        ((61, 40, 3), "YXC", 13),
+        ((2, 33, 20, 2), "TYXC", 5),
+    ],
+)
 def test_streaming_writer_equals_array(tmp_path, shape, axes, band_h):
     a = _rand(shape, np.uint16)
     yi = axes.index("Y")
@@ -141,7 +158,7 @@ def test_streaming_writer_equals_array(tmp_path, shape, axes, band_h):
     def bands():
         for plane in planes:
             for y in range(0, plane.shape[0], band_h):
-                yield plane[y:y + band_h].copy()
+                yield plane[y : y + band_h].copy()
 
     p = write_tiff_streaming(tmp_path / "s.tif", a.shape, a.dtype, axes, bands(), rows_per_strip=8)
     img = read_image(p)
@@ -162,8 +179,7 @@ def test_streaming_writer_failure_leaves_nothing(tmp_path):
 
 def test_streaming_writer_checks_coverage(tmp_path):
     with pytest.raises(ValueError, match="covered"):
-        write_tiff_streaming(tmp_path / "s.tif", (40, 20), np.uint16, "YX",
-                             iter([np.zeros((30, 20), np.uint16)]))
+        write_tiff_streaming(tmp_path / "s.tif", (40, 20), np.uint16, "YX", iter([np.zeros((30, 20), np.uint16)]))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -210,8 +226,9 @@ def test_header_only_tiff(tmp_path):
         read_image(bad)
 
 
-@pytest.mark.parametrize("name,content", [("notes.tif", b"hello, not an image\n"),
-                                          ("data.csv", b"1,2,3\n"), ("x.png", b"\x00" * 100)])
+@pytest.mark.parametrize(
+    "name,content", [("notes.tif", b"hello, not an image\n"), ("data.csv", b"1,2,3\n"), ("x.png", b"\x00" * 100)]
+)
 def test_non_image(tmp_path, name, content):
     p = tmp_path / name
     p.write_bytes(content)

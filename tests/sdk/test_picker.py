@@ -5,6 +5,7 @@ tiny_x4.onnx; default-fp32.tflite and default-int8.tflite from tiny_x4_fixed.tfl
 second card saying int8), the probe really runs through Upscaler.upscale, and the cache lives
 in tmp_path (SCOPESR_CACHE_DIR), never in the user's home.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import scopesr.sdk as sr
 from scopesr.sdk import ModelCard, card_path_for, picker
 from scopesr.sdk import upscaler as U
@@ -70,11 +72,16 @@ def test_first_load_probes_and_caches(models, cache):
     assert sel["cpu_key"] == sr.cpu_key() and "usable core" in sel["cpu"]
     assert "timed probe" in sel["reason"] and sel["cache"] == str(cache)
     data = json.loads(cache.read_text())
-    (key, entry), = data["entries"].items()
+    ((key, entry),) = data["entries"].items()
     assert key.startswith(sr.cpu_key() + "|") and entry["chosen"] == sel["name"]
-    assert entry["candidates"] == {n: ModelCard.read(p).sha256 for n, p in (
-        ("onnx", models / "default.card.json"), ("tflite", models / "default-fp32.card.json"),
-        ("tflite-int8", models / "default-int8.card.json"))}
+    assert entry["candidates"] == {
+        n: ModelCard.read(p).sha256
+        for n, p in (
+            ("onnx", models / "default.card.json"),
+            ("tflite", models / "default-fp32.card.json"),
+            ("tflite-int8", models / "default-int8.card.json"),
+        )
+    }
     # the probe's winner is returned already open, and it works
     assert up.upscale(np.zeros((10, 12), np.uint8)).shape == (40, 48)
 
@@ -100,7 +107,7 @@ def test_sha256_change_invalidates_the_cache(models, cache, monkeypatch):
     monkeypatch.setattr(picker, "probe", lambda ups, *a, **k: calls.append(sorted(ups)) or real(ups, *a, **k))
     up = sr.load("default")
     assert up.selection["how"] == "probe" and calls == [sorted(NAMES)]
-    entry, = json.loads(cache.read_text())["entries"].values()
+    (entry,) = json.loads(cache.read_text())["entries"].values()
     assert entry["candidates"]["tflite"] == ModelCard.read(models / "default-fp32.card.json").sha256
     _no_probe(monkeypatch)
     assert sr.load("default").selection["how"] == "cache"
@@ -132,8 +139,9 @@ def test_runtime_version_change_invalidates_the_cache(models, monkeypatch):
     assert sr.load("default").selection["how"] == "probe"
 
 
-@pytest.mark.parametrize("garbage", ["{not json", "[1, 2]", '{"format": 99, "entries": {}}',
-                                     '{"format": 1, "entries": {"x": 1}}'])
+@pytest.mark.parametrize(
+    "garbage", ["{not json", "[1, 2]", '{"format": 99, "entries": {}}', '{"format": 1, "entries": {"x": 1}}']
+)
 def test_corrupt_cache_is_logged_and_reprobed(models, cache, caplog, garbage):
     cache.parent.mkdir(parents=True)
     cache.write_text(garbage)
@@ -143,8 +151,9 @@ def test_corrupt_cache_is_logged_and_reprobed(models, cache, caplog, garbage):
     if garbage != '{"format": 1, "entries": {"x": 1}}':  # a foreign entry is kept, not a corruption
         assert "corrupt" in caplog.text
     data = json.loads(cache.read_text())  # rewritten, valid
-    assert data["format"] == picker.CACHE_FORMAT and any(e.get("chosen") == up.selection["name"]
-                                                        for e in data["entries"].values() if isinstance(e, dict))
+    assert data["format"] == picker.CACHE_FORMAT and any(
+        e.get("chosen") == up.selection["name"] for e in data["entries"].values() if isinstance(e, dict)
+    )
 
 
 def test_a_cache_entry_that_does_not_match_is_reprobed(models, cache):
@@ -185,8 +194,10 @@ def test_force_probes_again(models, monkeypatch):
     assert sr.load("default").selection["how"] == "probe"
 
 
-@pytest.mark.parametrize("value,artifact", [("tflite-int8", "default-int8.tflite"), ("onnx", "default.onnx"),
-                                            ("default-fp32.tflite", "default-fp32.tflite")])
+@pytest.mark.parametrize(
+    "value,artifact",
+    [("tflite-int8", "default-int8.tflite"), ("onnx", "default.onnx"), ("default-fp32.tflite", "default-fp32.tflite")],
+)
 def test_environment_override(models, monkeypatch, cache, value, artifact):
     monkeypatch.setenv("SCOPESR_ARTIFACT", value)
     _no_probe(monkeypatch)
@@ -226,8 +237,9 @@ def test_missing_runtime_is_not_a_candidate(models, monkeypatch):
 
 def test_quality_floor_skips_an_int8_card_below_it(models, monkeypatch):
     card = ModelCard.read(models / "default-int8.card.json")
-    card.metrics = {"int8_vs_fp32": {"worst": {"degradation": "noisy", "image": "nuclei[3]", "delta_db": -0.5},
-                                     "mean_db": -0.1}}
+    card.metrics = {
+        "int8_vs_fp32": {"worst": {"degradation": "noisy", "image": "nuclei[3]", "delta_db": -0.5}, "mean_db": -0.1}
+    }
     card.save(models / "default-int8.card.json")
     up = sr.load("default")
     sel = up.selection
@@ -253,26 +265,39 @@ def test_a_model_wide_shortfall_does_not_disqualify_every_file(models):
 def test_everything_below_the_floor_still_loads(models, caplog):
     for name, gain in (("default", -1.0), ("default-fp32", -1.0), ("default-int8", -1.0)):
         card = ModelCard.read(models / f"{name}.card.json")
-        card.metrics = {"heldout": {"summary": {"clean": {"worst_gain_db": gain, "worst_image": "x"}}},
-                        "int8_vs_fp32": {"worst": {"delta_db": -0.5}}}
+        card.metrics = {
+            "heldout": {"summary": {"clean": {"worst_gain_db": gain, "worst_image": "x"}}},
+            "int8_vs_fp32": {"worst": {"delta_db": -0.5}},
+        }
         card.save(models / f"{name}.card.json")
     with caplog.at_level(logging.INFO, logger="scopesr.sdk.picker"):
         up = sr.load("default")
     assert up.selection["how"] == "fallback" and up.selection["name"] == "onnx" and "floor" in caplog.text
 
 
-@pytest.mark.parametrize("metrics,why", [
-    ({}, None),
-    ({"heldout": {"per_source": {}, "mean": {}}}, None),  # today's cards: no summary, no skip
-    ({"int8_vs_fp32": {"worst": {"delta_db": -0.19}}}, None),
-    ({"int8_vs_fp32": {"worst": {"delta_db": -0.21}}}, "int8 vs fp32 worst -0.21 dB"),
-    ({"heldout": {"summary": {"clean": {"worst_gain_db": 0.3}, "noisy": {"worst_gain_db": -0.1}}}}, None),
-    ({"heldout": {"summary": {"clean": {"worst_gain_db": 0.3}, "blur": {"worst_gain_db": -0.4,
-                                                                        "worst_image": "img2d"}}}},
-     "-0.40 dB on 'blur' (img2d)"),
-    ({"heldout": {"summary": "garbage"}, "int8_vs_fp32": {"worst": {"delta_db": "x"}}}, None),
-    ({"heldout": {"summary": {"clean": {"worst_gain_db": float("nan")}}}}, None),
-])
+@pytest.mark.parametrize(
+    "metrics,why",
+    [
+        ({}, None),
+        ({"heldout": {"per_source": {}, "mean": {}}}, None),  # today's cards: no summary, no skip
+        ({"int8_vs_fp32": {"worst": {"delta_db": -0.19}}}, None),
+        ({"int8_vs_fp32": {"worst": {"delta_db": -0.21}}}, "int8 vs fp32 worst -0.21 dB"),
+        ({"heldout": {"summary": {"clean": {"worst_gain_db": 0.3}, "noisy": {"worst_gain_db": -0.1}}}}, None),
+        (
+            {
+                "heldout": {
+                    "summary": {
+                        "clean": {"worst_gain_db": 0.3},
+                        "blur": {"worst_gain_db": -0.4, "worst_image": "img2d"},
+                    }
+                }
+            },
+            "-0.40 dB on 'blur' (img2d)",
+        ),
+        ({"heldout": {"summary": "garbage"}, "int8_vs_fp32": {"worst": {"delta_db": "x"}}}, None),
+        ({"heldout": {"summary": {"clean": {"worst_gain_db": float("nan")}}}}, None),
+    ],
+)
 def test_quality_floor_reason(metrics, why):
     card = ModelCard.read(card_path_for(FIX / "tiny_x4.onnx"))
     card.metrics = metrics
@@ -330,6 +355,7 @@ def test_bundled_default_probe_is_short(monkeypatch, tmp_path):
 # ---------------------------------------------------------------------------- sr-upscale --describe
 def _cli(*args):
     from click.testing import CliRunner
+
     from scopesr.sdk.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

@@ -1,5 +1,6 @@
 """The SDK's public face: what ``import scopesr.sdk`` loads and exports, the backend registry,
 the error classes, and the card module holding the card only."""
+
 from __future__ import annotations
 
 import subprocess
@@ -20,12 +21,14 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures"
 
 def test_import_is_light_and_loads_no_backend():
     """No runtime, no torch and no backend module at import: each is loaded when a model needs it."""
-    code = ("import sys\n"
-            "import scopesr.sdk, scopesr.sdk.backends\n"
-            "heavy = [m for m in ('torch', 'onnxruntime', 'ai_edge_litert', 'tflite_runtime', 'coremltools',\n"
-            "                     'tensorflow', 'tifffile', 'PIL') if m in sys.modules]\n"
-            "loaded = [m for m in sys.modules if m.startswith('scopesr.sdk.backends.') and m.endswith('_backend')]\n"
-            "assert not heavy and not loaded, (heavy, loaded)\n")
+    code = (
+        "import sys\n"
+        "import scopesr.sdk, scopesr.sdk.backends\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'ai_edge_litert', 'tflite_runtime', 'coremltools',\n"
+        "                     'tensorflow', 'tifffile', 'PIL') if m in sys.modules]\n"
+        "loaded = [m for m in sys.modules if m.startswith('scopesr.sdk.backends.') and m.endswith('_backend')]\n"
+        "assert not heavy and not loaded, (heavy, loaded)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
 
@@ -52,14 +55,16 @@ def test_registry_maps_suffixes_and_imports_lazily(monkeypatch):
 def test_register_backend_plugin(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     mod = tmp_path / "fake_backend_mod.py"
-    mod.write_text("import numpy as np\n"
-                   "from scopesr.sdk.backends import Backend\n"
-                   "class Fake(Backend):\n"
-                   "    name = 'fake'\n"
-                   "    def __init__(self, artifact, card, device='auto', **opts):\n"
-                   "        super().__init__(artifact, card)\n"
-                   "    def _run(self, x):\n"
-                   "        return np.repeat(np.repeat(x, self.scale, 2), self.scale, 3)\n")
+    mod.write_text(
+        "import numpy as np\n"
+        "from scopesr.sdk.backends import Backend\n"
+        "class Fake(Backend):\n"
+        "    name = 'fake'\n"
+        "    def __init__(self, artifact, card, device='auto', **opts):\n"
+        "        super().__init__(artifact, card)\n"
+        "    def _run(self, x):\n"
+        "        return np.repeat(np.repeat(x, self.scale, 2), self.scale, 3)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     backends.register_backend("fake", (".fake",), "fake_backend_mod:Fake")
     with pytest.raises(sr.InputError, match="already registered"):
@@ -68,8 +73,7 @@ def test_register_backend_plugin(monkeypatch, tmp_path):
         backends.register_backend("other", (".onnx",), "fake_backend_mod:Fake")
     art = tmp_path / "m.fake"
     art.write_bytes(b"x")
-    card = sr.ModelCard(name="m", architecture="fake", scale=2, in_channels=1, out_channels=1, halo=0,
-                        format="onnx")
+    card = sr.ModelCard(name="m", architecture="fake", scale=2, in_channels=1, out_channels=1, halo=0, format="onnx")
     be = backends.open_backend(art, card)
     assert be.name == "fake" and be.run(np.ones((1, 1, 3, 4), np.float32)).shape == (1, 1, 6, 8)
     assert "fake" in backends.backend_names()
@@ -121,8 +125,7 @@ def test_writer_refusals_are_image_errors(tmp_path):
         sr.write_image(tmp_path / "a.bmp", np.zeros((4, 4), np.uint8), "YX")
     # metadata the TIFF writer cannot use: an ImageError naming the file, no ValueError
     with pytest.raises(sr.ImageError, match="a.tif"):
-        sr.write_image(tmp_path / "a.tif", np.zeros((4, 4), np.uint8), "YX", metadata={"resolution": (1.0,)},
-                       scale=2)
+        sr.write_image(tmp_path / "a.tif", np.zeros((4, 4), np.uint8), "YX", metadata={"resolution": (1.0,)}, scale=2)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,4 +1,5 @@
 """scopesr.sdk.quality: metrics against scikit-image, and the degradation model's physics."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.edge
 
 def _img(seed: int = 0, shape: tuple[int, int] = (96, 80)) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     return 100 + 800 * np.exp(-((yy - 40) ** 2 + (xx - 30) ** 2) / 300.0) + 20 * rng.random(shape)
 
 
@@ -25,8 +26,9 @@ def test_psnr_and_ssim_match_scikit_image() -> None:
     a = rng.random((64, 70))
     b = a + 0.05 * rng.standard_normal(a.shape)
     assert q.psnr(a, b, data_range=1.0) == pytest.approx(metrics.peak_signal_noise_ratio(a, b, data_range=1.0))
-    ref = metrics.structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False)
+    ref = metrics.structural_similarity(
+        a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert q.ssim(a, b, data_range=1.0) == pytest.approx(ref, abs=1e-12)
 
 
@@ -88,7 +90,7 @@ def test_poisson_gaussian_mean_and_variance_match_their_parameters() -> None:
     read = 3.0
     d = q.Degradation(downsample="area", peak_snr=10.0, read_noise=read)
     peak = q.photons_for_snr(10.0, read)
-    assert peak / math.sqrt(peak + read ** 2) == pytest.approx(10.0)
+    assert peak / math.sqrt(peak + read**2) == pytest.approx(10.0)
     level = 0.5  # the flat image sits at half the bright level
     hr = np.full((800, 800), level)
     hr[0, 0], hr[0, 1] = 0.0, 1.0  # fixes lo = 0 and hi = 1 of the percentiles explicitly below
@@ -96,7 +98,7 @@ def test_poisson_gaussian_mean_and_variance_match_their_parameters() -> None:
     v = lr.astype(np.float64)[1:, 1:]
     # electrons ~ Poisson(peak * level) + N(0, read^2), divided by peak
     assert v.mean() == pytest.approx(level, rel=2e-3)
-    expected_var = (peak * level + read ** 2) / peak ** 2
+    expected_var = (peak * level + read**2) / peak**2
     assert v.var() == pytest.approx(expected_var, rel=0.03)
     assert np.allclose(target[8:, 8:], level)
 

@@ -4,6 +4,7 @@ A one-channel 2-D image that is one tile skips the tiler's band machinery (its o
 most of the SDK's cost on a 64x64 frame); these tests hold it to the tiler, bit for bit, and
 check that everything else still goes through the tiler.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import scopesr.sdk as sr
 from scopesr.sdk import upscaler as U
 
@@ -34,9 +36,15 @@ def _frame(dtype, shape, seed=0) -> np.ndarray:
     return img
 
 
-@pytest.mark.parametrize("artifact,shape", [("tiny_x4.onnx", (64, 64)), ("tiny_x4.onnx", (40, 52)),
-                                            ("tiny_x4_fixed.tflite", (48, 48)),
-                                            ("tiny_x4_fixed.tflite", (32, 32))])
+@pytest.mark.parametrize(
+    "artifact,shape",
+    [
+        ("tiny_x4.onnx", (64, 64)),
+        ("tiny_x4.onnx", (40, 52)),
+        ("tiny_x4_fixed.tflite", (48, 48)),
+        ("tiny_x4_fixed.tflite", (32, 32)),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_one_tile_path_equals_the_tiler(artifact, shape, dtype, monkeypatch):
     if artifact.endswith(".tflite"):
@@ -80,4 +88,3 @@ def test_everything_else_goes_through_the_tiler(monkeypatch):
         assert out.dtype == np.uint8
     with pytest.raises(sr.InputError, match="batch"):
         onnx.upscale(img, batch=0)
-

@@ -2,6 +2,7 @@
 
 All torch-free (marked edge): they run on the committed tiny artifacts in tests/fixtures.
 """
+
 from __future__ import annotations
 
 import logging
@@ -101,8 +102,9 @@ def test_tiled_equals_whole_image(onnx_up, h, w):
         for halo in ("auto", 6):
             for batch in (1, 3):
                 tiled = onnx_up.upscale(img, tile=tile, halo=halo, batch=batch)
-                np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0,
-                                           err_msg=f"{h}x{w} tile={tile} halo={halo} batch={batch}")
+                np.testing.assert_allclose(
+                    tiled, whole, atol=1e-5, rtol=0, err_msg=f"{h}x{w} tile={tile} halo={halo} batch={batch}"
+                )
 
 
 def test_tiled_equals_whole_rgb_uint16():
@@ -184,8 +186,9 @@ def test_rect_signatures_listed(rect_up):
     assert rect_up.describe()["tile_sizes"] == [[24, 40], 32]
 
 
-@pytest.mark.parametrize("h,w,want", [(24, 40, (24, 40)), (20, 36, (24, 40)), (32, 32, (32, 32)),
-                                      (28, 28, (32, 32)), (40, 24, (24, 40))])
+@pytest.mark.parametrize(
+    "h,w,want", [(24, 40, (24, 40)), (20, 36, (24, 40)), (32, 32, (32, 32)), (28, 28, (32, 32)), (40, 24, (24, 40))]
+)
 def test_rect_tile_chosen_by_cost(rect_up, h, w, want):
     """A frame that fits the 24x40 window runs in one call of it, not in padded squares; a
     40x24 one is still cheaper as two 24x40 windows (2 x 960 px) than two padded 32x32s."""

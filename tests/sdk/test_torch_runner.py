@@ -5,6 +5,7 @@ equal to run (also through the overlapped pipeline's bookkeeping), the output-sh
 on both paths, and a .pt2 exported from a tiny student through the tiler equal to the
 whole image. CUDA (gpu-marked): graphs == eager, pinned overlap == sequential, bf16 close.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import scopesr.sdk as sr  # noqa: E402
-from scopesr.sdk import (ModelCard, ModelIOError, Normalisation, ScopesrError, card_path_for,  # noqa: E402
-                         sha256_path)
+from scopesr.sdk import ModelCard, ModelIOError, Normalisation, ScopesrError, card_path_for, sha256_path  # noqa: E402
 from scopesr.sdk.backends.torch_runner import MAX_GRAPHS, RunnerBackend, TorchRunner  # noqa: E402
 
 
@@ -41,9 +41,17 @@ def _student(seed: int = 0):
 def _card(m, name: str = "student-tiny", **kw) -> ModelCard:
     from scopesr.trainer import receptive_field_radius
 
-    return ModelCard(name=name, architecture="student-tiny", scale=4, in_channels=1, out_channels=1,
-                     halo=receptive_field_radius(m), format=kw.pop("format", "safetensors"),
-                     normalisation=Normalisation(), **kw)
+    return ModelCard(
+        name=name,
+        architecture="student-tiny",
+        scale=4,
+        in_channels=1,
+        out_channels=1,
+        halo=receptive_field_radius(m),
+        format=kw.pop("format", "safetensors"),
+        normalisation=Normalisation(),
+        **kw,
+    )
 
 
 def _x(n: int = 2, h: int = 24, w: int = 20, seed: int = 0) -> np.ndarray:
@@ -54,8 +62,11 @@ def _x(n: int = 2, h: int = 24, w: int = 20, seed: int = 0) -> np.ndarray:
 def pt2(tmp_path_factory) -> Path:
     """A real .pt2 (torch.export, dynamic N/H/W) of a random-weight student-tiny, with its card."""
     m = _student()
-    dims = {0: torch.export.Dim("N", min=1, max=64), 2: torch.export.Dim("H", min=8, max=4096),
-            3: torch.export.Dim("W", min=8, max=4096)}
+    dims = {
+        0: torch.export.Dim("N", min=1, max=64),
+        2: torch.export.Dim("H", min=8, max=4096),
+        3: torch.export.Dim("W", min=8, max=4096),
+    }
     ep = torch.export.export(m, (torch.from_numpy(_x()),), dynamic_shapes=({**dims},))
     p = tmp_path_factory.mktemp("pt2") / "student.pt2"
     torch.export.save(ep, str(p))
@@ -95,9 +106,11 @@ class _Backend(RunnerBackend):
 # ---------------------------------------------------------------------------------- CPU
 def test_sdk_imports_without_torch():
     """The torch-free env imports the SDK and these modules (torch only inside functions)."""
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import scopesr.sdk, scopesr.sdk.backends.torch_runner, scopesr.sdk.backends.torch_backend\n"
-            "assert sys.modules['torch'] is None\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import scopesr.sdk, scopesr.sdk.backends.torch_runner, scopesr.sdk.backends.torch_backend\n"
+        "assert sys.modules['torch'] is None\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
 
@@ -185,8 +198,9 @@ def test_pt2_backend_options_and_tiler(pt2):
     with torch.no_grad():  # the exported file computes what the live model computes
         np.testing.assert_allclose(up.backend.run(x), _student()(torch.from_numpy(x)).numpy(), atol=1e-5)
 
-    fast = sr.load(pt2, device="cpu", dtype="bf16", channels_last=True, compile="aot_eager",
-                   cuda_graphs=True, pinned=True)
+    fast = sr.load(
+        pt2, device="cpu", dtype="bf16", channels_last=True, compile="aot_eager", cuda_graphs=True, pinned=True
+    )
     d = fast.describe()["backend"]
     assert d["backend"] == "torch" and d["dtype"] == "bfloat16" and d["weights"] == "float32"
     assert d["channels_last"] and d["compile"] == "aot_eager" and not d["cuda_graphs"] and not d["pinned"]
@@ -266,8 +280,9 @@ def test_sr_upscale_torch_options(pt2, tmp_path):
     tifffile.imwrite(src, img)
     outs = {}
     for name, extra in (("plain", []), ("fast", ["--torch-dtype", "bf16", "--channels-last", "--cuda-graphs"])):
-        res = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / name), "--model", str(pt2), "--device", "cpu",
-                                        "-q", *extra])
+        res = CliRunner().invoke(
+            main, [str(src), "-o", str(tmp_path / name), "--model", str(pt2), "--device", "cpu", "-q", *extra]
+        )
         assert res.exit_code == 0, res.output
         outs[name] = tifffile.imread(tmp_path / name / "in_x4.tif").astype(np.float64)
     assert outs["plain"].shape == (160, 144)

@@ -1,4 +1,5 @@
 """Upscaler: axes, dtypes, channels, stacks, normalisation, stream, describe, load('default')."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ The cluster tests need the ``cluster`` extra (dask, distributed, zarr, ome-zarr)
 without it, so the torch-free edge env (which has none of them) runs only the first tests,
 which check that the SDK imports and fails clearly without them. Run with ``nice -n 10``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,8 +66,10 @@ def test_sdk_imports_without_dask_and_a_missing_package_names_the_extra(monkeypa
 def test_import_scopesr_sdk_stays_light():
     import subprocess
 
-    code = ("import sys, scopesr.sdk, scopesr.sdk.dask, scopesr.sdk.zarr_io; "
-            "print(sorted(m for m in ('dask', 'distributed', 'zarr', 'ome_zarr') if m in sys.modules))")
+    code = (
+        "import sys, scopesr.sdk, scopesr.sdk.dask, scopesr.sdk.zarr_io; "
+        "print(sorted(m for m in ('dask', 'distributed', 'zarr', 'ome_zarr') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -80,6 +83,23 @@ def test_blocks_never_shorter_than_the_halo():
     assert axis_chunks(512, 512, 4) == (512,)
     assert axis_chunks(300, 512, 4) == (300,)
     assert sum(axis_chunks(1001, 64, 9)) == 1001
+
+
+@pytest.mark.parametrize("artifact", ["tiny_x4_fixed.tflite", "tiny_x4_rect.tflite"])
+def test_fixed_size_artifacts_equal_one_process(fixtures_dir, nuclei, artifact):
+    """TFLite windows (32/48, 24x40/32x32): blocks hold at least one window, so no padding appears
+    inside the image, and the result is the single-process one (Dask's synchronous scheduler)."""
+    pytest.importorskip("dask")
+    import scopesr.sdk.dask as srd
+
+    try:
+        fixed = sr.load(fixtures_dir / artifact)
+    except sr.BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    img = nuclei[:300, :280]
+    ref = fixed.upscale(img)
+    for chunk in (20, 150, 300):  # 20 < a window: raised to one window
+        np.testing.assert_array_equal(srd.upscale(img, fixed, chunk=chunk).compute(scheduler="sync"), ref)
 
 
 # ---------------------------------------------------------------------------- OME-Zarr round trip
@@ -97,9 +117,16 @@ def test_ome_zarr_round_trip_read_back_with_the_ome_zarr_reader(tmp_path, up, nu
     from scopesr.sdk import zarr_io
 
     lr = np.stack([nuclei, nuclei[::-1, ::-1]])  # C, Y, X
-    src = zarr_io.write_ome_zarr(tmp_path / "in.ome.zarr", lr, "CYX", chunk=128, version=version,
-                                 channel_names=["DAPI", "flipped"], scale=[1.0, 0.5, 0.25],
-                                 units={"Y": "micrometer", "X": "micrometer"})
+    src = zarr_io.write_ome_zarr(
+        tmp_path / "in.ome.zarr",
+        lr,
+        "CYX",
+        chunk=128,
+        version=version,
+        channel_names=["DAPI", "flipped"],
+        scale=[1.0, 0.5, 0.25],
+        units={"Y": "micrometer", "X": "micrometer"},
+    )
     rep = srd.upscale_to_ome_zarr(src, tmp_path / "out.ome.zarr", up)
     assert rep.levels >= 2 and rep.skipped == 0
     assert ((tmp_path / "out.ome.zarr" / "zarr.json").exists()) == (version == "0.5")  # zarr v3 vs v2
@@ -135,10 +162,18 @@ def test_tiff_to_ome_zarr_through_the_cli(tmp_path, model, up, real_image):
 
     stack = tifffile.imread(real_image("napari-nuclei"))[:3, :96, :80]  # ZYX uint16
     src = tmp_path / "stack.tif"
-    tifffile.imwrite(src, stack, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
-                     metadata={"axes": "ZYX", "spacing": 0.5, "unit": "micron"})
-    res = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / "out"), "--format", "ome-zarr", "--model",
-                                    str(model), "--chunk", "32", "-q"], catch_exceptions=False)
+    tifffile.imwrite(
+        src,
+        stack,
+        imagej=True,
+        resolution=(1 / 0.2, 1 / 0.2),
+        metadata={"axes": "ZYX", "spacing": 0.5, "unit": "micron"},
+    )
+    res = CliRunner().invoke(
+        main,
+        [str(src), "-o", str(tmp_path / "out"), "--format", "ome-zarr", "--model", str(model), "--chunk", "32", "-q"],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     out = tmp_path / "out" / "stack_x4.ome.zarr"
     node = next(iter(Reader(parse_url(str(out)))()))
@@ -148,8 +183,11 @@ def test_tiff_to_ome_zarr_through_the_cli(tmp_path, model, up, real_image):
     assert scale0 == pytest.approx([0.5, 0.05, 0.05])
     np.testing.assert_array_equal(np.asarray(node.data[0]), up.upscale(stack, axes="ZYX"))
     # the same command again: the finished result is not replaced without --overwrite
-    res = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / "out"), "--format", "ome-zarr", "--model",
-                                    str(model), "--chunk", "32", "-q"], catch_exceptions=False)
+    res = CliRunner().invoke(
+        main,
+        [str(src), "-o", str(tmp_path / "out"), "--format", "ome-zarr", "--model", str(model), "--chunk", "32", "-q"],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 1 and "--overwrite" in res.output
 
 
@@ -160,8 +198,7 @@ def client():
     _need_cluster()
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=40)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
     c = Client(cluster)
     yield c
     c.close()
@@ -189,9 +226,10 @@ def test_stack_and_float_through_the_cluster(client, up, model, real_image):
     import scopesr.sdk.dask as srd
 
     stack = tifffile.imread(real_image("napari-nuclei"))[:4, :100, :90]
-    np.testing.assert_array_equal(client.compute(srd.upscale(stack, model, axes="ZYX", chunk=48)).result(),
-                                  up.upscale(stack, axes="ZYX"))
-    f = (stack[1].astype(np.float32) / 7.0)
+    np.testing.assert_array_equal(
+        client.compute(srd.upscale(stack, model, axes="ZYX", chunk=48)).result(), up.upscale(stack, axes="ZYX")
+    )
+    f = stack[1].astype(np.float32) / 7.0
     np.testing.assert_array_equal(client.compute(srd.upscale(f, model, chunk=40)).result(), up.upscale(f))
 
 
@@ -216,8 +254,11 @@ def test_ome_zarr_on_the_cluster_loads_the_model_once_per_worker(client, tmp_pat
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -236,8 +277,9 @@ def test_interrupted_run_resumes_skipping_written_chunks(client, tmp_path, up, m
             raise KeyboardInterrupt  # Ctrl-C in the middle of the run
 
     with pytest.raises(KeyboardInterrupt):
-        srd.upscale_to_ome_zarr(src, tmp_path / "out.ome.zarr", model, scheduler=client, chunk=64,
-                                on_chunk=stop_after_5)
+        srd.upscale_to_ome_zarr(
+            src, tmp_path / "out.ome.zarr", model, scheduler=client, chunk=64, on_chunk=stop_after_5
+        )
     with pytest.raises(OutputError, match="different run"):  # other parameters: refused, not mixed
         srd.upscale_to_ome_zarr(src, tmp_path / "out.ome.zarr", model, scheduler=client, chunk=32)
     rep = srd.upscale_to_ome_zarr(src, tmp_path / "out.ome.zarr", model, scheduler=client, chunk=64)
@@ -265,8 +307,11 @@ def test_bad_chunks_are_named(client, tmp_path, up, model, nuclei):
 
     base = da.from_array(nuclei, chunks=128)
     bad = base.map_blocks(odd_block, dtype=np.uint16)
-    with pytest.raises(ModelIOError, match=r"chunk \(y 128:256, x 256:384\) of scan: pixel type int32, but the "
-                                           "image is uint16"):
+    with pytest.raises(
+        ModelIOError,
+        match=r"chunk \(y 128:256, x 256:384\) of scan: pixel type int32, but the "
+        "image is uint16",
+    ):
         client.compute(srd.upscale(bad, model, chunk=128, name="scan")).result()
 
 
@@ -283,8 +328,12 @@ def test_a_killed_worker_does_not_fail_the_job(tmp_path, up, model, nuclei):
 
     lr = nuclei[128:384, 64:448]
     src = zarr_io.write_ome_zarr(tmp_path / "in.ome.zarr", lr, "YX", chunk=64)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=50) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         pids = c.run(os.getpid)
         victim = sorted(pids.values())[0]
         done = []
@@ -294,8 +343,7 @@ def test_a_killed_worker_does_not_fail_the_job(tmp_path, up, model, nuclei):
             if len(done) == 4:
                 os.kill(victim, signal.SIGKILL)
 
-        rep = srd.upscale_to_ome_zarr(src, tmp_path / "out.ome.zarr", model, scheduler=c, chunk=64,
-                                      on_chunk=kill_one)
+        rep = srd.upscale_to_ome_zarr(src, tmp_path / "out.ome.zarr", model, scheduler=c, chunk=64, on_chunk=kill_one)
         assert len(done) == rep.written and rep.skipped == 0
         assert victim not in c.run(os.getpid).values()  # it really died (the nanny started another)
     out = zarr_io.read_ome_zarr(tmp_path / "out.ome.zarr")

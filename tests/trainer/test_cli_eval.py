@@ -1,4 +1,5 @@
 """sr-train presets / eval: output layout and numbers checked independently."""
+
 from __future__ import annotations
 
 import json
@@ -31,16 +32,32 @@ def test_eval_table2_against_independent_numbers(folder_dir, tmp_path, capsys):
     model = tmp_path / "tiny.safetensors"
     save_generator(m, model)
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(model), "--data", str(folder_dir / "stardist.tif"),
-                 str(folder_dir / "tl_0.png"), "--out", str(out), "--crop", "96"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(model),
+                "--data",
+                str(folder_dir / "stardist.tif"),
+                str(folder_dir / "tl_0.png"),
+                "--out",
+                str(out),
+                "--crop",
+                "96",
+            ]
+        )
+        == 0
+    )
     md = (out / "eval.md").read_text()
     assert md.splitlines()[0] == "| Generated Image | PSNR | SSIM |"
     assert "| Bicubic |" in md and "| Nearest Neighbor |" in md and "pixels cut" in md
     res = json.loads((out / "eval.json").read_text())
     assert res["n_images"] == 2 and len(list((out / "compare").glob("*.png"))) == 2
     # recompute the bicubic row for the stardist image independently (PIL + numpy + skimage)
-    from scopesr.sdk import Normalisation, compute_stats
     import tifffile
+
+    from scopesr.sdk import Normalisation, compute_stats
 
     raw = tifffile.imread(folder_dir / "stardist.tif")[..., None]
     hr = np.clip(compute_stats(raw, Normalisation()).normalise(raw), 0, 1)[..., 0]

@@ -1,5 +1,6 @@
 """sr-train's options: what the command line hands to resolve_config (only the options given),
 the layers of precedence, and the exit statuses of usage errors. No training runs here."""
+
 from __future__ import annotations
 
 import json
@@ -27,18 +28,66 @@ def captured(monkeypatch):
 
 
 def test_only_given_options_reach_the_config(captured):
-    assert cli_main(["pretrain", "--data", "a", "sample:napari-nuclei[0:5]#invert", "--data", "synthetic:mixed?n=4",
-                     "--eval-sources", "s1", "s2", "--eval-degradations", "psf", "binning", "--steps", "5",
-                     "--threads", "1", "--lr-schedule", "cosine", "--lr-min", "1e-5", "--balance", "sources",
-                     "--eval-every", "7", "--eval-max-planes", "2", "--no-augment", "--compile",
-                     "--model-arg", "n_blocks=2", "--degradation", "microscopy", "--out", "runs/x"]) == 0
+    assert (
+        cli_main(
+            [
+                "pretrain",
+                "--data",
+                "a",
+                "sample:napari-nuclei[0:5]#invert",
+                "--data",
+                "synthetic:mixed?n=4",
+                "--eval-sources",
+                "s1",
+                "s2",
+                "--eval-degradations",
+                "psf",
+                "binning",
+                "--steps",
+                "5",
+                "--threads",
+                "1",
+                "--lr-schedule",
+                "cosine",
+                "--lr-min",
+                "1e-5",
+                "--balance",
+                "sources",
+                "--eval-every",
+                "7",
+                "--eval-max-planes",
+                "2",
+                "--no-augment",
+                "--compile",
+                "--model-arg",
+                "n_blocks=2",
+                "--degradation",
+                "microscopy",
+                "--out",
+                "runs/x",
+            ]
+        )
+        == 0
+    )
     mode, given = captured[-1]
     assert mode == "pretrain"
-    assert given == {"data": ["a", "sample:napari-nuclei[0:5]#invert", "synthetic:mixed?n=4"],
-                     "eval_sources": ["s1", "s2"], "eval_degradations": ["psf", "binning"], "steps": 5, "threads": 1,
-                     "lr_schedule": "cosine", "lr_min": 1e-5, "balance": "sources", "eval_every": 7,
-                     "eval_max_planes": 2, "augment": False, "compile": True, "model_args": [("n_blocks", 2)],
-                     "degradation": "microscopy", "out": "runs/x"}
+    assert given == {
+        "data": ["a", "sample:napari-nuclei[0:5]#invert", "synthetic:mixed?n=4"],
+        "eval_sources": ["s1", "s2"],
+        "eval_degradations": ["psf", "binning"],
+        "steps": 5,
+        "threads": 1,
+        "lr_schedule": "cosine",
+        "lr_min": 1e-5,
+        "balance": "sources",
+        "eval_every": 7,
+        "eval_max_planes": 2,
+        "augment": False,
+        "compile": True,
+        "model_args": [("n_blocks", 2)],
+        "degradation": "microscopy",
+        "out": "runs/x",
+    }
     cfg = resolve_config(mode, given)
     assert cfg.data.data == given["data"] and cfg.data.balance == "sources" and cfg.data.augment is False
     assert cfg.data.degradation == "microscopy" and cfg.eval_sources == ["s1", "s2"] and cfg.threads == 1
@@ -70,18 +119,21 @@ def test_precedence_defaults_config_saved_run_command_line(tmp_path):
     assert fresh.steps == 7 and fresh.eval_every == 0  # no --resume: the saved run is not read
 
 
-@pytest.mark.parametrize("argv", [
-    ["pretrain", "--no-such-option"],
-    ["pretrain", "--data"],  # needs one or more values
-    ["pretrain", "--data", "--steps", "3"],
-    ["pretrain", "--lr-schedule", "linear"],
-    ["pretrain", "--balance", "planes"],
-    ["pretrain", "--eval-degradations", "blur"],
-    ["pretrain", "--steps", "many"],
-    ["gan", "--teacher", "x"],  # a distill option
-    ["no-such-command"],
-    [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pretrain", "--no-such-option"],
+        ["pretrain", "--data"],  # needs one or more values
+        ["pretrain", "--data", "--steps", "3"],
+        ["pretrain", "--lr-schedule", "linear"],
+        ["pretrain", "--balance", "planes"],
+        ["pretrain", "--eval-degradations", "blur"],
+        ["pretrain", "--steps", "many"],
+        ["gan", "--teacher", "x"],  # a distill option
+        ["no-such-command"],
+        [],
+    ],
+)
 def test_usage_errors_exit_2(argv, captured):
     assert cli_main(argv) == 2
     assert not captured
@@ -103,6 +155,17 @@ def test_help_exits_0(capsys):
     assert "Option precedence" in text and "Exit status" in text and "sr-train presets --json" in text
     assert cli_main(["pretrain", "--help"]) == 0
     text = capsys.readouterr().out
-    for opt in ("--threads", "--lr-schedule", "--lr-min", "--eval-sources", "--eval-degradations", "--eval-every",
-                "--eval-max-planes", "--balance", "microscopy", "sample:KEY[a:b][#invert]", "synthetic:KIND?n=N"):
+    for opt in (
+        "--threads",
+        "--lr-schedule",
+        "--lr-min",
+        "--eval-sources",
+        "--eval-degradations",
+        "--eval-every",
+        "--eval-max-planes",
+        "--balance",
+        "microscopy",
+        "sample:KEY[a:b][#invert]",
+        "synthetic:KIND?n=N",
+    ):
         assert opt in text, opt

@@ -1,4 +1,5 @@
 """Data pipeline on real fluorescence images, losses, and PSNR/SSIM against scikit-image."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,9 @@ def test_samples_are_deterministic_crops_with_pil_bicubic_lr(folder_dir):
 
     ref = np.asarray(Image.fromarray(hr[0].numpy(), mode="F").resize((16, 16), Image.Resampling.BICUBIC))
     assert np.allclose(lr[0].numpy(), ref)
-    other = D.TrainDataset(tr, D.DataConfig(data=[str(folder_dir)], channels=1, hr_size=64, seed=3,
-                                            degradation="pil-box"))
+    other = D.TrainDataset(
+        tr, D.DataConfig(data=[str(folder_dir)], channels=1, hr_size=64, seed=3, degradation="pil-box")
+    )
     assert not torch.equal(other[11][0], lr)  # the kernel option changes the LR
 
 
@@ -145,8 +147,9 @@ def test_psnr_ssim_match_scikit_image(real_arrays, channels):
     a_sr = sr[0].numpy().transpose(1, 2, 0)[b:-b, b:-b].astype(np.float64)
     a_hr = hr[b:-b, b:-b].astype(np.float64)
     ref_p = peak_signal_noise_ratio(a_hr, a_sr, data_range=1.0)
-    ref_s = structural_similarity(a_hr, a_sr, data_range=1.0, channel_axis=-1, gaussian_weights=True,
-                                  sigma=1.5, use_sample_covariance=False)
+    ref_s = structural_similarity(
+        a_hr, a_sr, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert float(psnr(sr, hr_t, border=b)[0]) == pytest.approx(ref_p, abs=1e-3)
     assert float(ssim(sr, hr_t, border=b)[0]) == pytest.approx(ref_s, abs=1e-4)
     assert float(psnr(hr_t, hr_t)[0]) > 100 and float(ssim(hr_t, hr_t)[0]) == pytest.approx(1.0)

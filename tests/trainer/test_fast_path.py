@@ -1,5 +1,6 @@
 """The trainer's GPU path, run for real on the CPU: bf16 autocast, channels_last,
 torch.compile, and the recorded training throughput (images/s, HR Mpx/s)."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,35 @@ from scopesr.trainer.cli import main as cli_main  # noqa: E402
 from scopesr.trainer.cli import resolve_config  # noqa: E402
 from scopesr.trainer.train import TrainError, resolve_fast_path, train  # noqa: E402
 
-TINY = ["--preset", "paper", "--model-arg", "n_blocks=1", "--model-arg", "channels=8",
-        "--model-arg", "up_channels=8", "--hr-size", "32", "--batch-size", "2", "--workers", "0", "--no-progress",
-        "--content-loss", "mse", "--steps", "6", "--val-every", "100", "--log-every", "2",
-        "--throughput-warmup", "2", "--lr", "1e-3"]
+TINY = [
+    "--preset",
+    "paper",
+    "--model-arg",
+    "n_blocks=1",
+    "--model-arg",
+    "channels=8",
+    "--model-arg",
+    "up_channels=8",
+    "--hr-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--content-loss",
+    "mse",
+    "--steps",
+    "6",
+    "--val-every",
+    "100",
+    "--log-every",
+    "2",
+    "--throughput-warmup",
+    "2",
+    "--lr",
+    "1e-3",
+]
 
 
 def _run(folder_dir: Path, out: Path, *extra: str) -> Path:
@@ -85,7 +111,7 @@ def bundled_dir(tmp_path) -> Path:
     d = tmp_path / "bundled"
     d.mkdir()
     for i, (y, x) in enumerate([(0, 0), (0, 64), (64, 0), (64, 64)]):
-        Image.fromarray(a[y:y + 64, x:x + 64]).save(d / f"crop{i}.png")
+        Image.fromarray(a[y : y + 64, x : x + 64]).save(d / f"crop{i}.png")
     return d
 
 

@@ -1,4 +1,5 @@
 """Training on the microscope degradation model: real tiny runs, source specs, held-out scoring, exact resume."""
+
 from __future__ import annotations
 
 import json
@@ -20,18 +21,56 @@ SPECS = ["sample:napari-nuclei[0:3]", "synthetic:puncta?n=2"]
 
 
 def _base(out: Path, steps: int = 6) -> list[str]:
-    return ["pretrain", "--data", *SPECS, "--preset", "student-tiny", "--degradation", "microscopy",
-            "--hr-size", "32", "--batch-size", "2", "--workers", "0", "--no-progress", "--steps", str(steps),
-            "--content-loss", "l1", "--lr", "1e-3", "--val-every", "1000", "--out", str(out)]
+    return [
+        "pretrain",
+        "--data",
+        *SPECS,
+        "--preset",
+        "student-tiny",
+        "--degradation",
+        "microscopy",
+        "--hr-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--steps",
+        str(steps),
+        "--content-loss",
+        "l1",
+        "--lr",
+        "1e-3",
+        "--val-every",
+        "1000",
+        "--out",
+        str(out),
+    ]
 
 
 def _cfg(tmp_path: Path, **kw) -> TrainConfig:
-    d = {"mode": "pretrain", "preset": "student-tiny", "content_loss": "l1", "steps": 6, "batch_size": 2,
-         "workers": 0, "progress": False, "val_every": 1000, "out": str(tmp_path / "run"),
-         "data": {"data": SPECS, "hr_size": 32, "degradation": "microscopy", "balance": "sources",
-                  "source_weights": {SPECS[0]: 2.0}},
-         "eval_sources": ["sample:stardist-nuclei-2d"], "eval_degradations": ["bicubic", "noise-snr8"],
-         "eval_max_planes": 1}
+    d = {
+        "mode": "pretrain",
+        "preset": "student-tiny",
+        "content_loss": "l1",
+        "steps": 6,
+        "batch_size": 2,
+        "workers": 0,
+        "progress": False,
+        "val_every": 1000,
+        "out": str(tmp_path / "run"),
+        "data": {
+            "data": SPECS,
+            "hr_size": 32,
+            "degradation": "microscopy",
+            "balance": "sources",
+            "source_weights": {SPECS[0]: 2.0},
+        },
+        "eval_sources": ["sample:stardist-nuclei-2d"],
+        "eval_degradations": ["bicubic", "noise-snr8"],
+        "eval_max_planes": 1,
+    }
     d.update(kw)
     return TrainConfig.from_dict(d)
 
@@ -99,6 +138,7 @@ def test_microscope_pairs_are_seeded_and_normalised(real_image):
 def test_bad_specs_name_the_fix():
     with pytest.raises(D.DataError, match="synthetic kind"):
         D.DataConfig(data=["synthetic:galaxies"], hr_size=32, channels=1).validate() or D.discover(
-            D.DataConfig(data=["synthetic:galaxies"], hr_size=32, channels=1))
+            D.DataConfig(data=["synthetic:galaxies"], hr_size=32, channels=1)
+        )
     with pytest.raises(D.DataError, match="not a source spec"):
         D.discover(D.DataConfig(data=["sample:napari nuclei"], hr_size=32, channels=1))

@@ -1,4 +1,5 @@
 """Architectures: presets, receptive field (analytic vs impulse probe), MACs, card I/O, checkerboard."""
+
 from __future__ import annotations
 
 import json
@@ -92,9 +93,14 @@ def test_student_presets_if_present():
 
 def test_macs_counted_by_hooks_match_hand_count():
     m = create_model("paper", n_blocks=1, channels=4, up_channels=8, in_channels=1, out_channels=1)
-    hand = (81 * 1 * 4 + 2 * 9 * 4 * 4 + 9 * 4 * 4  # head, block, trunk at LR
-            + 4 * 9 * 4 * 8 + 16 * 9 * 8 * 8  # two upsampling convs at 2x and 4x resolution
-            + 16 * 81 * 8 * 1)  # tail at 4x
+    hand = (
+        81 * 1 * 4
+        + 2 * 9 * 4 * 4
+        + 9 * 4 * 4  # head, block, trunk at LR
+        + 4 * 9 * 4 * 8
+        + 16 * 9 * 8 * 8  # two upsampling convs at 2x and 4x resolution
+        + 16 * 81 * 8 * 1
+    )  # tail at 4x
     assert macs_per_lr_pixel(m) == pytest.approx(hand)
 
 
@@ -110,8 +116,9 @@ def test_discriminator_heads():
 
 def test_save_load_generator_roundtrip(tmp_path):
     m = create_model("srgan-nobn", in_channels=1, out_channels=1, **SMALL).eval()
-    card = save_generator(m, tmp_path / "g.safetensors", training={"steps": 7}, metrics={"val": {"psnr": 1.0}},
-                          degradation="pil-bilinear")
+    card = save_generator(
+        m, tmp_path / "g.safetensors", training={"steps": 7}, metrics={"val": {"psnr": 1.0}}, degradation="pil-bilinear"
+    )
     assert card.halo == receptive_field_radius(m) and card.format == "safetensors"
     on_disk = json.loads((tmp_path / "g.card.json").read_text())
     assert on_disk["architecture"] == "srgan-nobn" and on_disk["degradation"] == "pil-bilinear"
@@ -133,7 +140,7 @@ def test_save_load_generator_roundtrip(tmp_path):
         load_generator(tmp_path / "g.safetensors")
 
 
-def _smooth(n: int) -> "torch.Tensor":
+def _smooth(n: int) -> torch.Tensor:
     t = torch.linspace(0, 1, n)
     return (0.3 + 0.4 * t[None, :] * t[:, None]).expand(1, 3, n, n).contiguous()
 

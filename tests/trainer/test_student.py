@@ -1,4 +1,5 @@
 """The edge student: budget, shape, anchor == nearest at init, no checkerboard, edge-only ops."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ from scopesr.trainer.student import (  # noqa: E402
 PAPER_MACS_PER_PX = 50e9 / (64 * 64)
 
 
-def _smooth_input(n: int = 48, seed: int = 0) -> "torch.Tensor":
+def _smooth_input(n: int = 48, seed: int = 0) -> torch.Tensor:
     """A smooth, positive image: a few wide Gaussian blobs on a ramp (no high frequencies)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
@@ -34,7 +35,7 @@ def _period2(img) -> float:
     except ImportError:  # pragma: no cover - the trainer's analysis module is the reference
         a = img.detach().double().numpy()[0, 0]
         m = np.array([[a[i::2, j::2].mean() for j in (0, 1)] for i in (0, 1)])
-        return float(((m - m.mean()) ** 2).mean() / (a ** 2).mean())  # polyphase-mean spread
+        return float(((m - m.mean()) ** 2).mean() / (a**2).mean())  # polyphase-mean spread
     return period2_energy(img, border=8)
 
 
@@ -98,9 +99,7 @@ def test_no_checkerboard_at_init():
 
 def test_trained_default_has_no_checkerboard():
     """The bundled default (trained) keeps smooth input free of period-2 patterns."""
-    from scopesr.sdk import ModelCard
-
-    from scopesr.sdk import default_model_path
+    from scopesr.sdk import ModelCard, default_model_path
 
     path = default_model_path("safetensors")  # a clear error names the recipe's file if missing
     card = ModelCard.load(path)
@@ -143,11 +142,17 @@ def test_errors_are_preset_errors_never_bare_value_or_key_errors():
     from scopesr.trainer import PresetError
 
     assert issubclass(PresetError, ScopesrError) and issubclass(PresetError, ValueError)
-    bad = [lambda: StudentConfig(kernel=4), lambda: StudentConfig(channels="32"),
-           lambda: StudentConfig(depth=-1), lambda: StudentConfig(in_channels=3, out_channels=1),
-           lambda: student_from_args("student-huge"), lambda: student_from_args(None, width=3),
-           lambda: student_from_args("student-small", channels=0), lambda: build_student("student-huge"),
-           lambda: build_student({"channels": 8})]
+    bad = [
+        lambda: StudentConfig(kernel=4),
+        lambda: StudentConfig(channels="32"),
+        lambda: StudentConfig(depth=-1),
+        lambda: StudentConfig(in_channels=3, out_channels=1),
+        lambda: student_from_args("student-huge"),
+        lambda: student_from_args(None, width=3),
+        lambda: student_from_args("student-small", channels=0),
+        lambda: build_student("student-huge"),
+        lambda: build_student({"channels": 8}),
+    ]
     for call in bad:
         with pytest.raises(PresetError):
             call()

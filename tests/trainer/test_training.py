@@ -3,6 +3,7 @@
 Speed: generator presets are shrunk with overrides (1-2 residual blocks, 8-16 channels,
 32-48 px crops) so each run takes seconds on 2 CPU cores; the code path is the real one.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,23 @@ from scopesr.trainer.cli import main as cli_main  # noqa: E402
 from scopesr.trainer.cli import resolve_config  # noqa: E402
 from scopesr.trainer.train import TrainError, train  # noqa: E402
 
-TINY = ["--preset", "paper", "--model-arg", "n_blocks=1", "--model-arg", "channels=8",
-        "--model-arg", "up_channels=8", "--hr-size", "32", "--batch-size", "2", "--workers", "0", "--no-progress"]
+TINY = [
+    "--preset",
+    "paper",
+    "--model-arg",
+    "n_blocks=1",
+    "--model-arg",
+    "channels=8",
+    "--model-arg",
+    "up_channels=8",
+    "--hr-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--workers",
+    "0",
+    "--no-progress",
+]
 
 
 def _records(run: Path, kind: str) -> list[dict]:
@@ -41,10 +57,34 @@ def _same_weights(a: Path, b: Path) -> bool:
 @pytest.mark.slow
 def test_pretrain_lowers_loss_and_raises_val_psnr(folder_dir, tmp_path):
     run = tmp_path / "pre"
-    rc = cli_main(["pretrain", "--data", str(folder_dir), *TINY, "--model-arg", "channels=16",
-                   "--model-arg", "up_channels=16", "--hr-size", "48", "--batch-size", "4", "--steps", "60",
-                   "--lr", "2e-3", "--lr-drop-at", "0.8", "--val-every", "30", "--log-every", "1",
-                   "--out", str(run)])
+    rc = cli_main(
+        [
+            "pretrain",
+            "--data",
+            str(folder_dir),
+            *TINY,
+            "--model-arg",
+            "channels=16",
+            "--model-arg",
+            "up_channels=16",
+            "--hr-size",
+            "48",
+            "--batch-size",
+            "4",
+            "--steps",
+            "60",
+            "--lr",
+            "2e-3",
+            "--lr-drop-at",
+            "0.8",
+            "--val-every",
+            "30",
+            "--log-every",
+            "1",
+            "--out",
+            str(run),
+        ]
+    )
     assert rc == 0
     train_recs = _records(run, "train")
     first = sum(r["loss_g"] for r in train_recs[:5]) / 5
@@ -57,14 +97,34 @@ def test_pretrain_lowers_loss_and_raises_val_psnr(folder_dir, tmp_path):
     assert card.architecture == "paper" and card.in_channels == 1 and card.halo > 0
     assert card.training["steps"] == 60 and card.training["data"]["train_items"] == 6
     assert card.metrics["validation"]["psnr"] == pytest.approx(val[-1]["psnr"])
-    assert "border" in card.metrics["validation"]["convention"] or "pixels cut" in card.metrics["validation"]["convention"]
+    assert (
+        "border" in card.metrics["validation"]["convention"] or "pixels cut" in card.metrics["validation"]["convention"]
+    )
     assert (run / "samples" / "step_00000060.png").exists() and (run / "config.json").exists()
 
 
 def test_resume_is_exact_gan(hpa_dir, tmp_path):
     """Stop a GAN run mid-way (after a checkpoint), resume it: same weights as uninterrupted."""
-    common = ["gan", "--data", str(hpa_dir), *TINY, "--content-loss", "mse", "--disc-channels", "4",
-              "--steps", "5", "--ckpt-every", "2", "--val-every", "100", "--lr", "1e-3", "--log-every", "1"]
+    common = [
+        "gan",
+        "--data",
+        str(hpa_dir),
+        *TINY,
+        "--content-loss",
+        "mse",
+        "--disc-channels",
+        "4",
+        "--steps",
+        "5",
+        "--ckpt-every",
+        "2",
+        "--val-every",
+        "100",
+        "--lr",
+        "1e-3",
+        "--log-every",
+        "1",
+    ]
     full, part = tmp_path / "full", tmp_path / "part"
     assert cli_main([*common, "--out", str(full)]) == 0
     assert cli_main([*common, "--out", str(full)]) == 2  # a finished run is not overwritten silently
@@ -83,9 +143,29 @@ def test_resume_is_exact_gan(hpa_dir, tmp_path):
 def test_gan_vgg_dense_head_smoke(hpa_dir, tmp_path):
     """VGG content loss with a RANDOMLY INITIALISED VGG19 (no ImageNet weights offline): code path only."""
     run = tmp_path / "vgg"
-    assert cli_main(["gan", "--data", str(hpa_dir), *TINY, "--vgg-random-init", "--disc-head", "dense",
-                     "--disc-channels", "4", "--steps", "2", "--real-label-range", "0.8", "1.0",
-                     "--out", str(run)]) == 0
+    assert (
+        cli_main(
+            [
+                "gan",
+                "--data",
+                str(hpa_dir),
+                *TINY,
+                "--vgg-random-init",
+                "--disc-head",
+                "dense",
+                "--disc-channels",
+                "4",
+                "--steps",
+                "2",
+                "--real-label-range",
+                "0.8",
+                "1.0",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["real_label_range"] == [0.8, 1.0] and cfg["data"]["layout"] == "auto"
     rec = _records(run, "train")[-1]
@@ -100,9 +180,33 @@ def test_distill_with_teacher_and_without(folder_dir, tmp_path):
     save_generator(teacher, tpath, training={"note": "random weights, test only"})
     for name, t in (("with", str(tpath)), ("none", "none")):
         run = tmp_path / name
-        assert cli_main(["distill", "--data", str(folder_dir), "--preset", "student-tiny", "--teacher", t,
-                         "--hr-size", "32", "--batch-size", "2", "--workers", "0", "--no-progress",
-                         "--steps", "3", "--teacher-weight", "0.5", "--out", str(run)]) == 0
+        assert (
+            cli_main(
+                [
+                    "distill",
+                    "--data",
+                    str(folder_dir),
+                    "--preset",
+                    "student-tiny",
+                    "--teacher",
+                    t,
+                    "--hr-size",
+                    "32",
+                    "--batch-size",
+                    "2",
+                    "--workers",
+                    "0",
+                    "--no-progress",
+                    "--steps",
+                    "3",
+                    "--teacher-weight",
+                    "0.5",
+                    "--out",
+                    str(run),
+                ]
+            )
+            == 0
+        )
         rec = _records(run, "train")[-1]
         assert ("loss_teacher" in rec) == (name == "with")
         card = ModelCard.load(run / "final" / "generator.safetensors")
@@ -111,15 +215,36 @@ def test_distill_with_teacher_and_without(folder_dir, tmp_path):
         train(resolve_config("distill", {"data": [str(folder_dir)], "out": str(tmp_path / "x")}))
     rgb = create_model("paper", n_blocks=1, channels=8, up_channels=8)
     save_generator(rgb, tmp_path / "rgb.safetensors")
-    assert cli_main(["distill", "--data", str(folder_dir), "--preset", "student-tiny", "--teacher",
-                     str(tmp_path / "rgb.safetensors"), "--hr-size", "32", "--steps", "1", "--workers", "0",
-                     "--out", str(tmp_path / "bad")]) == 2  # channel mismatch: a clear error, exit 2
+    assert (
+        cli_main(
+            [
+                "distill",
+                "--data",
+                str(folder_dir),
+                "--preset",
+                "student-tiny",
+                "--teacher",
+                str(tmp_path / "rgb.safetensors"),
+                "--hr-size",
+                "32",
+                "--steps",
+                "1",
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )  # channel mismatch: a clear error, exit 2
 
 
 def test_config_file_and_cli_precedence(folder_dir, tmp_path):
     conf = tmp_path / "run.toml"
-    conf.write_text(f'preset = "srgan"\nsteps = 7\nlr = 0.5\n[data]\ndata = ["{folder_dir}"]\nhr_size = 32\n'
-                    '[model_args]\nn_blocks = 2\n')
+    conf.write_text(
+        f'preset = "srgan"\nsteps = 7\nlr = 0.5\n[data]\ndata = ["{folder_dir}"]\nhr_size = 32\n'
+        "[model_args]\nn_blocks = 2\n"
+    )
     cfg = resolve_config("pretrain", {"config": str(conf), "lr": 0.25, "model_args": [("channels", 8)]})
     assert cfg.preset == "srgan" and cfg.steps == 7 and cfg.lr == 0.25
     assert cfg.model_args == {"n_blocks": 2, "channels": 8} and cfg.data.hr_size == 32
@@ -137,9 +262,33 @@ def _env() -> dict:
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_keep_identical_weights(hpa_dir, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-           "-m", "scopesr.trainer.cli", "gan", "--data", str(hpa_dir), *TINY, "--content-loss", "l1",
-           "--disc-channels", "4", "--steps", "4", "--ckpt-every", "2", "--device", "cpu", "--out", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        "-m",
+        "scopesr.trainer.cli",
+        "gan",
+        "--data",
+        str(hpa_dir),
+        *TINY,
+        "--content-loss",
+        "l1",
+        "--disc-channels",
+        "4",
+        "--steps",
+        "4",
+        "--ckpt-every",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+    ]
     p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     ck = torch.load(run / "checkpoints" / "step_00000004.pt", weights_only=True)
@@ -155,14 +304,27 @@ def test_ddp_two_cpu_processes_keep_identical_weights(hpa_dir, tmp_path):
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(folder_dir, tmp_path):
     """SIGKILL a real sr-train process after its second checkpoint, resume, compare."""
-    args = ["pretrain", "--data", str(folder_dir), *TINY, "--steps", "24", "--ckpt-every", "2",
-            "--val-every", "100", "--workers", "1"]
+    args = [
+        "pretrain",
+        "--data",
+        str(folder_dir),
+        *TINY,
+        "--steps",
+        "24",
+        "--ckpt-every",
+        "2",
+        "--val-every",
+        "100",
+        "--workers",
+        "1",
+    ]
     base = [sys.executable, "-m", "scopesr.trainer.cli"]
     ref = tmp_path / "ref"
     subprocess.run([*base, *args, "--out", str(ref)], env=_env(), check=True, capture_output=True, timeout=300)
     run = tmp_path / "killed"
-    proc = subprocess.Popen([*base, *args, "--out", str(run)], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*base, *args, "--out", str(run)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while not (run / "checkpoints" / "step_00000004.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -173,8 +335,13 @@ def test_killed_run_resumes_to_the_same_weights(folder_dir, tmp_path):
         assert not (run / "final").exists()
     for ck in (run / "checkpoints").glob("step_*.pt"):  # atomic: every visible checkpoint is complete
         torch.load(ck, weights_only=True)
-    p = subprocess.run([*base, "pretrain", "--out", str(run), "--resume", "--no-progress"], env=_env(),
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [*base, "pretrain", "--out", str(run), "--resume", "--no-progress"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert _same_weights(ref / "final" / "generator.safetensors", run / "final" / "generator.safetensors")
     assert not list((run / "checkpoints").glob(".*.tmp"))  # a killed save's temporary is cleaned up
@@ -184,11 +351,50 @@ def test_killed_run_resumes_to_the_same_weights(folder_dir, tmp_path):
 def test_cuda_bf16_channels_last_compile(hpa_dir, tmp_path):
     """On a CUDA GPU: bf16 autocast + channels_last + torch.compile, then distillation with a bf16 teacher."""
     run = tmp_path / "cuda"
-    assert cli_main(["pretrain", "--data", str(hpa_dir), *TINY, "--device", "cuda", "--compile", "--steps", "3",
-                     "--out", str(run)]) == 0
+    assert (
+        cli_main(
+            [
+                "pretrain",
+                "--data",
+                str(hpa_dir),
+                *TINY,
+                "--device",
+                "cuda",
+                "--compile",
+                "--steps",
+                "3",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     card = ModelCard.load(run / "final" / "generator.safetensors")
     assert card.training["device"].startswith("cuda") and card.training["gpu"]
-    assert cli_main(["distill", "--data", str(hpa_dir), "--preset", "student-tiny", "--teacher",
-                     str(run / "final" / "generator.safetensors"), "--hr-size", "32", "--batch-size", "2",
-                     "--workers", "0", "--no-progress", "--device", "cuda", "--steps", "2",
-                     "--out", str(tmp_path / "st")]) == 0
+    assert (
+        cli_main(
+            [
+                "distill",
+                "--data",
+                str(hpa_dir),
+                "--preset",
+                "student-tiny",
+                "--teacher",
+                str(run / "final" / "generator.safetensors"),
+                "--hr-size",
+                "32",
+                "--batch-size",
+                "2",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--device",
+                "cuda",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "st"),
+            ]
+        )
+        == 0
+    )
