@@ -1,4 +1,4 @@
-"""Scale: sr-upscale's Dask path on NxN uint16 OME-Zarr inputs, x4 into OME-Zarr (issue 13).
+"""Scale: sr-upscale's Dask path on NxN uint16 OME-Zarr inputs, x4 into OME-Zarr.
 
 For each size: throughput with 1 and 2 local worker processes side by side (a fresh
 LocalCluster each, one thread per worker, the runtime given usable CPUs / workers threads)

@@ -1,7 +1,7 @@
 """ONNX: one self-contained file, dynamic H and W, fp32 / fp16 / int8 (QDQ).
 
 torch.onnx's dynamo exporter is used (the TorchScript one is deprecated and some
-downstream converters mis-size its nearest upsampling, see FINDINGS). fp16 keeps float32
+downstream converters mis-size its nearest upsampling). fp16 keeps float32
 inputs and outputs (Cast nodes at the edges) so every caller feeds the same tensors;
 int8 is onnxruntime static QDQ quantisation calibrated on real image tiles.
 """

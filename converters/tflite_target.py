@@ -1,7 +1,7 @@
 """TFLite (LiteRT): fixed tile sizes, one signature ``lr{N}`` / ``lr{H}x{W}`` per size, shared weights, NHWC I/O.
 
 Dynamic H/W does not work in TFLite for these models (the nearest-upsample size is frozen
-at conversion and a resized interpreter silently returns the wrong size; see FINDINGS), so
+at conversion and a resized interpreter silently returns the wrong size), so
 the artifact holds one signature per LR tile size (the tensor size, halo included) and
 the SDK's tiler picks among them. Every parity run checks the output shape.
 fp16: weights cast to float16 (float compute). int8: ai-edge-quantizer static int8

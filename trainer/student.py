@@ -1,6 +1,6 @@
 """The edge student: a small all-convolutional x4 network built for int8 NPUs and CPUs.
 
-Why this shape (see FINDINGS "Mobile SR challenge" and the paper's checkerboard lesson):
+Why this shape (the mobile SR challenges' lesson on int8-friendly upsampling, and the paper's checkerboard lesson):
 
 * every convolution runs at LR resolution (16x fewer pixels than HR at x4);
 * the only upsampling is depth-to-space (``PixelShuffle``): no nearest/bilinear resize

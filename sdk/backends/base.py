@@ -4,7 +4,7 @@ Which backend opens which artifact is decided in ``registry.py`` (``open_backend
 
 ``Backend.run`` always takes float32 NCHW ``(N, Cin, h, w)`` and returns float32 NCHW
 ``(N, Cout, s*h, s*w)``, whatever the artifact's own layout, and checks the output shape:
-a resized or mis-exported artifact (FINDINGS: resized TFLite models silently return the
+a resized or mis-exported artifact (measured: resized TFLite models silently return the
 conversion-time size) must fail loudly, never return a wrong picture.
 
 Runtimes are imported lazily inside each backend; a missing one raises BackendUnavailable

@@ -1,7 +1,7 @@
 """TFLite backend: fixed-size ``.tflite`` files, one signature per tile size (``lr{N}``, ``lr{H}x{W}``).
 
 The interpreter comes from ai-edge-litert, else tflite-runtime, else tensorflow.lite.
-Dynamic resizing is never used: FINDINGS shows a resized converted model can silently
+Dynamic resizing is never used: we measured that a resized converted model can silently
 return the conversion-time output size. Each signature's output shape is checked anyway.
 """
 

@@ -1,7 +1,7 @@
 """The fast torch path: one runner for CPU and CUDA, and a ``Backend`` over it.
 
 ``TorchRunner`` runs an ``nn.Module`` (a live trainer model, or the module of a ``.pt2``
-ExportedProgram) on float32 NCHW numpy batches. What makes the GPU path fast (issue 7),
+ExportedProgram) on float32 NCHW numpy batches. What makes the GPU path fast,
 each a switch so a bench can show what it buys:
 
 * ``dtype="bf16"`` / ``"fp16"``: autocast, so convolutions run on tensor cores while the

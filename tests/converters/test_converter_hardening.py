@@ -1,4 +1,4 @@
-"""Issue 15 items 3, 11 and 19 through sr-convert (and issue 12's leftovers there): an existing
+"""Hardening of sr-convert (an existing output, unbounded tile sizes, missing sample wheels, leftovers): an existing
 artifact is never replaced without --overwrite, tile sizes are bounded before anything is
 allocated, and --calibration images stand in for missing sample-image packages."""
 
@@ -102,7 +102,7 @@ def test_bioimageio_without_samples_uses_calibration(small_paper, tmp_path, requ
 
 
 def test_stale_temporary_folder_is_removed(trained_student, tmp_path):
-    """Issue 12 leftovers: a killed sr-convert left its temporary folder beside the output."""
+    """Leftovers: a killed sr-convert left its temporary folder beside the output."""
     out = tmp_path / "m.onnx"
     stale = tmp_path / ".m.onnx.k3j_9x2q"
     stale.mkdir()

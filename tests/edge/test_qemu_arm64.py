@@ -99,7 +99,7 @@ def test_sdk_on_arm64_matches_x86(rootfs: Path, tmp_path: Path, real_image) -> N
         "PYTHONPATH": f"{shim(tmp_path)}:{rootfs / 'site'}",
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",  # do not litter sdk/ with aarch64-run caches
-        "QEMU_CPU": "cortex-a72",  # FINDINGS: ~15x faster than qemu's default 'max' CPU model
+        "QEMU_CPU": "cortex-a72",  # measured: ~15x faster than qemu's default 'max' CPU model
         "HOME": str(tmp_path),
         "OMP_NUM_THREADS": "1",
     }

@@ -85,7 +85,7 @@ def test_sdk_runs_on_tflite_runtime_like_on_litert(pi_python: Path, real_image, 
         b = np.load(tmp_path / "host" / f"{p.name}.npy").astype(np.int32)
         assert a.shape == b.shape == (256, 256)
         d = np.abs(a - b)
-        # FINDINGS: float outputs identical; int8 "a few steps off" (older integer kernels)
+        # measured: float outputs identical; int8 "a few steps off" (older integer kernels)
         max_ok, mean_ok = (6, 0.5) if "int8" in p.name else (1, 0.01)
         assert d.max() <= max_ok and d.mean() <= mean_ok, f"{p.name}: max {d.max()} mean {d.mean():.3f}"
 

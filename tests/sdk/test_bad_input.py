@@ -1,4 +1,4 @@
-"""Every bad input of issue 2 through sr-upscale: the run goes on with the other files, exits
+"""Every bad input through sr-upscale: the run goes on with the other files, exits
 non-zero, names the bad file and its problem, and leaves every input untouched (edge)."""
 
 from __future__ import annotations

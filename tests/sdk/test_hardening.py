@@ -1,4 +1,4 @@
-"""Issue 15 (items 1-15, 18, 20) and issue 12 (raw tracebacks, hangs, finite output, leftovers):
+"""Hardening from an adversarial pass (data loss, wrong output, hangs, memory, raw errors, finite output, leftovers):
 what a hostile or careless user found, each case built here and checked to end in a result
 or a clear ScopesrError, never a traceback, a hang, NaN/inf or a lost file. Torch-free: edge."""
 
@@ -404,7 +404,7 @@ def test_card_normalisation_types(fixtures_dir, norm):
 
 
 def test_card_not_utf8_or_nested_too_deep(tmp_path, fixtures_dir):
-    """13 and issue 12: invalid UTF-8 raised UnicodeDecodeError, 100k-deep JSON RecursionError."""
+    """13 hardening: invalid UTF-8 raised UnicodeDecodeError, 100k-deep JSON RecursionError."""
     bad = tmp_path / "latin.card.json"
     bad.write_bytes(json.dumps(_card(fixtures_dir)).replace("tiny_x4", "tiny_\u00e9").encode("latin-1"))
     with pytest.raises(CardError, match="UTF-8"):
@@ -421,7 +421,7 @@ def test_card_not_utf8_or_nested_too_deep(tmp_path, fixtures_dir):
 
 @pytest.mark.parametrize("artifact", ["../../x", "/etc/passwd", "sub/m.onnx", ".", "..", "a\\b.onnx", "m\x00.onnx"])
 def test_card_artifact_must_be_a_plain_name(tmp_path, fixtures_dir, artifact):
-    """13 and issue 12: an `artifact` holding a path raised ValueError: Invalid name when loading
+    """13 hardening: an `artifact` holding a path raised ValueError: Invalid name when loading
     by the card (and must never point outside the card's folder)."""
     _copy_model(fixtures_dir, tmp_path)
     card = tmp_path / "m.card.json"
@@ -555,7 +555,7 @@ def test_long_input_names(tmp_path, model):
 
 
 def test_disk_full_is_said_so(tmp_path, model, monkeypatch):
-    """15 and issue 12: a full disk was 'unexpected error (OSError ...)'."""
+    """15 hardening: a full disk was 'unexpected error (OSError ...)'."""
     write_image(tmp_path / "a.tif", _grey16(), "YX")
 
     def full(*a, **k):
@@ -569,7 +569,7 @@ def test_disk_full_is_said_so(tmp_path, model, monkeypatch):
 
 
 def test_file_size_limit_is_said_so(tmp_path, model):
-    """15 and issue 12: a file-size limit (ulimit -f: EFBIG, for root too) on a real write."""
+    """15 hardening: a file-size limit (ulimit -f: EFBIG, for root too) on a real write."""
     import resource
 
     write_image(tmp_path / "a.tif", _grey16(200, 200), "YX")  # 640 KB out, limit 64 KB
@@ -623,7 +623,7 @@ def test_stream_above_nan_is_refused(tmp_path, model):
     assert res.exit_code == 2 and "nan" in res.output, res.output
 
 
-# ================================================================= issue 12: hangs on FIFOs
+# ================================================================= hangs on FIFOs
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_fifo_model_card_and_image_do_not_hang(tmp_path, fixtures_dir):
     """--model pointing at a FIFO (with a card beside it) blocked forever: only regular files
@@ -641,7 +641,7 @@ def test_fifo_model_card_and_image_do_not_hang(tmp_path, fixtures_dir):
         read_image(tmp_path / "img.tif")
 
 
-# ================================================================= issue 12: finite in, finite out
+# ================================================================= finite in, finite out
 def _extremes():
     base = np.random.default_rng(12).random((40, 36))
     return {
@@ -685,7 +685,7 @@ def test_finite_output_through_the_streamed_cli(tmp_path, model):
     assert np.isfinite(read_image(tmp_path / "o" / "f_x4.tif").array).all()
 
 
-# ================================================================= issue 12: leftovers
+# ================================================================= leftovers
 def test_stale_temporary_files_are_removed(tmp_path, model):
     """A kill -9 during a write left .NAME.XXXXXXXX.tmp beside the output forever; the next
     write of that name removes the ones older than STALE_TEMP_AGE_S (a running writer's

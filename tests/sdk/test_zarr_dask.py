@@ -1,4 +1,4 @@
-"""OME-Zarr in and out, and seam-free SR on Dask (issue 13): a real LocalCluster of 2 worker
+"""OME-Zarr in and out, and seam-free SR on Dask: a real LocalCluster of 2 worker
 processes on a real image, compared with the single-process SDK.
 
 The cluster tests need the ``cluster`` extra (dask, distributed, zarr, ome-zarr); each skips

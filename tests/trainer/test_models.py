@@ -31,7 +31,7 @@ SMALL = dict(n_blocks=3, channels=8, up_channels=16)
 
 def test_paper_preset_matches_paper_code_figures():
     m = create_model("paper")
-    # FINDINGS: about 2.0 M parameters, about 50 GMAC per 64x64 LR tile, radius about 39
+    # the paper's code: about 2.0 M parameters, about 50 GMAC per 64x64 LR tile, radius about 39
     assert 1.9e6 < count_params(m) < 2.1e6
     assert macs_per_lr_pixel(m) * 64 * 64 == pytest.approx(50e9, rel=0.03)
     assert receptive_field_radius(m) == 39

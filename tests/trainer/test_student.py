@@ -14,7 +14,7 @@ from scopesr.trainer.student import (  # noqa: E402
     student_from_args,
 )
 
-# the `paper` teacher: about 50 GMAC per 64x64 LR tile (FINDINGS) -> ~12 M MAC per LR pixel
+# the `paper` teacher: about 50 GMAC per 64x64 LR tile (the paper's code) -> ~12 M MAC per LR pixel
 PAPER_MACS_PER_PX = 50e9 / (64 * 64)
 
 
