@@ -15,7 +15,7 @@ sizes run in a few minutes on 2 cores; the issue's 16384x16384 -> 65536x65536 ru
 ``--sizes 16384 --workers 2`` (about 0.5 GB in, 8.6 GB out before compression, so
 ``--tmpdir`` on a disk with room for ~12 GB), and the results say whether it was run.
 
-    nice -n 5 python benchmarks/bench_dask.py [--sizes 1024 2048] [--workers 1 2] [--chunk 256]
+    nice -n 5 python benchmarks/bench_dask.py [--sizes 1024 2048] [--workers 1 2] [--chunk 512]
                                               [--model M.onnx] [--tmpdir DIR] [--no-record]
 """
 
@@ -158,15 +158,22 @@ def scheduler_rates(src: Path, tmp: Path, workers: int, chunk: int, n_tasks: int
     }
 
 
+def output_chunk(block_hr: int) -> int:
+    from scopesr.sdk.dask import output_chunk as oc
+
+    return oc(block_hr)
+
+
 def markdown(
     rows: list[dict], sched: dict, model: str, sizes: list[int], chunk: int, command: str, load: tuple[float, float]
 ) -> str:
     lines = [
         f"# Dask scale: NxN uint16 OME-Zarr -> x4 OME-Zarr ({model})",
         "",
-        f"Command: `{command}`. Blocks of {chunk}x{chunk} LR pixels ({chunk * 4}x{chunk * 4} output chunks, "
-        "Blosc zstd), the full pyramid written; one fresh LocalCluster per row (1 thread per worker process, "
-        "runtime threads = usable CPUs / workers). Load average (1 min) at start / end: "
+        f"Command: `{command}`. Dask blocks of {chunk}x{chunk} LR pixels ({chunk * 4}x{chunk * 4} HR), output "
+        f"zarr chunks {output_chunk(chunk * 4)}x{output_chunk(chunk * 4)} (Blosc zstd), the full pyramid "
+        "written; one fresh LocalCluster per row (1 thread per worker process, runtime threads = usable "
+        "CPUs / workers). Load average (1 min) at start / end: "
         f"{load[0]:.1f} / {load[1]:.1f} (other jobs on this machine take CPU from every row alike).",
         "",
         "| input | output | workers | wall s | output Mpx/s | blocks/s | peak RSS per worker (MB) |",
@@ -219,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048], help="LR sizes N (NxN)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
     ap.add_argument("--no-single", action="store_true", help="skip the this-process reference row")
-    ap.add_argument("--chunk", type=int, default=256, help="LR pixels per block side")
+    ap.add_argument("--chunk", type=int, default=512, help="LR pixels per block side (Dask task)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--tmpdir", default=None, help="where inputs and outputs go (default: system temp)")
     ap.add_argument("--no-record", action="store_true")

@@ -518,8 +518,8 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="OME-Zarr results: LR pixels per chunk side (output chunks are N x scale). Default: the "
-    "input's zarr chunk, else 256.",
+    help="OME-Zarr results: LR pixels per block side (one Dask task; output zarr chunks are N x scale, "
+    "halved while above 1024). Default: 512, or a multiple of the input's zarr chunk up to 1024.",
 )
 @click.option(
     "--workers",

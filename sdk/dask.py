@@ -75,8 +75,12 @@ from .zarr_io import (
 
 log = logging.getLogger(__name__)
 
-#: LR pixels per block side when neither the call nor the input says (x4: 1024x1024 HR chunks)
-DEFAULT_CHUNK = 256
+#: LR pixels per block (one Dask task) side at least, by default: on a scheduler that dispatches a
+#: few hundred tasks a second (a 2-core VM) 256-pixel blocks spent as long in scheduling as in SR
+DEFAULT_CHUNK = 512
+#: the largest default block side, and the largest output zarr chunk side (HR pixels)
+MAX_DEFAULT_CHUNK = 1024
+MAX_OUTPUT_CHUNK = 1024
 #: seconds to wait for a scheduler given by address
 CONNECT_TIMEOUT_S = 30
 
@@ -175,6 +179,24 @@ def model_spec(
 
 
 # ---------------------------------------------------------------------------- layout of a run
+def default_chunk(input_chunk: int | None) -> int:
+    """The block side for an input stored in ``input_chunk`` chunks: a multiple of them of at
+    least DEFAULT_CHUNK (blocks then read whole input chunks), at most MAX_DEFAULT_CHUNK."""
+    if not input_chunk or input_chunk < 1:
+        return DEFAULT_CHUNK
+    c = -(-DEFAULT_CHUNK // input_chunk) * input_chunk
+    return c if c <= MAX_DEFAULT_CHUNK else max(DEFAULT_CHUNK, min(input_chunk, MAX_DEFAULT_CHUNK))
+
+
+def output_chunk(block_hr: int, limit: int = MAX_OUTPUT_CHUNK) -> int:
+    """The output's zarr chunk side for blocks of ``block_hr`` HR pixels: the block halved while
+    above ``limit`` (a block writes whole chunks: a few per task, the size viewers like)."""
+    c = int(block_hr)
+    while c > limit and c % 2 == 0:
+        c //= 2
+    return c
+
+
 def axis_chunks(n: int, chunk: int, minimum: int) -> tuple[int, ...]:
     """Blocks of ``chunk`` along an axis of ``n``; a last block shorter than ``minimum`` is
     merged into the one before it (the whole axis is one block when it is that short)."""
@@ -613,7 +635,7 @@ def upscale(
 
     ``model``: a path, ``"default"`` or a loaded :class:`~scopesr.sdk.Upscaler`. ``axes``
     over T, C, Z, Y, X as in ``Upscaler.upscale``. ``chunk``: LR pixels per block side
-    (default 256; the input is re-blocked to it, one frame and all channels per block).
+    (default 512; the input is re-blocked to it, one frame and all channels per block).
     ``tile``, ``halo``, ``batch`` as in ``Upscaler.upscale``. ``num_threads``: runtime
     threads per worker (default: the host's CPUs shared among its worker threads, as the
     default distributed Client's scheduler counts them).
@@ -790,16 +812,17 @@ def upscale_to_ome_zarr(
 
     ``scheduler``: a ``tcp://HOST:PORT`` address or a distributed Client; ``workers``: start
     a LocalCluster of that many processes; neither: this process alone. ``chunk``: LR pixels
-    per block (default: the input's zarr chunk, else 256; the output's chunks are ``chunk *
-    scale``). ``version``: NGFF "0.4" (zarr v2) or "0.5" (zarr v3); default the input's, else
-    0.4. An unfinished ``dst`` from the same run is resumed (its chunks on disk are skipped);
-    ``overwrite`` starts again. ``on_chunk`` is called after each block is written.
+    per block side (default: 512, or a multiple of the input's zarr chunk up to 1024); the
+    output's zarr chunks are ``chunk * scale``, halved while above 1024. ``version``: NGFF
+    "0.4" (zarr v2) or "0.5" (zarr v3); default the input's, else 0.4. An unfinished ``dst``
+    from the same run is resumed (its chunks on disk are skipped); ``overwrite`` starts again.
+    ``on_chunk`` is called after each block is written.
     """
     img = open_source(src, max_pixels)
     ngff = img.metadata.get("ngff") or {}
     if chunk is None and ngff.get("chunks"):
         yx = [n for a, n in zip(img.axes, ngff["chunks"]) if a in "YX"]
-        chunk = max(64, min(yx)) if yx else None
+        chunk = default_chunk(min(yx)) if yx else None
     version = version or ngff.get("version") or DEFAULT_NGFF_VERSION
     t0 = time.perf_counter()
     with dask_client(scheduler, workers) as client:
@@ -831,7 +854,15 @@ def upscale_to_ome_zarr(
             "source_axes": img.axes,
         }
         writer = OmeZarrWriter.open(
-            dst, hr.shape, hr.dtype, meta, setup.chunk * up.scale, version, levels, run, overwrite=overwrite
+            dst,
+            hr.shape,
+            hr.dtype,
+            meta,
+            output_chunk(setup.chunk * up.scale),
+            version,
+            levels,
+            run,
+            overwrite=overwrite,
         )
         plan = [store_tasks(writer, 0, hr)]
         for k in range(1, len(writer.arrays)):

@@ -85,6 +85,16 @@ def test_blocks_never_shorter_than_the_halo():
     assert sum(axis_chunks(1001, 64, 9)) == 1001
 
 
+@pytest.mark.edge
+def test_default_blocks_and_output_chunks():
+    from scopesr.sdk.dask import default_chunk, output_chunk
+
+    assert default_chunk(None) == 512
+    assert default_chunk(256) == 512 and default_chunk(100) == 600  # whole input chunks per block
+    assert default_chunk(1024) == 1024 and default_chunk(4096) == 1024  # bounded memory per block
+    assert output_chunk(2048) == 1024 and output_chunk(1200) == 600 and output_chunk(400) == 400
+
+
 @pytest.mark.parametrize("artifact", ["tiny_x4_fixed.tflite", "tiny_x4_rect.tflite"])
 def test_fixed_size_artifacts_equal_one_process(fixtures_dir, nuclei, artifact):
     """TFLite windows (32/48, 24x40/32x32): blocks hold at least one window, so no padding appears
