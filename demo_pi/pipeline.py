@@ -40,8 +40,13 @@ def parse_roi(text: str) -> Roi:
         x, y, w, h = (int(v) for v in text.replace(" ", "").split(","))
     except ValueError:
         raise ValueError(f"--roi {text!r}: expected four integers x,y,w,h (e.g. 100,80,64,64)") from None
-    if w < 1 or h < 1 or x < 0 or y < 0:
-        raise ValueError(f"--roi {text!r}: need x, y >= 0 and w, h >= 1")
+    if x < 0 or y < 0:
+        raise ValueError(
+            f"--roi {text!r}: the ROI must lie inside the frame: its top-left corner x,y must be >= 0 "
+            "(LR pixels from the frame's top-left), e.g. 0,0,64,64"
+        )
+    if w < 1 or h < 1:
+        raise ValueError(f"--roi {text!r}: the ROI's width and height must be >= 1, e.g. 0,0,64,64")
     return x, y, w, h
 
 

@@ -12,9 +12,11 @@ Only ``scopesr.sdk`` runs the model (ONNX Runtime or LiteRT / tflite-runtime): n
 Prints a final ``fps: X`` line (frames / wall time, capture to SR, outputs included).
 
 Exit status: 0 the run ended (after --frames, at the end of a file source, or by one
-Ctrl-C); 1 the model, the source or the display could not be used (the message says how
-to fix it), or a second Ctrl-C aborted the run; 2 usage error (an unknown option, a bad
---roi, --lores or --frames value, --roi with --full, --headless without --out).
+Ctrl-C); 1 the model, the source, the display or the --out folder could not be used (the
+message says how to fix it), no frame of the source could be read, or a second Ctrl-C
+aborted the run; 2 usage error (an unknown option, a bad --roi, --lores, --frames or
+--threads value, --roi with --full, --headless without --out). Unreadable images of a
+folder source are skipped and listed at the end (and in run.json's "skipped").
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def default_model(backend: str) -> Path:
 
 
 def load_upscaler(model: Path, backend: str, threads: int | None = None) -> Any:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        # an option error, not the model's: said before the model is touched
+        raise ValueError(f"--threads {threads!r}: a whole number >= 0 (0: the runtime's choice)")
     import scopesr.sdk as sdk
 
     return sdk.load(model, backend=backend, **({"num_threads": threads} if threads else {}))
@@ -98,9 +103,11 @@ Examples:
   python demo_pi/run.py --headless --out out --frames 12 --video gif --roi 250,255,64,64
 \b
 Exit status: 0 the run ended (after --frames, at the end of a file source, or by one
-Ctrl-C); 1 the model, the source or the display could not be used (the message says how
-to fix it), or a second Ctrl-C aborted the run; 2 usage error (an unknown option, a bad
---roi, --lores or --frames value, --roi with --full, --headless without --out).
+Ctrl-C); 1 the model, the source, the display or the --out folder could not be used (the
+message says how to fix it), no frame of the source could be read, or a second Ctrl-C
+aborted the run; 2 usage error (an unknown option, a bad --roi, --lores, --frames or
+--threads value, --roi with --full, --headless without --out). Unreadable images of a
+folder source are skipped and listed at the end (and in run.json's "skipped").
 """
 
 
@@ -140,7 +147,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
 @click.option("--headless", is_flag=True, help="No window: write outputs into --out.")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     metavar="DIR",
     help="Folder for PNG/TIFF frames, demo.gif, demo.mp4, run.json.",
@@ -195,8 +202,28 @@ def cli(ctx: click.Context, **params: Any) -> int:
     return run(args, roi)
 
 
+def check_out(out: Path) -> None:
+    """Make ``out`` (a folder) and prove it can be written to; OSError with the fix otherwise."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a folder; give a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"--out {out}: cannot write there ({exc.strerror or exc}); give a writable folder") from None
+
+
 def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     """The demo with checked options; returns the exit status."""
+    if args.out is not None:
+        try:
+            check_out(args.out)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         backend = args.backend or (
             {".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite") if args.model else "tflite"
@@ -255,8 +282,12 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     except ScopesrError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # the outputs could not be written (disk full, folder removed, ...)
+        print(f"error: writing the outputs into {args.out}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         source.close()
+    skipped: dict[Path, str] = dict(getattr(source, "skipped", {}) or {})
 
     lat = sorted(stats.latencies)
     summary: dict[str, Any] = {
@@ -272,6 +303,7 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
         "dropped": stats.dropped,
         "latency_ms_median": round(1000 * statistics.median(lat), 3) if lat else None,
         "interrupted": stats.interrupted,
+        "skipped": [{"file": str(p), "error": why} for p, why in skipped.items()],
         "machine": platform.machine(),
         "python": platform.python_version(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -282,14 +314,25 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     except Exception:  # describe is informative only
         pass
     if writer is not None:
-        writer.close(summary)
+        try:
+            writer.close(summary)
+        except OSError as exc:
+            print(f"error: writing the outputs into {args.out}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"wrote {args.out}/ (frames/, {'demo.gif' if args.video in ('gif', 'both') else ''} run.json)")
     print(
         f"frames: {stats.frames}  inference-only fps: {stats.infer_fps:.1f}  "
         f"median latency: {summary['latency_ms_median']} ms  dropped: {stats.dropped}"
         + ("  (interrupted)" if stats.interrupted else "")
     )
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable frame(s):", file=sys.stderr)
+        for p, why in skipped.items():
+            print(f"  {p}: {why}", file=sys.stderr)
     print(f"fps: {stats.fps:.1f}")
+    if stats.frames == 0 and skipped:
+        print(f"error: no frame of {source.name} could be read", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -110,6 +110,7 @@ class FolderSource(FrameSource):
         self.files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
         if not self.files:
             raise SourceError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        self.skipped: dict[Path, str] = {}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -117,8 +118,16 @@ class FolderSource(FrameSource):
     def __iter__(self) -> Iterator[np.ndarray]:
         while True:
             for p in self.files:
-                yield read_image(p)
-            if not self.loop:
+                if p in self.skipped:  # looping: known bad, skip quietly
+                    continue
+                try:
+                    frame = read_image(p)
+                except Exception as exc:  # a corrupt / truncated image: skip it, the run goes on
+                    self.skipped[p] = f"{type(exc).__name__}: {exc}"
+                    log.warning("%s: unreadable image skipped (%s)", p, self.skipped[p])
+                    continue
+                yield frame
+            if not self.loop or len(self.skipped) == len(self.files):
                 return
 
 
@@ -283,7 +292,7 @@ def open_source(spec: str, loop: bool = False, lores: tuple[int, int] = (160, 12
         return VideoFileSource(path, loop=loop)
     if suffix in IMAGE_SUFFIXES:  # one still image: a one-frame "folder"
         src = FolderSource.__new__(FolderSource)
-        src.loop, src.name, src.files = loop, f"image:{path.name}", [path]
+        src.loop, src.name, src.files, src.skipped = loop, f"image:{path.name}", [path], {}
         return src
     raise SourceError(
         f"{path}: unknown source type {suffix!r}; use a video "

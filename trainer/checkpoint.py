@@ -247,3 +247,45 @@ def load_training_state(path: str | os.PathLike, map_location: str | torch.devic
             f"{path}: not a readable scopesr checkpoint ({type(exc).__name__}: {exc}); "
             "delete it to resume from the previous one"
         ) from None
+
+
+def load_latest_training_state(
+    ckpt_dir: str | os.PathLike, map_location: str | torch.device = "cpu", set_aside: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint in ``ckpt_dir`` that reads as a training state, and that state.
+
+    A newer one that cannot be read (truncated by a full disk, copied in part) is skipped
+    with a warning naming it; with ``set_aside`` it is renamed ``*.pt.bad`` so that pruning
+    never keeps it in place of a good one. Raises CheckpointError when none can be read.
+    """
+    ckpts = list_checkpoints(ckpt_dir)
+    if not ckpts:
+        raise CheckpointError(f"{ckpt_dir}: no checkpoint (step_XXXXXXXX.pt) to resume from")
+    failures: list[str] = []
+    for path in reversed(ckpts):
+        try:
+            state = load_training_state(path, map_location=map_location)
+            if not isinstance(state, dict) or not {"step", "g"} <= set(state):
+                raise CheckpointError(f"{path}: not a scopesr training checkpoint (no step or generator state)")
+        except CheckpointError as exc:
+            failures.append(str(exc))
+            bad = path.with_name(path.name + ".bad")
+            if set_aside:
+                try:
+                    path.replace(bad)
+                except OSError:  # another rank set it aside first, or a read-only folder: it stays skipped
+                    bad = path
+            log.warning(
+                "%s: unreadable checkpoint skipped%s; trying the one before (%s)",
+                path,
+                f" (kept as {bad.name})" if bad != path else "",
+                exc,
+            )
+            continue
+        if failures:
+            log.warning("resuming from %s, the newest readable checkpoint in %s", path, ckpt_dir)
+        return path, state
+    raise CheckpointError(
+        f"{ckpt_dir}: none of its {len(ckpts)} checkpoint(s) can be read ({'; '.join(failures)}); "
+        "start a new run with another --out"
+    )

@@ -27,8 +27,12 @@ in metrics.jsonl and in the card.
 Exit status: 0 done; 1 the run failed after it had started (a non-finite loss, a data
 error found mid-run; the checkpoints written so far are kept), or eval failed on its
 inputs; 2 usage error, nothing was trained (an unknown or bad option, a bad --config file
-or value, an unknown preset, data that cannot be found, an --out that already holds a run
-and no --resume).
+or value, an unknown preset, data that cannot be found, an --out that is a file or not
+writable, an --out that already holds a run and no --resume, --resume where OUT holds no
+checkpoint).
+
+``--resume`` continues from the newest readable checkpoint in OUT/checkpoints: a newer one
+that cannot be read (truncated) is set aside as ``*.pt.bad`` with a warning.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ OUT/config.json (with --resume) < options given here. Only options actually give
 \b
 Exit status: 0 done; 1 the run failed after it had started (a non-finite loss, a data error
 found mid-run; checkpoints written so far are kept); 2 usage error, nothing was trained (a bad
-option, a bad --config file or value, an unknown preset, data not found, an --out that holds
-a run and no --resume).
+option, a bad --config file or value, an unknown preset, data not found, an --out that is a
+file or not writable, an --out that holds a run and no --resume, --resume with no checkpoint).
 """
 
 _EVAL_EXIT = """\b
@@ -294,7 +298,12 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
         o("--stop-at", type=int, hidden=True),
         o("--vgg-random-init", is_flag=True, default=None, hidden=True),
         o("--out", metavar="DIR", help="Run folder (default runs/run)."),
-        o("--resume", is_flag=True, default=None, help="Continue from OUT's latest checkpoint."),
+        o(
+            "--resume",
+            is_flag=True,
+            default=None,
+            help="Continue from OUT's newest readable checkpoint (refused when OUT holds none).",
+        ),
     ]
     return opts
 
@@ -323,7 +332,7 @@ def _given(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- config
 def resolve_config(mode: str, given: dict[str, Any]):
     """Defaults < --config < saved run config (with --resume) < command line."""
-    from .train import TrainConfig, load_config_file  # noqa: PLC0415
+    from .train import TrainConfig, TrainError, load_config_file  # noqa: PLC0415
 
     given = dict(given)
     base: dict[str, Any] = {"mode": mode}
@@ -336,7 +345,12 @@ def resolve_config(mode: str, given: dict[str, Any]):
     out = given.get("out", merged.get("out", "runs/run"))
     saved = Path(out) / "config.json"
     if given.get("resume") and saved.exists():
-        prior = json.loads(saved.read_text())
+        try:
+            prior = json.loads(saved.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TrainError(f"--resume: {saved} cannot be read ({exc}); fix or delete it") from None
+        if not isinstance(prior, dict):
+            raise TrainError(f"--resume: {saved} does not hold a config (a JSON object); fix or delete it")
         for once in ("stop_at", "resume"):  # one-off options of the earlier invocation
             prior.pop(once, None)
         merged = _merge(merged, prior)

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from . import data as data_mod
 from .checkpoint import (
     latest_checkpoint,
     load_generator,
-    load_training_state,
+    load_latest_training_state,
     remove_stale_temporaries,
     rng_state,
     save_generator,
@@ -147,6 +148,9 @@ class TrainConfig:
             raise TrainError(f"--precision {self.precision!r}: one of {PRECISIONS}{hint}")
         if self.lr_schedule not in ("step", "cosine"):
             raise TrainError(f"lr_schedule {self.lr_schedule!r}: step or cosine")
+        self._validate_numbers()
+        self._validate_device()
+        self._validate_out()
         overlap = sorted(set(self.eval_sources) & set(self.data.data))
         if overlap:
             raise TrainError(
@@ -162,6 +166,68 @@ class TrainConfig:
                 "sr-train distill needs --teacher CKPT.safetensors (or --teacher none to train on ground truth alone)"
             )
         self.data.validate()
+
+    def _validate_numbers(self) -> None:
+        """Learning rates, betas, weights and the validation share: finite and in range."""
+
+        def number(opt: str, value: Any) -> float:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise TrainError(f"{opt} {value!r}: not a number") from None
+            if not math.isfinite(v):
+                raise TrainError(f"{opt} {value!r}: must be a finite number")
+            return v
+
+        if number("--lr", self.lr) <= 0:
+            raise TrainError(f"--lr {self.lr!r}: must be > 0 (e.g. 1e-4)")
+        if number("--lr-min", self.lr_min) < 0:
+            raise TrainError(f"--lr-min {self.lr_min!r}: must be >= 0")
+        if number("--lr-drop-factor", self.lr_drop_factor) <= 0:
+            raise TrainError(f"--lr-drop-factor {self.lr_drop_factor!r}: must be > 0 (e.g. 0.1)")
+        if number("--lr-drop-at", self.lr_drop_at) < 0:
+            raise TrainError(f"--lr-drop-at {self.lr_drop_at!r}: must be >= 0")
+        for opt, v in (("--beta1", self.beta1), ("--beta2", self.beta2)):
+            if not 0 <= number(opt, v) < 1:
+                raise TrainError(f"{opt} {v!r}: must be in [0, 1) (Adam's betas)")
+        for opt, v in (
+            ("--adv-weight", self.adv_weight),
+            ("--l1-weight", self.l1_weight),
+            ("--teacher-weight", self.teacher_weight),
+            ("--gt-weight", self.gt_weight),
+            ("--time-limit-min", self.time_limit_min),
+        ):
+            if number(opt, v) < 0:
+                raise TrainError(f"{opt} {v!r}: must be >= 0")
+        vf = self.data.val_fraction
+        if not 0 <= number("--val-fraction", vf) < 1:
+            raise TrainError(f"--val-fraction {vf!r}: the share of items held out, in [0, 1) (default 0.1)")
+
+    def _validate_device(self) -> None:
+        spec = str(self.device)
+        if spec == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", spec):
+            return
+        try:
+            torch.device(spec)
+        except (RuntimeError, ValueError):
+            raise TrainError(f"--device {spec!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+
+    def _validate_out(self) -> None:
+        """OUT must be a folder, or a name that can be made one, in a writable place."""
+        run = Path(self.out)
+        if run.exists() and not run.is_dir():
+            raise TrainError(f"--out {run}: is a file, not a folder; choose a run folder (e.g. runs/NAME)")
+        if run.is_dir():
+            if not os.access(run, os.W_OK | os.X_OK):
+                raise TrainError(f"--out {run}: folder not writable; choose a folder you can write to")
+            return
+        parent = run.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise TrainError(f"--out {run}: {parent} is a file, not a folder; choose another run folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise TrainError(f"--out {run}: cannot create it ({parent} is not writable); choose a writable place")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -450,6 +516,13 @@ def train(cfg: TrainConfig) -> Path | None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.out)
+    if cfg.resume and latest_checkpoint(run / "checkpoints") is None:  # checked before any data or model work
+        log.warning("--resume: no checkpoint in %s", run / "checkpoints")
+        again = f" (its options are in {run / 'config.json'}: --config it)" if (run / "config.json").is_file() else ""
+        raise TrainError(
+            f"--resume: no checkpoint in {run / 'checkpoints'} to continue from; drop --resume to start a new "
+            f"run in {run}{again}, or give the --out of the run to continue"
+        )
     want = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
     dinfo = setup_distributed(want)
     device = pick_device(cfg.device, dinfo)
@@ -541,11 +614,11 @@ def train(cfg: TrainConfig) -> Path | None:
         )
     if dinfo.main and remove_stale_temporaries(ckpt_dir):
         log.info("%s: removed half-written checkpoint(s) of an interrupted run", ckpt_dir)
-    resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
+    resume_from = None
+    if cfg.resume:
+        # the newest readable checkpoint: a truncated or corrupt latest one falls back to the one before
+        resume_from, st = load_latest_training_state(ckpt_dir, set_aside=dinfo.main)
     if resume_from is not None:
-        st = load_training_state(resume_from)
         g.load_state_dict(st["g"])
         opt_g.load_state_dict(st["opt_g"])
         sch_g.load_state_dict(st["sch_g"])
@@ -561,8 +634,11 @@ def train(cfg: TrainConfig) -> Path | None:
         log.info("resumed from %s (step %d)", resume_from, start_step)
 
     if dinfo.main:
-        run.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise TrainError(f"--out {run}: cannot write the run folder ({exc}); choose a writable folder") from None
 
     # --- DDP / compile
     g_train: nn.Module = g

@@ -395,3 +395,95 @@ def test_mouse_drag_on_the_preview_selects_the_roi(xvfb: str, timelapse, monkeyp
         assert (w2, h2) == (w, h) and abs(x + w / 2 - 300) <= 2 and abs(y + h / 2 - 300) <= 2
     finally:
         win.root.destroy()
+
+
+# ----------------------------------------------------------------------------- hostile inputs
+def test_corrupt_image_in_a_folder_is_skipped_and_reported(timelapse, tmp_path: Path) -> None:
+    """One bad PNG among six: the other five are super-resolved, the bad one is named at the end."""
+    _, stack = timelapse
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(6):
+        Image.fromarray(stack[i]).save(src / f"img{i}.png")
+    bad = src / "img4.png"  # after 4 good frames, as it was found
+    bad.write_bytes(bad.read_bytes()[:300])  # truncated: a PNG header and part of its data
+    (src / "img5.png").write_bytes(b"not a png at all")
+    out = tmp_path / "out"
+    r = demo(
+        "--source",
+        str(src),
+        "--model",
+        str(model_or_skip("tflite")),
+        "--roi",
+        "0,0,32,32",
+        "--headless",
+        "--out",
+        str(out),
+        "--video",
+        "none",
+        "--no-frames",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "skipped 2 unreadable frame(s)" in r.stderr and "img4.png" in r.stderr and "img5.png" in r.stderr
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["frames"] == 4
+    assert sorted(Path(s["file"]).name for s in summary["skipped"]) == ["img4.png", "img5.png"]
+    assert final_fps(r.stdout) > 0
+
+
+def test_a_folder_of_only_corrupt_images_fails_clearly(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    r = demo("--source", str(src), "--model", str(model_or_skip("onnx")), "--headless", "--out", str(tmp_path / "o"))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "a.png" in r.stderr and "no frame" in r.stderr
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_out_that_is_a_file_is_a_clear_error(where: str, timelapse, tmp_path: Path) -> None:
+    path, _ = timelapse
+    f = tmp_path / "taken"
+    f.write_text("a user's file")
+    out = f if where == "file" else f / "sub"
+    r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--headless", "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error: --out ") and "Traceback" not in r.stderr
+    assert f.read_text() == "a user's file"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_is_a_clear_error(timelapse, tmp_path: Path) -> None:
+    path, _ = timelapse
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = demo("--source", str(path), "--model", str(model_or_skip("onnx")), "--headless", "--out", str(ro))
+    finally:
+        ro.chmod(0o755)
+    assert r.returncode == 1, r.stderr
+    assert "--out" in r.stderr and "writable" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_negative_threads_is_a_usage_error_not_the_models() -> None:
+    r = demo("--threads", "-5", "--headless", "--out", "/nonexistent")
+    assert r.returncode == 2, r.stderr
+    assert "--threads" in r.stderr and "model" not in r.stderr.lower() and "Traceback" not in r.stderr
+    # the same through the function the benchmark imports: the option is named, not the model
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_pi_run", RUN)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(ValueError, match="--threads"):
+        mod.load_upscaler(Path("no-such-model.onnx"), "onnx", -5)
+
+
+@pytest.mark.parametrize("form", [["--roi", "-5,0,64,64"], ["--roi=-5,0,64,64"], ["--roi", "0,-1,8,8"]])
+def test_negative_roi_is_read_as_a_value_and_refused(form: list[str]) -> None:
+    r = demo(*form, "--headless", "--out", "/nonexistent")
+    assert r.returncode == 2, r.stderr
+    assert "No such option" not in r.stderr and "Traceback" not in r.stderr
+    assert "--roi" in r.stderr and "must lie inside the frame" in r.stderr
