@@ -58,19 +58,8 @@ def _states_exit_statuses(text: str) -> bool:
     return EXIT_STATUSES.search(" ".join(text.split())) is not None
 
 
-def _skip_if_not_converted(name: str) -> None:
-    """sr-convert moves to this style separately; until its --help states the exit statuses it is
-    listed here but not checked."""
-    if name == "sr-convert" and not _states_exit_statuses(_help(name).stdout):
-        pytest.skip(
-            "sr-convert's --help does not state the exit statuses yet (its move to click is "
-            "separate work on converters/cli.py)"
-        )
-
-
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_help_has_usage_line_and_exit_statuses(name: str) -> None:
-    _skip_if_not_converted(name)
     r = _help(name)
     assert r.returncode == 0, r.stderr[-2000:]
     assert USAGE_LINE.search(r.stdout), f"{name} --help: no usage line:\n{r.stdout[:500]}"
@@ -81,7 +70,6 @@ def test_help_has_usage_line_and_exit_statuses(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_bad_option_is_a_usage_error(name: str) -> None:
-    _skip_if_not_converted(name)
     r = _run([*_argv(name), "--no-such-option"])
     assert r.returncode == 2, f"{name} --no-such-option: exit {r.returncode}\n{r.stderr[-2000:]}"
     assert "--no-such-option" in r.stderr and "Traceback" not in r.stderr
