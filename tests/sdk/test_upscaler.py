@@ -241,7 +241,8 @@ def test_default_model():
 
 
 def test_default_follows_the_installed_runtime(monkeypatch):
-    """ONNX Runtime installed: the fp32 ONNX file; TFLite only (a Pi): the int8 TFLite file."""
+    """ONNX Runtime installed: the fp32 ONNX file; TFLite only (a Pi): the int8 file if its card
+    passes the quality floor, else the TFLite fp32 file."""
     import scopesr.sdk.upscaler as U
 
     pytest.importorskip("onnxruntime")
@@ -252,7 +253,13 @@ def test_default_follows_the_installed_runtime(monkeypatch):
     monkeypatch.setattr(U, "has_module", lambda m: m != "onnxruntime" and real(m))
     assert U._default_for("auto").name == "default-int8.tflite"
     up = sr.load("default")
-    assert up.backend.name == "tflite" and up.card.precision == "int8"
+    # the picker's static preference holds the quality floor: the int8 file only when its card says
+    # int8 costs at most 0.2 dB against fp32, else the TFLite fp32 file
+    from scopesr.sdk import picker
+
+    int8_card = sr.ModelCard.load(U.MODELS_DIR / "default-int8.tflite")
+    want = "fp32" if picker.quality_floor_reason(int8_card) else "int8"
+    assert up.backend.name == "tflite" and up.card.precision == want
     with pytest.raises(sr.ScopesrError, match="no coreml artifact"):
         U._default_for("coreml")
 
