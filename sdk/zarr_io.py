@@ -546,8 +546,10 @@ def _complete_omero(meta: NgffMeta, shape: Sequence[int], dtype: np.dtype) -> di
 # ---------------------------------------------------------------------------- dask writing
 def halve(block: np.ndarray, yi: int, xi: int) -> np.ndarray:
     """2x2 mean in Y and X (an odd last row/column is averaged with itself), rounded half up
-    for integers: the pyramid's downsampling."""
-    x = block.astype(np.float64)
+    for integers: the pyramid's downsampling. Integers are summed exactly in 32/64-bit
+    integers, (sum + 2) // 4 (a float64 mean cost a third of a level-0 block's SR time)."""
+    integer = block.dtype.kind in "ui"
+    x = block.astype(np.uint32 if block.dtype.itemsize <= 2 else np.int64) if integer else block.astype(np.float64)
     for ax in (yi, xi):
         if x.shape[ax] % 2:
             last = np.take(x, [-1], axis=ax)
@@ -556,11 +558,12 @@ def halve(block: np.ndarray, yi: int, xi: int) -> np.ndarray:
         sl1 = [slice(None)] * x.ndim
         sl0[ax] = slice(0, None, 2)
         sl1[ax] = slice(1, None, 2)
-        x = (x[tuple(sl0)] + x[tuple(sl1)]) * 0.5
-    if block.dtype.kind in "ui":
-        info = np.iinfo(block.dtype)
-        return np.clip(np.floor(x + 0.5), info.min, info.max).astype(block.dtype)
-    return x.astype(block.dtype)
+        x = x[tuple(sl0)] + x[tuple(sl1)]
+    if integer:
+        x += 2
+        x //= 4
+        return x.astype(block.dtype)  # a mean of values of the dtype fits the dtype
+    return (x * 0.25).astype(block.dtype)
 
 
 def _store_block(block: np.ndarray, array: Any, block_info: dict | None = None) -> np.ndarray:
