@@ -17,12 +17,12 @@ import click
 
 from scopesr.sdk import CardError, parse_tile_sizes, tile_label, tile_shapes
 from scopesr.sdk.card import MAX_TILE_SIDE
+from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_command
 
 from .api import DEFAULT_TILE_SIZES, TARGETS, convert
 from .parity import DEFAULT_TOLERANCES
 
 #: exit statuses, the same for every scopesr command
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """\b
 Examples:
@@ -248,19 +248,7 @@ def cli(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run sr-convert on ``argv`` (default: the process's arguments); returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        rv = cli.main(args=args, prog_name="sr-convert", standalone_mode=False)
-    except click.UsageError as exc:  # bad option or value: click says which, with the usage line
-        exc.show()
-        return EXIT_USAGE
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        return EXIT_FAILED
-    return rv if isinstance(rv, int) else EXIT_OK
+    return run_command(cli, argv, "sr-convert")
 
 
 if __name__ == "__main__":  # pragma: no cover

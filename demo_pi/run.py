@@ -43,6 +43,7 @@ from pipeline import RoiProcessor, Stats, parse_roi, run_pipeline  # noqa: E402
 from sources import SourceError, open_source  # noqa: E402
 
 from scopesr.sdk import ModelError, ScopesrError  # noqa: E402
+from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, run_command  # noqa: E402
 
 log = logging.getLogger("demo_pi")
 
@@ -91,7 +92,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 #: exit statuses, the same for every scopesr command
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 
 EPILOG = """\b
 SRC: picamera2 (Pi camera, lores stream), a camera index (0, OpenCV), a video file, a TIFF
@@ -338,20 +339,7 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo on ``argv`` (default: the process's arguments); returns the exit status."""
-    try:
-        rv = cli.main(
-            args=list(sys.argv[1:] if argv is None else argv), prog_name="demo_pi/run.py", standalone_mode=False
-        )
-    except click.UsageError as exc:  # bad option or value: click says which, with the usage line
-        exc.show()
-        return EXIT_USAGE
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:  # a second Ctrl-C
-        print("aborted", file=sys.stderr)
-        return EXIT_FAILED
-    return rv if isinstance(rv, int) else EXIT_OK
+    return run_command(cli, argv, "demo_pi/run.py")
 
 
 if __name__ == "__main__":

@@ -48,11 +48,11 @@ import click
 from click.core import ParameterSource
 
 from scopesr.sdk import ScopesrError
+from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_command
 
 log = logging.getLogger("scopesr.trainer")
 
 #: exit statuses, the same for every scopesr command
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # option dest -> where it goes in the config dict ("data" table or top level)
 _DATA_KEYS = {
@@ -556,19 +556,12 @@ def _spread(args: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run sr-train on ``argv`` (default: the process's arguments); returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        rv = cli.main(args=_spread(args), prog_name="sr-train", standalone_mode=False)
-    except click.UsageError as exc:  # bad option or value: click says which, with the usage line
+        args = _spread(list(sys.argv[1:] if argv is None else argv))
+    except click.UsageError as exc:  # an option that takes values given none
         exc.show()
         return EXIT_USAGE
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        return EXIT_FAILED
-    return rv if isinstance(rv, int) else EXIT_OK
+    return run_command(cli, args, "sr-train")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""What every scopesr command shares: its exit codes and how a click command becomes ``main(argv) -> int``.
+
+Exit codes, the same for sr-upscale, sr-train, sr-convert, sr-bench and the Pi demo:
+0 ok, 1 some inputs / measurements / the run failed, 2 usage error (bad option or value).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def run_command(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> int:
+    """Run ``command`` on ``argv`` (default: the process's arguments) and return its exit status.
+
+    click's own errors keep their messages (a usage error with the usage line, exit 2); Ctrl-C
+    prints "Aborted!" and exits 1; a command that returns an int exits with it.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.UsageError as exc:  # bad option or value: click says which, with the usage line
+        exc.show()
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        return EXIT_FAILED
+    return rv if isinstance(rv, int) else EXIT_OK
