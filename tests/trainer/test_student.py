@@ -190,14 +190,15 @@ def test_learns_quickly_on_real_image(real_image):
     assert after < 0.8 * before, (before, after)
 
 
-def test_default_recipe_is_a_valid_config_with_disjoint_heldout():
-    """trainer/recipes/default.toml (the bundled model's recipe) parses, validates, and never
-    trains on a source it is scored on."""
+@pytest.mark.parametrize("recipe", ["default.toml", "robust-v2.toml"])
+def test_default_recipe_is_a_valid_config_with_disjoint_heldout(recipe):
+    """trainer/recipes/*.toml (the bundled model's recipe and the candidate) parse, validate, and
+    never train on a source they are scored on."""
     from pathlib import Path
 
     from scopesr.trainer.train import TrainConfig, load_config_file
 
-    path = Path(__file__).resolve().parents[2] / "trainer" / "recipes" / "default.toml"
+    path = Path(__file__).resolve().parents[2] / "trainer" / "recipes" / recipe
     cfg = TrainConfig.from_dict({**load_config_file(path), "mode": "pretrain"})
     cfg.validate()
     assert cfg.data.degradation == "microscopy" and cfg.eval_sources
