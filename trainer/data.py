@@ -490,13 +490,9 @@ def validation_set(
     s -= s % cfg.scale
     out = []
     if cfg.degradation == MICROSCOPY:  # fixed pairs: centre crops, one fixed draw per item
+        ranges = cfg.ranges()
         for i, it in enumerate(items):
-            rng = np.random.default_rng([cfg.seed, 15485863, i])
-            big = DataConfig(**{**cfg.__dict__, "hr_size": s, "augment": False})
-            full = raw_plane(it)
-            y, x = (full.shape[0] - s) // 2, (full.shape[1] - s) // 2
-            sub = Item(it.kind, it.paths, it.plane, it.channel, it.height, it.width, it.source)
-            lr, hr = _centre_pair(sub, big, rng, y, x)
+            lr, hr = _centre_pair(it, cfg, ranges, np.random.default_rng([cfg.seed, 15485863, i]), s)
             out.append((to_tensor(lr), to_tensor(hr)))
         return out
     for it in items:
@@ -508,14 +504,15 @@ def validation_set(
 
 
 def _centre_pair(
-    item: Item, cfg: DataConfig, rng: np.random.Generator, y: int, x: int
+    item: Item, cfg: DataConfig, ranges: quality.DegradationRanges, rng: np.random.Generator, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """microscope_pair on a fixed crop at (y, x) with whole-image levels, no jitter."""
-    s = cfg.hr_size
+    """A validation pair: the centre ``size`` crop under one seeded draw, whole-image levels for
+    the degradation and the LR image's own percentiles for normalisation (no jitter)."""
     lo, hi, dtype = _levels(item.paths[0], item.plane, item.channel)
-    hr = raw_plane(item)[y : y + s, x : x + s]
-    deg = cfg.ranges().sample(rng)
-    lr, target = deg.apply(np.ascontiguousarray(hr), rng, lo=lo, hi=hi, dtype=dtype)
+    full = raw_plane(item)
+    y, x = (full.shape[0] - size) // 2, (full.shape[1] - size) // 2
+    hr = np.ascontiguousarray(full[y : y + size, x : x + size])
+    lr, target = ranges.sample(rng).apply(hr, rng, lo=lo, hi=hi, dtype=dtype)
     lrf = lr.astype(np.float64)
     n_lo, n_hi = np.percentile(lrf, (cfg.p_low, cfg.p_high))
     span = max(float(n_hi - n_lo), 1e-6)
