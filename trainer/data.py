@@ -40,7 +40,16 @@ import torch
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from scopesr.sdk import IMAGE_SUFFIXES, Normalisation, ScopesrError, compute_stats, quality, read_image, sample_path
+from scopesr.sdk import (
+    IMAGE_SUFFIXES,
+    Normalisation,
+    ScopesrError,
+    compute_stats,
+    noise,
+    quality,
+    read_image,
+    sample_path,
+)
 
 from .errors import DataError
 
@@ -85,6 +94,9 @@ class DataConfig:
     source_weights: dict[str, float] = field(default_factory=dict)
     # degradation = "microscopy": the ranges each crop's degradation is drawn from
     degradation_ranges: dict[str, Any] = field(default_factory=dict)
+    # noise-aware model: each LR crop gets a second channel holding its estimated noise level
+    # (scopesr.sdk.noise, the estimator the SDK runs per plane at inference); microscopy only
+    noise_map: bool = False
 
     def ranges(self) -> quality.DegradationRanges:
         return quality.DegradationRanges.from_dict({"scale": self.scale, **self.degradation_ranges})
@@ -116,6 +128,8 @@ class DataConfig:
         unknown = sorted(set(self.source_weights) - set(self.data))
         if unknown:
             raise DataError(f"source_weights names {unknown}, which are not --data entries {self.data}")
+        if self.noise_map and self.degradation != MICROSCOPY:
+            raise DataError(f"noise_map needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
         if self.degradation == MICROSCOPY:
             try:
                 self.ranges()
@@ -433,7 +447,16 @@ def microscope_pair(
     span = (n_hi - n_lo) * math.exp(rng.uniform(-0.3, 0.4))
     n_lo += rng.uniform(-0.05, 0.05) * span
     span = max(span, 1e-6)
-    return (((lrf - n_lo) / span).astype(np.float32)[..., None], ((target - n_lo) / span).astype(np.float32)[..., None])
+    return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map)
+
+
+def _pair(lr: np.ndarray, hr: np.ndarray, noise_map: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised 2-D LR and HR -> (h, w, C) float32 arrays; C = 2 for the LR with a noise map."""
+    lr32 = lr.astype(np.float32)[..., None]
+    if noise_map:
+        level = np.full_like(lr32, noise.noise_map_value(lr))
+        lr32 = np.concatenate([lr32, level], axis=-1)
+    return lr32, hr.astype(np.float32)[..., None]
 
 
 class TrainDataset(Dataset):
@@ -516,7 +539,7 @@ def _centre_pair(
     lrf = lr.astype(np.float64)
     n_lo, n_hi = np.percentile(lrf, (cfg.p_low, cfg.p_high))
     span = max(float(n_hi - n_lo), 1e-6)
-    return (((lrf - n_lo) / span).astype(np.float32)[..., None], ((target - n_lo) / span).astype(np.float32)[..., None])
+    return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map)
 
 
 class StepSampler(Sampler[int]):

@@ -50,10 +50,23 @@ class StudentConfig:
     in_channels: int = 1
     out_channels: int = 1
     anchor: bool = True
+    # extra input channels after the image's (a noise-level map, see scopesr.sdk.noise): they
+    # condition the head convolution only and take no part in the anchor
+    cond_channels: int = 0
 
     def __post_init__(self) -> None:
         """Raise PresetError (a ValueError) naming the first bad field."""
-        ints = ("channels", "depth", "head_kernel", "kernel", "tail_kernel", "scale", "in_channels", "out_channels")
+        ints = (
+            "channels",
+            "depth",
+            "head_kernel",
+            "kernel",
+            "tail_kernel",
+            "scale",
+            "in_channels",
+            "out_channels",
+            "cond_channels",
+        )
         for name in ints:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
@@ -61,6 +74,8 @@ class StudentConfig:
         for name in ("channels", "scale", "in_channels", "out_channels"):
             if getattr(self, name) < 1:
                 raise PresetError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.cond_channels < 0:
+            raise PresetError(f"StudentConfig.cond_channels must be >= 0, got {self.cond_channels}")
         if self.depth < 0:
             raise PresetError(f"StudentConfig.depth must be >= 0, got {self.depth}")
         for name in ("head_kernel", "kernel", "tail_kernel"):
@@ -83,7 +98,7 @@ class StudentConfig:
     def macs_per_lr_pixel(self) -> int:
         """Multiply-accumulates per LR input pixel (convolutions only; adds/ReLU are free)."""
         c, s2 = self.channels, self.scale * self.scale
-        head = self.in_channels * c * self.head_kernel**2
+        head = (self.in_channels + self.cond_channels) * c * self.head_kernel**2
         body = self.depth * c * c * self.kernel**2
         tail = c * self.out_channels * s2 * self.tail_kernel**2
         return head + body + tail
@@ -116,7 +131,8 @@ class Student(nn.Module):
         super().__init__()
         self.cfg = cfg
         s2 = cfg.scale * cfg.scale
-        layers: list[nn.Module] = [_conv(cfg.in_channels, cfg.channels, cfg.head_kernel), nn.ReLU(inplace=True)]
+        head_in = cfg.in_channels + cfg.cond_channels
+        layers: list[nn.Module] = [_conv(head_in, cfg.channels, cfg.head_kernel), nn.ReLU(inplace=True)]
         for _ in range(cfg.depth):
             layers += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers)
@@ -148,7 +164,7 @@ class Student(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.tail(self.body(x))
         if self.cfg.anchor:
-            y = y + self.anchor(x)
+            y = y + self.anchor(x[:, : self.cfg.in_channels] if self.cfg.cond_channels else x)
         return self.shuffle(y)
 
 

@@ -424,6 +424,7 @@ def validate(
         hr = torch.stack([v[1] for v in val[i : i + batch]])
         with autocast():
             sr = g(lr.to(device)).float().clamp(0, 1).cpu()
+        lr = lr[:, : hr.shape[1]]  # the image channels (a noise-aware model's LR also holds its noise map)
         bic = upscale_pil(lr, scale, "bicubic").clamp(0, 1)
         near = upscale_pil(lr, scale, "nearest")
         p_sr += psnr(sr, hr, border).tolist()
@@ -464,14 +465,21 @@ def lr_factor(cfg: TrainConfig):
 
 def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
     """Whole-image inference with the SDK's normalisation: raw LR (its dtype) -> raw HR (same dtype)."""
+    from scopesr.sdk.noise import noise_map_value  # noqa: PLC0415
     from scopesr.sdk.normalize import compute_stats  # noqa: PLC0415
+
+    cond = int(getattr(getattr(g, "config", None), "cond_channels", 0) or 0)
 
     def upscale(lr: Any) -> Any:
         import numpy as np  # noqa: PLC0415
 
         plane = lr[..., None]
         stats = compute_stats(plane, norm)
-        x = torch.from_numpy(np.ascontiguousarray(stats.normalise(plane)[..., 0]))[None, None].to(device)
+        xn = np.ascontiguousarray(stats.normalise(plane)[..., 0], dtype=np.float32)
+        chans = [xn]
+        if cond:  # a noise-aware model: the plane's noise level as a constant second channel
+            chans.append(np.full_like(xn, noise_map_value(xn)))
+        x = torch.from_numpy(np.stack(chans))[None].to(device)
         with torch.inference_mode():
             y = g(x).float().cpu().numpy()[0, 0]
         return stats.denormalise(y[..., None], lr.dtype)[..., 0]
@@ -539,6 +547,8 @@ def train(cfg: TrainConfig) -> Path | None:
         cfg.data.channels = model_in if "in_channels" in cfg.model_args else data_mod.detect_channels(cfg.data)
     margs = dict(cfg.model_args)
     margs.setdefault("in_channels", cfg.data.channels)
+    if cfg.data.noise_map:
+        margs.setdefault("cond_channels", 1)
     if hasattr(pcfg, "out_channels"):
         margs.setdefault("out_channels", cfg.data.channels)
     cfg.data.scale = int(margs.get("scale", getattr(pcfg, "scale", 4)))

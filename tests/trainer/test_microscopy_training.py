@@ -142,3 +142,21 @@ def test_bad_specs_name_the_fix():
         )
     with pytest.raises(D.DataError, match="not a source spec"):
         D.discover(D.DataConfig(data=["sample:napari nuclei"], hr_size=32, channels=1))
+
+
+def test_noise_map_pairs_carry_the_crop_noise_level(real_image):
+    """noise_map: the LR gets a constant second channel, the crop's estimated noise level."""
+    from scopesr.sdk.noise import noise_map_value
+
+    real_image("napari-nuclei")
+    cfg = D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", noise_map=True)
+    cfg.validate()
+    ds = D.TrainDataset(D.discover(cfg), cfg)
+    for t in range(6):
+        lr, hr = ds[t]
+        assert tuple(lr.shape) == (2, 16, 16) and tuple(hr.shape) == (1, 64, 64)
+        level = lr[1].numpy()
+        assert np.all(level == level[0, 0])
+        assert level[0, 0] == pytest.approx(noise_map_value(lr[0].numpy().astype(np.float64)), rel=1e-5)
+    with pytest.raises(D.DataError, match="noise_map needs"):
+        D.DataConfig(data=SPECS, hr_size=64, channels=1, noise_map=True).validate()

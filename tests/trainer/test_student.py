@@ -204,3 +204,20 @@ def test_default_recipe_is_a_valid_config_with_disjoint_heldout(recipe):
     assert cfg.data.degradation == "microscopy" and cfg.eval_sources
     assert not set(cfg.eval_sources) & set(cfg.data.data)
     assert cfg.preset.startswith("student") and cfg.lr_schedule == "cosine"
+
+
+def test_noise_aware_student_takes_a_map_channel_outside_the_anchor():
+    """cond_channels: the head sees image + map; the anchor (nearest at init) only the image."""
+    cfg = StudentConfig(channels=8, depth=1, cond_channels=1)
+    s = build_student(cfg)
+    assert s.body[0].in_channels == 2
+    assert cfg.macs_per_lr_pixel() - StudentConfig(channels=8, depth=1).macs_per_lr_pixel() == 8 * 25
+    img = _smooth_input(24)
+    x = torch.cat([img, torch.full_like(img, 0.7)], dim=1)
+    y = s(x)
+    assert tuple(y.shape) == (1, 1, 96, 96)
+    expected = torch.nn.functional.interpolate(img, scale_factor=4, mode="nearest")
+    assert torch.equal(y, expected)
+    with pytest.raises(ValueError, match="cond_channels"):
+        StudentConfig(cond_channels=-1)
+    assert student_from_args("student-robust", cond_channels=1).cfg.cond_channels == 1

@@ -1,0 +1,55 @@
+"""Noise level of a normalised LR plane: the conditioning input of noise-aware models.
+
+A blind model cannot tell fine texture from shot noise, so it hedges: it smooths clean images
+and sharpens noisy ones less than it could. A noise-aware model (card ``conditioning``) gets
+one extra input channel holding the plane's estimated noise level, the same value at every
+pixel, computed here once per plane by the SDK and the same way by the trainer on each crop.
+
+Estimator: the finest diagonal Haar detail of 2x2 blocks, ``(a - b - c + d) / 2``, has the
+noise's standard deviation for white noise and almost no energy from smooth content; its
+median absolute value / 0.6745 is a robust sigma. Shot noise grows with the signal, so the
+blocks are taken from the brighter half of the plane (block mean at or above the median):
+the sigma is that of the structures the user looks at, not of the dark background.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["NOISE_MAP_GAIN", "estimate_noise_sigma", "noise_map_value"]
+
+#: sigma (in normalised units, where the plane's dark..bright levels span about 0..1) is
+#: multiplied by this before it is fed to the network, so the channel is of order 0.1..1
+NOISE_MAP_GAIN = 10.0
+
+#: median |N(0, 1)| : converts a median absolute deviation into a standard deviation
+_MAD_TO_SIGMA = 0.6744897501960817
+
+
+def estimate_noise_sigma(plane: np.ndarray) -> float:
+    """Robust noise standard deviation of a 2-D plane, in the plane's own units.
+
+    Planes smaller than 2x2 give 0.0. Non-finite values are ignored.
+    """
+    x = np.asarray(plane, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"estimate_noise_sigma takes a 2-D plane, got shape {x.shape}")
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+    if h < 2 or w < 2:
+        return 0.0
+    a, b = x[0:h:2, 0:w:2], x[0:h:2, 1:w:2]
+    c, d = x[1:h:2, 0:w:2], x[1:h:2, 1:w:2]
+    detail = np.abs(a - b - c + d).ravel() * 0.5
+    mean = ((a + b + c + d) * 0.25).ravel()
+    ok = np.isfinite(detail) & np.isfinite(mean)
+    if not ok.all():
+        detail, mean = detail[ok], mean[ok]
+    if detail.size == 0:
+        return 0.0
+    bright = detail[mean >= np.median(mean)]
+    return float(np.median(bright if bright.size else detail) / _MAD_TO_SIGMA)
+
+
+def noise_map_value(normalised_plane: np.ndarray) -> float:
+    """The value of the conditioning channel for one normalised plane (sigma x gain)."""
+    return estimate_noise_sigma(normalised_plane) * NOISE_MAP_GAIN

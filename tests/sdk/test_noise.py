@@ -1,0 +1,60 @@
+"""The noise-level estimator behind noise-aware models (scopesr.sdk.noise)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scopesr.sdk import noise, quality
+
+pytestmark = pytest.mark.edge
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.05, 0.2])
+def test_white_noise_sigma_is_recovered(sigma):
+    rng = np.random.default_rng(1)
+    plane = 0.5 + rng.normal(0.0, sigma, (256, 256))
+    assert noise.estimate_noise_sigma(plane) == pytest.approx(sigma, rel=0.05)
+
+
+def test_smooth_content_adds_little():
+    """A smooth gradient with structure on the scale of many pixels is not noise."""
+    yy, xx = np.mgrid[0:256, 0:256] / 256.0
+    smooth = 0.5 + 0.4 * np.sin(6 * xx) * np.cos(5 * yy)
+    assert noise.estimate_noise_sigma(smooth) < 1e-3
+    rng = np.random.default_rng(2)
+    assert noise.estimate_noise_sigma(smooth + rng.normal(0, 0.03, smooth.shape)) == pytest.approx(0.03, rel=0.08)
+
+
+def test_shot_noise_is_measured_where_the_signal_is():
+    """Poisson noise on a dark background with bright objects: the sigma of the bright half."""
+    rng = np.random.default_rng(3)
+    photons = np.full((256, 256), 4.0)
+    photons[:, 128:] = 400.0  # bright half: sigma 20 photons; dark half: 2
+    noisy = rng.poisson(photons).astype(np.float64)
+    assert noise.estimate_noise_sigma(noisy) == pytest.approx(20.0, rel=0.1)
+
+
+def test_noisier_degradations_give_larger_levels():
+    yy, xx = np.mgrid[0:256, 0:256]
+    hr = (1000 + 800 * np.sin(xx / 7.0) * np.sin(yy / 9.0)).astype(np.uint16)
+    levels = {}
+    for name in ("bicubic", "noise-snr20", "noise-snr8"):
+        lr, _ = quality.EVAL_DEGRADATIONS[name].apply(hr, np.random.default_rng(0))
+        x = lr.astype(np.float64)
+        levels[name] = noise.noise_map_value((x - x.min()) / np.ptp(x))
+    assert levels["bicubic"] < levels["noise-snr20"] < levels["noise-snr8"]
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (1, 5), (1, 1), (3, 1)])
+def test_tiny_planes_give_zero(shape):
+    assert noise.estimate_noise_sigma(np.zeros(shape)) == 0.0
+
+
+def test_non_finite_values_are_ignored_and_bad_shapes_refused():
+    rng = np.random.default_rng(4)
+    plane = rng.normal(0.0, 0.1, (64, 64))
+    plane[5, 5], plane[9, 9] = np.nan, np.inf
+    assert np.isfinite(noise.estimate_noise_sigma(plane))
+    with pytest.raises(ValueError, match="2-D"):
+        noise.estimate_noise_sigma(np.zeros((4, 4, 2)))
