@@ -7,16 +7,19 @@
 How it stays seam-free and equal to :meth:`Upscaler.upscale <scopesr.sdk.Upscaler.upscale>`:
 
 * ``map_overlap`` with ``depth = halo`` (the model's receptive-field radius, from its card) and
-  no padding at the image border: every block arrives with ``halo`` LR pixels of its
-  neighbours (fewer only at the image's own border), runs through the SDK's tiler
-  (``iter_bands``), and keeps its core. A kept pixel sees the context it sees in a whole-image
-  run, exactly as the tiles of one process do.
+  no padding by Dask at the image border: every block arrives with ``halo`` LR pixels of its
+  neighbours (none at the image's own border), runs through the SDK's tiler (``iter_bands``),
+  and keeps its core. At the image's border the tiler reads the image's reflection, computed
+  from the block's own pixels with the image's coordinates (``tiling.Window``), which is the
+  one border rule of every backend (see ``scopesr.sdk.tiling``): so a kept pixel sees the
+  context it sees in one process, exactly. (Dask's own ``boundary="reflect"`` repeats the
+  edge pixel, numpy's ``symmetric``; the SDK's rule does not.)
 * Normalisation statistics are computed once per plane (frame) and channel over the whole
   plane, by the SDK's own ``compute_stats`` on the same strided sample it takes in one
   process, and passed to every block of that plane: never per block.
-* Blocks are at least ``halo`` pixels (so the overlap comes from the direct neighbour only)
-  and, for fixed-size artifacts, at least one tile window (so no padding appears inside
-  the image); a short last block is merged into the one before it.
+* Blocks are at least ``halo`` pixels (so the overlap comes from the direct neighbour only,
+  and a block at the border holds the pixels its reflection needs) and, for fixed-size
+  artifacts, at least one tile window; a short last block is merged into the one before it.
 
 For ONNX Runtime fp32 on a CPU the result is bit-identical to one process (tested for chunks
 smaller than, equal to and not dividing the image): its convolutions sum each output pixel
@@ -58,12 +61,13 @@ import numpy as np
 from .errors import ImageError, InputError, InternalError, ModelError, ModelIOError, ScopesrError
 from .io import Image, read_image
 from .normalize import Stats, check_dtype, compute_stats
-from .tiling import Span, TilePlan, choose_tile, iter_bands, make_plan
+from .tiling import Span, TilePlan, Window, choose_tile, iter_bands, make_plan
 from .upscaler import Upscaler, load, resolve_axes
 from .zarr_io import (
     DEFAULT_NGFF_VERSION,
     NGFF_ORDER,
     OmeZarrWriter,
+    is_url,
     is_zarr_path,
     meta_from_image,
     pyramid_level,
@@ -409,16 +413,16 @@ def _frame_stats(
 
 
 # ---------------------------------------------------------------------------- one block
-def _core_spans(core: int, start: int, n: int, tile: int, halo: int) -> list[Span]:
-    """Tiles over a block's core [start, start + core) in balanced pieces of at most ``tile``,
-    each read with ``halo`` of context (clamped to the block, whose edges are the image's
-    border or carry ``halo`` of the neighbour)."""
+def _core_spans(core: int, tile: int, halo: int) -> list[Span]:
+    """Tiles over a block's core [0, core) (plan coordinates) in balanced pieces of at most
+    ``tile``, each read with ``halo`` of context: the neighbour's pixels the block carries, or
+    the image's reflection where the block meets the image's border."""
     k = max(1, math.ceil(core / max(1, tile)))
     base, extra = divmod(core, k)
-    spans, k0 = [], start
+    spans, k0 = [], 0
     for i in range(k):
         ln = base + (1 if i < extra else 0)
-        spans.append(Span(max(0, k0 - halo), min(n, k0 + ln + halo), k0, k0 + ln))
+        spans.append(Span(k0 - halo, k0 + ln + halo, k0, k0 + ln))
         k0 += ln
     return spans
 
@@ -496,23 +500,25 @@ def _sr_block_inner(
     st = Stats(np.asarray(lo), np.asarray(sc))
     up = worker_upscaler(spec)
     be = up.backend
+    # the plan covers the block's core; reads reach a halo (more for a fixed window on a short
+    # image) beyond it: into the neighbours' pixels the block carries, or, at the image's
+    # border, into the image's reflection (the tiler's border rule, so equal to one process)
     if layout.fixed:
-        plan = make_plan(be, he, we, layout.tile, hn)
+        plan = make_plan(be, ch, cw, layout.tile, hn)
     else:
-        plan = TilePlan(
-            _core_spans(ch, top, he, layout.tile[0], hn),
-            _core_spans(cw, left, we, layout.tile[1], hn),
-            layout.tile,
-            hn,
-            False,
-        )
+        plan = TilePlan(_core_spans(ch, layout.tile[0], hn), _core_spans(cw, layout.tile[1], hn), layout.tile, hn, False)
+    y0, x0 = sum(layout.cy[:iy]), sum(layout.cx[:ix])
+    window = Window(
+        (sum(layout.cy), sum(layout.cx)),  # the whole image
+        (y0, x0),  # where the core starts
+        (y0 - top, x0 - left),  # where the block (core and overlap) starts
+    )
     s = layout.scale
-    hr = np.empty((he * s, we * s, layout.c_out), dtype=dtype)
+    hr = np.empty((ch * s, cw * s, layout.c_out), dtype=dtype)
     b = layout.batch or be.default_batch
-    for _ in iter_bands(be, plane, st, plan, dtype, b, layout.per_channel, progress=None, dst=hr):
+    for _ in iter_bands(be, plane, st, plan, dtype, b, layout.per_channel, progress=None, dst=hr, window=window):
         pass
-    out = hr[top * s : (top + ch) * s, left * s : (left + cw) * s]
-    return out.reshape((1,) * nf + out.shape)
+    return hr.reshape((1,) * nf + hr.shape)
 
 
 # ---------------------------------------------------------------------------- the lazy array
@@ -780,9 +786,11 @@ class RunReport:
 
 
 def open_source(src: Any, max_pixels: int | None = None) -> Image:
-    """An OME-Zarr folder, an image file (TIFF/PNG/JPEG; large TIFFs memory-mapped) or an Image."""
+    """An OME-Zarr folder or URL, an image file (TIFF/PNG/JPEG; large TIFFs memory-mapped) or an Image."""
     if isinstance(src, Image):
         return src
+    if is_url(src):  # before Path(): a Path drops the URL's "//"
+        return read_ome_zarr(src, max_pixels=max_pixels)
     p = Path(src)
     if is_zarr_path(p):
         return read_ome_zarr(p)
@@ -808,7 +816,7 @@ def upscale_to_ome_zarr(
     num_threads: int | None = None,
     max_pixels: int | None = None,
 ) -> RunReport:
-    """Upscale ``src`` (OME-Zarr folder, image file or Image) into the OME-Zarr ``dst``.
+    """Upscale ``src`` (OME-Zarr folder or URL, image file or Image) into the OME-Zarr ``dst``.
 
     ``scheduler``: a ``tcp://HOST:PORT`` address or a distributed Client; ``workers``: start
     a LocalCluster of that many processes; neither: this process alone. ``chunk``: LR pixels
@@ -831,7 +839,8 @@ def upscale_to_ome_zarr(
         if nt is None and workers and not scheduler:
             nt = max(1, usable_cpus() // int(workers))  # LocalCluster: one thread per worker process
         up, spec = model_spec(model, num_threads=nt, host_threads=host_threads(client))
-        name = str(img.path) if img.path is not None else "image"
+        url = ngff.get("url")
+        name = url or (str(img.path) if img.path is not None else "image")
         setup = prepare(up, img.shape, img.dtype, img.axes, halo, tile, batch, chunk, name)
         if ngff.get("array"):
             da = require("dask.array")
@@ -849,7 +858,7 @@ def upscale_to_ome_zarr(
             "halo": setup.layout.halo,
             "tile": list(setup.layout.tile),
             "lr_chunk": setup.chunk,
-            "source": str(Path(img.path).resolve()) if img.path is not None else "array",
+            "source": url or (str(Path(img.path).resolve()) if img.path is not None else "array"),
             "source_shape": list(img.shape),
             "source_axes": img.axes,
         }
@@ -943,6 +952,8 @@ class ClusterRun:
         self._warned_compare = False
 
     def __enter__(self) -> ClusterRun:
+        if self.scheduler or self.workers:
+            require("distributed")  # its import sets its loggers' levels: quiet them after it
         if not logging.getLogger("scopesr").isEnabledFor(logging.DEBUG):  # -v shows the cluster's own log
             for name in ("distributed", "ome_zarr", "tornado", "bokeh"):
                 logging.getLogger(name).setLevel(logging.WARNING)

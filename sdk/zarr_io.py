@@ -1,7 +1,8 @@
 """OME-Zarr in and out (zarr v2 + NGFF 0.4, zarr v3 + NGFF 0.5), chunk by chunk and resumable.
 
 Reading goes through ``ome-zarr``'s reader (the full-resolution level of an image, any axes
-of T, C, Z, Y, X, as a lazy Dask array); writing creates the arrays with ``zarr`` and the
+of T, C, Z, Y, X, as a lazy Dask array), from a local folder or a URL (``http(s)://``, and any
+other protocol fsspec has installed, e.g. ``s3://`` with s3fs); writing creates the arrays with ``zarr`` and the
 NGFF metadata with ``ome-zarr``'s ``write_multiscales_metadata`` (so the files are what
 the ecosystem writes and reads: napari, Fiji/BigDataViewer, QuPath, OMERO), and
 ``ome-zarr-models`` validates them in the tests.
@@ -28,6 +29,7 @@ import importlib
 import itertools
 import logging
 import math
+import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -96,8 +98,20 @@ def require(module: str) -> Any:
 
 
 # ---------------------------------------------------------------------------- finding inputs
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(path: object) -> bool:
+    """``http://...``, ``https://...``, ``s3://...``: an address fsspec opens (a ``str``; a
+    ``Path`` is always local, and turning a URL into one loses the ``//``)."""
+    return isinstance(path, str) and bool(_URL.match(path))
+
+
 def is_zarr_path(path: str | Path) -> bool:
-    """A folder holding a zarr hierarchy (v2 or v3), or a path named ``*.zarr``."""
+    """A folder holding a zarr hierarchy (v2 or v3), a path named ``*.zarr``, or a URL (scopesr
+    reads only OME-Zarr from URLs)."""
+    if is_url(path):
+        return True
     p = Path(path)
     if p.is_dir():
         return any((p / m).exists() for m in _ZARR_MARKERS) or p.suffix.lower() == ".zarr"
@@ -109,22 +123,25 @@ def find_inputs_with_zarr(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     rest: list[Path] = []
     for p in paths:
+        if is_url(p):
+            raise InputError(f"{p}: a URL; open it with read_ome_zarr or upscale_to_ome_zarr")
         (out if is_zarr_path(p) else rest).append(Path(p))
     seen = {p.resolve() for p in out}
     out.extend(f for f in find_inputs(rest) if f.resolve() not in seen)
     return out
 
 
-def result_name(path: Path, scale: int) -> str:
-    """``cells.ome.zarr`` / ``cells.tif`` -> ``cells_x4.ome.zarr``."""
-    name = path.name
+def base_name(name: str) -> str:
+    """``cells.ome.zarr`` / ``cells.zarr`` / ``cells.ome.tif`` / ``cells.tif`` -> ``cells``."""
     for suf in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif"):
         if name.lower().endswith(suf):
-            name = name[: -len(suf)]
-            break
-    else:
-        name = path.stem
-    return f"{name}_x{scale}{OME_ZARR_SUFFIX}"
+            return name[: -len(suf)]
+    return Path(name).stem
+
+
+def result_name(path: Path, scale: int) -> str:
+    """``cells.ome.zarr`` / ``cells.tif`` -> ``cells_x4.ome.zarr``."""
+    return f"{base_name(path.name)}_x{scale}{OME_ZARR_SUFFIX}"
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -242,57 +259,142 @@ def _detect_version(path: Path) -> str:
     return "0.5" if (path / "zarr.json").exists() else "0.4"
 
 
-def read_ome_zarr(path: str | Path) -> Image:
-    """Open the full-resolution level of a local OME-Zarr image as a lazy Dask array.
+#: network failures of fsspec's HTTP file system (aiohttp) and the OS, reported as "cannot reach"
+_NET_ERRORS = ("ClientConnectorError", "ClientConnectionError", "ClientOSError", "ServerTimeoutError")
 
-    Returns an :class:`~scopesr.sdk.io.Image` (``format="ome-zarr"``) whose ``axes`` are the
-    image's (a subset of TCZYX, in its order) and whose ``metadata["ngff"]`` holds the NGFF
-    version, axes, units, level-0 scale and translation, channel names and omero block.
+
+def _remote_error(url: str, exc: BaseException) -> ImageError:
+    """A clear message for a URL that cannot be read: unreachable, not found, or not OME-Zarr."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    status = getattr(exc, "status", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if names & set(_NET_ERRORS) or isinstance(exc, (ConnectionError, TimeoutError)):
+        why = str(exc) or type(exc).__name__
+        return ImageError(f"{url}: cannot reach the server ({why}); check the address and the network")
+    if isinstance(status, int) and status in (401, 403):
+        return ImageError(f"{url}: access denied (HTTP {status}); the store needs credentials")
+    if "NotFoundError" in " ".join(names) or isinstance(exc, FileNotFoundError) or status == 404:
+        return ImageError(f"{url}: no zarr group at this address (nothing found, or not a zarr store)")
+    if isinstance(exc, ValueError) and "protocol" in str(exc).lower():
+        return ImageError(f"{url}: {exc} (fsspec opens http(s):// itself; other protocols need their package)")
+    return ImageError(f"{url}: cannot read this OME-Zarr ({type(exc).__name__}: {exc})")
+
+
+def _url_version(url: str) -> str:
+    """NGFF 0.5 for a zarr v3 group at ``url``, else 0.4; raises a clear ImageError when the
+    address cannot be read."""
+    zarr = require("zarr")
+    try:
+        group = zarr.open_group(url, mode="r")
+    except ImportError as exc:  # the protocol's fsspec implementation is not installed
+        raise ImageError(f"{url}: this protocol needs a package that is not installed ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - network and store errors come in many types
+        raise _remote_error(url, exc) from None
+    return "0.5" if group.metadata.zarr_format == 3 else "0.4"
+
+
+def tiff_metadata(ngff: dict[str, Any]) -> dict[str, Any]:
+    """What a TIFF result can carry of an OME-Zarr's metadata (``metadata["ngff"]`` of
+    :func:`read_ome_zarr`): the X/Y pixel size as TIFF resolution (pixels per unit; the
+    writers multiply it by the scale), the unit, Z spacing and frame interval as ImageJ
+    fields. Empty when the image states no physical size."""
+    axes, scale, units = ngff["axes"], ngff["scale"], ngff.get("units") or {}
+    size = dict(zip(axes, scale))
+    out: dict[str, Any] = {}
+    ij: dict[str, Any] = {}
+    sx, sy = size.get("X", 1.0), size.get("Y", 1.0)
+    unit = units.get("X") or units.get("Y")
+    if (unit or (sx, sy) != (1.0, 1.0)) and sx > 0 and sy > 0:
+        out["resolution"] = (1.0 / sx, 1.0 / sy)
+        if unit in ("centimeter", "inch"):
+            out["resolutionunit"] = 3 if unit == "centimeter" else 2
+        elif unit:
+            ij["unit"] = _IMAGEJ_UNITS.get(unit, unit)
+    if "Z" in size and size["Z"] > 0 and (size["Z"] != 1.0 or "Z" in units):
+        ij["spacing"] = float(size["Z"])
+    t_unit = units.get("T")
+    if "T" in size and size["T"] > 0 and t_unit in _SECONDS:
+        ij["finterval"] = float(size["T"]) * _SECONDS[t_unit]
+    if ij:
+        out["imagej"] = ij
+    return out
+
+
+#: NGFF (UDUNITS-2) length units -> the spelling ImageJ shows; time units -> seconds
+_IMAGEJ_UNITS = {"micrometer": "micron", "nanometer": "nm", "millimeter": "mm", "meter": "m"}
+_SECONDS = {"second": 1.0, "millisecond": 1e-3, "microsecond": 1e-6, "minute": 60.0, "hour": 3600.0}
+
+
+def read_ome_zarr(path: str | Path, *, axes_order: str | None = None, max_pixels: int | None = None) -> Image:
+    """Open the full-resolution level of an OME-Zarr image as a lazy Dask array.
+
+    ``path``: a local folder, or a URL (``https://host/image.ome.zarr``: fsspec's HTTP file
+    system; ``s3://`` and other protocols with their fsspec package). Returns an
+    :class:`~scopesr.sdk.io.Image` (``format="ome-zarr"``) whose ``axes`` are the image's (a
+    subset of TCZYX, in its order), or ``axes_order``'s order when given (e.g. ``"TZCYX"``,
+    the order TIFF and ImageJ write); ``metadata["ngff"]`` holds the NGFF version, axes,
+    units, level-0 scale and translation, channel names and omero block (and ``url`` for a
+    remote image), and the rest of ``metadata`` what a TIFF result carries of it
+    (:func:`tiff_metadata`). ``max_pixels``: refuse larger images (None: no limit; the
+    array is lazy, nothing is read here but metadata).
     """
     require("zarr")
     require("dask.array")
     reader = require("ome_zarr.reader")
     io = require("ome_zarr.io")
-    path = Path(path)
-    if not path.is_dir():
-        raise ImageError(
-            f"{path}: no such OME-Zarr folder" if not path.exists() else f"{path}: not an OME-Zarr folder (a file)"
-        )
-    version = _detect_version(path)
+    url = str(path).rstrip("/") if is_url(path) else None
+    if url is not None:
+        src = url
+        version = _url_version(url)
+    else:
+        path = Path(path)
+        if not path.is_dir():
+            raise ImageError(
+                f"{path}: no such OME-Zarr folder" if not path.exists() else f"{path}: not an OME-Zarr folder (a file)"
+            )
+        src = str(path)
+        version = _detect_version(path)
     try:
-        loc = io.parse_url(str(path), mode="r", fmt=_format(version))
+        loc = io.parse_url(src, mode="r", fmt=_format(version))
         if loc is None:
-            raise ImageError(f"{path}: not a zarr group (no zarr.json / .zgroup)")
+            raise ImageError(f"{src}: not a zarr group (no zarr.json / .zgroup)")
         attrs = loc.root_attrs
         if "plate" in attrs or "well" in attrs:
-            raise ImageError(f"{path}: an HCS plate/well; pass one image inside it (e.g. {path}/A/1/0)")
+            raise ImageError(f"{src}: an HCS plate/well; pass one image inside it (e.g. {src}/A/1/0)")
         if "multiscales" not in attrs:
             if "bioformats2raw.layout" in attrs:
-                raise ImageError(f"{path}: a bioformats2raw container; pass one image inside it (e.g. {path}/0)")
-            raise ImageError(f"{path}: not an OME-Zarr image (no 'multiscales' metadata)")
+                raise ImageError(f"{src}: a bioformats2raw container; pass one image inside it (e.g. {src}/0)")
+            raise ImageError(f"{src}: not an OME-Zarr image (no 'multiscales' metadata)")
         nodes = list(reader.Reader(loc)())
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means a file we cannot use
-        raise ImageError(f"{path}: cannot read this OME-Zarr ({type(exc).__name__}: {exc})") from None
+        if url is not None:
+            raise _remote_error(url, exc) from None
+        raise ImageError(f"{src}: cannot read this OME-Zarr ({type(exc).__name__}: {exc})") from None
     node = next((n for n in nodes if any(type(s).__name__ == "Multiscales" for s in n.specs)), None)
     if node is None or not node.data:
-        raise ImageError(f"{path}: OME-Zarr holds no image data")
+        raise ImageError(f"{src}: OME-Zarr holds no image data")
     meta = node.metadata
     axes_json = meta.get("axes") or [{"name": n} for n in "tczyx"[-node.data[0].ndim :]]
     names = [a["name"] if isinstance(a, dict) else str(a) for a in axes_json]
     axes = "".join(n.upper() for n in names)
     if any(len(n) != 1 or n.upper() not in NGFF_ORDER for n in names):
-        raise ImageError(f"{path}: axes {names} are not all of t, c, z, y, x (scopesr reads those)")
+        raise ImageError(f"{src}: axes {names} are not all of t, c, z, y, x (scopesr reads those)")
     arr = node.data[0]
     try:
         check_axes(axes, arr.ndim, arr.shape)
     except InputError as exc:
-        raise ImageError(f"{path}: {exc}") from None
+        raise ImageError(f"{src}: {exc}") from None
     if np.dtype(arr.dtype) not in SUPPORTED_DTYPES:
         raise ImageError(
-            f"{path}: unsupported pixel type {arr.dtype} (scopesr takes uint8, uint16 or float32 "
+            f"{src}: unsupported pixel type {arr.dtype} (scopesr takes uint8, uint16 or float32 "
             "images); convert it first"
+        )
+    npix = math.prod(int(n) for n in arr.shape)
+    if max_pixels is not None and npix > max_pixels:
+        raise ImageError(
+            f"{src}: image is {'x'.join(map(str, arr.shape))} = {npix:,} pixels, more than the limit of "
+            f"{max_pixels:,}. If that is meant, raise the limit (max_pixels=..., sr-upscale --max-pixels)."
         )
     scale = [1.0] * len(axes)
     translation = None
@@ -310,19 +412,33 @@ def read_ome_zarr(path: str | Path) -> Image:
     dataset = ms["datasets"][0]["path"]
     omero = attrs.get("omero")
     names_c = meta.get("channel_names")
-    ngff = {
+    base = url.rsplit("/", 1)[-1] if url is not None else Path(src).name
+    ngff: dict[str, Any] = {
         "version": version,
         "axes": axes,
         "scale": scale,
         "translation": translation,
         "units": units,
-        "name": ms.get("name") or path.name,
+        "name": ms.get("name") or base,
         "omero": omero,
         "channel_names": list(names_c) if names_c else None,
-        "array": str(path / dataset),
+        "array": f"{src}/{dataset}" if url is not None else str(Path(src) / dataset),
         "chunks": tuple(int(c[0]) for c in arr.chunks),
     }
-    return Image(arr, axes, path, "ome-zarr", {"ngff": ngff})
+    if url is not None:
+        ngff["url"] = url
+    if axes_order is not None:
+        order = "".join(a for a in axes_order.upper() if a in axes)
+        if sorted(order) != sorted(axes):
+            raise InputError(f"axes_order {axes_order!r} must name every axis of {axes!r}")
+        if order != axes:
+            perm = [axes.index(a) for a in order]
+            arr = arr.transpose(perm)
+            ngff["chunks"] = tuple(ngff["chunks"][i] for i in perm)
+            ngff.pop("array")  # the stored array is in the file's order, not this one
+            axes = order
+    img_path = None if url is not None else Path(src)
+    return Image(arr, axes, img_path, "ome-zarr", {**tiff_metadata(ngff), "ngff": ngff})
 
 
 # ---------------------------------------------------------------------------- writing
@@ -394,6 +510,11 @@ class OmeZarrWriter:
         """
         zarr = require("zarr")
         writer = require("ome_zarr.writer")
+        if is_url(path):
+            raise OutputError(
+                f"{path}: results are written to a local (or shared) folder, not a URL: resuming "
+                "checks which chunk files are on disk; write locally, then copy the folder"
+            )
         path = Path(path)
         fmt = _format(version)
         axes = meta.axes
@@ -655,7 +776,7 @@ def write_ome_zarr(
         sc,
         None,
         dict(units or {}),
-        name or Path(path).stem,
+        name or base_name(Path(path).name),
         None,
         list(channel_names) if channel_names else None,
     )
