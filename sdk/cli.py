@@ -196,9 +196,12 @@ def _compare_path(path: Path, outdir: Path, inputs: set[Path], claimed: set[Path
     """OUTDIR/<stem>_compare.png; when another input of this run has the same stem (a.tif and
     a.png) it took that name, and this one gets <stem>_<suffix>_compare.png: neither replaces
     the other's."""
-    cmp = check_name(outdir / f"{path.stem}_compare.png")
+    from .zarr_io import base_name, is_zarr_path
+
+    stem = base_name(path.name) if is_zarr_path(path) else path.stem
+    cmp = check_name(outdir / f"{stem}_compare.png")
     if cmp.resolve() in claimed:
-        cmp = check_name(outdir / f"{path.stem}_{path.suffix.lstrip('.').lower() or 'file'}_compare.png")
+        cmp = check_name(outdir / f"{stem}_{path.suffix.lstrip('.').lower() or 'file'}_compare.png")
         if cmp.resolve() in claimed:
             raise ImageError(
                 f"{path}: its comparison picture {cmp.name} is also that of another input with "
@@ -224,9 +227,14 @@ def process_file(
     show_progress: bool = False,
 ) -> Path:
     """Upscale one file into ``outdir``; raises ScopesrError (naming the file) on any problem."""
-    img = read_image(path, max_pixels=max_pixels)
+    img = read_image(path, max_pixels=max_pixels)  # an OME-Zarr folder: lazily, axes in TZCYX order
     s = upscaler.scale
-    out = check_name(outdir / f"{path.stem}_x{s}{output_suffix(img.dtype, img.axes, img.format)}")
+    stem = path.stem
+    if img.format == "ome-zarr":
+        from .zarr_io import base_name
+
+        stem = base_name(path.name)
+    out = check_name(outdir / f"{stem}_x{s}{output_suffix(img.dtype, img.axes, img.format)}")
     rout = out.resolve()
     if rout in inputs:
         raise ImageError(f"{path}: output {out} would overwrite an input; choose another -o folder")
@@ -500,12 +508,14 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
 @click.option(
     "--format",
     "out_format",
-    type=click.Choice(["auto", "ome-zarr"]),
+    type=click.Choice(["auto", "ome-zarr", "tiff"]),
     default="auto",
     show_default=True,
     help="auto: PNG/TIFF as today, OME-Zarr for OME-Zarr (.zarr) inputs; ome-zarr: every result is an "
     "OME-Zarr (OUTDIR/<name>_x<scale>.ome.zarr, or -o OUT.zarr for one input), chunked, with a "
-    'pyramid. OME-Zarr needs pip install "scopesr[cluster]".',
+    "pyramid; tiff: OME-Zarr inputs too give OUTDIR/<name>_x<scale>.tif (their full-resolution "
+    "level, in this process; pixel size, unit and z spacing kept). OME-Zarr needs "
+    'pip install "scopesr[cluster]".',
 )
 @click.option(
     "--ngff-version",
@@ -576,6 +586,8 @@ def main(
         raise click.UsageError("Missing option '-o' / '--outdir'.")
     if workers and scheduler:
         raise click.UsageError("--workers starts a local cluster, --scheduler uses a running one: give one of them")
+    if out_format == "tiff" and (workers or scheduler):
+        raise click.UsageError("--workers and --scheduler write OME-Zarr results; --format tiff runs in this process")
     from .zarr_io import find_inputs_with_zarr, is_zarr_path
 
     zarr_all = out_format == "ome-zarr" or bool(workers or scheduler)
@@ -610,7 +622,7 @@ def main(
     failed: list[tuple[Path, str]] = []
     show = not quiet and sys.stderr.isatty()
     zrun = None
-    if zarr_all or any(is_zarr_path(f) for f in files):  # OME-Zarr results, Dask: scopesr.sdk.dask
+    if out_format != "tiff" and (zarr_all or any(is_zarr_path(f) for f in files)):  # OME-Zarr results, Dask
         from .dask import ClusterRun
 
         zrun = ClusterRun(

@@ -119,12 +119,23 @@ def check_axes(axes: Any, ndim: int, shape: Any = None) -> None:
 def read_image(
     path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, memmap: bool | None = None, check_finite: bool = True
 ) -> Image:
-    """Read a PNG/JPEG/TIFF (incl. multi-page stacks and ImageJ hyperstacks).
+    """Read a PNG/JPEG/TIFF (incl. multi-page stacks and ImageJ hyperstacks), or an OME-Zarr
+    image (a folder or an ``http(s)://`` URL; needs the ``cluster`` extra): its full-resolution
+    level as a lazy Dask array in TZCYX order, its pixel size as TIFF metadata for
+    :func:`write_image` (see :func:`scopesr.sdk.zarr_io.read_ome_zarr`).
 
     ``max_pixels`` bounds the total pixel count (decompression-bomb guard; raise it for
     truly huge images). ``memmap``: None = memory-map uncompressed TIFFs larger than
     64 MB, True = always try, False = never. Raises ImageError naming the file and the problem.
     """
+    from .zarr_io import is_url, is_zarr_path
+
+    if is_url(path) or (Path(path).is_dir() and is_zarr_path(path)):
+        from .zarr_io import read_ome_zarr
+
+        return read_ome_zarr(
+            path if isinstance(path, str) else Path(path), axes_order=AXES_ORDER, max_pixels=max_pixels
+        )
     path = Path(path)
     try:
         st = path.stat()
