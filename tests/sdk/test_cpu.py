@@ -229,3 +229,94 @@ def test_macos_sysctl(monkeypatch):
     assert C._macos().features == ("sse4_2", "avx", "avx2", "fma", "f16c")
     monkeypatch.setattr(C, "_sysctl", lambda *names: {})
     assert C._macos() is None  # no sysctl: the platform fallback takes over
+
+
+# ---------------------------------------------------------------------------- threading
+def _cgroup_tree(tmp_path, files: dict[str, str], proc: str):
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    (tmp_path / "proc_cgroup").write_text(proc)
+    return root, tmp_path / "proc_cgroup"
+
+
+@pytest.mark.parametrize(
+    ("files", "proc", "want"),
+    [
+        # cgroup v2: a docker --cpus 1.5 container (namespaced: the process sees "/")
+        ({"cpu.max": "150000 100000\n"}, "0::/\n", 1.5),
+        ({"cpu.max": "max 100000\n"}, "0::/\n", None),
+        # v2, a nested cgroup under a tighter parent: the smallest limit wins
+        ({"cpu.max": "max 100000", "a/cpu.max": "100000 100000", "a/b/cpu.max": "300000 100000"}, "0::/a/b\n", 1.0),
+        # cgroup v1 (cpu,cpuacct joint mount); quota -1 is no limit
+        (
+            {"cpu,cpuacct/cpu.cfs_quota_us": "200000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
+            "4:memory:/x\n3:cpu,cpuacct:/\n",
+            2.0,
+        ),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, "1:cpu:/\n", None),
+        # unreadable or odd contents: no limit known
+        ({"cpu.max": "garbage"}, "0::/\n", None),
+        ({}, "", None),
+    ],
+)
+def test_cgroup_cpu_limit(tmp_path, files, proc, want):
+    root, pc = _cgroup_tree(tmp_path, files, proc)
+    assert C.cgroup_cpu_limit(root, pc) == want
+
+
+def test_cgroup_cpu_limit_without_cgroups(tmp_path):
+    assert C.cgroup_cpu_limit(tmp_path / "none", tmp_path / "no_proc_file") is None
+
+
+def test_available_cores_take_the_quota_rounded_up(monkeypatch):
+    monkeypatch.setattr(C, "usable_cores", lambda: 8)
+    monkeypatch.setattr(C, "cgroup_cpu_limit", lambda: None)
+    assert C.available_cores() == 8
+    monkeypatch.setattr(C, "cgroup_cpu_limit", lambda: 1.5)
+    assert C.available_cores() == 2
+    monkeypatch.setattr(C, "cgroup_cpu_limit", lambda: 0.2)
+    assert C.available_cores() == 1
+    monkeypatch.setattr(C, "cgroup_cpu_limit", lambda: 16.0)
+    assert C.available_cores() == 8  # the affinity mask is the tighter bound
+
+
+@pytest.mark.parametrize(
+    ("cores", "threads", "spin"),
+    [(1, 1, False), (2, 2, False), (4, 4, False), (5, 5, True), (16, 16, True)],
+)
+def test_thread_policy_rule(cores, threads, spin):
+    pol = C.thread_policy(cores=cores)
+    assert (pol.threads, pol.spin, pol.cores) == (threads, spin, cores)
+    assert f"{cores} available cores" in pol.reason and f"spin {'on' if spin else 'off'}" in pol.reason
+    assert C.SPIN_MAX_CORES == 4  # the rule the docs state
+
+
+def test_thread_policy_follows_this_process(monkeypatch):
+    monkeypatch.setattr(C, "available_cores", lambda: 3)
+    pol = C.thread_policy()
+    assert (pol.threads, pol.spin, pol.cores) == (3, False, 3)
+
+
+def test_thread_policy_choices_override_the_rule():
+    import numpy as np
+
+    assert C.thread_policy(1, cores=8) == C.ThreadPolicy(1, True, 8, "1 thread (asked), spin on (8 cores > 4)")
+    assert C.thread_policy(0, cores=2).threads == 2  # 0: one per available core
+    assert C.thread_policy(np.int64(3), cores=2).threads == 3
+    pol = C.thread_policy(spin=True, cores=2)
+    assert pol.spin and pol.threads == 2 and "spin on (asked)" in pol.reason
+    assert not C.thread_policy(spin=False, cores=32).spin
+    assert C.thread_policy(cores=2).to_dict()["spin"] is False
+
+
+@pytest.mark.parametrize(
+    ("num_threads", "spin"), [(-1, None), (1.5, None), ("2", None), (True, None), (1, "no"), (1, 0)]
+)
+def test_thread_policy_refuses_bad_values(num_threads, spin):
+    from scopesr.sdk import InputError
+
+    with pytest.raises(InputError, match="num_threads|spin"):
+        C.thread_policy(num_threads, spin, cores=2)
