@@ -74,13 +74,18 @@ def default_model(backend: str) -> Path:
     )
 
 
-def load_upscaler(model: Path, backend: str, threads: int | None = None) -> Any:
+def load_upscaler(model: Path, backend: str, threads: int | None = None, spin: bool | None = None) -> Any:
+    """Open the model; ``threads`` None/0 and ``spin`` None follow scopesr's rule
+    (scopesr.sdk.cpu.thread_policy: one thread per available core, no spin-waiting on <= 4 cores)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
         # an option error, not the model's: said before the model is touched
-        raise ValueError(f"--threads {threads!r}: a whole number >= 0 (0: the runtime's choice)")
+        raise ValueError(f"--threads {threads!r}: a whole number >= 0 (0: one per available core)")
     import scopesr.sdk as sdk
 
-    return sdk.load(model, backend=backend, **({"num_threads": threads} if threads else {}))
+    opts: dict[str, Any] = {"num_threads": threads} if threads else {}
+    if spin is not None:
+        opts["spin"] = spin
+    return sdk.load(model, backend=backend, **opts)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -176,7 +181,13 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     type=click.IntRange(min=0),
     default=None,
     metavar="N",
-    help="Runtime threads (default or 0: the runtime's choice; a Pi 4/5 has 4 cores).",
+    help="Runtime threads (default or 0: one per available core; a Pi 4/5 has 4).",
+)
+@click.option(
+    "--spin/--no-spin",
+    default=None,
+    help="Let idle runtime threads spin-wait (ONNX Runtime). Default: off on machines of at most 4 "
+    "cores (a Pi), where spinning threads fight the camera and display for the cores.",
 )
 @click.option(
     "--screenshot",
@@ -230,7 +241,7 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
             {".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite") if args.model else "tflite"
         )
         model = args.model or default_model(backend)
-        up = load_upscaler(model, backend, args.threads)
+        up = load_upscaler(model, backend, args.threads, args.spin)
         scale = int(up.card.scale)
         source = open_source(args.source, loop=args.loop, lores=args.lores)
     except (ScopesrError, SourceError) as exc:

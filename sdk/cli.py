@@ -347,6 +347,8 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
     threads = be.get("num_threads")
     runtime = be.get("runtime") or ", ".join(be.get("providers") or []) or ""
     threads_text = str(threads) if threads else f"the runtime's default ({cpu.get('cores', '?')} usable cores)"
+    if be.get("threading"):
+        threads_text += f" ({be['threading']})"
     lines.append(
         f"backend    {be.get('backend', '?')}{f' ({runtime})' if runtime else ''} on {be.get('device', 'cpu')}, "
         f"threads: {threads_text}"
@@ -362,10 +364,10 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _describe(model: str | None, backend: str, device: str) -> None:
+def _describe(model: str | None, backend: str, device: str, run_opts: dict[str, Any] | None = None) -> None:
     """sr-upscale --describe: load the model as a run would, print what it is and runs on."""
     try:
-        up = _load_model(model, backend, device)
+        up = _load_model(model, backend, device, run_opts)
     except ScopesrError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("\n".join(_describe_lines(up.describe())))
@@ -386,6 +388,8 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
                 raise click.ClickException(msg) from None
         return load(model, backend=backend, device=device, **opts)
     except ScopesrError as exc:
+        if opts and "does not take option" in str(exc) and "'spin'" in str(exc).split("; it takes")[0]:
+            raise InputError(f"{exc}. --spin/--no-spin applies to ONNX and TFLite models only") from None
         if opts and "does not take option" in str(exc):
             raise InputError(
                 f"{exc}. --torch-dtype, --channels-last, --compile and --cuda-graphs apply to "
@@ -497,6 +501,19 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     help="torch (.pt2) models: torch.compile (slow to start; pays off on long runs).",
 )
 @click.option("--cuda-graphs", is_flag=True, help="torch (.pt2) models on CUDA: replay one CUDA graph per tile shape.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Runtime CPU threads. Default (or 0): one per available core (the affinity mask, within a cgroup CPU quota).",
+)
+@click.option(
+    "--spin/--no-spin",
+    default=None,
+    help="Let idle runtime threads spin-wait (ONNX Runtime). Default: off on machines of at most 4 cores, "
+    "where a spinning thread fights other busy processes for a core; on above that.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
 @click.option(
@@ -565,6 +582,8 @@ def main(
     compile_: bool = False,
     cuda_graphs: bool = False,
     describe: bool = False,
+    threads: int | None = None,
+    spin: bool | None = None,
     out_format: str = "auto",
     ngff_version: str | None = None,
     chunk: int | None = None,
@@ -577,8 +596,11 @@ def main(
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     _setup_logging(verbose, quiet)
+    run_opts: dict[str, Any] = {"num_threads": threads} if threads else {}
+    if spin is not None:
+        run_opts["spin"] = spin
     if describe:
-        _describe(model, backend, device)
+        _describe(model, backend, device, run_opts)
         return
     if not inputs:
         raise click.UsageError("Missing argument 'INPUTS...'.")
@@ -605,7 +627,7 @@ def main(
             )
             if v
         }
-        upscaler = _load_model(model, backend, device, torch_opts)
+        upscaler = _load_model(model, backend, device, {**torch_opts, **run_opts})
     except ScopesrError as exc:
         raise click.ClickException(str(exc)) from None
     log.info(

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..card import ModelCard
+from ..cpu import ThreadPolicy, thread_policy
 from ..errors import BackendUnavailable, InputError, ModelError, ModelIOError
 from ..tiles import tile_entry, tile_label, tile_shapes
 
@@ -145,3 +146,10 @@ def check_opts(name: str, opts: dict[str, Any], allowed: tuple[str, ...]) -> Non
     bad = sorted(set(opts) - set(allowed))
     if bad:
         raise InputError(f"the {name} backend does not take option(s) {bad}; it takes {list(allowed)}")
+
+
+def thread_settings(opts: dict[str, Any]) -> ThreadPolicy:
+    """The CPU threading a backend opens its runtime with: ``opts["num_threads"]`` (None or 0:
+    one per available core) and ``opts["spin"]`` (None: off on machines of at most
+    ``scopesr.sdk.cpu.SPIN_MAX_CORES`` cores), by :func:`scopesr.sdk.cpu.thread_policy`."""
+    return thread_policy(opts.get("num_threads"), opts.get("spin"))

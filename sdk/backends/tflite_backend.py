@@ -3,6 +3,13 @@
 The interpreter comes from ai-edge-litert, else tflite-runtime, else tensorflow.lite.
 Dynamic resizing is never used: we measured that a resized converted model can silently
 return the conversion-time output size. Each signature's output shape is checked anyway.
+
+Threading (``scopesr.sdk.cpu.thread_policy``): ``num_threads`` goes to the interpreter and so
+to its XNNPACK delegate, one per available core unless the caller says otherwise (the
+interpreter's own default is one thread). Whether XNNPACK's thread pool spin-waits cannot be
+set through the Python interpreter API, so ``spin`` is accepted (one option set for every
+backend) but only recorded: ``describe()["spin"]`` is None, and an explicit value is logged
+as having no effect.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import numpy as np
 from ..card import ModelCard
 from ..errors import BackendUnavailable, CardError, ModelError
 from ..tiles import parse_signature, signature_name, tile_label
-from .base import Backend, check_opts, has_module
+from .base import Backend, check_opts, has_module, thread_settings
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +63,23 @@ class TFLiteBackend(Backend):
 
     def __init__(self, artifact: Path, card: ModelCard, device: str = "auto", **opts: Any) -> None:
         super().__init__(artifact, card)
-        check_opts(self.name, opts, ("num_threads",))
+        check_opts(self.name, opts, ("num_threads", "spin"))
+        self.threading = thread_settings(opts)
+        if opts.get("spin") is not None:
+            log.warning(
+                "%s: spin=%s has no effect with TFLite (its XNNPACK thread pool is not configurable from "
+                "Python); set num_threads instead",
+                artifact.name,
+                opts["spin"],
+            )
         if device == "cuda":
             raise BackendUnavailable(
                 f"{artifact.name}: the TFLite backend runs on the CPU only; use "
                 "device='cpu' or an ONNX/pt2 artifact for CUDA"
             )
         Interpreter, self.runtime = find_interpreter()
-        kw = {"num_threads": int(opts["num_threads"])} if opts.get("num_threads") else {}
         try:
-            self.interp = Interpreter(model_path=str(artifact), **kw)
+            self.interp = Interpreter(model_path=str(artifact), num_threads=self.threading.threads)
         except Exception as exc:
             raise ModelError(
                 f"{artifact}: {self.runtime} cannot load this file ({exc}); "
@@ -105,7 +119,8 @@ class TFLiteBackend(Backend):
                 )
             self.runners[shape] = runner
             self.io[shape] = (iname, idet, oname, odet)
-        self.num_threads = opts.get("num_threads")
+        self.num_threads = self.threading.threads
+        self.spin = None  # not settable in TFLite (see the module docstring)
 
     @staticmethod
     def _quantise(x: np.ndarray, det: dict) -> np.ndarray:
@@ -137,5 +152,11 @@ class TFLiteBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(runtime=self.runtime, num_threads=self.num_threads, device="cpu")
+        d.update(
+            runtime=self.runtime,
+            num_threads=self.num_threads,
+            spin=self.spin,
+            threading=self.threading.reason.split(", spin")[0] + ", spin: the runtime's own (not settable)",
+            device="cpu",
+        )
         return d

@@ -290,3 +290,105 @@ def test_onnx_fp16_io_is_cast_at_the_edge(tmp_path):
     out = up.upscale(img)
     assert out.dtype == np.float32
     assert np.abs(out - sr.load(FIX / "tiny_x4.onnx").upscale(img)).max() < 2e-2
+
+
+# ---------------------------------------------------------------------------- threading
+def _spin_entries(be) -> tuple[str, str]:
+    so = be.session_options
+    return (
+        so.get_session_config_entry("session.intra_op.allow_spinning"),
+        so.get_session_config_entry("session.inter_op.allow_spinning"),
+    )
+
+
+def test_onnx_session_carries_the_thread_rule(monkeypatch):
+    """Read back from ORT's SessionOptions: threads = available cores, no spinning on <= 4 cores."""
+    from scopesr.sdk import cpu
+
+    card = ModelCard.load(FIX / "tiny_x4.onnx")
+    monkeypatch.setattr(cpu, "available_cores", lambda: 2)
+    be = open_backend(FIX / "tiny_x4.onnx", card)
+    assert be.session_options.intra_op_num_threads == 2 and _spin_entries(be) == ("0", "0")
+    d = be.describe()
+    assert d["num_threads"] == 2 and d["spin"] is False and "spin off (2 cores <= 4)" in d["threading"]
+    monkeypatch.setattr(cpu, "available_cores", lambda: 8)
+    be = open_backend(FIX / "tiny_x4.onnx", card)
+    assert be.session_options.intra_op_num_threads == 8 and _spin_entries(be) == ("1", "1")
+
+
+def test_onnx_session_takes_the_callers_threads_and_spin():
+    card = ModelCard.load(FIX / "tiny_x4.onnx")
+    be = open_backend(FIX / "tiny_x4.onnx", card, num_threads=3, spin=True)
+    assert be.session_options.intra_op_num_threads == 3 and _spin_entries(be) == ("1", "1")
+    be = sr.load(FIX / "tiny_x4.onnx", num_threads=1, spin=False).backend
+    assert be.session_options.intra_op_num_threads == 1 and _spin_entries(be) == ("0", "0")
+    assert be.describe()["spin"] is False and be.run(x_nchw(1, 8, 8)).shape == (1, 1, 32, 32)
+    with pytest.raises(sr.InputError, match="spin"):
+        sr.load(FIX / "tiny_x4.onnx", spin="off")
+
+
+def _capture_interpreter(monkeypatch) -> list[dict]:
+    """Wrap the TFLite Interpreter class to record the keywords the backend opens it with."""
+    from scopesr.sdk.backends import tflite_backend
+
+    real, pkg = tflite_backend.find_interpreter()
+    seen: list[dict] = []
+
+    def spy(**kw):
+        seen.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(tflite_backend, "find_interpreter", lambda: (spy, pkg))
+    return seen
+
+
+def test_tflite_interpreter_gets_the_thread_count(monkeypatch, caplog):
+    from scopesr.sdk import cpu
+
+    seen = _capture_interpreter(monkeypatch)
+    card = ModelCard.load(FIX / "tiny_x4_fixed.tflite")
+    monkeypatch.setattr(cpu, "available_cores", lambda: 2)
+    be = open_backend(FIX / "tiny_x4_fixed.tflite", card)
+    assert seen[-1]["num_threads"] == 2 and be.describe()["num_threads"] == 2
+    assert be.describe()["spin"] is None  # XNNPACK's pool: not settable from Python
+    be = open_backend(FIX / "tiny_x4_fixed.tflite", card, num_threads=1)
+    assert seen[-1]["num_threads"] == 1
+    with caplog.at_level("WARNING"):
+        open_backend(FIX / "tiny_x4_fixed.tflite", card, spin=False)
+    assert "no effect with TFLite" in caplog.text
+
+
+def test_sr_upscale_threads_and_spin_reach_the_backend(monkeypatch):
+    """sr-upscale --threads/--spin: the ONNX session opens with them (read back), and --describe says so."""
+    from click.testing import CliRunner
+
+    from scopesr.sdk import cli
+    from scopesr.sdk.backends import onnx_backend
+
+    opened: list = []
+    real_init = onnx_backend.OnnxBackend.__init__
+
+    def spy(self, *a, **kw):
+        real_init(self, *a, **kw)
+        opened.append(self)
+
+    monkeypatch.setattr(onnx_backend.OnnxBackend, "__init__", spy)
+    model = str(FIX / "tiny_x4.onnx")
+    res = CliRunner().invoke(cli.main, ["--model", model, "--threads", "1", "--spin", "--describe"])
+    assert res.exit_code == 0, res.output
+    assert opened[-1].session_options.intra_op_num_threads == 1 and _spin_entries(opened[-1]) == ("1", "1")
+    assert "threads: 1" in res.output and "spin on (asked)" in res.output
+    res = CliRunner().invoke(cli.main, ["--model", model, "--threads", "3", "--no-spin", "--describe"])
+    assert res.exit_code == 0, res.output
+    assert opened[-1].session_options.intra_op_num_threads == 3 and _spin_entries(opened[-1]) == ("0", "0")
+
+
+def test_demo_pi_threads_and_spin_reach_the_backend():
+    run_py = Path(__file__).resolve().parents[2] / "demo_pi" / "run.py"
+    spec = importlib.util.spec_from_file_location("scopesr_demo_pi_run", run_py)
+    demo_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_run)  # demo_pi is a script folder, not a package
+    be = demo_run.load_upscaler(FIX / "tiny_x4.onnx", "onnx", threads=1, spin=True).backend
+    assert be.session_options.intra_op_num_threads == 1 and _spin_entries(be) == ("1", "1")
+    be = demo_run.load_upscaler(FIX / "tiny_x4.onnx", "onnx").backend
+    assert be.num_threads == be.threading.cores and be.spin is (be.threading.cores > 4)
