@@ -201,6 +201,193 @@ def test_tiff_to_ome_zarr_through_the_cli(tmp_path, model, up, real_image):
     assert res.exit_code == 1 and "--overwrite" in res.output
 
 
+def test_ome_zarr_result_keeps_the_inputs_channels_and_metadata(tmp_path, model, up, nuclei):
+    """OME-Zarr in, OME-Zarr out (sr-upscale, auto format): the omero block (labels, colours,
+    display windows), the name, the units, the pixel size / 4 and the translation moved so that
+    the result covers the same area."""
+    _need_cluster()
+    import zarr
+    from click.testing import CliRunner
+
+    from scopesr.sdk import zarr_io
+    from scopesr.sdk.cli import main
+
+    lr = np.stack([nuclei[:64, :80], nuclei[64:128, :80]])[None]  # Z, C, Y, X -> written as C, Z, Y, X
+    src = zarr_io.write_ome_zarr(
+        tmp_path / "cells.ome.zarr",
+        lr,
+        "ZCYX",
+        chunk=32,
+        name="cells",
+        scale=[2.0, 1.0, 0.4, 0.4],
+        units={"Z": "micrometer", "Y": "micrometer", "X": "micrometer"},
+    )
+    g = zarr.open_group(str(src), mode="r+")
+    omero = {
+        "channels": [
+            {"label": "DAPI", "color": "0000FF", "window": {"min": 0, "max": 4095, "start": 10, "end": 900}},
+            {"label": "GFP", "color": "00FF00", "window": {"min": 0, "max": 4095, "start": 5, "end": 700}},
+        ],
+        "rdefs": {"model": "color"},
+    }
+    g.attrs["omero"] = omero
+    ms = g.attrs["multiscales"]
+    ms[0]["datasets"][0]["coordinateTransformations"].append({"type": "translation", "translation": [0, 0, 10, 20]})
+    g.attrs["multiscales"] = ms
+    res = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / "out"), "--model", str(model), "-q"])
+    assert res.exit_code == 0, res.output
+    out = zarr_io.read_ome_zarr(tmp_path / "out" / "cells_x4.ome.zarr")
+    ngff = out.metadata["ngff"]
+    assert out.axes == "CZYX" and out.shape == (2, 1, 256, 320)
+    assert ngff["name"] == "cells"
+    assert ngff["omero"]["channels"] == [{**c, "active": True} for c in omero["channels"]]  # "active" filled in
+    assert ngff["omero"]["rdefs"] == omero["rdefs"] and ngff["channel_names"] == ["DAPI", "GFP"]
+    assert ngff["units"] == {"Z": "micrometer", "Y": "micrometer", "X": "micrometer"}
+    assert ngff["scale"] == pytest.approx([1.0, 2.0, 0.1, 0.1])
+    # the first HR pixel centre sits 1.5 HR pixels before the first LR centre: (0.1 - 0.4) / 2
+    assert ngff["translation"] == pytest.approx([0.0, 0.0, 10 - 0.15, 20 - 0.15])
+    np.testing.assert_array_equal(np.asarray(out.array), up.upscale(lr.transpose(1, 0, 2, 3), axes="CZYX"))
+
+
+def test_ome_zarr_to_tiff_through_the_cli_and_the_sdk(tmp_path, model, up, nuclei):
+    """sr-upscale IN.ome.zarr --format tiff, and sr.read_image + sr.write_image: an ImageJ
+    TIFF in TZCYX order with the values of one process, the pixel size / 4, unit and z
+    spacing; both write the same pixels and metadata."""
+    _need_cluster()
+    from click.testing import CliRunner
+
+    from scopesr.sdk import zarr_io
+    from scopesr.sdk.cli import main
+
+    lr = np.stack([nuclei[:48, :40], nuclei[100:148, 200:240][::-1]])  # C, Y, X
+    lr = np.stack([lr, lr // 2, lr[:, ::-1]], axis=1)  # C, Z, Y, X (NGFF order)
+    src = zarr_io.write_ome_zarr(
+        tmp_path / "stack.ome.zarr",
+        lr,
+        "CZYX",
+        chunk=32,
+        version="0.5",
+        channel_names=["a", "b"],
+        scale=[1.0, 1.5, 0.5, 0.5],
+        units={"Z": "micrometer", "Y": "micrometer", "X": "micrometer"},
+    )
+    res = CliRunner().invoke(
+        main, [str(src), "-o", str(tmp_path / "out"), "--format", "tiff", "--model", str(model), "-q", "--compare"]
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stack_compare.png", "stack_x4.tif"]
+    want = up.upscale(lr.transpose(1, 0, 2, 3), axes="ZCYX")  # ImageJ order
+    with tifffile.TiffFile(tmp_path / "out" / "stack_x4.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "ZCYX"
+        np.testing.assert_array_equal(tif.asarray(), want)
+        ij = tif.imagej_metadata
+        assert ij["unit"] == "micron" and ij["spacing"] == pytest.approx(1.5)
+        xres = tif.pages[0].tags["XResolution"].value
+        assert xres[0] / xres[1] == pytest.approx(8.0)  # pixels per micron: 1 / (0.5 / 4)
+    # the streamed path (--stream-above 0: plane by plane, band by band) writes the same pixels
+    res = CliRunner().invoke(
+        main,
+        [str(src), "-o", str(tmp_path / "streamed"), "--format", "tiff", "--model", str(model), "-q"]
+        + ["--stream-above", "0"],
+    )
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "streamed" / "stack_x4.tif"), want)
+    # the SDK: read_image opens the OME-Zarr lazily in TZCYX order, write_image keeps its pixel size
+    img = sr.read_image(src)
+    assert img.axes == "ZCYX" and img.format == "ome-zarr" and img.shape == (3, 2, 48, 40)
+    hr = up.upscale(img.array, axes=img.axes)
+    sr.write_image(tmp_path / "sdk.tif", hr, img.axes, img.metadata, scale=up.scale)
+    with tifffile.TiffFile(tmp_path / "sdk.tif") as a, tifffile.TiffFile(tmp_path / "out" / "stack_x4.tif") as b:
+        np.testing.assert_array_equal(a.asarray(), b.asarray())
+        assert a.imagej_metadata == b.imagej_metadata
+        assert a.pages[0].tags["XResolution"].value == b.pages[0].tags["XResolution"].value
+    # a pixel budget applies to OME-Zarr inputs too, and OME-Zarr results need OME-Zarr runs
+    with pytest.raises(sr.ImageError, match="more than the limit"):
+        sr.read_image(src, max_pixels=1000)
+    res = CliRunner().invoke(main, [str(src), "-o", str(tmp_path / "x"), "--format", "tiff", "--workers", "2"])
+    assert res.exit_code == 2 and "--format tiff runs in this process" in res.output
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A folder served over HTTP on a free 127.0.0.1 port (byte ranges answered, as object
+    stores do): yields (folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    try:
+        from RangeHTTPServer import RangeRequestHandler as handler  # comes with ome-zarr
+    except ImportError:
+        handler = http.server.SimpleHTTPRequestHandler
+
+    class Quiet(handler):  # type: ignore[misc,valid-type]
+        def log_message(self, *args):
+            pass
+
+    root = tmp_path / "served"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_read_an_ome_zarr_over_http(http_root, tmp_path, up, model, nuclei, version):
+    """An OME-Zarr served over HTTP reads as the same image (metadata and pixels) through the
+    SDK, upscales into a local OME-Zarr equal to one process, and bad addresses are named."""
+    _need_cluster()
+    import socket
+
+    import scopesr.sdk.dask as srd
+    from scopesr.sdk import zarr_io
+
+    root, base = http_root
+    lr = np.stack([nuclei[:96, :64], nuclei[96:192, :64]])
+    zarr_io.write_ome_zarr(
+        root / "cells.ome.zarr",
+        lr,
+        "CYX",
+        chunk=32,
+        version=version,
+        channel_names=["DAPI", "GFP"],
+        scale=[1.0, 0.3, 0.3],
+        units={"Y": "micrometer", "X": "micrometer"},
+    )
+    url = f"{base}/cells.ome.zarr"
+    remote = zarr_io.read_ome_zarr(url + "/")
+    local = zarr_io.read_ome_zarr(root / "cells.ome.zarr")
+    assert remote.path is None and remote.metadata["ngff"]["url"] == url
+    for key in ("version", "axes", "scale", "units", "name", "channel_names", "omero", "chunks"):
+        assert remote.metadata["ngff"][key] == local.metadata["ngff"][key], key
+    np.testing.assert_array_equal(np.asarray(remote.array), lr)
+    assert sr.read_image(url).axes == "CYX"
+
+    rep = srd.upscale_to_ome_zarr(url, tmp_path / "out.ome.zarr", model, chunk=32)
+    out = zarr_io.read_ome_zarr(tmp_path / "out.ome.zarr")
+    assert rep.written >= 9 and out.metadata["ngff"]["channel_names"] == ["DAPI", "GFP"]
+    assert out.metadata["ngff"]["scale"] == pytest.approx([1.0, 0.075, 0.075])
+    np.testing.assert_array_equal(np.asarray(out.array), up.upscale(lr, axes="CYX"))
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/cells.ome.zarr"
+    with pytest.raises(sr.ImageError, match="cannot reach the server"):
+        zarr_io.read_ome_zarr(dead)
+    with pytest.raises(sr.ImageError, match="no zarr group at this address"):
+        zarr_io.read_ome_zarr(f"{base}/missing.ome.zarr")
+    with pytest.raises(sr.ImageError, match="cannot reach the server"):
+        srd.upscale_to_ome_zarr(dead, tmp_path / "never.ome.zarr", up)
+    with pytest.raises(OutputError, match="not a URL"):
+        srd.upscale_to_ome_zarr(url, f"{base}/result.ome.zarr", up)
+    assert not (tmp_path / "never.ome.zarr").exists()
+
+
 # ---------------------------------------------------------------------------- on a cluster
 @pytest.fixture(scope="module")
 def client():
