@@ -2,9 +2,11 @@
 
 The layers, bottom to top: ``sdk`` <- ``trainer`` <- ``converters`` <- ``bench``. A package
 imports only its own layer and those below it, anywhere in a file (a lazy import inside a
-function is still a dependency). ``demo_pi`` (the Raspberry Pi demo) uses the SDK only.
-``benchmarks/`` (thin scripts) sits on top and may import anything; nothing imports it or
-``demo_pi``.
+function is still a dependency). ``serve`` (sr-serve, the web pages and HTTP API) sits on the
+SDK alone: it imports ``sdk`` and no other package (it must run torch-free on a Pi), and no
+package imports it. ``demo_pi`` (the Raspberry Pi demo) uses the SDK, and ``serve`` for its
+``--serve`` option. ``benchmarks/`` (thin scripts) sits on top and may import anything; nothing
+imports it or ``demo_pi``.
 
 The SDK is the torch-free runtime: it imports torch and the model runtimes only inside
 functions (so ``import scopesr.sdk`` works on a Pi without them), never at module level.
@@ -36,7 +38,11 @@ PACKAGES = {
     "trainer": ("scopesr.trainer", 1),
     "converters": ("scopesr.converters", 2),
     "bench": ("scopesr.bench", 3),
+    "serve": ("scopesr.serve", 1),
 }
+#: packages beside the layers: each may import only the packages listed here (and itself), and
+#: no package imports it
+SIDE_PACKAGES = {"serve": ("sdk",)}
 #: script folders: their modules import each other by plain name (the folder is on sys.path)
 SCRIPT_DIRS = ("demo_pi", "benchmarks")
 #: may not be imported at module level by the SDK (heavy, optional runtimes)
@@ -177,6 +183,13 @@ def test_packages_import_only_their_own_layer_and_below():
                     f"{imp.where()}: {folder} imports {imp.target}, a package outside "
                     f"{', '.join(PACKAGES)}: add it to the layers in this test"
                 )
+            elif folder in SIDE_PACKAGES and other not in SIDE_PACKAGES[folder]:
+                bad.append(
+                    f"{imp.where()}: {folder} imports {imp.target} ({folder} may import only "
+                    f"{', '.join(SIDE_PACKAGES[folder])})"
+                )
+            elif other in SIDE_PACKAGES:
+                bad.append(f"{imp.where()}: {folder} imports {imp.target} (nothing imports {other} but demo_pi)")
             elif PACKAGES[other][1] > layer:
                 bad.append(
                     f"{imp.where()}: {folder} imports {imp.target} "
@@ -187,14 +200,17 @@ def test_packages_import_only_their_own_layer_and_below():
 
 
 def test_demo_pi_uses_the_sdk_only():
+    """The SDK, and sr-serve for --serve (itself on the SDK alone)."""
     bad = []
     for _name, (folder, _path, imports) in MODULES.items():
         if folder != "demo_pi":
             continue
         for imp in imports:
             other = _scopesr_package(imp.target)
-            if _top(imp.target) == "scopesr" and other != "sdk":
-                bad.append(f"{imp.where()}: demo_pi imports {imp.target} (the demo uses scopesr.sdk only)")
+            if _top(imp.target) == "scopesr" and other not in ("sdk", "serve"):
+                bad.append(
+                    f"{imp.where()}: demo_pi imports {imp.target} (the demo uses scopesr.sdk and scopesr.serve only)"
+                )
             elif _top(imp.target) == "benchmarks":
                 bad.append(f"{imp.where()}: demo_pi imports {imp.target}")
     assert not bad, _report("demo_pi imports beyond the SDK", bad)
@@ -212,6 +228,19 @@ def test_sdk_imports_runtimes_and_torch_only_inside_functions():
                     "that needs it: scopesr.sdk must import without it)"
                 )
     assert not bad, _report("heavy imports at the SDK's module level", bad)
+
+
+def test_serve_never_imports_torch():
+    """sr-serve runs in the edge env on a Pi: torch and its kin appear nowhere in it, not even lazily."""
+    heavy = ("torch", "torchvision", "onnx", "onnxscript", "tensorflow", "coremltools", "litert_torch")
+    bad = [
+        f"{imp.where()}: serve imports {imp.target}"
+        for _name, (folder, _path, imports) in MODULES.items()
+        if folder == "serve"
+        for imp in imports
+        if _top(imp.target) in heavy
+    ]
+    assert not bad, _report("heavy imports in serve", bad)
 
 
 # ------------------------------------------------------------------------------ cycles

@@ -26,6 +26,7 @@ COMMANDS: dict[str, list[str]] = {
     **{f"sr-train {sub}": ["sr-train", sub] for sub in ("presets", "pretrain", "gan", "distill", "eval")},
     "sr-bench": ["sr-bench"],
     "sr-convert": ["sr-convert"],
+    "sr-serve": ["sr-serve"],
     "demo_pi/run.py": [sys.executable, str(ROOT / "demo_pi" / "run.py")],
 }
 

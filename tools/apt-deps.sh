@@ -3,12 +3,15 @@
 # everything is there):
 #   qemu-user-static : runs the arm64 (Raspberry Pi OS) Python under emulation (tests/edge/test_qemu_arm64.py)
 #   xvfb             : a virtual X server for the windowed demo test (tests/edge/test_demo_pi.py)
+#   chromium         : the headless browser that drives sr-serve's pages (tests/serve, through
+#                      playwright, which talks to it directly: no chromedriver, no browser download)
 # Without root or apt-get it only warns: the tests that need these then skip and say why.
 set -u
 
 need=""
 command -v qemu-aarch64-static >/dev/null 2>&1 || need="$need qemu-user-static"
 command -v Xvfb >/dev/null 2>&1 || need="$need xvfb"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 
 if [ -z "$need" ]; then
     exit 0
