@@ -506,7 +506,9 @@ def _sr_block_inner(
     if layout.fixed:
         plan = make_plan(be, ch, cw, layout.tile, hn)
     else:
-        plan = TilePlan(_core_spans(ch, layout.tile[0], hn), _core_spans(cw, layout.tile[1], hn), layout.tile, hn, False)
+        plan = TilePlan(
+            _core_spans(ch, layout.tile[0], hn), _core_spans(cw, layout.tile[1], hn), layout.tile, hn, False
+        )
     y0, x0 = sum(layout.cy[:iy]), sum(layout.cx[:ix])
     window = Window(
         (sum(layout.cy), sum(layout.cx)),  # the whole image
@@ -588,10 +590,12 @@ def _upscale_setup(src: Any, setup: Setup, up: Upscaler, spec: ModelSpec) -> Any
             dask_key_name=f"scopesr-stats-{tokenize(src, key)}",
         )
     s = lay.scale
-    depth = {nf: lay.halo, nf + 1: lay.halo}
+    # no overlap along an axis that is one block (no neighbours; its border is the image's,
+    # read by reflection): Dask refuses a depth beyond a chunk, e.g. a 1-pixel image
+    depth = {nf: lay.halo if len(lay.cy) > 1 else 0, nf + 1: lay.halo if len(lay.cx) > 1 else 0}
     out_chunks = view.chunks[:nf] + (tuple(n * s for n in lay.cy), tuple(n * s for n in lay.cx), (lay.c_out,))
     meta = np.empty((0,) * view.ndim, dtype)
-    if lay.halo:
+    if any(depth.values()):
         hr = da.map_overlap(
             _sr_block,
             view,

@@ -1,23 +1,35 @@
-"""Seam-free tiling: a tile plan, and tiled execution of one 2-D image through a Backend.
+"""Seam-free tiling with one border rule: a tile plan, and tiled execution of one 2-D image.
 
-Why it is seam-free: every tile is read with a halo >= the network's receptive-field radius
-(``card.halo``), halos are clamped at the image border and never padded beyond it, and only
-each tile's centre is kept. Every kept output pixel then sees exactly the input context it
-sees in whole-image inference (the network's own zero padding sits at the same image
-border in both), so the result equals whole-image inference up to float rounding.
+The border rule, the same for every backend (ONNX, TFLite, .pt2, Core ML; dynamic-shape or
+fixed-size): **the network sees the image reflect-padded by the halo.** Every tile reads its
+kept core plus ``halo`` pixels of context on each side; where that context lies outside the
+image it is the image mirrored about its edge pixel (``... 2 1 | 0 1 2 ... n-1 | n-2 ...``,
+numpy's ``np.pad(mode="reflect")``, repeated for an axis shorter than the halo; a 1-pixel axis
+repeats its pixel). With ``halo`` >= the network's receptive-field radius (``card.halo``,
+the default), no output pixel of the image ever sees the network's own zero padding, which
+sits at least a halo beyond the image; so every backend, every tile size and every image size
+gives the output of one rule: ``crop(network(reflect_pad(image, halo)))``, to float rounding.
+Without it a fixed-size artifact (whose tiles must be padded when the image is smaller than
+a tile) and a dynamic one (whose border would see the zero padding) differed along a
+halo-wide band at the image's edges.
+
+Why it is seam-free: every kept output pixel has ``halo`` LR pixels of context in its tile
+(real pixels, or the reflection at the image border), which is all it depends on, so tiled
+equals one-tile inference up to float rounding. Tiles are never shifted or clamped at the
+border: their reads simply extend past it into the reflection.
 
 * ``tile`` is in LR pixels: N (square) or (H, W). Dynamic-shape backends: ``tile`` is the
-  kept core (default 256) and each read is ``tile + 2*halo`` (less at the border).
-  Fixed-size backends: the read window (tile with halo) is one of the card's
+  kept core (default 256) and every read is ``tile + 2*halo`` (``n + 2*halo`` for an axis
+  of n <= tile). Fixed-size backends: the read window (tile with halo) is one of the card's
   ``tile_sizes`` (N or [H, W], e.g. a camera frame's 120x160), by default the one that
-  computes the fewest pixels for this image; the core is ``size - 2*halo``.
-* Tiles stay inside the image: the last tile of a row/column moves back to sit flush with
-  the border (overlapping its neighbour); the kept regions never overlap, they partition
-  the output.
-* The ONLY padding: a fixed-size artifact given an image smaller than its size along an
-  axis gets that axis reflect-padded (edge-padded for a 1-pixel axis) up to the size and
-  the result cropped. That border is then not exactly whole-image inference (there is no
-  whole-image inference for a fixed-size model), but there are no seams.
+  computes the fewest pixels for this image; the core is ``size - 2*halo``. An image
+  shorter than ``size - 2*halo`` reads more of the reflection; those extra pixels are
+  beyond the receptive field of every kept pixel, so they change nothing.
+* The last tile of a row/column moves back so that its read ends a halo past the border
+  (overlapping its neighbour); the kept regions never overlap, they partition the output.
+* The cost: ``2*halo`` more rows and columns of compute per image than the image itself
+  (the default model, halo 9: a 64x64 ROI computes 82x82; a 512x512 image 1.07x), and a
+  fixed-size artifact needs a window ``2*halo`` larger than the frame to run it in one call.
 * Same-size tiles are stacked into batches; input may be an np.memmap (tiles are read
   lazily) and results are produced band by band (one row of tiles), so output can go
   straight to disk.
@@ -33,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend
-from .errors import InputError, ModelError, ModelIOError
+from .errors import InputError, InternalError, ModelError, ModelIOError
 from .normalize import Stats
 from .tiles import parse_tile, tile_label
 
@@ -44,24 +56,29 @@ DEFAULT_TILE = 256
 
 @dataclass(frozen=True)
 class Span:
-    """One tile position along one axis (LR pixels)."""
+    """One tile position along one axis (LR pixels, in the plan's coordinates).
 
-    read0: int  # image region read: [read0, read1)
+    The read may start before 0 or end after the axis: that part comes from the reflection
+    of the image about its border (see the module docstring).
+    """
+
+    read0: int  # region the network sees: [read0, read1), keep +- at least the halo
     read1: int
     keep0: int  # output region this tile fills: [keep0, keep1); spans partition [0, n)
     keep1: int
-    pad: int = 0  # padding added after read1 (fixed-size artifacts on a short axis only)
 
     @property
     def length(self) -> int:
-        return self.read1 - self.read0 + self.pad
+        return self.read1 - self.read0
 
 
 def plan_axis(n: int, tile: int, halo: int, fixed: bool = False) -> list[Span]:
-    """Tile positions along an axis of length ``n``.
+    """Tile positions along an axis of length ``n``; every read is its keep plus at least
+    ``halo`` on each side, reaching past [0, n) into the reflection at the border.
 
-    ``fixed=False``: ``tile`` is the kept core, reads are ``tile + 2*halo`` clamped to [0, n).
-    ``fixed=True``: ``tile`` is the exact read length; the core is ``tile - 2*halo``.
+    ``fixed=False``: ``tile`` is the kept core, reads are ``tile + 2*halo`` (``n + 2*halo``
+    when the axis fits one tile). ``fixed=True``: ``tile`` is the exact read length; the core
+    is ``tile - 2*halo``.
     """
     if n < 1:
         raise ModelIOError("empty image axis (size 0)")
@@ -69,24 +86,23 @@ def plan_axis(n: int, tile: int, halo: int, fixed: bool = False) -> list[Span]:
         raise InputError(f"tile must be >= 1 and halo >= 0, got tile={tile}, halo={halo}")
     if not fixed:
         if n <= tile:
-            return [Span(0, n, 0, n)]
-        starts = list(range(0, n - tile, tile)) + [n - tile]  # last one flush with the border
+            return [Span(-halo, n + halo, 0, n)]
+        starts = list(range(0, n - tile, tile)) + [n - tile]  # the last one ends at the border
         spans, prev = [], 0
         for s in starts:
-            spans.append(Span(max(0, s - halo), min(n, s + tile + halo), prev, s + tile))
+            spans.append(Span(s - halo, s + tile + halo, prev, s + tile))
             prev = s + tile
         return spans
     core = tile - 2 * halo
     if core < 1:
         raise InputError(f"tile size {tile} leaves no centre with halo {halo} (needs > {2 * halo})")
-    if n <= tile:
-        return [Span(0, n, 0, n, pad=tile - n)]
-    spans, r, prev = [], 0, 0
-    while r + tile < n:
+    spans, r, prev = [], -halo, 0
+    while r + tile - halo < n:  # this window's core ends inside the axis: more windows follow
         spans.append(Span(r, r + tile, prev, r + tile - halo))
         prev = r + tile - halo
         r += core
-    spans.append(Span(n - tile, n, prev, n))
+    r = max(-halo, n + halo - tile)  # the last window reads a halo past the border (more when n is short)
+    spans.append(Span(r, r + tile, prev, n))
     return spans
 
 
@@ -162,8 +178,78 @@ def make_plan(backend: Backend, h: int, w: int, tile: Any, halo: int) -> TilePla
     return TilePlan(plan_axis(h, th, halo, fixed), plan_axis(w, tw, halo, fixed), (th, tw), halo, fixed)
 
 
-def _pad_mode(n: int) -> str:
-    return "reflect" if n > 1 else "edge"
+# ---------------------------------------------------------------------------- the border rule
+def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Image coordinates (any integers) -> [0, n): the reflection about the edge pixels,
+    ``... 2 1 | 0 1 ... n-1 | n-2 ...``, periodic (2n - 2) so any distance works; a 1-pixel
+    axis repeats its pixel. The same indices as ``np.pad(mode="reflect")`` for any width."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if n == 1:
+        return np.zeros_like(idx)
+    period = 2 * (n - 1)
+    m = np.mod(idx, period)
+    return np.where(m < n, m, period - m)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where a plan and a plane sit in the image, for reads that cross the image's border.
+
+    ``image_hw``: the whole image's size (the reflection is about its border). ``at``: the
+    image position of the plan's coordinate 0. ``plane_at``: the image position of the
+    plane's first row and column (a Dask block starts a halo before its core, or at the
+    border). ``Upscaler`` reads a whole image: both (0, 0).
+    """
+
+    image_hw: tuple[int, int]
+    at: tuple[int, int] = (0, 0)
+    plane_at: tuple[int, int] = (0, 0)
+
+
+def _axis_index(span: Span, n: int, at: int, plane_at: int, plane_n: int) -> slice | np.ndarray:
+    """The plane rows (or columns) of a span's read: a slice inside the image, else the
+    reflected indices."""
+    r0, r1 = span.read0 + at, span.read1 + at  # image coordinates
+    if r0 >= 0 and r1 <= n:
+        idx: slice | np.ndarray = slice(r0 - plane_at, r1 - plane_at)
+        lo, hi = r0 - plane_at, r1 - plane_at
+    else:
+        idx = reflect_index(np.arange(r0, r1), n) - plane_at
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+    if lo < 0 or hi > plane_n:
+        raise InternalError(
+            f"a tile reads image pixels {r0}:{r1} (reflected into 0:{n}) outside the plane's "
+            f"{plane_at}:{plane_at + plane_n}"
+        )
+    return idx
+
+
+def tile_index(span: Span, n: int) -> slice | np.ndarray:
+    """The rows (or columns) a span reads from a whole image axis of ``n``: a slice, or the
+    reflected indices where the read crosses the border."""
+    return _axis_index(span, n, 0, 0, n)
+
+
+def read_tile(plane: np.ndarray, iy: slice | np.ndarray, ix: slice | np.ndarray, ch: int | None = None) -> np.ndarray:
+    """``plane[iy, ix(, ch:ch+1)]`` as an in-memory array, reading a memmap only over the
+    bounding box of the indices (a border tile's reflected rows are gathered from it)."""
+    by = iy if isinstance(iy, slice) else slice(int(iy.min()), int(iy.max()) + 1)
+    bx = ix if isinstance(ix, slice) else slice(int(ix.min()), int(ix.max()) + 1)
+    block = np.asarray(plane[by, bx] if ch is None else plane[by, bx, ch : ch + 1])
+    if not isinstance(iy, slice):
+        block = block[iy - by.start]
+    if not isinstance(ix, slice):
+        block = block[:, ix - bx.start]
+    return block
+
+
+def pad_image(plane: np.ndarray, halo: int) -> np.ndarray:
+    """The image as the network sees it: (H, W[, C]) reflect-padded by ``halo`` on every side
+    (the rule stated in the module docstring; for tests and whole-image references)."""
+    h, w = plane.shape[:2]
+    iy = reflect_index(np.arange(-halo, h + halo), h)
+    ix = reflect_index(np.arange(-halo, w + halo), w)
+    return np.asarray(plane)[iy][:, ix]
 
 
 def iter_bands(
@@ -176,40 +262,42 @@ def iter_bands(
     per_channel: bool,
     progress=None,
     dst: np.ndarray | None = None,
+    window: Window | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Run a (H, W, C) ``plane`` tile by tile; yield ``(hr_y0, band)`` top to bottom.
 
-    Each band is ``(bh, W*s, Cout)`` in ``dtype``; the bands partition the output rows.
-    ``dst``: the whole ``(H*s, W*s, Cout)`` output; bands are then views into it, written in
-    place (no band copy: per camera frame that copy is a full pass over the output).
-    ``per_channel``: the model has one input channel and the plane's C channels run as
-    separate batch items (each with its own statistics).
+    Each band is ``(bh, W*s, Cout)`` in ``dtype`` (W: the plan's width); the bands partition
+    the output rows. ``dst``: the whole ``(H*s, W*s, Cout)`` output; bands are then views into
+    it, written in place (no band copy: per camera frame that copy is a full pass over the
+    output). ``per_channel``: the model has one input channel and the plane's C channels run
+    as separate batch items (each with its own statistics). ``window``: where the plan and the
+    plane sit in a larger image (a Dask block); default: the plane is the image.
 
+    Reads past the image's border are its reflection (the border rule, module docstring).
     Memory is bounded by ``batch``: a runtime call gets at most ``batch`` items (a tile, or
     one channel of a tile when ``per_channel``), and each call's input is made only when the
     runtime asks for it, so a 60-channel image or a wide band costs one batch, not all of it.
     """
     s = backend.scale
-    h, w, c = plane.shape
+    ph, pw, c = plane.shape
+    win = window or Window((ph, pw))
+    (ih, iw), (ay, ax), (py, px) = win.image_hw, win.at, win.plane_at
+    w = plan.xs[-1].keep1  # the plan's keeps partition [0, w)
     c_out = c if per_channel else backend.out_channels
     dtype = np.dtype(dtype)
     floating = dtype.kind == "f"
     # per channel: each channel its own affine map (the statistics were taken per channel)
     chstats = [Stats(stats.lo[i : i + 1], stats.scale[i : i + 1]) for i in range(c)] if per_channel else None
+    xidx = {sx: _axis_index(sx, iw, ax, px, pw) for sx in plan.xs}
 
-    def tile_input(sy: Span, sx: Span, ch: int | None) -> np.ndarray:
+    def tile_input(iy: slice | np.ndarray, sx: Span, ch: int | None) -> np.ndarray:
         """(1, Cin, h, w) float32: one tile (one channel of it when ``ch`` is given), normalised."""
-        if ch is None:
-            x = stats.normalise(np.asarray(plane[sy.read0 : sy.read1, sx.read0 : sx.read1]))
-        else:
-            x = chstats[ch].normalise(np.asarray(plane[sy.read0 : sy.read1, sx.read0 : sx.read1, ch : ch + 1]))
-        if sy.pad:  # fixed-size artifact, image shorter than the tile: the only padding
-            x = np.pad(x, ((0, sy.pad), (0, 0), (0, 0)), mode=_pad_mode(x.shape[0]))
-        if sx.pad:
-            x = np.pad(x, ((0, 0), (0, sx.pad), (0, 0)), mode=_pad_mode(x.shape[1]))
+        raw = read_tile(plane, iy, xidx[sx], ch)
+        x = stats.normalise(raw) if ch is None else chstats[ch].normalise(raw)
         return x.transpose(2, 0, 1)[None]  # (1, Cin, h, w)
 
     for sy in plan.ys:
+        iy = _axis_index(sy, ih, ay, py, ph)
         if dst is not None:
             band = dst[sy.keep0 * s : sy.keep1 * s]
         else:
@@ -223,7 +311,7 @@ def iter_bands(
             else:
                 items.append((sx, None))
         chunks = [items[i : i + batch] for items in groups.values() for i in range(0, len(items), batch)]
-        inputs = (np.concatenate([tile_input(sy, sx, ch) for sx, ch in chunk], axis=0) for chunk in chunks)
+        inputs = (np.concatenate([tile_input(iy, sx, ch) for sx, ch in chunk], axis=0) for chunk in chunks)
         outputs = backend.run_many(inputs)
         for chunk, y in zip(chunks, outputs):
             for k, (sx, ch) in enumerate(chunk):

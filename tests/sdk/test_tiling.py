@@ -1,4 +1,6 @@
-"""Seam-free tiling: tiled == whole-image inference, with real ONNX Runtime / TFLite sessions.
+"""Seam-free tiling: tiled == one-tile inference of the reflect-padded image, with real ONNX
+Runtime / TFLite sessions (the border rule itself, over many sizes and backends, is in
+test_borders.py).
 
 All torch-free (marked edge): they run on the committed tiny artifacts in tests/fixtures.
 """
@@ -43,15 +45,14 @@ def _check_partition(spans: list[Span], n: int, tile: int, halo: int, fixed: boo
     for a, b in zip(spans, spans[1:]):
         assert a.keep1 == b.keep0  # kept regions partition [0, n), in order
     for s in spans:
-        assert 0 <= s.read0 <= s.keep0 < s.keep1 <= s.read1 <= n  # inside the image, keep inside read
-        # every kept pixel has a full halo of real context, except where the image border is
-        assert s.read0 == 0 or s.keep0 - s.read0 >= halo
-        assert s.read1 == n or s.read1 - s.keep1 >= halo
+        assert 0 <= s.keep0 < s.keep1 <= n  # the keeps lie in the image
+        # every kept pixel has a full halo of context, at the image border too (there it is
+        # the image's reflection): the network's zero padding never reaches a kept pixel
+        assert s.keep0 - s.read0 >= halo and s.read1 - s.keep1 >= halo
         if fixed:
-            assert s.length == tile  # every read (plus padding) is exactly the fixed size
-            assert s.pad == 0 or (len(spans) == 1 and n < tile)
+            assert s.length == tile  # every read is exactly the fixed size
         else:
-            assert s.pad == 0 and s.read1 - s.read0 <= tile + 2 * halo
+            assert s.length == min(tile, n) + 2 * halo  # one read size per axis: one batch
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 16, 17, 31, 32, 33, 48, 49, 100, 255, 257, 1000])
@@ -59,14 +60,23 @@ def _check_partition(spans: list[Span], n: int, tile: int, halo: int, fixed: boo
 def test_plan_dynamic_partitions_axis(n, tile, halo):
     spans = plan_axis(n, tile, halo, fixed=False)
     _check_partition(spans, n, tile, halo, fixed=False)
-    if n > tile:  # the last tile moved back flush with the border: same read size as the others
-        assert spans[-1].read1 == n and spans[-1].keep1 - spans[-1].keep0 <= tile
+    if n > tile:  # the last tile moved back to end at the border: same read size as the others
+        assert spans[-1].read1 == n + halo and spans[-1].keep1 - spans[-1].keep0 <= tile
 
 
 @pytest.mark.parametrize("n", [1, 5, 31, 32, 33, 47, 48, 49, 95, 96, 97, 500])
 @pytest.mark.parametrize("tile,halo", [(32, 4), (48, 4), (48, 10), (32, 15)])
 def test_plan_fixed_partitions_axis(n, tile, halo):
     _check_partition(plan_axis(n, tile, halo, fixed=True), n, tile, halo, fixed=True)
+
+
+@pytest.mark.parametrize("n", [1, 5, 46, 47, 100])
+def test_plan_fixed_reads_a_halo_past_each_border(n):
+    """A 64 window with halo 9 keeps 46: the first read starts a halo before the image, the
+    last ends a halo after it (or further, for an image shorter than the core)."""
+    spans = plan_axis(n, 64, 9, fixed=True)
+    assert spans[0].read0 == -9 and spans[-1].read1 == max(n + 9, 64 - 9)
+    assert len(spans) == -(-n // 46)
 
 
 def test_plan_rejects_tile_without_centre():
@@ -80,13 +90,15 @@ def test_card_halo_is_the_fixture_radius(onnx_up):
 
 
 def test_whole_image_path_is_plain_inference(onnx_up):
-    """The single-tile path is exactly: percentile-normalise, run the session, map back."""
+    """The single-tile path is exactly: percentile-normalise, reflect-pad by the halo, run the
+    session, crop the halo off, map back."""
     import onnxruntime as ort
 
     img = rand_image(37, 29)
     lo, hi = np.percentile(img, [0.1, 99.9])
     sess = ort.InferenceSession(str(FIX / "tiny_x4.onnx"), providers=["CPUExecutionProvider"])
-    y = sess.run(None, {"lr": ((img - lo) / (hi - lo)).astype(np.float32)[None, None]})[0][0, 0]
+    x = np.pad(((img - lo) / (hi - lo)).astype(np.float32), HALO, mode="reflect")
+    y = sess.run(None, {"lr": x[None, None]})[0][0, 0, 4 * HALO : -4 * HALO, 4 * HALO : -4 * HALO]
     ref = y * (hi - lo) + lo
     got = onnx_up.upscale(img, tile=1000)
     assert got.shape == (148, 116) and got.dtype == np.float32
@@ -127,9 +139,10 @@ def test_halo_smaller_than_receptive_field_shows_seams(onnx_up, caplog):
     err = np.abs(seamy - whole)
     assert err.max() > 1e-2
     # and the differences sit only at the tile borders: within radius-halo = 3 LR pixels of
-    # a seam (multiples of 16); everything further in is still exact
+    # a seam (multiples of 16) or of the image's border (padded by 1, not 4: the network's
+    # zero padding reaches 3 pixels in); everything further in is still exact
     lr = np.arange(64)
-    near = np.isin(lr % 16, [0, 1, 2, 13, 14, 15]) & (lr >= 3) & (lr < 61)
+    near = np.isin(lr % 16, [0, 1, 2, 13, 14, 15])
     far = np.repeat(~near, 4)
     assert err[np.ix_(far, far)].max() < 1e-5
     assert err[np.repeat(near, 4)].max() > 1e-2
@@ -156,18 +169,14 @@ def test_fixed_tflite_matches_onnx_through_tiler(onnx_up, tfl_up, h, w, tile):
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("h,w", [(20, 20), (1, 60), (60, 7), (1, 1)])
-def test_fixed_tflite_pads_only_small_axes(onnx_up, tfl_up, h, w):
-    """Smaller than the fixed size: padded after the image and cropped; pixels farther than
-    the halo from the padded (bottom/right) edge still equal whole-image inference."""
+@pytest.mark.parametrize("h,w", [(20, 20), (1, 60), (60, 7), (1, 1), (24, 24)])
+def test_fixed_tflite_smaller_than_a_window_equals_onnx(onnx_up, tfl_up, h, w):
+    """Smaller than the fixed size: the window reads the image's reflection beyond its border
+    (as the dynamic path does), so every pixel, borders included, equals ONNX."""
     img = rand_image(h, w, seed=9)
     got = tfl_up.upscale(img)
     assert got.shape == (4 * h, 4 * w)
-    ref = onnx_up.upscale(img)
-    ph = 4 * (h - HALO) if h < 32 else 4 * h
-    pw = 4 * (w - HALO) if w < 32 else 4 * w
-    if ph > 0 and pw > 0:
-        np.testing.assert_allclose(got[:ph, :pw], ref[:ph, :pw], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, onnx_up.upscale(img), atol=1e-5, rtol=0)
 
 
 def test_fixed_tflite_rejects_unlisted_tile(tfl_up):
@@ -187,32 +196,29 @@ def test_rect_signatures_listed(rect_up):
 
 
 @pytest.mark.parametrize(
-    "h,w,want", [(24, 40, (24, 40)), (20, 36, (24, 40)), (32, 32, (32, 32)), (28, 28, (32, 32)), (40, 24, (24, 40))]
+    "h,w,want", [(16, 32, (24, 40)), (12, 28, (24, 40)), (24, 24, (32, 32)), (20, 20, (32, 32)), (32, 16, (24, 40))]
 )
 def test_rect_tile_chosen_by_cost(rect_up, h, w, want):
-    """A frame that fits the 24x40 window runs in one call of it, not in padded squares; a
-    40x24 one is still cheaper as two 24x40 windows (2 x 960 px) than two padded 32x32s."""
+    """A frame that fits the 24x40 window with its halo (16x32 + 2 x 4) runs in one call of it,
+    not in squares; a 32x16 one is still cheaper as two 24x40 windows (2 x 960 px) than two
+    32x32s."""
     from scopesr.sdk import make_plan
 
     plan = make_plan(rect_up.backend, h, w, None, HALO)
     assert plan.tile == want and plan.fixed
-    if (h, w) == (24, 40):
+    if (h, w) == (16, 32):
         assert plan.n_tiles == 1 and plan.label == "1 x 24x40"
 
 
 @pytest.mark.parametrize("h,w", [(24, 40), (20, 36), (60, 90), (97, 41)])
 @pytest.mark.parametrize("tile", [None, (24, 40), "24x40", 32])
 def test_rect_tflite_matches_onnx_through_tiler(onnx_up, rect_up, h, w, tile):
-    """Non-square windows keep the seam-free guarantee: tiled == whole-image ONNX."""
-    from scopesr.sdk import make_plan
-
+    """Non-square windows keep the seam-free guarantee: tiled == whole-image ONNX, borders too."""
     img = rand_image(h, w, seed=11)
     ref = onnx_up.upscale(img, tile=max(h, w))
     got = rect_up.upscale(img, tile=tile)
     assert got.shape == ref.shape
-    plan = make_plan(rect_up.backend, h, w, tile, HALO)
-    if not any(s.pad for s in plan.ys + plan.xs):  # no axis padded: exact everywhere
-        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
 
 
 def test_rect_backend_rejects_transposed_window(rect_up):
@@ -277,10 +283,9 @@ def test_same_size_tiles_are_batched(onnx_up, monkeypatch):
     monkeypatch.setattr(onnx_up.backend, "run", spy)
     img = rand_image(64, 64)
     onnx_up.upscale(img, tile=16, batch=4)
-    # 4x4 tiles: per row of tiles, the two interior reads (24x24) share one call, the border ones
-    # (20 px wide) are batched together too; every tile is run exactly once
-    assert sum(s[0] for s in calls) == 16 and max(s[0] for s in calls) >= 2
-    assert all(s[0] <= 4 for s in calls)
+    # 4x4 tiles: every read is 16 + 2 x 4 = 24 px (at the image border too, reading its
+    # reflection), so each row of tiles is one call of 4; every tile is run exactly once
+    assert calls == [(4, 1, 24, 24)] * 4
     calls.clear()
     onnx_up.upscale(np.stack([img, img, img], axis=-1), tile=64)  # 3 channels through a 1-channel model
-    assert calls == [(3, 1, 64, 64)]  # the channels ride in one batch
+    assert calls == [(3, 1, 72, 72)]  # the channels ride in one batch

@@ -1,0 +1,283 @@
+"""One border rule for every backend: the network sees the image reflect-padded by the halo.
+
+So ONNX (dynamic), TFLite (fixed windows, square or not), .pt2 (torch), Core ML (macOS) and the
+Dask path give the same output as one reference, ``crop(network(reflect_pad(image, halo)))``
+computed here with a bare ONNX Runtime session, on images of any size: 1-pixel strips, images
+smaller than a window, odd and non-square ones, several windows. Before the rule, the fixed
+window path padded short axes after the image while the dynamic path let the network's zero
+padding act: the two differed along a halo-wide band at the image's edges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scopesr.sdk as sr
+from scopesr.sdk.normalize import compute_stats
+from scopesr.sdk.tiling import pad_image, reflect_index
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+HALO = 4  # the tiny fixtures' receptive-field radius
+S = 4
+
+# odd, tiny, 1-pixel, non-square, around the fixed windows' cores (32 - 8 = 24, 48 - 8 = 40,
+# the 24x40 window's 16x32) and larger than every window
+SHAPES = [
+    (1, 1),
+    (1, 2),
+    (2, 1),
+    (1, 57),
+    (57, 1),
+    (2, 3),
+    (3, 3),
+    (5, 70),
+    (7, 9),
+    (16, 32),
+    (17, 33),
+    (23, 23),
+    (24, 24),
+    (25, 41),
+    (31, 33),
+    (40, 40),
+    (41, 47),
+    (48, 48),
+    (65, 63),
+    (100, 37),
+    (129, 97),
+]
+
+
+def rand_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed + 31 * h + w).random((h, w), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def session():
+    ort = pytest.importorskip("onnxruntime")
+    return ort.InferenceSession(str(FIX / "tiny_x4.onnx"), providers=["CPUExecutionProvider"])
+
+
+def reference(session, img: np.ndarray, halo: int = HALO) -> np.ndarray:
+    """The rule, written out: normalise with the frame's statistics, reflect-pad by the halo,
+    run the whole padded image once, crop the halo off, map back."""
+    card = sr.ModelCard.load(FIX / "tiny_x4.onnx")
+    stats = compute_stats(img[..., None], card.normalisation)
+    x = pad_image(stats.normalise(img[..., None])[..., 0], halo)
+    y = session.run(None, {"lr": x[None, None]})[0][0, 0]
+    h, w = img.shape
+    core = y[halo * S : (halo + h) * S, halo * S : (halo + w) * S]
+    return stats.denormalise(core[..., None], np.dtype(np.float32))[..., 0]
+
+
+# ---------------------------------------------------------------------------- the rule itself
+@pytest.mark.edge
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize("width", [0, 1, 4, 9, 23])
+def test_reflect_index_is_numpys_reflect_at_any_width(n, width):
+    a = np.arange(n)
+    got = a[reflect_index(np.arange(-width, n + width), n)]
+    np.testing.assert_array_equal(got, np.pad(a, width, mode="reflect"))
+
+
+@pytest.mark.edge
+def test_pad_image_mirrors_about_the_edge_pixel():
+    img = np.arange(12).reshape(3, 4)
+    p = pad_image(img, 2)
+    assert p.shape == (7, 8)
+    np.testing.assert_array_equal(p, np.pad(img, 2, mode="reflect"))
+    np.testing.assert_array_equal(pad_image(np.array([[7]]), 3), np.full((7, 7), 7))
+
+
+# ---------------------------------------------------------------------------- every backend, every size
+@pytest.fixture(scope="module")
+def onnx_up():
+    return sr.load(FIX / "tiny_x4.onnx")
+
+
+@pytest.fixture(scope="module")
+def fixed_up():
+    pytest.importorskip("ai_edge_litert")
+    return sr.load(FIX / "tiny_x4_fixed.tflite")  # windows 32 and 48
+
+
+@pytest.fixture(scope="module")
+def rect_up():
+    pytest.importorskip("ai_edge_litert")
+    return sr.load(FIX / "tiny_x4_rect.tflite")  # windows 32 and 24x40
+
+
+@pytest.mark.edge
+@pytest.mark.parametrize("h,w", SHAPES)
+def test_onnx_equals_the_rule(session, onnx_up, h, w):
+    img = rand_image(h, w)
+    ref = reference(session, img)
+    for tile in (None, 1, 8, 16):
+        got = onnx_up.upscale(img, tile=tile)
+        assert got.shape == (S * h, S * w)
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0, err_msg=f"{h}x{w} tile={tile}")
+
+
+@pytest.mark.edge
+@pytest.mark.parametrize("h,w", SHAPES)
+@pytest.mark.parametrize("artifact", ["fixed", "rect"])
+def test_tflite_windows_equal_the_rule(session, fixed_up, rect_up, h, w, artifact):
+    """Fixed windows: smaller than a window, exactly one, or many; borders included."""
+    up = fixed_up if artifact == "fixed" else rect_up
+    img = rand_image(h, w)
+    ref = reference(session, img)
+    for tile in [None, *up.backend.tile_shapes]:
+        got = up.upscale(img, tile=tile)
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0, err_msg=f"{h}x{w} tile={tile}")
+
+
+@pytest.mark.edge
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 40), (20, 20), (33, 70)])
+def test_user_halo_is_the_padding(session, onnx_up, fixed_up, h, w):
+    """A larger halo than the card's pads by that much: the same numbers (the network never
+    sees beyond its receptive field); ONNX and TFLite agree for it as well."""
+    img = rand_image(h, w, seed=2)
+    ref = reference(session, img)
+    np.testing.assert_allclose(onnx_up.upscale(img, halo=6), ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(fixed_up.upscale(img, halo=6), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.edge
+def test_a_smaller_halo_lets_the_zero_padding_in(session, onnx_up):
+    """Proves the comparisons above can fail: with halo 1 (< the receptive field) the network's
+    zero padding reaches 3 LR pixels into the image, and only there."""
+    img = rand_image(40, 40, seed=3)
+    got = onnx_up.upscale(img, halo=1, tile=64)
+    err = np.abs(got - reference(session, img))
+    lr = np.arange(40)
+    edge = np.repeat((lr < HALO - 1) | (lr >= 40 - HALO + 1), S)
+    assert err[edge].max() > 1e-2
+    assert err[np.ix_(~edge, ~edge)].max() < 1e-5
+
+
+@pytest.mark.edge
+def test_channels_and_stacks_follow_the_rule(session, onnx_up, fixed_up):
+    """Per-channel and per-frame runs pad each plane the same way."""
+    rng = np.random.default_rng(5)
+    stack = rng.random((3, 9, 14), dtype=np.float32)
+    for up in (onnx_up, fixed_up):
+        got = up.upscale(stack, axes="ZYX")
+        for z in range(3):
+            np.testing.assert_allclose(got[z], reference(session, stack[z]), atol=1e-5, rtol=0)
+        rgb = np.moveaxis(stack, 0, -1)  # 3 channels through the 1-channel model
+        got = up.upscale(rgb, axes="YXC")
+        for c in range(3):
+            np.testing.assert_allclose(got[..., c], reference(session, rgb[..., c]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.edge
+@pytest.mark.parametrize("h,w", [(1, 1), (5, 70), (37, 29), (100, 37)])
+def test_bands_follow_the_rule(session, onnx_up, fixed_up, h, w):
+    img = rand_image(h, w, seed=7)
+    ref = reference(session, img)
+    for up in (onnx_up, fixed_up):
+        bands = [b for _, b in up.upscale_bands(img, tile=None if up is fixed_up else 16)]
+        np.testing.assert_allclose(np.concatenate(bands), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.edge
+@pytest.mark.parametrize("h,w", [(96, 80), (64, 64), (33, 47), (1, 50), (7, 7), (120, 128)])
+def test_bundled_default_onnx_and_tflite_fp32_agree_at_the_borders(h, w):
+    """The bundled default's ONNX and TFLite fp32 (same weights) on uint16 crops of the bundled
+    sample: at most 1 grey level apart anywhere (float rounding landing either side of .5);
+    before the rule they differed by up to 44 grey levels (of 218) along the border band."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    tifffile = pytest.importorskip("tifffile")
+    lr = tifffile.imread(Path(sr.__file__).parent / "data" / "sample_nuclei.tif")
+    onnx = sr.load(sr.default_model_path("onnx"))
+    tfl = sr.load(sr.default_model_path("tflite"))
+    for y, x in ((0, 0), (lr.shape[0] - h, lr.shape[1] - w), (11, 5)):
+        crop = lr[y : y + h, x : x + w]
+        d = np.abs(onnx.upscale(crop).astype(np.int64) - tfl.upscale(crop).astype(np.int64))
+        assert d.max() <= 1, f"{h}x{w} at ({y}, {x}): {d.max()} grey levels"
+
+
+# ---------------------------------------------------------------------------- torch (.pt2)
+@pytest.fixture(scope="module")
+def pt2_up(tmp_path_factory):
+    """The ONNX fixture's network rebuilt (same seed, same weights) and torch.exported."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
+    mf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mf)
+    torch.manual_seed(0)
+    model = mf.TinyX4(1).eval()
+    dims = {
+        0: torch.export.Dim("N", min=1, max=64),
+        2: torch.export.Dim("H", min=1, max=4096),
+        3: torch.export.Dim("W", min=1, max=4096),
+    }
+    ep = torch.export.export(model, (torch.rand(2, 1, 24, 24),), dynamic_shapes=({**dims},))
+    p = tmp_path_factory.mktemp("pt2") / "tiny_x4.pt2"
+    torch.export.save(ep, str(p))
+    card = dataclasses.replace(
+        sr.ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact=p.name, sha256=sr.sha256_path(p)
+    )
+    card.save(sr.card_path_for(p))
+    return sr.load(p, device="cpu")
+
+
+@pytest.mark.parametrize("h,w", SHAPES)
+def test_pt2_equals_the_rule(session, pt2_up, h, w):
+    img = rand_image(h, w)
+    ref = reference(session, img)
+    for tile in (None, 8):
+        np.testing.assert_allclose(pt2_up.upscale(img, tile=tile), ref, atol=1e-5, rtol=0, err_msg=f"{h}x{w}")
+
+
+# ---------------------------------------------------------------------------- Core ML (macOS)
+@pytest.mark.macos
+@pytest.mark.slow
+@pytest.mark.parametrize("fixed", [False, True])
+def test_coreml_equals_the_rule(session, tmp_path, fixed):
+    """The same network as an .mlpackage (flexible shapes, or enumerated 32 and 48 windows)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("coremltools")
+    from scopesr.converters import convert
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
+    mf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mf)
+    torch.manual_seed(0)
+    model = mf.TinyX4(1).eval()
+    card = dataclasses.replace(sr.ModelCard.load(FIX / "tiny_x4.onnx"), format="mlpackage")
+    res = convert(
+        model,
+        "coreml",
+        out=tmp_path / "tiny_x4.mlpackage",
+        precision="fp32",
+        tile_sizes=[32, 48] if fixed else None,
+        card=card,
+        verify=False,
+    )
+    up = sr.load(res.path, device="cpu")
+    for h, w in [(1, 1), (1, 57), (7, 9), (24, 24), (41, 47), (65, 63)]:
+        img = rand_image(h, w)
+        np.testing.assert_allclose(up.upscale(img), reference(session, img), atol=1e-4, rtol=0, err_msg=f"{h}x{w}")
+
+
+# ---------------------------------------------------------------------------- Dask
+@pytest.mark.edge
+@pytest.mark.parametrize("h,w,chunk", [(1, 1, 8), (5, 70, 8), (37, 29, 8), (65, 63, 16), (100, 37, 32)])
+def test_dask_blocks_follow_the_rule(session, onnx_up, fixed_up, h, w, chunk):
+    """Blocks at the image's border read its reflection from their own pixels: ONNX equals one
+    process bit for bit, and the rule to float rounding; the fixed windows too."""
+    pytest.importorskip("dask")
+    import scopesr.sdk.dask as srd
+
+    img = rand_image(h, w, seed=8)
+    got = srd.upscale(img, onnx_up, chunk=chunk).compute(scheduler="sync")
+    np.testing.assert_array_equal(got, onnx_up.upscale(img))
+    np.testing.assert_allclose(got, reference(session, img), atol=1e-5, rtol=0)
+    got = srd.upscale(img, fixed_up, chunk=chunk).compute(scheduler="sync")
+    np.testing.assert_allclose(got, reference(session, img), atol=1e-5, rtol=0)
