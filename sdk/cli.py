@@ -613,7 +613,11 @@ def main(
     from .zarr_io import find_inputs_with_zarr, is_zarr_path
 
     zarr_all = out_format == "ome-zarr" or bool(workers or scheduler)
-    files = find_inputs_with_zarr(inputs) if zarr_all or any(is_zarr_path(p) for p in inputs) else find_inputs(inputs)
+    try:  # a URL is refused here with a message saying how to read it
+        zarr_in = zarr_all or any(is_zarr_path(p) for p in inputs)
+        files = find_inputs_with_zarr(inputs) if zarr_in else find_inputs(inputs)
+    except ScopesrError as exc:
+        raise click.ClickException(str(exc)) from None
     if not files:
         raise click.ClickException("no input images found")
     try:

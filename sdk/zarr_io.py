@@ -107,10 +107,19 @@ def is_url(path: object) -> bool:
     return isinstance(path, str) and bool(_URL.match(path))
 
 
+def _lost_url(path: object) -> str | None:
+    """The URL a ``Path`` was made of (``Path("https://h/a")`` is ``https:/h/a``), if it was one
+    and no such local path exists."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/([^/].*)$", str(path))
+    if m is None or Path(path).exists():  # type: ignore[arg-type]
+        return None
+    return f"{m.group(1)}://{m.group(2)}"
+
+
 def is_zarr_path(path: str | Path) -> bool:
     """A folder holding a zarr hierarchy (v2 or v3), a path named ``*.zarr``, or a URL (scopesr
     reads only OME-Zarr from URLs)."""
-    if is_url(path):
+    if is_url(path) or _lost_url(path) is not None:
         return True
     p = Path(path)
     if p.is_dir():
@@ -123,8 +132,12 @@ def find_inputs_with_zarr(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     rest: list[Path] = []
     for p in paths:
-        if is_url(p):
-            raise InputError(f"{p}: a URL; open it with read_ome_zarr or upscale_to_ome_zarr")
+        url = p if is_url(p) else _lost_url(p)
+        if url is not None:
+            raise InputError(
+                f"{url}: sr-upscale reads local files and folders; open a URL from Python: "
+                "scopesr.sdk.dask.upscale_to_ome_zarr(URL, OUT, model) or scopesr.sdk.read_image(URL)"
+            )
         (out if is_zarr_path(p) else rest).append(Path(p))
     seen = {p.resolve() for p in out}
     out.extend(f for f in find_inputs(rest) if f.resolve() not in seen)

@@ -386,6 +386,13 @@ def test_read_an_ome_zarr_over_http(http_root, tmp_path, up, model, nuclei, vers
     with pytest.raises(OutputError, match="not a URL"):
         srd.upscale_to_ome_zarr(url, f"{base}/result.ome.zarr", up)
     assert not (tmp_path / "never.ome.zarr").exists()
+    # sr-upscale takes local paths: a URL is refused with a message saying how to read it
+    from click.testing import CliRunner
+
+    from scopesr.sdk.cli import main
+
+    res = CliRunner().invoke(main, [url, "-o", str(tmp_path / "cli"), "--model", str(model)])
+    assert res.exit_code == 1 and f"{url}: sr-upscale reads local files" in res.output
 
 
 # ---------------------------------------------------------------------------- on a cluster
