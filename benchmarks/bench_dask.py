@@ -12,21 +12,30 @@ compression and scheduling only).
 The input is the stardist nuclei sample (512x512, BSD-3) tiled to NxN (a synthetic pattern
 without the package), written as a one-level OME-Zarr in 256-pixel chunks. The default
 sizes run in a few minutes on 2 cores; the issue's 16384x16384 -> 65536x65536 run is
-``--sizes 16384 --workers 2`` (about 0.5 GB in, 8.6 GB out before compression, so
-``--tmpdir`` on a disk with room for ~12 GB), and the results say whether it was run.
+``--sizes 16384 --workers 2 --no-single --merge`` (about 0.5 GB in, 8.6 GB out before
+compression, so ``--tmpdir`` on a disk with room for ~12 GB; ``--merge`` keeps the recorded
+rows of the other sizes). A long run prints its progress (level-0 blocks, output Mpx/s so
+far, the workers' peak RSS, the load average) every ``--progress-every`` seconds, and a run
+stopped by SIGTERM or Ctrl-C (e.g. ``timeout``) records how far it got and why.
 
     nice -n 5 python benchmarks/bench_dask.py [--sizes 1024 2048] [--workers 1 2] [--chunk 512]
                                               [--model M.onnx] [--tmpdir DIR] [--no-record]
+                                              [--merge] [--no-single] [--no-scheduler]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -91,15 +100,98 @@ def make_input(path: Path, n: int, chunk: int = 256) -> Path:
     )
 
 
-def run_sr(src: Path, out: Path, model: Path, workers: int, chunk: int) -> dict:
+class Stopped(Exception):
+    """SIGTERM (``timeout``) during a run: unwound like Ctrl-C, so the cluster is closed and
+    the progress so far is recorded."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(f"signal {signal.Signals(signum).name}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Progress:
+    """What a run has done so far: blocks counted as they are written, sampled (with the
+    workers' peak RSS) every ``every`` seconds by a thread, printed, and kept for a stopped run."""
+
+    def __init__(self, n: int, workers: int, chunk: int, every: float) -> None:
+        self.n, self.workers, self.chunk, self.every = n, workers, chunk, every
+        self.level0 = math.ceil(n / chunk) ** 2  # blocks of level 0 (the SR); the pyramid's come after
+        self.t0 = time.perf_counter()
+        self.done = 0
+        self.client = None
+        self.rss: list[float] = []
+        self.state: dict = {}
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, client: object) -> None:
+        self.client = client
+        self.t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.client = None
+
+    def _loop(self) -> None:
+        while not self._halt.wait(self.every):
+            self.sample()
+
+    def sample(self) -> None:
+        from scopesr.sdk import dask as srd
+
+        el = time.perf_counter() - self.t0
+        if self.client is not None:
+            try:
+                self.rss = sorted(round(v, 1) for v in self.client.run(srd.peak_rss_mb).values())
+            except Exception:  # noqa: BLE001 - a worker restarting: keep the last sample
+                pass
+        l0 = min(self.done, self.level0)
+        mpx = l0 * (self.chunk * 4) ** 2 / 1e6  # level-0 output pixels written (whole blocks; the last may be short)
+        self.state = {
+            "size": self.n,
+            "workers": self.workers,
+            "elapsed_s": round(el, 1),
+            "blocks_done": self.done,
+            "level0_blocks_done": l0,
+            "level0_blocks": self.level0,
+            "level0_mpx_done": round(mpx, 1),
+            "level0_mpx_per_s": round(mpx / el, 2) if el > 0 else 0.0,
+            "worker_peak_rss_mb": self.rss,
+            "load_avg": [round(v, 2) for v in os.getloadavg()],
+            "at": _now(),
+        }
+        print(f"  progress: {json.dumps(self.state)}", flush=True)
+
+    def __call__(self) -> None:  # after each block is written
+        self.done += 1
+
+
+def run_sr(src: Path, out: Path, model: Path, workers: int, chunk: int, progress: Progress | None = None) -> dict:
     """One x4 run into ``out`` (a fresh cluster of ``workers`` processes; 0: this process)."""
     from scopesr.sdk import dask as srd
 
     shutil.rmtree(out, ignore_errors=True)
+    load0 = os.getloadavg()[0]
     t_start = time.perf_counter()
     with srd.dask_client(workers=workers or None) as client:
         started = time.perf_counter() - t_start
-        rep = srd.upscale_to_ome_zarr(src, out, str(model), scheduler=client, chunk=chunk, overwrite=True)
+        if progress is not None:
+            progress.start(client)
+        try:
+            rep = srd.upscale_to_ome_zarr(
+                src, out, str(model), scheduler=client, chunk=chunk, overwrite=True, on_chunk=progress
+            )
+        finally:
+            if progress is not None:
+                progress.stop()
     import zarr
 
     s0 = zarr.open_array(str(out / "s0"), mode="r")
@@ -107,6 +199,8 @@ def run_sr(src: Path, out: Path, model: Path, workers: int, chunk: int) -> dict:
     du = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {
         "workers": workers,
+        "date": _now(),
+        "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "wall_s": round(rep.seconds, 2),
         "cluster_start_s": round(started, 2),
         "out_mpx": round(out_px / 1e6, 1),
@@ -165,26 +259,35 @@ def output_chunk(block_hr: int) -> int:
 
 
 def markdown(
-    rows: list[dict], sched: dict, model: str, sizes: list[int], chunk: int, command: str, load: tuple[float, float]
+    rows: list[dict],
+    sched: dict | None,
+    model: str,
+    chunk: int,
+    command: str,
+    stopped: dict | None = None,
 ) -> str:
+    sizes = sorted({r["size"] for r in rows} | ({stopped["size"]} if stopped else set()))
     lines = [
         f"# Dask scale: NxN uint16 OME-Zarr -> x4 OME-Zarr ({model})",
         "",
         f"Command: `{command}`. Dask blocks of {chunk}x{chunk} LR pixels ({chunk * 4}x{chunk * 4} HR), output "
         f"zarr chunks {output_chunk(chunk * 4)}x{output_chunk(chunk * 4)} (Blosc zstd), the full pyramid "
         "written; one fresh LocalCluster per row (1 thread per worker process, runtime threads = usable "
-        "CPUs / workers). Load average (1 min) at start / end: "
-        f"{load[0]:.1f} / {load[1]:.1f} (other jobs on this machine take CPU from every row alike).",
+        "CPUs / workers). Rows kept from an earlier run (`--merge`) carry their own date; the load "
+        "average (1 min, start / end of the row) says how busy the machine was (other jobs take CPU "
+        "from every row alike).",
         "",
-        "| input | output | workers | wall s | output Mpx/s | blocks/s | peak RSS per worker (MB) |",
-        "|---|---|---|---|---|---|---|",
+        "| input | output | workers | wall s | output Mpx/s | blocks/s | peak RSS per worker (MB) | load | date |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["size"], r["workers"] or 99)):
         n = r["size"]
         rss = ", ".join(f"{v:.0f}" for v in r["worker_peak_rss_mb"]) or "n/a (this process)"
         who = r["workers"] or "this process"
+        load = r.get("load_avg_1min") or ["?", "?"]
         lines.append(
-            f"| {n}x{n} | {4 * n}x{4 * n} | {who} | {r['wall_s']} | {r['mpx_per_s']} | {r['blocks_per_s']} | {rss} |"
+            f"| {n}x{n} | {4 * n}x{4 * n} | {who} | {r['wall_s']} | {r['mpx_per_s']} | {r['blocks_per_s']} | "
+            f"{rss} | {load[0]} / {load[1]} | {str(r.get('date', '?'))[:16]} |"
         )
     lines.append("")
     for n in sizes:
@@ -199,26 +302,58 @@ def markdown(
     if rss:
         lines.append(
             f"- Peak RSS per worker: {min(rss):.0f}-{max(rss):.0f} MB over sizes "
-            f"{', '.join(str(n) for n in sizes)} (target < 1024 MB, flat in the image size)."
+            f"{', '.join(str(r) for r in sorted({r['size'] for r in rows if r['workers']}))} "
+            "(target < 1024 MB, flat in the image size)."
         )
-    lines += [
-        f"- Scheduler ({sched['workers']} workers): {sched['empty_tasks_per_s']} empty tasks/s; the whole "
-        f"read -> nearest x4 -> compress -> write pipeline {sched['nearest_blocks_per_s']} blocks/s of "
-        f"{sched['block_px']} output pixels (the ceiling with no model).",
-        "",
-    ]
-    if ISSUE_SIZE in sizes:
+    if sched:
         lines.append(
-            f"The issue's {ISSUE_SIZE}x{ISSUE_SIZE} -> {4 * ISSUE_SIZE}x{4 * ISSUE_SIZE} run: **run** (rows above)."
+            f"- Scheduler ({sched['workers']} workers): {sched['empty_tasks_per_s']} empty tasks/s; the whole "
+            f"read -> nearest x4 -> compress -> write pipeline {sched['nearest_blocks_per_s']} blocks/s of "
+            f"{sched['block_px']} output pixels (the ceiling with no model)"
+            + (f", measured {sched['date'][:16]}" if sched.get("date") else "")
+            + "."
         )
-    else:
+    lines.append("")
+    issue = [r for r in rows if r["size"] == ISSUE_SIZE]
+    if issue:
+        lines.append(
+            f"The issue's {ISSUE_SIZE}x{ISSUE_SIZE} -> {4 * ISSUE_SIZE}x{4 * ISSUE_SIZE} run: **run** "
+            f"({', '.join(str(r['workers'] or 'this process') for r in issue)} worker(s); rows above)."
+        )
+    if stopped:
+        st = stopped
+        m = st["size"]
+        lines.append(
+            f"The {m}x{m} -> {4 * m}x{4 * m} run{' (the issue size)' if m == ISSUE_SIZE else ''}: **stopped** "
+            f"({st.get('reason', '?')}) after {st.get('elapsed_s', '?')} s with {st.get('workers') or 'no'} worker(s): "
+            f"{st.get('level0_blocks_done', 0)} of {st.get('level0_blocks', '?')} level-0 blocks written "
+            f"({st.get('level0_mpx_done', 0)} Mpx, {st.get('level0_mpx_per_s', 0)} Mpx/s), peak RSS per worker "
+            f"{', '.join(f'{v:.0f}' for v in st.get('worker_peak_rss_mb') or []) or '?'} MB, load average "
+            f"{st.get('load_avg', '?')} at the last sample ({st.get('at', '?')})."
+        )
+    if not issue and not (stopped and stopped["size"] == ISSUE_SIZE):
         lines.append(
             f"The issue's {ISSUE_SIZE}x{ISSUE_SIZE} -> {4 * ISSUE_SIZE}x{4 * ISSUE_SIZE} run: **not run** "
-            f"here (sizes {', '.join(map(str, sizes))}); `--sizes {ISSUE_SIZE} --workers 2 --tmpdir DIR` "
-            "runs it."
+            f"here (sizes {', '.join(map(str, sizes))}); `--sizes {ISSUE_SIZE} --workers 2 --no-single --merge "
+            "--tmpdir DIR` runs it."
         )
     lines += ["", SCALE_NOTE, ""]
     return "\n".join(lines)
+
+
+def _previous(name: str) -> dict:
+    """The recorded results of ``name`` (for --merge), rows tagged with their run's date/load."""
+    try:
+        old = json.loads((RESULTS / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    for r in old.get("rows", []):
+        r.setdefault("date", old.get("date"))
+        la = old.get("load_avg_1min")
+        r.setdefault("load_avg_1min", [round(v, 2) for v in la] if la else None)
+    if old.get("scheduler"):
+        old["scheduler"].setdefault("date", old.get("date"))
+    return old
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,9 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048], help="LR sizes N (NxN)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
     ap.add_argument("--no-single", action="store_true", help="skip the this-process reference row")
+    ap.add_argument("--no-scheduler", action="store_true", help="skip the scheduler rates (--merge keeps the old)")
+    ap.add_argument("--merge", action="store_true", help="keep the recorded rows of sizes not run now")
     ap.add_argument("--chunk", type=int, default=512, help="LR pixels per block side (Dask task)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--tmpdir", default=None, help="where inputs and outputs go (default: system temp)")
+    ap.add_argument("--progress-every", type=float, default=60.0, metavar="S", help="seconds between progress lines")
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--name", default=None, help="results/NAME.json|md (default: dask, or dask_<model stem>)")
     args = ap.parse_args(argv)
@@ -241,20 +379,29 @@ def main(argv: list[str] | None = None) -> int:
         print('needs the cluster extra: pip install "scopesr[cluster]"', file=sys.stderr)
         return 2
     model = pick_model(args.model, TINY)
+    name = args.name or ("dask_" + model.stem if args.model else "dask")
     base = Path(args.tmpdir or tempfile.gettempdir())
     need = sum(n * n * 2 * 16 * 1.4 for n in args.sizes)  # uncompressed output + pyramid, worst case
     if shutil.disk_usage(base).free < need:
         print(f"need about {need / 2**30:.1f} GB free in {base}", file=sys.stderr)
         return 2
-    load0 = os.getloadavg()[0]
-    rows = []
+    signal.signal(signal.SIGTERM, _stop)
+    rows: list[dict] = []
+    sched = None
+    stopped = None
+    prog = None
+    phase = {"size": args.sizes[0], "what": "starting", "t0": time.perf_counter()}
     tmp = Path(tempfile.mkdtemp(prefix="scopesr-bench-dask-", dir=base))
     try:
         for n in args.sizes:
+            phase.update(size=n, what=f"writing the {n}x{n} input", t0=time.perf_counter())
             src = make_input(tmp / f"in_{n}.ome.zarr", n)
+            phase["what"] = "running"
             counts = list(args.workers) + ([] if args.no_single else [0])
             for w in counts:
-                r = {"size": n, **run_sr(src, tmp / f"out_{n}_{w}.ome.zarr", model, w, args.chunk)}
+                prog = Progress(n, w, args.chunk, args.progress_every)
+                r = {"size": n, **run_sr(src, tmp / f"out_{n}_{w}.ome.zarr", model, w, args.chunk, prog)}
+                prog = None
                 shutil.rmtree(tmp / f"out_{n}_{w}.ome.zarr", ignore_errors=True)
                 rows.append(r)
                 print(
@@ -263,36 +410,61 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['worker_peak_rss_mb']} MB",
                     flush=True,
                 )
-        sched = scheduler_rates(tmp / f"in_{args.sizes[0]}.ome.zarr", tmp, max(args.workers), 64)
-        print(f"scheduler: {sched}", flush=True)
+        phase["what"] = "measuring the scheduler"
+        if not args.no_scheduler:  # on a small input: the rate does not depend on the image size
+            small = make_input(tmp / "in_sched.ome.zarr", min(1024, min(args.sizes)))
+            sched = {**scheduler_rates(small, tmp, max(args.workers), 64), "date": _now()}
+            print(f"scheduler: {sched}", flush=True)
     except ScopesrError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except (Stopped, KeyboardInterrupt) as exc:
+        why = f"stopped by {exc or 'Ctrl-C'} (e.g. a timeout)"
+        if prog is not None:
+            prog.stop()  # the cluster is closed by now: the last sample's RSS stands
+            prog.sample()
+            stopped = {**prog.state, "reason": why}
+        else:
+            el = round(time.perf_counter() - phase["t0"], 1)
+            stopped = {"size": phase["size"], "workers": 0, "elapsed_s": el, "reason": f"{why} while {phase['what']}"}
+        print(f"stopped: {json.dumps(stopped)}", file=sys.stderr, flush=True)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         shutil.rmtree(tmp, ignore_errors=True)
-    load1 = os.getloadavg()[0]
     if not args.no_record:
-        command = f"nice -n 5 python benchmarks/bench_dask.py {' '.join(argv if argv is not None else sys.argv[1:])}"
-        md = markdown(rows, sched, model.name, args.sizes, args.chunk, command.strip(), (load0, load1))
-        name = args.name or ("dask_" + model.stem if args.model else "dask")
+        nice = os.nice(0)
+        command = f"{f'nice -n {nice} ' if nice else ''}python benchmarks/bench_dask.py "
+        command += " ".join(argv if argv is not None else sys.argv[1:])
+        old = _previous(name) if args.merge else {}
+        if old and (old.get("model"), old.get("chunk")) != (model.name, args.chunk):
+            print(f"--merge: {name}.json holds another model or chunk; its rows are not kept", file=sys.stderr)
+            old = {}
+        now_sizes = set(args.sizes)
+        rows = [r for r in old.get("rows", []) if r["size"] not in now_sizes] + rows
+        sched = sched or old.get("scheduler")
+        if stopped is None and old.get("issue_run_stopped") and ISSUE_SIZE not in now_sizes:
+            stopped = old["issue_run_stopped"]
+        md = markdown(rows, sched, model.name, args.chunk, command.strip(), stopped)
         j, m = record(
             RESULTS,
             name,
             {
                 "model": model.name,
                 "chunk": args.chunk,
-                "sizes": args.sizes,
-                "issue_size_run": ISSUE_SIZE in args.sizes,
+                "sizes": sorted({r["size"] for r in rows}),
+                "command": command.strip(),
+                "issue_size_run": any(r["size"] == ISSUE_SIZE for r in rows),
+                "issue_run_stopped": stopped,
                 "rows": rows,
                 "scheduler": sched,
-                "load_avg_1min": [load0, load1],
+                "load_avg_1min": [r.get("load_avg_1min") for r in rows],
                 "scaling_note": SCALE_NOTE,
             },
             md,
             "bench_dask.py",
         )
         print(f"recorded {j} and {m}")
-    return 0
+    return 0 if stopped is None else 3
 
 
 if __name__ == "__main__":
