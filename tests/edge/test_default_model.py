@@ -131,9 +131,12 @@ def test_tampered_default_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "tflite-int8"])
-def test_camera_frame_runs_whole_in_its_signature(fmt, real_image):
-    """A 160x120 camera frame (H=120, W=160) takes the lr120x160 signature in one call, and
-    fp32 equals whole-frame ONNX (no tiles, no padding); int8 stays close."""
+def test_camera_frame_equals_onnx_borders_included(fmt, real_image):
+    """A 160x120 camera frame (H=120, W=160): fp32 TFLite equals whole-frame ONNX to integer
+    rounding, borders included (both see the frame reflect-padded by the halo); int8 stays
+    close. With that padding the frame needs a 138x178 window to run in one call without waste;
+    the bundled signatures (64, 120x160, 128, 240x320, 256) have none, so the tiler takes the
+    cheapest mix of them."""
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("onnxruntime")
     tifffile = pytest.importorskip("tifffile")
@@ -143,7 +146,7 @@ def test_camera_frame_runs_whole_in_its_signature(fmt, real_image):
     assert frame.shape == (120, 160)
     up = sdk.load(sdk.default_model_path(fmt))
     plan = make_plan(up.backend, 120, 160, None, up.card.halo)
-    assert plan.n_tiles == 1 and plan.tile == (120, 160) and plan.label == "1 x 120x160"
+    assert plan.fixed and plan.tile in up.backend.tile_shapes
     got = up.upscale(frame).astype(np.float64)
     ref = sdk.load(sdk.default_model_path("onnx")).upscale(frame).astype(np.float64)
     assert got.shape == ref.shape == (480, 640)
