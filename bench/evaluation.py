@@ -28,6 +28,7 @@ import numpy as np
 
 from scopesr.sdk import quality
 from scopesr.sdk.errors import ScopesrError
+from scopesr.sdk.samples import BUNDLED_SOURCE
 
 from .inputs import SCALE, read_array, sample, with_channels
 from .peers import Peer, peer_label, peer_upscale
@@ -92,6 +93,7 @@ def _crop(a: np.ndarray, max_side: int | None) -> np.ndarray:
 
 
 _NAME = re.compile(r"^([\w.-]+?)(?:\[(\d+)\])?$")
+_SAMPLE_SPEC = re.compile(r"^sample:([\w.-]+?)(?:\[|#|$)")
 
 
 def parse_sample_name(name: str) -> tuple[str, int | None] | None:
@@ -153,21 +155,32 @@ def _pick(idxs: list[Any], max_planes: int | None) -> list[Any]:
 
 
 def heldout_bench_images(
-    sources: Sequence[str], names: Sequence[str], max_planes: int | None, max_side: int | None = None
+    sources: Sequence[str],
+    names: Sequence[str],
+    max_planes: int | None,
+    max_side: int | None = None,
+    skip_missing: bool = False,
 ) -> list[BenchImage]:
     """The held-out images a card names: whole sources through ``scopesr.trainer.data.heldout_images``
     (``max_planes`` evenly spaced planes per stack), or sample planes by name (``max_planes``
-    per sample; 1 = the middle one); centre crops of at most ``max_side`` px."""
+    per sample; 1 = the middle one); centre crops of at most ``max_side`` px. ``skip_missing``:
+    a source whose sample package is not installed is left out (logged) instead of an error."""
     out: list[BenchImage] = []
     if sources:
+        from scopesr.sdk.samples import SAMPLES
         from scopesr.trainer.data import heldout_images
 
-        for im in heldout_images(list(sources), SCALE, max_planes or 10**9):
-            out.append(
-                BenchImage(
-                    quality.EvalImage(im.name, im.source, _crop(_grey(im.data), max_side)), "fluorescence", "yes"
+        for spec in sources:
+            m = _SAMPLE_SPEC.match(spec.strip())
+            if skip_missing and m and m.group(1) in SAMPLES and SAMPLES[m.group(1)].path() is None:
+                log.info("quality table: %s left out (%s is not installed)", spec, SAMPLES[m.group(1)].package)
+                continue
+            for im in heldout_images([spec], SCALE, max_planes or 10**9):
+                out.append(
+                    BenchImage(
+                        quality.EvalImage(im.name, im.source, _crop(_grey(im.data), max_side)), "fluorescence", "yes"
+                    )
                 )
-            )
         return out
     from scopesr.sdk.samples import SAMPLES
 
@@ -207,6 +220,32 @@ def card_images(
     return [b.image for b in imgs], f"held out by {card.name}'s card: {what}"
 
 
+def bundled_bench_images(heldout: bool) -> tuple[list[BenchImage], str]:
+    """The quality table's fallback where no sample package is installed: the clean demo image
+    bundled with scopesr (its noisy twin is no reference), and a note that says what it is.
+    ``heldout``: the card's held-out list names the sample it was made from."""
+    from scopesr.sdk.samples import BUNDLED_SOURCE, SAMPLE_PACKAGES_HINT, bundled_samples
+
+    found = bundled_samples()[:1]
+    out = [
+        BenchImage(
+            quality.EvalImage(p.name, f"bundled:{p.name}", _crop(_grey(read_array(p)), None)),
+            "fluorescence",
+            "yes" if heldout else "unknown",
+        )
+        for p in found
+    ]
+    names = ", ".join(p.name for p in found)
+    note = (
+        f"the bundled demo image {names} (scopesr/sdk/data: a 128x128 LR rendition of {BUNDLED_SOURCE}, "
+        "so the LR rows are 32x32 and the numbers are not comparable with tables on the full-size samples; "
+        f"no sample-image package is installed: {SAMPLE_PACKAGES_HINT})"
+    )
+    if found:
+        log.warning("quality table on %s", note)
+    return out, note
+
+
 def eval_images(st: Settings) -> tuple[list[BenchImage], str]:
     """Real images for Table 2: a card's held-out list, else a fixed sample choice; plus --image."""
     max_side = 256 if st.quick else 512
@@ -216,7 +255,7 @@ def eval_images(st: Settings) -> tuple[list[BenchImage], str]:
     if sources or names:
         if sources and not st.quick:
             max_planes = FULL_MAX_PLANES
-        out = heldout_bench_images(sources, names, max_planes, max_side)
+        out = heldout_bench_images(sources, names, max_planes, max_side, skip_missing=True)
         what = ("whole held-out sources " + ", ".join(sources)) if sources else "held-out images"
         note = f"{what} named by {where}" + (" (quick: one per source)" if st.quick else "")
         if sources and not st.quick:
@@ -241,6 +280,8 @@ def eval_images(st: Settings) -> tuple[list[BenchImage], str]:
             "real samples from scopesr.sdk.samples (no held-out list found in a --model's or the bundled "
             "default model's card; a --model may have trained on some of them; RGB as the mean of its channels)"
         )
+    if not out and not st.images:
+        out, note = bundled_bench_images(BUNDLED_SOURCE in " ".join([*sources, *names]))
     for p in st.images:
         a = read_array(p)
         if a.ndim == 3 and a.shape[-1] not in (3, 4):

@@ -282,10 +282,7 @@ def _images(
         return D.load_images(files, norm, channels, source=str(calibration)), str(calibration)
     keys = D.CALIBRATION_SAMPLES if role == "calibration" else D.PARITY_SAMPLES
     imgs = D.sample_images(keys, norm, channels)
-    names = ", ".join(sorted({i.name.split("[")[0] for i in imgs}))
-    if D.USER_IMAGES is not None and D.samples_missing(keys):
-        return imgs, f"{D.USER_IMAGES} (--calibration; the real sample images are not installed: {names})"
-    return imgs, f"scopesr.sdk.samples ({names})"
+    return imgs, D.sample_source(keys, imgs)
 
 
 def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -371,7 +368,7 @@ def convert(
         if precision == "int8":
             imgs, cal_from = _images(src_card.normalisation, src_card.in_channels, calibration, "calibration")
             if calibration is None:
-                log.info("no --calibration folder: calibrating int8 on the real samples %s", cal_from)
+                log.info("no --calibration folder: calibrating int8 on %s", cal_from)
             cal_tiles = {}
             for shape in tgt.calibration_shapes(sizes):
                 ts = D.make_tiles(

@@ -124,8 +124,9 @@ def _import_quietly(module: str) -> None:
     metavar="DIR",
     default=None,
     help="Folder of real images for int8 calibration (default: real sample images "
-    "shipped by pip packages; your own images calibrate better). Without those packages "
-    "these images are also used for the parity check and bioimage.io sample tensors.",
+    "shipped by pip packages, else the two demo images bundled with scopesr; your own images "
+    "calibrate better). Without those packages these images are also used for the parity "
+    "check and bioimage.io sample tensors.",
 )
 @click.option(
     "-o",

