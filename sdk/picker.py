@@ -60,6 +60,7 @@ from .atomic import atomic_write_text
 from .card import CARD_SUFFIX, ModelCard
 from .cpu import describe_cpu
 from .errors import InputError, ScopesrError
+from .tiling import BORDER_RULE
 
 log = logging.getLogger(__name__)
 
@@ -534,6 +535,7 @@ def pick(
             f"device={device}",
             f"backend={backend}",
             "opts=" + json.dumps(dict(opts or {}), sort_keys=True, default=str),
+            f"borders={BORDER_RULE}",  # the padding sets what a frame costs: a new rule times afresh
         ]
     )
     shas = {c.name: c.sha256 for c in eligible}

@@ -52,6 +52,9 @@ from .tiles import parse_tile, tile_label
 log = logging.getLogger(__name__)
 
 DEFAULT_TILE = 256
+#: names the border rule (module docstring); what a frame costs depends on it, so timings taken
+#: under another rule (the picker's cache) are not reused
+BORDER_RULE = "reflect-by-halo"
 
 
 @dataclass(frozen=True)
