@@ -12,8 +12,8 @@ How it stays seam-free and equal to :meth:`Upscaler.upscale <scopesr.sdk.Upscale
   and keeps its core. At the image's border the tiler reads the image's reflection, computed
   from the block's own pixels with the image's coordinates (``tiling.Window``), which is the
   one border rule of every backend (see ``scopesr.sdk.tiling``): so a kept pixel sees the
-  context it sees in one process, exactly. (Dask's own ``boundary="reflect"`` repeats the
-  edge pixel, numpy's ``symmetric``; the SDK's rule does not.)
+  context it sees in one process, exactly. (Dask's own ``boundary="reflect"`` is the same
+  mirror, but refuses a halo deeper than a block, e.g. on an image smaller than the halo.)
 * Normalisation statistics are computed once per plane (frame) and channel over the whole
   plane, by the SDK's own ``compute_stats`` on the same strided sample it takes in one
   process, and passed to every block of that plane: never per block.

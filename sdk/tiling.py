@@ -3,15 +3,19 @@
 The border rule, the same for every backend (ONNX, TFLite, .pt2, Core ML; dynamic-shape or
 fixed-size): **the network sees the image reflect-padded by the halo.** Every tile reads its
 kept core plus ``halo`` pixels of context on each side; where that context lies outside the
-image it is the image mirrored about its edge pixel (``... 2 1 | 0 1 2 ... n-1 | n-2 ...``,
-numpy's ``np.pad(mode="reflect")``, repeated for an axis shorter than the halo; a 1-pixel axis
-repeats its pixel). With ``halo`` >= the network's receptive-field radius (``card.halo``,
-the default), no output pixel of the image ever sees the network's own zero padding, which
-sits at least a halo beyond the image; so every backend, every tile size and every image size
-gives the output of one rule: ``crop(network(reflect_pad(image, halo)))``, to float rounding.
-Without it a fixed-size artifact (whose tiles must be padded when the image is smaller than
-a tile) and a dynamic one (whose border would see the zero padding) differed along a
-halo-wide band at the image's edges.
+image it is the image's mirror image about its border, the edge pixel repeated
+(``... 1 0 | 0 1 2 ... n-1 | n-1 n-2 ...``, numpy's ``np.pad(mode="symmetric")``, Dask's
+``boundary="reflect"``; repeated for an axis shorter than the halo; a 1-pixel axis repeats its
+pixel). With ``halo`` >= the network's receptive-field radius (``card.halo``, the default),
+no output pixel of the image ever sees the network's own zero padding, which sits at least a
+halo beyond the image; so every backend, every tile size and every image size gives the
+output of one rule: ``crop(network(pad_image(image, halo)))``, to float rounding. Without it
+a fixed-size artifact (whose tiles must be padded when the image is smaller than a tile) and
+a dynamic one (whose border would see the zero padding) differed along a halo-wide band at
+the image's edges. Of the mirror images, this one was measured best for the bundled default:
+over 96x80 crops of held-out images, PSNR in the border band was 0.06-0.14 dB higher than
+with the mirror that skips the edge pixel (numpy's ``reflect``) on four of five degradations
+(0.06 dB lower under strong noise), and within 0.06 dB of the network's own zero padding.
 
 Why it is seam-free: every kept output pixel has ``halo`` LR pixels of context in its tile
 (real pixels, or the reflection at the image border), which is all it depends on, so tiled
@@ -54,7 +58,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TILE = 256
 #: names the border rule (module docstring); what a frame costs depends on it, so timings taken
 #: under another rule (the picker's cache) are not reused
-BORDER_RULE = "reflect-by-halo"
+BORDER_RULE = "symmetric-by-halo"
 
 
 @dataclass(frozen=True)
@@ -183,15 +187,14 @@ def make_plan(backend: Backend, h: int, w: int, tile: Any, halo: int) -> TilePla
 
 # ---------------------------------------------------------------------------- the border rule
 def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Image coordinates (any integers) -> [0, n): the reflection about the edge pixels,
-    ``... 2 1 | 0 1 ... n-1 | n-2 ...``, periodic (2n - 2) so any distance works; a 1-pixel
-    axis repeats its pixel. The same indices as ``np.pad(mode="reflect")`` for any width."""
+    """Image coordinates (any integers) -> [0, n): the mirror image about the border, the edge
+    pixel repeated, ``... 1 0 | 0 1 ... n-1 | n-1 n-2 ...``, periodic (2n) so any distance works
+    (a 1-pixel axis repeats its pixel). The same indices as ``np.pad(mode="symmetric")`` for any
+    width."""
     idx = np.asarray(idx, dtype=np.int64)
-    if n == 1:
-        return np.zeros_like(idx)
-    period = 2 * (n - 1)
+    period = 2 * n
     m = np.mod(idx, period)
-    return np.where(m < n, m, period - m)
+    return np.where(m < n, m, period - 1 - m)
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,7 @@ def read_tile(plane: np.ndarray, iy: slice | np.ndarray, ix: slice | np.ndarray,
 
 
 def pad_image(plane: np.ndarray, halo: int) -> np.ndarray:
-    """The image as the network sees it: (H, W[, C]) reflect-padded by ``halo`` on every side
+    """The image as the network sees it: (H, W[, C]) mirror-padded by ``halo`` on every side
     (the rule stated in the module docstring; for tests and whole-image references)."""
     h, w = plane.shape[:2]
     iy = reflect_index(np.arange(-halo, h + halo), h)
