@@ -3,6 +3,7 @@
 
     python demo_pi/run.py --source SRC [--model PATH] [--backend tflite|onnx]
                           [--roi x,y,w,h | --full] [--headless --out DIR] [--frames N]
+                          [--serve [--host H] [--port P] [--token T]]
 
 SRC: ``picamera2`` (Pi camera, lores stream), a camera index (``0``, OpenCV), a video
 file, a TIFF stack / time-lapse, a folder of images, or ``sample:napari-timelapse`` (a
@@ -10,6 +11,8 @@ real fluorescence time-lapse shipped by a pip package; the default).
 
 Only ``scopesr.sdk`` runs the model (ONNX Runtime or LiteRT / tflite-runtime): no torch.
 Prints a final ``fps: X`` line (frames / wall time, capture to SR, outputs included).
+``--serve`` shows the feed in a browser instead (sr-serve's live page, ``pip install
+"scopesr[edge,serve]"``): a headless Pi watched from a laptop.
 
 Exit status: 0 the run ended (after --frames, at the end of a file source, or by one
 Ctrl-C); 1 the model, the source, the display or the --out folder could not be used (the
@@ -107,6 +110,7 @@ time-lapse shipped by a pip package; the default).
 Examples:
   python demo_pi/run.py --source picamera2 --threads 4
   python demo_pi/run.py --headless --out out --frames 12 --video gif --roi 250,255,64,64
+  python demo_pi/run.py --source picamera2 --serve --host 0.0.0.0   # watch it from a laptop
 \b
 Exit status: 0 the run ended (after --frames, at the end of a file source, or by one
 Ctrl-C); 1 the model, the source, the display or the --out folder could not be used (the
@@ -196,6 +200,21 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     metavar="PNG",
     help="Windowed: grab the panes from the screen at the end.",
 )
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Show the feed in a browser (sr-serve's live page) instead of a window or files; needs the serve extra.",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="With --serve: address to bind (beyond 127.0.0.1: a token)."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="With --serve: TCP port.")
+@click.option(
+    "--token",
+    default=None,
+    metavar="TOKEN",
+    help="With --serve: access token (default: generated when --host is not local).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Info log output.")
 @click.pass_context
 def cli(ctx: click.Context, **params: Any) -> int:
@@ -203,6 +222,8 @@ def cli(ctx: click.Context, **params: Any) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if args.serve and (args.headless or args.out is not None):
+        raise click.UsageError("--serve shows the feed in a browser: not with --headless or --out", ctx=ctx)
     if args.headless and args.out is None:
         raise click.UsageError("--headless needs --out DIR (where the frames and the GIF/MP4 go)", ctx=ctx)
     if args.roi is not None and args.full:
@@ -247,6 +268,9 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     except (ScopesrError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+    if args.serve:
+        return serve_live(args, up, source, roi)
 
     processor = RoiProcessor(up, roi=roi, full=args.full)
     stop = threading.Event()
@@ -345,6 +369,44 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     if stats.frames == 0 and skipped:
         print(f"error: no frame of {source.name} could be read", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def serve_live(args: Any, up: Any, source: Any, roi: tuple[int, int, int, int] | None) -> int:
+    """--serve: the source on sr-serve's live page (with its upload page and API beside it)."""
+    import secrets
+
+    try:
+        from scopesr.serve import ServeConfig, create_app
+        from scopesr.serve.cli import announce, is_loopback, serve
+    except ImportError as exc:
+        print(f'error: --serve needs the serve extra: pip install "scopesr[edge,serve]" ({exc})', file=sys.stderr)
+        source.close()
+        return EXIT_FAILED
+    token, generated = args.token, False
+    if token is None and not is_loopback(args.host):
+        token, generated = secrets.token_urlsafe(24), True
+    from scopesr.serve.config import loopback_hosts
+
+    cfg = ServeConfig(
+        token=token,
+        allowed_hosts=loopback_hosts(args.port) if (is_loopback(args.host) and token is None) else None,
+    )
+    if args.full:
+        roi = (0, 0, cfg.max_live_roi, cfg.max_live_roi)  # the whole frame, up to the live ROI limit
+    # a camera is read as fast as it delivers; a file source is replayed at the page's pace
+    frames = source if source.live else (lambda: source)
+    app = create_app(up, cfg, live_frames=frames, live_name=source.name, live_camera=source.live, live_roi=roi)
+    announce(args.host, args.port, token, generated)
+    print(f"live page: /live  ({source.name}; Ctrl-C stops)", file=sys.stderr)
+    try:
+        serve(app, args.host, args.port, "info" if args.verbose else "warning")
+    except SystemExit as exc:
+        if exc.code:
+            print(f"error: cannot listen on {args.host}:{args.port}; choose another --port", file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        source.close()
     return EXIT_OK
 
 

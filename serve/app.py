@@ -141,10 +141,12 @@ def create_app(
     live_frames: Any = None,
     live_name: str = "live",
     live_camera: bool = False,
+    live_roi: tuple[int, int, int, int] | None = None,
 ) -> Any:
     """The app around a loaded Upscaler. ``live_frames``: a factory returning an iterable of
     frames for each pass over a file source, or one iterable (``live_camera=True``: a camera,
-    read as fast as it delivers); None: the live page says no source was given. Returns the ASGI
+    read as fast as it delivers); None: the live page says no source was given. ``live_roi``: the
+    first ROI (x, y, w, h; default a centred 64x64, the paper's video ROI). Returns the ASGI
     app (the FastAPI app inside the access guard, as ``.app``)."""
     cfg = config or ServeConfig()
     lock = threading.Lock()
@@ -173,6 +175,8 @@ def create_app(
                 lock=lock,
                 max_roi=cfg.max_live_roi,
             )
+            if live_roi is not None:
+                hub.set(roi=live_roi)
             hub.start()
         state["jobs"], state["hub"] = jq, hub
         try:
@@ -331,7 +335,8 @@ def create_app(
             if job.state == "failed":
                 raise failed(job)
             raise HTTPException(409, f"job {jid} is {job.state}; poll GET /v1/jobs/{jid}")
-        return FileResponse(job.result_path, media_type="image/tiff", filename=f"upload_x{summary['scale']}.tif")
+        # no Content-Disposition name: the page's link names the file after the one the user dropped
+        return FileResponse(job.result_path, media_type="image/tiff")
 
     @app.get(
         "/v1/jobs/{jid}/{panel}.png",
