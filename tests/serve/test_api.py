@@ -1,0 +1,253 @@
+"""sr-serve's HTTP API through the framework's test client: results, limits, refusals, headers."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import tifffile
+from serve_helpers import SAMPLE
+
+from scopesr.serve import ServeConfig, create_app
+
+pytestmark = pytest.mark.edge
+
+
+def client(upscaler, frames=None, **cfg):
+    from fastapi.testclient import TestClient
+
+    app = create_app(upscaler, ServeConfig(**cfg), live_frames=frames, live_name="test")
+    return TestClient(app)
+
+
+def tiff_bytes(a: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, a, **kw)
+    return buf.getvalue()
+
+
+def png_bytes(a: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def c(upscaler):
+    with client(upscaler) as cl:
+        yield cl
+
+
+def test_health_and_model_summary(c):
+    assert c.get("/healthz").json()["status"] == "ok"
+    m = c.get("/v1/model").json()
+    assert m["scale"] == 4 and m["halo"] == 9 and m["name"]
+    assert m["training"]["sources"] and all("source" in s for s in m["training"]["sources"])
+    assert "bicubic" in m["heldout"] and isinstance(m["heldout"]["bicubic"]["gain_db_vs_bicubic"], float)
+    assert m["limits"]["max_pixels"] == ServeConfig().max_pixels
+
+
+def test_upscale_equals_the_sdk_for_each_kind_of_input(c, upscaler):
+    rng = np.random.default_rng(1)
+    cases = {
+        "16-bit TIFF": (tiff_bytes(tifffile.imread(SAMPLE)), tifffile.imread(SAMPLE), None),
+        "8-bit PNG": (png_bytes(a8 := rng.integers(0, 255, (40, 56), np.uint8)), a8, None),
+        "RGB PNG": (png_bytes(rgb := rng.integers(0, 255, (24, 32, 3), np.uint8)), rgb, "YXC"),
+        "stack": (tiff_bytes(st := rng.integers(0, 4000, (3, 32, 40), np.uint16), photometric="minisblack"), st, "ZYX"),
+    }
+    for what, (body, arr, axes) in cases.items():
+        r = c.post("/v1/upscale", content=body)
+        assert r.status_code == 200, (what, r.text)
+        assert r.headers["content-type"] == "image/tiff"
+        out = tifffile.imread(io.BytesIO(r.content))
+        ref = upscaler.upscale(arr, axes=axes)
+        assert out.dtype == arr.dtype and np.array_equal(out, ref), what
+
+
+def test_job_reports_progress_and_serves_previews(c):
+    r = c.post("/v1/jobs", content=SAMPLE.read_bytes())
+    assert r.status_code == 202 and r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
+    jid = r.json()["id"]
+    for _ in range(300):
+        j = c.get(f"/v1/jobs/{jid}").json()
+        if j["state"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert j["state"] == "done", j
+    assert j["output"]["shape"] == [512, 512] and j["output"]["dtype"] == "uint16"
+    for panel, side in (("nearest", 128), ("bicubic", 512), ("model", 512)):
+        p = c.get(j["panels"][panel])
+        assert p.status_code == 200 and p.content[:8] == b"\x89PNG\r\n\x1a\n"
+        from PIL import Image
+
+        assert Image.open(io.BytesIO(p.content)).size == (side, side)
+    assert tifffile.imread(io.BytesIO(c.get(j["result"]).content)).shape == (512, 512)
+    assert c.delete(f"/v1/jobs/{jid}").status_code == 204
+    assert c.get(f"/v1/jobs/{jid}").status_code == 404
+    assert c.get("/v1/jobs/../../etc/passwd").status_code == 404
+    assert c.get("/v1/jobs/" + "a" * 32 + "/model.png").status_code == 404
+
+
+def test_bad_inputs_get_clear_4xx(upscaler):
+    good = SAMPLE.read_bytes()
+    with client(upscaler, max_upload_bytes=200_000, max_pixels=100_000) as cl:
+        cases = {
+            "not an image": (b"hello, I am text" * 10, 415, "not an image"),
+            "truncated TIFF": (good[: len(good) // 2], 400, "truncated"),
+            "empty body": (b"", 400, "empty body"),
+            "oversize upload": (b"\0" * 300_000, 413, "over the limit"),
+            "too many pixels": (tiff_bytes(np.zeros((400, 400), np.uint8)), 413, "decompression bomb"),
+            "decompression bomb": (_bomb(), 413, "decompression bomb"),
+        }
+        for what, (body, status, words) in cases.items():
+            r = cl.post("/v1/upscale", content=body)
+            assert r.status_code == status, (what, r.status_code, r.text)
+            detail = r.json()["detail"]
+            assert words in detail, (what, detail)
+            assert "/tmp" not in detail and "scopesr-serve-" not in detail, detail  # no server paths
+        r = cl.post("/v1/upscale", files={"file": ("a.tif", good)})
+        assert r.status_code == 415 and "--data-binary" in r.json()["detail"]
+        r = cl.post("/v1/upscale", content=good, headers={"content-length": "999999999"})
+        assert r.status_code == 413
+
+
+def _bomb() -> bytes:
+    """A small TIFF whose header claims 65536 x 65536 pixels (a decompression bomb's shape)."""
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tw:
+        tw.write(np.zeros((16, 16), np.uint8))
+    data = bytearray(buf.getvalue())
+    # patch ImageWidth / ImageLength in the first IFD
+    ifd = int.from_bytes(data[4:8], "little")
+    n = int.from_bytes(data[ifd : ifd + 2], "little")
+    for i in range(n):
+        e = ifd + 2 + 12 * i
+        tag = int.from_bytes(data[e : e + 2], "little")
+        if tag in (256, 257):
+            typ = int.from_bytes(data[e + 2 : e + 4], "little")
+            size = 2 if typ == 3 else 4
+            data[e + 8 : e + 8 + size] = (65535).to_bytes(size, "little")
+    return bytes(data)
+
+
+def test_token_cookie_and_host_rules(upscaler):
+    with client(upscaler, token="s3cret-token") as cl:
+        assert cl.get("/healthz").status_code == 200  # liveness without the token
+        r = cl.get("/v1/model")
+        assert (
+            r.status_code == 401 and "token" in r.json()["detail"] and "bearer" in r.headers["www-authenticate"].lower()
+        )
+        assert cl.get("/v1/model", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert (
+            cl.post("/v1/upscale", content=SAMPLE.read_bytes(), headers={"Authorization": "Bearer nope"}).status_code
+            == 401
+        )
+        assert cl.get("/v1/model", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        r = cl.get("/live?token=s3cret-token", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/live"
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert cl.get("/v1/model").status_code == 200  # the cookie now
+    hosts = ("127.0.0.1:8000", "localhost:8000")
+    with client(upscaler, allowed_hosts=hosts) as cl:
+        assert cl.get("/", headers={"host": "127.0.0.1:8000"}).status_code == 200
+        r = cl.get("/", headers={"host": "attacker.example:8000"})
+        assert r.status_code == 421 and "Host" in r.json()["detail"]
+
+
+def test_security_headers(c):
+    for path in ("/", "/live", "/api", "/static/upload.js", "/v1/model", "/openapi.json"):
+        r = c.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["x-content-type-options"] == "nosniff"
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
+    assert c.get("/v1/model").headers["cache-control"] == "no-store"
+    page = c.get("/").text
+    assert "http://" not in page and "https://" not in page  # no external assets
+    spec = c.get("/openapi.json").json()
+    assert {"/v1/upscale", "/v1/model", "/healthz", "/v1/jobs"} <= set(spec["paths"])
+    assert c.get("/docs").status_code == 404  # FastAPI's CDN-backed page is off; /api renders the spec
+
+
+def test_full_queue_is_503_with_retry_after(upscaler):
+    """One worker held inside the model (the lock taken here), no queue: the next upload is refused."""
+    with client(upscaler, queue_size=0, workers=1) as cl:
+        jq = cl.app.app.state.serve["jobs"]
+        with jq.lock:
+            r1 = cl.post("/v1/jobs", content=SAMPLE.read_bytes())
+            assert r1.status_code == 202
+            r2 = cl.post("/v1/upscale", content=SAMPLE.read_bytes())
+            assert r2.status_code == 503 and int(r2.headers["retry-after"]) >= 1
+            assert "queue is full" in r2.json()["detail"]
+        for _ in range(200):
+            if cl.get(f"/v1/jobs/{r1.json()['id']}").json()["state"] == "done":
+                break
+            time.sleep(0.05)
+        assert cl.post("/v1/upscale", content=SAMPLE.read_bytes()).status_code == 200  # the slot came back
+
+
+def test_time_limit_is_503(upscaler):
+    with client(upscaler, time_limit_s=1.0) as cl:
+        jq = cl.app.app.state.serve["jobs"]
+        jq.lock.acquire()
+        threading.Timer(1.6, jq.lock.release).start()
+        r = cl.post("/v1/upscale", content=SAMPLE.read_bytes())
+        assert r.status_code == 503 and "time limit" in r.json()["detail"], r.text
+
+
+def test_results_live_in_a_private_folder_that_goes_at_shutdown(upscaler):
+    with client(upscaler, result_ttl_s=0.2) as cl:
+        jq = cl.app.app.state.serve["jobs"]
+        folder = jq.folder
+        assert folder.stat().st_mode & 0o777 == 0o700
+        jid = cl.post("/v1/jobs", content=SAMPLE.read_bytes()).json()["id"]
+        while cl.get(f"/v1/jobs/{jid}").json()["state"] != "done":
+            time.sleep(0.05)
+        names = sorted(p.name for p in (folder / jid).iterdir())
+        assert names == ["bicubic.png", "model.png", "nearest.png", "result.tif"]  # no upload, no client name
+        time.sleep(0.3)
+        jq.cleanup()
+        assert not (folder / jid).exists()
+    assert not folder.exists()
+
+
+def test_live_api_ws_and_mjpeg(upscaler, stack_tif):
+    from scopesr.serve.live import file_frames
+
+    name, frames = file_frames(str(stack_tif))
+    with client(upscaler, frames=frames, live_fps=50) as cl:
+        assert cl.post("/v1/live", json={"mode": "sharpest"}).status_code == 422
+        assert cl.post("/v1/live", json={"roi": [1, 2, 3]}).status_code == 422
+        assert cl.post("/v1/live", json={"mode": "bicubic", "roi": [10, 8, 40, 32]}).json()["mode"] == "bicubic"
+        with cl.websocket_connect("/v1/live/ws") as ws:
+            msg = ws.receive_bytes()
+            n = int.from_bytes(msg[:4], "big")
+            head = json.loads(msg[4 : 4 + n])
+            assert head["roi"] == [10, 8, 40, 32] and head["mode"] == "bicubic" and head["frame_w"] == 128
+            assert msg[4 + n : 4 + n + 2] == b"\xff\xd8"  # a JPEG follows
+            ws.send_json({"mode": "model"})
+            for _ in range(50):
+                m = ws.receive_bytes()
+                if json.loads(m[4 : 4 + int.from_bytes(m[:4], "big")])["mode"] == "model":
+                    break
+            else:
+                raise AssertionError("the mode switch did not reach the feed")
+        with cl.stream("GET", "/v1/live/mjpeg?part=roi") as r:
+            assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+            got = b""
+            for chunk in r.iter_bytes():
+                got += chunk
+                if got.count(b"--frame") >= 2:
+                    break
+        assert b"Content-Type: image/jpeg" in got and b"X-Part: roi" in got
+        state = cl.get("/v1/live").json()
+        assert state["source"] == "test" and name.startswith("tiff:") and state["frames"] >= 2
+    with client(upscaler) as cl:
+        assert cl.get("/v1/live").status_code == 404
