@@ -334,6 +334,12 @@ def convert(
 
     src_path = None if isinstance(source, torch.nn.Module) else Path(source)
     module, src_card, label = load_source(source, card)
+    if int(src_card.arch_args.get("cond_channels", 0) or 0):
+        # the runtime does not feed a noise-map channel yet (see docs/degradation.md)
+        raise ConversionError(
+            f"{label}: a noise-aware model (cond_channels={src_card.arch_args['cond_channels']}) cannot be "
+            "converted yet: the SDK does not feed its noise-map input; train without noise_map for deployment"
+        )
     out_path = resolve_output(out, target, precision, label if src_path is None else src_path.name, src_path)
     _check_output_collision(out_path, src_path)
     if not overwrite and os.path.lexists(out_path):

@@ -143,3 +143,16 @@ def test_output_naming_and_collisions(trained_student, tmp_path):
     assert r.artifact == tmp_path / "model-torch-fp32.pt2" and r.card_path.exists()
     with pytest.raises(ConversionError, match="already describes 'model-torch-fp32.pt2'"):
         convert(m, "onnx", tmp_path / "model-torch-fp32.onnx")
+
+
+def test_noise_aware_model_is_refused_with_the_reason(tmp_path, capsys):
+    """A noise-map student (trainer's data.noise_map) has an input the SDK does not feed yet."""
+    from scopesr.trainer import create_model, save_generator
+
+    g = create_model("student-tiny", in_channels=1, out_channels=1, cond_channels=1)
+    w = tmp_path / "nm.safetensors"
+    save_generator(g, w)
+    with pytest.raises(ConversionError, match="noise-aware model .*cannot be converted yet"):
+        convert(w, "onnx", out=tmp_path / "nm.onnx")
+    assert main([str(w), "--target", "onnx", "-o", str(tmp_path / "nm2.onnx")]) == 2
+    assert "noise-aware" in capsys.readouterr().err
