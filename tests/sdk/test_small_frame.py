@@ -41,8 +41,9 @@ def _frame(dtype, shape, seed=0) -> np.ndarray:
     [
         ("tiny_x4.onnx", (64, 64)),
         ("tiny_x4.onnx", (40, 52)),
-        ("tiny_x4_fixed.tflite", (48, 48)),
-        ("tiny_x4_fixed.tflite", (32, 32)),
+        ("tiny_x4_fixed.tflite", (40, 40)),  # a 48 window with the halo (4) on each side
+        ("tiny_x4_fixed.tflite", (24, 24)),  # a 32 window likewise
+        ("tiny_x4_fixed.tflite", (20, 9)),  # a 32 window reading further into the mirror image
     ],
 )
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
@@ -67,7 +68,8 @@ def test_one_tile_path_equals_the_tiler(artifact, shape, dtype, monkeypatch):
 
 
 def test_everything_else_goes_through_the_tiler(monkeypatch):
-    """Several tiles, padding to a fixed size, stacks, channels and progress bars take the tiler."""
+    """Several tiles (a frame that fills a window leaves no room for the halo), stacks,
+    channels and progress bars take the tiler."""
     pytest.importorskip("ai_edge_litert")
     onnx = sr.load(FIX / "tiny_x4.onnx")
     fixed = sr.load(FIX / "tiny_x4_fixed.tflite")
@@ -77,7 +79,7 @@ def test_everything_else_goes_through_the_tiler(monkeypatch):
     img = _frame(np.uint8, (40, 40))
     cases = [
         (onnx, {"image": img, "tile": 16}),  # several tiles
-        (fixed, {"image": _frame(np.uint8, (20, 20))}),  # padded up to the 32 signature
+        (fixed, {"image": _frame(np.uint8, (48, 48))}),  # 48 + 2 x 4 needs several windows
         (fixed, {"image": _frame(np.uint8, (64, 64))}),  # several fixed tiles
         (onnx, {"image": np.stack([img, img])}),  # a stack
         (onnx, {"image": np.stack([img, img], axis=-1)}),  # two channels, one at a time
