@@ -31,14 +31,25 @@ from scopesr.sdk.atomic import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-#: LR tile sizes of the TFLite files (halo included): squares for images, plus the Pi camera
-#: frames 160x120 and 320x240 (as H x W) that the demo runs whole, in one call, unpadded
-TFLITE_TILES: list[Any] = [64, 128, 256, (120, 160), (240, 320)]
-ARTIFACTS = {  # key -> (file name, target, precision, tile sizes)
-    "onnx": ("default.onnx", "onnx", "fp32", None),
-    "tflite": ("default-fp32.tflite", "tflite", "fp32", TFLITE_TILES),
-    "tflite-int8": ("default-int8.tflite", "tflite", "int8", TFLITE_TILES),
+#: LR sizes the TFLite files serve in one call, before the halo: the demo's 64x64 ROI and the
+#: Pi camera frames 160x120 and 320x240 (as H x W); every backend sees an image mirrored out by
+#: the halo on each side (the border rule), so their signatures are these plus 2 x halo
+LIVE_SIZES: list[Any] = [64, (120, 160), (240, 320)]
+#: plain square tiles (halo included) for large images
+TFLITE_SQUARES: list[Any] = [128, 256]
+ARTIFACTS = {  # key -> (file name, target, precision, fixed sizes?)
+    "onnx": ("default.onnx", "onnx", "fp32", False),
+    "tflite": ("default-fp32.tflite", "tflite", "fp32", True),
+    "tflite-int8": ("default-int8.tflite", "tflite", "int8", True),
 }
+
+
+def tflite_tiles(halo: int) -> list[Any]:
+    """The TFLite signatures for a model of this halo: the live sizes plus the halo, then the squares."""
+    grow = lambda t: (t + 2 * halo) if isinstance(t, int) else (t[0] + 2 * halo, t[1] + 2 * halo)  # noqa: E731
+    return [grow(t) for t in LIVE_SIZES] + TFLITE_SQUARES
+
+
 SAMPLES = {  # demo sample file -> (held-out source, degradation): a clean and a noisy camera image
     "sample_nuclei.tif": ("sample:stardist-nuclei-2d", "bicubic"),
     "sample_nuclei_noisy.tif": ("sample:stardist-nuclei-2d", "noise-snr8"),
@@ -171,8 +182,9 @@ def release(
         work / "calibration", train_specs, card.training.get("data", {}).get("degradation_ranges")
     )
     results: dict[str, dict[str, Any]] = {}
-    for key, (fname, target, precision, tiles) in ARTIFACTS.items():
+    for key, (fname, target, precision, fixed) in ARTIFACTS.items():
         path = models_dir / fname
+        tiles = tflite_tiles(card.halo) if fixed else None
         log.info("converting %s", path)
         convert(
             out_w,
