@@ -13,7 +13,8 @@ side by side in the same process:
 * cost: ``Upscaler.upscale`` time for a camera ROI, a camera frame, the 96x80 crop and a
   512x512 image, interleaved between the two SDKs so that load falls on both alike.
 
-    python benchmarks/bench_borders.py [--before REV] [--repeats 15] [--no-record]
+    python benchmarks/bench_borders.py [--before REV] [--repeats 15] [--threads 1 --cpu-clock] [--no-record]
+    python benchmarks/bench_borders.py --pad-modes    # which mirror the rule uses: band PSNR per padding
 """
 
 from __future__ import annotations
@@ -159,6 +160,55 @@ def speed(sdks: dict[str, Any], lr: np.ndarray, repeats: int, threads: int, cpu_
     return rows
 
 
+PAD_MODES = ("network-zeros", "symmetric", "reflect", "edge")
+PAD_DEGRADATIONS = ("bicubic", "binning", "noise-snr8", "cubic-noaa", "psf")
+
+
+def pad_modes(sdk: Any) -> dict[str, dict[str, float]]:
+    """Which padding suits the border band best: the bundled ONNX model's raw session on 96x80
+    LR crops (stride 24) of the stardist and napari time-lapse samples, each degradation of
+    ``PAD_DEGRADATIONS`` (seed 0), padded by the halo with each numpy mode of ``PAD_MODES``
+    ("network-zeros": no padding, the network's own zero padding acts); PSNR in the band
+    against the degradation's target, bicubic beside it."""
+    import tifffile
+
+    q = sdk.quality
+    up = sdk.load(sdk.default_model_path("onnx"), num_threads=1)
+    be, s, h = up.backend, up.scale, up.card.halo
+    sources = [tifffile.imread(sdk.samples.sample_path("stardist-nuclei-2d")).astype(np.float64)]
+    try:
+        sources.append(tifffile.imread(sdk.samples.sample_path("napari-timelapse"))[10][:508, :508].astype(np.float64))
+    except sdk.ScopesrError:
+        pass
+    band = band_mask(96 * s, 80 * s, h * s)
+    out: dict[str, dict[str, float]] = {}
+    for name in PAD_DEGRADATIONS:
+        deg = q.degradation_from_name(name, s)
+        err: dict[str, list[float]] = {m: [] for m in (*PAD_MODES, "bicubic")}
+        for hr in sources:
+            lr, tgt = deg.apply(hr, np.random.default_rng(0))
+            lr, tgt = np.asarray(lr), np.asarray(tgt, dtype=np.float64)
+            dr = float(tgt.max() - tgt.min())
+            for y in range(0, lr.shape[0] - 96 + 1, 24):
+                for x in range(0, lr.shape[1] - 80 + 1, 24):
+                    c = lr[y : y + 96, x : x + 80]
+                    ref = tgt[y * s : (y + 96) * s, x * s : (x + 80) * s]
+                    st = sdk.normalize.compute_stats(c[..., None], up.card.normalisation)
+                    xn = st.normalise(c[..., None])[..., 0]
+                    for m in PAD_MODES:
+                        if m == "network-zeros":
+                            o = be.run(xn[None, None])[0, 0]
+                        else:
+                            o = be.run(np.pad(xn, h, mode=m)[None, None])[0, 0, h * s : -h * s, h * s : -h * s]
+                        o = st.denormalise(o[..., None].copy(), np.dtype(np.float32))[..., 0]
+                        err[m].append(float(np.mean((o - ref)[band] ** 2)) / dr**2)
+                    b = q.upscale_bicubic(c, s)
+                    err["bicubic"].append(float(np.mean((b - ref)[band] ** 2)) / dr**2)
+        out[name] = {m: round(-10 * math.log10(float(np.mean(v))), 3) for m, v in err.items()}
+        print(name, out[name], flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default=None, metavar="REV", help="also measure the SDK of this git revision")
@@ -166,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="runtime threads (0: the SDK's default)")
     ap.add_argument("--cpu-clock", action="store_true", help="time CPU time, not wall time (use with --threads 1)")
     ap.add_argument("--speed-only", action="store_true", help="skip the agreement and quality rows")
+    ap.add_argument("--pad-modes", action="store_true", help="only compare padding modes in the border band")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
 
@@ -173,6 +224,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from scopesr.sdk import samples
 
+    if args.pad_modes:
+        import scopesr.sdk as sdk
+
+        modes = pad_modes(sdk)
+        if not args.no_record:
+            from scopesr.bench.results import record
+
+            md = [
+                "Border-band PSNR (dB, band = halo x scale HR px) of the bundled ONNX model's session on 96x80 LR "
+                "crops, the image padded by the halo with each numpy mode (network-zeros: no padding).",
+                "",
+                "| degradation | " + " | ".join((*PAD_MODES, "bicubic")) + " |",
+                "|---|" + "---|" * (len(PAD_MODES) + 1),
+            ]
+            md += [f"| {d} | " + " | ".join(str(v) for v in row.values()) + " |" for d, row in modes.items()]
+            record(RESULTS, "borders_pad_modes", {"psnr_band_db": modes}, "\n".join(md) + "\n", "bench_borders.py")
+        return 0
     lr = tifffile.imread(ROOT / "sdk" / "data" / "sample_nuclei.tif")
     try:
         hr = tifffile.imread(samples.sample_path("stardist-nuclei-2d"))

@@ -15,7 +15,8 @@ a dynamic one (whose border would see the zero padding) differed along a halo-wi
 the image's edges. Of the mirror images, this one was measured best for the bundled default:
 over 96x80 crops of held-out images, PSNR in the border band was 0.06-0.14 dB higher than
 with the mirror that skips the edge pixel (numpy's ``reflect``) on four of five degradations
-(0.06 dB lower under strong noise), and within 0.06 dB of the network's own zero padding.
+(0.06 dB lower under strong noise), and within 0.09 dB of the network's own zero padding
+(``benchmarks/results/borders_pad_modes.md``).
 
 Why it is seam-free: every kept output pixel has ``halo`` LR pixels of context in its tile
 (real pixels, or the reflection at the image border), which is all it depends on, so tiled
