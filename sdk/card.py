@@ -48,6 +48,21 @@ MAX_HALO = 1024
 MAX_TILE_SIDE = 4096
 #: a card is a few KB; anything this large is not one (and is not read whole into memory)
 MAX_CARD_BYTES = 16 << 20
+#: JSON nesting a card may have (the bundled cards reach 7): deeper values parse, but copying or
+#: writing the card (to_dict, save, a converted artifact's new card) recurses past Python's limit
+MAX_CARD_DEPTH = 64
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/dicts more than ``limit`` deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list, tuple)):
+            if d > limit:
+                return True
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
 
 
 def _is_number(v: Any) -> bool:
@@ -190,6 +205,8 @@ class ModelCard:
     def from_dict(cls, data: Any, source: str = "<card>") -> ModelCard:
         if not isinstance(data, dict):
             raise CardError(f"{source}: a model card must be a JSON object")
+        if _depth_over(data, MAX_CARD_DEPTH):
+            raise CardError(f"{source}: not a model card: JSON nested more than {MAX_CARD_DEPTH} deep")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -241,6 +241,11 @@ def _read_tiff(path: Path, max_pixels: int, memmap: bool | None, fsize: int) -> 
     except RecursionError:
         raise ImageError(f"{path}: corrupt TIFF (nested too deeply)") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure (zlib, lzw, struct, ...) = bad file
+        if "requires the 'imagecodecs' package" in str(exc):  # a valid file in a codec tifffile lacks
+            raise ImageError(
+                f"{path}: this TIFF's compression ({exc}) needs the imagecodecs package: pip install "
+                "imagecodecs, or save the image uncompressed or with Deflate (zlib) compression"
+            ) from None
         raise ImageError(f"{path}: truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
     if arr.shape != shape:  # tifffile squeezes differently in corner cases: trust the array
         log.debug("%s: series shape %s, array shape %s", path, shape, arr.shape)
