@@ -321,6 +321,10 @@ class Upscaler:
         job = self._prepare(image, axes)
         if out is None:
             out = np.empty(job.out_shape, dtype=job.dtype)
+        elif not isinstance(out, np.ndarray):
+            raise InputError(
+                f"out must be a numpy array of shape {job.out_shape} and dtype {job.dtype}, got a {type(out).__name__}"
+            )
         elif tuple(out.shape) != job.out_shape or out.dtype != job.dtype:
             raise ModelIOError(
                 f"out has shape {tuple(out.shape)} and dtype {out.dtype}; this image needs {job.out_shape} {job.dtype}"
