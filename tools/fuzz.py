@@ -77,7 +77,12 @@ def seed_images() -> list[tuple[str, bytes]]:
         ("res_u16.tif", _tiff(u16, resolution=(3.5, 3.5), resolutionunit=3)),
         ("float.tif", _tiff(f32)),
         ("rgb.tif", _tiff(rgb, photometric="rgb")),
-        ("zstack.tif", _tiff(rng.integers(0, 900, (3, 16, 16), dtype=np.uint16), metadata={"axes": "ZYX"})),
+        (
+            "zstack.tif",
+            _tiff(
+                rng.integers(0, 900, (3, 16, 16), dtype=np.uint16), photometric="minisblack", metadata={"axes": "ZYX"}
+            ),
+        ),
         (
             "hyperstack.tif",
             _tiff(
