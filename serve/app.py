@@ -40,7 +40,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from scopesr.sdk import ImageError, InputError, ModelIOError
+from scopesr.sdk import ImageError, InputError, ModelIOError, ScopesrError
 
 from .config import ServeConfig
 from .jobs import Busy, Job, JobQueue
@@ -261,6 +261,9 @@ def create_app(
         except ModelIOError as exc:
             jq.forget(job)
             raise HTTPException(422, str(exc)) from None
+        except ScopesrError as exc:
+            jq.forget(job)
+            raise HTTPException(400, str(exc).replace(str(job.folder), "upload")) from None
         except BaseException:
             jq.forget(job)
             raise

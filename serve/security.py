@@ -7,7 +7,8 @@
   (API clients) or the ``scopesr_token`` cookie, which a page visit with ``?token=...`` sets
   (HttpOnly, SameSite=Strict) before redirecting to the same page without it. Tokens are compared
   in constant time.
-- A WebSocket whose ``Origin`` is another host is refused (cross-site WebSocket hijacking).
+- A WebSocket, POST or DELETE whose ``Origin`` is another site is refused (cross-site requests
+  and WebSocket hijacking), with or without a token.
 - Every HTTP response gets a Content-Security-Policy that allows this server's own files only,
   ``X-Content-Type-Options: nosniff``, no referrer and no framing; API answers are not cached.
 """
@@ -67,11 +68,12 @@ class Guard:
                 scope, receive, send, 421, f"unknown Host {host!r}: use http://127.0.0.1 or http://localhost"
             )
             return
-        if scope["type"] == "websocket":
-            origin = headers.get("origin")
-            if origin and urlsplit(origin).netloc.lower() != host:
-                await self._refuse(scope, receive, send, 403, "WebSocket from another origin")
-                return
+        origin = headers.get("origin")
+        changes = scope["type"] == "websocket" or scope.get("method") not in ("GET", "HEAD", "OPTIONS")
+        if changes and origin and urlsplit(origin).netloc.lower() != host:
+            # a page on another site may not post uploads or settings, nor open the feed
+            await self._refuse(scope, receive, send, 403, f"request from another origin ({origin}) refused")
+            return
         if self.token is not None and scope.get("path") not in OPEN_PATHS:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             auth = headers.get("authorization", "")

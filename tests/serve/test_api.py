@@ -154,6 +154,11 @@ def test_token_cookie_and_host_rules(upscaler):
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert cl.get("/v1/model").status_code == 200  # the cookie now
+    with client(upscaler) as cl:
+        r = cl.post("/v1/upscale", content=SAMPLE.read_bytes(), headers={"origin": "https://elsewhere.example"})
+        assert r.status_code == 403 and "another origin" in r.json()["detail"]
+        same = {"origin": "http://testserver"}
+        assert cl.post("/v1/upscale", content=SAMPLE.read_bytes(), headers=same).status_code == 200
     hosts = ("127.0.0.1:8000", "localhost:8000")
     with client(upscaler, allowed_hosts=hosts) as cl:
         assert cl.get("/", headers={"host": "127.0.0.1:8000"}).status_code == 200
