@@ -78,16 +78,23 @@ function openWebSocket() {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/live/ws`);
   ws.binaryType = "arraybuffer";
   let busy = false;
-  ws.onmessage = (e) => {
-    if (typeof e.data === "string") { msg.textContent = JSON.parse(e.data).error || ""; return; }
-    if (busy) return;  // still drawing the previous one: skip, the next is newer
-    const buf = new Uint8Array(e.data);
-    const n = new DataView(e.data).getUint32(0);
+  let waiting = null;  // the newest message that came while one was being drawn
+  const draw = (data) => {
+    if (busy) { waiting = data; return; }  // older waiting ones are skipped: the newest wins
+    const buf = new Uint8Array(data);
+    const n = new DataView(data).getUint32(0);
     const header = JSON.parse(new TextDecoder().decode(buf.subarray(4, 4 + n)));
     const f0 = 4 + n, f1 = f0 + header.frame_bytes;
     busy = true;
     onPacket(header, new Blob([buf.subarray(f0, f1)], { type: "image/jpeg" }),
-      new Blob([buf.subarray(f1, f1 + header.roi_bytes)], { type: "image/jpeg" })).finally(() => { busy = false; });
+      new Blob([buf.subarray(f1, f1 + header.roi_bytes)], { type: "image/jpeg" })).finally(() => {
+      busy = false;
+      if (waiting) { const w = waiting; waiting = null; draw(w); }
+    });
+  };
+  ws.onmessage = (e) => {
+    if (typeof e.data === "string") { msg.textContent = JSON.parse(e.data).error || ""; return; }
+    draw(e.data);
   };
   ws.onclose = (e) => { if (transport && transport.ws === ws) msg.textContent = `feed closed${e.reason ? `: ${e.reason}` : ""}`; };
   return { ws, send: (s) => { if (ws.readyState === 1) ws.send(JSON.stringify(s)); }, close: () => ws.close() };
@@ -150,7 +157,9 @@ for (const b of document.querySelectorAll("#modes button")) {
   b.addEventListener("click", () => transport && transport.send({ mode: b.dataset.mode }));
 }
 const sel = document.getElementById("transport");
-sel.value = params.get("transport") === "mjpeg" ? "mjpeg" : "ws";
+// MJPEG by default: it kept up better than the WebSocket in every setting measured
+// (benchmarks/bench_serve_live.py); ?transport=ws picks the WebSocket
+sel.value = params.get("transport") === "ws" ? "ws" : "mjpeg";
 sel.addEventListener("change", () => connect(sel.value));
 
 function framePoint(e) {
