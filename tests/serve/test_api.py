@@ -94,6 +94,28 @@ def test_job_reports_progress_and_serves_previews(c):
     assert c.get("/v1/jobs/" + "a" * 32 + "/model.png").status_code == 404
 
 
+def test_big_images_go_band_by_band_with_progress(upscaler, monkeypatch):
+    """Above the band threshold (lowered here) a job streams its result band by band, reports a
+    rising progress and gives the same pixels as the whole-image call."""
+    import scopesr.serve.jobs as jobs
+
+    monkeypatch.setattr(jobs, "BANDED_ABOVE_PX", 1000)
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 3000, (2, 300, 90), np.uint16)  # a stack: 2 planes of several bands each
+    seen = []
+    with client(upscaler) as cl:
+        jq = cl.app.app.state.serve["jobs"]
+        with jq.lock:  # hold the model until the poller is watching
+            jid = cl.post("/v1/jobs", content=tiff_bytes(img, photometric="minisblack")).json()["id"]
+        while (j := cl.get(f"/v1/jobs/{jid}").json())["state"] not in ("done", "failed"):
+            seen.append(j["progress"])
+            time.sleep(0.01)
+        assert j["state"] == "done", j
+        out = tifffile.imread(io.BytesIO(cl.get(j["result"]).content))
+    assert np.array_equal(out, upscaler.upscale(img, axes="ZYX"))
+    assert seen == sorted(seen) and any(0 < p < 1 for p in seen), seen
+
+
 def test_bad_inputs_get_clear_4xx(upscaler):
     good = SAMPLE.read_bytes()
     with client(upscaler, max_upload_bytes=200_000, max_pixels=100_000) as cl:
