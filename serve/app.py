@@ -44,7 +44,7 @@ from scopesr.sdk import ImageError, InputError, ModelIOError, ScopesrError
 
 from .config import ServeConfig
 from .jobs import Busy, Job, JobQueue
-from .live import MODES, LiveHub
+from .live import LiveHub
 from .security import Guard
 
 log = logging.getLogger("scopesr.serve")
@@ -455,7 +455,6 @@ def create_app(
             ctl.cancel()
             h.viewer(-1)
 
-    app.state.modes = MODES
     return Guard(app, token=cfg.token, allowed_hosts=cfg.allowed_hosts)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: defaults sized for a Raspberry Pi 4/5: an upload of 64 MB, a 16 Mpx input (a 16-bit 4096x4096
 #: image gives a 512 MB result on disk), two minutes per request
@@ -40,7 +40,6 @@ class ServeConfig:
     temp_root: str | None = None
     live_fps: float = DEFAULT_SOURCE_FPS
     max_live_roi: int = MAX_LIVE_ROI
-    extra: dict[str, str] = field(default_factory=dict)
 
     def limits(self) -> dict[str, float | int]:
         """The limits a client may want to know (GET /v1/model shows them)."""

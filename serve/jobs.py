@@ -283,15 +283,15 @@ class JobQueue:
         )
         if banded:
             self._run_banded(job, img)
+            # the result is on disk, never whole in memory: the previews read their crop from a memory map
+            sr_array = read_image(job.result_path, max_pixels=2**62, memmap=True, check_finite=False).array
         else:
             # the call sr-upscale makes for a result of this size: the same result, bit for bit
             with self.lock:
                 self._check_time(job)
-                result = up.upscale(img.array, axes=img.axes)
+                sr_array = up.upscale(img.array, axes=img.axes)
             job.progress = 0.95
-            write_image(job.result_path, result, img.axes, img.metadata, scale=s)
-        sr = result if not banded else read_image(job.result_path, max_pixels=2**62, memmap=True, check_finite=False)
-        sr_array = sr.array if isinstance(sr, Image) else sr
+            write_image(job.result_path, sr_array, img.axes, img.metadata, scale=s)
         pngs, info = previews(img.array, img.axes, sr_array, s)
         for name, data in pngs.items():
             (job.folder / f"{name}.png").write_bytes(data)
