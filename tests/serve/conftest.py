@@ -9,10 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-pytest.importorskip("fastapi", reason="sr-serve needs the serve extra: pip install -e '.[serve]'")
-
-from serve_helpers import CHROMIUM, MODEL, Server  # noqa: E402
+from serve_helpers import CHROMIUM, MODEL, Server
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from serve_helpers import SAMPLE
 
 from scopesr.serve import ServeConfig, create_app
 
+pytest.importorskip("fastapi", reason="sr-serve needs the serve extra: pip install -e '.[serve]'")
 pytestmark = pytest.mark.edge
 
 

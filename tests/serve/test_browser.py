@@ -11,6 +11,7 @@ import pytest
 import tifffile
 from serve_helpers import MODEL, SAMPLE, wait_text
 
+pytest.importorskip("fastapi", reason="sr-serve needs the serve extra: pip install -e '.[serve]'")
 pytestmark = pytest.mark.edge
 
 

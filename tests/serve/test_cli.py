@@ -13,6 +13,7 @@ from serve_helpers import MODEL, ROOT, free_port
 
 import scopesr.serve.cli as serve_cli
 
+pytest.importorskip("fastapi", reason="sr-serve needs the serve extra: pip install -e '.[serve]'")
 pytestmark = pytest.mark.edge
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
+pytest.importorskip("fastapi", reason="sr-serve needs the serve extra: pip install -e '.[serve]'")
 pytestmark = pytest.mark.edge
 
 REQUESTS, CONCURRENCY = 200, 16
