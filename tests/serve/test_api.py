@@ -39,6 +39,20 @@ def png_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def jpeg_bytes(a: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _decoded_jpeg(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
 @pytest.fixture(scope="module")
 def c(upscaler):
     with client(upscaler) as cl:
@@ -59,6 +73,7 @@ def test_upscale_equals_the_sdk_for_each_kind_of_input(c, upscaler):
     cases = {
         "16-bit TIFF": (tiff_bytes(tifffile.imread(SAMPLE)), tifffile.imread(SAMPLE), None),
         "8-bit PNG": (png_bytes(a8 := rng.integers(0, 255, (40, 56), np.uint8)), a8, None),
+        "JPEG": (jpeg_bytes(a8), _decoded_jpeg(jpeg_bytes(a8)), None),
         "RGB PNG": (png_bytes(rgb := rng.integers(0, 255, (24, 32, 3), np.uint8)), rgb, "YXC"),
         "stack": (tiff_bytes(st := rng.integers(0, 4000, (3, 32, 40), np.uint16), photometric="minisblack"), st, "ZYX"),
     }
@@ -127,6 +142,7 @@ def test_bad_inputs_get_clear_4xx(upscaler):
             "oversize upload": (b"\0" * 300_000, 413, "over the limit"),
             "too many pixels": (tiff_bytes(np.zeros((400, 400), np.uint8)), 413, "decompression bomb"),
             "decompression bomb": (_bomb(), 413, "decompression bomb"),
+            "PNG bomb": (_png_bomb(), 413, "pixels"),
         }
         for what, (body, status, words) in cases.items():
             r = cl.post("/v1/upscale", content=body)
@@ -138,6 +154,64 @@ def test_bad_inputs_get_clear_4xx(upscaler):
         assert r.status_code == 415 and "--data-binary" in r.json()["detail"]
         r = cl.post("/v1/upscale", content=good, headers={"content-length": "999999999"})
         assert r.status_code == 413
+        # no Content-Length (chunked): counted while it streams in
+        r = cl.post("/v1/upscale", content=iter([b"\0" * 65536] * 5))
+        assert r.status_code == 413 and "over the limit" in r.json()["detail"]
+    with client(upscaler, time_limit_s=0.5) as cl:
+        status, body = _slow_upload(cl.app, pause_s=0.3, chunks=4)
+        assert status == 408 and b"time limit" in body, body
+
+
+def _slow_upload(app, pause_s: float, chunks: int) -> tuple[int, bytes]:
+    """POST /v1/upscale straight into the ASGI app with a pause before each body chunk (a
+    client trickling its upload); the test client would buffer the whole body first."""
+    import asyncio
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/upscale",
+        "raw_path": b"/v1/upscale",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-length", str(1000 * chunks).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    sent = {"n": 0}
+    out: dict = {"body": b""}
+
+    async def receive():
+        if sent["n"] >= chunks:
+            await asyncio.sleep(3600)
+        await asyncio.sleep(pause_s)
+        sent["n"] += 1
+        return {"type": "http.request", "body": b"\0" * 1000, "more_body": sent["n"] < chunks}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            out["body"] += message.get("body", b"")
+
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    return out["status"], out["body"]
+
+
+def _png_bomb() -> bytes:
+    """A PNG whose header claims 60000 x 60000 grey pixels, with a few KB of data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 60001 * 4, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def _bomb() -> bytes:
