@@ -70,6 +70,8 @@ def test_upload_of_a_non_image_says_why(server, browser, tmp_path):
 @pytest.mark.parametrize("transport", ["ws", "mjpeg"])
 def test_live_page_shows_frames_and_its_fps_moves(server, browser, transport):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{server.base}/live?transport={transport}")
     wait_text(page, "#frames", lambda t: int(t or 0) > 10)
     fps1 = float(wait_text(page, "#fps", lambda t: t not in ("–", "0.0")))
@@ -89,4 +91,5 @@ def test_live_page_shows_frames_and_its_fps_moves(server, browser, transport):
     wait_text(page, "#roi-caption", lambda t: "ROI 38×38" in t or "ROI 38×" in t)
     page.click("#modes button[data-mode=model]")
     wait_text(page, "#roi-caption", lambda t: "model" in t)
+    assert not errors, errors  # nothing refused by the CSP, no failed request
     page.close()
