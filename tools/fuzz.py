@@ -549,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     mem = _memory_limit(args.memory_mb << 20)
     counts: dict[str, Counter[str]] = {"files": Counter(), "cards": Counter()}
     kinds: Counter[str] = Counter()
+    by_seed: dict[str, Counter[str]] = {}
     findings: list[str] = []
     seeds = seed_images()
     t0 = time.monotonic()
@@ -564,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             mm = rng.choice((None, None, True))
             outcome, detail = isolated(lambda p=path, m=mm: check_image_file(p, m), args.timeout, mem)
             note = f"{name}: {note}" + (" (memmap=True)" if mm else "")
+            by_seed.setdefault(name, Counter())[outcome] += 1
         else:
             blob, note = hostile_card(rng)
             path = work / f"c{i:05d}.card.json"
@@ -582,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     dt = time.monotonic() - t0
     print(f"seed {seed}; {dt:.0f} s; timeout {args.timeout:g} s and +{args.memory_mb} MB address space per input")
     print(f"files by kind: {dict(sorted(kinds.items()))}")
+    for name, c in by_seed.items():
+        print(f"  {name:18s} {sum(c.values()):4d}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     for what in ("files", "cards"):
         c = counts[what]
         print(
