@@ -343,17 +343,25 @@ def create_app(
 
     @app.get(
         "/v1/jobs/{jid}/{panel}.png",
-        summary="A finished job's preview panel: nearest (the LR crop), bicubic or model, 8-bit",
+        summary="A finished job's preview panel: nearest (the LR crop), bicubic or model, 8-bit; "
+        "plane=K for another plane of a stack (default: the middle one)",
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}},
     )
-    async def job_panel(jid: str, panel: str) -> FileResponse:
+    async def job_panel(jid: str, panel: str, plane: int | None = None) -> Response:
         job = find(jid)
         if panel not in PANELS:
             raise HTTPException(404, f"panel {panel!r}: one of {', '.join(PANELS)}")
         if job.state != "done":
             raise HTTPException(409, f"job {jid} is {job.state}")
-        return FileResponse(job.folder / f"{panel}.png", media_type="image/png")
+        preview = job.info.get("preview", {})
+        if plane is None or plane == preview.get("plane_index"):
+            return FileResponse(job.folder / f"{panel}.png", media_type="image/png")
+        n = int(preview.get("planes", 1))
+        if not 0 <= plane < n:
+            raise HTTPException(422, f"plane {plane}: this image has planes 0 to {n - 1}")
+        pngs = await run_in_threadpool(jobs().render_plane, job, plane)
+        return Response(pngs[panel], media_type="image/png")
 
     @app.delete("/v1/jobs/{jid}", status_code=204, summary="Delete a finished job's files now")
     async def job_delete(jid: str) -> Response:

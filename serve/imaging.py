@@ -53,17 +53,40 @@ def as_rgb_or_grey(plane: np.ndarray) -> np.ndarray:
     return plane
 
 
+def count_planes(axes: str, shape: tuple[int, ...]) -> int:
+    """How many 2-D planes an image has over its T and Z axes (1 for a plain image)."""
+    return int(np.prod([n for a, n in zip(axes, shape) if a in "TZ"], dtype=np.int64))
+
+
+def pick_plane(array: np.ndarray, axes: str, index: int | None = None) -> tuple[np.ndarray, int]:
+    """Plane ``index`` (over the T and Z axes together, T outermost as stored; None: the middle one)
+    as (H, W) or (H, W, 3), and the index taken."""
+    lead = [i for i, a in enumerate(axes) if a in "TZ"]
+    if not lead:
+        return display_plane(array, axes), 0
+    n = count_planes(axes, array.shape)
+    k = n // 2 if index is None else int(index)
+    if not 0 <= k < n:
+        raise IndexError(f"plane {k}: the image has planes 0 to {n - 1}")
+    moved = np.moveaxis(array, lead, list(range(len(lead))))  # a view: a memory map stays one
+    pos = np.unravel_index(k, moved.shape[: len(lead)])
+    rest = "".join(a for a in axes if a not in "TZ")
+    return display_plane(moved[pos], rest), k
+
+
 def previews(
-    lr: np.ndarray, lr_axes: str, sr: np.ndarray, scale: int, side: int = PREVIEW_LR_SIDE
+    lr: np.ndarray, lr_axes: str, sr: np.ndarray, scale: int, side: int = PREVIEW_LR_SIDE, plane: int | None = None
 ) -> tuple[dict[str, bytes], dict[str, object]]:
     """PNG bytes of the LR crop (shown enlarged with nearest by the page), its bicubic and the
-    model's result over the same crop, plus where the crop lies and the contrast used."""
-    lp = as_rgb_or_grey(np.asarray(display_plane(lr, lr_axes)))
+    model's result over the same crop, plus where the crop lies and the contrast used. Stacks
+    show plane ``plane`` (None: the middle one)."""
+    lp, k = pick_plane(lr, lr_axes, plane)
+    lp = as_rgb_or_grey(np.asarray(lp))
     h, w = lp.shape[:2]
     ch, cw = min(h, side), min(w, side)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
     lp = np.asarray(lp[y0 : y0 + ch, x0 : x0 + cw])
-    sp = as_rgb_or_grey(np.asarray(display_plane(sr, lr_axes)))
+    sp = as_rgb_or_grey(np.asarray(pick_plane(sr, lr_axes, k)[0]))
     sp = np.asarray(sp[y0 * scale : (y0 + ch) * scale, x0 * scale : (x0 + cw) * scale])
     lo, hi = contrast_limits(lp)
     pngs = {
@@ -71,11 +94,14 @@ def previews(
         "bicubic": encode(to_uint8(bicubic(lp, scale), lo, hi)),
         "model": encode(to_uint8(sp, lo, hi)),
     }
+    n = count_planes(lr_axes, lr.shape)
     info: dict[str, object] = {
         "crop": {"y": y0, "x": x0, "height": ch, "width": cw},
         "cropped": (ch, cw) != (h, w),
         "contrast": [lo, hi],
-        "plane": "middle plane" if any(a in lr_axes for a in "TZ") else "whole image",
+        "planes": n,
+        "plane_index": k,
+        "plane": f"plane {k + 1} of {n}" if n > 1 else "whole image",
     }
     return pngs, info
 

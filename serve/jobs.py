@@ -71,7 +71,8 @@ class Job:
         return self.folder / "result.tif"
 
     def public(self) -> dict[str, Any]:
-        d = {"id": self.id, "state": self.state, "progress": round(self.progress, 4), **self.info}
+        info = {k: v for k, v in self.info.items() if not k.startswith("_")}
+        d = {"id": self.id, "state": self.state, "progress": round(self.progress, 4), **info}
         if self.error:
             d["error"] = self.error
         return d
@@ -103,6 +104,7 @@ class JobQueue:
         self._q: queue.Queue[Job | None] = queue.Queue()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_lock = threading.Lock()
+        self._render_lock = threading.Lock()
         self._durations: list[float] = []
         self._threads = [
             threading.Thread(target=self._work, name=f"sr-serve-worker-{i}", daemon=True) for i in range(workers)
@@ -252,8 +254,11 @@ class JobQueue:
                 if job.state == "failed":
                     self.counts["failed"] += 1
                     job.result_path.unlink(missing_ok=True)
-                job.image = None  # the input's memory (or memory map) goes now
-                (job.folder / "upload").unlink(missing_ok=True)
+                # the input's memory (or memory map) goes now; a stack's file stays for the previews of
+                # its other planes (deleted with the job)
+                if job.state != "done" or int(job.info.get("preview", {}).get("planes", 1)) <= 1:
+                    (job.folder / "upload").unlink(missing_ok=True)
+                job.image = None
                 job.info["seconds"] = round(time.monotonic() - t0, 3)
                 self._durations.append(time.monotonic() - t0)
                 del self._durations[:-50]
@@ -261,6 +266,18 @@ class JobQueue:
                 job.slot_held = False
                 self.release()
                 job.done_event.set()
+
+    def render_plane(self, job: Job, plane: int) -> dict[str, bytes]:
+        """The three preview PNGs of one plane of a finished stack (the last one asked is kept)."""
+        with self._render_lock:  # one at a time: each reads its input and result planes
+            cached = job.info.get("_plane_cache")
+            if cached and cached[0] == plane:
+                return cached[1]
+            lr = read_image(job.folder / "upload", max_pixels=2**62, check_finite=False)
+            sr = read_image(job.result_path, max_pixels=2**62, memmap=True, check_finite=False)
+            pngs, _ = previews(lr.array, lr.axes, sr.array, self.scale, plane=plane)
+            job.info["_plane_cache"] = (plane, pngs)
+            return pngs
 
     def _check_time(self, job: Job) -> None:
         if time.monotonic() > job.deadline:

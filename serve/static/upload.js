@@ -147,10 +147,31 @@ function loadImage(url) {
   });
 }
 
-async function loadPanels(job) {
-  const [nearest, bicubic, model] = await Promise.all(["nearest", "bicubic", "model"].map((p) => loadImage(job.panels[p])));
+async function loadPanels(job, plane) {
+  const q = plane === undefined || plane === null ? "" : `?plane=${plane}`;
+  const [nearest, bicubic, model] = await Promise.all(["nearest", "bicubic", "model"].map((p) => loadImage(job.panels[p] + q)));
   return { nearest, bicubic, model };
 }
+
+// stacks: a slider picks the plane; the panels of that plane replace the shown ones, zoom kept
+const planeBox = document.getElementById("plane-box");
+const planeInput = document.getElementById("plane");
+let planeTimer = null;
+planeInput.addEventListener("input", () => {
+  const item = current;
+  if (!item) return;
+  const k = +planeInput.value;
+  document.getElementById("plane-label").textContent = `${k + 1} / ${item.job.preview.planes}`;
+  clearTimeout(planeTimer);
+  planeTimer = setTimeout(async () => {
+    try {
+      const images = await loadPanels(item.job, k);
+      item.images = images;
+      item.plane = k;
+      if (current === item) draw();
+    } catch (e) { document.getElementById("preview-note").textContent = e.message; }
+  }, 120);
+});
 
 // ------------------------------------------------------------------ the three panels
 function show(item) {
@@ -167,8 +188,15 @@ function show(item) {
   document.getElementById("result-title").textContent =
     `${item.file.name}: ${i.shape.join("×")} ${i.axes} ${i.dtype} → ${job.output.shape.join("×")} ${job.output.dtype}`;
   const p = job.preview;
+  planeBox.classList.toggle("hidden", !(p.planes > 1));
+  if (p.planes > 1) {
+    const k = item.plane === undefined ? p.plane_index : item.plane;
+    planeInput.max = String(p.planes - 1);
+    planeInput.value = String(k);
+    document.getElementById("plane-label").textContent = `${k + 1} / ${p.planes}`;
+  }
   const note = [];
-  if (p.plane !== "whole image") note.push(`showing the ${p.plane}`);
+  if (p.planes > 1) note.push(`one plane of ${p.planes} at a time (the slider picks it); the download holds them all`);
   if (p.cropped) note.push(`a ${p.crop.width}×${p.crop.height} LR crop at x ${p.crop.x}, y ${p.crop.y} (the download holds the whole image)`);
   document.getElementById("preview-note").textContent = note.length ? `Preview: ${note.join("; ")}.` : "";
   fit();

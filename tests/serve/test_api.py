@@ -132,6 +132,27 @@ def test_big_images_go_band_by_band_with_progress(upscaler, monkeypatch):
     assert seen == sorted(seen) and any(0 < p < 1 for p in seen), seen
 
 
+def test_stack_previews_any_plane(c, upscaler):
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    st = rng.integers(0, 4000, (5, 24, 32), np.uint16)
+    jid = c.post("/v1/jobs", content=tiff_bytes(st, photometric="minisblack")).json()["id"]
+    while (j := c.get(f"/v1/jobs/{jid}").json())["state"] not in ("done", "failed"):
+        time.sleep(0.05)
+    assert j["preview"]["planes"] == 5 and j["preview"]["plane_index"] == 2
+    sr = upscaler.upscale(st, axes="ZYX")
+    for k in (0, 4):
+        model = np.asarray(Image.open(io.BytesIO(c.get(f"{j['panels']['model']}?plane={k}").content)))
+        near = np.asarray(Image.open(io.BytesIO(c.get(f"{j['panels']['nearest']}?plane={k}").content)))
+        assert model.shape == (96, 128) and near.shape == (24, 32)
+        # the plane shown is plane k: the model panel follows the result's plane k, not another one
+        corr = [np.corrcoef(model.ravel(), sr[i].ravel())[0, 1] for i in range(5)]
+        assert int(np.argmax(corr)) == k, corr
+    assert c.get(f"{j['panels']['model']}?plane=5").status_code == 422
+    assert c.get(f"{j['panels']['model']}?plane=-1").status_code == 422
+
+
 def test_bad_inputs_get_clear_4xx(upscaler):
     good = SAMPLE.read_bytes()
     with client(upscaler, max_upload_bytes=200_000, max_pixels=100_000) as cl:

@@ -93,3 +93,22 @@ def test_live_page_shows_frames_and_its_fps_moves(server, browser, transport):
     wait_text(page, "#roi-caption", lambda t: "model" in t)
     assert not errors, errors  # nothing refused by the CSP, no failed request
     page.close()
+
+
+def test_stack_upload_has_a_plane_slider(server, browser, stack_tif):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server.base + "/")
+    page.set_input_files("#files", str(stack_tif))
+    page.wait_for_selector("#download:not(.disabled)", timeout=60_000)
+    assert page.locator("#plane-box").is_visible()
+    assert page.locator("#plane-label").inner_text() == "7 / 12"
+    before = page.locator("#panel-model").screenshot()
+    page.locator("#plane").fill("0")  # a range input takes its value and fires "input"
+    wait_text(page, "#plane-label", lambda t: t == "1 / 12", timeout=5)
+    for _ in range(50):
+        page.wait_for_timeout(100)
+        if page.locator("#panel-model").screenshot() != before:
+            break
+    else:
+        raise AssertionError("the model panel did not change with the plane")
+    page.close()
