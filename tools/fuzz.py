@@ -443,8 +443,10 @@ def hostile_card(rng: random.Random) -> tuple[bytes, str]:
 
 
 # --------------------------------------------------------------------------- checks
-def check_image_file(path: Path, memmap: bool | None = None) -> str:
-    """Read ``path``: "ok" (a valid Image), "ScopesrError", or raises what escaped."""
+def check_image_file(path: Path, memmap: bool | None = None, model: Path | None = None) -> str:
+    """Read ``path`` (and, with ``model``, upscale what was read): "ok" (a valid Image, and a
+    finite result of the right shape), "ScopesrError", or raises what escaped."""
+    import scopesr.sdk as sr
     from scopesr.sdk import ScopesrError, read_image
     from scopesr.sdk.io import AXES_ORDER, SUPPORTED_DTYPES
 
@@ -457,6 +459,15 @@ def check_image_file(path: Path, memmap: bool | None = None) -> str:
     assert len(img.axes) == a.ndim and set(img.axes) <= set(AXES_ORDER), (img.axes, a.shape)
     if a.dtype.kind == "f":
         assert np.isfinite(a).all()
+    if model is not None:
+        try:
+            up = sr.load(model, num_threads=1)
+            out = up.upscale(img.array, axes=img.axes)
+        except ScopesrError:
+            return "ScopesrError"
+        want = [n * up.scale if ax in "YX" else n for n, ax in zip(a.shape, img.axes)]
+        assert list(out.shape) == want and out.dtype == a.dtype, (out.shape, want, out.dtype)
+        assert out.dtype.kind != "f" or np.isfinite(out).all(), "NaN/inf out of finite input"
     return "ok"
 
 
@@ -533,6 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-mb", type=int, default=1024, help="address space per input above the start (MB)")
     ap.add_argument("--keep", type=Path, default=None, help="folder for the findings (input + .note)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument(
+        "--upscale",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="also upscale every file that reads, with this artifact (e.g. tests/fixtures/tiny_x4.onnx)",
+    )
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
@@ -563,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
             path = work / f"f{i:05d}{suffix}"
             path.write_bytes(blob)
             mm = rng.choice((None, None, True))
-            outcome, detail = isolated(lambda p=path, m=mm: check_image_file(p, m), args.timeout, mem)
+            outcome, detail = isolated(lambda p=path, m=mm: check_image_file(p, m, args.upscale), args.timeout, mem)
             note = f"{name}: {note}" + (" (memmap=True)" if mm else "")
             by_seed.setdefault(name, Counter())[outcome] += 1
         else:
@@ -583,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         path.unlink()
     dt = time.monotonic() - t0
     print(f"seed {seed}; {dt:.0f} s; timeout {args.timeout:g} s and +{args.memory_mb} MB address space per input")
+    if args.upscale:
+        print(f"every file that read was upscaled with {args.upscale}")
     print(f"files by kind: {dict(sorted(kinds.items()))}")
     for name, c in by_seed.items():
         print(f"  {name:18s} {sum(c.values()):4d}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
