@@ -161,6 +161,7 @@ def create_app(
             workers=cfg.workers,
             time_limit_s=cfg.time_limit_s,
             result_ttl_s=cfg.result_ttl_s,
+            max_kept_bytes=cfg.max_kept_bytes,
             temp_root=cfg.temp_root,
             lock=lock,
         )
@@ -241,13 +242,14 @@ def create_app(
         if n == 0:
             raise HTTPException(400, "empty body: send the image's bytes as the request body")
 
-    async def accept(request: Request) -> Job:
+    async def accept(request: Request, pinned: bool = False) -> Job:
         jq = jobs()
         try:
             jq.reserve()
         except Busy as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         job = jq.new_job()
+        job.pinned = pinned
         try:
             upload = job.folder / "upload"
             await receive(request, upload)
@@ -282,7 +284,7 @@ def create_app(
         response_class=Response,
     )
     async def upscale(request: Request) -> Response:
-        job = await accept(request)
+        job = await accept(request, pinned=True)
         while not job.done_event.is_set():
             await asyncio.sleep(0.02)
         if job.state != "done":

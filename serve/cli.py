@@ -20,6 +20,7 @@ from scopesr.sdk import ScopesrError
 from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, run_command
 
 from .config import (
+    DEFAULT_KEEP_MB,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_QUEUE,
@@ -191,6 +192,13 @@ def announce(host: str, port: int, token: str | None, generated: bool) -> None:
     show_default=True,
     help="Seconds a finished upload's result is kept for download.",
 )
+@click.option(
+    "--keep-mb",
+    type=click.IntRange(min=1),
+    default=DEFAULT_KEEP_MB,
+    show_default=True,
+    help="Disk for finished results, all together; the oldest are deleted first beyond it.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def cli(**o: Any) -> int:
     """Serve scopesr super-resolution: an upload page, a live page and an HTTP API."""
@@ -209,6 +217,7 @@ def cli(**o: Any) -> int:
         workers=o["workers"],
         time_limit_s=o["time_limit"],
         result_ttl_s=o["keep_results"],
+        max_kept_bytes=o["keep_mb"] << 20,
         token=token,
         allowed_hosts=loopback_hosts(port) if (is_loopback(host) and token is None) else None,
         live_fps=o["source_fps"],

@@ -11,6 +11,8 @@ DEFAULT_MAX_PIXELS = 1 << 24
 DEFAULT_QUEUE = 4
 DEFAULT_TIME_LIMIT_S = 120.0
 DEFAULT_RESULT_TTL_S = 600.0
+#: finished results kept on disk, all together (the oldest go first beyond it)
+DEFAULT_KEEP_MB = 2048
 DEFAULT_SOURCE_FPS = 10.0
 #: the live ROI is at most this many LR pixels a side (a 256x256 ROI is a 1024x1024 result)
 MAX_LIVE_ROI = 256
@@ -34,6 +36,7 @@ class ServeConfig:
     workers: int = 1
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     result_ttl_s: float = DEFAULT_RESULT_TTL_S
+    max_kept_bytes: int = DEFAULT_KEEP_MB << 20
     token: str | None = None
     allowed_hosts: tuple[str, ...] | None = None
     #: where results are kept (a private folder made under it, removed at shutdown); None: the system's
@@ -50,6 +53,7 @@ class ServeConfig:
             "workers": self.workers,
             "time_limit_s": self.time_limit_s,
             "result_ttl_s": self.result_ttl_s,
+            "max_kept_bytes": self.max_kept_bytes,
             "max_live_roi": self.max_live_roi,
         }
 

@@ -4,8 +4,9 @@ Admission is decided before the upload is read: ``reserve()`` takes one of ``que
 workers`` slots or raises :class:`Busy` (HTTP 503 with Retry-After), so memory holds at most
 that many decoded inputs whatever the load. Each job lives in its own folder of a private
 temporary folder (mode 0700) under a random name; an uploaded file's name is never used. A
-result is kept ``result_ttl_s`` after it finished, then deleted; the whole folder goes at
-shutdown.
+result is kept ``result_ttl_s`` after it finished, then deleted, and the oldest finished results
+go earlier when all kept ones together pass ``max_kept_bytes`` (disk stays bounded whatever the
+traffic); the whole folder goes at shutdown.
 
 The model runs under one lock shared with the live page (TFLite interpreters are not
 thread-safe). Big images run band by band (one row of tiles), taking the lock per band, so a
@@ -38,6 +39,13 @@ log = logging.getLogger("scopesr.serve.jobs")
 BANDED_ABOVE_PX = 16_000_000
 
 
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir())
+    except OSError:
+        return 0
+
+
 class Busy(Exception):
     """Every slot of the queue is taken: answer 503 with Retry-After."""
 
@@ -65,6 +73,8 @@ class Job:
     finished: float | None = None
     done_event: threading.Event = field(default_factory=threading.Event)
     slot_held: bool = True
+    #: a POST /v1/upscale waits to send it: not evicted for disk space (the TTL still applies)
+    pinned: bool = False
 
     @property
     def result_path(self) -> Path:
@@ -89,6 +99,7 @@ class JobQueue:
         workers: int = 1,
         time_limit_s: float = 120.0,
         result_ttl_s: float = 600.0,
+        max_kept_bytes: int = 2 << 30,
         temp_root: str | None = None,
         lock: threading.Lock | None = None,
     ) -> None:
@@ -98,6 +109,7 @@ class JobQueue:
         self.workers = workers
         self.time_limit_s = time_limit_s
         self.result_ttl_s = result_ttl_s
+        self.max_kept_bytes = max_kept_bytes
         self.lock = lock or threading.Lock()
         self.folder = Path(tempfile.mkdtemp(prefix="scopesr-serve-", dir=temp_root))  # mode 0700
         self._slots = threading.BoundedSemaphore(self.capacity)
@@ -196,10 +208,20 @@ class JobQueue:
         return len(ahead)
 
     def cleanup(self) -> None:
-        """Delete finished jobs older than the time to live."""
+        """Delete finished jobs older than the time to live, then the oldest finished ones while
+        all kept files together are over ``max_kept_bytes``."""
         now = time.monotonic()
         with self._jobs_lock:
-            old = [j for j in self._jobs.values() if j.finished is not None and now - j.finished > self.result_ttl_s]
+            done = [j for j in self._jobs.values() if j.finished is not None]
+        old = [j for j in done if now - j.finished > self.result_ttl_s]
+        kept = sorted((j for j in done if j not in old and not j.pinned), key=lambda j: j.finished or 0.0)
+        sizes = {j.id: _folder_bytes(j.folder) for j in kept}
+        total = sum(sizes.values()) + sum(_folder_bytes(j.folder) for j in done if j.pinned and j not in old)
+        while kept and total > self.max_kept_bytes:
+            j = kept.pop(0)
+            total -= sizes[j.id]
+            old.append(j)
+        with self._jobs_lock:
             for j in old:
                 self._jobs.pop(j.id, None)
         for j in old:
@@ -247,6 +269,12 @@ class JobQueue:
                 job.state, job.error, job.status = "failed", str(exc).replace(str(job.folder), "upload"), 400
             except MemoryError:
                 job.state, job.error, job.status = "failed", "not enough memory for this image; try a smaller one", 503
+            except OSError as exc:  # the disk is full (or the folder went): the server's state, not the image's
+                log.warning("job %s: cannot write its result (%s)", job.id, exc)
+                job.state, job.status = "failed", 503
+                job.error = (
+                    f"the server cannot store this result now ({exc.strerror or type(exc).__name__}); retry later"
+                )
             except Exception as exc:  # noqa: BLE001 - a worker must survive any one job
                 log.exception("job %s failed", job.id)
                 job.state, job.error, job.status = "failed", f"internal error ({type(exc).__name__})", 500
@@ -266,6 +294,7 @@ class JobQueue:
                 job.slot_held = False
                 self.release()
                 job.done_event.set()
+                self.cleanup()
 
     def render_plane(self, job: Job, plane: int) -> dict[str, bytes]:
         """The three preview PNGs of one plane of a finished stack (the last one asked is kept)."""

@@ -325,6 +325,22 @@ def test_time_limit_is_503(upscaler):
         assert r.status_code == 503 and "time limit" in r.json()["detail"], r.text
 
 
+def test_kept_results_stay_under_the_disk_budget(upscaler):
+    """Three finished jobs of ~0.5 MB each under a 1.2 MB budget: the oldest is gone, the newest kept."""
+    with client(upscaler, max_kept_bytes=1_200_000) as cl:
+        ids = []
+        for _ in range(3):
+            jid = cl.post("/v1/jobs", content=SAMPLE.read_bytes()).json()["id"]
+            while cl.get(f"/v1/jobs/{jid}").json()["state"] != "done":
+                time.sleep(0.05)
+            ids.append(jid)
+        assert cl.get(f"/v1/jobs/{ids[0]}").status_code == 404
+        assert cl.get(f"/v1/jobs/{ids[2]}/result.tif").status_code == 200
+    with client(upscaler, max_kept_bytes=1000) as cl:  # a result over the whole budget still reaches its waiter
+        r = cl.post("/v1/upscale", content=SAMPLE.read_bytes())
+        assert r.status_code == 200 and tifffile.imread(io.BytesIO(r.content)).shape == (512, 512)
+
+
 def test_results_live_in_a_private_folder_that_goes_at_shutdown(upscaler):
     with client(upscaler, result_ttl_s=0.2) as cl:
         jq = cl.app.app.state.serve["jobs"]
