@@ -8,13 +8,13 @@ is the long run for local use::
     nice -n 10 .venv/bin/python tools/fuzz.py --files 1000 --cards 100 --seed 1 --keep fuzz_findings/
 
 It writes small valid TIFF (plain, RGB, z-stacks, ImageJ hyperstacks, compressed, tiled,
-big-endian, BigTIFF), PNG (grey, RGB(A), 16-bit, palette, 1-bit, interlaced), JPEG (grey, RGB,
-progressive) and model cards, mutates them (bit flips, byte values, truncation, deleted and
-repeated ranges, splices, and structure-aware edits: TIFF tags and IFD links, PNG header fields
-with the CRC fixed, JPEG frame sizes; hostile JSON for cards), reads each one in a forked
-process with ``RLIMIT_AS`` and a timeout, and prints the counts of ok / ScopesrError / raw
-exception / timeout / crash. ``--keep DIR`` saves every finding with a one-line note, ready to
-move into ``tests/fuzz_corpus/`` once fixed.
+big-endian, BigTIFF; and the bundled real sample_nuclei.tif), PNG (grey, RGB(A), 16-bit,
+palette, 1-bit, interlaced), JPEG (grey, RGB, progressive) and model cards, mutates them (bit
+flips, byte values, truncation, deleted and repeated ranges, splices, and structure-aware
+edits: TIFF tags and IFD links, PNG header fields with the CRC fixed, JPEG frame sizes; hostile
+JSON for cards), reads each one in a forked process with ``RLIMIT_AS`` and a timeout, and prints
+the counts of ok / ScopesrError / raw exception / timeout / crash. ``--keep DIR`` saves every
+finding with a one-line note, ready to move into ``tests/fuzz_corpus/`` once fixed.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def seed_images() -> list[tuple[str, bytes]]:
         ("bigtiff.tif", _tiff(u8, bigtiff=True)),
         ("strips.tif", _tiff(u16, rowsperstrip=3)),
         ("planar_rgb.tif", _tiff(np.moveaxis(rgb, -1, 0).copy(), photometric="rgb", planarconfig="separate")),
+        ("sample_nuclei.tif", _bundled_sample()),  # a real microscopy file, as sr-bench release wrote it
         ("grey.png", _pil(u8, "PNG")),
         ("rgb.png", _pil(rgb, "PNG")),
         ("rgba.png", _pil(rgba, "PNG")),
@@ -113,6 +114,12 @@ def seed_images() -> list[tuple[str, bytes]]:
     ]
     _CACHE["images"] = out
     return out
+
+
+def _bundled_sample() -> bytes:
+    from scopesr.sdk.samples import BUNDLED_DIR
+
+    return (BUNDLED_DIR / "sample_nuclei.tif").read_bytes()
 
 
 def _png_chunk(ctype: bytes, data: bytes) -> bytes:
