@@ -75,13 +75,16 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
     assert {c.case for c in r.parity.cases} == {"lr24x40", "lr32", "lr64"}  # every window proven
     # it really is integer inside: int8 tensors carry the weights
     assert any(d["dtype"] == np.int8 for d in interp.get_tensor_details())
-    # convolutions compute in int8; the anchor add (and the layout ops after it) stay float, so
-    # the output is not limited to 256 levels
+    # the inner convolutions compute in int8; the first (reading the image) and the last (making
+    # the residual) stay float, as do the anchor add and the layout ops after it, so neither the
+    # input nor the output is limited to 256 levels
     dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # no public op listing in ai-edge-litert
     convs = [o for o in ops if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     adds = [o for o in ops if o["op_name"] == "ADD"]
-    assert convs and all(dtypes[o["outputs"][0]] == np.int8 for o in convs)
+    assert len(convs) >= 3 and all(dtypes[o["outputs"][0]] == np.int8 for o in convs[1:-1])
+    assert dtypes[convs[0]["outputs"][0]] == np.float32 and dtypes[convs[-1]["outputs"][0]] == np.float32
+    assert "first and the last convolution kept in float" in card.extra["int8"]
     assert adds and all(dtypes[o["outputs"][0]] == np.float32 for o in adds)
     rep = r.parity
     assert rep.passed, rep.table()
