@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scopesr.bench.machine import describe_machine
 from scopesr.bench.results import pick_model, record
 from scopesr.sdk.errors import ScopesrError
 
@@ -124,6 +125,7 @@ class Progress:
         self.done = 0
         self.client = None
         self.rss: list[float] = []
+        self.loads: list[float] = []  # 1-min load average at each sample
         self.state: dict = {}
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -168,6 +170,7 @@ class Progress:
             "load_avg": [round(v, 2) for v in os.getloadavg()],
             "at": _now(),
         }
+        self.loads.append(self.state["load_avg"][0])
         print(f"  progress: {json.dumps(self.state)}", flush=True)
 
     def __call__(self) -> None:  # after each block is written
@@ -197,10 +200,14 @@ def run_sr(src: Path, out: Path, model: Path, workers: int, chunk: int, progress
     s0 = zarr.open_array(str(out / "s0"), mode="r")
     out_px = int(np.prod(s0.shape))
     du = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    during = sorted(progress.loads) if progress is not None else []
     return {
         "workers": workers,
         "date": _now(),
+        "machine": describe_machine().line(),
         "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        # min, median, max of the samples taken every --progress-every s (long runs only)
+        "load_avg_1min_during": [during[0], during[len(during) // 2], during[-1]] if during else None,
         "wall_s": round(rep.seconds, 2),
         "cluster_start_s": round(started, 2),
         "out_mpx": round(out_px / 1e6, 1),
@@ -285,11 +292,23 @@ def markdown(
         rss = ", ".join(f"{v:.0f}" for v in r["worker_peak_rss_mb"]) or "n/a (this process)"
         who = r["workers"] or "this process"
         load = r.get("load_avg_1min") or ["?", "?"]
+        during = r.get("load_avg_1min_during")
+        load_text = f"{load[0]} / {load[1]}" + (
+            f" (during: {during[0]}-{during[2]}, median {during[1]})" if during else ""
+        )
         lines.append(
             f"| {n}x{n} | {4 * n}x{4 * n} | {who} | {r['wall_s']} | {r['mpx_per_s']} | {r['blocks_per_s']} | "
-            f"{rss} | {load[0]} / {load[1]} | {str(r.get('date', '?'))[:16]} |"
+            f"{rss} | {load_text} | {str(r.get('date', '?'))[:16]} |"
         )
     lines.append("")
+    machines: dict[str, list[str]] = {}
+    for r in rows:
+        machines.setdefault(r.get("machine") or "?", []).append(str(r.get("date", "?"))[:16])
+    if len(machines) > 1 or "?" in machines:
+        lines.append("Machines (the rows of different dates ran on different VMs; compare rows of one machine):")
+        for m, dates in machines.items():
+            lines.append(f"- rows of {', '.join(sorted(set(dates)))}: {m}")
+        lines.append("")
     for n in sizes:
         by = {r["workers"]: r for r in rows if r["size"] == n}
         if 1 in by and 2 in by:
@@ -298,12 +317,15 @@ def markdown(
                 f"**{by[2]['mpx_per_s'] / by[1]['mpx_per_s']:.2f}x**"
                 + (f"; this process (all cores) {by[0]['mpx_per_s']} Mpx/s" if 0 in by else "")
             )
-    rss = [v for r in rows if r["workers"] for v in r["worker_peak_rss_mb"]]
-    if rss:
+    by_size: dict[int, list[float]] = {}
+    for r in rows:
+        if r["workers"]:
+            by_size.setdefault(r["size"], []).extend(r["worker_peak_rss_mb"])
+    if by_size:
         lines.append(
-            f"- Peak RSS per worker: {min(rss):.0f}-{max(rss):.0f} MB over sizes "
-            f"{', '.join(str(r) for r in sorted({r['size'] for r in rows if r['workers']}))} "
-            "(target < 1024 MB, flat in the image size)."
+            "- Peak RSS per worker, lowest-highest by input size: "
+            + ", ".join(f"{n}: {min(v):.0f}-{max(v):.0f} MB" for n, v in sorted(by_size.items()))
+            + " (target < 1024 MB and flat in the image size)."
         )
     if sched:
         lines.append(
@@ -349,6 +371,7 @@ def _previous(name: str) -> dict:
         return {}
     for r in old.get("rows", []):
         r.setdefault("date", old.get("date"))
+        r.setdefault("machine", old.get("machine_line"))
         la = old.get("load_avg_1min")
         r.setdefault("load_avg_1min", [round(v, 2) for v in la] if la else None)
     if old.get("scheduler"):
