@@ -24,7 +24,7 @@ import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +116,19 @@ def check_axes(axes: Any, ndim: int, shape: Any = None) -> None:
 
 
 # ---------------------------------------------------------------------------- reading
+#: readers of inputs that are not image files (an OME-Zarr folder or URL) as (claims(path) -> bool,
+#: read(path, axes_order=..., max_pixels=...) -> Image) pairs. The module that owns the format
+#: registers itself (scopesr.sdk.zarr_io, imported by scopesr.sdk), so this module, which that one
+#: builds on, never imports it.
+_CONTAINER_READERS: list[tuple[Callable[[Any], bool], Callable[..., Image]]] = []
+
+
+def register_container_reader(claims: Callable[[Any], bool], read: Callable[..., Image]) -> None:
+    """Let :func:`read_image` hand the inputs ``claims`` accepts to ``read`` (once per pair)."""
+    if (claims, read) not in _CONTAINER_READERS:
+        _CONTAINER_READERS.append((claims, read))
+
+
 def read_image(
     path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, memmap: bool | None = None, check_finite: bool = True
 ) -> Image:
@@ -128,14 +141,9 @@ def read_image(
     truly huge images). ``memmap``: None = memory-map uncompressed TIFFs larger than
     64 MB, True = always try, False = never. Raises ImageError naming the file and the problem.
     """
-    from .zarr_io import is_url, is_zarr_path
-
-    if is_url(path) or (Path(path).is_dir() and is_zarr_path(path)):
-        from .zarr_io import read_ome_zarr
-
-        return read_ome_zarr(
-            path if isinstance(path, str) else Path(path), axes_order=AXES_ORDER, max_pixels=max_pixels
-        )
+    for claims, read in _CONTAINER_READERS:
+        if claims(path):
+            return read(path, axes_order=AXES_ORDER, max_pixels=max_pixels)
     path = Path(path)
     try:
         st = path.stat()

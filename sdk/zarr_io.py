@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DependencyError, ImageError, InputError, OutputError
-from .io import SUPPORTED_DTYPES, Image, check_axes, find_inputs
+from .io import SUPPORTED_DTYPES, Image, check_axes, find_inputs, register_container_reader
 
 log = logging.getLogger(__name__)
 
@@ -802,3 +802,15 @@ def write_ome_zarr(
         dask.compute(*tasks, scheduler=scheduler)
     w.finish()
     return w.path
+
+
+def _claims(path: Any) -> bool:
+    """What read_image hands to this module: a URL, or a local folder holding an OME-Zarr image."""
+    return is_url(path) or (Path(path).is_dir() and is_zarr_path(path))
+
+
+def _read(path: Any, axes_order: str, max_pixels: int) -> Image:
+    return read_ome_zarr(path if isinstance(path, str) else Path(path), axes_order=axes_order, max_pixels=max_pixels)
+
+
+register_container_reader(_claims, _read)
