@@ -46,7 +46,7 @@ from pipeline import RoiProcessor, Stats, parse_roi, run_pipeline  # noqa: E402
 from sources import SourceError, open_source  # noqa: E402
 
 from scopesr.sdk import ModelError, ScopesrError  # noqa: E402
-from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, run_command  # noqa: E402
+from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, run_command, runtime_options  # noqa: E402
 
 log = logging.getLogger("demo_pi")
 
@@ -180,19 +180,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     metavar="WxH",
     help="Camera frame size for inference.",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="Runtime threads (default or 0: one per available core; a Pi 4/5 has 4).",
-)
-@click.option(
-    "--spin/--no-spin",
-    default=None,
-    help="Let idle runtime threads spin-wait (ONNX Runtime). Default: off on machines of at most 4 "
-    "cores (a Pi), where spinning threads fight the camera and display for the cores.",
-)
+@runtime_options
 @click.option(
     "--screenshot",
     type=click.Path(dir_okay=False, path_type=Path),

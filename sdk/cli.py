@@ -23,6 +23,7 @@ import click
 import numpy as np
 
 from .atomic import check_name
+from .clitools import runtime_options
 from .errors import ImageError, InputError, InternalError, OutputError, ScopesrError
 from .io import (
     DEFAULT_MAX_PIXELS,
@@ -501,19 +502,7 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     help="torch (.pt2) models: torch.compile (slow to start; pays off on long runs).",
 )
 @click.option("--cuda-graphs", is_flag=True, help="torch (.pt2) models on CUDA: replay one CUDA graph per tile shape.")
-@click.option(
-    "--threads",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="Runtime CPU threads. Default (or 0): one per available core (the affinity mask, within a cgroup CPU quota).",
-)
-@click.option(
-    "--spin/--no-spin",
-    default=None,
-    help="Let idle runtime threads spin-wait (ONNX Runtime). Default: off on machines of at most 4 cores, "
-    "where a spinning thread fights other busy processes for a core; on above that.",
-)
+@runtime_options
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
 @click.option(

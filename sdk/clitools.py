@@ -7,11 +7,34 @@ Exit codes, the same for sr-upscale, sr-train, sr-convert, sr-bench and the Pi d
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def runtime_options(f: F) -> F:
+    """``--threads N`` and ``--spin/--no-spin``, the same in every command that runs a model
+    (None when not given: scopesr.sdk.cpu.thread_policy decides)."""
+    f = click.option(
+        "--spin/--no-spin",
+        default=None,
+        help="Let idle runtime threads spin-wait (ONNX Runtime). Default: off on machines of at most 4 cores "
+        "(a Pi), where a spinning thread fights other busy processes (camera, display) for a core; on above that.",
+    )(f)
+    f = click.option(
+        "--threads",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="N",
+        help="Runtime CPU threads. Default (or 0): one per available core (the affinity mask, within a "
+        "cgroup CPU quota; a Pi 4/5 has 4).",
+    )(f)
+    return f
 
 
 def run_command(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> int:

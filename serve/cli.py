@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from scopesr.sdk import ScopesrError
-from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, run_command
+from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, run_command, runtime_options
 
 from .config import (
     DEFAULT_KEEP_MB,
@@ -65,6 +65,7 @@ def build(
     threads: int | None,
     source: str | None,
     cfg: ServeConfig,
+    spin: bool | None = None,
 ) -> Any:
     """Load the model (and the live source) and return the ASGI app; ScopesrError when they cannot be opened."""
     import scopesr.sdk as sr
@@ -72,7 +73,9 @@ def build(
     from .app import create_app
     from .live import file_frames
 
-    opts = {"num_threads": threads} if threads else {}
+    opts: dict[str, Any] = {"num_threads": threads} if threads else {}
+    if spin is not None:
+        opts["spin"] = spin
     up = sr.load(model or "default", backend=backend, **opts)
     frames, name = None, "live"
     if source is not None:
@@ -134,13 +137,7 @@ def announce(host: str, port: int, token: str | None, generated: bool) -> None:
     show_default=True,
     help="Runtime (torch-free ones only).",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="Runtime threads (0: the runtime's choice).",
-)
+@runtime_options
 @click.option(
     "--source",
     default=None,
@@ -223,7 +220,7 @@ def cli(**o: Any) -> int:
         live_fps=o["source_fps"],
     )
     try:
-        _up, app = build(o["model"], o["backend"], o["threads"], o["source"], cfg)
+        _up, app = build(o["model"], o["backend"], o["threads"], o["source"], cfg, o["spin"])
     except ScopesrError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_FAILED
