@@ -116,15 +116,27 @@ def test_big_images_go_band_by_band_with_progress(upscaler, monkeypatch):
     import scopesr.serve.jobs as jobs
 
     monkeypatch.setattr(jobs, "BANDED_ABOVE_PX", 1000)
+    # the job waits after its first band until the poller has seen a progress between 0 and 1:
+    # on a busy runner a free-running job may finish between two polls
+    seen_mid = threading.Event()
+    bands = upscaler.upscale_bands
+
+    def bands_that_wait(*args, **kwargs):
+        for k, item in enumerate(bands(*args, **kwargs)):
+            yield item
+            if k == 0:
+                seen_mid.wait(60)
+
+    monkeypatch.setattr(upscaler, "upscale_bands", bands_that_wait)
     rng = np.random.default_rng(3)
     img = rng.integers(0, 3000, (2, 300, 90), np.uint16)  # a stack: 2 planes of several bands each
     seen = []
     with client(upscaler) as cl:
-        jq = cl.app.app.state.serve["jobs"]
-        with jq.lock:  # hold the model until the poller is watching
-            jid = cl.post("/v1/jobs", content=tiff_bytes(img, photometric="minisblack")).json()["id"]
+        jid = cl.post("/v1/jobs", content=tiff_bytes(img, photometric="minisblack")).json()["id"]
         while (j := cl.get(f"/v1/jobs/{jid}").json())["state"] not in ("done", "failed"):
             seen.append(j["progress"])
+            if 0 < j["progress"] < 1:
+                seen_mid.set()
             time.sleep(0.01)
         assert j["state"] == "done", j
         out = tifffile.imread(io.BytesIO(cl.get(j["result"]).content))
