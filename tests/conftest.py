@@ -34,6 +34,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def fixture_script():
+    """tests/fixtures/make_fixtures.py as a module: the fixtures' networks (TinyX4) and their exports.
+    It imports torch, so a test using it is skipped where torch is missing (the edge env)."""
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def scopesr_cache_dir(tmp_path_factory) -> Path:
     """The user cache folder every test sees (SCOPESR_CACHE_DIR): a temporary one."""
     return tmp_path_factory.mktemp("scopesr-cache")

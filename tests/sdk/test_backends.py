@@ -170,31 +170,8 @@ def test_missing_torch_names_the_package(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------------------- torch (.pt2)
-def _export_pt2(tmp_path: Path) -> Path:
-    """Rebuild the ONNX fixture's network (same seed -> same weights) and torch.export it."""
-    torch = pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
-    mf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mf)
-    torch.manual_seed(0)
-    model = mf.TinyX4(1).eval()
-    dims = {
-        0: torch.export.Dim("N", min=1, max=64),
-        2: torch.export.Dim("H", min=1, max=4096),
-        3: torch.export.Dim("W", min=1, max=4096),
-    }
-    ep = torch.export.export(model, (torch.rand(2, 1, 24, 24),), dynamic_shapes=({**dims},))
-    p = tmp_path / "tiny_x4.pt2"
-    torch.export.save(ep, str(p))
-    card = dataclasses.replace(
-        ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact=p.name, sha256=sha256_path(p)
-    )
-    card.save(card_path_for(p))
-    return p
-
-
-def test_torch_backend_matches_onnx(tmp_path):
-    p = _export_pt2(tmp_path)
+def test_torch_backend_matches_onnx(tmp_path, fixture_script):
+    p = fixture_script.export_pt2(tmp_path)
     up = sr.load(p, device="cpu")
     assert up.backend.name == "torch" and up.backend.dynamic
     ref = sr.load(FIX / "tiny_x4.onnx")
@@ -229,9 +206,9 @@ def test_onnx_fixed_batch_file_is_fed_one_at_a_time(tmp_path):
 
 
 @pytest.mark.gpu
-def test_torch_backend_cuda(tmp_path):
+def test_torch_backend_cuda(tmp_path, fixture_script):
     """On a GPU: fp32 (cuDNN may use TF32, hence 5e-3), fp16 and channels_last agree with ONNX."""
-    p = _export_pt2(tmp_path)
+    p = fixture_script.export_pt2(tmp_path)
     ref = sr.load(FIX / "tiny_x4.onnx", device="cpu")
     img = np.random.default_rng(4).random((300, 270), dtype=np.float32)
     want = ref.upscale(img)
@@ -257,14 +234,10 @@ def test_sdk_never_imports_torch_for_onnx_or_tflite():
 
 
 @pytest.mark.slow
-def test_fixture_script_rebuilds_the_same_models(tmp_path):
+def test_fixture_script_rebuilds_the_same_models(tmp_path, fixture_script):
     """The committed fixtures are what make_fixtures.py makes today (real ONNX + TFLite conversion)."""
-    pytest.importorskip("torch")
     pytest.importorskip("litert_torch")
-    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
-    mf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mf)
-    assert mf.main(tmp_path) == 0
+    assert fixture_script.main(tmp_path) == 0
     img = np.random.default_rng(8).random((50, 61), dtype=np.float32)
     for name in ("tiny_x4.onnx", "tiny_x4_fixed.tflite", "tiny_x4_rgb.onnx"):
         a, b = sr.load(tmp_path / name), sr.load(FIX / name)

@@ -12,7 +12,6 @@ padding act: the two differed along a halo-wide band at the image's edges.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -206,26 +205,9 @@ def test_bundled_default_onnx_and_tflite_fp32_agree_at_the_borders(h, w):
 
 # ---------------------------------------------------------------------------- torch (.pt2)
 @pytest.fixture(scope="module")
-def pt2_up(tmp_path_factory):
+def pt2_up(tmp_path_factory, fixture_script):
     """The ONNX fixture's network rebuilt (same seed, same weights) and torch.exported."""
-    torch = pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
-    mf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mf)
-    torch.manual_seed(0)
-    model = mf.TinyX4(1).eval()
-    dims = {
-        0: torch.export.Dim("N", min=1, max=64),
-        2: torch.export.Dim("H", min=1, max=4096),
-        3: torch.export.Dim("W", min=1, max=4096),
-    }
-    ep = torch.export.export(model, (torch.rand(2, 1, 24, 24),), dynamic_shapes=({**dims},))
-    p = tmp_path_factory.mktemp("pt2") / "tiny_x4.pt2"
-    torch.export.save(ep, str(p))
-    card = dataclasses.replace(
-        sr.ModelCard.load(FIX / "tiny_x4.onnx"), format="pt2", artifact=p.name, sha256=sr.sha256_path(p)
-    )
-    card.save(sr.card_path_for(p))
+    p = fixture_script.export_pt2(tmp_path_factory.mktemp("pt2"))
     return sr.load(p, device="cpu")
 
 
@@ -241,17 +223,14 @@ def test_pt2_equals_the_rule(session, pt2_up, h, w):
 @pytest.mark.macos
 @pytest.mark.slow
 @pytest.mark.parametrize("fixed", [False, True])
-def test_coreml_equals_the_rule(session, tmp_path, fixed):
+def test_coreml_equals_the_rule(session, tmp_path, fixed, fixture_script):
     """The same network as an .mlpackage (flexible shapes, or enumerated 32 and 48 windows)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("coremltools")
     from scopesr.converters import convert
 
-    spec = importlib.util.spec_from_file_location("make_fixtures", FIX / "make_fixtures.py")
-    mf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mf)
     torch.manual_seed(0)
-    model = mf.TinyX4(1).eval()
+    model = fixture_script.TinyX4(1).eval()
     card = dataclasses.replace(sr.ModelCard.load(FIX / "tiny_x4.onnx"), format="mlpackage")
     res = convert(
         model,
