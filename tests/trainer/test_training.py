@@ -325,6 +325,7 @@ def test_killed_run_resumes_to_the_same_weights(folder_dir, tmp_path):
     proc = subprocess.Popen(
         [*base, *args, "--out", str(run)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+
     def past_second_checkpoint() -> bool:
         # any step >= 4: older checkpoints are pruned (keep 3), so a slow poll may never see step 4 itself
         return any(int(p.stem.split("_")[1]) >= 4 for p in (run / "checkpoints").glob("step_*.pt"))
