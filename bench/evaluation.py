@@ -66,19 +66,10 @@ class BenchImage:
     heldout: str  # "yes" (named by a model card), "unknown" (a fixed sample or --image)
 
 
-def _as_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round/clip ``x`` to ``dtype`` (integers) or cast (floats): results are scored in the LR's dtype."""
-    dt = np.dtype(dtype)
-    if dt.kind in "ui":
-        info = np.iinfo(dt)
-        return np.clip(np.rint(x), info.min, info.max).astype(dt)
-    return np.asarray(x).astype(dt)
-
-
 def _grey(a: np.ndarray) -> np.ndarray:
     """One plane: RGB(A) becomes the mean of its colour channels, in the image's dtype."""
     if a.ndim == 3 and a.shape[-1] in (3, 4):
-        return _as_dtype(a[..., :3].astype(np.float64).mean(axis=-1), a.dtype)
+        return quality.round_to_dtype(a[..., :3].astype(np.float64).mean(axis=-1), a.dtype)
     return a
 
 
@@ -320,7 +311,7 @@ def model_method(path: Path, st: Settings) -> tuple[str, str, Callable[[np.ndarr
 
     def run(lr: np.ndarray) -> np.ndarray:
         if lr.ndim == 2 and cin > 1:  # a grey image through an RGB model: copies in, mean out
-            return _as_dtype(up.upscale(with_channels(lr, cin)).astype(np.float64).mean(axis=-1), lr.dtype)
+            return quality.round_to_dtype(up.upscale(with_channels(lr, cin)).astype(np.float64).mean(axis=-1), lr.dtype)
         return up.upscale(lr)
 
     return f"{path.name} ({card.architecture}, {card.precision})", "trained", run
@@ -328,7 +319,7 @@ def model_method(path: Path, st: Settings) -> tuple[str, str, Callable[[np.ndarr
 
 def peer_method(peer: Peer) -> Callable[[np.ndarray], np.ndarray]:
     """An OpenCV peer on any LR image: through 8 bits (``peer_upscale``), back in the LR's dtype."""
-    return lambda lr: _as_dtype(peer_upscale(peer, lr), lr.dtype)
+    return lambda lr: quality.round_to_dtype(peer_upscale(peer, lr), lr.dtype)
 
 
 class _Guarded:

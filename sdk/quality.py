@@ -60,6 +60,7 @@ __all__ = [
     "downsample",
     "upscale_bicubic",
     "upscale_nearest",
+    "round_to_dtype",
     "gaussian_kernel",
     "defocus_kernel",
     "convolve_reflect",
@@ -277,7 +278,9 @@ def upscale_nearest(lr: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(np.asarray(lr), scale, axis=0), scale, axis=1)
 
 
-def _round_to(x: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+def round_to_dtype(x: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+    """Round and clip ``x`` into an integer ``dtype``, or cast to a float one: a camera's
+    quantisation, and how results are scored in the LR image's own units."""
     dt = np.dtype(dtype)
     if dt.kind in "ui":
         info = np.iinfo(dt)
@@ -439,7 +442,7 @@ class Degradation:
             if self.read_noise:
                 electrons += rng.normal(0.0, self.read_noise, size=electrons.shape)
             lr_s = electrons / peak
-        lr = _round_to(off + gain * lr_s, out_dtype)
+        lr = round_to_dtype(off + gain * lr_s, out_dtype)
         if self.bits and out_dtype.kind == "u":
             lr = np.clip(lr, 0, 2**self.bits - 1).astype(out_dtype)
         if self.jpeg_quality:
@@ -640,7 +643,7 @@ def evaluate(
         degradations = {n: degradation_from_name(n, scale) for n in degradations}
     fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "model": upscale,
-        "bicubic": lambda lr: _round_to(upscale_bicubic(lr, scale), lr.dtype),
+        "bicubic": lambda lr: round_to_dtype(upscale_bicubic(lr, scale), lr.dtype),
         "nearest": lambda lr: upscale_nearest(lr, scale),
         **(methods or {}),
     }
