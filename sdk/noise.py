@@ -1,4 +1,9 @@
-"""Noise level of a normalised LR plane: the conditioning input of noise-aware models.
+"""Noise level of an image plane: how much of a reference no model can predict, and the
+conditioning input of noise-aware models.
+
+:func:`mean_noise_variance` estimates the noise a sharp reference image itself carries; the
+quality evaluation turns it into each image's PSNR ceiling (no upscaler can predict the
+reference's own noise, so none can score above it).
 
 A blind model cannot tell fine texture from shot noise, so it hedges: it smooths clean images
 and sharpens noisy ones less than it could. A noise-aware model (card ``conditioning``) gets
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NOISE_MAP_GAIN", "estimate_noise_sigma", "noise_map_value"]
+__all__ = ["NOISE_MAP_GAIN", "estimate_noise_sigma", "mean_noise_variance", "noise_map_value"]
 
 #: sigma (in normalised units, where the plane's dark..bright levels span about 0..1) is
 #: multiplied by this before it is fed to the network, so the channel is of order 0.1..1
@@ -34,20 +39,45 @@ def estimate_noise_sigma(plane: np.ndarray) -> float:
     x = np.asarray(plane, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"estimate_noise_sigma takes a 2-D plane, got shape {x.shape}")
-    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
-    if h < 2 or w < 2:
+    if x.shape[0] < 2 or x.shape[1] < 2:
         return 0.0
+    detail, mean = _haar_blocks(x)
+    if detail.size == 0:
+        return 0.0
+    bright = detail[mean >= np.median(mean)]
+    return float(np.median(bright if bright.size else detail) / _MAD_TO_SIGMA)
+
+
+def _haar_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|finest diagonal Haar detail| and mean of each 2x2 block, finite ones only."""
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
     a, b = x[0:h:2, 0:w:2], x[0:h:2, 1:w:2]
     c, d = x[1:h:2, 0:w:2], x[1:h:2, 1:w:2]
     detail = np.abs(a - b - c + d).ravel() * 0.5
     mean = ((a + b + c + d) * 0.25).ravel()
     ok = np.isfinite(detail) & np.isfinite(mean)
-    if not ok.all():
-        detail, mean = detail[ok], mean[ok]
+    return (detail, mean) if ok.all() else (detail[ok], mean[ok])
+
+
+def mean_noise_variance(plane: np.ndarray, bins: int = 8) -> float:
+    """Noise variance averaged over all pixels of a 2-D plane (its own units squared).
+
+    Shot noise varies with brightness, so one median would describe one brightness only: the
+    blocks are split into ``bins`` groups of equal count by block mean, each group gets its own
+    robust sigma (median |detail| / 0.6745), and the variances are averaged. This is the mean
+    squared error a perfect, noise-free prediction would still score against this plane.
+    """
+    x = np.asarray(plane, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"mean_noise_variance takes a 2-D plane, got shape {x.shape}")
+    if x.shape[0] < 2 or x.shape[1] < 2:
+        return 0.0
+    detail, mean = _haar_blocks(x)
     if detail.size == 0:
         return 0.0
-    bright = detail[mean >= np.median(mean)]
-    return float(np.median(bright if bright.size else detail) / _MAD_TO_SIGMA)
+    order = np.argsort(mean, kind="stable")
+    groups = np.array_split(detail[order], max(1, min(bins, detail.size)))
+    return float(np.mean([(np.median(g) / _MAD_TO_SIGMA) ** 2 for g in groups if g.size]))
 
 
 def noise_map_value(normalised_plane: np.ndarray) -> float:

@@ -43,12 +43,14 @@ from typing import Any
 import numpy as np
 
 from .errors import ScopesrError
+from .noise import mean_noise_variance
 
 __all__ = [
     "CONVENTION",
     "DEFAULT_BORDER",
     "QualityError",
     "psnr",
+    "psnr_ceiling",
     "ssim",
     "DOWNSAMPLERS",
     "Degradation",
@@ -70,12 +72,17 @@ __all__ = [
 ]
 
 DEFAULT_BORDER = 8
+#: ceilings are capped here in results (a noise-free synthetic reference has an infinite one)
+CEILING_CAP_DB = 99.0
 CONVENTION = (
     "PSNR/SSIM on raw intensities (float64), data_range = max(ref) - min(ref) after cutting {border} HR "
     "pixels from each border; SSIM Gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, population covariances "
     "(skimage gaussian_weights=True, use_sample_covariance=False); reference = the sharp HR image in the "
     "degraded LR image's units; bicubic = PIL bicubic x{scale} of the LR, nearest = pixel repetition, both "
-    "rounded to the LR dtype like the model output; means are per source, then over sources."
+    "rounded to the LR dtype like the model output; means are per source, then over sources. "
+    "Ceiling = the best PSNR any upscaler can expect: the reference's own noise (estimated per "
+    "brightness band from its finest diagonal wavelet detail) is unpredictable but for the 1/scale^2 "
+    "of its power that the LR image's block averages keep."
 )
 
 
@@ -113,6 +120,22 @@ def psnr(ref: np.ndarray, x: np.ndarray, data_range: float | None = None, border
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(_data_range(ref, data_range) ** 2 / mse)
+
+
+def psnr_ceiling(ref: np.ndarray, border: int = 0, data_range: float | None = None, scale: int | None = None) -> float:
+    """The highest PSNR (dB) any upscaler can expect against ``ref``: the reference's own noise
+    (estimated, see :func:`scopesr.sdk.noise.mean_noise_variance`) cannot be predicted, except,
+    given ``scale``, for the part an LR image made from ``ref`` keeps: its x``scale`` block
+    averages, 1/scale**2 of its power. Without ``scale``: the PSNR of a noise-free prediction.
+    inf when no noise is measurable."""
+    ref, _ = _as_pair(ref, ref, border)
+    planes = [ref] if ref.ndim == 2 else [ref[..., c] for c in range(ref.shape[-1])]
+    var = float(np.mean([mean_noise_variance(p) for p in planes]))
+    if scale is not None:
+        var *= 1.0 - 1.0 / (scale * scale)
+    if var <= 0.0:
+        return math.inf
+    return 10.0 * math.log10(_data_range(ref, data_range) ** 2 / var)
 
 
 _SSIM_SIGMA, _SSIM_WIN = 1.5, 11
@@ -654,6 +677,7 @@ def evaluate(
             rng = np.random.default_rng([seed, ii, zlib.crc32(dname.encode())])
             lr, target = deg.apply(im.data, rng)
             row: dict[str, Any] = {"degradation": dname, "image": im.name, "source": im.source}
+            row["psnr_ceiling"] = min(psnr_ceiling(target, border=border, scale=scale), CEILING_CAP_DB)
             for mname, fn in fns.items():
                 out = np.asarray(fn(lr))
                 if out.shape[:2] != target.shape:

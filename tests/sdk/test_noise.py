@@ -58,3 +58,19 @@ def test_non_finite_values_are_ignored_and_bad_shapes_refused():
     assert np.isfinite(noise.estimate_noise_sigma(plane))
     with pytest.raises(ValueError, match="2-D"):
         noise.estimate_noise_sigma(np.zeros((4, 4, 2)))
+
+
+def test_mean_noise_variance_averages_shot_noise_over_brightness():
+    """Poisson noise on a ramp: the variance equals the signal, so its pixel mean is the ramp's mean;
+    the bright-half sigma of estimate_noise_sigma would overstate it."""
+    rng = np.random.default_rng(3)
+    ramp = np.tile(np.linspace(5.0, 2000.0, 512), (512, 1))
+    shot = rng.poisson(ramp).astype(np.float64)
+    assert noise.mean_noise_variance(shot) == pytest.approx(ramp.mean(), rel=0.05)
+    assert noise.estimate_noise_sigma(shot) ** 2 > 1.3 * ramp.mean()
+    white = ramp + rng.normal(0.0, 3.0, ramp.shape)
+    assert noise.mean_noise_variance(white) == pytest.approx(9.0, rel=0.05)
+    assert noise.mean_noise_variance(ramp) < 1e-6  # smooth content is not noise
+    assert noise.mean_noise_variance(np.ones((1, 9))) == 0.0
+    with pytest.raises(ValueError, match="2-D"):
+        noise.mean_noise_variance(np.ones((2, 4, 4)))

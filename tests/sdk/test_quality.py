@@ -181,3 +181,22 @@ def test_eval_rows_are_distinct_degradations() -> None:
     rows = {k: dataclasses.astuple(v) for k, v in q.EVAL_DEGRADATIONS.items()}
     assert len(set(rows.values())) == len(rows)
     assert {"bicubic", "binning", "psf", "noise-snr20", "noise-snr8", "cubic-noaa"} <= set(rows)
+
+
+def test_psnr_ceiling_is_what_a_perfect_prediction_scores() -> None:
+    """A reference with its own noise: the noise-free image scores its ceiling, bicubic stays below."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:96, 0:80]
+    clean = 100 + 800 * np.exp(-((yy - 40) ** 2 + (xx - 30) ** 2) / 300.0)
+    ref = clean + rng.normal(0.0, 0.02 * float(np.ptp(clean)), clean.shape)
+    ceiling = q.psnr_ceiling(ref, border=8)
+    assert q.psnr(ref, clean, border=8) == pytest.approx(ceiling, abs=0.3)
+    # x4: the LR keeps 1/16 of the reference's noise power, which a prediction may carry
+    x4 = q.psnr_ceiling(ref, border=8, scale=4)
+    assert x4 - ceiling == pytest.approx(-10 * math.log10(15 / 16), abs=1e-9)
+    assert q.psnr_ceiling(clean, border=8) > ceiling + 10  # the clean one is far less noisy
+    assert math.isinf(q.psnr_ceiling(np.zeros((32, 32)) + 7.0))
+    res = q.evaluate(lambda lr: q.upscale_nearest(lr, 4), [q.EvalImage("r", "s", ref)], ["bicubic"], with_ssim=False)
+    mean = res["summary"]["bicubic"]["mean"]
+    assert mean["psnr_ceiling"] == pytest.approx(x4, abs=1e-9)
+    assert mean["psnr_bicubic"] < mean["psnr_ceiling"]
