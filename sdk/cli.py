@@ -91,9 +91,11 @@ def _parse_tile(
     if value is None:
         return None
     try:
-        h, w = parse_tile(value)
+        shape = parse_tile(value)
     except ScopesrError as exc:
         raise click.BadParameter(str(exc)) from None
+    assert shape is not None  # parse_tile returns None only for a None tile
+    h, w = shape
     if min(h, w) < 1:
         raise click.BadParameter("tile sizes must be >= 1 LR pixel")
     return h if h == w else (h, w)
@@ -163,6 +165,7 @@ def _stream(
     out_h = img.shape[yi] * s
     n_planes = int(np.prod(lead, dtype=np.int64))
     opts = _band_budget_tile(upscaler, img, opts)
+    assert img.path is not None  # the image came from read_image, which records its file
     bar = tqdm(total=out_h * n_planes, unit="row", desc=f"  {img.path.name}", leave=False, disable=not show_progress)
 
     def bands() -> Iterator[np.ndarray]:
@@ -326,8 +329,10 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
         lines.append(f"tiles      fixed sizes {sizes} LR px; {d['default_tile']}")
     else:
         lines.append(f"tiles      any size; default {d['default_tile']} LR px + halo")
-    m = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
-    held = m.get("heldout") if isinstance(m.get("heldout"), dict) else {}
+    metrics = d.get("metrics")
+    m = metrics if isinstance(metrics, dict) else {}
+    heldout = m.get("heldout")
+    held = heldout if isinstance(heldout, dict) else {}
     q = []
     if isinstance(held.get("summary"), dict):
         for row, e in held["summary"].items():

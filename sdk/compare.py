@@ -62,7 +62,11 @@ def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
     h, w = plane.shape[:2]
     chans = [plane] if plane.ndim == 2 else [plane[..., c] for c in range(plane.shape[-1])]
     up = [
-        np.asarray(PILImage.fromarray(c.astype(np.float32), mode="F").resize((w * scale, h * scale), PILImage.BICUBIC))
+        np.asarray(
+            PILImage.fromarray(c.astype(np.float32), mode="F").resize(
+                (w * scale, h * scale), PILImage.Resampling.BICUBIC
+            )
+        )
         for c in chans
     ]
     return up[0] if plane.ndim == 2 else np.stack(up, axis=-1)
@@ -70,7 +74,7 @@ def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
 
 def compare_panels(
     lr: np.ndarray, lr_axes: str, sr: np.ndarray, scale: int, max_lr_side: int = 256
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+) -> tuple[list[np.ndarray], tuple[int, int, int, int]]:
     """The three HR panels (8-bit) side by side without labels, plus the LR crop box
     (y0, x0, h, w) they show."""
     lp = display_plane(lr, lr_axes)

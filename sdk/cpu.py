@@ -465,10 +465,11 @@ def _windows() -> CpuInfo:
     model = platform.processor() or _arch()
     words: set[str] = set()
     try:
-        import winreg  # Windows only
+        if sys.platform == "win32":  # winreg exists (and its stubs declare it) on Windows only
+            import winreg
 
-        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0") as k:
-            model = " ".join(str(winreg.QueryValueEx(k, "ProcessorNameString")[0]).split()) or model
+            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0") as k:
+                model = " ".join(str(winreg.QueryValueEx(k, "ProcessorNameString")[0]).split()) or model
     except (ImportError, OSError):
         pass
     try:

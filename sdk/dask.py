@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def worker_upscaler(spec: ModelSpec) -> Upscaler:
             up = _MODELS.get(spec)
             if up is None:
                 nt = _runtime_threads(spec)
-                opts = {"num_threads": nt} if nt else {}
+                opts: dict[str, Any] = {"num_threads": nt} if nt else {}
                 up = load(spec.path, backend=spec.backend, device=spec.device, verify=spec.verify, **opts)
                 _MODELS[spec] = up
                 _LOADS[0] += 1
@@ -546,7 +546,7 @@ class MemmapSource:
         self.shape = tuple(mm.shape)
         self.dtype = mm.dtype
         self.ndim = mm.ndim
-        self.order = "F" if (mm.flags.f_contiguous and not mm.flags.c_contiguous) else "C"
+        self.order: Literal["C", "F"] = "F" if (mm.flags.f_contiguous and not mm.flags.c_contiguous) else "C"
 
     def __getitem__(self, key: Any) -> np.ndarray:
         mm = np.memmap(

@@ -561,7 +561,7 @@ def _pil_to_array(path: Path, im: Any) -> tuple[np.ndarray, str]:
     return np.asarray(im.convert("RGB")), "YXC"
 
 
-def _dtype_message(path: Path, dtype: np.dtype) -> str:
+def _dtype_message(path: Path | None, dtype: np.dtype) -> str:
     return (
         f"{path}: unsupported pixel type {dtype} (scopesr reads uint8, uint16 and float32; "
         "convert the image, e.g. to uint16 or float32, first)"
@@ -762,7 +762,7 @@ def _imagej_ok(metadata: dict[str, Any] | None, axes: str, dtype: np.dtype) -> b
     """Write ImageJ format when the input was ImageJ and the result fits its rules
     (uint8/uint16/float32, axes in TZCYX order)."""
     return (
-        bool(metadata)
+        metadata is not None  # (an empty dict has no "imagej" either)
         and "imagej" in metadata
         and np.dtype(dtype) in SUPPORTED_DTYPES
         and axes == "".join(a for a in AXES_ORDER if a in axes)

@@ -11,7 +11,7 @@ intensity scale; integer outputs are rounded and clipped to their dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,13 @@ class Stats:
 
     lo: np.ndarray  # (C,) float64
     scale: np.ndarray  # (C,) float64, > 0
+    # derived in __post_init__ (not constructor arguments, not in repr or ==)
+    _lo32: np.ndarray = field(init=False, repr=False, compare=False)
+    _scale32: np.ndarray = field(init=False, repr=False, compare=False)
+    _inv32: np.ndarray = field(init=False, repr=False, compare=False)
+    _lo64: np.ndarray = field(init=False, repr=False, compare=False)
+    _scale64: np.ndarray = field(init=False, repr=False, compare=False)
+    _inv64: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # float32 copies made once per frame, not per tile (normalise/denormalise run per tile);
@@ -126,14 +133,17 @@ _BOUNDS: dict[np.dtype, tuple[np.ndarray, np.ndarray] | None] = {}
 
 def _int_bounds(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
     """Looked up once per dtype (np.iinfo and np.issubdtype cost more than a tile's clip)."""
-    b = _BOUNDS.get(dtype, False)
-    if b is False:
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            b = (np.array([info.min], np.float32), np.array([info.max], np.float32))
-        else:
-            b = None
-        _BOUNDS[dtype] = b
+    try:
+        return _BOUNDS[dtype]
+    except KeyError:
+        pass
+    b: tuple[np.ndarray, np.ndarray] | None
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        b = (np.array([info.min], np.float32), np.array([info.max], np.float32))
+    else:
+        b = None
+    _BOUNDS[dtype] = b
     return b
 
 

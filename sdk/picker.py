@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -247,7 +247,7 @@ def quality_floor_reason(
     i8 = m.get("int8_vs_fp32")
     worst = i8.get("worst") if isinstance(i8, Mapping) else None
     d = _num(worst.get("delta_db")) if isinstance(worst, Mapping) else None
-    if d is not None and d < floor_db:
+    if isinstance(worst, Mapping) and d is not None and d < floor_db:  # (d is None unless worst is a Mapping)
         where = ", ".join(str(worst[k]) for k in ("image", "degradation") if worst.get(k))
         return f"int8 vs fp32 worst {d:+.2f} dB{f' ({where})' if where else ''} is below the {floor_db:+.1f} dB floor"
     for row, (g, img) in _worst_gains(card).items():
@@ -387,7 +387,7 @@ def _timing_text(timings: Mapping[str, Mapping[str, float]]) -> str:
 
 
 # ---------------------------------------------------------------------------- pick
-def _cache_entry_ok(entry: Any, cands: Mapping[str, str], versions: Mapping[str, str]) -> bool:
+def _cache_entry_ok(entry: Any, cands: Mapping[str, str], versions: Mapping[str, str]) -> TypeGuard[dict[str, Any]]:
     return (
         isinstance(entry, dict)
         and entry.get("candidates") == dict(cands)

@@ -294,7 +294,8 @@ def iter_bands(
     dtype = np.dtype(dtype)
     floating = dtype.kind == "f"
     # per channel: each channel its own affine map (the statistics were taken per channel)
-    chstats = [Stats(stats.lo[i : i + 1], stats.scale[i : i + 1]) for i in range(c)] if per_channel else None
+    # (a channel index ``ch`` is only ever given when per_channel)
+    chstats = [Stats(stats.lo[i : i + 1], stats.scale[i : i + 1]) for i in range(c)] if per_channel else []
     xidx = {sx: _axis_index(sx, iw, ax, px, pw) for sx in plan.xs}
 
     def tile_input(iy: slice | np.ndarray, sx: Span, ch: int | None) -> np.ndarray:

@@ -29,6 +29,7 @@ import importlib
 import itertools
 import logging
 import math
+import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
@@ -505,7 +506,7 @@ class OmeZarrWriter:
     @classmethod
     def open(
         cls,
-        path: str | Path,
+        path: str | os.PathLike,
         shape: Sequence[int],
         dtype: Any,
         meta: NgffMeta,
@@ -663,7 +664,8 @@ def _complete_omero(meta: NgffMeta, shape: Sequence[int], dtype: np.dtype) -> di
         if "label" not in c:
             c["label"] = names[i] if names and i < len(names) else f"channel {i}"
         c.setdefault("color", "FFFFFF")
-        w = c.get("window") if isinstance(c.get("window"), dict) else {}
+        window = c.get("window")
+        w = window if isinstance(window, dict) else {}
         c["window"] = {
             "min": w.get("min", lo),
             "max": w.get("max", hi),

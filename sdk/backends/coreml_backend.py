@@ -23,6 +23,11 @@ INSTALL = "pip install coremltools"
 
 class CoreMLBackend(Backend):
     name = "coreml"
+    # declared here: off macOS mypy treats everything after the platform check in __init__ as unreachable
+    model: Any  # coremltools.models.MLModel
+    input_name: str
+    output_name: str
+    compute_units: str
 
     def __init__(self, artifact: Path, card: ModelCard, device: str = "auto", **opts: Any) -> None:
         super().__init__(artifact, card)

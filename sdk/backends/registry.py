@@ -15,6 +15,7 @@ opens the file.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,4 +118,7 @@ def open_backend(
         )
     if not artifact.exists():
         raise ModelError(f"{artifact}: artifact not found")
-    return _REGISTRY[kind].load_class()(artifact, card, device=device, **opts)
+    # a registered class takes (artifact, card, device=..., **opts) (see the module docstring),
+    # a wider signature than the abstract Backend.__init__ declares
+    backend_class: Callable[..., Backend] = _REGISTRY[kind].load_class()
+    return backend_class(artifact, card, device=device, **opts)

@@ -86,7 +86,8 @@ class TFLiteBackend(Backend):
                 "re-export it with sr-convert --target tflite"
             ) from None
         signatures = self.interp.get_signature_list()
-        sizes = list(card.tile_sizes or [])
+        # the card's N / [H, W] entries, or (H, W) pairs parsed from the signature names
+        sizes: list[int | list[int] | tuple[int, int]] = list(card.tile_sizes or [])
         if not sizes:  # an older card: take the sizes from the lr<N> / lr<H>x<W> signature names
             sizes = [shape for shape in map(parse_signature, signatures) if shape is not None]
         if not sizes:
