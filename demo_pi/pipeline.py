@@ -6,7 +6,7 @@ frame when inference lags, so what is shown is always recent; file sources block
 so every frame is processed. The same ``RoiProcessor`` is used by the benchmark
 (benchmarks/bench_pi_pipeline.py), so its figures are the demo's.
 
-Only ``scopesr.sdk`` does the SR (ROI cut, normalise, infer, back to the frame's dtype).
+Only ``scopesr.sdk`` does the SR (ROI with its context, normalise, infer, back to the frame's dtype).
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ def clamp_roi(roi: Roi, frame_hw: tuple[int, int]) -> Roi:
 class RoiProcessor:
     """Cut the ROI (or take the full frame) and super-resolve it with any ``.upscale``.
 
+    An SDK upscaler gets the whole frame and the ROI (``upscale_region``): the ROI's border
+    then sees the frame's real pixels around it, not a mirror of its own edge, at the same cost.
+
     ``roi`` may be reassigned from another thread (mouse selection): a tuple is replaced
     atomically, and each frame reads it once.
     """
@@ -89,7 +92,8 @@ class RoiProcessor:
         roi = self.resolve(frame.shape[:2])
         x, y, w, h = roi
         lr = frame[y : y + h, x : x + w]
-        sr = self.upscaler.upscale(lr)
+        region = getattr(self.upscaler, "upscale_region", None)
+        sr = region(frame, roi) if region is not None and not self.full else self.upscaler.upscale(lr)
         return lr, sr, roi
 
 

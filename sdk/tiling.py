@@ -231,10 +231,11 @@ def _axis_index(span: Span, n: int, at: int, plane_at: int, plane_n: int) -> sli
     return idx
 
 
-def tile_index(span: Span, n: int) -> slice | np.ndarray:
+def tile_index(span: Span, n: int, at: int = 0) -> slice | np.ndarray:
     """The rows (or columns) a span reads from a whole image axis of ``n``: a slice, or the
-    reflected indices where the read crosses the border."""
-    return _axis_index(span, n, 0, 0, n)
+    reflected indices where the read crosses the border. ``at``: the image position of the
+    plan's coordinate 0 (a region's first row or column)."""
+    return _axis_index(span, n, at, 0, n)
 
 
 def read_tile(plane: np.ndarray, iy: slice | np.ndarray, ix: slice | np.ndarray, ch: int | None = None) -> np.ndarray:

@@ -31,7 +31,7 @@ from .cpu import describe_cpu
 from .errors import CardError, InputError, ModelError, ModelIOError
 from .normalize import check_dtype, compute_stats
 from .tiles import parse_tile
-from .tiling import DEFAULT_TILE, TilePlan, iter_bands, make_plan, read_tile, tile_index
+from .tiling import DEFAULT_TILE, TilePlan, Window, iter_bands, make_plan, read_tile, tile_index
 
 log = logging.getLogger(__name__)
 
@@ -264,9 +264,18 @@ class Upscaler:
             raise InputError(f"batch must be >= 1, got {batch}")
         return iter_bands(self.backend, plane, stats, plan, job.dtype, b, job.per_channel, progress, dst)
 
-    def _one_tile(self, job: _Job, plan: TilePlan, batch: int | None, progress: bool, oview: np.ndarray) -> bool:
-        """A one-channel 2-D image that is one tile (a camera ROI or frame): run it with the fewest
-        numpy calls and return True; anything else returns False for the tiler.
+    def _one_tile(
+        self,
+        job: _Job,
+        plan: TilePlan,
+        batch: int | None,
+        progress: bool,
+        oview: np.ndarray,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> bool:
+        """A one-channel 2-D image (or ``region`` of one) that is one tile (a camera ROI or
+        frame): run it with the fewest numpy calls and return True; anything else returns False
+        for the tiler.
 
         The result is the tiler's for a one-tile plan (same statistics, the same reflect-padded
         read, normalisation, runtime call and denormalisation; the tests compare them). On a
@@ -284,11 +293,14 @@ class Upscaler:
         ):
             return False
         sy, sx = plan.ys[0], plan.xs[0]
-        h, w = job.view.shape[-3:-1]
-        _check_finite(job.view)
-        stats = compute_stats(job.view, self.card.normalisation)  # once per frame, as the tiler does
-        # the image reflect-padded by the halo (and further, to a fixed window): the border rule
-        raw = read_tile(job.view, tile_index(sy, h), tile_index(sx, w))
+        ih, iw = job.view.shape[-3:-1]
+        x0, y0, w, h = region if region is not None else (0, 0, iw, ih)
+        roi = job.view[y0 : y0 + h, x0 : x0 + w]
+        stats = compute_stats(roi, self.card.normalisation)  # once per frame (or ROI), as the tiler does
+        # the image reflect-padded by the halo (and further, to a fixed window): the border rule;
+        # a region's context is the image's own pixels around it
+        raw = read_tile(job.view, tile_index(sy, ih, y0), tile_index(sx, iw, x0))
+        _check_finite(raw)
         x = stats.normalise(raw)[..., 0]
         y = self.backend.run(x[None, None])  # float32 NCHW (1, 1, rh*s, rw*s), shape checked
         s = self.scale
@@ -384,6 +396,56 @@ class Upscaler:
         for y0, band in self._bands(job.view, job, tile, halo, batch):
             yield y0, (band if job.has_c else band[..., 0])
 
+    def upscale_region(
+        self,
+        image: Any,
+        roi: tuple[int, int, int, int],
+        tile: int | tuple[int, int] | str | None = None,
+        halo: int | str = "auto",
+        batch: int | None = None,
+        axes: str | None = None,
+    ) -> np.ndarray:
+        """Upscale the region ``roi = (x, y, w, h)`` (LR pixels) of one 2-D image (YX or YXC).
+
+        The region's context comes from the image around it, not from a mirror of the region's
+        own edge: a camera ROI is computed as the same region of the whole frame would be (only
+        where the context runs past the frame's border is it the frame's reflection). The cost
+        is the cut-out's: ``(w + 2*halo) x (h + 2*halo)`` pixels. Normalisation statistics are
+        the region's own, as for ``upscale(crop)``, so brightness follows what is shown.
+        Returns ``(h*s, w*s[, C])`` in the image's axes order and dtype.
+        """
+        halo = self._halo(halo)
+        batch = self._batch(batch)
+        job = self._prepare(image, axes)
+        if job.frame_shape:
+            raise ModelIOError(
+                f"upscale_region takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
+                "iterate over the frames of a stack"
+            )
+        ih, iw = job.view.shape[:2]
+        x0, y0, w, h = roi_box(roi, (ih, iw))
+        s = self.scale
+        out_shape = tuple((h * s if a == "Y" else w * s) if a in "YX" else n for a, n in zip(job.axes, job.out_shape))
+        out = np.empty(out_shape, dtype=job.dtype)
+        oview = out.transpose(job.out_perm)
+        if not job.has_c:
+            oview = oview[..., None]
+        plan = self._plan(h, w, tile, halo)
+        if self._one_tile(job, plan, batch, False, oview, region=(x0, y0, w, h)):
+            return out
+        # the context the plan reads, at most a halo (or a fixed window) around the region
+        cy0, cy1 = max(0, y0 + plan.ys[0].read0), min(ih, y0 + plan.ys[-1].read1)
+        cx0, cx1 = max(0, x0 + plan.xs[0].read0), min(iw, x0 + plan.xs[-1].read1)
+        _check_finite(job.view[cy0:cy1, cx0:cx1])
+        stats = compute_stats(job.view[y0 : y0 + h, x0 : x0 + w], self.card.normalisation)
+        b = batch if batch is not None else self.backend.default_batch
+        window = Window((ih, iw), at=(y0, x0))
+        for _ in iter_bands(
+            self.backend, job.view, stats, plan, job.dtype, b, job.per_channel, dst=oview, window=window
+        ):
+            pass  # written straight into out
+        return out
+
     def stream(
         self,
         frames: Iterable[np.ndarray],
@@ -404,8 +466,9 @@ class Upscaler:
             t0 = time.perf_counter()
             frame = np.asarray(frame)
             if roi is not None:
-                frame = crop_roi(frame, roi)
-            img = self.upscale(frame, tile=tile, halo=halo)
+                img = self.upscale_region(frame, roi, tile=tile, halo=halo)
+            else:
+                img = self.upscale(frame, tile=tile, halo=halo)
             t1 = time.perf_counter()
             latency = t1 - t0
             interval = latency if last is None else t1 - last
@@ -444,15 +507,21 @@ class Upscaler:
         return f"Upscaler({self.card.name!r}, x{self.scale}, backend={self.backend.name})"
 
 
-def crop_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
-    """``frame[y:y+h, x:x+w]`` with a clear error when the ROI is not inside the frame."""
+def roi_box(roi: Any, frame_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``roi = (x, y, w, h)`` as integers, with a clear error when it is not inside the frame."""
     try:
         x, y, w, h = (int(v) for v in roi)
     except (TypeError, ValueError):
         raise ModelIOError(f"roi must be (x, y, w, h) integers, got {roi!r}") from None
-    fh, fw = frame.shape[:2]
+    fh, fw = frame_hw
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > fw or y + h > fh:
         raise ModelIOError(f"roi (x={x}, y={y}, w={w}, h={h}) is not inside the {fw}x{fh} frame")
+    return x, y, w, h
+
+
+def crop_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """``frame[y:y+h, x:x+w]`` with a clear error when the ROI is not inside the frame."""
+    x, y, w, h = roi_box(roi, frame.shape[:2])
     return frame[y : y + h, x : x + w]
 
 

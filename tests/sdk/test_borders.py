@@ -262,3 +262,81 @@ def test_dask_blocks_follow_the_rule(session, onnx_up, fixed_up, h, w, chunk):
     np.testing.assert_allclose(got, reference(session, img), atol=1e-5, rtol=0)
     got = srd.upscale(img, fixed_up, chunk=chunk).compute(scheduler="sync")
     np.testing.assert_allclose(got, reference(session, img), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------- a region of a frame
+def region_reference(session, frame: np.ndarray, roi, halo: int = HALO) -> np.ndarray:
+    """A region's rule: the region's statistics; context from the frame, reflected only past the
+    frame's border: the frame padded by the halo, cut around the region, run once, cropped."""
+    x0, y0, w, h = roi
+    card = sr.ModelCard.load(FIX / "tiny_x4.onnx")
+    stats = compute_stats(frame[y0 : y0 + h, x0 : x0 + w, None], card.normalisation)
+    padded = pad_image(stats.normalise(frame[..., None])[..., 0], halo)
+    x = np.ascontiguousarray(padded[y0 : y0 + h + 2 * halo, x0 : x0 + w + 2 * halo])
+    y = session.run(None, {"lr": x[None, None]})[0][0, 0]
+    core = y[halo * S : (halo + h) * S, halo * S : (halo + w) * S]
+    return stats.denormalise(core[..., None], np.dtype(np.float32))[..., 0]
+
+
+# inside, touching each border, the whole frame, 1-pixel ROIs, one larger than every fixed window
+ROIS = [(20, 10, 24, 24), (0, 0, 16, 16), (37, 30, 20, 17), (0, 0, 57, 47), (56, 46, 1, 1), (3, 5, 50, 41)]
+
+
+@pytest.mark.edge
+@pytest.mark.parametrize("roi", ROIS)
+def test_a_region_takes_its_context_from_the_frame(session, onnx_up, fixed_up, rect_up, roi):
+    frame = rand_image(47, 57, seed=5)
+    ref = region_reference(session, frame, roi)
+    for name, up in (("onnx", onnx_up), ("tflite-fixed", fixed_up), ("tflite-rect", rect_up)):
+        for tile in (None, 8):
+            got = up.upscale_region(frame, roi, tile=tile if name == "onnx" else None)
+            np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0, err_msg=f"{name} {roi} tile={tile}")
+    x0, y0, w, h = roi
+    if (x0, y0, w, h) == (0, 0, 57, 47):  # the whole frame is upscale() itself
+        np.testing.assert_allclose(ref, onnx_up.upscale(frame), atol=1e-5, rtol=0)
+
+
+@pytest.mark.edge
+def test_a_region_differs_from_its_crop_only_within_a_halo_of_its_edge(onnx_up):
+    """upscale(crop) mirrors the crop's own edge; the region sees the real neighbours. Beyond a
+    halo from the region's edge the two agree (same statistics, same pixels in reach)."""
+    frame = rand_image(60, 60, seed=9)
+    roi = (16, 16, 28, 28)
+    region = onnx_up.upscale_region(frame, roi)
+    crop = onnx_up.upscale(sr.crop_roi(frame, roi))
+    inner = slice(HALO * S, (28 - HALO) * S)
+    np.testing.assert_allclose(region[inner, inner], crop[inner, inner], atol=1e-5, rtol=0)
+    assert np.abs(region - crop).max() > 1e-3  # the edge band did change
+
+
+@pytest.mark.edge
+def test_regions_of_colour_frames_stacks_and_bad_rois(session, onnx_up):
+    rgb = np.stack([rand_image(30, 40, seed=k) for k in range(3)], axis=-1)
+    roi = (5, 6, 20, 12)
+    got = onnx_up.upscale_region(rgb, roi)  # a 1-channel model runs channel by channel
+    assert got.shape == (48, 80, 3) and got.dtype == rgb.dtype
+    for c in range(3):
+        np.testing.assert_allclose(got[..., c], region_reference(session, rgb[..., c], roi), atol=1e-5, rtol=0)
+    chw = onnx_up.upscale_region(np.moveaxis(rgb, -1, 0), roi, axes="CYX")
+    np.testing.assert_allclose(chw, np.moveaxis(got, -1, 0), atol=1e-6, rtol=0)
+    u16 = (rand_image(30, 40) * 4000).astype(np.uint16)
+    assert onnx_up.upscale_region(u16, roi).dtype == np.uint16
+    with pytest.raises(sr.ModelIOError, match="not inside the 40x30 frame"):
+        onnx_up.upscale_region(u16, (30, 0, 20, 10))
+    with pytest.raises(sr.ModelIOError, match=r"\(x, y, w, h\)"):
+        onnx_up.upscale_region(u16, (1, 2, 3))
+    with pytest.raises(sr.ModelIOError, match="one 2-D image"):
+        onnx_up.upscale_region(np.zeros((2, 30, 40), np.float32), roi, axes="ZYX")
+    bad = u16.astype(np.float32)
+    bad[0, 0] = np.nan  # within the region's context (a halo from it): refused
+    with pytest.raises(sr.ModelIOError, match="NaN"):
+        onnx_up.upscale_region(bad, (2, 2, 8, 8))
+    assert onnx_up.upscale_region(bad, (20, 10, 8, 8)).shape == (32, 32)  # out of reach: fine
+
+
+@pytest.mark.edge
+def test_stream_roi_is_the_region_of_each_frame(onnx_up):
+    frames = [rand_image(40, 50, seed=k) for k in range(3)]
+    roi = (10, 8, 24, 20)
+    for f, frame in zip(onnx_up.stream(frames, roi=roi), frames):
+        np.testing.assert_array_equal(f.image, onnx_up.upscale_region(frame, roi))
