@@ -150,7 +150,8 @@ def _fp16_recipe() -> list[dict[str, Any]]:
 #: move data, they do not multiply).
 INT8_FLOAT_OPS = ("ADD", "CONCATENATION", "TRANSPOSE", "RESHAPE")
 
-#: The first and the last convolution also stay in float. The first reads the image itself: an
+#: The first and the last convolution also stay in float (and a bicubic anchor's, which reads the
+#: image beside the first). The first reads the image itself: an
 #: int8 input keeps 8 bits of a 12- or 16-bit camera's range. The last makes the residual that is
 #: added to the anchor: 8 bits of its range band smooth gradients. Measured on the bundled default
 #: (held-out images x 7 degradations, int8 minus fp32): all convolutions int8 mean -0.096 dB,
@@ -162,22 +163,27 @@ CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def _first_and_last_convs(float_path: Path) -> list[tuple[str, str]]:
-    """(output tensor name, op name) of the float model's first and last convolution, or [] when
-    the runtime cannot list its ops (all convolutions then go int8, with a warning)."""
+    """(output tensor name, op name) of the float model's convolutions that read the image (the
+    first, and a bicubic anchor's beside it) and of the last one that does not (the residual),
+    or [] when the runtime cannot list its ops (all convolutions then go int8, with a warning)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
 
         it = Interpreter(model_path=str(float_path))
         convs = []
         for op in it._get_ops_details():  # the first subgraph; the signatures share tensor names
-            if op["op_name"] in CONV_OPS and len(op["outputs"]):
-                convs.append((it._get_tensor_details(int(op["outputs"][0]), 0)["name"], op["op_name"]))
+            if op["op_name"] in CONV_OPS and len(op["outputs"]) and len(op["inputs"]):
+                name = it._get_tensor_details(int(op["outputs"][0]), 0)["name"]
+                convs.append((name, op["op_name"], int(op["inputs"][0])))
     except Exception as exc:  # a runtime without these inspection calls: a less exact, working model
         log.warning("cannot list the model's convolutions (%s): all of them go int8", exc)
         return []
     if len(convs) < 2:
-        return convs
-    return [convs[0], convs[-1]]
+        return [(n, o) for n, o, _ in convs]
+    image = convs[0][2]  # what the first convolution reads: the image
+    reading = [(n, o) for n, o, src in convs if src == image]
+    rest = [(n, o) for n, o, src in convs if src != image]
+    return reading + rest[-1:]
 
 
 def _int8_recipe(float_convs: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:

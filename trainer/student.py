@@ -32,6 +32,34 @@ from .errors import PresetError
 __all__ = ["StudentConfig", "STUDENT_PRESETS", "Student", "build_student", "student_from_args"]
 
 
+ANCHOR_KERNELS = ("nearest", "bicubic")
+#: LR taps per axis that PIL's bicubic needs for every phase of one LR pixel at any scale >= 2
+BICUBIC_TAPS = 5
+
+
+def cubic_weight(t: float, a: float = -0.5) -> float:
+    """Keys' cubic convolution kernel (PIL's BICUBIC uses a = -0.5)."""
+    t = abs(t)
+    if t <= 1.0:
+        return (a + 2.0) * t**3 - (a + 3.0) * t**2 + 1.0
+    if t < 2.0:
+        return a * t**3 - 5.0 * a * t**2 + 8.0 * a * t - 4.0 * a
+    return 0.0
+
+
+def bicubic_phase_weights(scale: int, channels: int = 1) -> torch.Tensor:
+    """(channels*scale**2, 1, 5, 5) grouped-convolution weights whose depth-to-space is PIL's
+    bicubic x``scale`` upsampling (pixel centres at half-pixel positions), channel-major."""
+    r = BICUBIC_TAPS // 2
+    rows = []
+    for phase in range(scale):
+        off = (phase + 0.5) / scale - 0.5  # where this HR row sits, in LR pixels from its LR row
+        w = [cubic_weight(off - k) for k in range(-r, r + 1)]
+        rows.append(torch.tensor(w, dtype=torch.float64) / sum(w))
+    k = torch.stack([torch.outer(rows[i], rows[j]) for i in range(scale) for j in range(scale)])  # (s2, 5, 5)
+    return k[:, None].repeat(channels, 1, 1, 1).float()
+
+
 @dataclass(frozen=True)
 class StudentConfig:
     """Width, depth and kernel sizes of a student.
@@ -53,6 +81,10 @@ class StudentConfig:
     # extra input channels after the image's (a noise-level map, see scopesr.sdk.noise): they
     # condition the head convolution only and take no part in the anchor
     cond_channels: int = 0
+    # what the anchor is: "nearest" (the input repeated: nearest upsampling) or "bicubic" (a
+    # fixed 5x5 convolution per output phase: PIL's bicubic upsampling), so the network learns
+    # the residual over that
+    anchor_kernel: str = "nearest"
 
     def __post_init__(self) -> None:
         """Raise PresetError (a ValueError) naming the first bad field."""
@@ -83,6 +115,10 @@ class StudentConfig:
             if k < 1 or k % 2 == 0:
                 # odd kernels keep 'same' padding symmetric, so the output is not shifted
                 raise PresetError(f"StudentConfig.{name} must be odd and >= 1, got {k}")
+        if self.anchor_kernel not in ANCHOR_KERNELS:
+            raise PresetError(
+                f"StudentConfig.anchor_kernel must be one of {ANCHOR_KERNELS}, got {self.anchor_kernel!r}"
+            )
         if self.anchor and self.in_channels != self.out_channels:
             raise PresetError(
                 "the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
@@ -101,7 +137,8 @@ class StudentConfig:
         head = (self.in_channels + self.cond_channels) * c * self.head_kernel**2
         body = self.depth * c * c * self.kernel**2
         tail = c * self.out_channels * s2 * self.tail_kernel**2
-        return head + body + tail
+        anchor = self.in_channels * s2 * BICUBIC_TAPS**2 if self.anchor and self.anchor_kernel == "bicubic" else 0
+        return head + body + tail + anchor
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,6 +175,8 @@ class Student(nn.Module):
         self.body = nn.Sequential(*layers)
         self.tail = _conv(cfg.channels, cfg.out_channels * s2, cfg.tail_kernel)
         self.shuffle = nn.PixelShuffle(cfg.scale)
+        if cfg.anchor and cfg.anchor_kernel == "bicubic":  # fixed, saved with the weights
+            self.register_buffer("anchor_weight", bicubic_phase_weights(cfg.scale, cfg.in_channels))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -156,6 +195,9 @@ class Student(nn.Module):
         ONNX, TFLite and Core ML all see one Concat op.
         """
         s2 = self.cfg.scale * self.cfg.scale
+        if self.cfg.anchor_kernel == "bicubic":
+            pad = BICUBIC_TAPS // 2
+            return nn.functional.conv2d(x, self.anchor_weight, padding=pad, groups=self.cfg.in_channels)
         if self.cfg.in_channels == 1:
             return torch.cat([x] * s2, dim=1)
         chans = [x[:, c : c + 1] for c in range(self.cfg.in_channels) for _ in range(s2)]

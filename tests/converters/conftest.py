@@ -54,6 +54,12 @@ def _train(model, channels: int, steps: int, lr_size: int = 24, seed: int = 0):
 
 
 @pytest.fixture(scope="session")
+def train_briefly():
+    """The fixtures' training loop, for tests that build a student of their own."""
+    return _train
+
+
+@pytest.fixture(scope="session")
 def trained_student(tmp_path_factory) -> Path:
     import torch
 

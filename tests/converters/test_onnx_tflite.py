@@ -98,6 +98,34 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
     assert not strict.passed
 
 
+def test_bicubic_anchor_student_converts_with_its_image_convolutions_in_float(tmp_path, train_briefly):
+    """A student with the bicubic anchor (a fixed convolution reading the image beside the first
+    layer): ONNX and int8 TFLite pass parity, and in int8 both image-reading convolutions and
+    the residual's stay float while the inner ones go int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from scopesr.trainer import create_model, save_generator
+
+    torch.manual_seed(3)
+    model = create_model("student-tiny", anchor_kernel="bicubic")
+    summary = train_briefly(model, 1, steps=40, seed=3)
+    w = tmp_path / "bicubic.safetensors"
+    save_generator(model, w, "student-tiny", training=summary)
+    onnx = convert(w, "onnx", tmp_path / "bicubic_fp32.onnx")
+    assert onnx.parity.passed, onnx.parity.table()
+    r = convert(w, "tflite", tmp_path / "bicubic_int8.tflite", precision="int8", tile_sizes=[32])
+    assert r.parity.passed, r.parity.table()
+    interp = Interpreter(model_path=str(r.artifact))
+    dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
+    convs = [o for o in interp._get_ops_details() if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    image = convs[0]["inputs"][0]
+    reading = [o for o in convs if o["inputs"][0] == image]
+    rest = [o for o in convs if o["inputs"][0] != image]
+    assert len(reading) == 2 and len(rest) == 3  # head + anchor; two hidden + tail
+    assert all(dtypes[o["outputs"][0]] == np.float32 for o in reading + rest[-1:])
+    assert all(dtypes[o["outputs"][0]] == np.int8 for o in rest[:-1])
+
+
 def test_sdk_runs_both_and_they_agree(onnx_fp32, tflite_int8, trained_student, real_grey_image, tmp_path):
     import scopesr.sdk as sr
 
