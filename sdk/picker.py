@@ -48,7 +48,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -230,6 +230,16 @@ def _worst_gains(card: ModelCard) -> dict[str, tuple[float, Any]]:
             if g is not None:
                 out[str(row)] = (g, entry.get("worst_image"))
     return out
+
+
+def best_worst_gains(cards: Iterable[ModelCard]) -> dict[str, float]:
+    """Per held-out row, the best worst-image gain over bicubic among ``cards``: the reference
+    that :func:`quality_floor_reason` holds each of them against."""
+    reference: dict[str, float] = {}
+    for card in cards:
+        for row, (g, _) in _worst_gains(card).items():
+            reference[row] = max(g, reference.get(row, -math.inf))
+    return reference
 
 
 def quality_floor_reason(
@@ -471,12 +481,9 @@ def pick(
             c.name, c.path, "static", f"no runtime installed for any bundled artifact{only}", skipped=skipped, **base
         )
     eligible = []
-    # per row, the best held-out worst gain among the runnable files: a file is held against what
-    # the model can do (its fp32 twin), so a model-wide shortfall does not disqualify every file
-    reference: dict[str, float] = {}
-    for c in runnable:
-        for row, (g, _) in _worst_gains(c.card).items():
-            reference[row] = max(g, reference.get(row, -math.inf))
+    # a file is held against what the model can do (its fp32 twin), so a model-wide shortfall
+    # does not disqualify every file
+    reference = best_worst_gains([c.card for c in runnable])
     for c in runnable:
         why = quality_floor_reason(c.card, reference=reference)
         if why:

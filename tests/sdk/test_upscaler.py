@@ -257,8 +257,11 @@ def test_default_follows_the_installed_runtime(monkeypatch):
     # int8 costs at most 0.2 dB against fp32, else the TFLite fp32 file
     from scopesr.sdk import picker
 
+    # (each file held against the best of the runnable files on every held-out row)
     int8_card = sr.ModelCard.load(U.MODELS_DIR / "default-int8.tflite")
-    want = "fp32" if picker.quality_floor_reason(int8_card) else "int8"
+    fp32_card = sr.ModelCard.load(U.MODELS_DIR / "default-fp32.tflite")
+    reference = picker.best_worst_gains([int8_card, fp32_card])
+    want = "fp32" if picker.quality_floor_reason(int8_card, reference=reference) else "int8"
     assert up.backend.name == "tflite" and up.card.precision == want
     with pytest.raises(sr.ScopesrError, match="no coreml artifact"):
         U._default_for("coreml")
