@@ -21,16 +21,18 @@ from scopesr.sdk.quality import convolve_reflect, gaussian_kernel
 
 __all__ = ["KINDS", "render", "render_set"]
 
-KINDS = ("nuclei", "filaments", "membranes", "puncta", "mixed")
+KINDS = ("nuclei", "dense-nuclei", "filaments", "membranes", "puncta", "mixed")
 
 
-def _nuclei(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def _nuclei(
+    rng: np.random.Generator, h: int, w: int, count: tuple[int, int] = (4, 18), axes: tuple[float, float] = (8, 28)
+) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     img = np.zeros((h, w))
-    n = int(rng.integers(4, 18))
+    n = int(rng.integers(*count))
     for _ in range(n):
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        a, b = rng.uniform(8, 28), rng.uniform(8, 28)
+        a, b = rng.uniform(*axes), rng.uniform(*axes)
         th = rng.uniform(0, math.pi)
         c, s = math.cos(th), math.sin(th)
         u, v = c * (xx - cx) + s * (yy - cy), -s * (xx - cx) + c * (yy - cy)
@@ -97,7 +99,22 @@ def _puncta(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
-_PAINTERS = {"nuclei": _nuclei, "filaments": _filaments, "membranes": _membranes, "puncta": _puncta}
+def _dense_nuclei(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A crowded field of small nuclei (semi-axes 3-8 HR px, 1-2 LR px at x4, 60-160 per 256^2),
+    as a low-magnification widefield view of a cell culture: the content on which a camera with
+    large pixels aliases most."""
+    return _nuclei(rng, h, w, count=(60, 160), axes=(3, 8))
+
+
+_PAINTERS = {
+    "nuclei": _nuclei,
+    "dense-nuclei": _dense_nuclei,
+    "filaments": _filaments,
+    "membranes": _membranes,
+    "puncta": _puncta,
+}
+#: what "mixed" combines (fixed: a recipe's mixed images must not change when a kind is added)
+_MIXED = ("nuclei", "filaments", "membranes", "puncta")
 
 
 def render(kind: str, seed: int, index: int, size: int = 256) -> np.ndarray:
@@ -106,7 +123,7 @@ def render(kind: str, seed: int, index: int, size: int = 256) -> np.ndarray:
         raise ValueError(f"unknown synthetic kind {kind!r}; known: {KINDS}")
     rng = np.random.default_rng([seed, index, 1013])
     if kind == "mixed":
-        parts = rng.choice(list(_PAINTERS), size=int(rng.integers(2, 4)), replace=False)
+        parts = rng.choice(list(_MIXED), size=int(rng.integers(2, 4)), replace=False)
         dens = sum(_PAINTERS[str(p)](rng, size, size) * rng.uniform(0.4, 1.0) for p in parts)
     else:
         dens = _PAINTERS[kind](rng, size, size)

@@ -160,3 +160,31 @@ def test_noise_map_pairs_carry_the_crop_noise_level(real_image):
         assert level[0, 0] == pytest.approx(noise_map_value(lr[0].numpy().astype(np.float64)), rel=1e-5)
     with pytest.raises(D.DataError, match="noise_map needs"):
         D.DataConfig(data=SPECS, hr_size=64, channels=1, noise_map=True).validate()
+
+
+def test_dense_nuclei_are_many_small_objects_and_mixed_stays_as_recipes_know_it():
+    """synthetic:dense-nuclei draws crowded small nuclei (the content a large-pixel camera
+    aliases most); adding it did not change what synthetic:mixed draws (recipes pin its images)."""
+    import hashlib
+
+    from scipy import ndimage
+
+    from scopesr.trainer.synthetic import render
+
+    def objects(kind: str) -> tuple[int, float]:
+        """Bright blobs over all three images: how many, and their median area (HR px)."""
+        n, areas = 0, []
+        for i in range(3):
+            img = ndimage.gaussian_filter(render(kind, 0, i).astype(np.float64), 1.5)
+            bg = np.median(img)
+            lab, k = ndimage.label(img > bg + 0.3 * (np.percentile(img, 99.5) - bg))
+            n += k
+            areas += list(np.bincount(lab.ravel())[1:])
+        return n, float(np.median(areas))
+
+    (n_dense, a_dense), (n_sparse, a_sparse) = objects("dense-nuclei"), objects("nuclei")
+    assert n_dense > 3 * n_sparse and a_dense < 0.5 * a_sparse, (n_dense, a_dense, n_sparse, a_sparse)
+    mixed = render("mixed", 0, 3, 64)
+    assert hashlib.sha256(mixed.tobytes()).hexdigest()[:16] == "fa78161b889357af"
+    planes = D._read_spec("synthetic:dense-nuclei?n=2")
+    assert planes.shape == (2, 256, 256, 1) and planes.dtype == np.uint16
