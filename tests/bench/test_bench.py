@@ -448,6 +448,17 @@ def test_quality_table_survives_a_failing_method(tmp_path):
     assert near["mean"]["bicubic"]["n"] == 2 and not near["errors"]
 
 
+def test_student_teacher_times_a_patch_in_the_window_that_holds_it(fixtures_dir, monkeypatch):
+    """A TFLite file without an lrN window for a size runs it in the smallest square window that
+    holds it (the bundled student's windows include the halo: 64 runs in lr82); none: no figure."""
+    pytest.importorskip("ai_edge_litert")
+    import scopesr.bench.student_teacher as st
+
+    monkeypatch.setattr(st, "SIZES", {"in lr32": 32, "in the next one": 40, "too big": 64})
+    got = st.tflite_times(fixtures_dir / "tiny_x4_fixed.tflite", 2, 1)  # windows lr32 and lr48
+    assert set(got) == {"in lr32", "in the next one"} and all(v > 0 for v in got.values())
+
+
 def test_student_teacher_markdown_per_degradation():
     from scopesr.bench.student_teacher import SIZES, markdown
 
