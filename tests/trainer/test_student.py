@@ -92,6 +92,9 @@ def test_bicubic_anchor_is_pils_bicubic_at_init():
     ref = np.asarray(Image.fromarray(x, mode="F").resize((120, 96), Image.Resampling.BICUBIC))
     np.testing.assert_allclose(y[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5, rtol=0)
     assert cfg.macs_per_lr_pixel() - StudentConfig(channels=16, depth=6).macs_per_lr_pixel() == 16 * 25
+    from scopesr.trainer.receptive_field import macs_per_lr_pixel
+
+    assert macs_per_lr_pixel(model) == cfg.macs_per_lr_pixel()  # the hook count sees the fixed anchor too
     rgb = student_from_args("student-tiny", in_channels=3, out_channels=3, anchor_kernel="bicubic").eval()
     x3 = torch.rand(1, 3, 12, 12)
     with torch.no_grad():
