@@ -36,20 +36,19 @@ def estimate_noise_sigma(plane: np.ndarray) -> float:
 
     Planes smaller than 2x2 give 0.0. Non-finite values are ignored.
     """
-    x = np.asarray(plane, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"estimate_noise_sigma takes a 2-D plane, got shape {x.shape}")
-    if x.shape[0] < 2 or x.shape[1] < 2:
-        return 0.0
-    detail, mean = _haar_blocks(x)
+    detail, mean = _haar_blocks(plane, "estimate_noise_sigma")
     if detail.size == 0:
         return 0.0
     bright = detail[mean >= np.median(mean)]
     return float(np.median(bright if bright.size else detail) / _MAD_TO_SIGMA)
 
 
-def _haar_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """|finest diagonal Haar detail| and mean of each 2x2 block, finite ones only."""
+def _haar_blocks(plane: np.ndarray, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """|finest diagonal Haar detail| and mean of each 2x2 block of a 2-D plane, finite ones only
+    (none for a plane smaller than 2x2); ``caller`` names the function in the shape error."""
+    x = np.asarray(plane, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{caller} takes a 2-D plane, got shape {x.shape}")
     h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
     a, b = x[0:h:2, 0:w:2], x[0:h:2, 1:w:2]
     c, d = x[1:h:2, 0:w:2], x[1:h:2, 1:w:2]
@@ -67,12 +66,7 @@ def mean_noise_variance(plane: np.ndarray, bins: int = 8) -> float:
     robust sigma (median |detail| / 0.6745), and the variances are averaged. This is the mean
     squared error a perfect, noise-free prediction would still score against this plane.
     """
-    x = np.asarray(plane, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"mean_noise_variance takes a 2-D plane, got shape {x.shape}")
-    if x.shape[0] < 2 or x.shape[1] < 2:
-        return 0.0
-    detail, mean = _haar_blocks(x)
+    detail, mean = _haar_blocks(plane, "mean_noise_variance")
     if detail.size == 0:
         return 0.0
     order = np.argsort(mean, kind="stable")

@@ -242,6 +242,16 @@ class Upscaler:
             axes,
         )
 
+    def _prepare_plane(self, image: Any, axes: str | None, caller: str) -> _Job:
+        """``_prepare`` for the calls that take one 2-D image (YX or YXC), not a stack."""
+        job = self._prepare(image, axes)
+        if job.frame_shape:
+            raise ModelIOError(
+                f"{caller} takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
+                "iterate over the frames of a stack"
+            )
+        return job
+
     def _bands(
         self,
         plane: np.ndarray,
@@ -387,12 +397,7 @@ class Upscaler:
         """
         halo = self._halo(halo)
         batch = self._batch(batch)
-        job = self._prepare(image, axes)
-        if job.frame_shape:
-            raise ModelIOError(
-                f"upscale_bands takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
-                "iterate over the frames of a stack"
-            )
+        job = self._prepare_plane(image, axes, "upscale_bands")
         for y0, band in self._bands(job.view, job, tile, halo, batch):
             yield y0, (band if job.has_c else band[..., 0])
 
@@ -416,12 +421,7 @@ class Upscaler:
         """
         halo = self._halo(halo)
         batch = self._batch(batch)
-        job = self._prepare(image, axes)
-        if job.frame_shape:
-            raise ModelIOError(
-                f"upscale_region takes one 2-D image (axes YX or YXC), got axes {job.axes!r}; "
-                "iterate over the frames of a stack"
-            )
+        job = self._prepare_plane(image, axes, "upscale_region")
         ih, iw = job.view.shape[:2]
         x0, y0, w, h = roi_box(roi, (ih, iw))
         s = self.scale
