@@ -84,3 +84,13 @@ def wait_text(page, selector: str, pred, timeout: float = 30.0) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"{selector}: {text!r} after {timeout:g} s")
         page.wait_for_timeout(100)
+
+
+def mjpeg_frames(response, n: int = 2) -> bytes:
+    """The bytes of a streamed multipart MJPEG response up to its ``n``-th frame boundary."""
+    data = b""
+    for chunk in response.iter_bytes():
+        data += chunk
+        if data.count(b"--frame") >= n:
+            break
+    return data

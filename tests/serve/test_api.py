@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import tifffile
-from serve_helpers import SAMPLE
+from serve_helpers import SAMPLE, mjpeg_frames
 
 from scopesr.serve import ServeConfig, create_app
 
@@ -392,11 +392,7 @@ def test_live_api_ws_and_mjpeg(upscaler, stack_tif):
                 raise AssertionError("the mode switch did not reach the feed")
         with cl.stream("GET", "/v1/live/mjpeg?part=roi") as r:
             assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
-            got = b""
-            for chunk in r.iter_bytes():
-                got += chunk
-                if got.count(b"--frame") >= 2:
-                    break
+            got = mjpeg_frames(r)
         assert b"Content-Type: image/jpeg" in got and b"X-Part: roi" in got
         state = cl.get("/v1/live").json()
         assert state["source"] == "test" and name.startswith("tiff:") and state["frames"] >= 2

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from serve_helpers import MODEL, ROOT, free_port
+from serve_helpers import MODEL, ROOT, free_port, mjpeg_frames
 
 import scopesr.serve.cli as serve_cli
 
@@ -85,11 +85,7 @@ def test_demo_pi_serve_streams_the_stack(stack_tif):
                 assert time.monotonic() < deadline, "demo_pi --serve did not answer"
                 time.sleep(0.2)
         with httpx.stream("GET", base + "/v1/live/mjpeg?part=roi", timeout=30) as r:
-            data = b""
-            for chunk in r.iter_bytes():
-                data += chunk
-                if data.count(b"--frame") >= 2:
-                    break
+            data = mjpeg_frames(r)
         assert b'"roi": [8, 8, 32, 32]' in data and b"image/jpeg" in data
         state = httpx.get(base + "/v1/live").json()
         assert state["source"] == f"tiff:{stack_tif.name}" and state["frames"] >= 1
