@@ -75,16 +75,17 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
     assert {c.case for c in r.parity.cases} == {"lr24x40", "lr32", "lr64"}  # every window proven
     # it really is integer inside: int8 tensors carry the weights
     assert any(d["dtype"] == np.int8 for d in interp.get_tensor_details())
-    # the inner convolutions compute in int8; the first (reading the image) and the last (making
-    # the residual) stay float, as do the anchor add and the layout ops after it, so neither the
-    # input nor the output is limited to 256 levels
+    # the inner convolutions compute in int8; the first (reading the image), the one after it
+    # (reading the image's first features) and the last (making the residual) stay float, as do
+    # the anchor add and the layout ops after it, so neither the input nor the output is limited
+    # to 256 levels
     dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # no public op listing in ai-edge-litert
     convs = [o for o in ops if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     adds = [o for o in ops if o["op_name"] == "ADD"]
-    assert len(convs) >= 3 and all(dtypes[o["outputs"][0]] == np.int8 for o in convs[1:-1])
-    assert dtypes[convs[0]["outputs"][0]] == np.float32 and dtypes[convs[-1]["outputs"][0]] == np.float32
-    assert "first and the last convolution kept in float" in card.extra["int8"]
+    assert len(convs) >= 4 and all(dtypes[o["outputs"][0]] == np.int8 for o in convs[2:-1])
+    assert all(dtypes[o["outputs"][0]] == np.float32 for o in convs[:2] + convs[-1:])
+    assert "the one after them and the last kept in float" in card.extra["int8"]
     assert adds and all(dtypes[o["outputs"][0]] == np.float32 for o in adds)
     rep = r.parity
     assert rep.passed, rep.table()
@@ -101,7 +102,7 @@ def test_tflite_int8_signatures_and_quality(tflite_int8, trained_student):
 def test_bicubic_anchor_student_converts_with_its_image_convolutions_in_float(tmp_path, train_briefly):
     """A student with the bicubic anchor (a fixed convolution reading the image beside the first
     layer): ONNX and int8 TFLite pass parity, and in int8 both image-reading convolutions and
-    the residual's stay float while the inner ones go int8."""
+    the first hidden one and the residual's stay float while the other inner one goes int8."""
     from ai_edge_litert.interpreter import Interpreter
 
     from scopesr.trainer import create_model, save_generator
@@ -122,8 +123,8 @@ def test_bicubic_anchor_student_converts_with_its_image_convolutions_in_float(tm
     reading = [o for o in convs if o["inputs"][0] == image]
     rest = [o for o in convs if o["inputs"][0] != image]
     assert len(reading) == 2 and len(rest) == 3  # head + anchor; two hidden + tail
-    assert all(dtypes[o["outputs"][0]] == np.float32 for o in reading + rest[-1:])
-    assert all(dtypes[o["outputs"][0]] == np.int8 for o in rest[:-1])
+    assert all(dtypes[o["outputs"][0]] == np.float32 for o in reading + rest[:1] + rest[-1:])
+    assert dtypes[rest[1]["outputs"][0]] == np.int8
 
 
 def test_sdk_runs_both_and_they_agree(onnx_fp32, tflite_int8, trained_student, real_grey_image, tmp_path):
