@@ -226,7 +226,4 @@ def macs_per_lr_pixel(
         for h in handles:
             h.remove()
         model.train(was_training)
-    # a student's bicubic anchor is a fixed grouped convolution on a buffer (no module to hook):
-    # one multiply-accumulate per weight per LR pixel
-    fixed = sum(b.numel() for name, b in model.named_buffers() if name.endswith("anchor_weight"))
-    return total[0] / float(size * size) + fixed
+    return total[0] / float(size * size)

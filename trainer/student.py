@@ -60,6 +60,24 @@ def bicubic_phase_weights(scale: int, channels: int = 1) -> torch.Tensor:
     return k[:, None].repeat(channels, 1, 1, 1).float()
 
 
+class BicubicAnchor(nn.Conv2d):
+    """PIL's bicubic x``scale`` as a fixed grouped 5x5 convolution (one kernel per output phase,
+    channel-major, as PixelShuffle expects). A real Conv2d, so exporters and the MAC counter see
+    an ordinary convolution; its weight is a buffer, so it is saved with the model but neither
+    trained nor counted as a parameter."""
+
+    def __init__(self, scale: int, channels: int) -> None:
+        s2 = scale * scale
+        super().__init__(channels, channels * s2, BICUBIC_TAPS, padding=BICUBIC_TAPS // 2, groups=channels, bias=False)
+        del self.weight  # the Parameter Conv2d made: this kernel is fixed
+        self.register_buffer("weight", bicubic_phase_weights(scale, channels))
+
+
+#: the fixed kernel's state-dict key in files saved before it became a module (the fourth
+#: bundled default and older): renamed when such a file is loaded
+_OLD_ANCHOR_KEY = "anchor_weight"
+
+
 @dataclass(frozen=True)
 class StudentConfig:
     """Width, depth and kernel sizes of a student.
@@ -175,8 +193,10 @@ class Student(nn.Module):
         self.body = nn.Sequential(*layers)
         self.tail = _conv(cfg.channels, cfg.out_channels * s2, cfg.tail_kernel)
         self.shuffle = nn.PixelShuffle(cfg.scale)
+        self.bicubic_anchor: BicubicAnchor | None = None
         if cfg.anchor and cfg.anchor_kernel == "bicubic":  # fixed, saved with the weights
-            self.register_buffer("anchor_weight", bicubic_phase_weights(cfg.scale, cfg.in_channels))
+            self.bicubic_anchor = BicubicAnchor(cfg.scale, cfg.in_channels)
+            self.register_load_state_dict_pre_hook(_rename_old_anchor_key)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -195,9 +215,8 @@ class Student(nn.Module):
         ONNX, TFLite and Core ML all see one Concat op.
         """
         s2 = self.cfg.scale * self.cfg.scale
-        if self.cfg.anchor_kernel == "bicubic":
-            pad = BICUBIC_TAPS // 2
-            return nn.functional.conv2d(x, self.anchor_weight, padding=pad, groups=self.cfg.in_channels)
+        if self.bicubic_anchor is not None:
+            return self.bicubic_anchor(x)
         if self.cfg.in_channels == 1:
             return torch.cat([x] * s2, dim=1)
         chans = [x[:, c : c + 1] for c in range(self.cfg.in_channels) for _ in range(s2)]
@@ -208,6 +227,12 @@ class Student(nn.Module):
         if self.cfg.anchor:
             y = y + self.anchor(x[:, : self.cfg.in_channels] if self.cfg.cond_channels else x)
         return self.shuffle(y)
+
+
+def _rename_old_anchor_key(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    old = prefix + _OLD_ANCHOR_KEY
+    if old in state_dict:
+        state_dict[prefix + "bicubic_anchor.weight"] = state_dict.pop(old)
 
 
 def build_student(cfg: StudentConfig | str) -> Student:

@@ -101,8 +101,17 @@ def test_bicubic_anchor_is_pils_bicubic_at_init():
         y3 = rgb(x3)
         y1 = model(x3[:, 1:2])
     torch.testing.assert_close(y3[:, 1:2], y1)  # each channel its own bicubic
-    # the fixed kernel travels with the weights (a buffer), and a nearest student has none
-    assert "anchor_weight" in model.state_dict() and "anchor_weight" not in build_student("student-tiny").state_dict()
+    # the fixed kernel travels with the weights (a buffer, not a trained parameter), and a
+    # nearest student has none
+    key = "bicubic_anchor.weight"
+    assert key in model.state_dict() and key not in dict(model.named_parameters())
+    assert key not in build_student("student-tiny").state_dict()
+    # files saved when the kernel was a plain buffer of the student load unchanged
+    old = {("anchor_weight" if k == key else k): v.clone() for k, v in model.state_dict().items()}
+    again = build_student(cfg)
+    again.load_state_dict(old)  # strict
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x3[:, 1:2]), model(x3[:, 1:2]))
     with pytest.raises(ValueError, match="anchor_kernel"):
         StudentConfig(anchor_kernel="lanczos")
 
