@@ -118,6 +118,25 @@ def _per_source_markdown(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _int8_markdown(deltas: Sequence[dict[str, Any]]) -> list[str]:
+    """Per source and degradation: int8 TFLite minus fp32 TFLite PSNR, mean over the source's
+    planes / its worst plane: where quantisation costs, image by image."""
+    sources = list(dict.fromkeys(d["source"] for d in deltas))
+    lines = [
+        "int8 minus fp32 TFLite PSNR (dB) per source: mean over its planes / worst plane.",
+        "",
+        "| degradation | " + " | ".join(sources) + " |",
+        "|---|" + "---|" * len(sources),
+    ]
+    for deg in dict.fromkeys(d["degradation"] for d in deltas):
+        cells = []
+        for src in sources:
+            v = [d["delta_db"] for d in deltas if d["degradation"] == deg and d["source"] == src]
+            cells.append(f"{np.mean(v):+.3f} / {min(v):+.3f}" if v else "-")
+        lines.append(f"| {deg} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _markdown(summary: dict[str, Any], artifacts: dict[str, dict[str, Any]], sources: list[str]) -> str:
     lines = [
         "| degradation | nearest | bicubic | "
@@ -144,6 +163,8 @@ def _markdown(summary: dict[str, Any], artifacts: dict[str, dict[str, Any]], sou
         ]
         lines.append(f"| {deg} | " + " | ".join(cells) + " |")
     lines += ["", *_per_source_markdown(artifacts.get("onnx", next(iter(artifacts.values())))["summary"])]
+    if summary.get("int8_vs_fp32", {}).get("per_image"):
+        lines += ["", *_int8_markdown(summary["int8_vs_fp32"]["per_image"])]
     lines += [
         "",
         "PSNR (dB) / SSIM, mean over held-out sources (" + ", ".join(sources) + "). "
@@ -159,7 +180,12 @@ def _markdown(summary: dict[str, Any], artifacts: dict[str, dict[str, Any]], sou
 def int8_vs_fp32(fp: dict[str, Any], i8: dict[str, Any]) -> dict[str, Any]:
     """Per image and degradation: int8 PSNR minus fp32 PSNR (dB); the worst, and the mean."""
     deltas = [
-        {"degradation": a["degradation"], "image": a["image"], "delta_db": b["psnr_model"] - a["psnr_model"]}
+        {
+            "degradation": a["degradation"],
+            "source": a["source"],
+            "image": a["image"],
+            "delta_db": b["psnr_model"] - a["psnr_model"],
+        }
         for a, b in zip(fp["rows"], i8["rows"])
     ]
     worst = min(deltas, key=lambda d: d["delta_db"])

@@ -879,3 +879,27 @@ def test_quality_images_fall_back_on_the_bundled_image(tmp_path, monkeypatch):
     tifffile.imwrite(user, (np.arange(64 * 64) % 4000).reshape(64, 64).astype(np.uint16))
     imgs, _ = eval_images(Settings(out=tmp_path, quick=True, images=[user]))
     assert [i.image.name for i in imgs] == ["mine.tif"]  # the user's own image is enough
+
+
+def test_release_int8_table_per_source_and_degradation():
+    """The release's int8 table: per source and degradation, the mean over its planes and the
+    worst plane of int8 minus fp32, from the rows of the two evaluations."""
+    from scopesr.bench.release import _int8_markdown, int8_vs_fp32
+
+    def rows(psnrs):
+        return {
+            "rows": [
+                {"degradation": d, "source": s, "image": f"{s}[{i}]", "psnr_model": p} for (d, s, i), p in psnrs.items()
+            ]
+        }
+
+    keys = [("clean", "a", 0), ("clean", "a", 1), ("clean", "b", 0), ("noisy", "a", 0), ("noisy", "b", 0)]
+    fp = rows(dict(zip(keys, [30.0, 31.0, 40.0, 25.0, 35.0])))
+    i8 = rows(dict(zip(keys, [29.9, 30.7, 40.0, 25.05, 34.8])))
+    cmp = int8_vs_fp32(fp, i8)
+    assert cmp["worst"]["image"] == "a[1]" and cmp["worst"]["source"] == "a"
+    assert abs(cmp["worst"]["delta_db"] + 0.3) < 1e-9
+    md = "\n".join(_int8_markdown(cmp["per_image"]))
+    assert "| degradation | a | b |" in md
+    assert "| clean | -0.200 / -0.300 | +0.000 / +0.000 |" in md
+    assert "| noisy | +0.050 / +0.050 | -0.200 / -0.200 |" in md
