@@ -218,6 +218,13 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
         o("--beta1", type=float, help="Adam beta1 (default 0.9)."),
         o("--beta2", type=float, help="Adam beta2 (default 0.99, the paper's text)."),
         o("--init-from", metavar="FILE", help="Start from a generator .safetensors (e.g. a pretrain run)."),
+        o(
+            "--quant-aware/--no-quant-aware",
+            default=None,
+            help="Students: train through the rounding of the int8 TFLite file (int8 weights and activations "
+            "in the layers it computes in int8), so the int8 file keeps the float model's quality. Use it to "
+            "fine-tune a trained student (--init-from, a low --lr, a few thousand steps). Default off.",
+        ),
     ]
     if mode == "gan":
         opts += [

@@ -64,6 +64,7 @@ from .errors import TrainError
 from .losses import bce_clipped, content_loss, generator_adversarial_loss, pixel_loss, smoothed_labels
 from .metrics import CONVENTION, psnr, sample_grid, save_png, ssim, upscale_pil
 from .models import Discriminator, DiscriminatorConfig, create_model, model_config, presets
+from .quant_aware import QuantAware
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class TrainConfig:
     vgg_weights: str | None = None
     vgg_random_init: bool = False  # tests only: an untrained VGG19 (not a perceptual loss)
     init_from: str | None = None  # generator .safetensors to start from (e.g. pretrain -> gan)
+    quant_aware: bool = False  # students: train through the int8 file's rounding (trainer/quant_aware.py)
     teacher: str | None = None  # distill: teacher .safetensors, or "none"
     teacher_weight: float = 1.0
     gt_weight: float = 1.0
@@ -564,6 +566,7 @@ def train(cfg: TrainConfig) -> Path | None:
             raise TrainError(
                 f"--init-from {cfg.init_from}: does not fit preset {cfg.preset!r} ({str(exc).splitlines()[0]})"
             ) from None
+    qa = QuantAware(g) if cfg.quant_aware else None  # before DDP / compile wrap the module
     scale = int(getattr(model_config(g), "scale", 4))
     d = None
     if cfg.mode == "gan":
@@ -638,6 +641,11 @@ def train(cfg: TrainConfig) -> Path | None:
             d.load_state_dict(st["d"])
             opt_d.load_state_dict(st["opt_d"])  # type: ignore[union-attr]
             sch_d.load_state_dict(st["sch_d"])  # type: ignore[union-attr]
+        if (qa is not None) != ("quant_aware" in st):  # the rounding on or off must not change mid-run
+            made = "with" if "quant_aware" in st else "without"
+            raise TrainError(f"{resume_from}: saved {made} --quant-aware; resume with the options it was made with")
+        if qa is not None:
+            qa.load_state_dict(st["quant_aware"])
         set_rng_state(st["rng"][min(dinfo.rank, len(st["rng"]) - 1)])
         label_gen.set_state(st["label_gen"][min(dinfo.rank, len(st["label_gen"]) - 1)])
         start_step = int(st["step"])
@@ -726,6 +734,8 @@ def train(cfg: TrainConfig) -> Path | None:
                 log.error("step %d: generator weights differ between ranks %s", step, st["rank_digests"])
             if d is not None:
                 st.update(d=d.state_dict(), opt_d=opt_d.state_dict(), sch_d=sch_d.state_dict())  # type: ignore[union-attr]
+            if qa is not None:
+                st["quant_aware"] = qa.state_dict()
             save_training_state(ckpt_dir, step, st, keep=cfg.keep)
 
     held_imgs = (
@@ -922,6 +932,8 @@ def train(cfg: TrainConfig) -> Path | None:
             "it_s_this_session": round((step - start_step) / max(elapsed, 1e-9), 3),
             "throughput": throughput,
             "teacher": cfg.teacher if cfg.mode == "distill" else None,
+            "init_from": cfg.init_from,
+            "quant_aware": qa.describe() if qa is not None else None,
             "data": dsum,
             "vgg": ("random-init (test only)" if cfg.vgg_random_init else "torchvision IMAGENET1K_V1")
             if cfg.resolved_content_loss() == "vgg"

@@ -125,6 +125,10 @@ def test_bicubic_anchor_student_converts_with_its_image_convolutions_in_float(tm
     assert len(reading) == 2 and len(rest) == 3  # head + anchor; two hidden + tail
     assert all(dtypes[o["outputs"][0]] == np.float32 for o in reading + rest[:1] + rest[-1:])
     assert dtypes[rest[1]["outputs"][0]] == np.int8
+    # quantisation-aware training rounds exactly the layers that this file computes in int8
+    from scopesr.trainer.quant_aware import int8_conv_indices
+
+    assert len(int8_conv_indices(model)) == sum(dtypes[o["outputs"][0]] == np.int8 for o in convs) == 1
 
 
 def test_sdk_runs_both_and_they_agree(onnx_fp32, tflite_int8, trained_student, real_grey_image, tmp_path):

@@ -1,0 +1,97 @@
+"""Quantisation-aware fine-tuning: the rounding it trains through, the layers it covers, and a
+real tiny run that resumes exactly and records what it did in the card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safetensors.torch import load_file  # noqa: E402
+from test_microscopy_training import _base  # noqa: E402  (tests/trainer is on sys.path)
+
+from scopesr.sdk import ModelCard  # noqa: E402
+from scopesr.trainer import create_model  # noqa: E402
+from scopesr.trainer.cli import main as cli_main  # noqa: E402
+from scopesr.trainer.errors import TrainError  # noqa: E402
+from scopesr.trainer.quant_aware import QuantAware, fake_quant_act, fake_quant_weight, int8_conv_indices  # noqa: E402
+
+
+def test_weights_round_to_255_levels_per_output_channel_with_identity_gradient():
+    torch.manual_seed(0)
+    w = (torch.randn(4, 3, 3, 3) * torch.tensor([0.01, 0.1, 1.0, 10.0]).view(4, 1, 1, 1)).requires_grad_()
+    q = fake_quant_weight(w)
+    for o in range(4):
+        step = w[o].detach().abs().max() / 127
+        levels = q[o].detach() / step
+        assert torch.allclose(levels, levels.round(), atol=1e-3)  # on the channel's own grid
+        assert torch.allclose(q[o].detach(), w[o].detach(), atol=float(step) / 2 + 1e-7)
+    q.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))  # straight through
+
+
+def test_activations_clip_to_range_and_block_gradient_outside():
+    x = torch.linspace(-1.0, 3.0, 4001, requires_grad=True)
+    top = torch.tensor(2.0)
+    q = fake_quant_act(x, top)
+    assert float(q.detach().min()) == 0.0 and float(q.detach().max()) == pytest.approx(2.0)
+    assert len(torch.unique(q.detach())) <= 256
+    assert float((q - x.clamp(0, 2)).abs().max()) <= 2.0 / 255 / 2 + 1e-6
+    q.sum().backward()
+    inside = (x > 0) & (x < 2)
+    assert torch.all(x.grad[inside] == 1) and torch.all(x.grad[~inside & ((x < 0) | (x > 2))] == 0)
+
+
+@pytest.mark.parametrize(("depth", "expected"), [(1, [2]), (2, [4]), (6, [4, 6, 8, 10, 12])])
+def test_int8_layers_are_the_body_convolutions_after_the_first_two(depth, expected):
+    model = create_model("student-tiny", depth=depth)
+    assert int8_conv_indices(model) == expected
+
+
+def test_rounding_only_in_training_and_state_dict_unchanged():
+    torch.manual_seed(1)
+    model = create_model("student-tiny", anchor_kernel="bicubic")
+    for p in model.tail.parameters():  # a non-zero residual, so the body matters
+        torch.nn.init.normal_(p, std=0.1)
+    keys = set(model.state_dict())
+    x = torch.rand(2, 1, 16, 16)
+    model.eval()
+    plain = model(x).detach()
+    qa = QuantAware(model)
+    assert set(model.state_dict()) == keys
+    assert torch.equal(model(x), plain)  # eval: the float network, what is saved and scored
+    assert float(qa.ranges.abs().sum()) == 0.0  # nothing observed in eval
+    model.train()
+    rounded = model(x)
+    assert not torch.equal(rounded.detach(), plain)
+    assert float((rounded.detach() - plain).abs().max()) < 0.05  # rounding, not a different network
+    assert torch.all(qa.ranges > 0)
+    rounded.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_only_students_can_train_quant_aware():
+    with pytest.raises(TrainError, match="student"):
+        QuantAware(create_model("paper", n_blocks=1))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_quant_aware_run_resumes_exactly_and_records_its_ranges(tmp_path: Path, real_image):
+    real_image("napari-nuclei")
+    straight, parts = tmp_path / "straight", tmp_path / "parts"
+    qa = ["--quant-aware"]
+    assert cli_main([*_base(straight), *qa]) == 0
+    assert cli_main([*_base(parts), *qa, "--stop-at", "3", "--ckpt-every", "3"]) == 0
+    # a resume that drops the option would train on without rounding: refused
+    assert cli_main([*_base(parts), "--no-quant-aware", "--resume"]) != 0
+    assert cli_main([*_base(parts), *qa, "--resume"]) == 0
+    a = load_file(str(straight / "final" / "generator.safetensors"))
+    b = load_file(str(parts / "final" / "generator.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    card = ModelCard.load(straight / "final" / "generator.safetensors")
+    rec = card.training["quant_aware"]
+    assert rec["int8_body_convs"] == [4] and len(rec["ranges"]) == 1 and all(r > 0 for r in rec["ranges"][0])
+    assert rec == ModelCard.load(parts / "final" / "generator.safetensors").training["quant_aware"]
