@@ -137,16 +137,18 @@ def receptive_field_radius(model_or_name: nn.Module | str, scale: int | None = N
     model = _resolve(model_or_name)
     if scale is None:
         scale = int(getattr(getattr(model, "config", None), "scale", 4))
-    ops = spatial_ops(model)
-    if abs(_total_factor(ops) - scale) > 1e-9:
-        log.warning(
-            "%s: spatial ops account for x%s, not x%s; measuring the radius with a probe",
-            type(model).__name__,
-            _total_factor(ops),
-            scale,
-        )
-        return probe_receptive_field_radius(model, scale=scale)
-    return analytic_radius(ops, scale)
+    # a model with parallel paths (a student's anchor beside its body) lists each one
+    branches = model.rf_branches() if hasattr(model, "rf_branches") else [spatial_ops(model)]
+    for ops in branches:
+        if abs(_total_factor(ops) - scale) > 1e-9:
+            log.warning(
+                "%s: spatial ops account for x%s, not x%s; measuring the radius with a probe",
+                type(model).__name__,
+                _total_factor(ops),
+                scale,
+            )
+            return probe_receptive_field_radius(model, scale=scale)
+    return max(analytic_radius(ops, scale) for ops in branches)
 
 
 def _in_channels(model: nn.Module, default: int = 3) -> int:

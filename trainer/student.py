@@ -147,7 +147,8 @@ class StudentConfig:
     @property
     def halo(self) -> int:
         """Receptive-field radius in LR pixels (the tile overlap needed for seam-free tiling)."""
-        return self.head_kernel // 2 + self.depth * (self.kernel // 2) + self.tail_kernel // 2
+        main = self.head_kernel // 2 + self.depth * (self.kernel // 2) + self.tail_kernel // 2
+        return max(main, BICUBIC_TAPS // 2) if self.anchor and self.anchor_kernel == "bicubic" else main
 
     def macs_per_lr_pixel(self) -> int:
         """Multiply-accumulates per LR input pixel (convolutions only; adds/ReLU are free)."""
@@ -207,6 +208,17 @@ class Student(nn.Module):
         # zero tail: the untrained network is exactly the anchor, i.e. nearest upsampling
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+
+    def rf_branches(self) -> list[list[Any]]:
+        """Spatial ops of each parallel path, in forward order, for the halo: body + tail +
+        depth-to-space, and the bicubic anchor + depth-to-space beside it (registration order
+        would chain the anchor after the body)."""
+        from .receptive_field import spatial_ops  # noqa: PLC0415  (it imports the model registry)
+
+        branches = [spatial_ops(nn.Sequential(self.body, self.tail, self.shuffle))]
+        if self.bicubic_anchor is not None:
+            branches.append(spatial_ops(nn.Sequential(self.bicubic_anchor, self.shuffle)))
+        return branches
 
     def anchor(self, x: torch.Tensor) -> torch.Tensor:
         """Each input channel repeated scale**2 times, channel-major, as PixelShuffle expects.

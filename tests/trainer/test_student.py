@@ -95,6 +95,13 @@ def test_bicubic_anchor_is_pils_bicubic_at_init():
     from scopesr.trainer.receptive_field import macs_per_lr_pixel
 
     assert macs_per_lr_pixel(model) == cfg.macs_per_lr_pixel()  # the hook count sees the fixed anchor too
+    # the anchor runs beside the body, not after it: the halo is the body's (9), as measured
+    from scopesr.trainer.receptive_field import probe_receptive_field_radius, receptive_field_radius
+
+    assert receptive_field_radius(model) == cfg.halo == probe_receptive_field_radius(model, scale=4) == 9
+    shallow = StudentConfig(channels=4, depth=0, head_kernel=3, tail_kernel=1, anchor_kernel="bicubic")
+    tiny = build_student(shallow)
+    assert shallow.halo == receptive_field_radius(tiny) == probe_receptive_field_radius(tiny, scale=4) == 2  # anchor
     rgb = student_from_args("student-tiny", in_channels=3, out_channels=3, anchor_kernel="bicubic").eval()
     x3 = torch.rand(1, 3, 12, 12)
     with torch.no_grad():
