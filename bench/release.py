@@ -94,6 +94,24 @@ def _write_calibration(
     return folder
 
 
+def _recipe_line(training: dict[str, Any]) -> str:
+    """How the bundled weights were made: the recipe, and the quantisation-aware fine-tune after it."""
+    init = training.get("init_from") or {}
+    if training.get("quant_aware") and isinstance(init, dict):
+        return (
+            "Recipe (`make release-default` runs all three): `sr-train pretrain --config trainer/recipes/default.toml "
+            f"--out RUN` ({init.get('steps')} steps), then `sr-train pretrain --config trainer/recipes/default.toml "
+            f"--init-from RUN/final/generator.safetensors --quant-aware --steps {training.get('steps')} --lr "
+            f"{training.get('lr')} --lr-min {training.get('lr_min')} --out RUN-qat` (quantisation-aware fine-tune, "
+            "so the int8 file keeps the float quality), then `sr-bench release RUN-qat/final/generator.safetensors "
+            "--models-dir sdk/models`."
+        )
+    return (
+        "Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
+        f"`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. Steps: {training.get('steps')}."
+    )
+
+
 def _per_source_markdown(summary: dict[str, Any]) -> list[str]:
     """Per source and degradation: bicubic, the fp32 model and the reference's noise ceiling
     (the PSNR a perfect prediction would score): how much of the possible gain the model takes."""
@@ -345,8 +363,7 @@ def _models_readme(card: Any, table: str, summary: dict[str, Any]) -> str:
             "in the "
             "artifact's card.",
             "",
-            f"Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
-            f"`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. Steps: {t.get('steps')}.",
+            _recipe_line(t),
             "",
             "Training sources:",
             srcs,

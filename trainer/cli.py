@@ -17,6 +17,8 @@ Examples::
     sr-train eval --model runs/gan/final/generator.safetensors --data HR_DIR --out runs/eval
     sr-train pretrain --data DIR --preset paper --precision bf16 --compile --out runs/fast   # GPU path
     sr-train pretrain --config trainer/recipes/default.toml --out runs/default   # the bundled default's recipe
+    sr-train pretrain --config trainer/recipes/default.toml --init-from runs/default/final/generator.safetensors \
+        --quant-aware --steps 8000 --lr 1e-4 --lr-min 1e-6 --out runs/default-qat   # then: int8-safe fine-tune
     sr-train pretrain --preset student-robust --data 'sample:napari-nuclei[0:50]' 'synthetic:mixed?n=64' \\
         --balance sources --degradation microscopy --lr-schedule cosine --lr-min 1e-5 \\
         --eval-sources sample:stardist-nuclei-2d --eval-every 1000 --out runs/blind   # blind, per-source scores

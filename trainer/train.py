@@ -47,7 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from scopesr.sdk import atomic_write_text
+from scopesr.sdk import atomic_write_text, sha256_path
 
 from . import data as data_mod
 from .checkpoint import (
@@ -558,8 +558,17 @@ def train(cfg: TrainConfig) -> Path | None:
 
     torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
     g = create_model(cfg.preset, **margs)
+    init_record = None
     if cfg.init_from:
-        init, _ = load_generator(cfg.init_from)
+        init, icard = load_generator(cfg.init_from)
+        # what this run continues: a fine-tune's card must name the run it started from
+        init_record = {
+            "file": Path(cfg.init_from).name,
+            "sha256": sha256_path(cfg.init_from),
+            "mode": icard.training.get("mode"),
+            "steps": icard.training.get("steps"),
+            "quant_aware": bool(icard.training.get("quant_aware")),
+        }
         try:
             g.load_state_dict(init.state_dict())
         except RuntimeError as exc:
@@ -932,7 +941,7 @@ def train(cfg: TrainConfig) -> Path | None:
             "it_s_this_session": round((step - start_step) / max(elapsed, 1e-9), 3),
             "throughput": throughput,
             "teacher": cfg.teacher if cfg.mode == "distill" else None,
-            "init_from": cfg.init_from,
+            "init_from": init_record,
             "quant_aware": qa.describe() if qa is not None else None,
             "data": dsum,
             "vgg": ("random-init (test only)" if cfg.vgg_random_init else "torchvision IMAGENET1K_V1")

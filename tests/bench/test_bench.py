@@ -903,3 +903,22 @@ def test_release_int8_table_per_source_and_degradation():
     assert "| degradation | a | b |" in md
     assert "| clean | -0.200 / -0.300 | +0.000 / +0.000 |" in md
     assert "| noisy | +0.050 / +0.050 | -0.200 / -0.200 |" in md
+
+
+def test_release_recipe_line_names_both_stages_of_a_quant_aware_fine_tune():
+    """A fine-tuned default's README gives the long run's steps and the fine-tune's command."""
+    from scopesr.bench.release import _recipe_line
+
+    plain = _recipe_line({"steps": 40000})
+    assert "Steps: 40000" in plain and "--quant-aware" not in plain
+    tuned = _recipe_line(
+        {
+            "steps": 8000,
+            "lr": 1e-4,
+            "lr_min": 1e-6,
+            "quant_aware": {"int8_body_convs": [4, 6]},
+            "init_from": {"file": "generator.safetensors", "steps": 120000, "quant_aware": False},
+        }
+    )
+    assert "(120000 steps)" in tuned and "--quant-aware --steps 8000 --lr 0.0001 --lr-min 1e-06" in tuned
+    assert "make release-default" in tuned

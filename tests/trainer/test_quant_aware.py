@@ -95,3 +95,9 @@ def test_quant_aware_run_resumes_exactly_and_records_its_ranges(tmp_path: Path, 
     rec = card.training["quant_aware"]
     assert rec["int8_body_convs"] == [4] and len(rec["ranges"]) == 1 and all(r > 0 for r in rec["ranges"][0])
     assert rec == ModelCard.load(parts / "final" / "generator.safetensors").training["quant_aware"]
+    # a fine-tune names the run it started from
+    tuned = tmp_path / "tuned"
+    assert cli_main([*_base(tuned), *qa, "--init-from", str(straight / "final" / "generator.safetensors")]) == 0
+    start = ModelCard.load(tuned / "final" / "generator.safetensors").training["init_from"]
+    assert start["file"] == "generator.safetensors" and start["steps"] == 6 and start["quant_aware"] is True
+    assert start["sha256"] == ModelCard.load(straight / "final" / "generator.safetensors").sha256
