@@ -109,6 +109,7 @@ def model_summary(up: Any) -> dict[str, Any]:
                 "ssim_bicubic": mean.get("ssim_bicubic"),
             }
     be = up.backend.describe() if hasattr(up.backend, "describe") else {}
+    init = training.get("init_from")
     return {
         "name": c.name,
         "architecture": c.architecture,
@@ -125,6 +126,9 @@ def model_summary(up: Any) -> dict[str, Any]:
             "mode": training.get("mode"),
             "preset": training.get("preset"),
             "steps": training.get("steps"),
+            # a fine-tune: the steps of the run it started from, and whether it trained through int8 rounding
+            "started_from_steps": init.get("steps") if isinstance(init, dict) else None,
+            "quant_aware": bool(training.get("quant_aware")),
             "sources": sources,
         },
         "heldout_sources": held.get("sources") if isinstance(held, dict) else None,

@@ -20,7 +20,11 @@ modelInfo.then((m) => {
   add("halo", `${m.halo} LR px`);
   add("artifact", `${m.artifact} (${m.format}, ${m.precision})`);
   add("backend", m.backend || "?");
-  if (m.training && m.training.steps) add("training", `${m.training.mode || ""} ${m.training.steps} steps`);
+  const train = m.training || {};
+  if (train.steps && train.started_from_steps) {
+    const kind = train.quant_aware ? "quantisation-aware " : "";
+    add("training", `${train.mode || ""} ${train.started_from_steps} steps, then ${train.steps} ${kind}fine-tune steps`);
+  } else if (train.steps) add("training", `${train.mode || ""} ${train.steps} steps`);
   add("limits", `${(m.limits.max_upload_bytes / 2 ** 20).toFixed(0)} MB, ${(m.limits.max_pixels / 1e6).toFixed(1)} Mpx per upload`);
   body.append(kv);
   const src = (m.training && m.training.sources) || [];

@@ -64,6 +64,8 @@ def test_health_and_model_summary(c):
     m = c.get("/v1/model").json()
     assert m["scale"] == 4 and m["halo"] == 9 and m["name"]
     assert m["training"]["sources"] and all("source" in s for s in m["training"]["sources"])
+    # the bundled default is a quantisation-aware fine-tune of a longer run: both show
+    assert m["training"]["quant_aware"] is True and m["training"]["started_from_steps"] > m["training"]["steps"]
     assert "bicubic" in m["heldout"] and isinstance(m["heldout"]["bicubic"]["gain_db_vs_bicubic"], float)
     assert m["limits"]["max_pixels"] == ServeConfig().max_pixels
 
