@@ -138,7 +138,8 @@ def receptive_field_radius(model_or_name: nn.Module | str, scale: int | None = N
     if scale is None:
         scale = int(getattr(getattr(model, "config", None), "scale", 4))
     # a model with parallel paths (a student's anchor beside its body) lists each one
-    branches = model.rf_branches() if hasattr(model, "rf_branches") else [spatial_ops(model)]
+    paths = model.rf_branches() if hasattr(model, "rf_branches") else [model]
+    branches = [spatial_ops(p) for p in paths]
     for ops in branches:
         if abs(_total_factor(ops) - scale) > 1e-9:
             log.warning(

@@ -209,15 +209,13 @@ class Student(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def rf_branches(self) -> list[list[Any]]:
-        """Spatial ops of each parallel path, in forward order, for the halo: body + tail +
+    def rf_branches(self) -> list[nn.Module]:
+        """Each parallel path, its layers in forward order, for the halo: body + tail +
         depth-to-space, and the bicubic anchor + depth-to-space beside it (registration order
         would chain the anchor after the body)."""
-        from .receptive_field import spatial_ops  # noqa: PLC0415  (it imports the model registry)
-
-        branches = [spatial_ops(nn.Sequential(self.body, self.tail, self.shuffle))]
+        branches: list[nn.Module] = [nn.Sequential(self.body, self.tail, self.shuffle)]
         if self.bicubic_anchor is not None:
-            branches.append(spatial_ops(nn.Sequential(self.bicubic_anchor, self.shuffle)))
+            branches.append(nn.Sequential(self.bicubic_anchor, self.shuffle))
         return branches
 
     def anchor(self, x: torch.Tensor) -> torch.Tensor:
