@@ -34,11 +34,9 @@ def int8_conv_indices(student: Student) -> list[int]:
     """Indices into ``student.body`` of the convolutions the int8 file computes in int8: the body
     convolutions after the first two (the head reads the image; the one after it stays float when
     at least two more are left), never the tail."""
-    convs = [i for i, m in enumerate(student.body) if isinstance(m, nn.Conv2d)]
-    rest = convs[1:] + ["tail"]  # what does not read the image, as the converter counts it
-    if len(rest) < 3:
-        return [i for i in rest[:-1] if isinstance(i, int)]
-    return [i for i in rest[1:-1] if isinstance(i, int)]
+    hidden = [i for i, m in enumerate(student.body) if isinstance(m, nn.Conv2d)][1:]  # after the head
+    # the converter counts the hidden convolutions plus the tail; with three or more, the first stays float
+    return hidden[1:] if len(hidden) + 1 >= 3 else hidden
 
 
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:

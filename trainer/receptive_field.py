@@ -45,13 +45,10 @@ def _pair0(v) -> int:
 
 
 def spatial_ops(model: nn.Module) -> list[SpatialOp]:
-    """The spatial ops of ``model`` in forward (registration) order.
-
-    A model may define ``rf_ops() -> list[SpatialOp]`` to describe itself when its
-    registration order differs from its forward order.
+    """The spatial ops of ``model`` in forward (registration) order. A model whose registration
+    order is not its forward order, or that has parallel paths, lists its paths as modules in
+    ``rf_branches()`` (see :func:`receptive_field_radius`).
     """
-    if hasattr(model, "rf_ops"):
-        return list(model.rf_ops())
     ops: list[SpatialOp] = []
     for m in model.modules():
         if isinstance(m, nn.ConvTranspose2d):

@@ -47,7 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from scopesr.sdk import atomic_write_text, sha256_path
+from scopesr.sdk import atomic_write_text
 
 from . import data as data_mod
 from .checkpoint import (
@@ -564,7 +564,7 @@ def train(cfg: TrainConfig) -> Path | None:
         # what this run continues: a fine-tune's card must name the run it started from
         init_record = {
             "file": Path(cfg.init_from).name,
-            "sha256": sha256_path(cfg.init_from),
+            "sha256": icard.sha256,  # checked against the file by load_generator
             "mode": icard.training.get("mode"),
             "steps": icard.training.get("steps"),
             "quant_aware": bool(icard.training.get("quant_aware")),
