@@ -267,3 +267,25 @@ def student_from_args(preset: str | None = None, **overrides: Any) -> Student:
     if bad:
         raise PresetError(f"unknown student argument(s) {bad}; known: {sorted(known)}")
     return Student(dataclasses.replace(base, **overrides))
+
+
+def deepened_state(shallow: Student, deep: Student) -> dict[str, torch.Tensor]:
+    """``shallow``'s weights laid out for ``deep`` (same student but for more hidden layers),
+    the extra layers set to the identity, so ``deep`` starts as exactly the same function.
+
+    The extra 3x3 layers go after the last hidden one; each passes its input through its
+    centre tap with zero bias, and the ReLU after it changes nothing because its input is
+    already a ReLU's output. Training then starts from the shallow model's quality instead of
+    from scratch (a function-preserving "deeper" step, as in Net2Net).
+    """
+    a, b = shallow.cfg, deep.cfg
+    if dataclasses.replace(a, depth=b.depth) != b or b.depth < a.depth:
+        raise PresetError(f"cannot deepen {a} into {b}: only 'depth' may differ, and only upwards")
+    state = dict(shallow.state_dict())
+    c, k = b.channels, b.kernel
+    for i in range(a.depth, b.depth):
+        key = f"body.{2 * (i + 1)}"  # body = [head, relu, (conv, relu) * depth]
+        w = torch.zeros(c, c, k, k)
+        w[torch.arange(c), torch.arange(c), k // 2, k // 2] = 1.0
+        state[f"{key}.weight"], state[f"{key}.bias"] = w, torch.zeros(c)
+    return state

@@ -60,11 +60,12 @@ from .checkpoint import (
     save_training_state,
     set_rng_state,
 )
-from .errors import TrainError
+from .errors import PresetError, TrainError
 from .losses import bce_clipped, content_loss, generator_adversarial_loss, pixel_loss, smoothed_labels
 from .metrics import CONVENTION, psnr, sample_grid, save_png, ssim, upscale_pil
 from .models import Discriminator, DiscriminatorConfig, create_model, model_config, presets
 from .quant_aware import QuantAware
+from .student import Student, deepened_state
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,14 @@ class TrainConfig:
         ):
             if number(opt, v) < 0:
                 raise TrainError(f"{opt} {v!r}: must be >= 0")
+        for opt, n in (
+            ("--ckpt-every", self.ckpt_every),
+            ("--val-every", self.val_every),
+            ("--log-every", self.log_every),
+            ("--eval-every", self.eval_every),
+        ):
+            if not isinstance(n, int) or n < 0:
+                raise TrainError(f"{opt} {n!r}: a whole number of steps >= 0 (0: only at the end)")
         vf = self.data.val_fraction
         if not 0 <= number("--val-fraction", vf) < 1:
             raise TrainError(f"--val-fraction {vf!r}: the share of items held out, in [0, 1) (default 0.1)")
@@ -520,6 +529,27 @@ def heldout_record(res: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the run
+
+
+def _due(step: int, every: int) -> bool:
+    """Whether a periodic action (log, validation, checkpoint) falls on ``step``; every=0: never
+    (the end of the run still does it)."""
+    return every > 0 and step % every == 0
+
+
+def _init_state(init: nn.Module, g: nn.Module) -> dict[str, torch.Tensor]:
+    """The --init-from weights for ``g``: as saved, or, for a student with more hidden layers
+    than the file's, deepened so the new layers start as the identity."""
+    if isinstance(init, Student) and isinstance(g, Student) and init.cfg.depth < g.cfg.depth:
+        try:
+            state = deepened_state(init, g)
+        except PresetError as exc:
+            raise TrainError(f"--init-from: {exc}") from None
+        log.info("--init-from: %d -> %d hidden layers, the new ones start as the identity", init.cfg.depth, g.cfg.depth)
+        return state
+    return init.state_dict()
+
+
 def train(cfg: TrainConfig) -> Path | None:
     """Run (or resume) a training; returns RUN/final/generator.safetensors (rank 0) or None."""
     cfg.validate()
@@ -570,7 +600,7 @@ def train(cfg: TrainConfig) -> Path | None:
             "quant_aware": bool(icard.training.get("quant_aware")),
         }
         try:
-            g.load_state_dict(init.state_dict())
+            g.load_state_dict(_init_state(init, g))
         except RuntimeError as exc:
             raise TrainError(
                 f"--init-from {cfg.init_from}: does not fit preset {cfg.preset!r} ({str(exc).splitlines()[0]})"
@@ -831,7 +861,7 @@ def train(cfg: TrainConfig) -> Path | None:
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k.replace("loss_", ""): f"{v:.4g}" for k, v in losses.items()}, refresh=False)
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if _due(step, cfg.log_every) or step == cfg.steps:
             now = time.time()
             rec = {
                 "kind": "train",
@@ -846,7 +876,7 @@ def train(cfg: TrainConfig) -> Path | None:
             t_timed, s_timed = tput.seconds, tput.steps
             t_last, s_last = now, step
             mlog.write(rec)
-        if dinfo.main and val and (step % cfg.val_every == 0 or step == cfg.steps):
+        if dinfo.main and val and (_due(step, cfg.val_every) or step == cfg.steps):
             last_val, first = validate(g, val, scale, device, autocast)
             last_val_step = step
             mlog.write({"kind": "val", "step": step, **last_val})
@@ -858,7 +888,7 @@ def train(cfg: TrainConfig) -> Path | None:
                 last_val["bicubic_psnr"],
                 last_val["ssim"],
             )
-        if held_imgs and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+        if held_imgs and _due(step, cfg.eval_every) and step != cfg.steps:
             rec = heldout_record(heldout_eval(g, held_imgs, cfg, device, scale))
             mlog.write({"kind": "heldout", "step": step, **rec})
             log.info(
@@ -866,7 +896,7 @@ def train(cfg: TrainConfig) -> Path | None:
                 step,
                 ", ".join(f"{k[5:]} {v:+.2f}" for k, v in rec.items() if k.startswith("gain_")),
             )
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        if _due(step, cfg.ckpt_every) or step == cfg.steps:
             checkpoint(step)
         over_time = cfg.time_limit_min > 0 and (time.time() - t0) > cfg.time_limit_min * 60
         if dinfo.world > 1 and cfg.time_limit_min > 0:  # every rank must stop at the same step
@@ -874,7 +904,7 @@ def train(cfg: TrainConfig) -> Path | None:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             over_time = bool(flag.item())
         if (cfg.stop_at and step >= cfg.stop_at) or over_time:
-            if step % cfg.ckpt_every:
+            if not _due(step, cfg.ckpt_every):
                 checkpoint(step)
             stopped_early = True
             log.info(

@@ -101,3 +101,18 @@ def test_quant_aware_run_resumes_exactly_and_records_its_ranges(tmp_path: Path, 
     start = ModelCard.load(tuned / "final" / "generator.safetensors").training["init_from"]
     assert start["file"] == "generator.safetensors" and start["steps"] == 6 and start["quant_aware"] is True
     assert start["sha256"] == ModelCard.load(straight / "final" / "generator.safetensors").sha256
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_init_from_a_shallower_student_deepens_it(tmp_path: Path, real_image):
+    real_image("napari-nuclei")
+    shallow, deep = tmp_path / "shallow", tmp_path / "deep"
+    # checkpoints and validation every 0 steps: only at the end
+    assert cli_main([*_base(shallow, steps=3), "--ckpt-every", "0", "--val-every", "0"]) == 0
+    src = shallow / "final" / "generator.safetensors"
+    assert cli_main([*_base(deep, steps=2), "--model-arg", "depth=4", "--init-from", str(src)]) == 0
+    card = ModelCard.load(deep / "final" / "generator.safetensors")
+    assert card.arch_args["depth"] == 4 and card.training["init_from"]["sha256"] == ModelCard.load(src).sha256
+    # other shape changes are still refused with the reason
+    assert cli_main([*_base(tmp_path / "wide", steps=2), "--model-arg", "channels=8", "--init-from", str(src)]) != 0

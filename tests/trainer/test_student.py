@@ -11,6 +11,7 @@ from scopesr.trainer.student import (  # noqa: E402
     STUDENT_PRESETS,
     StudentConfig,
     build_student,
+    deepened_state,
     student_from_args,
 )
 
@@ -265,3 +266,19 @@ def test_noise_aware_student_takes_a_map_channel_outside_the_anchor():
     with pytest.raises(ValueError, match="cond_channels"):
         StudentConfig(cond_channels=-1)
     assert student_from_args("student-robust", cond_channels=1).cfg.cond_channels == 1
+
+
+def test_deepened_student_starts_as_the_same_function():
+    torch.manual_seed(3)
+    shallow = student_from_args("student-tiny", anchor_kernel="bicubic")
+    for p in shallow.parameters():  # a trained-looking network: every layer matters
+        torch.nn.init.normal_(p, std=0.2)
+    deep = student_from_args("student-tiny", anchor_kernel="bicubic", depth=shallow.cfg.depth + 2)
+    deep.load_state_dict(deepened_state(shallow, deep))
+    x = torch.rand(2, 1, 20, 24)
+    assert torch.equal(deep.eval()(x), shallow.eval()(x))
+    assert deep.cfg.halo == shallow.cfg.halo + 2  # what the tiler must now supply
+    with pytest.raises(ValueError, match="only 'depth' may differ"):
+        deepened_state(shallow, student_from_args("student-tiny", anchor_kernel="bicubic", channels=8))
+    with pytest.raises(ValueError, match="only 'depth' may differ"):
+        deepened_state(deep, shallow)
