@@ -219,7 +219,13 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
         o("--lr-drop-factor", type=float, help="step: factor of the drop (default 0.1)."),
         o("--beta1", type=float, help="Adam beta1 (default 0.9)."),
         o("--beta2", type=float, help="Adam beta2 (default 0.99, the paper's text)."),
-        o("--init-from", metavar="FILE", help="Start from a generator .safetensors (e.g. a pretrain run)."),
+        o(
+            "--init-from",
+            metavar="FILE",
+            help="Start from a generator .safetensors (e.g. a pretrain run). A student with more "
+            "hidden layers (--model-arg depth=N) starts from a shallower one's weights, the new "
+            "layers as the identity.",
+        ),
         o(
             "--quant-aware/--no-quant-aware",
             default=None,
