@@ -94,21 +94,54 @@ def _write_calibration(
     return folder
 
 
-def _recipe_line(training: dict[str, Any]) -> str:
-    """How the bundled weights were made: the recipe, and the quantisation-aware fine-tune after it."""
-    init = training.get("init_from") or {}
-    if training.get("quant_aware") and isinstance(init, dict):
+def _lineage(training: dict[str, Any], depth: int | None) -> list[dict[str, Any]]:
+    """The training stages behind a card, oldest first, from its nested ``init_from`` records."""
+    stages = [{**training, "depth": depth}]
+    init = training.get("init_from")
+    while isinstance(init, dict):
+        stages.append(init)
+        init = init.get("init_from")
+    return stages[::-1]
+
+
+def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
+    """How the bundled weights were made: every stage's command, from the long run to the last
+    fine-tune (deepening, quantisation-aware), then the release."""
+    stages = _lineage(training, depth)
+    if len(stages) == 1:
         return (
-            "Recipe (`make release-default` runs all three): `sr-train pretrain --config trainer/recipes/default.toml "
-            f"--out RUN` ({init.get('steps')} steps), then `sr-train pretrain --config trainer/recipes/default.toml "
-            f"--init-from RUN/final/generator.safetensors --quant-aware --steps {training.get('steps')} --lr "
-            f"{training.get('lr')} --lr-min {training.get('lr_min')} --out RUN-qat` (quantisation-aware fine-tune, "
-            "so the int8 file keeps the float quality), then `sr-bench release RUN-qat/final/generator.safetensors "
-            "--models-dir sdk/models`."
+            "Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
+            "`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. "
+            f"Steps: {training.get('steps')}."
         )
+    base = "sr-train pretrain --config trainer/recipes/default.toml"
+    first = stages[0]
+    cmds = [
+        f"`{base} --out RUN1` ({first.get('steps')} steps"
+        + (f", depth {first['depth']})" if first.get("depth") else ")")
+    ]
+    for k, st in enumerate(stages[1:], start=2):
+        prev_depth = stages[k - 2].get("depth")
+        parts = [base, f"--init-from RUN{k - 1}/final/generator.safetensors"]
+        if st.get("depth") and prev_depth and st["depth"] != prev_depth:
+            parts.append(f"--model-arg depth={st['depth']}")
+        if st.get("quant_aware"):
+            parts.append("--quant-aware")
+        parts.append(f"--steps {st.get('steps')} --lr {st.get('lr')}")
+        if st.get("lr_min") is not None:
+            parts.append(f"--lr-min {st.get('lr_min')}")
+        parts.append(f"--out RUN{k}")
+        what = []
+        if st.get("depth") and prev_depth and st["depth"] != prev_depth:
+            what.append(f"deepened {prev_depth} -> {st['depth']} hidden layers, the new ones starting as the identity")
+        if st.get("quant_aware"):
+            what.append("quantisation-aware, so the int8 file keeps the float quality")
+        cmds.append(f"`{' '.join(parts)}`" + (f" ({'; '.join(what)})" if what else ""))
+    n = len(stages)
     return (
-        "Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
-        f"`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. Steps: {training.get('steps')}."
+        f"Recipe (`make release-default` runs all {n + 1} stages): "
+        + ", then ".join(cmds)
+        + f", then `sr-bench release RUN{n}/final/generator.safetensors --models-dir sdk/models`."
     )
 
 
@@ -363,7 +396,7 @@ def _models_readme(card: Any, table: str, summary: dict[str, Any]) -> str:
             "in the "
             "artifact's card.",
             "",
-            _recipe_line(t),
+            _recipe_line(t, card.arch_args.get("depth")),
             "",
             "Training sources:",
             srcs,

@@ -47,7 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from scopesr.sdk import atomic_write_text
+from scopesr.sdk import ModelCard, atomic_write_text
 
 from . import data as data_mod
 from .checkpoint import (
@@ -537,6 +537,24 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
+def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
+    """What a run continues, stage by stage: the init file's own training (steps, learning rate,
+    depth, quantisation-aware or not) and, nested, whatever that run itself started from, so a
+    card names every stage that made its weights (e.g. long run -> deepened -> int8-safe fine-tune)."""
+    t = card.training
+    return {
+        "file": Path(path).name,
+        "sha256": card.sha256,  # checked against the file by load_generator
+        "mode": t.get("mode"),
+        "steps": t.get("steps"),
+        "lr": t.get("lr"),
+        "lr_min": t.get("lr_min"),
+        "depth": card.arch_args.get("depth"),
+        "quant_aware": bool(t.get("quant_aware")),
+        "init_from": t.get("init_from"),
+    }
+
+
 def _init_state(init: nn.Module, g: nn.Module) -> dict[str, torch.Tensor]:
     """The --init-from weights for ``g``: as saved, or, for a student with more hidden layers
     than the file's, deepened so the new layers start as the identity."""
@@ -592,13 +610,7 @@ def train(cfg: TrainConfig) -> Path | None:
     if cfg.init_from:
         init, icard = load_generator(cfg.init_from)
         # what this run continues: a fine-tune's card must name the run it started from
-        init_record = {
-            "file": Path(cfg.init_from).name,
-            "sha256": icard.sha256,  # checked against the file by load_generator
-            "mode": icard.training.get("mode"),
-            "steps": icard.training.get("steps"),
-            "quant_aware": bool(icard.training.get("quant_aware")),
-        }
+        init_record = _lineage_record(cfg.init_from, icard)
         try:
             g.load_state_dict(_init_state(init, g))
         except RuntimeError as exc:

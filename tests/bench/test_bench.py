@@ -922,3 +922,19 @@ def test_release_recipe_line_names_both_stages_of_a_quant_aware_fine_tune():
     )
     assert "(120000 steps)" in tuned and "--quant-aware --steps 8000 --lr 0.0001 --lr-min 1e-06" in tuned
     assert "make release-default" in tuned
+
+
+def test_release_recipe_line_walks_every_stage_of_a_deepened_model():
+    """Long run -> fine-tune -> deepened -> fine-tune: each stage's command, in order, chained by RUN k."""
+    from scopesr.bench.release import _recipe_line
+
+    long_run = {"file": "generator.safetensors", "steps": 120000, "lr": 1e-3, "depth": 6, "quant_aware": False}
+    qat6 = {**long_run, "steps": 8000, "lr": 1e-4, "lr_min": 1e-6, "quant_aware": True, "init_from": long_run}
+    deep = {"steps": 40000, "lr": 3e-4, "lr_min": 1e-5, "depth": 8, "quant_aware": False, "init_from": qat6}
+    line = _recipe_line({"steps": 8000, "lr": 1e-4, "lr_min": 1e-6, "quant_aware": {"bits": 8}, "init_from": deep}, 8)
+    cmds = line.split(", then ")
+    assert len(cmds) == 5 and "all 5 stages" in cmds[0] and "(120000 steps, depth 6)" in cmds[0]
+    assert "--init-from RUN2/final/generator.safetensors --model-arg depth=8 --steps 40000" in cmds[2]
+    assert "deepened 6 -> 8" in cmds[2] and "--quant-aware" not in cmds[2]
+    assert "--init-from RUN3/final/generator.safetensors --quant-aware --steps 8000" in cmds[3]
+    assert "--model-arg" not in cmds[3] and cmds[4].startswith("`sr-bench release RUN4/final/")

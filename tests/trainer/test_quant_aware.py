@@ -114,5 +114,13 @@ def test_init_from_a_shallower_student_deepens_it(tmp_path: Path, real_image):
     assert cli_main([*_base(deep, steps=2), "--model-arg", "depth=4", "--init-from", str(src)]) == 0
     card = ModelCard.load(deep / "final" / "generator.safetensors")
     assert card.arch_args["depth"] == 4 and card.training["init_from"]["sha256"] == ModelCard.load(src).sha256
+    # a fine-tune of the deepened model names both earlier stages, nested, with their depths
+    tuned = tmp_path / "tuned"
+    deep_w = deep / "final" / "generator.safetensors"
+    assert cli_main([*_base(tuned, steps=2), "--model-arg", "depth=4", "--init-from", str(deep_w)]) == 0
+    rec = ModelCard.load(tuned / "final" / "generator.safetensors").training["init_from"]
+    assert rec["sha256"] == card.sha256 and rec["depth"] == 4 and rec["steps"] == 2
+    assert rec["init_from"]["sha256"] == ModelCard.load(src).sha256
+    assert rec["init_from"]["depth"] == ModelCard.load(src).arch_args["depth"] < 4
     # other shape changes are still refused with the reason
     assert cli_main([*_base(tmp_path / "wide", steps=2), "--model-arg", "channels=8", "--init-from", str(src)]) != 0
