@@ -21,7 +21,17 @@ modelInfo.then((m) => {
   add("artifact", `${m.artifact} (${m.format}, ${m.precision})`);
   add("backend", m.backend || "?");
   const train = m.training || {};
-  if (train.steps && train.started_from_steps) {
+  const stages = train.stages || [];
+  if (stages.length > 2) {
+    // long run, then each fine-tune: "+ 8000 quantisation-aware", "+ 40000 at depth 8"
+    const parts = stages.map((st, i) => {
+      const bits = [`${st.steps} steps`];
+      if (st.quant_aware) bits.push("quantisation-aware");
+      if (i > 0 && st.depth && stages[i - 1].depth && st.depth !== stages[i - 1].depth) bits.push(`deepened to ${st.depth} layers`);
+      return (i ? "+ " : "") + bits.join(", ");
+    });
+    add("training", `${train.mode || ""} ${parts.join("; ")}`);
+  } else if (train.steps && train.started_from_steps) {
     const kind = train.quant_aware ? "quantisation-aware " : "";
     add("training", `${train.mode || ""} ${train.started_from_steps} steps, then ${train.steps} ${kind}fine-tune steps`);
   } else if (train.steps) add("training", `${train.mode || ""} ${train.steps} steps`);

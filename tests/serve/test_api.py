@@ -6,12 +6,14 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from serve_helpers import SAMPLE, mjpeg_frames
 
+import scopesr.sdk as sr
 from scopesr.serve import ServeConfig, create_app
 
 pytest.importorskip("fastapi", reason="sr-serve needs the serve extra: pip install -e '.[serve]'")
@@ -62,10 +64,19 @@ def c(upscaler):
 def test_health_and_model_summary(c):
     assert c.get("/healthz").json()["status"] == "ok"
     m = c.get("/v1/model").json()
-    assert m["scale"] == 4 and m["halo"] == 9 and m["name"]
+    bundled = json.loads((Path(sr.__file__).parent / "models" / "default.card.json").read_text())
+    assert m["scale"] == 4 and m["halo"] == bundled["halo"] and m["name"]
     assert m["training"]["sources"] and all("source" in s for s in m["training"]["sources"])
     # the bundled default is a quantisation-aware fine-tune of a longer run: both show
     assert m["training"]["quant_aware"] is True and m["training"]["started_from_steps"] > m["training"]["steps"]
+    # every stage, oldest first, ending with this one
+    stages = m["training"]["stages"]
+    assert len(stages) >= 2 and stages[-1] == {
+        "steps": m["training"]["steps"],
+        "depth": bundled["arch_args"]["depth"],
+        "quant_aware": True,
+    }
+    assert stages[-2]["steps"] == m["training"]["started_from_steps"]
     assert "bicubic" in m["heldout"] and isinstance(m["heldout"]["bicubic"]["gain_db_vs_bicubic"], float)
     assert m["limits"]["max_pixels"] == ServeConfig().max_pixels
 
