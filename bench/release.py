@@ -28,6 +28,7 @@ import numpy as np
 
 from scopesr.sdk import quality
 from scopesr.sdk.atomic import atomic_path, atomic_write_text
+from scopesr.sdk.card import training_stages
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +95,10 @@ def _write_calibration(
     return folder
 
 
-def _lineage(training: dict[str, Any], depth: int | None) -> list[dict[str, Any]]:
-    """The training stages behind a card, oldest first, from its nested ``init_from`` records."""
-    stages = [{**training, "depth": depth}]
-    init = training.get("init_from")
-    while isinstance(init, dict):
-        stages.append(init)
-        init = init.get("init_from")
-    return stages[::-1]
-
-
 def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
     """How the bundled weights were made: every stage's command, from the long run to the last
     fine-tune (deepening, quantisation-aware), then the release."""
-    stages = _lineage(training, depth)
+    stages = training_stages(training, depth)
     if len(stages) == 1:
         return (
             "Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
@@ -122,20 +113,19 @@ def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
     ]
     for k, st in enumerate(stages[1:], start=2):
         prev_depth = stages[k - 2].get("depth")
+        deepened = bool(st.get("depth") and prev_depth and st["depth"] != prev_depth)
         parts = [base, f"--init-from RUN{k - 1}/final/generator.safetensors"]
-        if st.get("depth") and prev_depth and st["depth"] != prev_depth:
+        what = []
+        if deepened:
             parts.append(f"--model-arg depth={st['depth']}")
+            what.append(f"deepened {prev_depth} -> {st['depth']} hidden layers, the new ones starting as the identity")
         if st.get("quant_aware"):
             parts.append("--quant-aware")
+            what.append("quantisation-aware, so the int8 file keeps the float quality")
         parts.append(f"--steps {st.get('steps')} --lr {st.get('lr')}")
         if st.get("lr_min") is not None:
             parts.append(f"--lr-min {st.get('lr_min')}")
         parts.append(f"--out RUN{k}")
-        what = []
-        if st.get("depth") and prev_depth and st["depth"] != prev_depth:
-            what.append(f"deepened {prev_depth} -> {st['depth']} hidden layers, the new ones starting as the identity")
-        if st.get("quant_aware"):
-            what.append("quantisation-aware, so the int8 file keeps the float quality")
         cmds.append(f"`{' '.join(parts)}`" + (f" ({'; '.join(what)})" if what else ""))
     n = len(stages)
     return (

@@ -13,7 +13,7 @@ runtime): each runtime is imported when a model that needs it is opened.
 from . import quality  # PSNR, SSIM, the degradation model: one implementation for the whole project
 from . import zarr_io as _zarr_io  # noqa: F401  # registers OME-Zarr folders/URLs with read_image (zarr itself loads lazily)
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from .card import CARD_SUFFIX, FORMATS, ModelCard, Normalisation, card_path_for
+from .card import CARD_SUFFIX, FORMATS, ModelCard, Normalisation, card_path_for, training_stages
 from .cpu import CpuInfo, cpu_key, describe_cpu
 from .errors import (
     BackendUnavailable,
@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_TILE",
     # model cards and provenance
     "ModelCard",
+    "training_stages",
     "Normalisation",
     "card_path_for",
     "CARD_SUFFIX",

@@ -314,6 +314,17 @@ class ModelCard:
         return card
 
 
+def training_stages(training: dict[str, Any], depth: Any = None) -> list[dict[str, Any]]:
+    """Every training run behind a card's weights, oldest first: the nested ``init_from`` records
+    (each run names the one it started from) and, last, ``training`` itself at ``depth``."""
+    stages = [{**training, "depth": depth}]
+    init = training.get("init_from")
+    while isinstance(init, dict):
+        stages.append(init)
+        init = init.get("init_from")
+    return stages[::-1]
+
+
 def card_path_for(artifact: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.card.json`` (also for folders such as ``.mlpackage``)."""
     artifact = Path(artifact)

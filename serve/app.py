@@ -40,7 +40,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from scopesr.sdk import ImageError, InputError, ModelIOError, ScopesrError
+from scopesr.sdk import ImageError, InputError, ModelIOError, ScopesrError, training_stages
 
 from .config import ServeConfig
 from .jobs import Busy, Job, JobQueue
@@ -110,20 +110,11 @@ def model_summary(up: Any) -> dict[str, Any]:
             }
     be = up.backend.describe() if hasattr(up.backend, "describe") else {}
     init = training.get("init_from")
-    # every training stage, oldest first (long run, fine-tunes, deepening), from the nested init records
+    # every training run, oldest first (long run, fine-tunes, deepening), from the nested init records
     stages = [
-        {
-            "steps": training.get("steps"),
-            "depth": c.arch_args.get("depth"),
-            "quant_aware": bool(training.get("quant_aware")),
-        }
+        {"steps": st.get("steps"), "depth": st.get("depth"), "quant_aware": bool(st.get("quant_aware"))}
+        for st in training_stages(training, c.arch_args.get("depth"))
     ]
-    while isinstance(init, dict):
-        stages.append(
-            {"steps": init.get("steps"), "depth": init.get("depth"), "quant_aware": bool(init.get("quant_aware"))}
-        )
-        init = init.get("init_from")
-    init = training.get("init_from")
     return {
         "name": c.name,
         "architecture": c.architecture,
@@ -143,7 +134,7 @@ def model_summary(up: Any) -> dict[str, Any]:
             # a fine-tune: the steps of the run it started from, and whether it trained through int8 rounding
             "started_from_steps": init.get("steps") if isinstance(init, dict) else None,
             "quant_aware": bool(training.get("quant_aware")),
-            "stages": stages[::-1],
+            "stages": stages,
             "sources": sources,
         },
         "heldout_sources": held.get("sources") if isinstance(held, dict) else None,

@@ -128,3 +128,14 @@ def test_tile_sizes_text_and_shapes():
     for bad in ("", "64,,x", "0", "12x", "1x2x3", "-4"):
         with pytest.raises(sr.CardError, match="tile size"):
             parse_tile_sizes(bad)
+
+
+def test_training_stages_walk_nested_init_records_oldest_first():
+    from scopesr.sdk import training_stages
+
+    long_run = {"steps": 120000, "depth": 6, "init_from": None}
+    tuned = {"steps": 8000, "depth": 6, "quant_aware": True, "init_from": long_run}
+    stages = training_stages({"steps": 40000, "init_from": tuned}, depth=8)
+    assert [s["steps"] for s in stages] == [120000, 8000, 40000]
+    assert [s["depth"] for s in stages] == [6, 6, 8]
+    assert training_stages({"steps": 5}) == [{"steps": 5, "depth": None}]
