@@ -153,6 +153,7 @@ class Upscaler:
         self.backend = backend
         self.scale = card.scale
         self._plans: dict[tuple[Any, ...], TilePlan] = {}
+        self._halos_warned: set[int] = set()  # a stream calls per frame: warn once per value
         #: how load("default") chose this artifact (scopesr.sdk.picker); None for a path
         self.selection: dict[str, Any] | None = None
 
@@ -164,7 +165,8 @@ class Upscaler:
             return self.card.halo
         if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
             raise InputError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
-        if halo < self.card.halo:
+        if halo < self.card.halo and int(halo) not in self._halos_warned:
+            self._halos_warned.add(int(halo))
             log.warning(
                 "halo %d is smaller than the model's receptive-field radius %d: tile seams may "
                 "appear (use halo='auto' for a seam-free result)",

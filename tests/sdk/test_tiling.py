@@ -129,6 +129,19 @@ def test_tiled_equals_whole_rgb_uint16():
     assert np.abs(tiled.astype(np.int64) - whole).max() <= 1
 
 
+def test_small_halo_warning_is_logged_once_per_value(caplog):
+    """A stream calls upscale per frame: the seam warning must not repeat on every frame."""
+    up = sr.load(FIX / "tiny_x4.onnx")  # its own upscaler: the module's may have warned already
+    img = rand_image(32, 32)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            up.upscale(img, tile=16, halo=2)
+        up.upscale(img, tile=16, halo=1)
+    texts = [r.getMessage() for r in caplog.records if "seams may appear" in r.getMessage()]
+    assert len(texts) == 2
+    assert texts[0].startswith("halo 2 ") and texts[1].startswith("halo 1 ")
+
+
 def test_halo_smaller_than_receptive_field_shows_seams(onnx_up, caplog):
     """Proves the comparison above can fail: too small a halo gives visible differences."""
     img = rand_image(64, 64)
