@@ -97,6 +97,11 @@ class DataConfig:
     # noise-aware model: each LR crop gets a second channel holding its estimated noise level
     # (scopesr.sdk.noise, the estimator the SDK runs per plane at inference); microscopy only
     noise_map: bool = False
+    # extra camera noise on a share of the HR crops, before the degradation (so both the LR image
+    # and the target carry it): real references are noisy, and a faint noise texture in the LR
+    # image must not be sharpened as if it were structure; microscopy only; 0 = off
+    hr_noise_p: float = 0.0
+    hr_noise_snr: tuple[float, float] = (15.0, 60.0)  # peak SNR of the added noise, log-uniform
 
     def ranges(self) -> quality.DegradationRanges:
         return quality.DegradationRanges.from_dict({"scale": self.scale, **self.degradation_ranges})
@@ -130,6 +135,13 @@ class DataConfig:
             raise DataError(f"source_weights names {unknown}, which are not --data entries {self.data}")
         if self.noise_map and self.degradation != MICROSCOPY:
             raise DataError(f"noise_map needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
+        if not 0.0 <= self.hr_noise_p <= 1.0:
+            raise DataError(f"hr_noise_p={self.hr_noise_p}: a probability, 0 (off) to 1")
+        if self.hr_noise_p and self.degradation != MICROSCOPY:
+            raise DataError(f"hr_noise_p needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
+        snr = tuple(self.hr_noise_snr)
+        if len(snr) != 2 or not 0 < snr[0] <= snr[1]:
+            raise DataError(f"hr_noise_snr={list(snr)}: two peak SNRs, 0 < low <= high, e.g. [15, 60]")
         if self.degradation == MICROSCOPY:
             try:
                 self.ranges()
@@ -431,6 +443,8 @@ def microscope_pair(
             break
     if cfg.augment:
         hr = _augment(hr, int(rng.integers(0, 8)))
+    if cfg.hr_noise_p and rng.random() < cfg.hr_noise_p:  # no draw when off: old runs replay exactly
+        hr = noisier_reference(hr, lo, hi, rng, cfg.hr_noise_snr)
     deg = deg or cfg.ranges().sample(rng)
     lr, target = deg.apply(np.ascontiguousarray(hr), rng, lo=lo, hi=hi, dtype=dtype)
     lrf = lr.astype(np.float64)
@@ -448,6 +462,18 @@ def microscope_pair(
     n_lo += rng.uniform(-0.05, 0.05) * span
     span = max(span, 1e-6)
     return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map)
+
+
+def noisier_reference(
+    hr: np.ndarray, lo: float, hi: float, rng: np.random.Generator, snr_range: Sequence[float]
+) -> np.ndarray:
+    """``hr`` (raw units, dark level ``lo``, bright level ``hi``) re-acquired with shot noise of a
+    random peak SNR (log-uniform in ``snr_range``): float64, same units, mean unchanged."""
+    span = hi - lo if hi > lo else 1.0
+    snr = math.exp(rng.uniform(math.log(snr_range[0]), math.log(snr_range[1])))
+    peak = quality.photons_for_snr(snr)
+    sig = np.clip((np.asarray(hr, np.float64) - lo) / span, 0.0, None)
+    return lo + span * rng.poisson(peak * sig) / peak
 
 
 def _pair(lr: np.ndarray, hr: np.ndarray, noise_map: bool) -> tuple[np.ndarray, np.ndarray]:

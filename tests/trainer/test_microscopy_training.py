@@ -162,6 +162,38 @@ def test_noise_map_pairs_carry_the_crop_noise_level(real_image):
         D.DataConfig(data=SPECS, hr_size=64, channels=1, noise_map=True).validate()
 
 
+def test_noisier_reference_is_shot_noise_of_the_drawn_snr():
+    """The HR re-acquisition keeps the mean and has the Poisson variance of its peak SNR."""
+    from scopesr.sdk.quality import photons_for_snr
+
+    lo, hi = 100.0, 1100.0
+    hr = np.full((256, 256), lo + 0.5 * (hi - lo))
+    noisy = D.noisier_reference(hr, lo, hi, np.random.default_rng(0), (20.0, 20.0))
+    peak = photons_for_snr(20.0)
+    sig = (noisy - lo) / (hi - lo)
+    assert sig.mean() == pytest.approx(0.5, rel=0.01)
+    assert sig.var() == pytest.approx(0.5 / peak, rel=0.05)  # Poisson: var(n/peak) = s/peak
+    dark = D.noisier_reference(np.full((8, 8), lo - 5.0), lo, hi, np.random.default_rng(0), (20.0, 20.0))
+    assert np.all(dark == lo)  # below the dark level: no photons, no negative counts
+
+
+def test_hr_noise_is_off_by_default_and_validated(real_image):
+    """hr_noise_p = 0 draws nothing (old recipes replay exactly); > 0 changes the pairs."""
+    real_image("napari-nuclei")
+    base = D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy")
+    noisy = D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", hr_noise_p=1.0)
+    for c in (base, noisy):
+        c.validate()
+    a, b = D.TrainDataset(D.discover(base), base), D.TrainDataset(D.discover(noisy), noisy)
+    assert any(not torch.equal(a[t][1], b[t][1]) for t in range(4))
+    with pytest.raises(D.DataError, match="hr_noise_p=1.5"):
+        D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", hr_noise_p=1.5).validate()
+    with pytest.raises(D.DataError, match="hr_noise_snr"):
+        D.DataConfig(
+            data=SPECS, hr_size=64, channels=1, degradation="microscopy", hr_noise_p=0.5, hr_noise_snr=(30, 10)
+        ).validate()
+
+
 def test_dense_nuclei_are_many_small_objects_and_mixed_stays_as_recipes_know_it():
     """synthetic:dense-nuclei draws crowded small nuclei (the content a large-pixel camera
     aliases most); adding it did not change what synthetic:mixed draws (recipes pin its images)."""
