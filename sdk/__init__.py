@@ -15,6 +15,7 @@ from . import zarr_io as _zarr_io  # noqa: F401  # registers OME-Zarr folders/UR
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from .card import CARD_SUFFIX, FORMATS, ModelCard, Normalisation, card_path_for, training_stages
 from .cpu import CpuInfo, cpu_key, describe_cpu
+from .ensemble import ENSEMBLE_SIZES
 from .errors import (
     BackendUnavailable,
     CardError,
@@ -49,6 +50,7 @@ __all__ = [
     "make_plan",
     "TilePlan",
     "DEFAULT_TILE",
+    "ENSEMBLE_SIZES",
     # model cards and provenance
     "ModelCard",
     "training_stages",
