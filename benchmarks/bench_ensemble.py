@@ -1,0 +1,62 @@
+"""Self-ensemble on the held-out images: gain over bicubic per degradation for 1, 2, 4 and 8
+copies of each image (``upscale(..., ensemble=N)``), and what each costs in time.
+
+The LR images are those of ``sr-bench release`` (same degradations, same seeds). The measuring
+code is ``scopesr.bench.ensemble_quality``.
+
+    python benchmarks/bench_ensemble.py [--model sdk/models/default.onnx] [--max-planes 6] [--threads 2]
+
+Writes benchmarks/results/quality_ensemble.{json,md} (``--name`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import scopesr.sdk as sdk
+from scopesr.bench import ensemble_quality
+from scopesr.bench.machine import usable_cores
+from scopesr.bench.results import record
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=ROOT / "sdk" / "models" / "default.onnx")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8], help="copies per image to compare")
+    ap.add_argument("--max-planes", type=int, default=6, help="planes per held-out stack (as the release)")
+    ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
+    ap.add_argument("--name", default="quality_ensemble", help="results/NAME.json|md")
+    ap.add_argument("--no-record", action="store_true", help="print only")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    bad = [n for n in args.sizes if n not in sdk.ENSEMBLE_SIZES]
+    if bad:
+        ap.error(f"--sizes {bad}: each must be one of {sdk.ENSEMBLE_SIZES}")
+    if not args.model.is_file():
+        ap.error(f"--model {args.model}: no such file")
+    from scopesr.trainer.data import heldout_images  # reads the held-out sources as the release does
+
+    threads = args.threads or usable_cores()
+    up = sdk.load(args.model, num_threads=threads)
+    sources = up.card.metrics.get("heldout", {}).get("sources") or []
+    if not sources:
+        ap.error(f"--model {args.model}: its card names no held-out sources (metrics.heldout.sources)")
+    images = heldout_images(sources, up.card.scale, args.max_planes)
+    data = {"model": str(args.model), "sha256": up.card.sha256, **ensemble_quality.measure(up, images, args.sizes)}
+    command = "python benchmarks/bench_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    md = ensemble_quality.markdown(data, command.strip())
+    print(md)
+    if not args.no_record:
+        j, m = record(RESULTS, args.name, data, md, "bench_ensemble.py", threads=threads)
+        print(f"recorded {j} and {m}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
