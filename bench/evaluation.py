@@ -136,6 +136,21 @@ def find_heldout(models: Sequence[Path] | None = None) -> tuple[list[str], list[
     return [], [], ""
 
 
+def model_with_heldout(
+    model: Path, max_planes: int = 6, threads: int | None = None
+) -> tuple[Any, list[quality.EvalImage]]:
+    """An artifact loaded by the SDK and the held-out images its card names (whole sources, as
+    ``sr-bench release`` scores them: at most ``max_planes`` evenly spaced planes per stack)."""
+    import scopesr.sdk as sdk
+    from scopesr.trainer.data import heldout_images
+
+    up = sdk.load(model, num_threads=threads)
+    sources = up.card.metrics.get("heldout", {}).get("sources") or []
+    if not sources:
+        raise ScopesrError(f"{model}: its card names no held-out sources (metrics.heldout.sources)")
+    return up, heldout_images(sources, up.card.scale, max_planes)
+
+
 def _pick(idxs: list[Any], max_planes: int | None) -> list[Any]:
     """All of ``idxs``, or the middle one (max 1), or ``max_planes`` evenly spaced."""
     if max_planes is None or len(idxs) <= max_planes:

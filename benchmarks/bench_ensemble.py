@@ -18,8 +18,10 @@ from pathlib import Path
 
 import scopesr.sdk as sdk
 from scopesr.bench import ensemble_quality
+from scopesr.bench.evaluation import model_with_heldout
 from scopesr.bench.machine import usable_cores
 from scopesr.bench.results import record
+from scopesr.sdk.errors import ScopesrError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -40,14 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--sizes {bad}: each must be one of {sdk.ENSEMBLE_SIZES}")
     if not args.model.is_file():
         ap.error(f"--model {args.model}: no such file")
-    from scopesr.trainer.data import heldout_images  # reads the held-out sources as the release does
-
     threads = args.threads or usable_cores()
-    up = sdk.load(args.model, num_threads=threads)
-    sources = up.card.metrics.get("heldout", {}).get("sources") or []
-    if not sources:
-        ap.error(f"--model {args.model}: its card names no held-out sources (metrics.heldout.sources)")
-    images = heldout_images(sources, up.card.scale, args.max_planes)
+    try:
+        up, images = model_with_heldout(args.model, args.max_planes, threads)
+    except ScopesrError as exc:
+        ap.error(str(exc))
     data = {"model": str(args.model), "sha256": up.card.sha256, **ensemble_quality.measure(up, images, args.sizes)}
     command = "python benchmarks/bench_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = ensemble_quality.markdown(data, command.strip())

@@ -25,10 +25,11 @@ import logging
 import sys
 from pathlib import Path
 
-import scopesr.sdk as sdk
 from scopesr.bench import brightness_bands
+from scopesr.bench.evaluation import model_with_heldout
 from scopesr.bench.results import record
 from scopesr.sdk import quality
+from scopesr.sdk.errors import ScopesrError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -48,13 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown degradation(s) {unknown}; known: {sorted(quality.EVAL_DEGRADATIONS)}")
     if not args.model.is_file():
         ap.error(f"--model {args.model}: no such file")
-    from scopesr.trainer.data import heldout_images  # reads the held-out sources as the release does
-
-    up = sdk.load(args.model)
-    sources = up.card.metrics.get("heldout", {}).get("sources") or []
-    if not sources:
-        ap.error(f"--model {args.model}: its card names no held-out sources (metrics.heldout.sources)")
-    images = heldout_images(sources, up.card.scale, args.max_planes)
+    try:
+        up, images = model_with_heldout(args.model, args.max_planes)
+    except ScopesrError as exc:
+        ap.error(str(exc))
     results = brightness_bands.measure(up.upscale, images, args.degradations, up.card.scale)
     data = {"model": str(args.model), "sha256": up.card.sha256, "scale": up.card.scale, "results": results}
     command = "python benchmarks/bench_gain_by_brightness.py " + " ".join(argv if argv is not None else sys.argv[1:])
