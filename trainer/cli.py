@@ -254,6 +254,13 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
             o("--teacher", metavar="FILE|none", help="Teacher generator .safetensors, or 'none' (ground truth alone)."),
             o("--teacher-weight", type=float, help="Weight of the L1 to the teacher (default 1)."),
             o("--gt-weight", type=float, help="Weight of the L1 to the ground truth (default 1)."),
+            o(
+                "--teacher-ensemble",
+                type=click.Choice(["1", "2", "4", "8"]),
+                callback=lambda _c, _p, v: None if v is None else int(v),
+                help="Average the teacher over N flipped/transposed copies of each batch (default 1). "
+                "A student distilled from its own 8-copy ensemble learns part of what the ensemble gains.",
+            ),
         ]
     opts += [
         o(

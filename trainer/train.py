@@ -105,6 +105,9 @@ class TrainConfig:
     teacher: str | None = None  # distill: teacher .safetensors, or "none"
     teacher_weight: float = 1.0
     gt_weight: float = 1.0
+    # distill: the teacher's output averaged over this many flipped/transposed copies of the LR
+    # batch (1, 2, 4, 8; the SDK's self-ensemble), a better target than one pass of the same net
+    teacher_ensemble: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # with precision "auto": bf16 autocast on CUDA (--no-amp: fp32)
     precision: str = "auto"  # auto | fp32 | bf16 (bf16: autocast on any device, CPU included)
@@ -168,6 +171,8 @@ class TrainConfig:
             raise TrainError(
                 "sr-train distill needs --teacher CKPT.safetensors (or --teacher none to train on ground truth alone)"
             )
+        if isinstance(self.teacher_ensemble, bool) or self.teacher_ensemble not in (1, 2, 4, 8):
+            raise TrainError(f"--teacher-ensemble {self.teacher_ensemble!r}: one of 1, 2, 4, 8 (copies averaged)")
         self.data.validate()
 
     def _validate_numbers(self) -> None:
@@ -458,6 +463,24 @@ def validate(
         },
         first,
     )
+
+
+def ensemble_forward(model: torch.nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
+    """``model`` averaged over the first ``n`` of the 8 flips/transposes of the NCHW batch ``x``
+    (left-right, top-bottom, 180 degrees, then the four transposed), each result turned back: the
+    order and the maths of ``scopesr.sdk.ensemble``, in torch."""
+    total: torch.Tensor | None = None
+    for t in range(n):
+        xt = x.transpose(2, 3) if t & 4 else x
+        xt = xt.flip(3) if t & 1 else xt
+        xt = xt.flip(2) if t & 2 else xt
+        y = model(xt)
+        y = y.flip(2) if t & 2 else y
+        y = y.flip(3) if t & 1 else y
+        y = y.transpose(2, 3) if t & 4 else y
+        total = y if total is None else total + y
+    assert total is not None
+    return total / n
 
 
 def lr_factor(cfg: TrainConfig):
@@ -851,7 +874,7 @@ def train(cfg: TrainConfig) -> Path | None:
             if teacher is not None:
                 with torch.no_grad():
                     t_in = lr_t.to(torch.bfloat16) if on_cuda else lr_t
-                    t_out = teacher(t_in).float()
+                    t_out = ensemble_forward(teacher, t_in, cfg.teacher_ensemble).float()
                 loss_t = l1(sr.float(), t_out)
                 loss_g = loss_g + cfg.teacher_weight * loss_t
                 losses["loss_teacher"] = loss_t.item()

@@ -24,7 +24,7 @@ from scopesr.sdk import ModelCard  # noqa: E402
 from scopesr.trainer import create_model, save_generator  # noqa: E402
 from scopesr.trainer.cli import main as cli_main  # noqa: E402
 from scopesr.trainer.cli import resolve_config  # noqa: E402
-from scopesr.trainer.train import TrainError, train  # noqa: E402
+from scopesr.trainer.train import TrainError, ensemble_forward, train  # noqa: E402
 
 TINY = [
     "--preset",
@@ -201,6 +201,8 @@ def test_distill_with_teacher_and_without(folder_dir, tmp_path):
                     "3",
                     "--teacher-weight",
                     "0.5",
+                    "--teacher-ensemble",
+                    "4",
                     "--out",
                     str(run),
                 ]
@@ -211,8 +213,11 @@ def test_distill_with_teacher_and_without(folder_dir, tmp_path):
         assert ("loss_teacher" in rec) == (name == "with")
         card = ModelCard.load(run / "final" / "generator.safetensors")
         assert card.architecture == "student-tiny" and card.training["mode"] == "distill"
+        assert json.loads((run / "config.json").read_text())["teacher_ensemble"] == 4
     with pytest.raises(TrainError, match="--teacher"):
         train(resolve_config("distill", {"data": [str(folder_dir)], "out": str(tmp_path / "x")}))
+    with pytest.raises(TrainError, match="--teacher-ensemble 3"):
+        resolve_config("distill", {"data": [str(folder_dir)], "teacher": str(tpath), "teacher_ensemble": 3}).validate()
     rgb = create_model("paper", n_blocks=1, channels=8, up_channels=8)
     save_generator(rgb, tmp_path / "rgb.safetensors")
     assert (
@@ -237,6 +242,24 @@ def test_distill_with_teacher_and_without(folder_dir, tmp_path):
         )
         == 2
     )  # channel mismatch: a clear error, exit 2
+
+
+def test_teacher_ensemble_is_the_mean_over_turned_back_copies():
+    """ensemble_forward against the definition written with torch.rot90 (a non-symmetric net)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 3))
+    x = torch.randn(2, 1, 9, 13)
+    copies = [(0, False), (0, True), (2, True), (2, False), (1, False), (1, True), (3, False), (3, True)]
+    for n in (1, 2, 4, 8):
+        want = torch.zeros_like(net(x))
+        for k, flip in copies[:n]:
+            xt = torch.rot90(x, k, (2, 3))
+            xt = xt.flip(3) if flip else xt
+            y = net(xt)
+            y = y.flip(3) if flip else y
+            want += torch.rot90(y, -k, (2, 3))
+        torch.testing.assert_close(ensemble_forward(net, x, n), want / n)
+    assert not torch.allclose(ensemble_forward(net, x, 8), net(x))  # the copies differ: the test can fail
 
 
 def test_config_file_and_cli_precedence(folder_dir, tmp_path):
