@@ -114,8 +114,23 @@ def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
     for k, st in enumerate(stages[1:], start=2):
         prev_depth = stages[k - 2].get("depth")
         deepened = bool(st.get("depth") and prev_depth and st["depth"] != prev_depth)
-        parts = [base, f"--init-from RUN{k - 1}/final/generator.safetensors"]
+        distill = st.get("mode") == "distill"
+        parts = [base.replace("pretrain", "distill") if distill else base]
         what = []
+        if distill:
+            init = st.get("init_from") if isinstance(st.get("init_from"), dict) else {}
+            same = st.get("teacher_sha256") and st.get("teacher_sha256") == init.get("sha256")
+            parts.append(f"--teacher {f'RUN{k - 1}/final/generator.safetensors' if same else st.get('teacher')}")
+            if (st.get("teacher_ensemble") or 1) > 1:
+                parts.append(f"--teacher-ensemble {st['teacher_ensemble']}")
+                what.append(
+                    "distilled from "
+                    + ("its own " if same else "the teacher's ")
+                    + f"{st['teacher_ensemble']}-copy self-ensemble and the ground truth"
+                )
+            else:
+                what.append("distilled from the teacher and the ground truth")
+        parts.append(f"--init-from RUN{k - 1}/final/generator.safetensors")
         if deepened:
             parts.append(f"--model-arg depth={st['depth']}")
             what.append(f"deepened {prev_depth} -> {st['depth']} hidden layers, the new ones starting as the identity")

@@ -574,6 +574,7 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
         "lr_min": t.get("lr_min"),
         "depth": card.arch_args.get("depth"),
         "quant_aware": bool(t.get("quant_aware")),
+        **{k: t[k] for k in ("teacher", "teacher_sha256", "teacher_ensemble") if t.get(k) is not None},
         "init_from": t.get("init_from"),
     }
 
@@ -653,8 +654,10 @@ def train(cfg: TrainConfig) -> Path | None:
             )
         )
     teacher = None
+    teacher_sha = None
     if cfg.mode == "distill" and str(cfg.teacher).lower() != "none":
         teacher, tcard = load_generator(cfg.teacher, device=device)
+        teacher_sha = tcard.sha256
         if tcard.in_channels != cfg.data.channels or tcard.scale != scale:
             raise TrainError(
                 f"--teacher {cfg.teacher}: {tcard.in_channels} channel(s) x{tcard.scale}, the student "
@@ -1006,6 +1009,16 @@ def train(cfg: TrainConfig) -> Path | None:
             "it_s_this_session": round((step - start_step) / max(elapsed, 1e-9), 3),
             "throughput": throughput,
             "teacher": cfg.teacher if cfg.mode == "distill" else None,
+            **(
+                {
+                    "teacher_sha256": teacher_sha,
+                    "teacher_ensemble": cfg.teacher_ensemble,
+                    "teacher_weight": cfg.teacher_weight,
+                    "gt_weight": cfg.gt_weight,
+                }
+                if cfg.mode == "distill"
+                else {}
+            ),
             "init_from": init_record,
             "quant_aware": qa.describe() if qa is not None else None,
             "data": dsum,

@@ -938,3 +938,37 @@ def test_release_recipe_line_walks_every_stage_of_a_deepened_model():
     assert "deepened 6 -> 8" in cmds[2] and "--quant-aware" not in cmds[2]
     assert "--init-from RUN3/final/generator.safetensors --quant-aware --steps 8000" in cmds[3]
     assert "--model-arg" not in cmds[3] and cmds[4].startswith("`sr-bench release RUN4/final/")
+
+
+def test_release_recipe_line_names_a_self_ensemble_distillation():
+    """Long run -> fine-tune -> distilled from the fine-tune's own 8-copy ensemble: the third command is
+    sr-train distill with the previous run as teacher and --teacher-ensemble 8."""
+    from scopesr.bench.release import _recipe_line
+
+    long_run = {"file": "generator.safetensors", "sha256": "a" * 64, "steps": 120000, "quant_aware": False}
+    qat = {
+        "file": "w.safetensors",
+        "sha256": "b" * 64,
+        "steps": 8000,
+        "lr": 1e-4,
+        "quant_aware": True,
+        "init_from": long_run,
+    }
+    sd = {
+        "mode": "distill",
+        "teacher": "sdk/models/default-weights.safetensors",
+        "teacher_sha256": "b" * 64,
+        "teacher_ensemble": 8,
+        "steps": 6000,
+        "lr": 1e-4,
+        "lr_min": 1e-6,
+        "quant_aware": {"bits": 8},
+        "init_from": qat,
+    }
+    cmds = _recipe_line(sd).split(", then ")
+    assert len(cmds) == 4 and cmds[1].startswith("`sr-train pretrain ")
+    assert cmds[2].startswith("`sr-train distill --config trainer/recipes/default.toml ")
+    assert "--teacher RUN2/final/generator.safetensors --teacher-ensemble 8 --init-from RUN2/" in cmds[2]
+    assert "its own 8-copy self-ensemble" in cmds[2] and "--steps 6000" in cmds[2]
+    other = _recipe_line({**sd, "teacher_sha256": "c" * 64, "teacher_ensemble": 1}).split(", then ")[2]
+    assert "--teacher sdk/models/default-weights.safetensors --init-from" in other and "--teacher-ensemble" not in other
