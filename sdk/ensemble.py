@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["ENSEMBLE_SIZES", "check_ensemble", "forward", "inverse", "to_dtype", "transforms"]
+__all__ = ["ENSEMBLE_SIZES", "check_ensemble", "forward", "inverse", "transforms"]
 
 ENSEMBLE_SIZES = (1, 2, 4, 8)
 _FLIP_X, _FLIP_Y, _TRANSPOSE = 1, 2, 4  # bits of a transform's number
@@ -59,14 +59,3 @@ def inverse(a: np.ndarray, t: int) -> np.ndarray:
     if t & _TRANSPOSE:
         a = a.swapaxes(0, 1)
     return a
-
-
-def to_dtype(v: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
-    """Averaged float pixels -> ``dtype`` as the tiler writes them: integers rounded half up and
-    clipped to the type's range, floats clipped to their finite range."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        info = np.finfo(dtype)
-        return np.clip(v, float(info.min), float(info.max)).astype(dtype)
-    info_i = np.iinfo(dtype)
-    return np.clip(np.floor(v + 0.5), info_i.min, info_i.max).astype(dtype)

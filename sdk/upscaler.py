@@ -32,9 +32,8 @@ from .cpu import describe_cpu
 from .ensemble import check_ensemble
 from .ensemble import forward as ensemble_forward
 from .ensemble import inverse as ensemble_inverse
-from .ensemble import to_dtype as ensemble_to_dtype
 from .errors import CardError, InputError, ModelError, ModelIOError
-from .normalize import check_dtype, compute_stats
+from .normalize import Stats, check_dtype, compute_stats
 from .tiles import parse_tile
 from .tiling import DEFAULT_TILE, TilePlan, Window, iter_bands, make_plan, read_tile, tile_index
 
@@ -270,10 +269,12 @@ class Upscaler:
         plan=None,
         checked: bool = False,
         dst: np.ndarray | None = None,
+        stats: Stats | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         if not checked:
             _check_finite(plane)
-        stats = compute_stats(plane, self.card.normalisation)  # once per frame, never per tile
+        if stats is None:
+            stats = compute_stats(plane, self.card.normalisation)  # once per frame, never per tile
         if plan is None:
             plan = self._plan(plane.shape[0], plane.shape[1], tile, halo)
         b = int(batch) if batch is not None else self.backend.default_batch
@@ -401,19 +402,23 @@ class Upscaler:
         """One (H, W, C) plane, ``n`` flipped/transposed copies upscaled in float64, turned back
         and averaged, then rounded to the output dtype once."""
         fjob = dataclasses.replace(job, dtype=np.dtype(np.float64))
+        # percentiles do not change under flips and transposes: one set of statistics for all copies
+        stats = compute_stats(plane, self.card.normalisation)
         acc: np.ndarray | None = None
         for t in range(n):
             copy = np.ascontiguousarray(ensemble_forward(plane, t))
             ch, cw = copy.shape[:2]
             res = np.empty((ch * self.scale, cw * self.scale, job.c_out), np.float64)
             plan = self._plan(ch, cw, tile, halo)
-            for _ in self._bands(copy, fjob, tile, halo, batch, bar, plan, checked=True, dst=res):
+            for _ in self._bands(copy, fjob, tile, halo, batch, bar, plan, checked=True, dst=res, stats=stats):
                 pass
             back = ensemble_inverse(res, t)
             acc = back.copy() if acc is None else np.add(acc, back, out=acc)
         assert acc is not None
         acc /= n
-        return ensemble_to_dtype(acc, job.dtype)
+        # to pixels as the tiler writes them (ints rounded half up and clipped): an identity map
+        c = acc.shape[-1]
+        return Stats(np.zeros(c), np.ones(c)).denormalise(acc, job.dtype)
 
     def upscale_bands(
         self,
