@@ -41,9 +41,10 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from scopesr.sdk import ImageError, InputError, ModelIOError, ScopesrError, training_stages
+from scopesr.sdk.ensemble import ENSEMBLE_SIZES, check_ensemble
 
 from .config import ServeConfig
-from .jobs import Busy, Job, JobQueue
+from .jobs import BANDED_ABOVE_PX, Busy, ImageTooLargeForEnsemble, Job, JobQueue
 from .live import LiveHub
 from .security import Guard
 
@@ -62,11 +63,23 @@ IMAGE_BODY = {
     "required": True,
     "description": "The image file's bytes as the request body (curl --data-binary @cells.tif).",
 }
+ENSEMBLE_PARAM = {
+    "name": "ensemble",
+    "in": "query",
+    "required": False,
+    "description": "Self-ensemble: run the model on 1, 2, 4 or 8 flipped/transposed copies and average them "
+    "(closer to the truth, most on noisy or aliased images; N times the time). Default 1. Not for results "
+    f"over {BANDED_ABOVE_PX / 1e6:g} Mpx, which are written in bands (413).",
+    "schema": {"type": "integer", "enum": list(ENSEMBLE_SIZES), "default": 1},
+}
 ERRORS = {
-    400: {"description": "unreadable image (truncated, corrupt) or empty body"},
+    400: {"description": "unreadable image (truncated, corrupt), empty body, or a bad ensemble"},
     401: {"description": "missing or wrong token"},
     408: {"description": "the upload took longer than the time limit"},
-    413: {"description": "upload larger than the byte limit, or more pixels than the pixel limit"},
+    413: {
+        "description": "upload larger than the byte limit, more pixels than the pixel limit, "
+        "or an ensemble asked for a result written in bands"
+    },
     415: {"description": "not a TIFF, PNG or JPEG"},
     422: {"description": "an image the model cannot take (channels)"},
     503: {"description": "the inference queue is full, or the time limit passed (see Retry-After)"},
@@ -112,7 +125,16 @@ def model_summary(up: Any) -> dict[str, Any]:
     init = training.get("init_from")
     # every training run, oldest first (long run, fine-tunes, deepening), from the nested init records
     stages = [
-        {"steps": st.get("steps"), "depth": st.get("depth"), "quant_aware": bool(st.get("quant_aware"))}
+        {
+            "mode": st.get("mode"),
+            "steps": st.get("steps"),
+            "depth": st.get("depth"),
+            "quant_aware": bool(st.get("quant_aware")),
+            # a distillation: how many flipped copies the teacher averaged, and whether the teacher
+            # was the very weights this stage started from (self-distillation)
+            "teacher_ensemble": st.get("teacher_ensemble"),
+            "self_distilled": _self_distilled(st),
+        }
         for st in training_stages(training, c.arch_args.get("depth"))
     ]
     return {
@@ -143,6 +165,12 @@ def model_summary(up: Any) -> dict[str, Any]:
         "backend": be.get("backend", getattr(up.backend, "name", None)),
         "selection": (up.selection or {}).get("reason") if getattr(up, "selection", None) else None,
     }
+
+
+def _self_distilled(stage: dict[str, Any]) -> bool:
+    init = stage.get("init_from")
+    teacher = stage.get("teacher_sha256")
+    return bool(teacher) and isinstance(init, dict) and init.get("sha256") == teacher
 
 
 def create_app(
@@ -252,7 +280,18 @@ def create_app(
         if n == 0:
             raise HTTPException(400, "empty body: send the image's bytes as the request body")
 
+    def ensemble_of(request: Request) -> int:
+        """``?ensemble=N``: copies of the self-ensemble (1, 2, 4, 8; default 1)."""
+        raw = request.query_params.get("ensemble", "1")
+        try:
+            return check_ensemble(int(raw))
+        except (ValueError, InputError):
+            raise HTTPException(
+                400, f"ensemble={raw!r}: must be one of {', '.join(map(str, ENSEMBLE_SIZES))} (copies averaged)"
+            ) from None
+
     async def accept(request: Request, pinned: bool = False) -> Job:
+        n_copies = ensemble_of(request)
         jq = jobs()
         try:
             jq.reserve()
@@ -260,6 +299,7 @@ def create_app(
             raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         job = jq.new_job()
         job.pinned = pinned
+        job.ensemble = n_copies
         try:
             upload = job.folder / "upload"
             await receive(request, upload)
@@ -273,6 +313,9 @@ def create_app(
         except ModelIOError as exc:
             jq.forget(job)
             raise HTTPException(422, str(exc)) from None
+        except ImageTooLargeForEnsemble as exc:
+            jq.forget(job)
+            raise HTTPException(413, str(exc)) from None
         except ScopesrError as exc:
             jq.forget(job)
             raise HTTPException(400, str(exc).replace(str(job.folder), "upload")) from None
@@ -289,7 +332,7 @@ def create_app(
     @app.post(
         "/v1/upscale",
         summary="Upscale one image; the answer is the x4 TIFF",
-        openapi_extra={"requestBody": IMAGE_BODY},
+        openapi_extra={"requestBody": IMAGE_BODY, "parameters": [ENSEMBLE_PARAM]},
         responses={200: {"content": {"image/tiff": {}}, "description": "the result, in the input's dtype"}, **ERRORS},
         response_class=Response,
     )
@@ -312,7 +355,7 @@ def create_app(
         "/v1/jobs",
         status_code=202,
         summary="Start upscaling one image; poll the job it answers",
-        openapi_extra={"requestBody": IMAGE_BODY},
+        openapi_extra={"requestBody": IMAGE_BODY, "parameters": [ENSEMBLE_PARAM]},
         responses=ERRORS,
     )
     async def create_job(request: Request) -> JSONResponse:

@@ -54,6 +54,10 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+class ImageTooLargeForEnsemble(ScopesrError):
+    """The upload's result would be streamed to disk, which the self-ensemble cannot do (HTTP 413)."""
+
+
 class TimeLimit(ScopesrError):
     """A job did not finish within the request time limit."""
 
@@ -75,6 +79,8 @@ class Job:
     slot_held: bool = True
     #: a POST /v1/upscale waits to send it: not evicted for disk space (the TTL still applies)
     pinned: bool = False
+    #: copies of the self-ensemble (``?ensemble=N``); 1 = one pass
+    ensemble: int = 1
 
     @property
     def result_path(self) -> Path:
@@ -163,7 +169,14 @@ class JobQueue:
         except ImageError as exc:
             raise ImageError(str(exc).replace(str(upload), "upload")) from None
         self._check_fits(img)
+        if job.ensemble > 1 and self.banded(img):
+            out_mpx = int(np.prod(img.shape, dtype=np.int64)) * self.scale**2 / 1e6
+            raise ImageTooLargeForEnsemble(
+                f"the result ({out_mpx:.0f} Mpx) is written to disk in bands, which the self-ensemble does not do "
+                f"(up to {BANDED_ABOVE_PX / 1e6:.0f} Mpx it does); send it without ensemble, or a smaller image"
+            )
         job.image = img
+        job.info["ensemble"] = job.ensemble
         job.info["input"] = {"shape": list(img.shape), "axes": img.axes, "dtype": str(img.dtype), "format": img.format}
         out_shape = [d * self.scale if a in "YX" else d for a, d in zip(img.axes, img.shape)]
         if "C" in img.axes and self.upscaler.card.in_channels == img.channels:
@@ -315,19 +328,22 @@ class JobQueue:
                 "(the server is busy or the image is too large for the limit: sr-serve --time-limit)"
             )
 
+    def banded(self, img: Image) -> bool:
+        """Whether the result is written band by band (too large to hold in memory comfortably)."""
+        out_px = int(np.prod(img.shape, dtype=np.int64)) * self.scale**2
+        yi = img.axes.index("Y")
+        return (
+            out_px > BANDED_ABOVE_PX
+            and img.axes[yi:] in ("YX", "YXC")
+            and ("C" not in img.axes[:yi] or self.upscaler.card.in_channels == 1)
+        )
+
     def _run(self, job: Job) -> None:
         img = job.image
         assert img is not None
         up, s = self.upscaler, self.scale
         self._check_time(job)
-        out_px = int(np.prod(img.shape, dtype=np.int64)) * s * s
-        yi = img.axes.index("Y")
-        banded = (
-            out_px > BANDED_ABOVE_PX
-            and img.axes[yi:] in ("YX", "YXC")
-            and ("C" not in img.axes[:yi] or up.card.in_channels == 1)
-        )
-        if banded:
+        if self.banded(img):
             self._run_banded(job, img)
             # the result is on disk, never whole in memory: the previews read their crop from a memory map
             sr_array = read_image(job.result_path, max_pixels=2**62, memmap=True, check_finite=False).array
@@ -335,7 +351,7 @@ class JobQueue:
             # the call sr-upscale makes for a result of this size: the same result, bit for bit
             with self.lock:
                 self._check_time(job)
-                sr_array = up.upscale(img.array, axes=img.axes)
+                sr_array = up.upscale(img.array, axes=img.axes, ensemble=job.ensemble)
             job.progress = 0.95
             write_image(job.result_path, sr_array, img.axes, img.metadata, scale=s)
         pngs, info = previews(img.array, img.axes, sr_array, s)

@@ -27,10 +27,14 @@ modelInfo.then((m) => {
     const parts = stages.map((st, i) => {
       const bits = [`${st.steps} steps`];
       if (st.quant_aware) bits.push("quantisation-aware");
+      if (st.mode === "distill") {
+        const n = st.teacher_ensemble > 1 ? `${st.teacher_ensemble}-copy ` : "";
+        bits.push(st.self_distilled ? `distilled from its own ${n}self-ensemble` : `distilled from a ${n}teacher`);
+      }
       if (i > 0 && st.depth && stages[i - 1].depth && st.depth !== stages[i - 1].depth) bits.push(`deepened to ${st.depth} layers`);
       return (i ? "+ " : "") + bits.join(", ");
     });
-    add("training", `${train.mode || ""} ${parts.join("; ")}`);
+    add("training", `${stages[0].mode || ""} ${parts.join("; ")}`);
   } else if (train.steps && train.started_from_steps) {
     const kind = train.quant_aware ? "quantisation-aware " : "";
     add("training", `${train.mode || ""} ${train.started_from_steps} steps, then ${train.steps} ${kind}fine-tune steps`);
@@ -75,7 +79,9 @@ function add(file) {
   const state = el("span", { class: "state" }, "waiting");
   const bar = el("progress", { max: "1", value: "0" });
   const row = el("li", {}, el("div", { class: "name" }, el("b", { title: file.name }, file.name), state), bar);
-  const item = { file, row, bar, stateEl: state, state: "waiting", job: null, images: null };
+  // the self-ensemble chosen when the file was added: a later change applies to later files
+  const ensemble = document.getElementById("ensemble").value;
+  const item = { file, row, bar, stateEl: state, state: "waiting", job: null, images: null, ensemble };
   row.addEventListener("click", () => { if (item.state === "done") show(item); });
   document.getElementById("queue").prepend(row);
   items.push(item);
@@ -107,7 +113,7 @@ function fail(item, msg) {
 function uploadJob(item) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/v1/jobs");
+    xhr.open("POST", `/v1/jobs?ensemble=${encodeURIComponent(item.ensemble)}`);
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) setState(item, `uploading ${Math.round((100 * e.loaded) / e.total)}%`, 0.3 * (e.loaded / e.total));
@@ -200,7 +206,8 @@ function show(item) {
   document.getElementById("reset").disabled = false;
   const i = job.input;
   document.getElementById("result-title").textContent =
-    `${item.file.name}: ${i.shape.join("×")} ${i.axes} ${i.dtype} → ${job.output.shape.join("×")} ${job.output.dtype}`;
+    `${item.file.name}: ${i.shape.join("×")} ${i.axes} ${i.dtype} → ${job.output.shape.join("×")} ${job.output.dtype}` +
+    (job.ensemble > 1 ? ` · ${job.ensemble}-copy self-ensemble` : "");
   const p = job.preview;
   planeBox.classList.toggle("hidden", !(p.planes > 1));
   if (p.planes > 1) {

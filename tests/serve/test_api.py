@@ -71,12 +71,17 @@ def test_health_and_model_summary(c):
     assert m["training"]["quant_aware"] is True and m["training"]["started_from_steps"] > m["training"]["steps"]
     # every stage, oldest first, ending with this one
     stages = m["training"]["stages"]
+    last = bundled["training"]
     assert len(stages) >= 2 and stages[-1] == {
+        "mode": last["mode"],
         "steps": m["training"]["steps"],
         "depth": bundled["arch_args"]["depth"],
         "quant_aware": True,
+        "teacher_ensemble": last.get("teacher_ensemble"),
+        "self_distilled": bool(last.get("teacher_sha256")) and last["teacher_sha256"] == last["init_from"]["sha256"],
     }
     assert stages[-2]["steps"] == m["training"]["started_from_steps"]
+    assert stages[0]["mode"] == "pretrain" and stages[0]["self_distilled"] is False
     assert "bicubic" in m["heldout"] and isinstance(m["heldout"]["bicubic"]["gain_db_vs_bicubic"], float)
     assert m["limits"]["max_pixels"] == ServeConfig().max_pixels
 
@@ -97,6 +102,35 @@ def test_upscale_equals_the_sdk_for_each_kind_of_input(c, upscaler):
         out = tifffile.imread(io.BytesIO(r.content))
         ref = upscaler.upscale(arr, axes=axes)
         assert out.dtype == arr.dtype and np.array_equal(out, ref), what
+
+
+def test_ensemble_query_equals_the_sdks_ensemble(c, upscaler):
+    arr = tifffile.imread(SAMPLE)
+    r = c.post("/v1/upscale?ensemble=4", content=tiff_bytes(arr))
+    assert r.status_code == 200, r.text
+    out = tifffile.imread(io.BytesIO(r.content))
+    assert np.array_equal(out, upscaler.upscale(arr, ensemble=4))
+    assert not np.array_equal(out, upscaler.upscale(arr))  # the query is not ignored
+    j = c.post("/v1/jobs?ensemble=2", content=tiff_bytes(arr)).json()
+    assert j["ensemble"] == 2
+    c.delete(f"/v1/jobs/{j['id']}")
+
+
+@pytest.mark.parametrize("bad", ["3", "0", "eight", "-4"])
+def test_a_bad_ensemble_is_refused_with_the_choices(c, bad):
+    r = c.post(f"/v1/upscale?ensemble={bad}", content=SAMPLE.read_bytes())
+    assert r.status_code == 400 and "1, 2, 4, 8" in r.json()["detail"] and bad in r.json()["detail"]
+
+
+def test_ensemble_refused_for_a_result_written_in_bands(upscaler):
+    from scopesr.serve.jobs import BANDED_ABOVE_PX
+
+    side = int((BANDED_ABOVE_PX / 16) ** 0.5) + 8  # x4 result just over the banded threshold
+    body = tiff_bytes(np.zeros((side, side), np.uint8))
+    with client(upscaler, max_pixels=side * side) as cl:
+        r = cl.post("/v1/jobs?ensemble=4", content=body)
+        assert r.status_code == 413 and "bands" in r.json()["detail"] and "without ensemble" in r.json()["detail"]
+        assert cl.get("/healthz").json()["status"] == "ok"
 
 
 def test_job_reports_progress_and_serves_previews(c):
@@ -321,6 +355,9 @@ def test_security_headers(c):
     assert "http://" not in page and "https://" not in page  # no external assets
     spec = c.get("/openapi.json").json()
     assert {"/v1/upscale", "/v1/model", "/healthz", "/v1/jobs"} <= set(spec["paths"])
+    for path in ("/v1/upscale", "/v1/jobs"):  # the ensemble query is documented where it is accepted
+        params = {p["name"]: p for p in spec["paths"][path]["post"]["parameters"]}
+        assert params["ensemble"]["schema"]["enum"] == [1, 2, 4, 8]
     assert c.get("/docs").status_code == 404  # FastAPI's CDN-backed page is off; /api renders the spec
 
 

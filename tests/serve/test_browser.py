@@ -112,3 +112,21 @@ def test_stack_upload_has_a_plane_slider(server, browser, stack_tif):
     else:
         raise AssertionError("the model panel did not change with the plane")
     page.close()
+
+
+def test_upload_with_the_self_ensemble_equals_sr_upscale_ensemble(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server.base + "/")
+    wait_text(page, "#card-body", lambda t: "self-ensemble" in t)  # the card names the distillation stage
+    page.select_option("#ensemble", "4")
+    page.set_input_files("#files", str(SAMPLE))
+    page.wait_for_selector("#download:not(.disabled)", timeout=60_000)
+    assert "4-copy self-ensemble" in page.locator("#result-title").inner_text()
+    with page.expect_download() as dl:
+        page.click("#download")
+    got = tifffile.imread(Path(dl.value.path()))
+    import scopesr.sdk as sr
+
+    up = sr.load(MODEL)
+    assert np.array_equal(got, up.upscale(tifffile.imread(SAMPLE), ensemble=4))
+    page.close()
