@@ -5,6 +5,8 @@ const base = `${location.protocol}//${location.host}`;
 document.getElementById("examples").textContent = [
   "# upscale one image: the x4 result in the input's dtype, as a TIFF",
   `curl --fail --data-binary @cells.tif ${base}/v1/upscale -o cells_x4.tif`,
+  "# the self-ensemble: 4 flipped/transposed copies averaged (4x the time)",
+  `curl --fail --data-binary @cells.tif '${base}/v1/upscale?ensemble=4' -o cells_x4.tif`,
   "# with a token (sr-serve --host 0.0.0.0 prints one)",
   `curl --fail -H "Authorization: Bearer $TOKEN" --data-binary @cells.tif ${base}/v1/upscale -o cells_x4.tif`,
   "# a job with progress, for big images",
@@ -23,7 +25,9 @@ getJSON("/openapi.json").then((spec) => {
         el("div", { class: "line" }, el("span", { class: `method ${method}` }, method.toUpperCase()),
           el("span", { class: "path" }, path), el("span", { class: "muted" }, op.summary || "")));
       const ul = el("ul");
-      for (const p of op.parameters || []) ul.append(el("li", {}, `${p.in} parameter ${p.name}${p.required ? " (required)" : ""}`));
+      for (const p of op.parameters || []) {
+        ul.append(el("li", {}, `${p.in} parameter ${p.name}${p.required ? " (required)" : ""}${p.description ? `: ${p.description}` : ""}`));
+      }
       if (op.requestBody) {
         const types = Object.keys(op.requestBody.content || {}).join(", ");
         ul.append(el("li", {}, `body: ${op.requestBody.description || ""} [${types}]`));
