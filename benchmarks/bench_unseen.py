@@ -1,0 +1,85 @@
+"""Models side by side on real sources that none of them trained on and that were never used to
+choose between models: gain over bicubic per degradation, per source, with nearest and bicubic.
+
+A second held-out check beside the release table (whose six sources also steered the choice of
+every default). The default sources are two wheel images kept out of all training; a source that a
+model's card lists among its training data is refused. LR images as in ``sr-bench release`` (same
+rows, same seeds). The measuring code is ``scopesr.bench.unseen_quality``.
+
+    python benchmarks/bench_unseen.py --model sixth=sdk/models/default.onnx --model new=/tmp/new.onnx
+    python benchmarks/bench_unseen.py --source sample:sdeconv-celegans --source sample:spotmax-cells
+
+Writes benchmarks/results/quality_unseen.{json,md} (``--name`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import scopesr.sdk as sdk
+from scopesr.bench import unseen_quality
+from scopesr.bench.machine import usable_cores
+from scopesr.bench.results import record
+from scopesr.sdk.errors import ScopesrError
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+#: real fluorescence kept out of every training run (scopesr.sdk.samples; trainer/recipes/more-real.toml)
+UNSEEN = ["sample:sdeconv-celegans", "sample:spotmax-cells"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="an SDK artifact or a .safetensors with its card; repeatable (default: the bundled default)",
+    )
+    ap.add_argument("--source", action="append", default=[], help=f"sample:KEY; repeatable (default: {UNSEEN})")
+    ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
+    ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
+    ap.add_argument("--name", default="quality_unseen", help="results/NAME.json|md")
+    ap.add_argument("--no-record", action="store_true", help="print only")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    specs = args.model or [f"default={ROOT / 'sdk' / 'models' / 'default.onnx'}"]
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        p = Path(path)
+        if not p.is_file():
+            ap.error(f"--model {spec}: no such file {p}")
+        paths[name or p.stem] = p
+    if len(paths) != len(specs):
+        ap.error("--model: two models share a name; name them NAME=PATH")
+    sources = args.source or UNSEEN
+    threads = args.threads or usable_cores()
+    try:
+        ups = {n: sdk.load(p, num_threads=threads) for n, p in paths.items()}
+        unseen_quality.check_unseen({n: u.card for n, u in ups.items()}, sources)
+        from scopesr.trainer.data import heldout_images
+
+        images = heldout_images(sources, 4, args.max_planes)
+    except ScopesrError as exc:
+        ap.error(str(exc))
+    data = {
+        "models": {n: {"path": str(paths[n]), "sha256": u.card.sha256} for n, u in ups.items()},
+        "sources": sources,
+        **unseen_quality.measure(ups, images),
+    }
+    command = "python benchmarks/bench_unseen.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    md = unseen_quality.markdown(data, command.strip())
+    print(md)
+    if not args.no_record:
+        j, m = record(RESULTS, args.name, data, md, "bench_unseen.py", threads=threads)
+        print(f"recorded {j} and {m}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
