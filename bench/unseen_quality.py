@@ -19,6 +19,10 @@ import numpy as np
 from scopesr.sdk import quality, training_stages
 from scopesr.sdk.errors import InputError
 
+#: real fluorescence kept out of every training run and never used to choose between models
+#: (scopesr.sdk.samples): an Airyscan confocal image and a widefield one of cells with spots
+UNSEEN_SOURCES = ("sample:sdeconv-celegans", "sample:spotmax-cells")
+
 _KEY = re.compile(r"^sample:([A-Za-z0-9_.-]+)")
 
 

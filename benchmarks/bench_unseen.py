@@ -27,8 +27,7 @@ from scopesr.sdk.errors import ScopesrError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-#: real fluorescence kept out of every training run (scopesr.sdk.samples; trainer/recipes/more-real.toml)
-UNSEEN = ["sample:sdeconv-celegans", "sample:spotmax-cells"]
+UNSEEN = list(unseen_quality.UNSEEN_SOURCES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -235,7 +235,9 @@ def test_learns_quickly_on_real_image(real_image):
     assert after < 0.8 * before, (before, after)
 
 
-@pytest.mark.parametrize("recipe", ["default.toml", "robust-long.toml", "robust-nm.toml"])
+@pytest.mark.parametrize(
+    "recipe", ["default.toml", "robust-long.toml", "robust-nm.toml", "more-real.toml", "zoom.toml"]
+)
 def test_default_recipe_is_a_valid_config_with_disjoint_heldout(recipe):
     """trainer/recipes/*.toml (the bundled model's recipe and the candidate) parse, validate, and
     never train on a source they are scored on."""
@@ -248,6 +250,10 @@ def test_default_recipe_is_a_valid_config_with_disjoint_heldout(recipe):
     cfg.validate()
     assert cfg.data.degradation == "microscopy" and cfg.eval_sources
     assert not set(cfg.eval_sources) & set(cfg.data.data)
+    # the second held-out check's sources (benchmarks/bench_unseen.py) are in no recipe's training data
+    from scopesr.bench.unseen_quality import UNSEEN_SOURCES
+
+    assert not {s.split("[")[0] for s in cfg.data.data} & set(UNSEEN_SOURCES)
     assert cfg.preset.startswith("student") and cfg.lr_schedule == "cosine"
 
 
