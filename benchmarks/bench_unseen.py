@@ -1,8 +1,9 @@
-"""Models side by side on real sources that none of them trained on and that were never used to
-choose between models: gain over bicubic per degradation, per source, with nearest and bicubic.
+"""Models side by side on real sources that none of them trained on: gain over bicubic per
+degradation, per source, with nearest and bicubic.
 
 A second held-out check beside the release table (whose six sources also steered the choice of
-every default). The default sources are two wheel images kept out of all training; a source that a
+every default). The default sources are two wheel images kept out of all training
+(``scopesr.bench.unseen_quality.UNSEEN_SOURCES`` says how far they are untouched); a source that a
 model's card lists among its training data is refused. LR images as in ``sr-bench release`` (same
 rows, same seeds). The measuring code is ``scopesr.bench.unseen_quality``.
 
