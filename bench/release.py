@@ -105,17 +105,21 @@ def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
             "`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. "
             f"Steps: {training.get('steps')}."
         )
-    base = "sr-train pretrain --config trainer/recipes/default.toml"
+    default_recipe = "trainer/recipes/default.toml"  # stages recorded before cards named their recipe
+
+    def base(stage: dict[str, Any]) -> str:
+        return f"sr-train pretrain --config {stage.get('recipe') or default_recipe}"
+
     first = stages[0]
     cmds = [
-        f"`{base} --out RUN1` ({first.get('steps')} steps"
+        f"`{base(first)} --out RUN1` ({first.get('steps')} steps"
         + (f", depth {first['depth']})" if first.get("depth") else ")")
     ]
     for k, st in enumerate(stages[1:], start=2):
         prev_depth = stages[k - 2].get("depth")
         deepened = bool(st.get("depth") and prev_depth and st["depth"] != prev_depth)
         distill = st.get("mode") == "distill"
-        parts = [base.replace("pretrain", "distill") if distill else base]
+        parts = [base(st).replace("pretrain", "distill") if distill else base(st)]
         what = []
         if distill:
             init = st.get("init_from") if isinstance(st.get("init_from"), dict) else {}

@@ -363,7 +363,9 @@ def resolve_config(mode: str, given: dict[str, Any]):
     merged = dict(base)
     source = str(given.get("config", "options"))
     if "config" in given:
-        merged = _merge(merged, load_config_file(given.pop("config")))
+        recipe = given.pop("config")
+        merged = _merge(merged, load_config_file(recipe))
+        merged["recipe"] = str(recipe)  # the card names the recipe file of each stage
     out = given.get("out", merged.get("out", "runs/run"))
     saved = Path(out) / "config.json"
     if given.get("resume") and saved.exists():

@@ -101,6 +101,7 @@ class TrainConfig:
     vgg_weights: str | None = None
     vgg_random_init: bool = False  # tests only: an untrained VGG19 (not a perceptual loss)
     init_from: str | None = None  # generator .safetensors to start from (e.g. pretrain -> gan)
+    recipe: str | None = None  # the --config file the run was given (recorded in the card; set by sr-train)
     quant_aware: bool = False  # students: train through the int8 file's rounding (trainer/quant_aware.py)
     teacher: str | None = None  # distill: teacher .safetensors, or "none"
     teacher_weight: float = 1.0
@@ -574,7 +575,7 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
         "lr_min": t.get("lr_min"),
         "depth": card.arch_args.get("depth"),
         "quant_aware": bool(t.get("quant_aware")),
-        **{k: t[k] for k in ("teacher", "teacher_sha256", "teacher_ensemble") if t.get(k) is not None},
+        **{k: t[k] for k in ("teacher", "teacher_sha256", "teacher_ensemble", "recipe") if t.get(k) is not None},
         "init_from": t.get("init_from"),
     }
 
@@ -1020,6 +1021,7 @@ def train(cfg: TrainConfig) -> Path | None:
                 else {}
             ),
             "init_from": init_record,
+            "recipe": cfg.recipe,
             "quant_aware": qa.describe() if qa is not None else None,
             "data": dsum,
             "vgg": ("random-init (test only)" if cfg.vgg_random_init else "torchvision IMAGENET1K_V1")

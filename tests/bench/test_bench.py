@@ -972,3 +972,35 @@ def test_release_recipe_line_names_a_self_ensemble_distillation():
     assert "its own 8-copy self-ensemble" in cmds[2] and "--steps 6000" in cmds[2]
     other = _recipe_line({**sd, "teacher_sha256": "c" * 64, "teacher_ensemble": 1}).split(", then ")[2]
     assert "--teacher sdk/models/default-weights.safetensors --init-from" in other and "--teacher-ensemble" not in other
+
+
+def test_release_recipe_line_uses_each_stages_own_recipe():
+    """A stage whose card names its --config file (cards since the seventh default) is written with
+    that file; older stages without one keep the default recipe."""
+    from scopesr.bench.release import _recipe_line
+
+    long_run = {"file": "g.safetensors", "sha256": "a" * 64, "steps": 120000, "quant_aware": False}
+    zoom = {
+        "mode": "pretrain",
+        "recipe": "trainer/recipes/default-zoom.toml",
+        "steps": 12000,
+        "lr": 2e-4,
+        "lr_min": 1e-6,
+        "quant_aware": {"bits": 8},
+        "init_from": long_run,
+    }
+    cmds = _recipe_line(zoom).split(", then ")
+    assert cmds[0].startswith("Recipe") and "--config trainer/recipes/default.toml --out RUN1" in cmds[0]
+    assert cmds[1].startswith("`sr-train pretrain --config trainer/recipes/default-zoom.toml --init-from RUN1/")
+
+
+def test_sr_train_records_the_recipe_file_in_the_config(tmp_path):
+    """resolve_config: --config FILE is kept as the run's recipe (the card's training.recipe)."""
+    pytest.importorskip("torch")
+    from scopesr.trainer.cli import resolve_config
+
+    cfg_file = tmp_path / "r.toml"
+    cfg_file.write_text('steps = 3\n[data]\ndata = ["synthetic:puncta?n=2"]\n')
+    cfg = resolve_config("pretrain", {"config": str(cfg_file), "out": str(tmp_path / "run")})
+    assert cfg.recipe == str(cfg_file) and cfg.steps == 3
+    assert resolve_config("pretrain", {"out": str(tmp_path / "run2")}).recipe is None
