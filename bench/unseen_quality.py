@@ -113,9 +113,7 @@ def markdown(data: dict[str, Any], command: str) -> str:
         "",
         f"Command: `{command}`.",
         "",
-        "Sources (in no model's training data): "
-        + ", ".join(f"`{s}`" for s in sources)
-        + ".",
+        "Sources (in no model's training data): " + ", ".join(f"`{s}`" for s in sources) + ".",
         "",
         "Models: " + "; ".join(f"**{n}** `{m['path']}` (sha256 {m['sha256'][:12]})" for n, m in data["models"].items()),
         "",
