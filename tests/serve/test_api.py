@@ -67,8 +67,8 @@ def test_health_and_model_summary(c):
     bundled = json.loads((Path(sr.__file__).parent / "models" / "default.card.json").read_text())
     assert m["scale"] == 4 and m["halo"] == bundled["halo"] and m["name"]
     assert m["training"]["sources"] and all("source" in s for s in m["training"]["sources"])
-    # the bundled default is a quantisation-aware fine-tune of a longer run: both show
-    assert m["training"]["quant_aware"] is True and m["training"]["started_from_steps"] > m["training"]["steps"]
+    # the bundled default is a quantisation-aware fine-tune of earlier runs: both show
+    assert m["training"]["quant_aware"] is True and m["training"]["started_from_steps"] > 0
     # every stage, oldest first, ending with this one
     stages = m["training"]["stages"]
     last = bundled["training"]
