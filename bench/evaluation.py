@@ -87,6 +87,12 @@ _NAME = re.compile(r"^([\w.-]+?)(?:\[(\d+)\])?$")
 _SAMPLE_SPEC = re.compile(r"^sample:([\w.-]+?)(?:\[|#|$)")
 
 
+def sample_key(spec: str) -> str | None:
+    """``sample:KEY[a:b]#invert`` -> ``KEY`` (None for anything else)."""
+    m = _SAMPLE_SPEC.match(spec.strip())
+    return m.group(1) if m else None
+
+
 def parse_sample_name(name: str) -> tuple[str, int | None] | None:
     """``"napari-timelapse[24]"`` -> ``("napari-timelapse", 24)``; ``"stardist-nuclei-2d"`` -> (key, None)."""
     m = _NAME.match(name.strip())
@@ -177,9 +183,9 @@ def heldout_bench_images(
         from scopesr.trainer.data import heldout_images
 
         for spec in sources:
-            m = _SAMPLE_SPEC.match(spec.strip())
-            if skip_missing and m and m.group(1) in SAMPLES and SAMPLES[m.group(1)].path() is None:
-                log.info("quality table: %s left out (%s is not installed)", spec, SAMPLES[m.group(1)].package)
+            key = sample_key(spec)
+            if skip_missing and key in SAMPLES and SAMPLES[key].path() is None:
+                log.info("quality table: %s left out (%s is not installed)", spec, SAMPLES[key].package)
                 continue
             for im in heldout_images([spec], SCALE, max_planes or 10**9):
                 out.append(

@@ -10,7 +10,6 @@ nearest and bicubic beside it. ``benchmarks/bench_unseen.py`` records it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,19 +18,13 @@ import numpy as np
 from scopesr.sdk import quality, training_stages
 from scopesr.sdk.errors import InputError
 
+from .evaluation import sample_key
+
 #: real fluorescence kept out of every training run (scopesr.sdk.samples): an Airyscan confocal
 #: image and a widefield one of cells with spots. They were found, and first scored, after the six
 #: release sources had chosen the sixth default; since then they also helped choose (the zoom range
 #: of the seventh), so they are a second check, no longer an untouched one.
 UNSEEN_SOURCES = ("sample:sdeconv-celegans", "sample:spotmax-cells")
-
-_KEY = re.compile(r"^sample:([A-Za-z0-9_.-]+)")
-
-
-def sample_key(spec: str) -> str | None:
-    """``sample:KEY[a:b]#invert`` -> ``KEY`` (None for anything else)."""
-    m = _KEY.match(spec.strip())
-    return m.group(1) if m else None
 
 
 def training_keys(card: Any) -> set[str]:

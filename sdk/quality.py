@@ -483,7 +483,8 @@ def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf), dtype=np.uint8)
 
 
-def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+def loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """One draw, log-uniform in [lo, hi] (0 < lo <= hi); also used by the trainer's own draws."""
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
@@ -568,7 +569,7 @@ class DegradationRanges:
                     theta = float(rng.uniform(0, math.pi))
         snr, read, bg = math.inf, 0.0, 0.0
         if u[3] >= self.p_clean:
-            snr = _loguniform(rng, *self.snr)
+            snr = loguniform(rng, *self.snr)
             read = float(rng.uniform(*self.read_noise))
             bg = float(rng.uniform(*self.background))
         bits = int(self._choice(rng, self.bits))

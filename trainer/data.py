@@ -116,6 +116,18 @@ class DataConfig:
     def normalisation(self) -> Normalisation:
         return Normalisation(mode=self.norm_mode, p_low=self.p_low, p_high=self.p_high)
 
+    def _check_reference_option(
+        self, p_name: str, p: float, range_name: str, bounds: Sequence[float], what: str, example: str
+    ) -> None:
+        """A share of crops ``p`` (microscopy only) and its log-uniform range ``bounds``."""
+        if not 0.0 <= p <= 1.0:
+            raise DataError(f"{p_name}={p}: a probability, 0 (off) to 1")
+        if p and self.degradation != MICROSCOPY:
+            raise DataError(f"{p_name} needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
+        b = tuple(bounds)
+        if len(b) != 2 or not 0 < b[0] <= b[1]:
+            raise DataError(f"{range_name}={list(b)}: {what}, 0 < low <= high, e.g. {example}")
+
     def validate(self) -> None:
         if not self.data:
             raise DataError(
@@ -142,20 +154,12 @@ class DataConfig:
             raise DataError(f"source_weights names {unknown}, which are not --data entries {self.data}")
         if self.noise_map and self.degradation != MICROSCOPY:
             raise DataError(f"noise_map needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
-        if not 0.0 <= self.hr_noise_p <= 1.0:
-            raise DataError(f"hr_noise_p={self.hr_noise_p}: a probability, 0 (off) to 1")
-        if self.hr_noise_p and self.degradation != MICROSCOPY:
-            raise DataError(f"hr_noise_p needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
-        snr = tuple(self.hr_noise_snr)
-        if len(snr) != 2 or not 0 < snr[0] <= snr[1]:
-            raise DataError(f"hr_noise_snr={list(snr)}: two peak SNRs, 0 < low <= high, e.g. [15, 60]")
-        if not 0.0 <= self.zoom_p <= 1.0:
-            raise DataError(f"zoom_p={self.zoom_p}: a probability, 0 (off) to 1")
-        if self.zoom_p and self.degradation != MICROSCOPY:
-            raise DataError(f"zoom_p needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
-        zr = tuple(self.zoom_range)
-        if len(zr) != 2 or not 0 < zr[0] <= zr[1]:
-            raise DataError(f"zoom_range={list(zr)}: two zoom factors, 0 < low <= high, e.g. [0.5, 3]")
+        self._check_reference_option(
+            "hr_noise_p", self.hr_noise_p, "hr_noise_snr", self.hr_noise_snr, "two peak SNRs", "[15, 60]"
+        )
+        self._check_reference_option(
+            "zoom_p", self.zoom_p, "zoom_range", self.zoom_range, "two zoom factors", "[0.5, 3]"
+        )
         if self.degradation == MICROSCOPY:
             try:
                 self.ranges()
@@ -451,7 +455,7 @@ def microscope_pair(
     lo, hi, dtype = _levels(item.paths[0], item.plane, item.channel)
     side = s  # the crop, in source pixels; resampled to s x s when zoomed
     if cfg.zoom_p and rng.random() < cfg.zoom_p:  # no draw when off: old runs replay exactly
-        side = min(max(8, round(s / _loguniform(rng, *cfg.zoom_range))), *full.shape)
+        side = min(max(8, round(s / quality.loguniform(rng, *cfg.zoom_range))), *full.shape)
     for _ in range(8):  # mostly skip near-empty crops: they teach little, but keep some background
         y = int(rng.integers(0, full.shape[0] - side + 1))
         x = int(rng.integers(0, full.shape[1] - side + 1))
@@ -483,10 +487,6 @@ def microscope_pair(
     return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map)
 
 
-def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else float(lo)
-
-
 def resample_reference(crop: np.ndarray, size: int) -> np.ndarray:
     """A square crop (raw units) resampled to ``size`` x ``size``: bicubic, anti-aliased when it
     shrinks (PIL), clipped to the crop's own range (no overshoot below its dark level)."""
@@ -505,7 +505,7 @@ def noisier_reference(
     """``hr`` (raw units, dark level ``lo``, bright level ``hi``) re-acquired with shot noise of a
     random peak SNR (log-uniform in ``snr_range``): float64, same units, mean unchanged."""
     span = hi - lo if hi > lo else 1.0
-    snr = math.exp(rng.uniform(math.log(snr_range[0]), math.log(snr_range[1])))
+    snr = quality.loguniform(rng, snr_range[0], snr_range[1])
     peak = quality.photons_for_snr(snr)
     sig = np.clip((np.asarray(hr, np.float64) - lo) / span, 0.0, None)
     return lo + span * rng.poisson(peak * sig) / peak
