@@ -7,6 +7,8 @@ assumes where the repository is.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,3 +51,25 @@ def record(
     )
     md = atomic_write_text(out / f"{name}.md", head + markdown)
     return j, md
+
+
+def publish(
+    out: Path,
+    name: str,
+    data: dict[str, Any],
+    render: Callable[[dict[str, Any], str], str],
+    script: str,
+    argv: Sequence[str] | None,
+    no_record: bool = False,
+    threads: int | None = None,
+) -> int:
+    """The tail every quality script shares: render ``data`` as Markdown headed by the command
+    that made it (``python benchmarks/SCRIPT ARGS``), print it and, unless ``no_record``,
+    ``record`` it as ``out/NAME.json|md``. Returns 0, the script's exit status."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    md = render(data, f"python benchmarks/{script} {' '.join(args)}".strip())
+    print(md)
+    if not no_record:
+        j, m = record(out, name, data, md, script, threads=threads)
+        print(f"recorded {j} and {m}")
+    return 0

@@ -20,7 +20,7 @@ import scopesr.sdk as sdk
 from scopesr.bench import ensemble_quality
 from scopesr.bench.evaluation import model_with_heldout
 from scopesr.bench.machine import usable_cores
-from scopesr.bench.results import record
+from scopesr.bench.results import publish
 from scopesr.sdk.errors import ScopesrError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,13 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScopesrError as exc:
         ap.error(str(exc))
     data = {"model": str(args.model), "sha256": up.card.sha256, **ensemble_quality.measure(up, images, args.sizes)}
-    command = "python benchmarks/bench_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = ensemble_quality.markdown(data, command.strip())
-    print(md)
-    if not args.no_record:
-        j, m = record(RESULTS, args.name, data, md, "bench_ensemble.py", threads=threads)
-        print(f"recorded {j} and {m}")
-    return 0
+    return publish(
+        RESULTS, args.name, data, ensemble_quality.markdown, "bench_ensemble.py", argv, args.no_record, threads=threads
+    )
 
 
 if __name__ == "__main__":

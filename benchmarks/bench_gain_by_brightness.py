@@ -27,7 +27,7 @@ from pathlib import Path
 
 from scopesr.bench import brightness_bands
 from scopesr.bench.evaluation import model_with_heldout
-from scopesr.bench.results import record
+from scopesr.bench.results import publish
 from scopesr.sdk import quality
 from scopesr.sdk.errors import ScopesrError
 
@@ -55,13 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     results = brightness_bands.measure(up.upscale, images, args.degradations, up.card.scale)
     data = {"model": str(args.model), "sha256": up.card.sha256, "scale": up.card.scale, "results": results}
-    command = "python benchmarks/bench_gain_by_brightness.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = brightness_bands.markdown(data, command.strip())
-    print(md)
-    if not args.no_record:
-        j, m = record(RESULTS, args.name, data, md, "bench_gain_by_brightness.py")
-        print(f"recorded {j} and {m}")
-    return 0
+    return publish(
+        RESULTS, args.name, data, brightness_bands.markdown, "bench_gain_by_brightness.py", argv, args.no_record
+    )
 
 
 if __name__ == "__main__":

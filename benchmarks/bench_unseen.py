@@ -23,7 +23,7 @@ from pathlib import Path
 import scopesr.sdk as sdk
 from scopesr.bench import unseen_quality
 from scopesr.bench.machine import usable_cores
-from scopesr.bench.results import record
+from scopesr.bench.results import publish
 from scopesr.sdk.errors import ScopesrError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,13 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         "sources": sources,
         **unseen_quality.measure(ups, images),
     }
-    command = "python benchmarks/bench_unseen.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = unseen_quality.markdown(data, command.strip())
-    print(md)
-    if not args.no_record:
-        j, m = record(RESULTS, args.name, data, md, "bench_unseen.py", threads=threads)
-        print(f"recorded {j} and {m}")
-    return 0
+    return publish(
+        RESULTS, args.name, data, unseen_quality.markdown, "bench_unseen.py", argv, args.no_record, threads=threads
+    )
 
 
 if __name__ == "__main__":
