@@ -57,7 +57,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "demo_pi"))  # demo_pi is a script folder (see the docstring)
 
-from pipeline import RoiProcessor, run_pipeline  # noqa: E402
+from pipeline import LIVE_HALO, RoiProcessor, run_pipeline  # noqa: E402
 
 from scopesr.bench.machine import describe_machine  # noqa: E402
 from scopesr.bench.peers import DEFAULT_PEERS  # noqa: E402
@@ -227,6 +227,7 @@ def measure_all(
     warmup: int,
     block: int = 100,
     load: BackgroundLoad | None = None,
+    halos: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Sustained FPS of every method, interleaved in blocks of ``block`` frames, per phase:
     ``{"idle": {label: stats}, "loaded": {...}}`` ("loaded" only with ``load``).
@@ -238,7 +239,8 @@ def measure_all(
     method's first block (frame 100) and after its last (frame n): growth there would be a leak.
     """
     phases = ("idle", "loaded") if load is not None else ("idle",)
-    procs = [(label, RoiProcessor(up, full=full)) for label, up in ups]
+    halos = halos or {}
+    procs = [(label, RoiProcessor(up, full=full, halo=halos.get(label, LIVE_HALO))) for label, up in ups]
     for _, proc in procs:
         for i in range(warmup):
             proc(frames[i % len(frames)])
@@ -287,7 +289,9 @@ def measure_all(
     return out
 
 
-def measure_threaded(up: Any, frames: np.ndarray, full: bool, n: int, load: BackgroundLoad | None = None) -> float:
+def measure_threaded(
+    up: Any, frames: np.ndarray, full: bool, n: int, load: BackgroundLoad | None = None, halo: Any = LIVE_HALO
+) -> float:
     """FPS of the demo's loop: capture thread + bounded queue + SR, null sink (with ``load``'s
     busy processes running, when given)."""
 
@@ -300,7 +304,7 @@ def measure_threaded(up: Any, frames: np.ndarray, full: bool, n: int, load: Back
     if load is not None:
         load.busy()
     try:
-        stats = run_pipeline(forever(), RoiProcessor(up, full=full), lambda r: None, max_frames=n)
+        stats = run_pipeline(forever(), RoiProcessor(up, full=full, halo=halo), lambda r: None, max_frames=n)
     finally:
         if load is not None:
             load.idle()
@@ -358,7 +362,9 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"Command: `{res['command']}`",
         "",
-        "Same pipeline as demo_pi/run.py (ROI cut, normalise, infer, back to the frame's dtype). "
+        "Same pipeline as demo_pi/run.py (ROI cut, normalise, infer, back to the frame's dtype; the demo's "
+        "halo 0: the network's own zero padding past the ROI's edge; rows marked `halo auto` read a receptive "
+        "field of the frame around it, as `--halo auto`). "
         "Methods run interleaved in blocks of 100 frames, so all see the same machine load. "
         "`loop fps` is the demo's threaded capture+SR loop (up to 500 frames). Targets: >= 900 FPS for the ROI and "
         ">= 200 FPS for the full frame (OpenCV ESPCN: ~870 / ~180 here).",
@@ -445,10 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine(policy.threads).to_dict()  # now: its load average is the one at the start
     frames = real_frames()
     methods: list[tuple[str, Callable[[], Any], bool]] = []  # label, factory, is_scopesr
+    halos: dict[str, Any] = {}  # label -> the RoiProcessor's halo, where not the demo's LIVE_HALO
     for label, path, backend in scopesr_models(args.models):
         methods.append((label, lambda p=path, b=backend: sdk.load(p, backend=b, num_threads=args.threads), True))
         if args.no_variants:
             continue
+        halos[f"{label} halo auto"] = "auto"  # the frame's real pixels around the ROI (--halo auto)
+        methods.append(
+            (f"{label} halo auto", lambda p=path, b=backend: sdk.load(p, backend=b, num_threads=args.threads), True)
+        )
         if backend == "onnx":  # the other spin setting (on: ONNX Runtime's own default)
             other = not policy.spin
             methods.append(
@@ -493,14 +504,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for case, full in (("roi", False), ("full", True)):
             got = measure_all(
-                [(label, up) for label, up, _ in loaded], frames, full, args.frames, args.warmup, load=load
+                [(label, up) for label, up, _ in loaded], frames, full, args.frames, args.warmup, load=load, halos=halos
             )
             for entry, (label, up, is_sr) in zip(results, loaded):
                 for phase, stats in got.items():
                     r = stats[label]
                     if is_sr:  # the demo's own threaded loop (capture thread + queue), same frames
                         r["loop_fps"] = measure_threaded(
-                            up, frames, full, min(args.frames, 500), load if phase == "loaded" else None
+                            up,
+                            frames,
+                            full,
+                            min(args.frames, 500),
+                            load if phase == "loaded" else None,
+                            halo=halos.get(label, LIVE_HALO),
                         )
                     entry[case if phase == "idle" else f"{case}_loaded"] = r
                     log.info(

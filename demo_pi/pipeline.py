@@ -66,20 +66,32 @@ def clamp_roi(roi: Roi, frame_hw: tuple[int, int]) -> Roi:
     return x, y, rw, rh
 
 
+#: the live path's default halo: the network's own zero padding at the frame's or ROI's edge.
+#: A live frame runs as one tile, so no seams; it computes the frame's pixels only (a 64x64 ROI:
+#: 64x64, not 82x82), and on whole frames it scores as well as the mirrored context
+#: (benchmarks/results/live_halo.md); "auto" reads the frame's real pixels around an ROI instead.
+LIVE_HALO = 0
+
+
 class RoiProcessor:
     """Cut the ROI (or take the full frame) and super-resolve it with any ``.upscale``.
 
-    An SDK upscaler gets the whole frame and the ROI (``upscale_region``): the ROI's border
-    then sees the frame's real pixels around it, not a mirror of its own edge, at the same cost.
+    An SDK upscaler gets the whole frame and the ROI (``upscale_region``). ``halo``: what the
+    network sees past the edge: 0 (default, fastest) its own zero padding; ``"auto"`` a receptive
+    field of the frame's real pixels around the ROI (a mirror past the frame's border), at
+    (w + 2*halo) x (h + 2*halo) pixels of compute.
 
     ``roi`` may be reassigned from another thread (mouse selection): a tuple is replaced
     atomically, and each frame reads it once.
     """
 
-    def __init__(self, upscaler: UpscalerLike, roi: Roi | None = None, full: bool = False) -> None:
+    def __init__(
+        self, upscaler: UpscalerLike, roi: Roi | None = None, full: bool = False, halo: int | str = LIVE_HALO
+    ) -> None:
         self.upscaler = upscaler
         self.full = full
         self.roi: Roi | None = roi
+        self.halo = halo
 
     def resolve(self, frame_hw: tuple[int, int]) -> Roi:
         h, w = frame_hw
@@ -93,7 +105,10 @@ class RoiProcessor:
         x, y, w, h = roi
         lr = frame[y : y + h, x : x + w]
         region = getattr(self.upscaler, "upscale_region", None)
-        sr = region(frame, roi) if region is not None and not self.full else self.upscaler.upscale(lr)
+        if region is None:  # a plain upscaler (a peer): the cut-out alone
+            sr = self.upscaler.upscale(lr)
+        else:
+            sr = region(frame, roi, halo=self.halo)
         return lr, sr, roi
 
 

@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script from anywhere, or imported by the benchmark
     sys.path.insert(0, str(HERE))
 
-from pipeline import RoiProcessor, Stats, parse_roi, run_pipeline  # noqa: E402
+from pipeline import LIVE_HALO, RoiProcessor, Stats, parse_roi, run_pipeline  # noqa: E402
 from sources import SourceError, open_source  # noqa: E402
 
 from scopesr.sdk import ModelError, ScopesrError  # noqa: E402
@@ -125,6 +125,18 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     return parse_size(value)
 
 
+def _halo(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise click.BadParameter(f"{value!r}: give 'auto' or a whole number of LR pixels >= 0, e.g. 0")
+    return n
+
+
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help=__doc__.split("\n\n")[0],
@@ -154,6 +166,16 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     "--roi", default=None, metavar="x,y,w,h", help="Region in LR pixels (default: centred 64x64, as in the paper)."
 )
 @click.option("--full", is_flag=True, help="Super-resolve the whole frame (not with --roi).")
+@click.option(
+    "--halo",
+    default=str(LIVE_HALO),
+    show_default=True,
+    callback=_halo,
+    metavar="auto|N",
+    help="What the network sees past the ROI's or frame's edge: 0 its own zero padding (fastest: a "
+    "64x64 ROI computes 64x64 pixels); 'auto' the frame's real pixels around the ROI, a receptive field "
+    "wide (0.07-0.10 dB better at the ROI's edge, about 1.5x the time; benchmarks/results/live_halo.md).",
+)
 @click.option("--headless", is_flag=True, help="No window: write outputs into --out.")
 @click.option(
     "--out",
@@ -260,7 +282,7 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
     if args.serve:
         return serve_live(args, up, source, roi)
 
-    processor = RoiProcessor(up, roi=roi, full=args.full)
+    processor = RoiProcessor(up, roi=roi, full=args.full, halo=args.halo)
     stop = threading.Event()
 
     # Ctrl-C: first press stops cleanly (outputs are finished), a second one aborts.
@@ -320,6 +342,7 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
         "source": source.name,
         "scale": scale,
         "roi": "full" if args.full else (list(roi) if roi else "centred-64"),
+        "halo": args.halo,
         "frames": stats.frames,
         "wall_s": round(stats.wall_s, 4),
         "fps": round(stats.fps, 2),

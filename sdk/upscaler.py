@@ -169,15 +169,21 @@ class Upscaler:
             return self.card.halo
         if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
             raise InputError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
-        if halo < self.card.halo and int(halo) not in self._halos_warned:
-            self._halos_warned.add(int(halo))
-            log.warning(
-                "halo %d is smaller than the model's receptive-field radius %d: tile seams may "
-                "appear (use halo='auto' for a seam-free result)",
-                halo,
-                self.card.halo,
-            )
         return int(halo)
+
+    def _warn_seams(self, plan: TilePlan, halo: int) -> None:
+        """A halo below the receptive field leaves seams only between tiles: a frame that runs
+        as one tile (the live path's ``halo=0``) just sees the network's own zero padding at its
+        edge, which is what the network was trained with."""
+        if halo >= self.card.halo or (len(plan.ys) == 1 and len(plan.xs) == 1) or halo in self._halos_warned:
+            return
+        self._halos_warned.add(halo)
+        log.warning(
+            "halo %d is smaller than the model's receptive-field radius %d: tile seams may "
+            "appear (use halo='auto' for a seam-free result)",
+            halo,
+            self.card.halo,
+        )
 
     @staticmethod
     def _batch(batch: Any) -> int | None:
@@ -195,6 +201,7 @@ class Upscaler:
             if len(self._plans) >= PLAN_CACHE_SIZE:
                 self._plans.clear()
             plan = self._plans[key] = make_plan(self.backend, h, w, tile, halo)
+        self._warn_seams(plan, halo)
         return plan
 
     def _prepare(self, image: Any, axes: str | None) -> _Job:

@@ -122,6 +122,33 @@ def test_headless_real_timelapse_is_super_resolved(backend: str, timelapse, tmp_
             assert np.abs(back - lr).mean() < 8.0
 
 
+def test_halo_option_decides_what_the_roi_edge_sees(timelapse, tmp_path: Path) -> None:
+    """Default halo 0: the ROI alone, the network's zero padding past its edge (fastest); --halo
+    auto: the frame's real pixels around it. Each frame equals the SDK's call with that halo."""
+    import scopesr.sdk as sdk
+
+    path, stack = timelapse
+    model = model_or_skip("onnx")
+    up = sdk.load(model)
+    h, w = stack.shape[1:]
+    roi = ((w - 64) // 2, (h - 64) // 2, 64, 64)
+    got = {}
+    for halo in (None, "auto"):
+        out = tmp_path / str(halo)
+        extra = [] if halo is None else ["--halo", halo]
+        r = demo("--source", str(path), "--model", str(model), "--headless", "--out", str(out), "--frames", "2", *extra)
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((out / "run.json").read_text())
+        assert summary["halo"] == (0 if halo is None else "auto")
+        rec = summary["frames_written"][0]
+        got[halo] = read_png(out / "frames" / rec["sr"])
+        want = up.upscale_region(stack[rec["index"]], roi, halo=summary["halo"])
+        np.testing.assert_array_equal(got[halo], want)
+    assert not np.array_equal(got[None], got["auto"])  # the option reaches the model
+    r = demo("--halo", "wide", "--headless", "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "--halo" in r.stderr and "auto" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_sixteen_bit_stack_stays_sixteen_bit(real_image, tmp_path: Path) -> None:
     """A real 16-bit confocal z-stack, full frame: frames come back uint16, 4x larger."""
     import tifffile

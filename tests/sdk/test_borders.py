@@ -12,6 +12,7 @@ padding act: the two differed along a halo-wide band at the image's edges.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,26 @@ def test_a_region_takes_its_context_from_the_frame(session, onnx_up, fixed_up, r
     x0, y0, w, h = roi
     if (x0, y0, w, h) == (0, 0, 57, 47):  # the whole frame is upscale() itself
         np.testing.assert_allclose(ref, onnx_up.upscale(frame), atol=1e-5, rtol=0)
+
+
+@pytest.mark.edge
+def test_halo_zero_on_one_tile_is_the_networks_own_zero_padding(session, onnx_up, fixed_up, caplog):
+    """The live path's halo 0: a frame that runs as one tile has no seams (no warning), and the
+    network sees exactly the frame, its own zero padding past the edge, on every backend."""
+    img = rand_image(32, 32, seed=5)  # one of the fixed file's windows: no padding there either
+    want = reference(session, img, halo=0)
+    with caplog.at_level(logging.WARNING):
+        got = onnx_up.upscale(img, halo=0)
+        got_fixed = fixed_up.upscale(img, halo=0)
+    assert "seams" not in caplog.text
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got_fixed, want, atol=2e-4, rtol=0)
+    assert np.abs(got - onnx_up.upscale(img)).max() > 1e-3  # the mirror rule's edge differs
+    frame = rand_image(60, 60, seed=9)
+    roi = (16, 16, 28, 28)
+    np.testing.assert_allclose(
+        onnx_up.upscale_region(frame, roi, halo=0), onnx_up.upscale(sr.crop_roi(frame, roi), halo=0), atol=1e-5
+    )
 
 
 @pytest.mark.edge
