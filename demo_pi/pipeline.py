@@ -66,20 +66,35 @@ def clamp_roi(roi: Roi, frame_hw: tuple[int, int]) -> Roi:
     return x, y, rw, rh
 
 
-#: the live path's default halo: the network's own zero padding at the frame's or ROI's edge.
-#: A live frame runs as one tile, so no seams; it computes the frame's pixels only (a 64x64 ROI:
-#: 64x64, not 82x82), and on whole frames it scores as well as the mirrored context
-#: (benchmarks/results/live_halo.md); "auto" reads the frame's real pixels around an ROI instead.
-LIVE_HALO = 0
+#: the live path's default halo rule: "fast" = 0 (the network's own zero padding past the edge)
+#: wherever the runtime can run the ROI or frame as it is, else "auto" (a receptive field of the
+#: frame's real pixels around the ROI, a mirror past the frame's border). A live frame runs as one
+#: tile, so halo 0 leaves no seam; it computes a 64x64 ROI as 64x64 pixels instead of 82x82, and on
+#: whole frames it scores as well as the mirror (benchmarks/results/live_halo.md). A fixed-size
+#: file (TFLite) without a window of exactly that size would pad the ROI to a larger window anyway,
+#: with a mirror of its own edge: there "auto" costs the same and sees the real pixels.
+LIVE_HALO = "fast"
+
+
+def fewest_pixels_halo(upscaler: Any, h: int, w: int) -> int | str:
+    """0 when the runtime computes fewer pixels for an (h, w) region with halo 0 than with its
+    receptive field, else "auto" (what ``halo="fast"`` resolves to)."""
+    from scopesr.sdk import make_plan
+
+    def pixels(halo: int) -> int:
+        plan = make_plan(upscaler.backend, h, w, None, halo)
+        return sum(sy.length * sx.length for sy in plan.ys for sx in plan.xs)
+
+    return 0 if pixels(0) < pixels(int(upscaler.card.halo)) else "auto"
 
 
 class RoiProcessor:
     """Cut the ROI (or take the full frame) and super-resolve it with any ``.upscale``.
 
     An SDK upscaler gets the whole frame and the ROI (``upscale_region``). ``halo``: what the
-    network sees past the edge: 0 (default, fastest) its own zero padding; ``"auto"`` a receptive
-    field of the frame's real pixels around the ROI (a mirror past the frame's border), at
-    (w + 2*halo) x (h + 2*halo) pixels of compute.
+    network sees past the edge: ``"fast"`` (default) 0 where that computes fewer pixels, else
+    "auto"; 0 its own zero padding; ``"auto"`` a receptive field of the frame's real pixels around
+    the ROI (a mirror past the frame's border), at (w + 2*halo) x (h + 2*halo) pixels of compute.
 
     ``roi`` may be reassigned from another thread (mouse selection): a tuple is replaced
     atomically, and each frame reads it once.
@@ -92,6 +107,16 @@ class RoiProcessor:
         self.full = full
         self.roi: Roi | None = roi
         self.halo = halo
+        self._fast: dict[tuple[int, int], int | str] = {}  # region size -> what "fast" resolved to
+        self.last_halo: int | str | None = None  # what the last frame used (run.json reports it)
+
+    def halo_for(self, h: int, w: int) -> int | str:
+        """The halo this processor uses for an (h, w) region."""
+        if self.halo != "fast":
+            return self.halo
+        if (h, w) not in self._fast:
+            self._fast[(h, w)] = fewest_pixels_halo(self.upscaler, h, w)
+        return self._fast[(h, w)]
 
     def resolve(self, frame_hw: tuple[int, int]) -> Roi:
         h, w = frame_hw
@@ -108,7 +133,8 @@ class RoiProcessor:
         if region is None:  # a plain upscaler (a peer): the cut-out alone
             sr = self.upscaler.upscale(lr)
         else:
-            sr = region(frame, roi, halo=self.halo)
+            self.last_halo = self.halo_for(h, w)
+            sr = region(frame, roi, halo=self.last_halo)
         return lr, sr, roi
 
 

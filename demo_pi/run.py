@@ -126,14 +126,14 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
 
 
 def _halo(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
-    if value == "auto":
+    if value in ("auto", "fast"):
         return value
     try:
         n = int(value)
     except ValueError:
         n = -1
     if n < 0:
-        raise click.BadParameter(f"{value!r}: give 'auto' or a whole number of LR pixels >= 0, e.g. 0")
+        raise click.BadParameter(f"{value!r}: give 'fast', 'auto' or a whole number of LR pixels >= 0, e.g. 0")
     return n
 
 
@@ -171,10 +171,11 @@ def _halo(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
     default=str(LIVE_HALO),
     show_default=True,
     callback=_halo,
-    metavar="auto|N",
-    help="What the network sees past the ROI's or frame's edge: 0 its own zero padding (fastest: a "
-    "64x64 ROI computes 64x64 pixels); 'auto' the frame's real pixels around the ROI, a receptive field "
-    "wide (0.07-0.10 dB better at the ROI's edge, about 1.5x the time; benchmarks/results/live_halo.md).",
+    metavar="fast|auto|N",
+    help="What the network sees past the ROI's or frame's edge: 'auto' the frame's real pixels around the "
+    "ROI, a receptive field wide; 0 the network's own zero padding (a 64x64 ROI computes 64x64 pixels, not "
+    "82x82; 0.07-0.10 dB lower at the ROI's edge, benchmarks/results/live_halo.md); 'fast' 0 where the "
+    "runtime can run the ROI as it is (ONNX; TFLite with a window of its size), else 'auto'.",
 )
 @click.option("--headless", is_flag=True, help="No window: write outputs into --out.")
 @click.option(
@@ -343,6 +344,7 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
         "scale": scale,
         "roi": "full" if args.full else (list(roi) if roi else "centred-64"),
         "halo": args.halo,
+        "halo_used": processor.last_halo,
         "frames": stats.frames,
         "wall_s": round(stats.wall_s, 4),
         "fps": round(stats.fps, 2),

@@ -122,31 +122,47 @@ def test_headless_real_timelapse_is_super_resolved(backend: str, timelapse, tmp_
             assert np.abs(back - lr).mean() < 8.0
 
 
-def test_halo_option_decides_what_the_roi_edge_sees(timelapse, tmp_path: Path) -> None:
-    """Default halo 0: the ROI alone, the network's zero padding past its edge (fastest); --halo
-    auto: the frame's real pixels around it. Each frame equals the SDK's call with that halo."""
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_halo_option_decides_what_the_roi_edge_sees(backend: str, timelapse, tmp_path: Path) -> None:
+    """Default "fast": halo 0 (the ROI alone, the network's zero padding past its edge) where the
+    runtime runs the 64x64 ROI as it is (ONNX; the bundled TFLite files have no 64x64 window, so
+    they use "auto"); --halo auto: the frame's real pixels around it; --halo 0 forced. Each frame
+    equals the SDK's call with the halo run.json reports."""
     import scopesr.sdk as sdk
 
     path, stack = timelapse
-    model = model_or_skip("onnx")
+    model = model_or_skip(backend)
     up = sdk.load(model)
     h, w = stack.shape[1:]
     roi = ((w - 64) // 2, (h - 64) // 2, 64, 64)
+    fixed = make_plan_fixed(up)
     got = {}
-    for halo in (None, "auto"):
+    for halo in (None, "auto", "0"):
         out = tmp_path / str(halo)
         extra = [] if halo is None else ["--halo", halo]
-        r = demo("--source", str(path), "--model", str(model), "--headless", "--out", str(out), "--frames", "2", *extra)
+        r = demo(
+            "--source", str(path), "--model", str(model), "--backend", backend, "--headless", "--out", str(out),
+            "--frames", "2", *extra,
+        )  # fmt: skip
         assert r.returncode == 0, r.stderr
         summary = json.loads((out / "run.json").read_text())
-        assert summary["halo"] == (0 if halo is None else "auto")
+        assert summary["halo"] == {None: "fast", "auto": "auto", "0": 0}[halo]
+        used = summary["halo_used"]
+        assert used == {None: "auto" if fixed else 0, "auto": "auto", "0": 0}[halo]
         rec = summary["frames_written"][0]
         got[halo] = read_png(out / "frames" / rec["sr"])
-        want = up.upscale_region(stack[rec["index"]], roi, halo=summary["halo"])
-        np.testing.assert_array_equal(got[halo], want)
-    assert not np.array_equal(got[None], got["auto"])  # the option reaches the model
+        np.testing.assert_array_equal(got[halo], up.upscale_region(stack[rec["index"]], roi, halo=used))
+    assert not np.array_equal(got["0"], got["auto"])  # the option reaches the model
     r = demo("--halo", "wide", "--headless", "--out", str(tmp_path / "bad"))
-    assert r.returncode == 2 and "--halo" in r.stderr and "auto" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "--halo" in r.stderr and "fast" in r.stderr and "Traceback" not in r.stderr
+
+
+def make_plan_fixed(up) -> bool:
+    """True when the runtime has no window of exactly 64x64 (so "fast" falls back to "auto")."""
+    from scopesr.sdk import make_plan
+
+    plan = make_plan(up.backend, 64, 64, None, 0)
+    return plan.fixed and plan.tile != (64, 64)
 
 
 def test_sixteen_bit_stack_stays_sixteen_bit(real_image, tmp_path: Path) -> None:
