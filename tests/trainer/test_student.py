@@ -235,7 +235,9 @@ def test_learns_quickly_on_real_image(real_image):
     assert after < 0.8 * before, (before, after)
 
 
-@pytest.mark.parametrize("recipe", ["default.toml", "robust-long.toml", "robust-nm.toml", "default-zoom.toml"])
+@pytest.mark.parametrize(
+    "recipe", ["default.toml", "robust-long.toml", "robust-nm.toml", "default-zoom.toml", "default-zoom10.toml"]
+)
 def test_default_recipe_is_a_valid_config_with_disjoint_heldout(recipe):
     """trainer/recipes/*.toml (the bundled model's recipe and the candidate) parse, validate, and
     never train on a source they are scored on."""
