@@ -131,6 +131,36 @@ def test_bicubic_anchor_student_converts_with_its_image_convolutions_in_float(tm
     assert len(int8_conv_indices(model)) == sum(dtypes[o["outputs"][0]] == np.int8 for o in convs) == 1
 
 
+def test_tflite_int8_window_does_not_depend_on_the_other_windows(tflite_int8, trained_student, tmp_path):
+    """Each signature is calibrated and quantised on its own: the lr32 window of a file that also
+    holds lr64 and lr24x40 computes exactly what a file of lr32 alone does, and every signature
+    keeps the same convolutions in float. (Signatures name their tensors after the same layers;
+    before they were made unique, one more window changed the others' int8 ranges.)"""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    alone = convert(trained_student, "tflite", tmp_path / "alone.tflite", precision="int8", tile_sizes=[32])
+    x = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
+
+    def run(path):
+        r = Interpreter(model_path=str(path)).get_signature_runner("lr32")
+        ((iname, _),) = r.get_input_details().items()
+        return next(iter(r(**{iname: x}).values()))
+
+    np.testing.assert_array_equal(run(tflite_int8.artifact), run(alone.artifact))
+    model = fb.read_model(tflite_int8.artifact)
+    float_convs = []
+    for sg in model.subgraphs:
+        kinds = []
+        for op in sg.operators:
+            oc = model.operatorCodes[op.opcodeIndex]
+            if max(oc.builtinCode, oc.deprecatedBuiltinCode) in (3, 4):  # CONV_2D, DEPTHWISE_CONV_2D
+                kinds.append(sg.tensors[op.outputs[0]].type == 0)  # FLOAT32
+        float_convs.append(kinds)
+    assert len(float_convs) == 3 and all(k == float_convs[0] for k in float_convs)
+    assert sum(float_convs[0]) == 3 and not all(float_convs[0])
+
+
 def test_sdk_runs_both_and_they_agree(onnx_fp32, tflite_int8, trained_student, real_grey_image, tmp_path):
     import scopesr.sdk as sr
 
