@@ -32,13 +32,9 @@ from scopesr.sdk.card import training_stages
 
 log = logging.getLogger(__name__)
 
-#: LR sizes the TFLite files serve in one call, before the halo: the demo's 64x64 ROI and the
-#: Pi camera frames 160x120 and 320x240 (as H x W); every backend sees an image mirrored out by
-#: the halo on each side (the border rule), so their signatures are these plus 2 x halo. Not the
-#: sizes themselves (which the live path's halo 0 could use): one more signature changes the
-#: int8 ranges of the others (each signature's tensors are named after the same layers, which is
-#: the likely way their calibrations mix); a 64x64 one took the seventh default's int8 file from
-#: 0.061 to 0.096 dB below fp32 at worst (0.011 -> 0.034 on average), every image tiled as before
+#: LR sizes the TFLite files serve in one call: the demo's 64x64 ROI and the Pi camera frames
+#: 160x120 and 320x240 (as H x W), each as it is (the live path's halo 0, demo_pi's "fast") and
+#: plus 2 x halo (the border rule: every backend sees the image mirrored out by the halo)
 LIVE_SIZES: list[Any] = [64, (120, 160), (240, 320)]
 #: plain square tiles (halo included) for large images
 TFLITE_SQUARES: list[Any] = [128, 256]
@@ -50,9 +46,10 @@ ARTIFACTS = {  # key -> (file name, target, precision, fixed sizes?)
 
 
 def tflite_tiles(halo: int) -> list[Any]:
-    """The TFLite signatures for a model of this halo: the live sizes plus the halo, then the squares."""
+    """The TFLite signatures for a model of this halo: the live sizes as they are and plus the
+    halo, then the squares."""
     grow = lambda t: (t + 2 * halo) if isinstance(t, int) else (t[0] + 2 * halo, t[1] + 2 * halo)  # noqa: E731
-    return [grow(t) for t in LIVE_SIZES] + TFLITE_SQUARES
+    return list(LIVE_SIZES) + [grow(t) for t in LIVE_SIZES] + TFLITE_SQUARES
 
 
 SAMPLES = {  # demo sample file -> (held-out source, degradation): a clean and a noisy camera image

@@ -125,9 +125,9 @@ def test_headless_real_timelapse_is_super_resolved(backend: str, timelapse, tmp_
 @pytest.mark.parametrize("backend", ["onnx", "tflite"])
 def test_halo_option_decides_what_the_roi_edge_sees(backend: str, timelapse, tmp_path: Path) -> None:
     """Default "fast": halo 0 (the ROI alone, the network's zero padding past its edge) where the
-    runtime runs the 64x64 ROI as it is (ONNX; the bundled TFLite files have no 64x64 window, so
-    they use "auto"); --halo auto: the frame's real pixels around it; --halo 0 forced. Each frame
-    equals the SDK's call with the halo run.json reports."""
+    runtime runs the 64x64 ROI as it is (ONNX; TFLite with a 64x64 window, as the bundled files
+    have; else "auto"); --halo auto: the frame's real pixels around it; --halo 0 forced. Each
+    frame equals the SDK's call with the halo run.json reports."""
     import scopesr.sdk as sdk
 
     path, stack = timelapse
