@@ -77,15 +77,14 @@ LIVE_HALO = "fast"
 
 
 def fewest_pixels_halo(upscaler: Any, h: int, w: int) -> int | str:
-    """0 when the runtime computes fewer pixels for an (h, w) region with halo 0 than with its
-    receptive field, else "auto" (what ``halo="fast"`` resolves to)."""
+    """0 when an (h, w) region runs as one tile with halo 0 (no seam) and computes fewer pixels
+    so than with the receptive field, else "auto" (what ``halo="fast"`` resolves to)."""
     from scopesr.sdk import make_plan
 
-    def pixels(halo: int) -> int:
-        plan = make_plan(upscaler.backend, h, w, None, halo)
-        return sum(sy.length * sx.length for sy in plan.ys for sx in plan.xs)
-
-    return 0 if pixels(0) < pixels(int(upscaler.card.halo)) else "auto"
+    plans = {halo: make_plan(upscaler.backend, h, w, None, halo) for halo in (0, int(upscaler.card.halo))}
+    pixels = {k: sum(sy.length * sx.length for sy in p.ys for sx in p.xs) for k, p in plans.items()}
+    one_tile = len(plans[0].ys) == 1 and len(plans[0].xs) == 1
+    return 0 if one_tile and pixels[0] < pixels[int(upscaler.card.halo)] else "auto"
 
 
 class RoiProcessor:

@@ -157,6 +157,19 @@ def test_halo_option_decides_what_the_roi_edge_sees(backend: str, timelapse, tmp
     assert r.returncode == 2 and "--halo" in r.stderr and "fast" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_fast_halo_is_zero_only_for_a_region_that_runs_as_one_tile(backend: str, monkeypatch) -> None:
+    """Halo 0 leaves seams between tiles: a frame larger than one tile keeps the receptive field."""
+    import scopesr.sdk as sdk
+
+    monkeypatch.syspath_prepend(str(ROOT / "demo_pi"))
+    from pipeline import fewest_pixels_halo
+
+    up = sdk.load(model_or_skip(backend))
+    assert fewest_pixels_halo(up, 64, 64) == ("auto" if make_plan_fixed(up) else 0)
+    assert fewest_pixels_halo(up, 600, 800) == "auto"  # several tiles whatever the file
+
+
 def make_plan_fixed(up) -> bool:
     """True when the runtime has no window of exactly 64x64 (so "fast" falls back to "auto")."""
     from scopesr.sdk import make_plan
