@@ -66,34 +66,22 @@ def clamp_roi(roi: Roi, frame_hw: tuple[int, int]) -> Roi:
     return x, y, rw, rh
 
 
-#: the live path's default halo rule: "fast" = 0 (the network's own zero padding past the edge)
-#: wherever the runtime can run the ROI or frame as it is, else "auto" (a receptive field of the
-#: frame's real pixels around the ROI, a mirror past the frame's border). A live frame runs as one
-#: tile, so halo 0 leaves no seam; it computes a 64x64 ROI as 64x64 pixels instead of 82x82, and on
-#: whole frames it scores as well as the mirror (benchmarks/results/live_halo.md). A fixed-size
-#: file (TFLite) without a window of exactly that size would pad the ROI to a larger window anyway,
-#: with a mirror of its own edge: there "auto" costs the same and sees the real pixels.
+#: the live path's default halo: "fast" = 0 (the network's own zero padding past the edge) where
+#: the frame or ROI then runs as one tile and computes fewer pixels (a 64x64 ROI: 64x64 instead of
+#: 82x82), else the receptive field (``Upscaler.resolve_halo``). On whole frames halo 0 scores as
+#: well as the mirror; at an ROI's edge it gives up 0.07-0.10 dB against the frame's real pixels
+#: (benchmarks/results/live_halo.md).
 LIVE_HALO = "fast"
-
-
-def fewest_pixels_halo(upscaler: Any, h: int, w: int) -> int | str:
-    """0 when an (h, w) region runs as one tile with halo 0 (no seam) and computes fewer pixels
-    so than with the receptive field, else "auto" (what ``halo="fast"`` resolves to)."""
-    from scopesr.sdk import make_plan
-
-    plans = {halo: make_plan(upscaler.backend, h, w, None, halo) for halo in (0, int(upscaler.card.halo))}
-    pixels = {k: sum(sy.length * sx.length for sy in p.ys for sx in p.xs) for k, p in plans.items()}
-    one_tile = len(plans[0].ys) == 1 and len(plans[0].xs) == 1
-    return 0 if one_tile and pixels[0] < pixels[int(upscaler.card.halo)] else "auto"
 
 
 class RoiProcessor:
     """Cut the ROI (or take the full frame) and super-resolve it with any ``.upscale``.
 
     An SDK upscaler gets the whole frame and the ROI (``upscale_region``). ``halo``: what the
-    network sees past the edge: ``"fast"`` (default) 0 where that computes fewer pixels, else
-    "auto"; 0 its own zero padding; ``"auto"`` a receptive field of the frame's real pixels around
-    the ROI (a mirror past the frame's border), at (w + 2*halo) x (h + 2*halo) pixels of compute.
+    network sees past the edge: ``"fast"`` (default) 0 where the region runs as one tile and that
+    computes fewer pixels, else "auto"; 0 its own zero padding; ``"auto"`` a receptive field of
+    the frame's real pixels around the ROI (a mirror past the frame's border), at
+    (w + 2*halo) x (h + 2*halo) pixels of compute.
 
     ``roi`` may be reassigned from another thread (mouse selection): a tuple is replaced
     atomically, and each frame reads it once.
@@ -106,16 +94,12 @@ class RoiProcessor:
         self.full = full
         self.roi: Roi | None = roi
         self.halo = halo
-        self._fast: dict[tuple[int, int], int | str] = {}  # region size -> what "fast" resolved to
         self.last_halo: int | str | None = None  # what the last frame used (run.json reports it)
 
     def halo_for(self, h: int, w: int) -> int | str:
-        """The halo this processor uses for an (h, w) region."""
-        if self.halo != "fast":
-            return self.halo
-        if (h, w) not in self._fast:
-            self._fast[(h, w)] = fewest_pixels_halo(self.upscaler, h, w)
-        return self._fast[(h, w)]
+        """The halo this processor uses for an (h, w) region ("fast" resolved by the SDK)."""
+        resolve = getattr(self.upscaler, "resolve_halo", None)
+        return resolve(self.halo, h, w) if resolve is not None else self.halo
 
     def resolve(self, frame_hw: tuple[int, int]) -> Roi:
         h, w = frame_hw

@@ -158,18 +158,37 @@ class Upscaler:
         self.scale = card.scale
         self._plans: dict[tuple[Any, ...], TilePlan] = {}
         self._halos_warned: set[int] = set()  # a stream calls per frame: warn once per value
+        self._fast: dict[tuple[Any, ...], int] = {}  # (h, w, tile) -> what halo "fast" resolved to
         #: how load("default") chose this artifact (scopesr.sdk.picker); None for a path
         self.selection: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
-    def _halo(self, halo: int | str) -> int:
+    def _halo(self, halo: int | str) -> int | str:
+        """An integer halo, or "fast" (resolved per region size by ``resolve_halo``)."""
         if isinstance(halo, str):
-            if halo != "auto":
-                raise InputError(f"halo must be an integer or 'auto', got {halo!r}")
-            return self.card.halo
+            if halo not in ("auto", "fast"):
+                raise InputError(f"halo must be an integer, 'auto' or 'fast', got {halo!r}")
+            return self.card.halo if halo == "auto" else halo
         if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
-            raise InputError(f"halo must be an integer >= 0 or 'auto', got {halo!r}")
+            raise InputError(f"halo must be an integer >= 0, 'auto' or 'fast', got {halo!r}")
         return int(halo)
+
+    def resolve_halo(self, halo: int | str, h: int, w: int, tile: Any = None) -> int:
+        """The halo an (h, w) region runs with. ``"fast"`` (live frames): 0, the network's own zero
+        padding past the edge, when the region then runs as one tile (no seam) and computes fewer
+        pixels than with the receptive field (a 64x64 ROI: 64x64 instead of 82x82; a fixed-size
+        file needs a window of exactly that size); else the receptive field, as ``"auto"``."""
+        halo = self._halo(halo)
+        if halo != "fast":
+            return int(halo)
+        key = (h, w, parse_tile(tile))
+        got = self._fast.get(key)
+        if got is None:
+            plans = {k: make_plan(self.backend, h, w, tile, k) for k in (0, self.card.halo)}
+            px = {k: sum(sy.length * sx.length for sy in p.ys for sx in p.xs) for k, p in plans.items()}
+            one_tile = len(plans[0].ys) == 1 and len(plans[0].xs) == 1
+            got = self._fast[key] = 0 if one_tile and px[0] < px[self.card.halo] else self.card.halo
+        return got
 
     def _warn_seams(self, plan: TilePlan, halo: int) -> None:
         """A halo below the receptive field leaves seams only between tiles: a frame that runs
@@ -351,15 +370,18 @@ class Upscaler:
         ``tile``: LR pixels, N or (H, W) (dynamic artifacts: the kept core, default 256;
         fixed-size ones: a size from the card's ``tile_sizes``, by default the one computing
         the fewest pixels). ``halo``: ``"auto"`` = the card's receptive-field radius
-        (seam-free); smaller is allowed but may show seams. ``batch``: tiles per runtime
+        (seam-free); smaller is allowed but may show seams; ``"fast"`` (live frames) = 0 where the
+        image runs as one tile without it, else "auto" (``resolve_halo``). ``batch``: tiles per runtime
         call. ``out``: a preallocated (possibly memory-mapped) array of the output shape.
         ``ensemble``: 1, 2, 4 or 8 copies of each plane (flipped, then transposed) run and
         averaged (scopesr.sdk.ensemble): closer to the truth, ``ensemble`` times the time.
         """
-        halo = self._halo(halo)
         batch = self._batch(batch)
         n_copies = check_ensemble(ensemble)
         job = self._prepare(image, axes)
+        h, w = job.view.shape[-3:-1]
+        # "fast" is for live frames; flipped/transposed ensemble copies keep the receptive field
+        halo = self.resolve_halo("auto" if n_copies > 1 and halo == "fast" else halo, h, w, tile)
         if out is None:
             out = np.empty(job.out_shape, dtype=job.dtype)
         elif not isinstance(out, np.ndarray):
@@ -373,7 +395,6 @@ class Upscaler:
         oview = out.transpose(job.out_perm)
         if not job.has_c:
             oview = oview[..., None]
-        h, w = job.view.shape[-3:-1]
         plan = self._plan(h, w, tile, halo)
         if n_copies == 1 and self._one_tile(job, plan, batch, progress, oview):
             return out
@@ -441,7 +462,7 @@ class Upscaler:
         dtype and the bands cover the output rows exactly once, in order. Memory stays at one
         band (one row of tiles), whatever the image size: write bands straight to disk.
         """
-        halo = self._halo(halo)
+        halo = self.resolve_halo("auto" if halo == "fast" else halo, 0, 0)  # bands are for large images
         batch = self._batch(batch)
         job = self._prepare_plane(image, axes, "upscale_bands")
         for y0, band in self._bands(job.view, job, tile, halo, batch):
@@ -465,11 +486,11 @@ class Upscaler:
         the region's own, as for ``upscale(crop)``, so brightness follows what is shown.
         Returns ``(h*s, w*s[, C])`` in the image's axes order and dtype.
         """
-        halo = self._halo(halo)
         batch = self._batch(batch)
         job = self._prepare_plane(image, axes, "upscale_region")
         ih, iw = job.view.shape[:2]
         x0, y0, w, h = roi_box(roi, (ih, iw))
+        halo = self.resolve_halo(halo, h, w, tile)
         s = self.scale
         out_shape = tuple((h * s if a == "Y" else w * s) if a in "YX" else n for a, n in zip(job.axes, job.out_shape))
         out = np.empty(out_shape, dtype=job.dtype)

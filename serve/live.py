@@ -263,8 +263,9 @@ class LiveHub:
         view, (lo, hi) = frame_view(frame)
         t1 = time.perf_counter()
         if mode == "model":
-            with self.lock:
-                sr = self.upscaler.upscale(lr)
+            with self.lock:  # the live path's halo, as the Pi demo's: the frame's pixels around the ROI, or
+                # the network's own zero padding where that runs the ROI as it is (Upscaler.resolve_halo)
+                sr = self.upscaler.upscale_region(frame, (x, y, w, h), halo="fast")
         elif mode == "bicubic":
             sr = bicubic(lr, self.scale)
         else:

@@ -318,6 +318,30 @@ def test_halo_zero_on_one_tile_is_the_networks_own_zero_padding(session, onnx_up
 
 
 @pytest.mark.edge
+def test_fast_halo_is_zero_only_where_the_region_runs_as_one_tile(onnx_up, fixed_up):
+    """halo="fast" (live frames): 0 where the region runs as one tile without a halo and so
+    computes fewer pixels; else the receptive field (halo 0 would leave seams between tiles, or a
+    fixed-size file would pad to a larger window anyway). Its pixels are those of that halo."""
+    assert onnx_up.resolve_halo("fast", 32, 32) == 0
+    assert onnx_up.resolve_halo("fast", 600, 800) == HALO  # several tiles of the default size
+    assert fixed_up.resolve_halo("fast", 32, 32) == 0  # the file has a 32x32 window
+    assert fixed_up.resolve_halo("fast", 30, 30) == 0  # the 32x32 window instead of the 48x48
+    assert fixed_up.resolve_halo("fast", 40, 40) == HALO  # the 48x48 window either way: same cost
+    assert onnx_up.resolve_halo("auto", 32, 32) == HALO and onnx_up.resolve_halo(2, 32, 32) == 2
+    with pytest.raises(sr.InputError, match="'fast'"):
+        onnx_up.resolve_halo("wide", 32, 32)
+    frame = rand_image(60, 60, seed=9)
+    roi = (16, 16, 32, 32)
+    np.testing.assert_array_equal(
+        onnx_up.upscale_region(frame, roi, halo="fast"), onnx_up.upscale_region(frame, roi, halo=0)
+    )
+    img = rand_image(32, 32, seed=3)
+    np.testing.assert_array_equal(onnx_up.upscale(img, halo="fast"), onnx_up.upscale(img, halo=0))
+    # flipped/transposed ensemble copies keep the receptive field
+    np.testing.assert_array_equal(onnx_up.upscale(img, halo="fast", ensemble=2), onnx_up.upscale(img, ensemble=2))
+
+
+@pytest.mark.edge
 def test_a_region_differs_from_its_crop_only_within_a_halo_of_its_edge(onnx_up):
     """upscale(crop) mirrors the crop's own edge; the region sees the real neighbours. Beyond a
     halo from the region's edge the two agree (same statistics, same pixels in reach)."""
