@@ -127,6 +127,11 @@ class TilePlan:
         return len(self.ys) * len(self.xs)
 
     @property
+    def pixels(self) -> int:
+        """LR pixels the network computes for the image: every read window, halo included."""
+        return sum(sy.length * sx.length for sy in self.ys for sx in self.xs)
+
+    @property
     def label(self) -> str:
         """e.g. ``"2 x 128"`` or ``"1 x 120x160"`` (fixed) / ``"4 x 256+halo"`` (dynamic)."""
         return f"{self.n_tiles} x {tile_label(self.tile)}{'' if self.fixed else '+halo'}"

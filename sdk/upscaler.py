@@ -184,17 +184,17 @@ class Upscaler:
         key = (h, w, parse_tile(tile))
         got = self._fast.get(key)
         if got is None:
-            plans = {k: make_plan(self.backend, h, w, tile, k) for k in (0, self.card.halo)}
-            px = {k: sum(sy.length * sx.length for sy in p.ys for sx in p.xs) for k, p in plans.items()}
-            one_tile = len(plans[0].ys) == 1 and len(plans[0].xs) == 1
-            got = self._fast[key] = 0 if one_tile and px[0] < px[self.card.halo] else self.card.halo
+            bare, full = (make_plan(self.backend, h, w, tile, k) for k in (0, self.card.halo))
+            if len(self._fast) >= PLAN_CACHE_SIZE:  # a dragged live ROI takes many sizes
+                self._fast.clear()
+            got = self._fast[key] = 0 if bare.n_tiles == 1 and bare.pixels < full.pixels else self.card.halo
         return got
 
     def _warn_seams(self, plan: TilePlan, halo: int) -> None:
         """A halo below the receptive field leaves seams only between tiles: a frame that runs
         as one tile (the live path's ``halo=0``) just sees the network's own zero padding at its
         edge, which is what the network was trained with."""
-        if halo >= self.card.halo or (len(plan.ys) == 1 and len(plan.xs) == 1) or halo in self._halos_warned:
+        if halo >= self.card.halo or plan.n_tiles == 1 or halo in self._halos_warned:
             return
         self._halos_warned.add(halo)
         log.warning(
@@ -462,9 +462,10 @@ class Upscaler:
         dtype and the bands cover the output rows exactly once, in order. Memory stays at one
         band (one row of tiles), whatever the image size: write bands straight to disk.
         """
-        halo = self.resolve_halo("auto" if halo == "fast" else halo, 0, 0)  # bands are for large images
         batch = self._batch(batch)
         job = self._prepare_plane(image, axes, "upscale_bands")
+        h, w = job.view.shape[:2]
+        halo = self.resolve_halo(halo, h, w, tile)
         for y0, band in self._bands(job.view, job, tile, halo, batch):
             yield y0, (band if job.has_c else band[..., 0])
 

@@ -337,6 +337,8 @@ def test_fast_halo_is_zero_only_where_the_region_runs_as_one_tile(onnx_up, fixed
     )
     img = rand_image(32, 32, seed=3)
     np.testing.assert_array_equal(onnx_up.upscale(img, halo="fast"), onnx_up.upscale(img, halo=0))
+    bands = np.concatenate([b for _, b in onnx_up.upscale_bands(img, halo="fast")])
+    np.testing.assert_array_equal(bands, onnx_up.upscale(img, halo=0))  # one rule for every entry point
     # flipped/transposed ensemble copies keep the receptive field
     np.testing.assert_array_equal(onnx_up.upscale(img, halo="fast", ensemble=2), onnx_up.upscale(img, ensemble=2))
 
