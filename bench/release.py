@@ -30,6 +30,8 @@ from scopesr.sdk import quality
 from scopesr.sdk.atomic import atomic_path, atomic_write_text
 from scopesr.sdk.card import training_stages
 
+from .errors import BenchError
+
 log = logging.getLogger(__name__)
 
 #: LR sizes the TFLite files serve in one call: the demo's 64x64 ROI and the Pi camera frames
@@ -38,10 +40,21 @@ log = logging.getLogger(__name__)
 LIVE_SIZES: list[Any] = [64, (120, 160), (240, 320)]
 #: plain square tiles (halo included) for large images
 TFLITE_SQUARES: list[Any] = [128, 256]
-ARTIFACTS = {  # key -> (file name, target, precision, fixed sizes?)
-    "onnx": ("default.onnx", "onnx", "fp32", False),
-    "tflite": ("default-fp32.tflite", "tflite", "fp32", True),
-    "tflite-int8": ("default-int8.tflite", "tflite", "int8", True),
+ARTIFACTS = {  # key -> (target, precision, fixed sizes?); file names: scopesr.sdk.bundle_files
+    "onnx": ("onnx", "fp32", False),
+    "tflite": ("tflite", "fp32", True),
+    "tflite-int8": ("tflite", "int8", True),
+}
+#: bundled model -> the estimated noise (fraction of the normalised range) above which the SDK
+#: warns that its input is too noisy for it. The low-noise model's 3 %: on the held-out and unseen
+#: sources the noise-free rows estimate at most 2.4 %, every SNR 8 row at least 3.8 %
+#: (docs/degradation.md, "The price of blindness").
+NOISE_WARNINGS = {"low-noise": 0.03}
+#: what each bundled model is, for its README (scopesr.sdk.BUNDLES names them)
+BUNDLE_BLURBS = {
+    "default": "a blind x{scale} student",
+    "low-noise": "the default's network trained without noise, for images that carry little (averaged "
+    "confocal, long exposures): a x{scale} student",
 }
 
 
@@ -62,8 +75,6 @@ def _heldout_sources(card: Any) -> list[str]:
     held = (card.metrics or {}).get("heldout") or {}
     srcs = held.get("sources") or []
     if not srcs:
-        from .errors import BenchError
-
         raise BenchError(
             f"{card.name}: the card names no held-out sources (train with eval_sources, as "
             "trainer/recipes/default.toml does) - a release is scored on images the model never saw"
@@ -261,14 +272,19 @@ def release(
     threads: int = 2,
     max_planes: int = 6,
     work_dir: Path | None = None,
+    name: str = "default",
 ) -> dict[str, Any]:
-    """Bundle ``weights`` as the default model in ``models_dir``; returns the measured summary."""
+    """Bundle ``weights`` as bundled model ``name`` (default, low-noise) in ``models_dir``;
+    returns the measured summary. Only the default writes the demo's sample images."""
     import scopesr.sdk as sdk
     from scopesr.converters.api import convert
     from scopesr.trainer.checkpoint import load_generator, save_generator
     from scopesr.trainer.data import heldout_images
     from scopesr.trainer.models import model_config
 
+    if name not in sdk.BUNDLES:
+        raise BenchError(f"no bundled model {name!r}; bundled: {', '.join(sdk.BUNDLES)}")
+    files = sdk.bundle_files(name)
     model, card = load_generator(weights)
     scale = card.scale
     held_specs = _heldout_sources(card)
@@ -278,7 +294,7 @@ def release(
     work.mkdir(parents=True, exist_ok=True)
     models_dir.mkdir(parents=True, exist_ok=True)
 
-    out_w = models_dir / "default-weights.safetensors"
+    out_w = models_dir / files["safetensors"]
     save_generator(
         model,
         out_w,
@@ -288,13 +304,14 @@ def release(
         metrics=card.metrics,
         normalisation=card.normalisation,
         degradation=card.degradation,
-        name="default",
+        name=name,
     )
     calib = _write_calibration(
         work / "calibration", train_specs, card.training.get("data", {}).get("degradation_ranges")
     )
     results: dict[str, dict[str, Any]] = {}
-    for key, (fname, target, precision, fixed) in ARTIFACTS.items():
+    for key, (target, precision, fixed) in ARTIFACTS.items():
+        fname = files[key]
         path = models_dir / fname
         tiles = tflite_tiles(card.halo) if fixed else None
         log.info("converting %s", path)
@@ -314,7 +331,9 @@ def release(
         res = quality.evaluate(lambda lr, up=up: up.upscale(lr), images, scale=scale)
         results[key] = res
         art = sdk.ModelCard.load(path)
-        art.name = "default" if key == "onnx" else f"default-{precision}"
+        art.name = name if key == "onnx" else f"{name}-{precision}"
+        if name in NOISE_WARNINGS:
+            art.extra[sdk.NOISE_WARNING_KEY] = NOISE_WARNINGS[name]
         art.training = card.training
         art.metrics = {
             **art.metrics,
@@ -340,20 +359,22 @@ def release(
         "images": [im.name for im in images],
         "degradations": results["onnx"]["degradations"],
         "convention": results["onnx"]["convention"],
-        "artifacts": {k: {"file": ARTIFACTS[k][0], "summary": v["summary"]} for k, v in results.items()},
+        "bundle": name,
+        "artifacts": {k: {"file": files[k], "summary": v["summary"]} for k, v in results.items()},
         "int8_vs_fp32": int8_vs_fp32(results["tflite"], results["tflite-int8"]),
     }
-    _write_samples(data_dir or Path(sdk.__file__).resolve().parent / "data", scale)
+    if name == "default":
+        _write_samples(data_dir or Path(sdk.__file__).resolve().parent / "data", scale)
     md = _markdown(summary, {k: v for k, v in summary["artifacts"].items()}, held_specs)
-    atomic_write_text(models_dir / "README.md", _models_readme(card, md, summary))
+    atomic_write_text(models_dir / "README.md", _models_readme(card, md, summary, name))
     if results_dir is not None:
         from .results import record
 
         record(
             results_dir,
-            "quality_default",
+            "quality_" + name.replace("-", "_"),
             summary,
-            "# Held-out quality of the bundled default, per degradation\n\n" + md + "\n",
+            f"# Held-out quality of the bundled {name} model, per degradation\n\n" + md + "\n",
             "release (sr-bench release)",
             threads=threads,
         )
@@ -379,7 +400,7 @@ def _write_samples(data_dir: Path, scale: int) -> None:
             )
 
 
-def _models_readme(card: Any, table: str, summary: dict[str, Any]) -> str:
+def _models_readme(card: Any, table: str, summary: dict[str, Any], name: str = "default") -> str:
     t = card.training
     data = t.get("data", {})
     srcs = "\n".join(
@@ -395,9 +416,10 @@ def _models_readme(card: Any, table: str, summary: dict[str, Any]) -> str:
     w = summary["int8_vs_fp32"]["worst"]
     return "\n".join(
         [
-            "# The bundled default model",
+            f"# The bundled {name} model",
             "",
-            f"`{card.architecture}`: a blind x{card.scale} student (convolutions at LR resolution, an anchor added "
+            f"`{card.architecture}`: {BUNDLE_BLURBS[name].format(scale=card.scale)} (convolutions at LR resolution, "
+            "an anchor added "
             "before "
             f"depth-to-space, {card.extra.get('params', '?')} parameters, halo {card.halo} LR px) trained on random "
             "draws of the "

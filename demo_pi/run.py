@@ -53,10 +53,13 @@ log = logging.getLogger("demo_pi")
 DEFAULT_SOURCE = "sample:napari-timelapse"
 # What each backend runs by default: int8 TFLite is the Pi's fast path.
 DEFAULT_FORMATS = {"tflite": ("tflite-int8", "tflite"), "onnx": ("onnx",)}
+#: --model takes these names for the bundled models (scopesr.sdk.BUNDLES)
+BUNDLE_NAMES = ("default", "low-noise")
 
 
-def default_model(backend: str) -> Path:
-    """The bundled default student for this backend (scopesr.sdk.default_model_path)."""
+def default_model(backend: str, bundle: str = "default") -> Path:
+    """The bundled student ``bundle`` (default or low-noise) for this backend
+    (scopesr.sdk.default_model_path)."""
     import scopesr.sdk as sdk
 
     finder = getattr(sdk, "default_model_path", None)
@@ -65,14 +68,14 @@ def default_model(backend: str) -> Path:
         if finder is None:
             break
         try:
-            p = finder(fmt)
+            p = finder(fmt, bundle=bundle)
         except ScopesrError as exc:  # unknown format or not bundled: try the next
             tried.append(f"{fmt}: {exc}")
             continue
         if p is not None and Path(p).exists():
             return Path(p)
     raise ModelError(
-        f"no bundled default model for the {backend} backend ({'; '.join(tried) or 'none found'}); "
+        f"no bundled {bundle} model for the {backend} backend ({'; '.join(tried) or 'none found'}); "
         "pass one with --model PATH (a .tflite or .onnx with its .card.json)"
     )
 
@@ -153,8 +156,10 @@ def _halo(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
     "--model",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    metavar="PATH",
-    help="A .tflite or .onnx with its .card.json (default: the bundled student for --backend).",
+    metavar="PATH|NAME",
+    help="A .tflite or .onnx with its .card.json, or a bundled model by name: default (blind to noise, "
+    "binning, blur and aliasing) or low-noise (sharper on images with little noise, weaker on noisy "
+    "frames). Default: the bundled default student for --backend.",
 )
 @click.option(
     "--backend",
@@ -273,6 +278,8 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
             {".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite") if args.model else "tflite"
         )
         model = args.model or default_model(backend)
+        if str(model) in BUNDLE_NAMES and not model.exists():  # a bundled model by name
+            model = default_model(backend, str(model))
         up = load_upscaler(model, backend, args.threads, args.spin)
         scale = int(up.card.scale)
         source = open_source(args.source, loop=args.loop, lores=args.lores)

@@ -35,7 +35,19 @@ from .provenance import package_versions, sha256_path
 from .samples import SAMPLES, available_samples, sample_path
 from .tiles import parse_signature, parse_tile, parse_tile_sizes, signature_name, tile_entry, tile_label, tile_shapes
 from .tiling import DEFAULT_TILE, TilePlan, make_plan
-from .upscaler import DEFAULT_MODELS, MODELS_DIR, StreamFrame, Upscaler, crop_roi, default_model_path, load
+from .upscaler import (
+    BUNDLES,
+    DEFAULT_MODELS,
+    MODELS_DIR,
+    NOISE_WARNING_KEY,
+    StreamFrame,
+    Upscaler,
+    bundle_dir,
+    bundle_files,
+    crop_roi,
+    default_model_path,
+    load,
+)
 
 __all__ = [
     # running models
@@ -45,8 +57,12 @@ __all__ = [
     "StreamFrame",
     "default_model_path",
     "crop_roi",
+    "BUNDLES",
+    "bundle_dir",
+    "bundle_files",
     "DEFAULT_MODELS",
     "MODELS_DIR",
+    "NOISE_WARNING_KEY",
     "make_plan",
     "TilePlan",
     "DEFAULT_TILE",

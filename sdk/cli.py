@@ -429,8 +429,11 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     "--model",
     "model",
     default=None,
-    metavar="PATH",
-    help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it. "
+    metavar="PATH|NAME",
+    help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it, or a "
+    "bundled model by name: 'default' (blind to noise, binning, blur and aliasing) or 'low-noise' "
+    "(for images with little noise, e.g. averaged confocal or long exposures: sharper there, "
+    "weaker than the default on noisy frames). "
     "Default: the bundled default model, the artifact (ONNX fp32, TFLite fp32 or int8) "
     "that runs fastest on this CPU, measured once (about a second) and cached per CPU; "
     "SCOPESR_ARTIFACT=onnx|tflite|tflite-int8 names one, SCOPESR_PROBE=0 skips the "

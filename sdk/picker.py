@@ -41,6 +41,7 @@ folder, the bundled names and a function that opens an artifact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -351,6 +352,15 @@ def probe(ups: Mapping[str, Any], budget_s: float = PROBE_BUDGET_S) -> dict[str,
     and no new round once ``budget_s`` of timed calls is spent (nor, after the first, once
     PROBE_DEADLINE_S has passed since the warm-up began).
     """
+    with contextlib.ExitStack() as stack:
+        for up in ups.values():
+            paused = getattr(up, "noise_check_paused", None)  # the probe's frames are noisy on purpose
+            if paused is not None:
+                stack.enter_context(paused())
+        return _timed(ups, budget_s)
+
+
+def _timed(ups: Mapping[str, Any], budget_s: float) -> dict[str, dict[str, float]]:
     start = time.perf_counter()
     frames = _frames()
     times: dict[str, list[list[float]]] = {n: [[] for _ in frames] for n in ups}
@@ -417,8 +427,10 @@ def pick(
     probe_enabled: bool | None = None,
     opts: Mapping[str, Any] | None = None,
     has_module: Callable[[str], bool],
+    bundle: str = "default",
 ) -> Choice:
-    """Choose the bundled artifact for ``load("default")`` (see the module docstring).
+    """Choose the bundled artifact for ``load("default")`` (see the module docstring), or for
+    another bundled model (``bundle`` names it in messages).
 
     ``open_artifact(path)`` opens one artifact as an Upscaler (load's own code, with the
     caller's backend, device, verify and options); ``has_module`` says whether a runtime
@@ -434,7 +446,7 @@ def pick(
     everything = bundled(models_dir, names)
     if not everything:
         raise ModelError(
-            f"the bundled default model is not in this install ({models_dir} holds no artifact "
+            f"the bundled {bundle} model is not in this install ({models_dir} holds no artifact "
             "with its card; it has not been built/bundled yet). Pass a model path instead, e.g. "
             "load('my_model.onnx') or sr-upscale --model my_model.onnx."
         )
@@ -446,7 +458,7 @@ def pick(
         if not match:
             raise InputError(
                 f"{ENV_ARTIFACT}={want!r} names no bundled artifact; use one of "
-                f"{sorted(c.name for c in everything)}, or unset it to let load('default') choose"
+                f"{sorted(c.name for c in everything)}, or unset it to let load({bundle!r}) choose"
             )
         c = match[0]
         if backend in ("auto", c.backend):
@@ -463,7 +475,7 @@ def pick(
     cands = everything if backend == "auto" else [c for c in everything if c.backend == backend]
     if not cands:
         raise InputError(
-            f"the bundled default model has no {backend} artifact (it has "
+            f"the bundled {bundle} model has no {backend} artifact (it has "
             f"{', '.join(c.path.name for c in everything)}); use backend='auto', 'onnx' or 'tflite', "
             "or pass a model path"
         )
@@ -544,6 +556,8 @@ def pick(
             "opts=" + json.dumps(dict(opts or {}), sort_keys=True, default=str),
             f"borders={BORDER_RULE}",  # the padding sets what a frame costs: a new rule times afresh
         ]
+        # each bundled model its own entry (the default's key as before, so its caches stay valid)
+        + ([] if bundle == "default" else [f"bundle={bundle}"])
     )
     shas = {c.name: c.sha256 for c in eligible}
     versions = {b: _runtime_version(b) for b in sorted({c.backend for c in eligible})}

@@ -13,6 +13,7 @@ once per 2-D frame and channel (never per tile), so tiled equals whole-image inf
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -33,6 +34,7 @@ from .ensemble import check_ensemble
 from .ensemble import forward as ensemble_forward
 from .ensemble import inverse as ensemble_inverse
 from .errors import CardError, InputError, ModelError, ModelIOError
+from .noise import estimate_noise_sigma
 from .normalize import Stats, check_dtype, compute_stats
 from .tiles import parse_tile
 from .tiling import DEFAULT_TILE, TilePlan, Window, iter_bands, make_plan, read_tile, tile_index
@@ -40,31 +42,55 @@ from .tiling import DEFAULT_TILE, TilePlan, Window, iter_bands, make_plan, read_
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-#: format -> bundled file name. Each has its own stem because a card is NAME.card.json:
-#: default.onnx and default.tflite would otherwise share (and overwrite) one card.
-DEFAULT_MODELS = {
-    "onnx": "default.onnx",
-    "tflite": "default-fp32.tflite",
-    "tflite-int8": "default-int8.tflite",
-    "safetensors": "default-weights.safetensors",
-}
+#: the bundled models by name. "default" is blind to the degradation (noise, binning, blur,
+#: aliasing); "low-noise" is the same network trained without noise, for images that carry
+#: little (averaged confocal, long exposures): sharper there, weaker on noisy frames.
+BUNDLES = ("default", "low-noise")
+
+
+def bundle_dir(name: str) -> Path:
+    """The folder of bundled model ``name``: the default's files in MODELS_DIR, another's in
+    its own subfolder (load("default") considers every artifact with a card in its folder)."""
+    if name not in BUNDLES:
+        raise InputError(f"no bundled model {name!r}; bundled: {', '.join(BUNDLES)}")
+    return MODELS_DIR if name == "default" else MODELS_DIR / name
+
+
+def bundle_files(name: str) -> dict[str, str]:
+    """format -> file name of bundled model ``name``. Each has its own stem because a card is
+    NAME.card.json: x.onnx and x.tflite would otherwise share (and overwrite) one card."""
+    return {
+        "onnx": f"{name}.onnx",
+        "tflite": f"{name}-fp32.tflite",
+        "tflite-int8": f"{name}-int8.tflite",
+        "safetensors": f"{name}-weights.safetensors",
+    }
+
+
+DEFAULT_MODELS = bundle_files("default")
+#: card.extra key: the noise level (fraction of the normalised range, estimated per plane by
+#: scopesr.sdk.noise) above which a model trained without noise warns about its input
+NOISE_WARNING_KEY = "warn_noise_above"
+NOISE_CHECK_SIZE = 1024  # LR pixels: the central window that check looks at
 AXES_LETTERS = set("TZCYX")
 PLAN_CACHE_SIZE = 64  # tile plans remembered per Upscaler (image sizes seen)
 FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded memory on memmaps
 
 
 # ---------------------------------------------------------------------------- default model
-def default_model_path(fmt: str = "onnx", *, must_exist: bool = True) -> Path:
-    """Path of the bundled default model in ``fmt`` (onnx, tflite, tflite-int8, safetensors).
+def default_model_path(fmt: str = "onnx", *, must_exist: bool = True, bundle: str = "default") -> Path:
+    """Path of bundled model ``bundle`` (default or low-noise) in ``fmt`` (onnx, tflite,
+    tflite-int8, safetensors).
 
     ``must_exist=False`` just returns where it belongs (for the recipe that bundles it).
     """
+    folder = bundle_dir(bundle)
     if fmt not in DEFAULT_MODELS:
         raise InputError(f"default model format {fmt!r} is not one of {sorted(DEFAULT_MODELS)}")
-    p = MODELS_DIR / DEFAULT_MODELS[fmt]
+    p = folder / bundle_files(bundle)[fmt]
     if must_exist and not p.exists():
         raise ModelError(
-            f"the bundled default model ({fmt}) is not in this install: {p} does not exist "
+            f"the bundled {bundle} model ({fmt}) is not in this install: {p} does not exist "
             "(it has not been built/bundled yet). Pass a model path instead, e.g. "
             "load('my_model.onnx') or sr-upscale --model my_model.onnx."
         )
@@ -161,8 +187,45 @@ class Upscaler:
         self._fast: dict[tuple[Any, ...], int] = {}  # (h, w, tile) -> what halo "fast" resolved to
         #: how load("default") chose this artifact (scopesr.sdk.picker); None for a path
         self.selection: dict[str, Any] | None = None
+        # a model trained without noise (the low-noise bundle) names the noise level, as a
+        # fraction of the normalised range, above which its input is worth a warning
+        limit = (card.extra or {}).get(NOISE_WARNING_KEY)
+        self._noise_limit: float | None = float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
+        self._noise_warned = False
 
     # ------------------------------------------------------------------ helpers
+    def _stats(self, plane: np.ndarray) -> Stats:
+        """Normalisation statistics of one (H, W, C) plane (or region), once per frame; for a
+        model trained without noise, also the check that the plane is not noisy."""
+        stats = compute_stats(plane, self.card.normalisation)
+        if self._noise_limit is not None and not self._noise_warned:
+            # a central window at most: bounded time and memory on a huge (memmapped) plane
+            h, w = plane.shape[:2]
+            cy, cx = max(0, (h - NOISE_CHECK_SIZE) // 2), max(0, (w - NOISE_CHECK_SIZE) // 2)
+            window = plane[cy : cy + NOISE_CHECK_SIZE, cx : cx + NOISE_CHECK_SIZE, 0]
+            sigma = estimate_noise_sigma(window) / float(stats.scale[0])
+            if sigma > self._noise_limit:
+                self._noise_warned = True  # a stream calls per frame: say it once
+                log.warning(
+                    "this image looks noisy for the %s model: estimated noise %.1f %% of its range, above %.1f %%. "
+                    "That model is trained without noise and sharpens it into speckle; the default model "
+                    "(load('default'), sr-upscale without --model) is made for noisy frames",
+                    self.card.name,
+                    100 * sigma,
+                    100 * self._noise_limit,
+                )
+        return stats
+
+    @contextlib.contextmanager
+    def noise_check_paused(self) -> Iterator[None]:
+        """No noisy-input check inside (the picker's timing probe runs synthetic noisy frames:
+        they must neither warn nor use up the one warning meant for the user's images)."""
+        limit, self._noise_limit = self._noise_limit, None
+        try:
+            yield
+        finally:
+            self._noise_limit = limit
+
     def _halo(self, halo: int | str) -> int | str:
         """An integer halo, or "fast" (resolved per region size by ``resolve_halo``)."""
         if isinstance(halo, str):
@@ -300,7 +363,7 @@ class Upscaler:
         if not checked:
             _check_finite(plane)
         if stats is None:
-            stats = compute_stats(plane, self.card.normalisation)  # once per frame, never per tile
+            stats = self._stats(plane)  # once per frame, never per tile
         if plan is None:
             plan = self._plan(plane.shape[0], plane.shape[1], tile, halo)
         b = int(batch) if batch is not None else self.backend.default_batch
@@ -340,7 +403,7 @@ class Upscaler:
         ih, iw = job.view.shape[-3:-1]
         x0, y0, w, h = region if region is not None else (0, 0, iw, ih)
         roi = job.view[y0 : y0 + h, x0 : x0 + w]
-        stats = compute_stats(roi, self.card.normalisation)  # once per frame (or ROI), as the tiler does
+        stats = self._stats(roi)  # once per frame (or ROI), as the tiler does
         # the image reflect-padded by the halo (and further, to a fixed window): the border rule;
         # a region's context is the image's own pixels around it
         raw = read_tile(job.view, tile_index(sy, ih, y0), tile_index(sx, iw, x0))
@@ -431,7 +494,7 @@ class Upscaler:
         and averaged, then rounded to the output dtype once."""
         fjob = dataclasses.replace(job, dtype=np.dtype(np.float64))
         # percentiles do not change under flips and transposes: one set of statistics for all copies
-        stats = compute_stats(plane, self.card.normalisation)
+        stats = self._stats(plane)
         acc: np.ndarray | None = None
         for t in range(n):
             copy = np.ascontiguousarray(ensemble_forward(plane, t))
@@ -505,7 +568,7 @@ class Upscaler:
         cy0, cy1 = max(0, y0 + plan.ys[0].read0), min(ih, y0 + plan.ys[-1].read1)
         cx0, cx1 = max(0, x0 + plan.xs[0].read0), min(iw, x0 + plan.xs[-1].read1)
         _check_finite(job.view[cy0:cy1, cx0:cx1])
-        stats = compute_stats(job.view[y0 : y0 + h, x0 : x0 + w], self.card.normalisation)
+        stats = self._stats(job.view[y0 : y0 + h, x0 : x0 + w])
         b = batch if batch is not None else self.backend.default_batch
         window = Window((ih, iw), at=(y0, x0))
         for _ in iter_bands(
@@ -605,7 +668,8 @@ def load(
     """Open an artifact (``.onnx``, ``.tflite``, ``.pt2``, ``.mlpackage``, or its ``.card.json``).
 
     Reads and validates the card beside it and (``verify=True``) checks the artifact's
-    sha256. ``"default"`` is the bundled model: of its artifacts whose runtime is installed
+    sha256. ``"default"`` is the bundled model (``"low-noise"`` its variant for images with
+    little noise, picked the same way): of its artifacts whose runtime is installed
     (and that ``backend`` allows, within the quality floor), the fastest on this CPU, found by
     a timed probe the first time on a machine (about a second) and cached per CPU in the
     user's cache folder (``scopesr.sdk.picker``). ``SCOPESR_ARTIFACT=onnx|tflite|tflite-int8``
@@ -628,8 +692,8 @@ def load(
     sp = backend_opts.get("spin")
     if sp is not None and not isinstance(sp, bool):
         raise InputError(f"spin must be True, False or None (None: off on machines of <= 4 cores), got {sp!r}")
-    if isinstance(path, str) and path == "default":
-        return _load_default(backend, device, verify, probe, backend_opts)
+    if isinstance(path, str) and path in BUNDLES:
+        return _load_bundle(path, backend, device, verify, probe, backend_opts)
     p = Path(path)
     if p.name.endswith(CARD_SUFFIX):  # a card: open the artifact it describes
         card = ModelCard.read(p)
@@ -647,17 +711,21 @@ def load(
     return Upscaler(card, be)
 
 
-def _load_default(backend: str, device: str, verify: bool, probe: bool | None, opts: dict[str, Any]) -> Upscaler:
-    """``load("default")``: the picker chooses among the bundled artifacts, load opens it."""
+def _load_bundle(
+    bundle: str, backend: str, device: str, verify: bool, probe: bool | None, opts: dict[str, Any]
+) -> Upscaler:
+    """``load("default")`` (or another bundled name): the picker chooses among the bundled
+    artifacts, load opens it."""
     from .picker import pick
 
     def open_artifact(p: Path) -> Upscaler:
         return load(p, backend=backend, device=device, verify=verify, **opts)
 
     choice = pick(
-        MODELS_DIR,
-        DEFAULT_MODELS,
+        bundle_dir(bundle),
+        bundle_files(bundle),
         open_artifact,
+        bundle=bundle,
         backend=backend,
         device=device,
         probe_enabled=probe,
@@ -666,5 +734,5 @@ def _load_default(backend: str, device: str, verify: bool, probe: bool | None, o
     )
     up = choice.upscaler if choice.upscaler is not None else open_artifact(choice.path)
     up.selection = choice.describe()
-    log.info("default model: %s (%s: %s)", choice.path.name, choice.how, choice.reason)
+    log.info("%s model: %s (%s: %s)", bundle, choice.path.name, choice.how, choice.reason)
     return up

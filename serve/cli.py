@@ -128,7 +128,11 @@ def announce(host: str, port: int, token: str | None, generated: bool) -> None:
     "random one otherwise, printed with the URL.",
 )
 @click.option(
-    "--model", default=None, metavar="PATH", help="Model artifact with its .card.json (default: the bundled model)."
+    "--model",
+    default=None,
+    metavar="PATH|NAME",
+    help="Model artifact with its .card.json, or a bundled model by name: default or low-noise "
+    "(for images with little noise). Default: the bundled default model.",
 )
 @click.option(
     "--backend",

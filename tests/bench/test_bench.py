@@ -664,6 +664,7 @@ def test_release_command_help_and_wiring(tmp_path, monkeypatch):
         "--results-dir",
         "--threads",
         "--max-planes",
+        "--name",
         "Exit status",
         "held-out",
     ):
@@ -679,7 +680,9 @@ def test_release_command_help_and_wiring(tmp_path, monkeypatch):
     )
     seen = {}
 
-    def fake(weights, models_dir, data_dir=None, results_dir=None, threads=2, max_planes=6, work_dir=None):
+    def fake(
+        weights, models_dir, data_dir=None, results_dir=None, threads=2, max_planes=6, work_dir=None, name="default"
+    ):
         seen.update(
             weights=weights,
             models_dir=models_dir,
@@ -687,6 +690,7 @@ def test_release_command_help_and_wiring(tmp_path, monkeypatch):
             results_dir=results_dir,
             threads=threads,
             max_planes=max_planes,
+            name=name,
         )
         s = {"bicubic": {"gain_db_vs_bicubic": 1.0}, "noise-snr8": {"gain_db_vs_bicubic": 0.5}}
         return {
@@ -708,6 +712,8 @@ def test_release_command_help_and_wiring(tmp_path, monkeypatch):
             "1",
             "--max-planes",
             "2",
+            "--name",
+            "low-noise",
         ],
     )
     assert res.exit_code == 0, res.output
@@ -718,7 +724,10 @@ def test_release_command_help_and_wiring(tmp_path, monkeypatch):
         "results_dir": tmp_path / "r",
         "threads": 1,
         "max_planes": 2,
+        "name": "low-noise",
     }
+    # a name that is not a bundled model is a usage error
+    assert CliRunner().invoke(main, ["release", str(w), "--models-dir", str(tmp_path), "--name", "x"]).exit_code == 2
     assert "noise-snr8 +0.50 dB" in res.output and "worst -0.050 dB" in res.output
 
     def failing(*a, **k):

@@ -530,3 +530,25 @@ def test_negative_roi_is_read_as_a_value_and_refused(form: list[str]) -> None:
     assert r.returncode == 2, r.stderr
     assert "No such option" not in r.stderr and "Traceback" not in r.stderr
     assert "--roi" in r.stderr and "must lie inside the frame" in r.stderr
+
+
+def test_model_by_bundled_name(timelapse, tmp_path: Path) -> None:
+    """--model low-noise runs the bundled low-noise model (its int8 TFLite file for the TFLite
+    backend); the names the demo takes are the SDK's bundles."""
+    import importlib.util
+
+    import scopesr.sdk as sdk
+
+    spec = importlib.util.spec_from_file_location("demo_pi_run", RUN)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.BUNDLE_NAMES == sdk.BUNDLES
+    want = sdk.default_model_path("tflite-int8", bundle="low-noise", must_exist=False)
+    if not want.exists():
+        pytest.skip("the low-noise model is not bundled in this install")
+    pytest.importorskip("ai_edge_litert")
+    path, _ = timelapse
+    r = demo("--source", str(path), "--model", "low-noise", "--headless", "--out", str(tmp_path), "--frames", "2")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert Path(summary["model"]) == want and summary["frames"] == 2

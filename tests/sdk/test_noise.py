@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,65 @@ def test_mean_noise_variance_averages_shot_noise_over_brightness():
     assert noise.mean_noise_variance(np.ones((1, 9))) == 0.0
     with pytest.raises(ValueError, match="2-D"):
         noise.mean_noise_variance(np.ones((2, 4, 4)))
+
+
+# ---------------------------------------------------------------------------- the low-noise warning
+@pytest.fixture
+def warned_model(tmp_path):
+    """The tiny ONNX fixture with a card that, like the bundled low-noise model's, names a noise
+    level to warn above (scopesr.sdk.NOISE_WARNING_KEY)."""
+    pytest.importorskip("onnxruntime")
+    import shutil
+    from pathlib import Path
+
+    import scopesr.sdk as sdk
+
+    fix = Path(__file__).resolve().parents[1] / "fixtures"
+    dst = tmp_path / "tiny_x4.onnx"
+    shutil.copy(fix / "tiny_x4.onnx", dst)
+    card = sdk.ModelCard.read(sdk.card_path_for(fix / "tiny_x4.onnx"))
+    card.extra[sdk.NOISE_WARNING_KEY] = 0.03
+    card.save(sdk.card_path_for(dst))
+    return dst
+
+
+def _frames(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth 12-bit frame and the same with shot noise at peak SNR 8."""
+    yy, xx = np.mgrid[0:96, 0:128] / 96.0
+    smooth = 200 + 3000 * (0.5 + 0.5 * np.sin(5 * xx) * np.cos(4 * yy))
+    noisy = rng.poisson(smooth / smooth.max() * 64) * (smooth.max() / 64)
+    return smooth.astype(np.uint16), np.clip(noisy, 0, 4095).astype(np.uint16)
+
+
+def test_a_model_trained_without_noise_warns_once_on_a_noisy_frame(warned_model, caplog):
+    import scopesr.sdk as sdk
+
+    clean, noisy = _frames(np.random.default_rng(0))
+    up = sdk.load(warned_model)
+    with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
+        up.upscale(clean)
+        assert not _warnings(caplog)  # a clean frame: nothing to say
+        up.upscale(noisy)
+        (rec,) = _warnings(caplog)
+        assert "looks noisy" in rec.getMessage() and "default model" in rec.getMessage()
+        up.upscale(noisy)
+        up.upscale_region(noisy, (0, 0, 32, 32))
+        assert len(_warnings(caplog)) == 1  # once per Upscaler: a stream would repeat it every frame
+
+
+def test_a_model_without_the_card_field_never_checks(tmp_path, caplog):
+    pytest.importorskip("onnxruntime")
+    from pathlib import Path
+
+    import scopesr.sdk as sdk
+
+    up = sdk.load(Path(__file__).resolve().parents[1] / "fixtures" / "tiny_x4.onnx")
+    assert up._noise_limit is None
+    with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
+        up.upscale(_frames(np.random.default_rng(0))[1])
+    assert not _warnings(caplog)
+
+
+def _warnings(caplog) -> list:
+    """The warnings among the captured records (the loggers also pass INFO lines)."""
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -394,3 +394,48 @@ def test_a_near_tie_goes_to_the_higher_precision():
     q = picker.Candidate("tflite-int8", FIX / "b", i8, "tflite")
     assert picker._winner([fp, q], {"tflite": {"score": 10.3}, "tflite-int8": {"score": 10.0}}).name == "tflite"
     assert picker._winner([fp, q], {"tflite": {"score": 12.0}, "tflite-int8": {"score": 10.0}}).name == "tflite-int8"
+
+
+def test_each_bundled_model_has_its_own_folder_and_cache_entry(models, cache, monkeypatch):
+    """load("low-noise") picks among the files in its own folder (never the default's, and the
+    default never among its), and each bundle keeps its own cache entry."""
+    sub = models / "low-noise"
+    sub.mkdir()
+    _put(sub, "tiny_x4.onnx", "low-noise.onnx")
+    _put(sub, "tiny_x4_fixed.tflite", "low-noise-int8.tflite", precision="int8")
+    low = sr.load("low-noise")
+    assert low.selection["how"] == "probe" and Path(low.backend.artifact).parent == sub
+    assert set(low.selection["timings_ms"]) == {"onnx", "tflite-int8"}
+    default = sr.load("default")
+    assert default.selection["how"] == "probe" and Path(default.backend.artifact).parent == models
+    assert set(default.selection["timings_ms"]) == NAMES  # the subfolder's files are not candidates
+    assert len(json.loads(cache.read_text())["entries"]) == 2
+    _no_probe(monkeypatch)
+    assert sr.load("low-noise").selection["how"] == "cache"
+    assert sr.load("default").selection["how"] == "cache"
+    assert sr.default_model_path("tflite-int8", bundle="low-noise") == sub / "low-noise-int8.tflite"
+    with pytest.raises(sr.ModelError, match="low-noise model"):
+        sr.default_model_path("tflite", bundle="low-noise")  # not in this folder
+    with pytest.raises(sr.InputError, match="no bundled model 'x'"):
+        sr.default_model_path("onnx", bundle="x")
+
+
+def test_the_probe_neither_warns_nor_uses_up_the_noisy_input_warning(models, caplog):
+    """The probe's frames are noisy on purpose: a model that warns on noisy input (the low-noise
+    bundle's cards) must stay quiet through the probe and still warn on the user's frame."""
+    sub = models / "low-noise"
+    sub.mkdir()
+    extra = {sr.NOISE_WARNING_KEY: 0.03}
+    _put(sub, "tiny_x4.onnx", "low-noise.onnx", extra=extra)
+    _put(sub, "tiny_x4_fixed.tflite", "low-noise-int8.tflite", precision="int8", extra=extra)
+    with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
+        up = sr.load("low-noise")
+        assert up.selection["how"] == "probe" and not _warnings(caplog)
+        noisy = np.random.default_rng(0).normal(100, 20, (40, 48)).clip(0, 255).astype(np.uint8)
+        up.upscale(noisy)
+    assert len(_warnings(caplog)) == 1 and "looks noisy" in _warnings(caplog)[0].getMessage()
+
+
+def _warnings(caplog) -> list:
+    """The warnings among the captured records (the loggers also pass INFO lines)."""
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
