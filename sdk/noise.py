@@ -21,11 +21,22 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NOISE_MAP_GAIN", "estimate_noise_sigma", "mean_noise_variance", "noise_map_value"]
+__all__ = [
+    "NOISE_CHECK_SIZE",
+    "NOISE_MAP_GAIN",
+    "estimate_noise_sigma",
+    "mean_noise_variance",
+    "noise_fraction",
+    "noise_map_value",
+]
 
 #: sigma (in normalised units, where the plane's dark..bright levels span about 0..1) is
 #: multiplied by this before it is fed to the network, so the channel is of order 0.1..1
 NOISE_MAP_GAIN = 10.0
+
+#: LR pixels: noise_fraction looks at a central window at most this big (bounded time and
+#: memory on a huge, memory-mapped plane)
+NOISE_CHECK_SIZE = 1024
 
 #: median |N(0, 1)| : converts a median absolute deviation into a standard deviation
 _MAD_TO_SIGMA = 0.6744897501960817
@@ -41,6 +52,15 @@ def estimate_noise_sigma(plane: np.ndarray) -> float:
         return 0.0
     bright = detail[mean >= np.median(mean)]
     return float(np.median(bright if bright.size else detail) / _MAD_TO_SIGMA)
+
+
+def noise_fraction(plane: np.ndarray, span: float, window: int = NOISE_CHECK_SIZE) -> float:
+    """Estimated noise of a 2-D plane as a fraction of ``span`` (the raw range its normalisation
+    maps to 0..1), from its central ``window`` x ``window`` pixels at most. What the SDK compares
+    with a card's ``warn_noise_above`` (the low-noise model's check on its input)."""
+    h, w = plane.shape[:2]
+    cy, cx = max(0, (h - window) // 2), max(0, (w - window) // 2)
+    return estimate_noise_sigma(plane[cy : cy + window, cx : cx + window]) / float(span)
 
 
 def _haar_blocks(plane: np.ndarray, caller: str) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from .ensemble import check_ensemble
 from .ensemble import forward as ensemble_forward
 from .ensemble import inverse as ensemble_inverse
 from .errors import CardError, InputError, ModelError, ModelIOError
-from .noise import estimate_noise_sigma
+from .noise import noise_fraction
 from .normalize import Stats, check_dtype, compute_stats
 from .tiles import parse_tile
 from .tiling import DEFAULT_TILE, TilePlan, Window, iter_bands, make_plan, read_tile, tile_index
@@ -71,7 +71,6 @@ DEFAULT_MODELS = bundle_files("default")
 #: card.extra key: the noise level (fraction of the normalised range, estimated per plane by
 #: scopesr.sdk.noise) above which a model trained without noise warns about its input
 NOISE_WARNING_KEY = "warn_noise_above"
-NOISE_CHECK_SIZE = 1024  # LR pixels: the central window that check looks at
 AXES_LETTERS = set("TZCYX")
 PLAN_CACHE_SIZE = 64  # tile plans remembered per Upscaler (image sizes seen)
 FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded memory on memmaps
@@ -199,11 +198,7 @@ class Upscaler:
         model trained without noise, also the check that the plane is not noisy."""
         stats = compute_stats(plane, self.card.normalisation)
         if self._noise_limit is not None and not self._noise_warned:
-            # a central window at most: bounded time and memory on a huge (memmapped) plane
-            h, w = plane.shape[:2]
-            cy, cx = max(0, (h - NOISE_CHECK_SIZE) // 2), max(0, (w - NOISE_CHECK_SIZE) // 2)
-            window = plane[cy : cy + NOISE_CHECK_SIZE, cx : cx + NOISE_CHECK_SIZE, 0]
-            sigma = estimate_noise_sigma(window) / float(stats.scale[0])
+            sigma = noise_fraction(plane[..., 0], float(stats.scale[0]))
             if sigma > self._noise_limit:
                 self._noise_warned = True  # a stream calls per frame: say it once
                 log.warning(
