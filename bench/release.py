@@ -47,8 +47,8 @@ ARTIFACTS = {  # key -> (target, precision, fixed sizes?); file names: scopesr.s
 }
 #: bundled model -> the estimated noise (fraction of the normalised range) above which the SDK
 #: warns that its input is too noisy for it. The low-noise model's 3 %: on the held-out and unseen
-#: sources the noise-free rows estimate at most 2.4 %, every SNR 8 row at least 3.8 %
-#: (docs/degradation.md, "The price of blindness").
+#: sources the anti-aliased, binned and blurred rows estimate at most 2.5 %, every SNR 8 row at
+#: least 3.8 % (benchmarks/bench_noise_levels.py; docs/degradation.md, "The price of blindness").
 NOISE_WARNINGS = {"low-noise": 0.03}
 #: what each bundled model is, for its README (scopesr.sdk.BUNDLES names them)
 BUNDLE_BLURBS = {
