@@ -71,6 +71,8 @@ DEFAULT_MODELS = bundle_files("default")
 #: card.extra key: the noise level (fraction of the normalised range, estimated per plane by
 #: scopesr.sdk.noise) above which a model trained without noise warns about its input
 NOISE_WARNING_KEY = "warn_noise_above"
+NOISE_CHECK_RUN = 10  # planes of one shape checked in a row before the checks slow down
+NOISE_CHECK_INTERVAL_S = 1.0  # then: seconds between two checks
 AXES_LETTERS = set("TZCYX")
 PLAN_CACHE_SIZE = 64  # tile plans remembered per Upscaler (image sizes seen)
 FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded memory on memmaps
@@ -189,15 +191,19 @@ class Upscaler:
         # a model trained without noise (the low-noise bundle) names the noise level, as a
         # fraction of the normalised range, above which its input is worth a warning
         limit = (card.extra or {}).get(NOISE_WARNING_KEY)
-        self._noise_limit: float | None = float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
+        self._noise_limit: float | None = None
+        if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0:
+            self._noise_limit = float(limit)
         self._noise_warned = False
+        self._noise_checked_at = -math.inf  # time.monotonic() of the last check
+        self._noise_run: tuple[tuple[int, ...], int] = ((), 0)  # (shape, clean checks in a row of it)
 
     # ------------------------------------------------------------------ helpers
     def _stats(self, plane: np.ndarray) -> Stats:
         """Normalisation statistics of one (H, W, C) plane (or region), once per frame; for a
         model trained without noise, also the check that the plane is not noisy."""
         stats = compute_stats(plane, self.card.normalisation)
-        if self._noise_limit is not None and not self._noise_warned:
+        if self._noise_limit is not None and not self._noise_warned and self._noise_check_due(plane.shape):
             sigma = noise_fraction(plane[..., 0], float(stats.scale[0]))
             if sigma > self._noise_limit:
                 self._noise_warned = True  # a stream calls per frame: say it once
@@ -210,6 +216,19 @@ class Upscaler:
                     100 * self._noise_limit,
                 )
         return stats
+
+    def _noise_check_due(self, shape: tuple[int, ...]) -> bool:
+        """Every plane is checked, until a run of NOISE_CHECK_RUN clean planes of one shape (a
+        live stream: there a check costs a few percent of a small frame's time); from then on
+        once every NOISE_CHECK_INTERVAL_S."""
+        now = time.monotonic()
+        last_shape, run = self._noise_run
+        run = run + 1 if shape == last_shape else 1
+        self._noise_run = (shape, run)
+        if run > NOISE_CHECK_RUN and now - self._noise_checked_at < NOISE_CHECK_INTERVAL_S:
+            return False
+        self._noise_checked_at = now
+        return True
 
     @contextlib.contextmanager
     def noise_check_paused(self) -> Iterator[None]:

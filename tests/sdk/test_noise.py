@@ -138,3 +138,27 @@ def test_a_model_without_the_card_field_never_checks(tmp_path, caplog):
 def _warnings(caplog) -> list:
     """The warnings among the captured records (the loggers also pass INFO lines)."""
     return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_stream_of_alike_frames_is_checked_once_a_second(warned_model, caplog, monkeypatch):
+    """Files and the first frames of a stream are all checked; after NOISE_CHECK_RUN clean frames
+    of one shape (a live stream) the check runs once a second, so it costs live frames nothing."""
+    import scopesr.sdk as sdk
+    from scopesr.sdk import upscaler as U
+
+    clock = [1000.0]
+    monkeypatch.setattr(U.time, "monotonic", lambda: clock[0])
+    clean, noisy = _frames(np.random.default_rng(0))
+    up = sdk.load(warned_model)
+    calls = []
+    real = U.noise_fraction
+    monkeypatch.setattr(U, "noise_fraction", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
+        for _ in range(U.NOISE_CHECK_RUN + 5):
+            up.upscale(clean)
+        assert len(calls) == U.NOISE_CHECK_RUN  # then no check within the second
+        up.upscale(noisy)
+        assert not _warnings(caplog)  # a noisy frame inside the quiet second: not looked at
+        clock[0] += U.NOISE_CHECK_INTERVAL_S
+        up.upscale(noisy)
+    assert len(calls) == U.NOISE_CHECK_RUN + 1 and len(_warnings(caplog)) == 1
