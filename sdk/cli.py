@@ -357,6 +357,12 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
         q.append(f"{held['gain_db_vs_bicubic']:+.2f} dB")
     if q:
         lines.append("quality    held-out gain over bicubic: " + "; ".join(q))
+    limit = d.get("noise_warning_above")
+    if isinstance(limit, (int, float)):
+        lines.append(
+            f"input      trained without noise: warns when a frame's estimated noise is above {100 * limit:.1f} % "
+            "of its range (use the default model for noisy frames)"
+        )
     worst = (m.get("int8_vs_fp32") or {}).get("worst") if isinstance(m.get("int8_vs_fp32"), dict) else None
     if isinstance(worst, dict) and isinstance(worst.get("delta_db"), (int, float)):
         lines.append(f"int8       vs fp32: worst {worst['delta_db']:+.3f} dB")

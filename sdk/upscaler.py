@@ -646,6 +646,8 @@ class Upscaler:
             "backend": self.backend.describe(),
             "cpu": describe_cpu().to_dict(),
             "selection": self.selection,
+            # a model trained without noise: the estimated input noise it warns above (else None)
+            "noise_warning_above": self._noise_limit,
         }
 
     def __repr__(self) -> str:

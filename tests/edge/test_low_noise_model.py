@@ -83,8 +83,20 @@ def test_load_by_name_and_the_noisy_frame_warning(caplog):
         assert not _warnings(caplog)
         up.upscale(tifffile.imread(data / "sample_nuclei_noisy.tif"))
     assert len(_warnings(caplog)) == 1 and "default model" in _warnings(caplog)[0].getMessage()
+    assert up.describe()["noise_warning_above"] == pytest.approx(0.03)
     default = sdk.load("default")
-    assert default._noise_limit is None  # the blind default never warns
+    assert default.describe()["noise_warning_above"] is None  # the blind default never warns
+
+
+def test_sr_upscale_describe_says_what_the_low_noise_model_is_for():
+    from click.testing import CliRunner
+
+    from scopesr.sdk.cli import main
+
+    _path("onnx")
+    r = CliRunner().invoke(main, ["--describe", "--model", "low-noise"])
+    assert r.exit_code == 0, r.output
+    assert "low-noise" in r.output and "trained without noise" in r.output and "3.0 %" in r.output
 
 
 def _warnings(caplog) -> list:
