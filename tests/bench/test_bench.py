@@ -1013,3 +1013,13 @@ def test_sr_train_records_the_recipe_file_in_the_config(tmp_path):
     cfg = resolve_config("pretrain", {"config": str(cfg_file), "out": str(tmp_path / "run")})
     assert cfg.recipe == str(cfg_file) and cfg.steps == 3
     assert resolve_config("pretrain", {"out": str(tmp_path / "run2")}).recipe is None
+
+
+def test_release_refuses_a_name_that_is_not_a_bundled_model(tmp_path):
+    """Checked before anything is read or written: the SDK could never load such a bundle."""
+    from scopesr.bench import release as REL
+    from scopesr.bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="no bundled model 'fast'; bundled: default, low-noise"):
+        REL.release(tmp_path / "missing.safetensors", tmp_path / "m", name="fast")
+    assert not (tmp_path / "m").exists()
