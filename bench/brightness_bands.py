@@ -14,7 +14,6 @@ per-image totals are the release table's. benchmarks/bench_gain_by_brightness.py
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,9 +76,7 @@ def measure(
         deg = quality.degradation_from_name(dname, scale)
         per_source: dict[str, list[dict[str, float]]] = {}
         for ii, im in enumerate(images):
-            # the same seed as quality.evaluate, so these LR images are the release table's
-            rng = np.random.default_rng([seed, ii, zlib.crc32(dname.encode())])
-            lr, target = deg.apply(im.data, rng)
+            lr, target = quality.eval_pair(deg, dname, im, ii, seed)  # the release table's LR images
             bic = quality.round_to_dtype(quality.upscale_bicubic(lr, scale), lr.dtype)
             pred = np.asarray(upscale(lr))
             if pred.ndim == 3:

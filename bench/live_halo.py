@@ -13,7 +13,6 @@ pixels. ``benchmarks/bench_live_halo.py`` records it with the time of both choic
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,8 +45,7 @@ def measure(up: Any, images: Sequence[quality.EvalImage], rows: Sequence[str] = 
         deg = quality.degradation_from_name(dname, s)
         per_src: dict[str, dict[str, list[float]]] = {}
         for ii, im in enumerate(images):
-            rng = np.random.default_rng([0, ii, zlib.crc32(dname.encode())])
-            lr, target = deg.apply(im.data, rng)
+            lr, target = quality.eval_pair(deg, dname, im, ii)
             lr, target = np.asarray(lr), np.asarray(target, dtype=np.float64)
             dr = float(target.max() - target.min()) or 1.0
             src = per_src.setdefault(im.source, {})

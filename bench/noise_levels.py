@@ -10,7 +10,6 @@ kinds: noise-free rows should sit below it, noisy rows above.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,19 +38,15 @@ def measure(
     for dname in names:
         deg = quality.degradation_from_name(dname)
         for ii, im in enumerate(images):
-            rng = np.random.default_rng([0, ii, zlib.crc32(dname.encode())])  # the release's seeds
-            lr, _ = deg.apply(im.data, rng)
+            lr, _ = quality.eval_pair(deg, dname, im, ii)  # the release table's LR images
             plane = lr[..., None] if lr.ndim == 2 else lr
             stats = compute_stats(plane, norm)
             frac = noise_fraction(plane[..., 0], float(stats.scale[0]))
             rows.append({"degradation": dname, "image": im.name, "source": im.source, "noise": frac})
-    per_source: dict[str, dict[str, float]] = {}
+    by_source: dict[str, dict[str, list[float]]] = {}
     for r in rows:
-        per_source.setdefault(r["degradation"], {}).setdefault(r["source"], [])  # type: ignore[arg-type]
-    for dname in names:
-        for src in per_source[dname]:
-            vals = [r["noise"] for r in rows if r["degradation"] == dname and r["source"] == src]
-            per_source[dname][src] = float(np.mean(vals))
+        by_source.setdefault(r["degradation"], {}).setdefault(r["source"], []).append(r["noise"])
+    per_source = {d: {src: float(np.mean(v)) for src, v in per.items()} for d, per in by_source.items()}
     summary = {
         d: {
             "min": min(v.values()),

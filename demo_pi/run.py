@@ -45,7 +45,7 @@ if str(HERE) not in sys.path:  # run as a script from anywhere, or imported by t
 from pipeline import LIVE_HALO, RoiProcessor, Stats, parse_roi, run_pipeline  # noqa: E402
 from sources import SourceError, open_source  # noqa: E402
 
-from scopesr.sdk import ModelError, ScopesrError  # noqa: E402
+from scopesr.sdk import BUNDLES, ModelError, ScopesrError  # noqa: E402
 from scopesr.sdk.clitools import EXIT_FAILED, EXIT_OK, run_command, runtime_options  # noqa: E402
 
 log = logging.getLogger("demo_pi")
@@ -53,8 +53,6 @@ log = logging.getLogger("demo_pi")
 DEFAULT_SOURCE = "sample:napari-timelapse"
 # What each backend runs by default: int8 TFLite is the Pi's fast path.
 DEFAULT_FORMATS = {"tflite": ("tflite-int8", "tflite"), "onnx": ("onnx",)}
-#: --model takes these names for the bundled models (scopesr.sdk.BUNDLES)
-BUNDLE_NAMES = ("default", "low-noise")
 
 
 def default_model(backend: str, bundle: str = "default") -> Path:
@@ -278,7 +276,7 @@ def run(args: Any, roi: tuple[int, int, int, int] | None) -> int:
             {".onnx": "onnx"}.get(args.model.suffix.lower(), "tflite") if args.model else "tflite"
         )
         model = args.model or default_model(backend)
-        if str(model) in BUNDLE_NAMES and not model.exists():  # a bundled model by name
+        if str(model) in BUNDLES and not model.exists():  # a bundled model by name
             model = default_model(backend, str(model))
         up = load_upscaler(model, backend, args.threads, args.spin)
         scale = int(up.card.scale)

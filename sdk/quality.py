@@ -56,6 +56,7 @@ __all__ = [
     "Degradation",
     "DegradationRanges",
     "EVAL_DEGRADATIONS",
+    "eval_pair",
     "LEGACY_DEGRADATIONS",
     "degradation_from_name",
     "photons_for_snr",
@@ -641,6 +642,16 @@ class EvalImage:
     data: np.ndarray  # 2-D, raw intensities, in its own dtype
 
 
+def eval_pair(
+    deg: Degradation, name: str, image: EvalImage, index: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, target) of the ``index``-th evaluation image under row ``name``, as every quality
+    table makes it: noise seeded by (seed, image index, row name), so a row does not depend on
+    the others and other benchmarks on the same images get the release table's LR images."""
+    rng = np.random.default_rng([seed, index, zlib.crc32(name.encode())])
+    return deg.apply(image.data, rng)
+
+
 def evaluate(
     upscale: Callable[[np.ndarray], np.ndarray],
     images: Sequence[EvalImage],
@@ -674,9 +685,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     for dname, deg in degradations.items():
         for ii, im in enumerate(images):
-            # noise seeded by (seed, image, degradation name): a row does not depend on the others
-            rng = np.random.default_rng([seed, ii, zlib.crc32(dname.encode())])
-            lr, target = deg.apply(im.data, rng)
+            lr, target = eval_pair(deg, dname, im, ii, seed)
             row: dict[str, Any] = {"degradation": dname, "image": im.name, "source": im.source}
             row["psnr_ceiling"] = min(psnr_ceiling(target, border=border, scale=scale), CEILING_CAP_DB)
             for mname, fn in fns.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -113,3 +114,10 @@ def real_image():
         return p
 
     return get
+
+
+@pytest.fixture
+def logged_warnings(caplog):
+    """``logged_warnings()``: the WARNING (and worse) records captured so far (the loggers also
+    pass INFO lines)."""
+    return lambda: [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -7,8 +7,6 @@ the noise-free rows, and on a noisy frame the SDK must say that the default is t
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 
@@ -70,7 +68,7 @@ def test_sharper_than_the_default_where_there_is_no_noise(fmt, stardist):
             assert g_low > g_def + 0.03, f"{fmt} on {row}: low-noise {g_low:+.3f} dB, default {g_def:+.3f} dB"
 
 
-def test_load_by_name_and_the_noisy_frame_warning(caplog):
+def test_load_by_name_and_the_noisy_frame_warning(caplog, logged_warnings):
     """load("low-noise") picks among its own files; the demo's noisy sample (peak SNR 8) gets the
     warning that names the default, the clean sample does not."""
     tifffile = pytest.importorskip("tifffile")
@@ -80,9 +78,9 @@ def test_load_by_name_and_the_noisy_frame_warning(caplog):
     assert up.card.name.startswith("low-noise") and up.selection["artifact"].startswith("low-noise")
     with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
         up.upscale(tifffile.imread(data / "sample_nuclei.tif"))
-        assert not _warnings(caplog)
+        assert not logged_warnings()
         up.upscale(tifffile.imread(data / "sample_nuclei_noisy.tif"))
-    assert len(_warnings(caplog)) == 1 and "default model" in _warnings(caplog)[0].getMessage()
+    assert len(logged_warnings()) == 1 and "default model" in logged_warnings()[0].getMessage()
     assert up.describe()["noise_warning_above"] == pytest.approx(0.03)
     default = sdk.load("default")
     assert default.describe()["noise_warning_above"] is None  # the blind default never warns
@@ -97,8 +95,3 @@ def test_sr_upscale_describe_says_what_the_low_noise_model_is_for():
     r = CliRunner().invoke(main, ["--describe", "--model", "low-noise"])
     assert r.exit_code == 0, r.output
     assert "low-noise" in r.output and "trained without noise" in r.output and "3.0 %" in r.output
-
-
-def _warnings(caplog) -> list:
-    """The warnings among the captured records (the loggers also pass INFO lines)."""
-    return [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 
@@ -106,23 +104,23 @@ def _frames(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return smooth.astype(np.uint16), np.clip(noisy, 0, 4095).astype(np.uint16)
 
 
-def test_a_model_trained_without_noise_warns_once_on_a_noisy_frame(warned_model, caplog):
+def test_a_model_trained_without_noise_warns_once_on_a_noisy_frame(warned_model, caplog, logged_warnings):
     import scopesr.sdk as sdk
 
     clean, noisy = _frames(np.random.default_rng(0))
     up = sdk.load(warned_model)
     with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
         up.upscale(clean)
-        assert not _warnings(caplog)  # a clean frame: nothing to say
+        assert not logged_warnings()  # a clean frame: nothing to say
         up.upscale(noisy)
-        (rec,) = _warnings(caplog)
+        (rec,) = logged_warnings()
         assert "looks noisy" in rec.getMessage() and "default model" in rec.getMessage()
         up.upscale(noisy)
         up.upscale_region(noisy, (0, 0, 32, 32))
-        assert len(_warnings(caplog)) == 1  # once per Upscaler: a stream would repeat it every frame
+        assert len(logged_warnings()) == 1  # once per Upscaler: a stream would repeat it every frame
 
 
-def test_a_model_without_the_card_field_never_checks(tmp_path, caplog):
+def test_a_model_without_the_card_field_never_checks(tmp_path, caplog, logged_warnings):
     pytest.importorskip("onnxruntime")
     from pathlib import Path
 
@@ -132,15 +130,10 @@ def test_a_model_without_the_card_field_never_checks(tmp_path, caplog):
     assert up._noise_limit is None
     with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
         up.upscale(_frames(np.random.default_rng(0))[1])
-    assert not _warnings(caplog)
+    assert not logged_warnings()
 
 
-def _warnings(caplog) -> list:
-    """The warnings among the captured records (the loggers also pass INFO lines)."""
-    return [r for r in caplog.records if r.levelno >= logging.WARNING]
-
-
-def test_a_stream_of_alike_frames_is_checked_once_a_second(warned_model, caplog, monkeypatch):
+def test_a_stream_of_alike_frames_is_checked_once_a_second(warned_model, caplog, monkeypatch, logged_warnings):
     """Files and the first frames of a stream are all checked; after NOISE_CHECK_RUN clean frames
     of one shape (a live stream) the check runs once a second, so it costs live frames nothing."""
     import scopesr.sdk as sdk
@@ -158,7 +151,7 @@ def test_a_stream_of_alike_frames_is_checked_once_a_second(warned_model, caplog,
             up.upscale(clean)
         assert len(calls) == U.NOISE_CHECK_RUN  # then no check within the second
         up.upscale(noisy)
-        assert not _warnings(caplog)  # a noisy frame inside the quiet second: not looked at
+        assert not logged_warnings()  # a noisy frame inside the quiet second: not looked at
         clock[0] += U.NOISE_CHECK_INTERVAL_S
         up.upscale(noisy)
-    assert len(calls) == U.NOISE_CHECK_RUN + 1 and len(_warnings(caplog)) == 1
+    assert len(calls) == U.NOISE_CHECK_RUN + 1 and len(logged_warnings()) == 1

@@ -420,7 +420,7 @@ def test_each_bundled_model_has_its_own_folder_and_cache_entry(models, cache, mo
         sr.default_model_path("onnx", bundle="x")
 
 
-def test_the_probe_neither_warns_nor_uses_up_the_noisy_input_warning(models, caplog):
+def test_the_probe_neither_warns_nor_uses_up_the_noisy_input_warning(models, caplog, logged_warnings):
     """The probe's frames are noisy on purpose: a model that warns on noisy input (the low-noise
     bundle's cards) must stay quiet through the probe and still warn on the user's frame."""
     sub = models / "low-noise"
@@ -430,12 +430,7 @@ def test_the_probe_neither_warns_nor_uses_up_the_noisy_input_warning(models, cap
     _put(sub, "tiny_x4_fixed.tflite", "low-noise-int8.tflite", precision="int8", extra=extra)
     with caplog.at_level("WARNING", logger="scopesr.sdk.upscaler"):
         up = sr.load("low-noise")
-        assert up.selection["how"] == "probe" and not _warnings(caplog)
+        assert up.selection["how"] == "probe" and not logged_warnings()
         noisy = np.random.default_rng(0).normal(100, 20, (40, 48)).clip(0, 255).astype(np.uint8)
         up.upscale(noisy)
-    assert len(_warnings(caplog)) == 1 and "looks noisy" in _warnings(caplog)[0].getMessage()
-
-
-def _warnings(caplog) -> list:
-    """The warnings among the captured records (the loggers also pass INFO lines)."""
-    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(logged_warnings()) == 1 and "looks noisy" in logged_warnings()[0].getMessage()
