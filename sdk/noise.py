@@ -27,12 +27,23 @@ __all__ = [
     "estimate_noise_sigma",
     "mean_noise_variance",
     "noise_fraction",
+    "NOISE_MAP_FEATURES",
+    "fine_to_coarse",
     "noise_map_value",
+    "noise_map_values",
 ]
 
 #: sigma (in normalised units, where the plane's dark..bright levels span about 0..1) is
 #: multiplied by this before it is fed to the network, so the channel is of order 0.1..1
 NOISE_MAP_GAIN = 10.0
+
+#: the conditioning channels a noise-aware model can take, in this order (a model with
+#: ``cond_channels`` = n takes the first n): the noise sigma x NOISE_MAP_GAIN, and
+#: :func:`fine_to_coarse`, which tells white noise and aliasing from smooth content
+NOISE_MAP_FEATURES = ("sigma", "fine_to_coarse")
+
+#: fine_to_coarse is clipped to this (white noise gives 2)
+FINE_TO_COARSE_MAX = 4.0
 
 #: LR pixels: noise_fraction looks at a central window at most this big (bounded time and
 #: memory on a huge, memory-mapped plane)
@@ -94,6 +105,39 @@ def mean_noise_variance(plane: np.ndarray, bins: int = 8) -> float:
     return float(np.mean([(np.median(g) / _MAD_TO_SIGMA) ** 2 for g in groups if g.size]))
 
 
+def fine_to_coarse(plane: np.ndarray) -> float:
+    """Robust sigma of the finest diagonal Haar detail over that of the next scale (the same
+    estimate on the plane's 2x2 block means), over the brighter half of the blocks each time.
+
+    White noise gives 2 (block means halve its sigma); smooth content 1/4 (the diagonal detail
+    is a mixed second derivative, 4x larger at twice the scale) or 0 where it is flat over the
+    blocks; aliased sampling and noise on top of structure in between; clipped to [0, FINE_TO_COARSE_MAX].
+    Unlike the sigma alone it does not depend on the plane's contrast, so it tells a textured
+    clean image from a noisy one where the sigma cannot.
+    """
+    x = np.asarray(plane, dtype=np.float64)
+    fine = estimate_noise_sigma(x)
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+    if h < 4 or w < 4:
+        return 0.0
+    means = (x[0:h:2, 0:w:2] + x[0:h:2, 1:w:2] + x[1:h:2, 0:w:2] + x[1:h:2, 1:w:2]) * 0.25
+    coarse = estimate_noise_sigma(means)
+    if coarse <= 0.0:
+        return 0.0 if fine <= 0.0 else FINE_TO_COARSE_MAX
+    return float(min(fine / coarse, FINE_TO_COARSE_MAX))
+
+
+def noise_map_values(normalised_plane: np.ndarray, channels: int = 1) -> list[float]:
+    """The conditioning channels' values for one normalised plane: the first ``channels`` of
+    NOISE_MAP_FEATURES (the SDK fills each channel with its value; the trainer does the same per crop)."""
+    if not 1 <= channels <= len(NOISE_MAP_FEATURES):
+        raise ValueError(f"a noise map has 1 to {len(NOISE_MAP_FEATURES)} channels, got {channels}")
+    values = [estimate_noise_sigma(normalised_plane) * NOISE_MAP_GAIN]
+    if channels > 1:
+        values.append(fine_to_coarse(normalised_plane))
+    return values
+
+
 def noise_map_value(normalised_plane: np.ndarray) -> float:
-    """The value of the conditioning channel for one normalised plane (sigma x gain)."""
-    return estimate_noise_sigma(normalised_plane) * NOISE_MAP_GAIN
+    """The value of the first conditioning channel for one normalised plane (sigma x gain)."""
+    return noise_map_values(normalised_plane, 1)[0]

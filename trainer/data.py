@@ -97,6 +97,7 @@ class DataConfig:
     # noise-aware model: each LR crop gets a second channel holding its estimated noise level
     # (scopesr.sdk.noise, the estimator the SDK runs per plane at inference); microscopy only
     noise_map: bool = False
+    noise_map_channels: int = 1  # with noise_map: how many of sdk.noise.NOISE_MAP_FEATURES the LR carries
     # extra camera noise on a share of the HR crops, before the degradation (so both the LR image
     # and the target carry it): real references are noisy, and a faint noise texture in the LR
     # image must not be sharpened as if it were structure; microscopy only; 0 = off
@@ -154,6 +155,11 @@ class DataConfig:
             raise DataError(f"source_weights names {unknown}, which are not --data entries {self.data}")
         if self.noise_map and self.degradation != MICROSCOPY:
             raise DataError(f"noise_map needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
+        if not 1 <= self.noise_map_channels <= len(noise.NOISE_MAP_FEATURES):
+            raise DataError(
+                f"noise_map_channels must be 1..{len(noise.NOISE_MAP_FEATURES)} "
+                f"({', '.join(noise.NOISE_MAP_FEATURES)}), got {self.noise_map_channels}"
+            )
         self._check_reference_option(
             "hr_noise_p", self.hr_noise_p, "hr_noise_snr", self.hr_noise_snr, "two peak SNRs", "[15, 60]"
         )
@@ -484,7 +490,7 @@ def microscope_pair(
     span = (n_hi - n_lo) * math.exp(rng.uniform(-0.3, 0.4))
     n_lo += rng.uniform(-0.05, 0.05) * span
     span = max(span, 1e-6)
-    return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map)
+    return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map_channels if cfg.noise_map else 0)
 
 
 def resample_reference(crop: np.ndarray, size: int) -> np.ndarray:
@@ -511,12 +517,13 @@ def noisier_reference(
     return lo + span * rng.poisson(peak * sig) / peak
 
 
-def _pair(lr: np.ndarray, hr: np.ndarray, noise_map: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised 2-D LR and HR -> (h, w, C) float32 arrays; C = 2 for the LR with a noise map."""
+def _pair(lr: np.ndarray, hr: np.ndarray, noise_map: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised 2-D LR and HR -> (h, w, C) float32 arrays; the LR has 1 + ``noise_map``
+    channels (the noise-map features, each a constant plane)."""
     lr32 = lr.astype(np.float32)[..., None]
     if noise_map:
-        level = np.full_like(lr32, noise.noise_map_value(lr))
-        lr32 = np.concatenate([lr32, level], axis=-1)
+        levels = [np.full_like(lr32, v) for v in noise.noise_map_values(lr, noise_map)]
+        lr32 = np.concatenate([lr32, *levels], axis=-1)
     return lr32, hr.astype(np.float32)[..., None]
 
 
@@ -600,7 +607,7 @@ def _centre_pair(
     lrf = lr.astype(np.float64)
     n_lo, n_hi = np.percentile(lrf, (cfg.p_low, cfg.p_high))
     span = max(float(n_hi - n_lo), 1e-6)
-    return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map)
+    return _pair((lrf - n_lo) / span, (target - n_lo) / span, cfg.noise_map_channels if cfg.noise_map else 0)
 
 
 class StepSampler(Sampler[int]):

@@ -150,9 +150,9 @@ def receptive_field_radius(model_or_name: nn.Module | str, scale: int | None = N
 
 
 def _in_channels(model: nn.Module, default: int = 3) -> int:
-    cfg = getattr(model, "config", None)
+    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "in_channels"):
-        return int(cfg.in_channels)
+        return int(cfg.in_channels) + int(getattr(cfg, "cond_channels", 0) or 0)
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             return int(m.in_channels)
@@ -177,7 +177,11 @@ def probe_receptive_field_radius(
         for p in model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
     device = next(model.parameters()).device
+    # a space-to-depth student takes sides in multiples of its factor
+    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
+    mult = int(getattr(cfg, "unshuffle", 1) or 1)
     while True:
+        size = -(-size // mult) * mult
         x = torch.rand(1, cin, size, size, generator=g).to(device).requires_grad_(True)
         y = model(x)
         c = size // 2

@@ -103,6 +103,11 @@ class StudentConfig:
     # fixed 5x5 convolution per output phase: PIL's bicubic upsampling), so the network learns
     # the residual over that
     anchor_kernel: str = "nearest"
+    # space-to-depth factor before the head: 2 runs every convolution at half the LR resolution
+    # on 4x the input channels, so for the same multiply-accumulates per LR pixel the network is
+    # twice as wide and sees twice as far (a 2x larger receptive field for averaging noise);
+    # the input's height and width must then be multiples of it (the SDK pads tiles to fit)
+    unshuffle: int = 1
 
     def __post_init__(self) -> None:
         """Raise PresetError (a ValueError) naming the first bad field."""
@@ -116,12 +121,13 @@ class StudentConfig:
             "in_channels",
             "out_channels",
             "cond_channels",
+            "unshuffle",
         )
         for name in ints:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise PresetError(f"StudentConfig.{name} must be an integer, got {v!r}")
-        for name in ("channels", "scale", "in_channels", "out_channels"):
+        for name in ("channels", "scale", "in_channels", "out_channels", "unshuffle"):
             if getattr(self, name) < 1:
                 raise PresetError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.cond_channels < 0:
@@ -137,6 +143,8 @@ class StudentConfig:
             raise PresetError(
                 f"StudentConfig.anchor_kernel must be one of {ANCHOR_KERNELS}, got {self.anchor_kernel!r}"
             )
+        if self.unshuffle not in (1, 2):
+            raise PresetError(f"StudentConfig.unshuffle must be 1 or 2, got {self.unshuffle}")
         if self.anchor and self.in_channels != self.out_channels:
             raise PresetError(
                 "the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
@@ -147,15 +155,17 @@ class StudentConfig:
     @property
     def halo(self) -> int:
         """Receptive-field radius in LR pixels (the tile overlap needed for seam-free tiling)."""
-        main = self.head_kernel // 2 + self.depth * (self.kernel // 2) + self.tail_kernel // 2
+        u = self.unshuffle
+        # r cells of u x u LR pixels each side, plus the farthest pixel of an output's own cell
+        main = u * (self.head_kernel // 2 + self.depth * (self.kernel // 2) + self.tail_kernel // 2) + u - 1
         return max(main, BICUBIC_TAPS // 2) if self.anchor and self.anchor_kernel == "bicubic" else main
 
     def macs_per_lr_pixel(self) -> int:
         """Multiply-accumulates per LR input pixel (convolutions only; adds/ReLU are free)."""
-        c, s2 = self.channels, self.scale * self.scale
-        head = (self.in_channels + self.cond_channels) * c * self.head_kernel**2
-        body = self.depth * c * c * self.kernel**2
-        tail = c * self.out_channels * s2 * self.tail_kernel**2
+        c, s2, u2 = self.channels, self.scale * self.scale, self.unshuffle**2
+        head = (self.in_channels + self.cond_channels) * u2 * c * self.head_kernel**2 // u2
+        body = self.depth * c * c * self.kernel**2 // u2
+        tail = c * self.out_channels * s2 * u2 * self.tail_kernel**2 // u2
         anchor = self.in_channels * s2 * BICUBIC_TAPS**2 if self.anchor and self.anchor_kernel == "bicubic" else 0
         return head + body + tail + anchor
 
@@ -163,7 +173,7 @@ class StudentConfig:
         return dataclasses.asdict(self)
 
 
-#: Named sizes. MACs per LR pixel: tiny 8.6 k, robust 16.5 k, small 23.8 k (ESPCN-size), medium 70.3 k;
+#: Named sizes. MACs per LR pixel: tiny 8.6 k, robust 16.5 k, wide 19.1 k, small 23.8 k (ESPCN-size), medium 70.3 k;
 #: the ``paper`` teacher is about 12 M, so even medium is about 0.6 % of it.
 STUDENT_PRESETS: dict[str, StudentConfig] = {
     "student-tiny": StudentConfig(channels=16, depth=2),
@@ -172,6 +182,10 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
     # the robust default: narrow and deep, so the receptive field (halo 9 LR px, 19x19) is
     # wide enough to average shot noise away, at 16.5 k MAC per LR pixel (below ESPCN's 25 k)
     "student-robust": StudentConfig(channels=16, depth=6),
+    # the same depth on half-resolution cells (space-to-depth 2): twice the width and twice the
+    # receptive field (halo 17 LR px) for 19.1 k MAC per LR pixel (the speed probe in
+    # docs/degradation.md: as fast as OpenCV ESPCN on a 64x64 ROI and a 160x120 frame in int8)
+    "student-wide": StudentConfig(channels=32, depth=6, head_kernel=3, unshuffle=2),
 }
 
 
@@ -186,14 +200,18 @@ class Student(nn.Module):
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        s2 = cfg.scale * cfg.scale
-        head_in = cfg.in_channels + cfg.cond_channels
+        u = cfg.unshuffle
+        head_in = (cfg.in_channels + cfg.cond_channels) * u * u
         layers: list[nn.Module] = [_conv(head_in, cfg.channels, cfg.head_kernel), nn.ReLU(inplace=True)]
         for _ in range(cfg.depth):
             layers += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers)
-        self.tail = _conv(cfg.channels, cfg.out_channels * s2, cfg.tail_kernel)
-        self.shuffle = nn.PixelShuffle(cfg.scale)
+        self.tail = _conv(cfg.channels, cfg.out_channels * (cfg.scale * u) ** 2, cfg.tail_kernel)
+        self.shuffle = nn.PixelShuffle(cfg.scale * u)
+        # unshuffle 2: the body runs on half-resolution cells and its depth-to-space covers
+        # scale*2; the anchor stays at LR resolution with its own depth-to-space, added at HR
+        self.unshuffle: nn.PixelUnshuffle | None = nn.PixelUnshuffle(u) if u > 1 else None
+        self.anchor_shuffle: nn.PixelShuffle | None = nn.PixelShuffle(cfg.scale) if u > 1 else None
         self.bicubic_anchor: BicubicAnchor | None = None
         if cfg.anchor and cfg.anchor_kernel == "bicubic":  # fixed, saved with the weights
             self.bicubic_anchor = BicubicAnchor(cfg.scale, cfg.in_channels)
@@ -213,9 +231,12 @@ class Student(nn.Module):
         """Each parallel path, its layers in forward order, for the halo: body + tail +
         depth-to-space, and the bicubic anchor + depth-to-space beside it (registration order
         would chain the anchor after the body)."""
-        branches: list[nn.Module] = [nn.Sequential(self.body, self.tail, self.shuffle)]
+        if self.unshuffle is None:
+            branches: list[nn.Module] = [nn.Sequential(self.body, self.tail, self.shuffle)]
+        else:
+            branches = [nn.Sequential(self.unshuffle, self.body, self.tail, self.shuffle)]
         if self.bicubic_anchor is not None:
-            branches.append(nn.Sequential(self.bicubic_anchor, self.shuffle))
+            branches.append(nn.Sequential(self.bicubic_anchor, self.anchor_shuffle or self.shuffle))
         return branches
 
     def anchor(self, x: torch.Tensor) -> torch.Tensor:
@@ -233,9 +254,15 @@ class Student(nn.Module):
         return torch.cat(chans, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x[:, : self.cfg.in_channels] if self.cfg.cond_channels else x
+        if self.unshuffle is not None:
+            y = self.shuffle(self.tail(self.body(self.unshuffle(x))))
+            if self.cfg.anchor and self.anchor_shuffle is not None:
+                y = y + self.anchor_shuffle(self.anchor(image))
+            return y
         y = self.tail(self.body(x))
         if self.cfg.anchor:
-            y = y + self.anchor(x[:, : self.cfg.in_channels] if self.cfg.cond_channels else x)
+            y = y + self.anchor(image)
         return self.shuffle(y)
 
 
@@ -288,4 +315,19 @@ def deepened_state(shallow: Student, deep: Student) -> dict[str, torch.Tensor]:
         w = torch.zeros(c, c, k, k)
         w[torch.arange(c), torch.arange(c), k // 2, k // 2] = 1.0
         state[f"{key}.weight"], state[f"{key}.bias"] = w, torch.zeros(c)
+    return state
+
+
+def conditioned_state(blind: Student, conditioned: Student) -> dict[str, torch.Tensor]:
+    """``blind``'s weights laid out for ``conditioned`` (same student with more noise-map input
+    channels): the head convolution's weights for the new channels are zero, so the
+    conditioned model starts as exactly the blind one and learns from there how to use the map.
+    """
+    a, b = blind.cfg, conditioned.cfg
+    if dataclasses.replace(a, cond_channels=b.cond_channels) != b or b.cond_channels < a.cond_channels:
+        raise PresetError(f"cannot condition {a} into {b}: only 'cond_channels' may differ, and only upwards")
+    state = dict(blind.state_dict())
+    head = state["body.0.weight"]
+    extra = torch.zeros(head.shape[0], b.cond_channels - a.cond_channels, *head.shape[2:], dtype=head.dtype)
+    state["body.0.weight"] = torch.cat([head, extra], dim=1)
     return state

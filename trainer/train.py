@@ -65,7 +65,7 @@ from .losses import bce_clipped, content_loss, generator_adversarial_loss, pixel
 from .metrics import CONVENTION, psnr, sample_grid, save_png, ssim, upscale_pil
 from .models import Discriminator, DiscriminatorConfig, create_model, model_config, presets
 from .quant_aware import QuantAware
-from .student import Student, deepened_state
+from .student import Student, conditioned_state, deepened_state
 
 log = logging.getLogger(__name__)
 
@@ -500,10 +500,12 @@ def lr_factor(cfg: TrainConfig):
 
 def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
     """Whole-image inference with the SDK's normalisation: raw LR (its dtype) -> raw HR (same dtype)."""
-    from scopesr.sdk.noise import noise_map_value  # noqa: PLC0415
+    from scopesr.sdk.noise import noise_map_values  # noqa: PLC0415
     from scopesr.sdk.normalize import compute_stats  # noqa: PLC0415
 
     cond = int(getattr(getattr(g, "config", None), "cond_channels", 0) or 0)
+    # a space-to-depth student takes sides that are multiples of its factor: mirror-pad, then crop
+    mult = int(getattr(getattr(g, "config", None), "unshuffle", 1) or 1)
 
     def upscale(lr: Any) -> Any:
         import numpy as np  # noqa: PLC0415
@@ -512,11 +514,16 @@ def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
         stats = compute_stats(plane, norm)
         xn = np.ascontiguousarray(stats.normalise(plane)[..., 0], dtype=np.float32)
         chans = [xn]
-        if cond:  # a noise-aware model: the plane's noise level as a constant second channel
-            chans.append(np.full_like(xn, noise_map_value(xn)))
+        if cond:  # a noise-aware model: the plane's noise features as constant extra channels
+            chans += [np.full_like(xn, v) for v in noise_map_values(xn, cond)]
+        h, w = xn.shape
+        ph, pw = -h % mult, -w % mult
+        if ph or pw:
+            chans = [np.pad(c, ((0, ph), (0, pw)), mode="symmetric") for c in chans]
         x = torch.from_numpy(np.stack(chans))[None].to(device)
         with torch.inference_mode():
             y = g(x).float().cpu().numpy()[0, 0]
+        y = y[: y.shape[0] * h // (h + ph), : y.shape[1] * w // (w + pw)]
         return stats.denormalise(y[..., None], lr.dtype)[..., 0]
 
     return upscale
@@ -590,6 +597,17 @@ def _init_state(init: nn.Module, g: nn.Module) -> dict[str, torch.Tensor]:
             raise TrainError(f"--init-from: {exc}") from None
         log.info("--init-from: %d -> %d hidden layers, the new ones start as the identity", init.cfg.depth, g.cfg.depth)
         return state
+    if isinstance(init, Student) and isinstance(g, Student) and init.cfg.cond_channels < g.cfg.cond_channels:
+        try:
+            state = conditioned_state(init, g)
+        except PresetError as exc:
+            raise TrainError(f"--init-from: {exc}") from None
+        log.info(
+            "--init-from: %d -> %d noise-map channels, the new ones start with zero weight",
+            init.cfg.cond_channels,
+            g.cfg.cond_channels,
+        )
+        return state
     return init.state_dict()
 
 
@@ -623,7 +641,7 @@ def train(cfg: TrainConfig) -> Path | None:
     margs = dict(cfg.model_args)
     margs.setdefault("in_channels", cfg.data.channels)
     if cfg.data.noise_map:
-        margs.setdefault("cond_channels", 1)
+        margs.setdefault("cond_channels", cfg.data.noise_map_channels)
     if hasattr(pcfg, "out_channels"):
         margs.setdefault("out_channels", cfg.data.channels)
     cfg.data.scale = int(margs.get("scale", getattr(pcfg, "scale", 4)))

@@ -46,6 +46,35 @@ def test_noisier_degradations_give_larger_levels():
     assert levels["bicubic"] < levels["noise-snr20"] < levels["noise-snr8"]
 
 
+def test_fine_to_coarse_tells_white_noise_from_smooth_and_textured_content():
+    """2 for white noise (block means halve it), 1/4 for smooth content, and a textured clean
+    image stays well below a noisy copy of it whatever the contrast."""
+    rng = np.random.default_rng(5)
+    assert noise.fine_to_coarse(rng.normal(0.0, 0.1, (256, 256))) == pytest.approx(2.0, rel=0.05)
+    yy, xx = np.mgrid[0:256, 0:256]
+    smooth = 0.5 + 0.4 * np.sin(xx / 9.0) * np.cos(yy / 7.0)
+    assert noise.fine_to_coarse(smooth) == pytest.approx(0.25, abs=0.03)  # a mixed derivative: 4x per scale
+    texture = 0.5 + 0.4 * np.sin(xx / 1.9) * np.cos(yy / 2.3)  # fine but band-limited detail
+    clean = noise.fine_to_coarse(texture)
+    assert clean < 1.0
+    assert noise.fine_to_coarse(texture + rng.normal(0.0, 0.2, texture.shape)) > clean + 0.5
+    assert noise.fine_to_coarse(10 * texture) == pytest.approx(clean, rel=1e-6)  # no unit
+    assert noise.fine_to_coarse(np.zeros((3, 64))) == 0.0  # too small for two scales
+    assert noise.fine_to_coarse(np.zeros((64, 64))) == 0.0
+
+
+def test_noise_map_values_are_the_first_n_features():
+    rng = np.random.default_rng(6)
+    plane = 0.5 + rng.normal(0.0, 0.05, (128, 128))
+    one = noise.noise_map_values(plane, 1)
+    two = noise.noise_map_values(plane, 2)
+    assert one == [noise.noise_map_value(plane)] and two[0] == one[0]
+    assert one[0] == pytest.approx(0.05 * noise.NOISE_MAP_GAIN, rel=0.1)
+    assert two[1] == pytest.approx(noise.fine_to_coarse(plane))
+    with pytest.raises(ValueError, match="1 to 2"):
+        noise.noise_map_values(plane, 3)
+
+
 @pytest.mark.parametrize("shape", [(0, 0), (1, 5), (1, 1), (3, 1)])
 def test_tiny_planes_give_zero(shape):
     assert noise.estimate_noise_sigma(np.zeros(shape)) == 0.0

@@ -146,7 +146,7 @@ def test_bad_specs_name_the_fix():
 
 def test_noise_map_pairs_carry_the_crop_noise_level(real_image):
     """noise_map: the LR gets a constant second channel, the crop's estimated noise level."""
-    from scopesr.sdk.noise import noise_map_value
+    from scopesr.sdk.noise import fine_to_coarse, noise_map_value
 
     real_image("napari-nuclei")
     cfg = D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", noise_map=True)
@@ -160,6 +160,13 @@ def test_noise_map_pairs_carry_the_crop_noise_level(real_image):
         assert level[0, 0] == pytest.approx(noise_map_value(lr[0].numpy().astype(np.float64)), rel=1e-5)
     with pytest.raises(D.DataError, match="noise_map needs"):
         D.DataConfig(data=SPECS, hr_size=64, channels=1, noise_map=True).validate()
+    two = D.DataConfig(**{**cfg.__dict__, "noise_map_channels": 2})
+    lr2, _ = D.TrainDataset(D.discover(two), two)[0]
+    lr1, _ = ds[0]
+    assert tuple(lr2.shape) == (3, 16, 16) and torch.equal(lr2[:2], lr1)  # same draw, one more feature
+    assert lr2[2, 0, 0] == pytest.approx(fine_to_coarse(lr1[0].numpy().astype(np.float64)), rel=1e-5)
+    with pytest.raises(D.DataError, match="noise_map_channels"):
+        D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", noise_map_channels=3).validate()
 
 
 def test_noisier_reference_is_shot_noise_of_the_drawn_snr():

@@ -11,6 +11,7 @@ from scopesr.trainer.student import (  # noqa: E402
     STUDENT_PRESETS,
     StudentConfig,
     build_student,
+    conditioned_state,
     deepened_state,
     student_from_args,
 )
@@ -288,3 +289,46 @@ def test_deepened_student_starts_as_the_same_function():
         deepened_state(shallow, student_from_args("student-tiny", anchor_kernel="bicubic", channels=8))
     with pytest.raises(ValueError, match="only 'depth' may differ"):
         deepened_state(deep, shallow)
+
+
+def test_conditioned_student_starts_as_the_blind_one():
+    """Noise-map channels added to a trained blind student get zero head weights: whatever the
+    map holds, the output is the blind model's until training teaches it to use the map."""
+    torch.manual_seed(4)
+    blind = student_from_args("student-tiny", anchor_kernel="bicubic")
+    for p in blind.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    cond = student_from_args("student-tiny", anchor_kernel="bicubic", cond_channels=2)
+    cond.load_state_dict(conditioned_state(blind, cond))
+    x = torch.rand(2, 1, 20, 24)
+    mapped = torch.cat([x, torch.full_like(x, 0.7), torch.full_like(x, 1.9)], dim=1)
+    assert torch.allclose(cond.eval()(mapped), blind.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match="only 'cond_channels' may differ"):
+        wider = student_from_args("student-tiny", anchor_kernel="bicubic", channels=8, cond_channels=1)
+        conditioned_state(blind, wider)
+    with pytest.raises(ValueError, match="only 'cond_channels' may differ"):
+        conditioned_state(cond, blind)
+
+
+def test_wide_student_runs_on_cells_of_two():
+    """student-wide: space-to-depth 2, so its six hidden layers see twice as far (halo 17 LR px,
+    against student-robust's 9) for about the same work per LR pixel; at init it is bicubic."""
+    from PIL import Image
+
+    from scopesr.trainer.receptive_field import probe_receptive_field_radius, receptive_field_radius
+
+    cfg = StudentConfig(**{**STUDENT_PRESETS["student-wide"].to_dict(), "anchor_kernel": "bicubic"})
+    robust = StudentConfig(**{**STUDENT_PRESETS["student-robust"].to_dict(), "anchor_kernel": "bicubic"})
+    assert cfg.unshuffle == 2 and cfg.halo == 17 and robust.halo == 9
+    assert cfg.macs_per_lr_pixel() <= 1.15 * robust.macs_per_lr_pixel()
+    model = build_student(cfg).eval()
+    assert receptive_field_radius(model) == probe_receptive_field_radius(model, scale=4) == 17
+    x = np.random.default_rng(5).random((24, 30)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    ref = np.asarray(Image.fromarray(x, mode="F").resize((120, 96), Image.Resampling.BICUBIC))
+    np.testing.assert_allclose(y[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5, rtol=0)
+    with pytest.raises(RuntimeError, match="divisible"):
+        model(torch.rand(1, 1, 9, 10))  # odd sides: the SDK and the trainer's evaluation pad them
+    with pytest.raises(ValueError, match="unshuffle"):
+        StudentConfig(unshuffle=3)
