@@ -195,7 +195,20 @@ class ModelCard:
         )
         for fld in ("arch_args", "training", "metrics", "versions", "extra"):
             need(isinstance(getattr(self, fld), dict), fld, "must be a JSON object")
+        m = self.arch_args.get("unshuffle", 1) if isinstance(self.arch_args, dict) else 1
+        need(
+            isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= MAX_SCALE,
+            "arch_args.unshuffle",
+            f"must be an integer 1..{MAX_SCALE} (the space-to-depth factor), got {m!r}",
+        )
         self.normalisation.validate()
+
+    @property
+    def size_multiple(self) -> int:
+        """What the network's input height and width must be multiples of: its space-to-depth
+        factor (``arch_args.unshuffle``; 1 for most models). The SDK's tiles start and end on
+        multiples of it in image coordinates, so a tiled image equals the whole-image result."""
+        return int(self.arch_args.get("unshuffle", 1) or 1)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

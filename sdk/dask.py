@@ -61,7 +61,7 @@ import numpy as np
 from .errors import ImageError, InputError, InternalError, ModelError, ModelIOError, ScopesrError
 from .io import Image, read_image
 from .normalize import Stats, check_dtype, compute_stats
-from .tiling import Span, TilePlan, Window, choose_tile, iter_bands, make_plan
+from .tiling import Span, TilePlan, Window, align_spans, choose_tile, iter_bands, make_plan
 from .upscaler import Upscaler, load, resolve_axes
 from .zarr_io import (
     DEFAULT_NGFF_VERSION,
@@ -315,7 +315,9 @@ def prepare(
             f"model {card.name!r} returns {c_out} channels from a 1-channel image; give the image a C axis"
         )
     h, w = shape[axes.index("Y")], shape[axes.index("X")]
-    hn = _halo(up, halo)
+    # the blocks' overlap: the halo, plus what aligning a space-to-depth model's reads to its
+    # cells can add (make_plan, align_spans: up to size_multiple - 1, twice for a fixed window)
+    hn = _halo(up, halo) + 2 * (card.size_multiple - 1)
     (th, tw), fixed = choose_tile(up.backend, h, w, tile, hn)  # once for the whole image, as one process
     # blocks of at least the halo (the overlap then comes from the next block only) and, for a
     # fixed-size artifact, of at least one window (no padding inside the image); one size for
@@ -503,13 +505,15 @@ def _sr_block_inner(
     # the plan covers the block's core; reads reach a halo (more for a fixed window on a short
     # image) beyond it: into the neighbours' pixels the block carries, or, at the image's
     # border, into the image's reflection (the tiler's border rule, so equal to one process)
-    if layout.fixed:
-        plan = make_plan(be, ch, cw, layout.tile, hn)
-    else:
-        plan = TilePlan(
-            _core_spans(ch, layout.tile[0], hn), _core_spans(cw, layout.tile[1], hn), layout.tile, hn, False
-        )
     y0, x0 = sum(layout.cy[:iy]), sum(layout.cx[:ix])
+    m = be.card.size_multiple  # a space-to-depth model's cells follow the image's origin, not the block's
+    hs = hn - 2 * (m - 1)  # the halo itself (prepare added the alignment's margin to the overlap)
+    if layout.fixed:
+        plan = make_plan(be, ch, cw, layout.tile, hs, (y0, x0))
+    else:
+        ys = align_spans(_core_spans(ch, layout.tile[0], hs), m, y0)
+        xs = align_spans(_core_spans(cw, layout.tile[1], hs), m, x0)
+        plan = TilePlan(ys, xs, layout.tile, hs, False)
     window = Window(
         (sum(layout.cy), sum(layout.cx)),  # the whole image
         (y0, x0),  # where the core starts

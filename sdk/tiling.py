@@ -164,7 +164,8 @@ def choose_tile(backend: Backend, h: int, w: int, tile: Any, halo: int) -> tuple
         return want, False
     shapes = backend.tile_shapes
     labels = ", ".join(tile_label(t) for t in shapes)
-    usable = [t for t in shapes if min(t) - 2 * halo >= 1]
+    m = backend.card.size_multiple
+    usable = [t for t in shapes if min(t) - 2 * halo >= 1 and t[0] % m == 0 and t[1] % m == 0]
     if want is not None:
         if want not in shapes:
             raise InputError(
@@ -186,9 +187,35 @@ def choose_tile(backend: Backend, h: int, w: int, tile: Any, halo: int) -> tuple
     return min(usable, key=lambda t: (_fixed_cost(h, w, t, halo), -t[0] * t[1])), True
 
 
-def make_plan(backend: Backend, h: int, w: int, tile: Any, halo: int) -> TilePlan:
-    (th, tw), fixed = choose_tile(backend, h, w, tile, halo)
-    return TilePlan(plan_axis(h, th, halo, fixed), plan_axis(w, tw, halo, fixed), (th, tw), halo, fixed)
+def align_spans(spans: list[Span], multiple: int, origin: int = 0, fixed: bool = False) -> list[Span]:
+    """``spans`` with every read starting on a multiple of ``multiple`` in image coordinates
+    (plan coordinate + ``origin``), moved back by at most ``multiple - 1``; a dynamic read is
+    then lengthened to a multiple, a fixed one keeps its length. Keeps are unchanged.
+
+    A space-to-depth network (card ``size_multiple``) computes each output from cells of
+    ``multiple`` x ``multiple`` pixels, so it gives the same result for a pixel only where the
+    cells are cut alike: aligned reads make a tiled image equal to the whole-image result.
+    """
+    if multiple <= 1:
+        return spans
+    out = []
+    for sp in spans:
+        r0 = (sp.read0 + origin) // multiple * multiple - origin
+        r1 = r0 + sp.length if fixed else r0 + -(-(sp.read1 - r0) // multiple) * multiple
+        out.append(Span(r0, r1, sp.keep0, sp.keep1))
+    return out
+
+
+def make_plan(backend: Backend, h: int, w: int, tile: Any, halo: int, origin: tuple[int, int] = (0, 0)) -> TilePlan:
+    """The tiles for an (h, w) image (or region starting at ``origin`` of a larger one)."""
+    m = backend.card.size_multiple
+    fixed_size = not backend.dynamic
+    # a fixed window moved back to a cell boundary loses up to m - 1 pixels of context at its far end
+    halo_p = halo + m - 1 if m > 1 and fixed_size and halo > 0 else halo
+    (th, tw), fixed = choose_tile(backend, h, w, tile, halo_p)
+    ys = align_spans(plan_axis(h, th, halo_p, fixed), m, origin[0], fixed)
+    xs = align_spans(plan_axis(w, tw, halo_p, fixed), m, origin[1], fixed)
+    return TilePlan(ys, xs, (th, tw), halo_p, fixed)
 
 
 # ---------------------------------------------------------------------------- the border rule

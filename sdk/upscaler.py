@@ -289,14 +289,17 @@ class Upscaler:
             raise InputError(f"batch must be an integer >= 1 (tiles per runtime call), got {batch!r}")
         return int(batch)
 
-    def _plan(self, h: int, w: int, tile: Any, halo: int) -> TilePlan:
-        """make_plan, remembered per size: a camera stream asks for the same plan every frame."""
-        key = (h, w, parse_tile(tile), halo)
+    def _plan(self, h: int, w: int, tile: Any, halo: int, origin: tuple[int, int] = (0, 0)) -> TilePlan:
+        """make_plan, remembered per size: a camera stream asks for the same plan every frame.
+        ``origin``: where a region starts in its image (a space-to-depth model's cells follow it)."""
+        m = self.card.size_multiple
+        origin = (origin[0] % m, origin[1] % m)
+        key = (h, w, parse_tile(tile), halo, origin)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= PLAN_CACHE_SIZE:
                 self._plans.clear()
-            plan = self._plans[key] = make_plan(self.backend, h, w, tile, halo)
+            plan = self._plans[key] = make_plan(self.backend, h, w, tile, halo, origin)
         self._warn_seams(plan, halo)
         return plan
 
@@ -575,7 +578,7 @@ class Upscaler:
         oview = out.transpose(job.out_perm)
         if not job.has_c:
             oview = oview[..., None]
-        plan = self._plan(h, w, tile, halo)
+        plan = self._plan(h, w, tile, halo, (y0, x0))
         if self._one_tile(job, plan, batch, False, oview, region=(x0, y0, w, h)):
             return out
         # the context the plan reads, at most a halo (or a fixed window) around the region

@@ -47,6 +47,7 @@ class Backend(ABC):
         self.in_channels = card.in_channels
         self.out_channels = card.out_channels
         self.nhwc = card.layout == "NHWC"
+        self.size_multiple = card.size_multiple
 
     @property
     def tile_sizes(self) -> tuple[Any, ...]:
@@ -82,20 +83,34 @@ class Backend(ABC):
                 f"{', '.join(tile_label(t) for t in self.tile_shapes)} LR px, got {h}x{w}; use the tiler "
                 "(Upscaler.upscale) or re-export with that size (sr-convert --tile-sizes)"
             )
+        x = self.padded_input(x)
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.nhwc:
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         y = np.asarray(self._run(x))
         if self.nhwc and y.ndim == 4:
             y = y.transpose(0, 3, 1, 2)
-        expect = (n, self.out_channels, h * self.scale, w * self.scale)
+        ph, pw = x.shape[-3:-1] if self.nhwc else x.shape[-2:]
+        expect = (n, self.out_channels, ph * self.scale, pw * self.scale)
         if tuple(y.shape) != expect:
             raise ModelError(
                 f"{self.artifact}: the {self.name} runtime returned shape {tuple(y.shape)} for input "
-                f"{(n, self.in_channels, h, w)}, expected {expect} (scale {self.scale}). The artifact does "
+                f"{(n, self.in_channels, ph, pw)}, expected {expect} (scale {self.scale}). The artifact does "
                 "not match its card (e.g. a fixed-size model fed another size); re-export it."
             )
+        if (ph, pw) != (h, w):
+            y = y[:, :, : h * self.scale, : w * self.scale]
         return np.ascontiguousarray(y, dtype=np.float32)
+
+    def padded_input(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (NCHW) with its far edges mirrored up to multiples of the card's size_multiple
+        (a space-to-depth network's cells); ``run`` crops the output back. The tiler's reads are
+        aligned already, so this only serves direct calls with other sizes."""
+        m = self.size_multiple
+        h, w = x.shape[-2:]
+        if m == 1 or not self.dynamic or (h % m == 0 and w % m == 0):
+            return x
+        return np.pad(x, ((0, 0), (0, 0), (0, -h % m), (0, -w % m)), mode="symmetric")
 
     def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """``run`` over a sequence of batches, results in order.

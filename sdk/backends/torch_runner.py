@@ -304,7 +304,7 @@ class RunnerBackend(Backend):
                     bad.append(x)  # stop here: Backend.run below raises its error for it
                     return
                 inputs.append(x)
-                yield x
+                yield self.padded_input(x)  # as Backend.run will hand it to _run
 
         for y in self.runner.run_many(feed()):
             # Backend.run checks the input and the output shape; _run hands over y
