@@ -10,6 +10,7 @@ then write the card (sha256 of the final bytes, parity report in ``extra``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import shutil
@@ -125,9 +126,18 @@ def probe_halo(module: Any, in_channels: int | None = None, size: int = 97) -> i
     return radius
 
 
+def _model_config(module: Any) -> Any:
+    """A trainer model's typed config (``config`` or a student's ``cfg``), else None."""
+    cfg = getattr(module, "config", None) or getattr(module, "cfg", None)
+    return cfg if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else None
+
+
 def _first_in_channels(module: Any) -> int:
     import torch
 
+    cfg = _model_config(module)
+    if cfg is not None and hasattr(cfg, "in_channels"):  # the first conv may read a rearranged input
+        return int(cfg.in_channels) + int(getattr(cfg, "cond_channels", 0) or 0)
     for m in module.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             return int(m.in_channels)
@@ -153,6 +163,8 @@ def card_for_module(module: Any, name: str = "model", normalisation: Normalisati
         out_channels=int(y.shape[1]),
         halo=_infer_halo(module),
         format="safetensors",
+        # the architecture's arguments (a space-to-depth student's cell size among them)
+        arch_args=dataclasses.asdict(cfg) if (cfg := _model_config(module)) is not None else {},
         normalisation=normalisation or Normalisation(),
     )
 
@@ -204,7 +216,7 @@ def load_source(source: Any, card: ModelCard | None = None) -> tuple[Any, ModelC
 
 # --------------------------------------------------------------------------- options
 def check_tile_sizes(
-    tile_sizes: Sequence[Any] | None, halo: int, explicit: bool
+    tile_sizes: Sequence[Any] | None, halo: int, explicit: bool, multiple: int = 1
 ) -> tuple[list[int | list[int]], list[str]]:
     """Validate LR tile sizes (N, or (H, W) e.g. a camera frame) against the halo.
 
@@ -222,6 +234,12 @@ def check_tile_sizes(
         raise ConversionError(f"tile sizes must be >= 8 LR pixels, got {labels(shapes)}")
     if any(max(t) > MAX_TILE_SIDE for t in shapes):  # 100000 asked for 40 GB at export; no card takes it
         raise ConversionError(f"tile sizes must be <= {MAX_TILE_SIDE} LR pixels, got {labels(shapes)}")
+    odd = [t for t in shapes if t[0] % multiple or t[1] % multiple]
+    if odd:  # a space-to-depth network (card size_multiple) cannot take them
+        raise ConversionError(
+            f"tile size(s) {labels(odd)}: this model computes on {multiple}x{multiple} cells, so tile sides "
+            f"must be multiples of {multiple}"
+        )
     too_small = [t for t in shapes if min(t) <= 2 * halo]
     if too_small:
         if explicit:
@@ -358,7 +376,9 @@ def convert(
         )
     sizes: list[tuple[int, int]] | None = None  # (H, W) of each fixed input
     if fixed:
-        entries, msgs = check_tile_sizes(tile_sizes, src_card.halo, explicit=tile_sizes is not None)
+        entries, msgs = check_tile_sizes(
+            tile_sizes, src_card.halo, explicit=tile_sizes is not None, multiple=src_card.size_multiple
+        )
         sizes = tile_shapes(entries)
     for m in msgs:
         log.warning("%s", m)

@@ -208,28 +208,37 @@ def _float_convs(float_path: Path) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for sg in model.subgraphs:
             convs = []
+            # the image and what layout ops make of it before any convolution (a space-to-depth
+            # student's cells): the tensors that still hold the camera's pixels
+            image = {int(i) for i in sg.inputs}
             for op in sg.operators:  # in execution order
                 oc = model.operatorCodes[op.opcodeIndex]
                 code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+                if code not in _CONV_CODES and any(int(i) in image for i in op.inputs):
+                    image.update(int(o) for o in op.outputs)
                 if code in _CONV_CODES and len(op.outputs) and len(op.inputs):
                     name = sg.tensors[op.outputs[0]].name
                     convs.append(
                         (name.decode() if isinstance(name, bytes) else name, _CONV_CODES[code], int(op.inputs[0]))
                     )
-            out += _ends(convs)
+            out += _ends(convs, image)
         return out
     except Exception as exc:  # an unreadable model: a less exact, working int8 file
         log.warning("cannot list the model's convolutions (%s): all of them go int8", exc)
         return []
 
 
-def _ends(convs: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
-    """Of one signature's convolutions (output name, op, input tensor), those kept in float."""
+def _ends(convs: list[tuple[str, str, int]], image_tensors: set[int] | None = None) -> list[tuple[str, str]]:
+    """Of one signature's convolutions (output name, op, input tensor), those kept in float.
+
+    Image readers: convolutions on what the first one reads or on ``image_tensors`` (the input
+    and its rearrangements: a space-to-depth student's head reads the image cut into cells,
+    its bicubic anchor the image itself; both read the camera's pixels)."""
     if len(convs) < 2:
         return [(n, o) for n, o, _ in convs]
-    image = convs[0][2]  # what the first convolution reads: the image
-    reading = [(n, o) for n, o, src in convs if src == image]
-    rest = [(n, o) for n, o, src in convs if src != image]
+    image = {convs[0][2], *(image_tensors or ())}
+    reading = [(n, o) for n, o, src in convs if src in image]
+    rest = [(n, o) for n, o, src in convs if src not in image]
     after_first = rest[:1] if len(rest) >= 3 else []
     return reading + after_first + rest[-1:]
 
