@@ -503,9 +503,10 @@ def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
     from scopesr.sdk.noise import noise_map_values  # noqa: PLC0415
     from scopesr.sdk.normalize import compute_stats  # noqa: PLC0415
 
-    cond = int(getattr(getattr(g, "config", None), "cond_channels", 0) or 0)
+    arch = getattr(g, "config", None) or getattr(g, "cfg", None)
+    cond = int(getattr(arch, "cond_channels", 0) or 0)
     # a space-to-depth student takes sides that are multiples of its factor: mirror-pad, then crop
-    mult = int(getattr(getattr(g, "config", None), "unshuffle", 1) or 1)
+    mult = int(getattr(arch, "unshuffle", 1) or 1)
 
     def upscale(lr: Any) -> Any:
         import numpy as np  # noqa: PLC0415

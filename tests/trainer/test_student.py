@@ -332,3 +332,21 @@ def test_wide_student_runs_on_cells_of_two():
         model(torch.rand(1, 1, 9, 10))  # odd sides: the SDK and the trainer's evaluation pad them
     with pytest.raises(ValueError, match="unshuffle"):
         StudentConfig(unshuffle=3)
+
+
+def test_trainer_evaluation_pads_odd_images_for_a_wide_student():
+    """The held-out evaluation upscales whole images of any size: a space-to-depth student gets
+    them mirrored to even sides and its output cropped back, as the SDK does."""
+    from scopesr.sdk.card import Normalisation
+    from scopesr.trainer.train import torch_upscaler
+
+    torch.manual_seed(6)
+    model = student_from_args("student-wide", channels=8, depth=1, anchor_kernel="bicubic").eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    up = torch_upscaler(model, torch.device("cpu"), Normalisation("range"))
+    img = (np.random.default_rng(7).random((23, 30)) * 60000).astype(np.uint16)
+    out = up(img)
+    assert out.shape == (92, 120) and out.dtype == np.uint16
+    even = up(np.pad(img, ((0, 1), (0, 0)), mode="symmetric"))
+    np.testing.assert_array_equal(out, even[:92])
