@@ -184,7 +184,8 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
     "student-robust": StudentConfig(channels=16, depth=6),
     # the same depth on half-resolution cells (space-to-depth 2): twice the width and twice the
     # receptive field (halo 17 LR px) for 19.1 k MAC per LR pixel (the speed probe in
-    # docs/degradation.md: as fast as OpenCV ESPCN on a 64x64 ROI and a 160x120 frame in int8)
+    # docs/degradation.md: as fast as OpenCV ESPCN on a 64x64 ROI and a 160x120 frame in int8);
+    # measured behind student-robust on clean and binned images at equal steps, so not the default
     "student-wide": StudentConfig(channels=32, depth=6, head_kernel=3, unshuffle=2),
 }
 
