@@ -210,8 +210,9 @@ def make_plan(backend: Backend, h: int, w: int, tile: Any, halo: int, origin: tu
     """The tiles for an (h, w) image (or region starting at ``origin`` of a larger one)."""
     m = backend.card.size_multiple
     fixed_size = not backend.dynamic
-    # a fixed window moved back to a cell boundary loses up to m - 1 pixels of context at its far end
-    halo_p = halo + m - 1 if m > 1 and fixed_size and halo > 0 else halo
+    # a fixed window moved back to a cell boundary loses up to m - 1 pixels at its far end: plan
+    # it with that much more context (with halo 0 too, or the window would not cover its keep)
+    halo_p = halo + m - 1 if m > 1 and fixed_size else halo
     (th, tw), fixed = choose_tile(backend, h, w, tile, halo_p)
     ys = align_spans(plan_axis(h, th, halo_p, fixed), m, origin[0], fixed)
     xs = align_spans(plan_axis(w, tw, halo_p, fixed), m, origin[1], fixed)

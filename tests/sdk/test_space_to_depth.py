@@ -68,6 +68,23 @@ def test_align_spans_moves_reads_back_to_cells():
     assert align_spans(spans, 1) is spans
 
 
+@pytest.mark.parametrize("which", ["s2d", "s2d_fixed"])
+def test_every_read_is_aligned_and_covers_its_keep_with_the_halo(which, request):
+    """The plan's invariants, for halo 0 (the live path's) as well: reads start on the image's
+    cells, dynamic reads span whole cells, and every keep has at least the halo around it."""
+    from scopesr.sdk.tiling import make_plan
+
+    up = request.getfixturevalue(which)
+    for h, w in ((1, 1), (7, 30), (48, 48), (61, 97)):
+        for halo in (0, 5, 6):
+            for origin in ((0, 0), (1, 0), (3, 5)):
+                plan = make_plan(up.backend, h, w, None, halo, origin)
+                for spans, o in ((plan.ys, origin[0]), (plan.xs, origin[1])):
+                    for sp in spans:
+                        assert (sp.read0 + o) % 2 == 0 and sp.length % 2 == 0, (h, w, halo, origin, sp)
+                        assert sp.read0 <= sp.keep0 - halo and sp.read1 >= sp.keep1 + halo, (h, w, halo, origin, sp)
+
+
 @pytest.mark.parametrize("h,w", [(1, 1), (3, 7), (31, 33), (40, 40), (65, 63), (100, 37)])
 def test_tiled_equals_whole_image(s2d, h, w):
     img = rand_image(h, w)
