@@ -108,6 +108,12 @@ class StudentConfig:
     # twice as wide and sees twice as far (a 2x larger receptive field for averaging noise);
     # the input's height and width must then be multiples of it (the SDK pads tiles to fit)
     unshuffle: int = 1
+    # with unshuffle 2: only the hidden layers run on the cells (``channels`` wide, between 1x1
+    # projections from and back to ``lr_channels`` features per LR pixel); the head and the tail
+    # stay at LR resolution and the cells' result is added to the head's features (a skip), so
+    # fine detail keeps a full-resolution path while the hidden layers see twice as far
+    cell_body: bool = False
+    lr_channels: int = 16
 
     def __post_init__(self) -> None:
         """Raise PresetError (a ValueError) naming the first bad field."""
@@ -122,12 +128,13 @@ class StudentConfig:
             "out_channels",
             "cond_channels",
             "unshuffle",
+            "lr_channels",
         )
         for name in ints:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise PresetError(f"StudentConfig.{name} must be an integer, got {v!r}")
-        for name in ("channels", "scale", "in_channels", "out_channels", "unshuffle"):
+        for name in ("channels", "scale", "in_channels", "out_channels", "unshuffle", "lr_channels"):
             if getattr(self, name) < 1:
                 raise PresetError(f"StudentConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.cond_channels < 0:
@@ -145,6 +152,8 @@ class StudentConfig:
             )
         if self.unshuffle not in (1, 2):
             raise PresetError(f"StudentConfig.unshuffle must be 1 or 2, got {self.unshuffle}")
+        if self.cell_body and self.unshuffle == 1:
+            raise PresetError("StudentConfig.cell_body needs unshuffle=2 (the cells it runs the hidden layers on)")
         if self.anchor and self.in_channels != self.out_channels:
             raise PresetError(
                 "the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
@@ -156,13 +165,22 @@ class StudentConfig:
     def halo(self) -> int:
         """Receptive-field radius in LR pixels (the tile overlap needed for seam-free tiling)."""
         u = self.unshuffle
-        # r cells of u x u LR pixels each side, plus the farthest pixel of an output's own cell
-        main = u * (self.head_kernel // 2 + self.depth * (self.kernel // 2) + self.tail_kernel // 2) + u - 1
+        if self.cell_body:  # head and tail at LR around the cells' hidden layers
+            main = self.head_kernel // 2 + u * self.depth * (self.kernel // 2) + u - 1 + self.tail_kernel // 2
+        else:  # r cells of u x u LR pixels each side, plus the farthest pixel of an output's own cell
+            main = u * (self.head_kernel // 2 + self.depth * (self.kernel // 2) + self.tail_kernel // 2) + u - 1
         return max(main, BICUBIC_TAPS // 2) if self.anchor and self.anchor_kernel == "bicubic" else main
 
     def macs_per_lr_pixel(self) -> int:
         """Multiply-accumulates per LR input pixel (convolutions only; adds/ReLU are free)."""
         c, s2, u2 = self.channels, self.scale * self.scale, self.unshuffle**2
+        if self.cell_body:
+            lc = self.lr_channels
+            head = (self.in_channels + self.cond_channels) * lc * self.head_kernel**2
+            cells = 2 * lc * c + self.depth * c * c * self.kernel**2 // u2  # the two 1x1 projections + body
+            tail = lc * self.out_channels * s2 * self.tail_kernel**2
+            bicubic = self.anchor and self.anchor_kernel == "bicubic"
+            return head + cells + tail + (self.in_channels * s2 * BICUBIC_TAPS**2 if bicubic else 0)
         head = (self.in_channels + self.cond_channels) * u2 * c * self.head_kernel**2 // u2
         body = self.depth * c * c * self.kernel**2 // u2
         tail = c * self.out_channels * s2 * u2 * self.tail_kernel**2 // u2
@@ -187,6 +205,9 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
     # docs/degradation.md: as fast as OpenCV ESPCN on a 64x64 ROI and a 160x120 frame in int8);
     # measured behind student-robust on clean and binned images at equal steps, so not the default
     "student-wide": StudentConfig(channels=32, depth=6, head_kernel=3, unshuffle=2),
+    # head and tail at LR (16 features), the six hidden layers on 2x2 cells (32 wide) with a skip;
+    # measured slower than OpenCV ESPCN and behind student-robust on clean images: an experiment
+    "student-cells": StudentConfig(channels=32, depth=6, unshuffle=2, cell_body=True, lr_channels=16),
 }
 
 
@@ -202,13 +223,27 @@ class Student(nn.Module):
         super().__init__()
         self.cfg = cfg
         u = cfg.unshuffle
-        head_in = (cfg.in_channels + cfg.cond_channels) * u * u
-        layers: list[nn.Module] = [_conv(head_in, cfg.channels, cfg.head_kernel), nn.ReLU(inplace=True)]
-        for _ in range(cfg.depth):
-            layers += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
-        self.body = nn.Sequential(*layers)
-        self.tail = _conv(cfg.channels, cfg.out_channels * (cfg.scale * u) ** 2, cfg.tail_kernel)
-        self.shuffle = nn.PixelShuffle(cfg.scale * u)
+        self.cells: nn.Sequential | None = None
+        if cfg.cell_body:
+            lc = cfg.lr_channels
+            head = _conv(cfg.in_channels + cfg.cond_channels, lc, cfg.head_kernel)
+            self.body = nn.Sequential(head, nn.ReLU(inplace=True))
+            cells: list[nn.Module] = [nn.PixelUnshuffle(u), _conv(lc * u * u, cfg.channels, 1), nn.ReLU(inplace=True)]
+            for _ in range(cfg.depth):
+                cells += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
+            cells += [_conv(cfg.channels, lc * u * u, 1), nn.PixelShuffle(u)]
+            self.cells = nn.Sequential(*cells)
+            self.tail = _conv(lc, cfg.out_channels * cfg.scale**2, cfg.tail_kernel)
+            self.shuffle = nn.PixelShuffle(cfg.scale)
+            u = 1  # the image itself is not cut into cells
+        else:
+            head_in = (cfg.in_channels + cfg.cond_channels) * u * u
+            layers: list[nn.Module] = [_conv(head_in, cfg.channels, cfg.head_kernel), nn.ReLU(inplace=True)]
+            for _ in range(cfg.depth):
+                layers += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
+            self.body = nn.Sequential(*layers)
+            self.tail = _conv(cfg.channels, cfg.out_channels * (cfg.scale * u) ** 2, cfg.tail_kernel)
+            self.shuffle = nn.PixelShuffle(cfg.scale * u)
         # unshuffle 2: the body runs on half-resolution cells and its depth-to-space covers
         # scale*2; the anchor stays at LR resolution with its own depth-to-space, added at HR
         self.unshuffle: nn.PixelUnshuffle | None = nn.PixelUnshuffle(u) if u > 1 else None
@@ -220,7 +255,7 @@ class Student(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.body.modules():
+        for m in [*self.body.modules(), *(self.cells.modules() if self.cells is not None else ())]:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
@@ -232,8 +267,10 @@ class Student(nn.Module):
         """Each parallel path, its layers in forward order, for the halo: body + tail +
         depth-to-space, and the bicubic anchor + depth-to-space beside it (registration order
         would chain the anchor after the body)."""
-        if self.unshuffle is None:
-            branches: list[nn.Module] = [nn.Sequential(self.body, self.tail, self.shuffle)]
+        if self.cells is not None:  # the path through the cells is the longer one (the skip is inside it)
+            branches: list[nn.Module] = [nn.Sequential(self.body, self.cells, self.tail, self.shuffle)]
+        elif self.unshuffle is None:
+            branches = [nn.Sequential(self.body, self.tail, self.shuffle)]
         else:
             branches = [nn.Sequential(self.unshuffle, self.body, self.tail, self.shuffle)]
         if self.bicubic_anchor is not None:
@@ -256,6 +293,12 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x[:, : self.cfg.in_channels] if self.cfg.cond_channels else x
+        if self.cells is not None:
+            f = self.body(x)
+            y = self.tail(torch.relu(f + self.cells(f)))
+            if self.cfg.anchor:
+                y = y + self.anchor(image)
+            return self.shuffle(y)
         if self.unshuffle is not None:
             y = self.shuffle(self.tail(self.body(self.unshuffle(x))))
             if self.cfg.anchor and self.anchor_shuffle is not None:

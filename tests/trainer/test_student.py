@@ -350,3 +350,23 @@ def test_trainer_evaluation_pads_odd_images_for_a_wide_student():
     assert out.shape == (92, 120) and out.dtype == np.uint16
     even = up(np.pad(img, ((0, 1), (0, 0)), mode="symmetric"))
     np.testing.assert_array_equal(out, even[:92])
+
+
+def test_cell_body_student_keeps_head_and_tail_at_lr():
+    """student-cells: only the hidden layers run on 2x2 cells (between 1x1 projections, added
+    back to the head's features), so its field is 16 LR px at 18 k MAC; at init it is bicubic."""
+    from PIL import Image
+
+    from scopesr.trainer.receptive_field import macs_per_lr_pixel, probe_receptive_field_radius
+
+    cfg = StudentConfig(**{**STUDENT_PRESETS["student-cells"].to_dict(), "anchor_kernel": "bicubic"})
+    model = build_student(cfg).eval()
+    assert cfg.halo == probe_receptive_field_radius(model, scale=4) == 16
+    assert macs_per_lr_pixel(model, in_channels=1, scale=4) == cfg.macs_per_lr_pixel() < 18_500
+    x = np.random.default_rng(8).random((24, 30)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    ref = np.asarray(Image.fromarray(x, mode="F").resize((120, 96), Image.Resampling.BICUBIC))
+    np.testing.assert_allclose(y[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="cell_body needs unshuffle=2"):
+        StudentConfig(cell_body=True)
