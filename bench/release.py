@@ -58,10 +58,12 @@ BUNDLE_BLURBS = {
 }
 
 
-def tflite_tiles(halo: int) -> list[Any]:
+def tflite_tiles(halo: int, size_multiple: int = 1) -> list[Any]:
     """The TFLite signatures for a model of this halo: the live sizes as they are and plus the
-    halo, then the squares."""
-    grow = lambda t: (t + 2 * halo) if isinstance(t, int) else (t[0] + 2 * halo, t[1] + 2 * halo)  # noqa: E731
+    halo, then the squares. A space-to-depth model's windows start on its cells (make_plan), so
+    they grow by the halo rounded up to whole cells (17 -> 18 for cells of 2)."""
+    pad = -(-halo // size_multiple) * size_multiple  # the halo, rounded up to whole cells
+    grow = lambda t: (t + 2 * pad) if isinstance(t, int) else (t[0] + 2 * pad, t[1] + 2 * pad)  # noqa: E731
     return list(LIVE_SIZES) + [grow(t) for t in LIVE_SIZES] + TFLITE_SQUARES
 
 
@@ -313,7 +315,7 @@ def release(
     for key, (target, precision, fixed) in ARTIFACTS.items():
         fname = files[key]
         path = models_dir / fname
-        tiles = tflite_tiles(card.halo) if fixed else None
+        tiles = tflite_tiles(card.halo, card.size_multiple) if fixed else None
         log.info("converting %s", path)
         convert(
             out_w,

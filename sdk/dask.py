@@ -316,7 +316,8 @@ def prepare(
         )
     h, w = shape[axes.index("Y")], shape[axes.index("X")]
     # the blocks' overlap: the halo, plus what aligning a space-to-depth model's reads to its
-    # cells can add (make_plan, align_spans: up to size_multiple - 1, twice for a fixed window)
+    # cells can add (make_plan, align_spans: up to size_multiple - 1, twice for a fixed window
+    # planned again with the margin)
     hn = _halo(up, halo) + 2 * (card.size_multiple - 1)
     (th, tw), fixed = choose_tile(up.backend, h, w, tile, hn)  # once for the whole image, as one process
     # blocks of at least the halo (the overlap then comes from the next block only) and, for a

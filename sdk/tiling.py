@@ -209,14 +209,25 @@ def align_spans(spans: list[Span], multiple: int, origin: int = 0, fixed: bool =
 def make_plan(backend: Backend, h: int, w: int, tile: Any, halo: int, origin: tuple[int, int] = (0, 0)) -> TilePlan:
     """The tiles for an (h, w) image (or region starting at ``origin`` of a larger one)."""
     m = backend.card.size_multiple
-    fixed_size = not backend.dynamic
-    # a fixed window moved back to a cell boundary loses up to m - 1 pixels at its far end: plan
-    # it with that much more context (with halo 0 too, or the window would not cover its keep)
-    halo_p = halo + m - 1 if m > 1 and fixed_size else halo
-    (th, tw), fixed = choose_tile(backend, h, w, tile, halo_p)
-    ys = align_spans(plan_axis(h, th, halo_p, fixed), m, origin[0], fixed)
-    xs = align_spans(plan_axis(w, tw, halo_p, fixed), m, origin[1], fixed)
-    return TilePlan(ys, xs, (th, tw), halo_p, fixed)
+    plan = _aligned_plan(backend, h, w, tile, halo, origin, m)
+    if m > 1 and plan.fixed and not _covers(plan, halo):
+        # a fixed window moved back to a cell boundary lost up to m - 1 pixels of context at its
+        # far end: plan again with that much more (an aligned exact fit, e.g. a ROI that is its
+        # own image on the live path's halo 0, keeps its window)
+        plan = _aligned_plan(backend, h, w, tile, halo + m - 1, origin, m)
+    return plan
+
+
+def _aligned_plan(backend: Backend, h: int, w: int, tile: Any, halo: int, origin: tuple[int, int], m: int) -> TilePlan:
+    (th, tw), fixed = choose_tile(backend, h, w, tile, halo)
+    ys = align_spans(plan_axis(h, th, halo, fixed), m, origin[0], fixed)
+    xs = align_spans(plan_axis(w, tw, halo, fixed), m, origin[1], fixed)
+    return TilePlan(ys, xs, (th, tw), halo, fixed)
+
+
+def _covers(plan: TilePlan, halo: int) -> bool:
+    """Every read holds its keep plus at least ``halo`` on each side."""
+    return all(sp.read0 <= sp.keep0 - halo and sp.read1 >= sp.keep1 + halo for sp in (*plan.ys, *plan.xs))
 
 
 # ---------------------------------------------------------------------------- the border rule

@@ -206,7 +206,7 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
     # measured behind student-robust on clean and binned images at equal steps, so not the default
     "student-wide": StudentConfig(channels=32, depth=6, head_kernel=3, unshuffle=2),
     # head and tail at LR (16 features), the six hidden layers on 2x2 cells (32 wide) with a skip;
-    # measured slower than OpenCV ESPCN and behind student-robust on clean images: an experiment
+    # measured behind student-robust on clean images, its ONNX file slower than ESPCN: an experiment
     "student-cells": StudentConfig(channels=32, depth=6, unshuffle=2, cell_body=True, lr_channels=16),
 }
 

@@ -78,3 +78,17 @@ def test_int8_keeps_both_image_readers_in_float(anchor_first):
     convs = [anchor, head, *hidden] if anchor_first else [head, *hidden, anchor]
     kept = {n for n, _ in _ends(convs, {0, 5})}  # 5: the input rearranged by a layout op
     assert kept == {"head", "anchor", "h0", "tail"}
+
+
+def test_release_windows_fit_live_sizes_with_the_alignment_margin(wide_student):
+    """The release's TFLite windows hold a 64x64 ROI and a 160x120 frame in one call: for a
+    space-to-depth model with the extra cell margin the tiler plans (make_plan), else the halo."""
+    from scopesr.bench.release import tflite_tiles
+
+    assert tflite_tiles(9) == [64, (120, 160), (240, 320), 82, (138, 178), (258, 338), 128, 256]
+    r = convert(wide_student, "tflite", wide_student.parent / "w.tflite", tile_sizes=tflite_tiles(7, 2), verify=False)
+    up = sr.load(r.artifact)
+    for h, w in ((64, 64), (120, 160)):
+        plan = sr.make_plan(up.backend, h, w, None, up.card.halo)
+        assert plan.n_tiles == 1, (h, w, plan.label)
+    assert sr.make_plan(up.backend, 64, 64, None, up.card.halo).tile == (80, 80)  # 64 + 2 x (7 + 1)
