@@ -127,8 +127,8 @@ def probe_halo(module: Any, in_channels: int | None = None, size: int = 97) -> i
 
 
 def _model_config(module: Any) -> Any:
-    """A trainer model's typed config (``config`` or a student's ``cfg``), else None."""
-    cfg = getattr(module, "config", None) or getattr(module, "cfg", None)
+    """A trainer model's typed config (``config``), else None."""
+    cfg = getattr(module, "config", None)
     return cfg if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else None
 
 

@@ -150,7 +150,7 @@ def receptive_field_radius(model_or_name: nn.Module | str, scale: int | None = N
 
 
 def _in_channels(model: nn.Module, default: int = 3) -> int:
-    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
+    cfg = getattr(model, "config", None)
     if cfg is not None and hasattr(cfg, "in_channels"):
         return int(cfg.in_channels) + int(getattr(cfg, "cond_channels", 0) or 0)
     for m in model.modules():
@@ -178,7 +178,7 @@ def probe_receptive_field_radius(
             p.add_(0.05 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
     device = next(model.parameters()).device
     # a space-to-depth student takes sides in multiples of its factor
-    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
+    cfg = getattr(model, "config", None)
     mult = int(getattr(cfg, "unshuffle", 1) or 1)
     while True:
         size = -(-size // mult) * mult

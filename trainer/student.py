@@ -222,6 +222,7 @@ class Student(nn.Module):
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.config = cfg  # the name every trainer model's typed config goes by (models.model_config)
         u = cfg.unshuffle
         self.cells: nn.Sequential | None = None
         if cfg.cell_body:

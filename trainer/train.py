@@ -503,7 +503,7 @@ def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
     from scopesr.sdk.noise import noise_map_values  # noqa: PLC0415
     from scopesr.sdk.normalize import compute_stats  # noqa: PLC0415
 
-    arch = getattr(g, "config", None) or getattr(g, "cfg", None)
+    arch = getattr(g, "config", None)
     cond = int(getattr(arch, "cond_channels", 0) or 0)
     # a space-to-depth student takes sides that are multiples of its factor: mirror-pad, then crop
     mult = int(getattr(arch, "unshuffle", 1) or 1)

@@ -41,6 +41,17 @@ def _period2(img) -> float:
     return period2_energy(img, border=8)
 
 
+def assert_bicubic_at_init(model: torch.nn.Module, seed: int) -> None:
+    """An untrained student with the bicubic anchor (zero tail) is PIL's bicubic x4 (interior)."""
+    from PIL import Image
+
+    x = np.random.default_rng(seed).random((24, 30)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    ref = np.asarray(Image.fromarray(x, mode="F").resize((120, 96), Image.Resampling.BICUBIC))
+    np.testing.assert_allclose(y[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("name", sorted(STUDENT_PRESETS))
 def test_budget_and_shape(name):
     cfg = STUDENT_PRESETS[name]
@@ -84,15 +95,10 @@ def test_multichannel_anchor_is_per_channel_nearest():
 def test_bicubic_anchor_is_pils_bicubic_at_init():
     """anchor_kernel="bicubic": the untrained network is PIL's bicubic x4 (interior; at the
     border the tiler's halo supplies context), per channel, for 1.4 k more MAC per LR pixel."""
-    from PIL import Image
 
     cfg = StudentConfig(channels=16, depth=6, anchor_kernel="bicubic")
     model = build_student(cfg).eval()
-    x = np.random.default_rng(2).random((24, 30)).astype(np.float32)
-    with torch.no_grad():
-        y = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
-    ref = np.asarray(Image.fromarray(x, mode="F").resize((120, 96), Image.Resampling.BICUBIC))
-    np.testing.assert_allclose(y[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5, rtol=0)
+    assert_bicubic_at_init(model, seed=2)
     assert cfg.macs_per_lr_pixel() - StudentConfig(channels=16, depth=6).macs_per_lr_pixel() == 16 * 25
     from scopesr.trainer.receptive_field import macs_per_lr_pixel
 
@@ -313,8 +319,6 @@ def test_conditioned_student_starts_as_the_blind_one():
 def test_wide_student_runs_on_cells_of_two():
     """student-wide: space-to-depth 2, so its six hidden layers see twice as far (halo 17 LR px,
     against student-robust's 9) for about the same work per LR pixel; at init it is bicubic."""
-    from PIL import Image
-
     from scopesr.trainer.receptive_field import probe_receptive_field_radius, receptive_field_radius
 
     cfg = StudentConfig(**{**STUDENT_PRESETS["student-wide"].to_dict(), "anchor_kernel": "bicubic"})
@@ -323,11 +327,7 @@ def test_wide_student_runs_on_cells_of_two():
     assert cfg.macs_per_lr_pixel() <= 1.15 * robust.macs_per_lr_pixel()
     model = build_student(cfg).eval()
     assert receptive_field_radius(model) == probe_receptive_field_radius(model, scale=4) == 17
-    x = np.random.default_rng(5).random((24, 30)).astype(np.float32)
-    with torch.no_grad():
-        y = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
-    ref = np.asarray(Image.fromarray(x, mode="F").resize((120, 96), Image.Resampling.BICUBIC))
-    np.testing.assert_allclose(y[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5, rtol=0)
+    assert_bicubic_at_init(model, seed=5)
     with pytest.raises(RuntimeError, match="divisible"):
         model(torch.rand(1, 1, 9, 10))  # odd sides: the SDK and the trainer's evaluation pad them
     with pytest.raises(ValueError, match="unshuffle"):
@@ -355,18 +355,12 @@ def test_trainer_evaluation_pads_odd_images_for_a_wide_student():
 def test_cell_body_student_keeps_head_and_tail_at_lr():
     """student-cells: only the hidden layers run on 2x2 cells (between 1x1 projections, added
     back to the head's features), so its field is 16 LR px at 18 k MAC; at init it is bicubic."""
-    from PIL import Image
-
     from scopesr.trainer.receptive_field import macs_per_lr_pixel, probe_receptive_field_radius
 
     cfg = StudentConfig(**{**STUDENT_PRESETS["student-cells"].to_dict(), "anchor_kernel": "bicubic"})
     model = build_student(cfg).eval()
     assert cfg.halo == probe_receptive_field_radius(model, scale=4) == 16
     assert macs_per_lr_pixel(model, in_channels=1, scale=4) == cfg.macs_per_lr_pixel() < 18_500
-    x = np.random.default_rng(8).random((24, 30)).astype(np.float32)
-    with torch.no_grad():
-        y = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
-    ref = np.asarray(Image.fromarray(x, mode="F").resize((120, 96), Image.Resampling.BICUBIC))
-    np.testing.assert_allclose(y[8:-8, 8:-8], ref[8:-8, 8:-8], atol=1e-5, rtol=0)
+    assert_bicubic_at_init(model, seed=8)
     with pytest.raises(ValueError, match="cell_body needs unshuffle=2"):
         StudentConfig(cell_body=True)
