@@ -92,6 +92,12 @@ def save_generator(
     preset = preset or getattr(inner, "preset_name", None)
     if not preset:
         raise CheckpointError("save_generator needs the preset name (the card must say how to rebuild the model)")
+    if callable(getattr(inner, "folded", None)):  # a student trained with RepConv branches: save the plain sum
+        inner = inner.folded()
+        if dataclasses.is_dataclass(config) and not isinstance(config, type):
+            config = dataclasses.replace(config, reparam=False) if hasattr(config, "reparam") else config
+        elif isinstance(config, dict) and config.get("reparam"):
+            config = {**config, "reparam": False}
     config = config if config is not None else model_config(inner)
     arch_args = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     arch_args.pop("description", None)  # descriptive only, not an argument worth round-tripping

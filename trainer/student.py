@@ -21,15 +21,17 @@ Budget: at most 1 % of the ``paper`` teacher's multiply-accumulates per LR pixel
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import PresetError
 
-__all__ = ["StudentConfig", "STUDENT_PRESETS", "Student", "build_student", "student_from_args"]
+__all__ = ["StudentConfig", "STUDENT_PRESETS", "Student", "RepConv", "build_student", "student_from_args"]
 
 
 ANCHOR_KERNELS = ("nearest", "bicubic")
@@ -73,6 +75,102 @@ class BicubicAnchor(nn.Conv2d):
         self.register_buffer("weight", bicubic_phase_weights(scale, channels))
 
 
+#: fixed 3x3 edge filters of a RepConv's edge branches: Sobel x, Sobel y, Laplacian
+EDGE_MASKS = (
+    ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0)),
+    ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0)),
+    ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0)),
+)
+
+
+class RepConv(nn.Conv2d):
+    """A k x k convolution trained as a sum of linear branches and run as the one convolution
+    they add up to (structural re-parameterisation).
+
+    Branches: the k x k kernel itself; a 1x1 kernel (the centre tap); a 1x1 expansion to
+    ``expand * in_channels`` features followed by a k x k kernel; 1x1 kernels followed by fixed
+    Sobel-x, Sobel-y and Laplacian filters with a learnt gain per output; and, with as many
+    outputs as inputs, a learnt gain on the identity. All are linear, so their sum is one k x k
+    kernel: ``weight`` computes it from the branches on every call and the layer runs as a plain
+    convolution, at a plain convolution's cost, in training as in inference. Only the gradients
+    differ: each branch is a different path to the same kernel, which is what lets a small
+    network train to a better optimum than the same kernel trained directly. ``Student.folded()``
+    writes the sum into an ordinary Conv2d for export.
+    """
+
+    def __init__(self, cin: int, cout: int, k: int, expand: int = 2) -> None:
+        super().__init__(cin, cout, k, padding=k // 2)
+        del self.weight, self.bias  # computed from the branches (the properties below)
+        mid = expand * cin
+        self.kxk = nn.Parameter(torch.empty(cout, cin, k, k))
+        self.kxk_bias = nn.Parameter(torch.zeros(cout))
+        self.point = nn.Parameter(torch.empty(cout, cin))
+        self.expand = nn.Parameter(torch.empty(mid, cin))
+        self.squeeze = nn.Parameter(torch.empty(cout, mid, k, k))
+        self.edge = nn.Parameter(torch.empty(len(EDGE_MASKS), cout, cin))
+        self.edge_gain = nn.Parameter(torch.ones(len(EDGE_MASKS), cout))
+        self.skip = nn.Parameter(torch.zeros(cout)) if cin == cout else None
+        masks = torch.zeros(len(EDGE_MASKS), k, k)
+        if k >= 3:  # centred in the k x k kernel
+            c = k // 2
+            masks[:, c - 1 : c + 2, c - 1 : c + 2] = torch.tensor(EDGE_MASKS)
+        self.register_buffer("edge_masks", masks, persistent=False)
+        self.init_branches()
+
+    def reset_parameters(self) -> None:
+        if "kxk" in self._parameters:  # Conv2d's constructor calls this before the branches exist
+            self.init_branches()
+        else:
+            super().reset_parameters()
+
+    def init_branches(self, zero: bool = False) -> None:
+        """He-normal for the summed kernel (each of the four branch groups a quarter of its
+        variance); ``zero``: the summed kernel and bias start at zero while the first stage of
+        every two-stage branch stays random, so each branch still gets a gradient."""
+        cout, cin, k, _ = self.kxk.shape
+        t = math.sqrt(2.0 / (cin * k * k)) / 2.0  # std per branch group: four groups sum to He's variance
+        with torch.no_grad():
+            nn.init.normal_(self.expand, std=1.0 / math.sqrt(self.expand.shape[0]))
+            mask_rms = float(self.edge_masks.square().sum(dim=(1, 2)).mean().sqrt().clamp_min(1e-6))
+            nn.init.normal_(self.edge, std=t / mask_rms / math.sqrt(len(EDGE_MASKS)))
+            self.kxk_bias.zero_()
+            if self.skip is not None:
+                self.skip.zero_()
+            if zero:
+                for p in (self.kxk, self.point, self.squeeze, self.edge_gain):
+                    p.zero_()
+            else:
+                nn.init.normal_(self.kxk, std=t)
+                nn.init.normal_(self.point, std=t * k)  # one tap carries a k*k-tap kernel's share
+                nn.init.normal_(self.squeeze, std=t)
+                self.edge_gain.fill_(1.0)
+
+    def _summed_kernel(self) -> torch.Tensor:
+        c = self.kernel_size[0] // 2
+        w = self.kxk + F.pad(self.point[:, :, None, None], (c, c, c, c))
+        w = w + torch.einsum("omyx,mi->oiyx", self.squeeze, self.expand)
+        w = w + torch.einsum("eo,eyx,eoi->oiyx", self.edge_gain, self.edge_masks, self.edge)
+        if self.skip is not None:
+            w = w + F.pad(torch.diag(self.skip)[:, :, None, None], (c, c, c, c))
+        return w
+
+    @property  # type: ignore[override]
+    def weight(self) -> torch.Tensor:
+        return self._summed_kernel()
+
+    @property  # type: ignore[override]
+    def bias(self) -> torch.Tensor:
+        return self.kxk_bias
+
+    def to_conv(self) -> nn.Conv2d:
+        """The plain convolution that computes exactly what this layer computes."""
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size[0], padding=self.padding)
+        with torch.no_grad():
+            conv.weight.copy_(self.weight)
+            conv.bias.copy_(self.bias)  # type: ignore[union-attr]
+        return conv.to(self.kxk.device)
+
+
 #: the fixed kernel's state-dict key in files saved before it became a module (the fourth
 #: bundled default and older): renamed when such a file is loaded
 _OLD_ANCHOR_KEY = "anchor_weight"
@@ -114,6 +212,10 @@ class StudentConfig:
     # fine detail keeps a full-resolution path while the hidden layers see twice as far
     cell_body: bool = False
     lr_channels: int = 16
+    # train every convolution as a RepConv (parallel linear branches that sum to one kernel):
+    # the same network at inference, ``Student.folded()`` turns it into plain convolutions for
+    # saving and export, so the cost per pixel is unchanged
+    reparam: bool = False
 
     def __post_init__(self) -> None:
         """Raise PresetError (a ValueError) naming the first bad field."""
@@ -211,9 +313,9 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
 }
 
 
-def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+def _conv(cin: int, cout: int, k: int, reparam: bool = False) -> nn.Conv2d:
     # zero 'same' padding: the SDK's tiler supplies real context through the halo
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
+    return RepConv(cin, cout, k) if reparam else nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
 class Student(nn.Module):
@@ -224,26 +326,31 @@ class Student(nn.Module):
         self.cfg = cfg
         self.config = cfg  # the name every trainer model's typed config goes by (models.model_config)
         u = cfg.unshuffle
+        rp = cfg.reparam
         self.cells: nn.Sequential | None = None
         if cfg.cell_body:
             lc = cfg.lr_channels
-            head = _conv(cfg.in_channels + cfg.cond_channels, lc, cfg.head_kernel)
+            head = _conv(cfg.in_channels + cfg.cond_channels, lc, cfg.head_kernel, rp)
             self.body = nn.Sequential(head, nn.ReLU(inplace=True))
-            cells: list[nn.Module] = [nn.PixelUnshuffle(u), _conv(lc * u * u, cfg.channels, 1), nn.ReLU(inplace=True)]
+            cells: list[nn.Module] = [
+                nn.PixelUnshuffle(u),
+                _conv(lc * u * u, cfg.channels, 1, rp),
+                nn.ReLU(inplace=True),
+            ]
             for _ in range(cfg.depth):
-                cells += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
-            cells += [_conv(cfg.channels, lc * u * u, 1), nn.PixelShuffle(u)]
+                cells += [_conv(cfg.channels, cfg.channels, cfg.kernel, rp), nn.ReLU(inplace=True)]
+            cells += [_conv(cfg.channels, lc * u * u, 1, rp), nn.PixelShuffle(u)]
             self.cells = nn.Sequential(*cells)
-            self.tail = _conv(lc, cfg.out_channels * cfg.scale**2, cfg.tail_kernel)
+            self.tail = _conv(lc, cfg.out_channels * cfg.scale**2, cfg.tail_kernel, rp)
             self.shuffle = nn.PixelShuffle(cfg.scale)
             u = 1  # the image itself is not cut into cells
         else:
             head_in = (cfg.in_channels + cfg.cond_channels) * u * u
-            layers: list[nn.Module] = [_conv(head_in, cfg.channels, cfg.head_kernel), nn.ReLU(inplace=True)]
+            layers: list[nn.Module] = [_conv(head_in, cfg.channels, cfg.head_kernel, rp), nn.ReLU(inplace=True)]
             for _ in range(cfg.depth):
-                layers += [_conv(cfg.channels, cfg.channels, cfg.kernel), nn.ReLU(inplace=True)]
+                layers += [_conv(cfg.channels, cfg.channels, cfg.kernel, rp), nn.ReLU(inplace=True)]
             self.body = nn.Sequential(*layers)
-            self.tail = _conv(cfg.channels, cfg.out_channels * (cfg.scale * u) ** 2, cfg.tail_kernel)
+            self.tail = _conv(cfg.channels, cfg.out_channels * (cfg.scale * u) ** 2, cfg.tail_kernel, rp)
             self.shuffle = nn.PixelShuffle(cfg.scale * u)
         # unshuffle 2: the body runs on half-resolution cells and its depth-to-space covers
         # scale*2; the anchor stays at LR resolution with its own depth-to-space, added at HR
@@ -257,12 +364,33 @@ class Student(nn.Module):
 
     def reset_parameters(self) -> None:
         for m in [*self.body.modules(), *(self.cells.modules() if self.cells is not None else ())]:
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, RepConv):
+                m.init_branches()
+            elif isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
         # zero tail: the untrained network is exactly the anchor, i.e. nearest upsampling
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        if isinstance(self.tail, RepConv):
+            self.tail.init_branches(zero=True)
+        else:
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
+
+    def folded(self) -> Student:
+        """This network with plain convolutions (each RepConv summed into one kernel): the same
+        function, the layout every exporter and the SDK know. A plain student returns itself."""
+        if not self.cfg.reparam:
+            return self
+        plain = Student(dataclasses.replace(self.cfg, reparam=False)).to(next(self.parameters()).device)
+        state = plain.state_dict()
+        for name, m in self.named_modules():
+            if isinstance(m, RepConv):
+                conv = m.to_conv()
+                state[f"{name}.weight"], state[f"{name}.bias"] = conv.weight.detach(), conv.bias.detach()  # type: ignore[union-attr]
+        if self.bicubic_anchor is not None:
+            state["bicubic_anchor.weight"] = self.bicubic_anchor.weight
+        plain.load_state_dict(state)
+        return plain.train(self.training)
 
     def rf_branches(self) -> list[nn.Module]:
         """Each parallel path, its layers in forward order, for the halo: body + tail +
@@ -360,6 +488,26 @@ def deepened_state(shallow: Student, deep: Student) -> dict[str, torch.Tensor]:
         w = torch.zeros(c, c, k, k)
         w[torch.arange(c), torch.arange(c), k // 2, k // 2] = 1.0
         state[f"{key}.weight"], state[f"{key}.bias"] = w, torch.zeros(c)
+    return state
+
+
+def reparam_state(plain: Student, rep: Student) -> dict[str, torch.Tensor]:
+    """``plain``'s weights laid out for ``rep`` (the same student trained with RepConv branches):
+    each kernel goes into its RepConv's k x k branch and every other branch adds zero to the sum,
+    so ``rep`` starts as exactly ``plain`` (the two-stage branches keep a random first stage,
+    so they still learn)."""
+    if dataclasses.replace(plain.cfg, reparam=True) != rep.cfg or plain.cfg.reparam:
+        raise PresetError(f"cannot re-parameterise {plain.cfg} into {rep.cfg}: only 'reparam' may differ")
+    src = plain.state_dict()
+    state = dict(rep.state_dict())
+    for name, m in rep.named_modules():
+        if isinstance(m, RepConv):
+            m.init_branches(zero=True)
+            state.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
+            state[f"{name}.kxk"], state[f"{name}.kxk_bias"] = src[f"{name}.weight"], src[f"{name}.bias"]
+    for k, v in src.items():
+        if k in state:
+            state[k] = v
     return state
 
 

@@ -65,7 +65,7 @@ from .losses import bce_clipped, content_loss, generator_adversarial_loss, pixel
 from .metrics import CONVENTION, psnr, sample_grid, save_png, ssim, upscale_pil
 from .models import Discriminator, DiscriminatorConfig, create_model, model_config, presets
 from .quant_aware import QuantAware
-from .student import Student, conditioned_state, deepened_state
+from .student import Student, conditioned_state, deepened_state, reparam_state
 
 log = logging.getLogger(__name__)
 
@@ -609,6 +609,13 @@ def _init_state(init: nn.Module, g: nn.Module) -> dict[str, torch.Tensor]:
             g.cfg.cond_channels,
         )
         return state
+    if isinstance(init, Student) and isinstance(g, Student) and g.cfg.reparam and not init.cfg.reparam:
+        try:
+            state = reparam_state(init, g)
+        except PresetError as exc:
+            raise TrainError(f"--init-from: {exc}") from None
+        log.info("--init-from: each plain kernel goes into its RepConv k x k branch, the other branches start at zero")
+        return state
     return init.state_dict()
 
 
@@ -1020,6 +1027,8 @@ def train(cfg: TrainConfig) -> Path | None:
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
             "content_loss": cfg.resolved_content_loss(),
+            # trained as RepConv branches, saved as the plain kernels they sum to (arch_args.reparam false)
+            "reparam": bool(getattr(model_config(_unwrap(g)), "reparam", False)),
             "lr": cfg.lr,
             "betas": list(betas),
             "lr_schedule": cfg.lr_schedule,

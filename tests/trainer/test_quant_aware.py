@@ -105,6 +105,32 @@ def test_quant_aware_run_resumes_exactly_and_records_its_ranges(tmp_path: Path, 
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_reparam_fine_tune_starts_from_a_plain_file_resumes_exactly_and_saves_plain(tmp_path: Path, real_image):
+    """--model-arg reparam=true from a plain file: trained through int8 rounding as RepConv
+    branches, checkpointed as branches (an exact resume), saved as the plain kernels."""
+    from scopesr.trainer.checkpoint import load_generator
+
+    real_image("napari-nuclei")
+    src = tmp_path / "plain"
+    assert cli_main([*_base(src, steps=2), "--ckpt-every", "0", "--val-every", "0"]) == 0
+    w = str(src / "final" / "generator.safetensors")
+    rep = ["--model-arg", "reparam=true", "--init-from", w, "--quant-aware"]
+    straight, parts = tmp_path / "straight", tmp_path / "parts"
+    assert cli_main([*_base(straight), *rep]) == 0
+    assert cli_main([*_base(parts), *rep, "--stop-at", "3", "--ckpt-every", "3"]) == 0
+    assert cli_main([*_base(parts), *rep, "--resume"]) == 0
+    a = load_file(str(straight / "final" / "generator.safetensors"))
+    b = load_file(str(parts / "final" / "generator.safetensors"))
+    assert sorted(a) == sorted(load_file(w)) and all(torch.equal(a[k], b[k]) for k in a)
+    card = ModelCard.load(straight / "final" / "generator.safetensors")
+    assert card.arch_args["reparam"] is False and card.training["reparam"] is True
+    model, _ = load_generator(straight / "final" / "generator.safetensors")
+    assert not any(type(m).__name__ == "RepConv" for m in model.modules())
+    assert not all(torch.equal(a[k], v) for k, v in load_file(w).items())  # it did train
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_init_from_a_shallower_student_deepens_it(tmp_path: Path, real_image):
     real_image("napari-nuclei")
     shallow, deep = tmp_path / "shallow", tmp_path / "deep"

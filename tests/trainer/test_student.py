@@ -9,10 +9,12 @@ torch = pytest.importorskip("torch")
 
 from scopesr.trainer.student import (  # noqa: E402
     STUDENT_PRESETS,
+    RepConv,
     StudentConfig,
     build_student,
     conditioned_state,
     deepened_state,
+    reparam_state,
     student_from_args,
 )
 
@@ -295,6 +297,59 @@ def test_deepened_student_starts_as_the_same_function():
         deepened_state(shallow, student_from_args("student-tiny", anchor_kernel="bicubic", channels=8))
     with pytest.raises(ValueError, match="only 'depth' may differ"):
         deepened_state(deep, shallow)
+
+
+def test_reparam_student_folds_into_plain_convolutions_computing_the_same():
+    """Trained as RepConv branches, saved and exported as one plain kernel per layer: the folded
+    network computes the same output at the same cost and receptive field."""
+    from scopesr.trainer.receptive_field import macs_per_lr_pixel, receptive_field_radius
+
+    torch.manual_seed(6)
+    rep = student_from_args("student-tiny", anchor_kernel="bicubic", reparam=True)
+    for p in rep.parameters():  # every branch contributes (the tail starts at zero otherwise)
+        torch.nn.init.normal_(p, std=0.1)
+    convs = [m for m in rep.modules() if isinstance(m, RepConv)]
+    assert len(convs) == rep.cfg.depth + 2  # head, hidden layers, tail
+    plain = rep.folded()
+    assert plain.cfg.reparam is False and not any(isinstance(m, RepConv) for m in plain.modules())
+    x = torch.rand(2, 1, 20, 24)
+    assert torch.allclose(plain.eval()(x), rep.eval()(x), atol=1e-5)
+    assert receptive_field_radius(plain) == receptive_field_radius(rep) == rep.cfg.halo
+    assert macs_per_lr_pixel(plain) == macs_per_lr_pixel(rep) == rep.cfg.macs_per_lr_pixel()
+    # the edge branches are what a plain kernel cannot be trained as: switching one off changes the sum
+    before = convs[1].weight.clone()
+    with torch.no_grad():
+        convs[1].edge_gain.zero_()
+    assert not torch.allclose(convs[1].weight, before)
+
+
+def test_reparam_student_starts_as_bicubic_and_every_branch_learns():
+    torch.manual_seed(7)
+    rep = student_from_args("student-tiny", anchor_kernel="bicubic", reparam=True)
+    assert_bicubic_at_init(rep, seed=7)
+    x, target = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 64, 64)
+    opt = torch.optim.SGD(rep.parameters(), lr=0.1)
+    for _ in range(2):  # at init only the tail's second stages can move (the summed tail is zero)
+        opt.zero_grad()
+        (rep(x) - target).square().mean().backward()
+        opt.step()
+    for name, m in rep.named_modules():
+        if isinstance(m, RepConv):
+            for pname, p in m.named_parameters():
+                assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname} gets no gradient"
+
+
+def test_plain_student_goes_into_reparam_branches_unchanged():
+    torch.manual_seed(8)
+    plain = student_from_args("student-tiny", anchor_kernel="bicubic")
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    rep = student_from_args("student-tiny", anchor_kernel="bicubic", reparam=True)
+    rep.load_state_dict(reparam_state(plain, rep))
+    x = torch.rand(2, 1, 20, 24)
+    assert torch.allclose(rep.eval()(x), plain.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match="only 'reparam' may differ"):
+        reparam_state(plain, student_from_args("student-tiny", anchor_kernel="bicubic", channels=8, reparam=True))
 
 
 def test_conditioned_student_starts_as_the_blind_one():
