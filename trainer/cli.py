@@ -224,7 +224,8 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
             metavar="FILE",
             help="Start from a generator .safetensors (e.g. a pretrain run). A student with more "
             "hidden layers (--model-arg depth=N) starts from a shallower one's weights, the new "
-            "layers as the identity.",
+            "layers as the identity; one trained as RepConv branches (--model-arg reparam=true) "
+            "starts as exactly the plain file's function.",
         ),
         o(
             "--quant-aware/--no-quant-aware",
