@@ -206,6 +206,12 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
             type=click.Choice(["vgg", "mse", "l1"]),
             help="Default: vgg for gan, mse for pretrain, l1 for distill.",
         ),
+        o(
+            "--mse-weight",
+            type=float,
+            help="With --content-loss l1: add this times the MSE (L1's pull on small errors, MSE's on "
+            "large ones; equal at an error of 1/(2*weight)). Default 0.",
+        ),
         o("--vgg-weights", metavar="FILE", help="torchvision VGG19 state dict file (offline use)."),
         o("--lr", type=float, help="Learning rate (default 1e-4; distill 1e-3)."),
         o(

@@ -129,19 +129,38 @@ class VGGContentLoss(nn.Module):
         return F.mse_loss(self._feat(sr).float(), target.float())
 
 
-def pixel_loss(kind: str) -> nn.Module:
+class L1PlusMSE(nn.Module):
+    """Mean absolute error plus ``mse_weight`` times the mean squared error.
+
+    L1 pulls every pixel with the same force, MSE in proportion to its error: the sum behaves
+    like L1 where errors are small and like MSE where they are large (the two gradients are equal
+    at an error of ``1 / (2 * mse_weight)``)."""
+
+    def __init__(self, mse_weight: float) -> None:
+        super().__init__()
+        self.mse_weight = float(mse_weight)
+
+    def forward(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        err = sr - target
+        return err.abs().mean() + self.mse_weight * err.square().mean()
+
+
+def pixel_loss(kind: str, mse_weight: float = 0.0) -> nn.Module:
+    """``mse`` | ``l1``; ``mse_weight`` > 0 adds that much MSE to L1."""
     if kind == "mse":
         return nn.MSELoss()
     if kind == "l1":
-        return nn.L1Loss()
+        return L1PlusMSE(mse_weight) if mse_weight > 0 else nn.L1Loss()
     raise LossError(f"pixel loss {kind!r}: use mse or l1")
 
 
-def content_loss(kind: str, vgg_weights: str | None = None, vgg_random_init: bool = False) -> nn.Module:
-    """``vgg`` | ``mse`` | ``l1``."""
+def content_loss(
+    kind: str, vgg_weights: str | None = None, vgg_random_init: bool = False, mse_weight: float = 0.0
+) -> nn.Module:
+    """``vgg`` | ``mse`` | ``l1`` (plus ``mse_weight`` x MSE)."""
     if kind == "vgg":
         return VGGContentLoss(vgg_weights, random_init=vgg_random_init)
-    return pixel_loss(kind)
+    return pixel_loss(kind, mse_weight)
 
 
 def bce_clipped(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -92,6 +92,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99  # the paper's text (its code: 0.999)
     content_loss: str = ""  # "" = mode default: vgg for gan, mse for pretrain; vgg | mse | l1
+    mse_weight: float = 0.0  # content loss l1: plus this times the MSE (0: L1 alone)
     adv_weight: float = 1e-3
     l1_weight: float = 1e-2  # the paper's code adds 1e-2 L1 to the generator loss
     real_label_range: tuple[float, float] = (0.8, 1.2)
@@ -150,6 +151,11 @@ class TrainConfig:
             raise TrainError("--steps and --batch-size must be >= 1")
         if self.resolved_content_loss() not in ("vgg", "mse", "l1"):
             raise TrainError(f"--content-loss {self.content_loss!r}: vgg, mse or l1")
+        if self.mse_weight and (self.resolved_content_loss() != "l1" or self.mode == "distill"):
+            raise TrainError(
+                f"--mse-weight {self.mse_weight!r} adds MSE to an L1 content loss: use it with "
+                "--content-loss l1 in pretrain or gan mode (distill's losses are L1 by design)"
+            )
         if self.precision not in PRECISIONS:
             hint = " (fp16 would need loss scaling; bf16 does not)" if self.precision == "fp16" else ""
             raise TrainError(f"--precision {self.precision!r}: one of {PRECISIONS}{hint}")
@@ -202,6 +208,7 @@ class TrainConfig:
         for opt, v in (
             ("--adv-weight", self.adv_weight),
             ("--l1-weight", self.l1_weight),
+            ("--mse-weight", self.mse_weight),
             ("--teacher-weight", self.teacher_weight),
             ("--gt-weight", self.gt_weight),
             ("--time-limit-min", self.time_limit_min),
@@ -704,7 +711,8 @@ def train(cfg: TrainConfig) -> Path | None:
     dsum = data_mod.summary(cfg.data, train_items, val_items)
 
     # --- losses, optimisers, schedulers
-    closs = content_loss(cfg.resolved_content_loss(), cfg.vgg_weights, cfg.vgg_random_init).to(device)
+    closs = content_loss(cfg.resolved_content_loss(), cfg.vgg_weights, cfg.vgg_random_init, cfg.mse_weight)
+    closs = closs.to(device)
     l1 = pixel_loss("l1")
     g.to(device)
     if d is not None:
@@ -1027,6 +1035,7 @@ def train(cfg: TrainConfig) -> Path | None:
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
             "content_loss": cfg.resolved_content_loss(),
+            "mse_weight": cfg.mse_weight,
             # trained as RepConv branches, saved as the plain kernels they sum to (arch_args.reparam false)
             "reparam": bool(getattr(model_config(_unwrap(g)), "reparam", False)),
             "lr": cfg.lr,

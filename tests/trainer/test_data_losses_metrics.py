@@ -13,6 +13,7 @@ from scopesr.trainer.losses import (  # noqa: E402
     VGGContentLoss,
     bce_clipped,
     generator_adversarial_loss,
+    pixel_loss,
     smoothed_labels,
 )
 from scopesr.trainer.metrics import psnr, sample_grid, ssim, upscale_pil  # noqa: E402
@@ -98,6 +99,20 @@ def test_label_smoothing_ranges_and_clipped_bce():
     assert torch.isfinite(bce_clipped(torch.tensor([50.0]), torch.tensor([1.2])))
     assert float(generator_adversarial_loss(torch.tensor([10.0]))) < 1e-3
     assert float(generator_adversarial_loss(torch.tensor([-10.0]))) > 5
+
+
+def test_l1_plus_mse_is_l1_for_small_errors_and_mse_for_large_ones():
+    target = torch.zeros(1, 1, 1, 2)
+    sr = torch.tensor([[[[0.01, 0.5]]]], requires_grad=True)
+    loss = pixel_loss("l1", mse_weight=10.0)
+    value = loss(sr, target)
+    assert value.item() == pytest.approx(0.255 + 10.0 * (0.01**2 + 0.25) / 2)
+    value.backward()
+    # per-pixel gradient (1 + 2 * 10 * err) / 2: L1's sign term dominates at 0.01, MSE's at 0.5
+    assert sr.grad.flatten().tolist() == pytest.approx([(1 + 0.2) / 2, (1 + 10.0) / 2])
+    assert isinstance(pixel_loss("l1"), torch.nn.L1Loss)  # weight 0: plain L1, as before
+    with pytest.raises(LossError, match="use mse or l1"):
+        pixel_loss("huber")
 
 
 def test_vgg_content_loss_random_init_and_offline_error(tmp_path, monkeypatch):

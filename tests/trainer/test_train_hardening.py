@@ -72,6 +72,8 @@ def _refused(argv: list[str], capsys, *needles: str) -> str:
         (["--device", "banana"], ("--device", "banana", "cpu")),
         (["--val-fraction", "2"], ("--val-fraction", "[0, 1)")),
         (["--val-fraction", "-0.1"], ("--val-fraction",)),
+        (["--mse-weight", "-1"], ("--mse-weight", ">= 0")),
+        (["--content-loss", "mse", "--mse-weight", "2"], ("--mse-weight", "--content-loss l1")),
     ],
 )
 def test_bad_values_exit_2_with_a_clear_message(extra, needles, tmp_path, capsys):
