@@ -1,0 +1,102 @@
+"""One of two models per frame, chosen by the LR image's fine-to-coarse detail ratio: what such a
+gate would score per degradation row, beside each model alone.
+
+Default: the bundled default (the fallback) and the bundled low-noise model (the expert, for
+frames whose ratio is below the threshold), on the release's six held-out sources and the two
+unseen ones, reported as two groups. LR images as in ``sr-bench release`` (same rows, same
+seeds). More models (e.g. weight blends of the two) can be added with ``--model``; they are
+scored alone beside the gates. The measuring code is ``scopesr.bench.model_gate``.
+
+    python benchmarks/bench_model_gate.py
+    python benchmarks/bench_model_gate.py --threshold 0.6 --threshold 0.7
+
+Writes benchmarks/results/model_gate.{json,md} (``--name`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import scopesr.sdk as sdk
+from scopesr.bench import model_gate, unseen_quality
+from scopesr.bench.machine import usable_cores
+from scopesr.bench.results import publish
+from scopesr.sdk.errors import ScopesrError
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ROOT / "sdk" / "models"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="an SDK artifact; repeatable (default: default= and low-noise= the bundled ONNX files)",
+    )
+    ap.add_argument(
+        "--fallback", default=None, help="the model for frames at or above the threshold (default: the first)"
+    )
+    ap.add_argument("--expert", default=None, help="the model for frames below the threshold (default: the second)")
+    ap.add_argument(
+        "--threshold",
+        action="append",
+        type=float,
+        default=[],
+        help="gate threshold; repeatable (default: 0.5 0.6 0.7 0.8)",
+    )
+    ap.add_argument(
+        "--source", action="append", default=[], help="sample:KEY; repeatable (default: release six + unseen two)"
+    )
+    ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
+    ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
+    ap.add_argument("--name", default="model_gate", help="results/NAME.json|md")
+    ap.add_argument("--no-record", action="store_true", help="print only")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # the low-noise model's noisy-frame warning is the point here
+    specs = args.model or [f"default={MODELS / 'default.onnx'}", f"low-noise={MODELS / 'low-noise' / 'low-noise.onnx'}"]
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name:
+            ap.error(f"--model {spec}: write NAME=PATH")
+        if not Path(path).is_file():
+            ap.error(f"--model {spec}: no such file {path}")
+        paths[name] = Path(path)
+    if len(paths) != len(specs) or len(paths) < 2:
+        ap.error("--model: give at least two models with distinct names")
+    names = list(paths)
+    fallback, expert = args.fallback or names[0], args.expert or names[1]
+    for role, n in (("--fallback", fallback), ("--expert", expert)):
+        if n not in paths:
+            ap.error(f"{role} {n}: not among the models {names}")
+    thresholds = args.threshold or [0.5, 0.6, 0.7, 0.8]
+    threads = args.threads or usable_cores()
+    try:
+        ups = {n: sdk.load(p, num_threads=threads) for n, p in paths.items()}
+        release = list(ups[fallback].card.metrics["heldout"]["sources"])
+        sources = args.source or [*release, *unseen_quality.UNSEEN_SOURCES]
+        unseen_quality.check_unseen({n: u.card for n, u in ups.items()}, sources)
+        from scopesr.trainer.data import heldout_images
+
+        images = heldout_images(sources, 4, args.max_planes)
+    except (ScopesrError, KeyError) as exc:
+        ap.error(f"cannot load the models or the sources: {exc}")
+    groups = {s: ("release held-out sources" if s in release else "unseen sources") for s in sources}
+    data = {
+        "paths": {n: str(p) for n, p in paths.items()},
+        "sources": sources,
+        **model_gate.measure(ups, images, groups, fallback, expert, thresholds),
+    }
+    return publish(
+        RESULTS, args.name, data, model_gate.markdown, "bench_model_gate.py", argv, args.no_record, threads=threads
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""scopesr.bench.model_gate: two models per frame, chosen by the LR image's fine-to-coarse ratio."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scopesr.bench import model_gate
+from scopesr.sdk import quality
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _image(seed: int) -> quality.EvalImage:
+    """Smooth blobs on a dark background, 12-bit values: a noise-free reference."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:192, 0:192].astype(np.float64)
+    img = np.full((192, 192), 100.0)
+    for cy, cx in rng.uniform(20, 172, (10, 2)):
+        img += 3000 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 10.0**2))
+    return quality.EvalImage(f"synthetic:blobs[{seed}]", f"synthetic:blobs{seed}", img.astype(np.uint16))
+
+
+class _Up:
+    def __init__(self, fn):  # type: ignore[no-untyped-def]
+        self.upscale = fn
+
+
+UPS = {
+    "nearest": _Up(lambda lr: quality.upscale_nearest(lr, 4)),
+    "bicubic": _Up(lambda lr: quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype)),
+}
+
+
+def test_gate_sends_smooth_frames_to_the_expert_and_noisy_ones_to_the_fallback():
+    images = [_image(0), _image(1)]
+    groups = {im.source: ("a" if im is images[0] else "b") for im in images}
+    data = model_gate.measure(
+        UPS,
+        images,
+        groups,
+        fallback="nearest",
+        expert="bicubic",
+        thresholds=[-1.0, 1.0, 9.0],
+        degradations=["bicubic", "noise-snr8"],
+    )
+    ratios = {r["degradation"]: [] for r in data["rows"]}
+    for r in data["rows"]:
+        ratios[r["degradation"]].append(r["ratio"])
+        assert r["gain"]["bicubic"] == pytest.approx(0.0, abs=1e-9)  # bicubic against itself
+        assert r["gain"]["nearest"] < 0.0
+    assert max(ratios["bicubic"]) < 1.0 < min(ratios["noise-snr8"])  # smooth ~1/4, shot noise ~2
+    for group in ("a", "b"):
+        t = data["table"][group]
+        alone_fb, alone_ex = t["nearest"], t["bicubic"]
+        never, split, always = (t[model_gate.gate_policy_name("bicubic", x)] for x in (-1.0, 1.0, 9.0))
+        for d in ("bicubic", "noise-snr8"):
+            assert never[d]["gain_db"] == alone_fb[d]["gain_db"] and never[d]["expert_share"] == 0.0
+            assert always[d]["gain_db"] == alone_ex[d]["gain_db"] and always[d]["expert_share"] == 1.0
+        assert split["bicubic"]["gain_db"] == alone_ex["bicubic"]["gain_db"] and split["bicubic"]["expert_share"] == 1.0
+        assert split["noise-snr8"]["gain_db"] == alone_fb["noise-snr8"]["gain_db"]
+        assert split["noise-snr8"]["expert_share"] == 0.0
+    md = model_gate.markdown(data, "python benchmarks/bench_model_gate.py")
+    assert "## a" in md and "| bicubic if ratio < 1 | +0.00 (+0.00) / 100 % |" in md
+
+
+def test_unknown_model_or_ungrouped_source_is_refused():
+    images = [_image(0)]
+    with pytest.raises(ValueError, match="no model named 'sharp'"):
+        model_gate.measure(UPS, images, {images[0].source: "a"}, "nearest", "sharp", [0.5])
+    with pytest.raises(ValueError, match="no group for source"):
+        model_gate.measure(UPS, images, {}, "nearest", "bicubic", [0.5])
+
+
+def test_script_refuses_a_missing_file_and_an_unknown_expert(tmp_path):
+    script = str(ROOT / "benchmarks" / "bench_model_gate.py")
+    onnx = str(ROOT / "sdk" / "models" / "default.onnx")
+    r = subprocess.run(
+        [sys.executable, script, "--model", f"a={onnx}", "--model", f"b={tmp_path / 'nope.onnx'}", "--no-record"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "no such file" in r.stderr and "nope.onnx" in r.stderr
+    r = subprocess.run(
+        [sys.executable, script, "--model", f"a={onnx}", "--model", f"b={onnx}", "--expert", "c", "--no-record"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "--expert c: not among the models ['a', 'b']" in r.stderr
+
+
+def test_script_scores_the_bundled_pair_on_a_real_plane():
+    script = str(ROOT / "benchmarks" / "bench_model_gate.py")
+    r = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--source",
+            "sample:stardist-nuclei-2d",
+            "--max-planes",
+            "1",
+            "--threshold",
+            "0.7",
+            "--no-record",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "## release held-out sources" in r.stdout and "| low-noise if ratio < 0.7 |" in r.stdout
+    # the one stardist plane: the release table's default gain on the clean row (+0.24 dB in fp32)
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| default |"))
+    assert float(row.split("|")[2].split()[0]) > 0.0
