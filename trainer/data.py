@@ -67,6 +67,8 @@ DEGRADATIONS = {
 }
 #: the blind microscope degradation (scopesr.sdk.quality.DegradationRanges, drawn per crop)
 MICROSCOPY = "microscopy"
+#: with ``lr_ratio_max``: draws per crop at most before the last one is kept
+RATIO_TRIES = 16
 
 
 @dataclass
@@ -110,6 +112,11 @@ class DataConfig:
     # Microscopy only; 0 = off
     zoom_p: float = 0.0
     zoom_range: tuple[float, float] = (0.5, 3.0)
+    # an expert for the frames a per-frame gate would send it: a crop is drawn again (crop and
+    # degradation, same image) until its LR image's fine-to-coarse detail ratio
+    # (scopesr.sdk.noise.fine_to_coarse: ~2 for white noise, ~1/4 for smooth content) is below
+    # this, at most RATIO_TRIES draws (then the last is kept). Microscopy only; 0 = off
+    lr_ratio_max: float = 0.0
 
     def ranges(self) -> quality.DegradationRanges:
         return quality.DegradationRanges.from_dict({"scale": self.scale, **self.degradation_ranges})
@@ -166,6 +173,10 @@ class DataConfig:
         self._check_reference_option(
             "zoom_p", self.zoom_p, "zoom_range", self.zoom_range, "two zoom factors", "[0.5, 3]"
         )
+        if self.lr_ratio_max < 0 or not math.isfinite(self.lr_ratio_max):
+            raise DataError(f"lr_ratio_max={self.lr_ratio_max}: a fine-to-coarse ratio > 0 (0 = off), e.g. 0.7")
+        if self.lr_ratio_max and self.degradation != MICROSCOPY:
+            raise DataError(f"lr_ratio_max needs degradation = {MICROSCOPY!r} (got {self.degradation!r})")
         if self.degradation == MICROSCOPY:
             try:
                 self.ranges()
@@ -556,6 +567,10 @@ class TrainDataset(Dataset):
         item = self.pick(token, rng)
         if cfg.degradation == MICROSCOPY:
             lr, hr = microscope_pair(item, cfg, rng)
+            for _ in range(RATIO_TRIES - 1 if cfg.lr_ratio_max else 0):  # no extra draw when off
+                if noise.fine_to_coarse(lr[..., 0]) < cfg.lr_ratio_max:
+                    break
+                lr, hr = microscope_pair(item, cfg, rng)
             return to_tensor(lr), to_tensor(hr)
         n_stains = int(rng.integers(1, 5))
         hr_full = load_item(item, cfg, n_stains)
@@ -698,6 +713,8 @@ def summary(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item]) -> dict
         out["hr_noise"] = {"p": cfg.hr_noise_p, "snr": list(cfg.hr_noise_snr)}
     if cfg.zoom_p:
         out["zoom"] = {"p": cfg.zoom_p, "range": list(cfg.zoom_range)}
+    if cfg.lr_ratio_max:
+        out["lr_ratio_max"] = cfg.lr_ratio_max
     return out
 
 

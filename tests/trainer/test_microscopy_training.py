@@ -222,6 +222,35 @@ def test_zoom_is_off_by_default_validated_and_recorded(real_image):
         D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="pil-bicubic", zoom_p=0.5).validate()
 
 
+def test_lr_ratio_max_keeps_crops_a_gate_would_send_to_an_expert(real_image):
+    """lr_ratio_max = 0 draws nothing extra (old recipes replay exactly); on, every LR crop's
+    fine-to-coarse ratio is below it (white noise is ~2, so noisy draws are drawn again), the
+    pairs still depend only on (seed, token), and the card's data summary records it."""
+    from scopesr.sdk.noise import fine_to_coarse
+
+    real_image("napari-nuclei")
+    noisy = {"p_clean": 0.5, "snr": [4.0, 8.0]}  # half the draws strongly noisy, half noise-free
+    base = D.DataConfig(data=SPECS, hr_size=128, channels=1, degradation="microscopy", degradation_ranges=noisy)
+    gated = D.DataConfig(
+        data=SPECS, hr_size=128, channels=1, degradation="microscopy", degradation_ranges=noisy, lr_ratio_max=0.7
+    )
+    for c in (base, gated):
+        c.validate()
+    a, b = D.TrainDataset(D.discover(base), base), D.TrainDataset(D.discover(gated), gated)
+    ra = [fine_to_coarse(a[t][0].numpy()[0]) for t in range(12)]
+    rb = [fine_to_coarse(b[t][0].numpy()[0]) for t in range(12)]
+    assert sum(r >= 0.7 for r in ra) >= 6  # without the filter the noisy half reads noisy
+    assert sum(r < 0.7 for r in rb) >= 11  # with it all but (rarely) one that ran out of redraws
+    again = D.TrainDataset(D.discover(gated), gated)
+    assert all(torch.equal(b[t][0], again[t][0]) and torch.equal(b[t][1], again[t][1]) for t in range(3))
+    assert torch.equal(a[0][0], D.TrainDataset(D.discover(base), base)[0][0])
+    assert "lr_ratio_max" not in D.summary(base, [], []) and D.summary(gated, [], [])["lr_ratio_max"] == 0.7
+    with pytest.raises(D.DataError, match="lr_ratio_max=-1"):
+        D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="microscopy", lr_ratio_max=-1.0).validate()
+    with pytest.raises(D.DataError, match="lr_ratio_max needs degradation"):
+        D.DataConfig(data=SPECS, hr_size=64, channels=1, degradation="pil-bicubic", lr_ratio_max=0.7).validate()
+
+
 def test_zoomed_in_references_are_oversampled():
     """resample_reference: a crop magnified 3x is smooth at its own pixel scale (what an
     oversampled acquisition looks like), keeps the crop's range, and shrinking anti-aliases."""
