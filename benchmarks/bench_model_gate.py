@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 import scopesr.sdk as sdk
-from scopesr.bench import model_gate, unseen_quality
+from scopesr.bench import model_args, model_gate, unseen_quality
 from scopesr.bench.machine import usable_cores
 from scopesr.bench.results import publish
 from scopesr.sdk.errors import ScopesrError
@@ -32,13 +32,7 @@ MODELS = ROOT / "sdk" / "models"
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="an SDK artifact; repeatable (default: default= and low-noise= the bundled ONNX files)",
-    )
+    model_args.add_model_option(ap, "default= and low-noise= the bundled ONNX files")
     ap.add_argument(
         "--fallback", default=None, help="the model for frames at or above the threshold (default: the first)"
     )
@@ -59,17 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-record", action="store_true", help="print only")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the low-noise model's noisy-frame warning is the point here
-    specs = args.model or [f"default={MODELS / 'default.onnx'}", f"low-noise={MODELS / 'low-noise' / 'low-noise.onnx'}"]
-    paths: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name:
-            ap.error(f"--model {spec}: write NAME=PATH")
-        if not Path(path).is_file():
-            ap.error(f"--model {spec}: no such file {path}")
-        paths[name] = Path(path)
-    if len(paths) != len(specs) or len(paths) < 2:
-        ap.error("--model: give at least two models with distinct names")
+    default = [f"default={MODELS / 'default.onnx'}", f"low-noise={MODELS / 'low-noise' / 'low-noise.onnx'}"]
+    paths = model_args.model_paths(ap, args.model or default, at_least=2)
     names = list(paths)
     fallback, expert = args.fallback or names[0], args.expert or names[1]
     for role, n in (("--fallback", fallback), ("--expert", expert)):

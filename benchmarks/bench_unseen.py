@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import scopesr.sdk as sdk
-from scopesr.bench import unseen_quality
+from scopesr.bench import model_args, unseen_quality
 from scopesr.bench.machine import usable_cores
 from scopesr.bench.results import publish
 from scopesr.sdk.errors import ScopesrError
@@ -33,13 +33,7 @@ UNSEEN = list(unseen_quality.UNSEEN_SOURCES)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="[NAME=]PATH",
-        help="an SDK artifact or a .safetensors with its card; repeatable (default: the bundled default)",
-    )
+    model_args.add_model_option(ap, "the bundled default")
     ap.add_argument("--source", action="append", default=[], help=f"sample:KEY; repeatable (default: {UNSEEN})")
     ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
     ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
@@ -47,16 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-record", action="store_true", help="print only")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    specs = args.model or [f"default={ROOT / 'sdk' / 'models' / 'default.onnx'}"]
-    paths: dict[str, Path] = {}
-    for spec in specs:
-        name, _, path = spec.rpartition("=")
-        p = Path(path)
-        if not p.is_file():
-            ap.error(f"--model {spec}: no such file {p}")
-        paths[name or p.stem] = p
-    if len(paths) != len(specs):
-        ap.error("--model: two models share a name; name them NAME=PATH")
+    paths = model_args.model_paths(ap, args.model or [f"default={ROOT / 'sdk' / 'models' / 'default.onnx'}"])
     sources = args.source or UNSEEN
     threads = args.threads or usable_cores()
     try:

@@ -6,23 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from scopesr.bench import model_gate
 from scopesr.sdk import quality
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _image(seed: int) -> quality.EvalImage:
-    """Smooth blobs on a dark background, 12-bit values: a noise-free reference."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:192, 0:192].astype(np.float64)
-    img = np.full((192, 192), 100.0)
-    for cy, cx in rng.uniform(20, 172, (10, 2)):
-        img += 3000 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 10.0**2))
-    return quality.EvalImage(f"synthetic:blobs[{seed}]", f"synthetic:blobs{seed}", img.astype(np.uint16))
 
 
 class _Up:
@@ -36,8 +25,8 @@ UPS = {
 }
 
 
-def test_gate_sends_smooth_frames_to_the_expert_and_noisy_ones_to_the_fallback():
-    images = [_image(0), _image(1)]
+def test_gate_sends_smooth_frames_to_the_expert_and_noisy_ones_to_the_fallback(blobs_image):
+    images = [blobs_image(0), blobs_image(1)]
     groups = {im.source: ("a" if im is images[0] else "b") for im in images}
     data = model_gate.measure(
         UPS,
@@ -68,8 +57,8 @@ def test_gate_sends_smooth_frames_to_the_expert_and_noisy_ones_to_the_fallback()
     assert "## a" in md and "| bicubic if ratio < 1 | +0.00 (+0.00) / 100 % |" in md
 
 
-def test_unknown_model_or_ungrouped_source_is_refused():
-    images = [_image(0)]
+def test_unknown_model_or_ungrouped_source_is_refused(blobs_image):
+    images = [blobs_image(0)]
     with pytest.raises(ValueError, match="no model named 'sharp'"):
         model_gate.measure(UPS, images, {images[0].source: "a"}, "nearest", "sharp", [0.5])
     with pytest.raises(ValueError, match="no group for source"):
