@@ -9,6 +9,11 @@ cheapest way to get both at one network's cost per frame. This measures whether 
 sorts the frames well enough: the LR images are the quality tables' (same rows, same seeds),
 every model runs on every image, and each gate is scored from those results without running
 anything twice.
+
+A second, optional condition (``fold_max``) reads the same ratio one scale coarser: an
+anti-aliasing filter takes energy out of the finest scale only, so its frames tend to have a
+fine ratio lower than the coarser one, where sampling without it folds fine structure into the
+finest scale and raises the fine ratio above the coarser one. ``fold`` = fine ratio / coarser ratio.
 """
 
 from __future__ import annotations
@@ -19,18 +24,32 @@ from typing import Any, Protocol
 import numpy as np
 
 from scopesr.sdk import quality
-from scopesr.sdk.noise import fine_to_coarse
+from scopesr.sdk.noise import FINE_TO_COARSE_MAX, fine_to_coarse
 
-__all__ = ["measure", "markdown", "gate_policy_name"]
+__all__ = ["measure", "markdown", "gate_policy_name", "fold"]
 
 
 class _Upscaler(Protocol):
     def upscale(self, lr: np.ndarray) -> np.ndarray: ...
 
 
-def gate_policy_name(expert: str, threshold: float) -> str:
-    """The table label of the gate that sends frames with a ratio below ``threshold`` to ``expert``."""
-    return f"{expert} if ratio < {threshold:g}"
+def gate_policy_name(expert: str, threshold: float, fold_max: float | None = None) -> str:
+    """The table label of the gate that sends frames with a ratio below ``threshold`` (and, with
+    ``fold_max``, a fold below it) to ``expert``."""
+    return f"{expert} if ratio < {threshold:g}" + ("" if fold_max is None else f" and fold < {fold_max:g}")
+
+
+def fold(plane: np.ndarray) -> float:
+    """The fine-to-coarse ratio of a 2-D plane over the same ratio of its 2x2 block means (one
+    scale coarser); 0 where the plane's finest scale is flat, FINE_TO_COARSE_MAX where only the
+    coarser one is."""
+    x = np.asarray(plane, dtype=np.float64)
+    fine = fine_to_coarse(x)
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+    coarse = fine_to_coarse((x[0:h:2, 0:w:2] + x[0:h:2, 1:w:2] + x[1:h:2, 0:w:2] + x[1:h:2, 1:w:2]) * 0.25)
+    if coarse <= 0.0:
+        return 0.0 if fine <= 0.0 else FINE_TO_COARSE_MAX
+    return fine / coarse
 
 
 def _column(names: Sequence[str], name: str) -> str:
@@ -45,8 +64,10 @@ def measure(
     expert: str,
     thresholds: Sequence[float],
     degradations: Sequence[str] | None = None,
+    fold_max: float | None = None,
 ) -> dict[str, Any]:
-    """Score every model and every gate ``ratio < t -> expert, else fallback`` (t in ``thresholds``).
+    """Score every model and every gate ``ratio < t -> expert, else fallback`` (t in ``thresholds``);
+    with ``fold_max``, every gate also needs ``fold < fold_max`` to send a frame to the expert.
 
     ``groups`` maps each image's source to the group it is averaged in (e.g. the release's
     held-out sources and the unseen ones). Per group, row and policy: the mean gain over bicubic
@@ -79,12 +100,13 @@ def measure(
                     "source": im.source,
                     "group": groups[im.source],
                     "ratio": fine_to_coarse(np.asarray(lr, dtype=np.float64)),
+                    "fold": fold(lr),
                     "gain": {n: r[_column(names, n)] - r["psnr_bicubic"] for n in names},
                 }
             )
     policies: dict[str, tuple[str, float | None]] = {n: (n, None) for n in names}
     for t in thresholds:
-        policies[gate_policy_name(expert, t)] = (expert, float(t))
+        policies[gate_policy_name(expert, t, fold_max)] = (expert, float(t))
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for group in dict.fromkeys(groups[im.source] for im in images):
         table[group] = {}
@@ -96,7 +118,8 @@ def measure(
                 for r in rows:
                     if r["group"] != group or r["degradation"] != dname:
                         continue
-                    use = model if t is None or r["ratio"] < t else fallback
+                    to_expert = t is not None and r["ratio"] < t and (fold_max is None or r["fold"] < fold_max)
+                    use = model if t is None else (expert if to_expert else fallback)
                     by_source.setdefault(r["source"], []).append(r["gain"][use])
                     sent.append(use == expert)
                 gains = {s: float(np.mean(v)) for s, v in by_source.items()}
@@ -113,6 +136,7 @@ def measure(
         "fallback": fallback,
         "expert": expert,
         "thresholds": [float(t) for t in thresholds],
+        "fold_max": fold_max,
         "degradations": deg_names,
         "rows": rows,
         "table": table,
@@ -128,7 +152,13 @@ def markdown(data: dict[str, Any], command: str) -> str:
         "",
         f"Models: {', '.join(data['models'])}. Gate: a frame whose ratio "
         f"(`scopesr.sdk.noise.fine_to_coarse`: about 2 for white noise, 1/4 for smooth content) is below "
-        f"the threshold goes to **{data['expert']}**, every other frame to **{data['fallback']}**.",
+        f"the threshold goes to **{data['expert']}**"
+        + (
+            ""
+            if data.get("fold_max") is None
+            else f" if also its fold (that ratio over the same ratio one scale coarser) is below {data['fold_max']:g}"
+        )
+        + f", every other frame to **{data['fallback']}**.",
         "",
         "Mean gain over bicubic in dB (per source first, then over sources), the worst source in brackets; "
         "for a gate, the share of frames it sent to the expert after the slash.",
@@ -145,7 +175,7 @@ def markdown(data: dict[str, Any], command: str) -> str:
     srcs = list(dict.fromkeys(r["source"] for r in data["rows"]))
     lines += [
         "",
-        "## Each source's ratio per row (mean over its planes), and the expert's gain minus the fallback's",
+        "## Each source's ratio and fold per row (means over its planes), and the expert's gain minus the fallback's",
         "",
         "| row | " + " | ".join(s.split(":", 1)[-1] for s in srcs) + " |",
         "|---|" + "---|" * len(srcs),
@@ -154,8 +184,8 @@ def markdown(data: dict[str, Any], command: str) -> str:
         cells = []
         for s in srcs:
             rs = [r for r in data["rows"] if r["degradation"] == d and r["source"] == s]
-            ratio = np.mean([r["ratio"] for r in rs])
+            ratio, fold_ = np.mean([r["ratio"] for r in rs]), np.mean([r["fold"] for r in rs])
             diff = np.mean([r["gain"][data["expert"]] - r["gain"][data["fallback"]] for r in rs])
-            cells.append(f"{ratio:.2f}: {diff:+.2f}")
+            cells.append(f"{ratio:.2f} / {fold_:.2f}: {diff:+.2f}")
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

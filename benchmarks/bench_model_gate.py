@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         help="gate threshold; repeatable (default: 0.5 0.6 0.7 0.8)",
     )
     ap.add_argument(
+        "--fold-max",
+        type=float,
+        default=None,
+        help="also require the frame's fold (ratio over the same ratio one scale coarser) below this",
+    )
+    ap.add_argument(
         "--source", action="append", default=[], help="sample:KEY; repeatable (default: release six + unseen two)"
     )
     ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "paths": {n: str(p) for n, p in paths.items()},
         "sources": sources,
-        **model_gate.measure(ups, images, groups, fallback, expert, thresholds),
+        **model_gate.measure(ups, images, groups, fallback, expert, thresholds, fold_max=args.fold_max),
     }
     return publish(
         RESULTS, args.name, data, model_gate.markdown, "bench_model_gate.py", argv, args.no_record, threads=threads
