@@ -19,15 +19,47 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+
 import scopesr.sdk as sdk
 from scopesr.bench import model_args, model_gate, unseen_quality
 from scopesr.bench.machine import usable_cores
 from scopesr.bench.results import publish
+from scopesr.sdk import quality
 from scopesr.sdk.errors import ScopesrError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ROOT / "sdk" / "models"
+
+
+#: seed of the renders: the trainer's synthetic sources use other seeds, so these are new images
+RENDER_SEED = 98765
+
+
+def oversampled_renders() -> list[quality.EvalImage]:
+    """Synthetic fluorescence scenes (``scopesr.trainer.synthetic``) at a known sampling: as
+    rendered (zoom 1), or their top-left half / third magnified 2x / 3x by bicubic resampling
+    (oversampled, like a high-zoom confocal or Airyscan image), each noise-free and re-acquired
+    with shot noise of peak SNR 40 (so the reference, like a real one, carries its own noise)."""
+    from scopesr.trainer.data import resample_reference
+    from scopesr.trainer.synthetic import render
+
+    rng = np.random.default_rng(RENDER_SEED)
+    out = []
+    for kind in ("mixed", "filaments", "nuclei", "membranes"):
+        for zoom in (1, 2, 3):
+            for snr in (0, 40):
+                ref = render(kind, RENDER_SEED, zoom * 10 + snr, size=256).astype(np.float64)
+                if zoom > 1:
+                    ref = resample_reference(ref[: 256 // zoom, : 256 // zoom], 256)
+                if snr:
+                    lo, hi = np.percentile(ref, (0.1, 99.9))
+                    peak = quality.photons_for_snr(snr)
+                    ref = lo + (hi - lo) * rng.poisson(peak * np.clip((ref - lo) / (hi - lo), 0, None)) / peak
+                name = f"synthetic:{kind}-zoom{zoom}-" + (f"snr{snr}" if snr else "clean")
+                out.append(quality.EvalImage(name, name, np.clip(ref, 0, 65535).astype(np.uint16)))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--source", action="append", default=[], help="sample:KEY; repeatable (default: release six + unseen two)"
     )
+    ap.add_argument(
+        "--renders",
+        action="store_true",
+        help="instead of real sources: synthetic renders with a known sampling (4 kinds x zoom 1/2/3 x "
+        "noise-free/SNR 40), for checking a gate on images that chose nothing",
+    )
     ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
     ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
     ap.add_argument("--name", default="model_gate", help="results/NAME.json|md")
@@ -71,14 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ups = {n: sdk.load(p, num_threads=threads) for n, p in paths.items()}
         release = list(ups[fallback].card.metrics["heldout"]["sources"])
-        sources = args.source or [*release, *unseen_quality.UNSEEN_SOURCES]
-        unseen_quality.check_unseen({n: u.card for n, u in ups.items()}, sources)
-        from scopesr.trainer.data import heldout_images
+        if args.renders:
+            images = oversampled_renders()
+            sources = [im.source for im in images]
+        else:
+            sources = args.source or [*release, *unseen_quality.UNSEEN_SOURCES]
+            unseen_quality.check_unseen({n: u.card for n, u in ups.items()}, sources)
+            from scopesr.trainer.data import heldout_images
 
-        images = heldout_images(sources, 4, args.max_planes)
+            images = heldout_images(sources, 4, args.max_planes)
     except (ScopesrError, KeyError) as exc:
         ap.error(f"cannot load the models or the sources: {exc}")
-    groups = {s: ("release held-out sources" if s in release else "unseen sources") for s in sources}
+    if args.renders:
+        groups = {s: "synthetic renders" for s in sources}
+    else:
+        groups = {s: ("release held-out sources" if s in release else "unseen sources") for s in sources}
     data = {
         "paths": {n: str(p) for n, p in paths.items()},
         "sources": sources,
