@@ -11,6 +11,7 @@ import pytest
 
 from scopesr.bench import model_gate
 from scopesr.sdk import quality
+from scopesr.sdk.noise import estimate_noise_sigma
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,3 +136,26 @@ def test_fold_condition_only_ever_keeps_frames_from_the_expert(blobs_image):
         every[model_gate.gate_policy_name("bicubic", 9.0, 99.0)]["bicubic"]
         == plain[model_gate.gate_policy_name("bicubic", 9.0)]["bicubic"]
     )
+
+
+def test_renders_are_new_deterministic_scenes_and_magnified_ones_are_smoother():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_model_gate", ROOT / "benchmarks" / "bench_model_gate.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    a, b = script.oversampled_renders(), script.oversampled_renders()
+    assert len(a) == 24 and len({im.source for im in a}) == 24
+    assert all(im.data.dtype == np.uint16 and im.data.shape == (256, 256) for im in a)
+    assert all(np.array_equal(x.data, y.data) for x, y in zip(a, b, strict=True))
+
+    def fine(img: np.ndarray) -> float:  # neighbour-difference energy relative to the variance
+        x = img.astype(np.float64)
+        return float(np.mean(np.diff(x, axis=1) ** 2) / x.var())
+
+    by = {im.source: im.data for im in a}
+    for kind in ("mixed", "filaments", "membranes"):
+        assert fine(by[f"synthetic:{kind}-zoom3-clean"]) < fine(by[f"synthetic:{kind}-zoom1-clean"])
+        noisy, clean = by[f"synthetic:{kind}-zoom3-snr40"], by[f"synthetic:{kind}-zoom3-clean"]
+        assert estimate_noise_sigma(noisy) / np.ptp(noisy) > 2 * estimate_noise_sigma(clean) / np.ptp(clean)
