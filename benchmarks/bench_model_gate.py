@@ -40,8 +40,9 @@ RENDER_SEED = 98765
 def oversampled_renders() -> list[quality.EvalImage]:
     """Synthetic fluorescence scenes (``scopesr.trainer.synthetic``) at a known sampling: as
     rendered (zoom 1), or their top-left half / third magnified 2x / 3x by bicubic resampling
-    (oversampled, like a high-zoom confocal or Airyscan image), each noise-free and re-acquired
-    with shot noise of peak SNR 40 (so the reference, like a real one, carries its own noise)."""
+    (oversampled, like a high-zoom confocal or Airyscan image), each as rendered (with the mild shot
+    noise of a well-exposed acquisition; magnifying smooths it) and re-acquired with shot noise of
+    peak SNR 40 (so a magnified reference, like a real one, carries pixel-scale noise)."""
     from scopesr.trainer.data import resample_reference
     from scopesr.trainer.synthetic import render
 
@@ -57,7 +58,7 @@ def oversampled_renders() -> list[quality.EvalImage]:
                     lo, hi = np.percentile(ref, (0.1, 99.9))
                     peak = quality.photons_for_snr(snr)
                     ref = lo + (hi - lo) * rng.poisson(peak * np.clip((ref - lo) / (hi - lo), 0, None)) / peak
-                name = f"synthetic:{kind}-zoom{zoom}-" + (f"snr{snr}" if snr else "clean")
+                name = f"synthetic:{kind}-zoom{zoom}-" + (f"snr{snr}" if snr else "rendered")
                 out.append(quality.EvalImage(name, name, np.clip(ref, 0, 65535).astype(np.uint16)))
     return out
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "--renders",
         action="store_true",
         help="instead of real sources: synthetic renders with a known sampling (4 kinds x zoom 1/2/3 x "
-        "noise-free/SNR 40), for checking a gate on images that chose nothing",
+        "as rendered / re-acquired at SNR 40), for checking a gate on images that chose nothing",
     )
     ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
     ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")

@@ -156,6 +156,6 @@ def test_renders_are_new_deterministic_scenes_and_magnified_ones_are_smoother():
 
     by = {im.source: im.data for im in a}
     for kind in ("mixed", "filaments", "membranes"):
-        assert fine(by[f"synthetic:{kind}-zoom3-clean"]) < fine(by[f"synthetic:{kind}-zoom1-clean"])
-        noisy, clean = by[f"synthetic:{kind}-zoom3-snr40"], by[f"synthetic:{kind}-zoom3-clean"]
+        assert fine(by[f"synthetic:{kind}-zoom3-rendered"]) < fine(by[f"synthetic:{kind}-zoom1-rendered"])
+        noisy, clean = by[f"synthetic:{kind}-zoom3-snr40"], by[f"synthetic:{kind}-zoom3-rendered"]
         assert estimate_noise_sigma(noisy) / np.ptp(noisy) > 2 * estimate_noise_sigma(clean) / np.ptp(clean)
