@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scopesr.sdk import quality
-from scopesr.sdk.noise import FINE_TO_COARSE_MAX, fine_to_coarse
+from scopesr.sdk.noise import FINE_TO_COARSE_MAX, block_means, fine_to_coarse
 
 __all__ = ["measure", "markdown", "gate_policy_name", "fold"]
 
@@ -45,8 +45,7 @@ def fold(plane: np.ndarray) -> float:
     coarser one is."""
     x = np.asarray(plane, dtype=np.float64)
     fine = fine_to_coarse(x)
-    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
-    coarse = fine_to_coarse((x[0:h:2, 0:w:2] + x[0:h:2, 1:w:2] + x[1:h:2, 0:w:2] + x[1:h:2, 1:w:2]) * 0.25)
+    coarse = fine_to_coarse(block_means(x))
     if coarse <= 0.0:
         return 0.0 if fine <= 0.0 else FINE_TO_COARSE_MAX
     return fine / coarse
@@ -83,27 +82,31 @@ def measure(
         raise ValueError(f"no group for source(s) {missing}")
     deg_names = list(degradations or quality.EVAL_DEGRADATIONS)
     first, rest = names[0], names[1:]
+    features: list[tuple[float, float]] = []
+
+    def first_with_features(lr: np.ndarray) -> np.ndarray:
+        # evaluate runs the first method once per (row, image), in row order: read each LR
+        # image's features here instead of making every LR image a second time
+        features.append((fine_to_coarse(lr), fold(lr)))
+        return ups[first].upscale(lr)
+
     res = quality.evaluate(
-        ups[first].upscale, images, deg_names, methods={n: ups[n].upscale for n in rest}, with_ssim=False, scale=4
+        first_with_features, images, deg_names, methods={n: ups[n].upscale for n in rest}, with_ssim=False, scale=4
     )
-    rows: list[dict[str, Any]] = []
-    it = iter(res["rows"])
-    for dname in deg_names:
-        deg = quality.degradation_from_name(dname)
-        for ii, im in enumerate(images):
-            r = next(it)
-            lr, _ = quality.eval_pair(deg, dname, im, ii)  # the LR image the models were scored on
-            rows.append(
-                {
-                    "degradation": dname,
-                    "image": im.name,
-                    "source": im.source,
-                    "group": groups[im.source],
-                    "ratio": fine_to_coarse(np.asarray(lr, dtype=np.float64)),
-                    "fold": fold(lr),
-                    "gain": {n: r[_column(names, n)] - r["psnr_bicubic"] for n in names},
-                }
-            )
+    if len(features) != len(res["rows"]):
+        raise RuntimeError(f"{len(features)} feature pairs for {len(res['rows'])} scored images")
+    rows: list[dict[str, Any]] = [
+        {
+            "degradation": r["degradation"],
+            "image": r["image"],
+            "source": r["source"],
+            "group": groups[r["source"]],
+            "ratio": ratio,
+            "fold": fold_,
+            "gain": {n: r[_column(names, n)] - r["psnr_bicubic"] for n in names},
+        }
+        for r, (ratio, fold_) in zip(res["rows"], features, strict=True)
+    ]
     policies: dict[str, tuple[str, float | None]] = {n: (n, None) for n in names}
     for t in thresholds:
         policies[gate_policy_name(expert, t, fold_max)] = (expert, float(t))

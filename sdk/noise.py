@@ -29,6 +29,7 @@ __all__ = [
     "noise_fraction",
     "NOISE_MAP_FEATURES",
     "fine_to_coarse",
+    "block_means",
     "noise_map_value",
     "noise_map_values",
 ]
@@ -105,6 +106,14 @@ def mean_noise_variance(plane: np.ndarray, bins: int = 8) -> float:
     return float(np.mean([(np.median(g) / _MAD_TO_SIGMA) ** 2 for g in groups if g.size]))
 
 
+def block_means(plane: np.ndarray) -> np.ndarray:
+    """The means of a 2-D plane's 2x2 blocks (float64; an odd last row or column is dropped):
+    the plane one scale coarser."""
+    x = np.asarray(plane, dtype=np.float64)
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+    return (x[0:h:2, 0:w:2] + x[0:h:2, 1:w:2] + x[1:h:2, 0:w:2] + x[1:h:2, 1:w:2]) * 0.25
+
+
 def fine_to_coarse(plane: np.ndarray) -> float:
     """Robust sigma of the finest diagonal Haar detail over that of the next scale (the same
     estimate on the plane's 2x2 block means), over the brighter half of the blocks each time.
@@ -117,11 +126,9 @@ def fine_to_coarse(plane: np.ndarray) -> float:
     """
     x = np.asarray(plane, dtype=np.float64)
     fine = estimate_noise_sigma(x)
-    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
-    if h < 4 or w < 4:
+    if x.shape[0] < 4 or x.shape[1] < 4:
         return 0.0
-    means = (x[0:h:2, 0:w:2] + x[0:h:2, 1:w:2] + x[1:h:2, 0:w:2] + x[1:h:2, 1:w:2]) * 0.25
-    coarse = estimate_noise_sigma(means)
+    coarse = estimate_noise_sigma(block_means(x))
     if coarse <= 0.0:
         return 0.0 if fine <= 0.0 else FINE_TO_COARSE_MAX
     return float(min(fine / coarse, FINE_TO_COARSE_MAX))
