@@ -43,7 +43,7 @@ def oversampled_renders() -> list[quality.EvalImage]:
     (oversampled, like a high-zoom confocal or Airyscan image), each as rendered (with the mild shot
     noise of a well-exposed acquisition; magnifying smooths it) and re-acquired with shot noise of
     peak SNR 40 (so a magnified reference, like a real one, carries pixel-scale noise)."""
-    from scopesr.trainer.data import resample_reference
+    from scopesr.trainer.data import noisier_reference, resample_reference
     from scopesr.trainer.synthetic import render
 
     rng = np.random.default_rng(RENDER_SEED)
@@ -56,8 +56,7 @@ def oversampled_renders() -> list[quality.EvalImage]:
                     ref = resample_reference(ref[: 256 // zoom, : 256 // zoom], 256)
                 if snr:
                     lo, hi = np.percentile(ref, (0.1, 99.9))
-                    peak = quality.photons_for_snr(snr)
-                    ref = lo + (hi - lo) * rng.poisson(peak * np.clip((ref - lo) / (hi - lo), 0, None)) / peak
+                    ref = noisier_reference(ref, float(lo), float(hi), rng, (snr, snr))
                 name = f"synthetic:{kind}-zoom{zoom}-" + (f"snr{snr}" if snr else "rendered")
                 out.append(quality.EvalImage(name, name, np.clip(ref, 0, 65535).astype(np.uint16)))
     return out
