@@ -3,7 +3,8 @@
 #   1. pytest -m gpu         the CUDA tests (SDK fast path, sr-bench runner, trainer)    <= 3 min
 #   2. bench_gpu.py --quick  the targets: 512x512 latency, 1080p FPS, training img/s     <= 4 min
 #   3. sr-bench --quick      Table 3 on torch-cuda for the paper preset and two students <= 1.5 min
-# Each step has its own time limit, so one slow step cannot eat the others; the script goes
+# Each step has its own time limit (LIMIT_TESTS, LIMIT_BENCH, LIMIT_SRBENCH seconds override them),
+# so one slow step cannot eat the others; the script goes
 # on after a failing step and exits non-zero if any failed.
 #
 # Results go to $OUT when set (the device tool brings $OUT back), else benchmarks/results/:
@@ -15,22 +16,12 @@
 # (from .venv's site-packages, ~23 MB) so the GPU tests that need real images run too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
 DEST=${OUT:-benchmarks/results}
 mkdir -p "$DEST"
-export PYTHONUNBUFFERED=1
 LOG="$DEST/checks.log"
 : >"$LOG"
 
-# import scopesr.* straight from this checkout: the machine is offline, so no pip install;
-# pyproject maps the folders sdk/, trainer/, converters/, bench/ onto scopesr.sdk, .trainer, .converters, .bench
-if ! "$PY" -c "import scopesr.sdk" 2>/dev/null; then
-    SHIM=$(mktemp -d)
-    mkdir -p "$SHIM/scopesr"
-    for p in sdk trainer converters bench; do ln -s "$PWD/$p" "$SHIM/scopesr/$p"; done
-    export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
-fi
-[ -d .samples ] && export PYTHONPATH="$PWD/.samples:$PYTHONPATH"
+source benchmarks/gpu_env.sh
 
 say() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$LOG"; }
 fail=0
@@ -48,9 +39,9 @@ step() {  # step NAME LIMIT_S CMD...: run with a time limit, record the outcome
 say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 
-step "gpu tests" 180 bash -o pipefail -c "'$PY' -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors tests 2>&1 | tee '$DEST/gpu_tests.log'"
-step "bench_gpu" 240 "$PY" benchmarks/bench_gpu.py --quick --out "$DEST"
-step "sr-bench torch-cuda" 90 "$PY" -m scopesr.bench.cli --quick --device cuda --backends torch-cuda \
+step "gpu tests" "${LIMIT_TESTS:-180}" bash -o pipefail -c "'$PY' -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors tests 2>&1 | tee '$DEST/gpu_tests.log'"
+step "bench_gpu" "${LIMIT_BENCH:-240}" "$PY" benchmarks/bench_gpu.py --quick --out "$DEST"
+step "sr-bench torch-cuda" "${LIMIT_SRBENCH:-90}" "$PY" -m scopesr.bench.cli --quick --device cuda --backends torch-cuda \
     --presets paper,student-small,student-medium --no-quality --repeats 20 --budget 1 --no-progress \
     --out "$DEST/srbench"
 say "done: $([ $fail = 0 ] && echo 'all steps passed' || echo 'SOME STEPS FAILED')"
