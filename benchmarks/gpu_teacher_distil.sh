@@ -7,9 +7,13 @@
 # Three runs, all on the default model's data and degradation (trainer/recipes/default-zoom10.toml;
 # its held-out evaluation left out here, so the eval sources need not travel; score the results on
 # the CPU afterwards with sr-train's evaluation or benchmarks/bench_unseen.py):
-#   1. the trunk: the paper's generator (preset `paper`), L1, at a constant learning rate until its
-#      share of the budget is spent. It is the long run: it continues from runs/teacher-gpu when a
-#      checkpoint is there (carry runs/teacher-gpu), so sessions add up with exact resume.
+#   1. the trunk: the paper's generator (preset `paper`, one channel, with the bicubic anchor:
+#      `anchor=true`, the residual over bicubic, as the students), L1, at a constant learning rate
+#      until its share of the budget is spent. It is the long run: it continues from
+#      runs/teacher-gpu-anchored when a checkpoint is there (carry it), so sessions add up with
+#      exact resume. (The first session, 2026-12-04, trained runs/teacher-gpu without the anchor:
+#      after 5 minutes it was 1.15 dB below bicubic on a clean high-SNR image; see
+#      docs/degradation.md, "A teacher on a lent GPU".)
 #   2. the anneal: a copy of the trunk's weights taken down a cosine to 1e-6 in ANNEAL_S seconds
 #      (step count from the trunk's measured steps/s): the teacher used below. Made fresh each time.
 #   3. the distillation: the bundled default (student-robust) fine-tuned through the int8 rounding
@@ -22,11 +26,13 @@
 #   16 MB file limit only one by one below),
 #   teacher.safetensors (the annealed teacher), teacher-ckpt.part-* (the trunk's latest
 #   checkpoint in 15 MB pieces, for --resume next time: cat them into
-#   runs/teacher-gpu/checkpoints/step_NNNNNNNN.pt).
+#   $TRUNK/checkpoints/step_NNNNNNNN.pt beside the run's config.json from runs.tar.gz).
 # What must travel (the device tool's carry, 64 MB a call): .samples/ (the training sources' files,
 # ~48 MB, laid out as their packages: see gpu_env.sh) and, to continue the trunk,
-# runs/teacher-gpu (~24 MB). Both at once pass the limit, but a warm machine keeps ignored
-# folders between calls: carry .samples in the run_gpu_checks.sh call, runs/teacher-gpu in this one.
+# the trunk's run folder (~24 MB). Both at once pass the limit, but a warm machine keeps ignored
+# folders between calls: carry .samples in a first call (run_gpu_checks.sh, or a short `true`),
+# the trunk's folder in this one. A session that has run the checks before can give this script
+# one whole call (the device tool allows 600 s a command): BUDGET_S=550.
 # Without CUDA (DEVICE=cpu) the same script runs on the CPU, e.g. to try it with a tiny budget.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +50,9 @@ WORKERS=${WORKERS:-12}
 TEACHER_BATCH=${TEACHER_BATCH:-32}
 TEACHER_PRESET=${TEACHER_PRESET:-paper}   # a smaller one (e.g. srgan-nobn) to try the script on a CPU
 DISTIL_STEPS=${DISTIL_STEPS:-4000}   # the H200 ran 40 steps/s: 4000 fit in DISTIL_S=120 with its start
-TRUNK=runs/teacher-gpu
-ANNEAL=runs/teacher-gpu-anneal
-STUDENT=runs/student-gpu-distil
+TRUNK=${TRUNK:-runs/teacher-gpu-anchored}
+ANNEAL=${ANNEAL:-runs/teacher-gpu-anneal}
+STUDENT=${STUDENT:-runs/student-gpu-distil}
 LOG="$DEST/session.log"
 T0=$SECONDS
 left() { echo $((BUDGET_S - (SECONDS - T0))); }
@@ -68,7 +74,7 @@ PYEOF
 
 [ -d .samples ] || say "warning: no .samples/ here: sources other than synthetic ones will be refused"
 COMMON=(--config "$CFG" --device "$DEVICE" --workers "$WORKERS" --threads 4 --no-progress --log-every 200 --val-every 0)
-TEACHER=(--config runs/gpu-recipe-teacher.json --preset "$TEACHER_PRESET" --model-arg in_channels=1 --model-arg out_channels=1 --content-loss l1 --batch-size "$TEACHER_BATCH")
+TEACHER=(--config runs/gpu-recipe-teacher.json --preset "$TEACHER_PRESET" --model-arg in_channels=1 --model-arg out_channels=1 --model-arg anchor=true --content-loss l1 --batch-size "$TEACHER_BATCH")
 
 say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi'); budget ${BUDGET_S}s"
 

@@ -47,5 +47,15 @@ def test_every_preset_converts_to_tflite(tmp_path):
         if info.name == "srgan-deconv":
             assert "ConvTranspose2d" in r.card.extra["rewrites"]
         seen.append(info.name)
+    # the bicubic-anchored teacher (GeneratorConfig.anchor): the anchor's grouped conv + shuffle export too
+    torch.manual_seed(0)
+    model = create_model("paper", anchor=True, in_channels=1, out_channels=1, n_blocks=1, channels=8, up_channels=8)
+    torch.nn.init.normal_(model.tail.weight, std=0.05)  # the zero tail would hide the network
+    card = card_for_module(model.eval(), name="paper-anchored")
+    card.architecture = "paper"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = convert(model, "tflite", tmp_path / "paper-anchored", card=card, tile_sizes=[48])
+    assert r.passed and all(0 < c.max_abs_err <= 1e-4 for c in r.parity.cases), r.parity.table()
     assert {"srgan", "srgan-deconv", "srgan-interp", "srgan-nobn", "paper"} <= set(seen)
     assert any(n.startswith("student") for n in seen)

@@ -166,3 +166,27 @@ def test_checkerboard_at_init_deconv_yes_resize_conv_no(inp):
     chk = torch.zeros(32, 32)
     chk[::2, ::2] = 1
     assert period2_energy(chk) > 0.5 and period2_energy(torch.ones(32, 32)) == 0.0
+
+
+def test_anchored_teacher_starts_as_bicubic_and_keeps_its_halo():
+    """anchor=True: the untrained teacher is exactly the students' bicubic anchor (zero tail),
+    the halo is the network's (the anchor's 5x5 reach is inside it), the probe agrees, and
+    training moves it away from the anchor."""
+    from scopesr.trainer.student import BicubicAnchor
+
+    small = dict(n_blocks=1, channels=4, up_channels=8, in_channels=1, out_channels=1)
+    m = create_model("paper", anchor=True, **small)
+    x = torch.rand(2, 1, 14, 18)
+    bicubic = torch.nn.Sequential(BicubicAnchor(4, 1), torch.nn.PixelShuffle(4))
+    with torch.no_grad():
+        assert torch.equal(m(x), bicubic(x))
+    plain = create_model("paper", **small)
+    assert receptive_field_radius(m) == receptive_field_radius(plain) == probe_receptive_field_radius(m)
+    assert count_params(m) == count_params(plain)  # the anchor's kernel is a fixed buffer
+    loss = (m(x) - torch.rand(2, 1, 56, 72)).abs().mean()
+    loss.backward()
+    torch.optim.SGD(m.parameters(), lr=0.1).step()
+    with torch.no_grad():
+        assert not torch.equal(m(x), bicubic(x))
+    with pytest.raises(PresetError, match="in_channels"):
+        create_model("paper", anchor=True, in_channels=3, out_channels=1)
