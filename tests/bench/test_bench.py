@@ -826,7 +826,7 @@ def test_bench_gpu_code_path_runs_on_cpu(tmp_path):
     assert [r["options"] for r in rows][:2] == ["fp32 eager", "bf16 + NHWC"]
     for r in rows:
         assert "error" not in r, r
-        for k in ("out512_e2e", "out512_backend", "out1080_whole", "out1080_tiled"):
+        for k in ("out512_e2e", "out512_fast", "out512_backend", "out1080_whole", "out1080_tiled"):
             assert r[k]["n"] >= 3 and 0 < r[k]["min_s"] <= r[k]["median_s"] <= r[k]["max_s"]
         assert r["describe"]["backend"] == "torch" and r["describe"]["device"] == "cpu"
     assert rows[0]["max_diff_vs_first"] == 0 and 0 < rows[1]["max_diff_vs_first"] < 0.05  # bf16: close
