@@ -50,9 +50,9 @@ WORKERS=${WORKERS:-12}
 TEACHER_BATCH=${TEACHER_BATCH:-32}
 TEACHER_PRESET=${TEACHER_PRESET:-paper}   # a smaller one (e.g. srgan-nobn) to try the script on a CPU
 DISTIL_STEPS=${DISTIL_STEPS:-4000}   # the H200 ran 40 steps/s: 4000 fit in DISTIL_S=120 with its start
-TRUNK=${TRUNK:-runs/teacher-gpu-anchored}
-ANNEAL=${ANNEAL:-runs/teacher-gpu-anneal}
-STUDENT=${STUDENT:-runs/student-gpu-distil}
+WORK=${WORK:-runs}               # the three run folders and the recipe's JSON copies
+T_NAME=teacher-gpu-anchored A_NAME=teacher-gpu-anneal S_NAME=student-gpu-distil
+TRUNK=$WORK/$T_NAME ANNEAL=$WORK/$A_NAME STUDENT=$WORK/$S_NAME
 LOG="$DEST/session.log"
 T0=$SECONDS
 left() { echo $((BUDGET_S - (SECONDS - T0))); }
@@ -60,21 +60,22 @@ say() { echo "== $(date -u +%H:%M:%S) [$((SECONDS - T0))s] $*" | tee -a "$LOG"; 
 minutes() { "$PY" -c "print(max(0.1, $1 / 60))"; }
 
 # the recipe without its held-out evaluation (JSON: sr-train reads either)
-CFG=runs/gpu-recipe.json
-mkdir -p runs
-"$PY" - <<'PYEOF' || exit 1
-import json, tomllib
+CFG=$WORK/gpu-recipe.json
+mkdir -p "$WORK"
+"$PY" - "$WORK" <<'PYEOF' || exit 1
+import json, sys, tomllib
+work = sys.argv[1]
 cfg = tomllib.load(open("trainer/recipes/default-zoom10.toml", "rb"))
 for k in ("eval_sources", "eval_degradations", "eval_every", "eval_max_planes"):
     cfg.pop(k, None)
-json.dump(cfg, open("runs/gpu-recipe.json", "w"), indent=1)
+json.dump(cfg, open(f"{work}/gpu-recipe.json", "w"), indent=1)
 cfg.pop("model_args", None)  # the student's (anchor kernel); the teacher takes its own
-json.dump(cfg, open("runs/gpu-recipe-teacher.json", "w"), indent=1)
+json.dump(cfg, open(f"{work}/gpu-recipe-teacher.json", "w"), indent=1)
 PYEOF
 
 [ -d .samples ] || say "warning: no .samples/ here: sources other than synthetic ones will be refused"
 COMMON=(--config "$CFG" --device "$DEVICE" --workers "$WORKERS" --threads 4 --no-progress --log-every 200 --val-every 0)
-TEACHER=(--config runs/gpu-recipe-teacher.json --preset "$TEACHER_PRESET" --model-arg in_channels=1 --model-arg out_channels=1 --model-arg anchor=true --content-loss l1 --batch-size "$TEACHER_BATCH")
+TEACHER=(--config "$WORK/gpu-recipe-teacher.json" --preset "$TEACHER_PRESET" --model-arg in_channels=1 --model-arg out_channels=1 --model-arg anchor=true --content-loss l1 --batch-size "$TEACHER_BATCH")
 
 say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi'); budget ${BUDGET_S}s"
 
@@ -115,8 +116,9 @@ say "distil: ${distil_s}s, $DISTIL_STEPS steps at most, teacher $teacher"
 say "distil: rc=${PIPESTATUS[0]}"
 
 # pack: small files in one archive, the teacher and the trunk's checkpoint beside it
-tar czf "$DEST/runs.tar.gz" --exclude="$TRUNK/checkpoints" --exclude="$TRUNK/final/generator.safetensors" \
-    --exclude="$ANNEAL/checkpoints" --exclude="$ANNEAL/final/generator.safetensors" --exclude='*/samples' "$CFG" "$TRUNK" "$ANNEAL" "$STUDENT" 2>>"$LOG"
+tar czf "$DEST/runs.tar.gz" -C "$WORK" --exclude="$T_NAME/checkpoints" --exclude="$T_NAME/final/generator.safetensors" \
+    --exclude="$A_NAME/checkpoints" --exclude="$A_NAME/final/generator.safetensors" --exclude='*/samples' \
+    gpu-recipe.json "$T_NAME" "$A_NAME" "$S_NAME" 2>>"$LOG"
 [ -f "$ANNEAL/final/generator.safetensors" ] && cp "$ANNEAL/final/generator.safetensors" "$DEST/teacher.safetensors"
 ck=$(ls -t "$TRUNK"/checkpoints/*.pt 2>/dev/null | head -n 1)
 [ -n "$ck" ] && split -b 15M -d "$ck" "$DEST/teacher-ckpt.$(basename "$ck" .pt).part-"
