@@ -18,7 +18,8 @@ Tensor contract (docs/CONTRIBUTING.md): input is the normalised LR image in 0..1
 float32), output the normalised HR image in 0..1 range. The paper's code feeds the
 network [-1, 1] and ends in tanh; the teacher keeps that *inside* the module
 (``x*2-1`` at the entry, ``(tanh(y)+1)/2`` at the exit) so its external contract is the
-project's 0..1 in / 0..1 out. Students (trainer/student.py) end without any squashing.
+project's 0..1 in / 0..1 out. Students (trainer/student.py) end without any squashing, and so
+does a teacher built with ``anchor=True`` (bicubic of the input plus the network's residual).
 """
 
 from __future__ import annotations
