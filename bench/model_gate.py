@@ -39,12 +39,12 @@ def gate_policy_name(expert: str, threshold: float, fold_max: float | None = Non
     return f"{expert} if ratio < {threshold:g}" + ("" if fold_max is None else f" and fold < {fold_max:g}")
 
 
-def fold(plane: np.ndarray) -> float:
+def fold(plane: np.ndarray, ratio: float | None = None) -> float:
     """The fine-to-coarse ratio of a 2-D plane over the same ratio of its 2x2 block means (one
     scale coarser); 0 where the plane's finest scale is flat, FINE_TO_COARSE_MAX where only the
-    coarser one is."""
+    coarser one is. ``ratio``: the plane's own ``fine_to_coarse``, when the caller has it already."""
     x = np.asarray(plane, dtype=np.float64)
-    fine = fine_to_coarse(x)
+    fine = fine_to_coarse(x) if ratio is None else ratio
     coarse = fine_to_coarse(block_means(x))
     if coarse <= 0.0:
         return 0.0 if fine <= 0.0 else FINE_TO_COARSE_MAX
@@ -87,7 +87,8 @@ def measure(
     def first_with_features(lr: np.ndarray) -> np.ndarray:
         # evaluate runs the first method once per (row, image), in row order: read each LR
         # image's features here instead of making every LR image a second time
-        features.append((fine_to_coarse(lr), fold(lr)))
+        ratio = fine_to_coarse(lr)
+        features.append((ratio, fold(lr, ratio)))
         return ups[first].upscale(lr)
 
     res = quality.evaluate(

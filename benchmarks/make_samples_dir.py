@@ -24,10 +24,10 @@ FOR_TESTS = ("stardist-nuclei-2d", "stardist-nuclei-3d", "napari-timelapse")
 
 def recipe_keys(recipe: Path = RECIPE) -> list[str]:
     """The sample keys among a recipe's training sources (``sample:KEY[a:b]#invert``)."""
+    from scopesr.bench.evaluation import sample_key
     from scopesr.trainer.train import load_config_file
 
-    data = load_config_file(recipe)["data"]["data"]
-    return [s[len("sample:") :].split("#")[0].split("[")[0] for s in data if s.startswith("sample:")]
+    return [k for spec in load_config_file(recipe)["data"]["data"] if (k := sample_key(spec))]
 
 
 def main(argv: list[str] | None = None) -> int:

