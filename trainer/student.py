@@ -174,6 +174,8 @@ class RepConv(nn.Conv2d):
 #: the fixed kernel's state-dict key in files saved before it became a module (the fourth
 #: bundled default and older): renamed when such a file is loaded
 _OLD_ANCHOR_KEY = "anchor_weight"
+#: added under the square root of ``sqrt_input``: keeps its slope finite at a black pixel
+SQRT_EPS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,17 @@ class StudentConfig:
     # the same network at inference, ``Student.folded()`` turns it into plain convolutions for
     # saving and export, so the cost per pixel is unchanged
     reparam: bool = False
+    # also feed the head the square root of the image (each image channel, negatives clipped):
+    # shot noise has a standard deviation proportional to the square root of the signal, so in
+    # that channel it is about equally strong in dim and bright regions, and one threshold in
+    # the head can tell an edge from noise at every brightness (the variance-stabilising idea
+    # of the Anscombe transform, without knowing the camera's gain)
+    sqrt_input: bool = False
+
+    @property
+    def head_inputs(self) -> int:
+        """Channels the head convolution reads per LR pixel: image, noise map, square root."""
+        return self.in_channels * (2 if self.sqrt_input else 1) + self.cond_channels
 
     def __post_init__(self) -> None:
         """Raise PresetError (a ValueError) naming the first bad field."""
@@ -278,12 +291,12 @@ class StudentConfig:
         c, s2, u2 = self.channels, self.scale * self.scale, self.unshuffle**2
         if self.cell_body:
             lc = self.lr_channels
-            head = (self.in_channels + self.cond_channels) * lc * self.head_kernel**2
+            head = self.head_inputs * lc * self.head_kernel**2
             cells = 2 * lc * c + self.depth * c * c * self.kernel**2 // u2  # the two 1x1 projections + body
             tail = lc * self.out_channels * s2 * self.tail_kernel**2
             bicubic = self.anchor and self.anchor_kernel == "bicubic"
             return head + cells + tail + (self.in_channels * s2 * BICUBIC_TAPS**2 if bicubic else 0)
-        head = (self.in_channels + self.cond_channels) * u2 * c * self.head_kernel**2 // u2
+        head = self.head_inputs * u2 * c * self.head_kernel**2 // u2
         body = self.depth * c * c * self.kernel**2 // u2
         tail = c * self.out_channels * s2 * u2 * self.tail_kernel**2 // u2
         anchor = self.in_channels * s2 * BICUBIC_TAPS**2 if self.anchor and self.anchor_kernel == "bicubic" else 0
@@ -330,7 +343,7 @@ class Student(nn.Module):
         self.cells: nn.Sequential | None = None
         if cfg.cell_body:
             lc = cfg.lr_channels
-            head = _conv(cfg.in_channels + cfg.cond_channels, lc, cfg.head_kernel, rp)
+            head = _conv(cfg.head_inputs, lc, cfg.head_kernel, rp)
             self.body = nn.Sequential(head, nn.ReLU(inplace=True))
             cells: list[nn.Module] = [
                 nn.PixelUnshuffle(u),
@@ -345,7 +358,7 @@ class Student(nn.Module):
             self.shuffle = nn.PixelShuffle(cfg.scale)
             u = 1  # the image itself is not cut into cells
         else:
-            head_in = (cfg.in_channels + cfg.cond_channels) * u * u
+            head_in = cfg.head_inputs * u * u
             layers: list[nn.Module] = [_conv(head_in, cfg.channels, cfg.head_kernel, rp), nn.ReLU(inplace=True)]
             for _ in range(cfg.depth):
                 layers += [_conv(cfg.channels, cfg.channels, cfg.kernel, rp), nn.ReLU(inplace=True)]
@@ -422,6 +435,8 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x[:, : self.cfg.in_channels] if self.cfg.cond_channels else x
+        if self.cfg.sqrt_input:  # after the noise map, so older head weights keep their places
+            x = torch.cat([x, torch.sqrt(torch.relu(image) + SQRT_EPS)], dim=1)
         if self.cells is not None:
             f = self.body(x)
             y = self.tail(torch.relu(f + self.cells(f)))
@@ -491,6 +506,39 @@ def deepened_state(shallow: Student, deep: Student) -> dict[str, torch.Tensor]:
     return state
 
 
+def widened_state(narrow: Student, wide: Student) -> dict[str, torch.Tensor]:
+    """``narrow``'s weights laid out for ``wide`` (the same student with more ``channels``), so
+    that ``wide`` starts as exactly the same function (a function-preserving "wider" step, as in
+    Net2Net).
+
+    Every hidden layer gets new features: their incoming weights and biases are ``wide``'s own
+    random initialisation, so they compute something from the start, but every weight *reading*
+    a new feature (the next layer's new input columns, the tail's) is zero, so the output is
+    unchanged; those weights get a gradient at once, and the new features join in as training
+    moves them off zero. Only plain students (no space-to-depth, no RepConv branches).
+    """
+    a, b = narrow.cfg, wide.cfg
+    if dataclasses.replace(a, channels=b.channels) != b or b.channels < a.channels:
+        raise PresetError(f"cannot widen {a} into {b}: only 'channels' may differ, and only upwards")
+    if a.unshuffle != 1 or a.reparam:
+        raise PresetError("only plain students can be widened (no space-to-depth, no RepConv)")
+    src = narrow.state_dict()
+    state = {k: v.clone() for k, v in wide.state_dict().items()}
+    c = a.channels
+    convs = [f"body.{2 * i}" for i in range(a.depth + 1)] + ["tail"]  # body = [head, relu, (conv, relu) * depth]
+    for i, key in enumerate(convs):
+        w_old, w = src[f"{key}.weight"], state[f"{key}.weight"]
+        n_in = w_old.shape[1]  # the head's inputs (image, maps) keep their count
+        if i > 0:
+            w[:, c:] = 0.0  # nothing reads the new features yet
+        w[: w_old.shape[0], :n_in] = w_old
+        state[f"{key}.bias"][: w_old.shape[0]] = src[f"{key}.bias"]
+    for k, v in src.items():  # the fixed anchor
+        if not k.startswith(("body.", "tail.")):
+            state[k] = v
+    return state
+
+
 def reparam_state(plain: Student, rep: Student) -> dict[str, torch.Tensor]:
     """``plain``'s weights laid out for ``rep`` (the same student trained with RepConv branches):
     each kernel goes into its RepConv's k x k branch and every other branch adds zero to the sum,
@@ -512,15 +560,28 @@ def reparam_state(plain: Student, rep: Student) -> dict[str, torch.Tensor]:
 
 
 def conditioned_state(blind: Student, conditioned: Student) -> dict[str, torch.Tensor]:
-    """``blind``'s weights laid out for ``conditioned`` (same student with more noise-map input
-    channels): the head convolution's weights for the new channels are zero, so the
-    conditioned model starts as exactly the blind one and learns from there how to use the map.
+    """``blind``'s weights laid out for ``conditioned`` (the same student whose head reads more
+    inputs: noise-map channels, the image's square root): the head convolution's weights for the
+    new inputs are zero, so the conditioned model starts as exactly the blind one and learns
+    from there how to use them.
     """
     a, b = blind.cfg, conditioned.cfg
-    if dataclasses.replace(a, cond_channels=b.cond_channels) != b or b.cond_channels < a.cond_channels:
-        raise PresetError(f"cannot condition {a} into {b}: only 'cond_channels' may differ, and only upwards")
+    same = dataclasses.replace(a, cond_channels=b.cond_channels, sqrt_input=b.sqrt_input) == b
+    if not same or b.cond_channels < a.cond_channels or (a.sqrt_input and not b.sqrt_input) or b.unshuffle != 1:
+        raise PresetError(
+            f"cannot condition {a} into {b}: only 'cond_channels' and 'sqrt_input' may differ, only upwards, "
+            "and only without space-to-depth"
+        )
     state = dict(blind.state_dict())
     head = state["body.0.weight"]
-    extra = torch.zeros(head.shape[0], b.cond_channels - a.cond_channels, *head.shape[2:], dtype=head.dtype)
-    state["body.0.weight"] = torch.cat([head, extra], dim=1)
+    n_img = a.in_channels
+
+    def zeros(n: int) -> torch.Tensor:
+        return torch.zeros(head.shape[0], n, *head.shape[2:], dtype=head.dtype)
+
+    # the head's inputs in order: image, noise map, square root of the image
+    parts = [head[:, :n_img], head[:, n_img : n_img + a.cond_channels], zeros(b.cond_channels - a.cond_channels)]
+    if b.sqrt_input:
+        parts.append(head[:, n_img + a.cond_channels :] if a.sqrt_input else zeros(n_img))
+    state["body.0.weight"] = torch.cat(parts, dim=1)
     return state

@@ -65,7 +65,7 @@ from .losses import bce_clipped, content_loss, generator_adversarial_loss, pixel
 from .metrics import CONVENTION, psnr, sample_grid, save_png, ssim, upscale_pil
 from .models import Discriminator, DiscriminatorConfig, create_model, model_config, presets
 from .quant_aware import QuantAware
-from .student import Student, conditioned_state, deepened_state, reparam_state
+from .student import Student, conditioned_state, deepened_state, reparam_state, widened_state
 
 log = logging.getLogger(__name__)
 
@@ -598,6 +598,22 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
 def _init_state(init: nn.Module, g: nn.Module) -> dict[str, torch.Tensor]:
     """The --init-from weights for ``g``: as saved, or, for a student with more hidden layers
     than the file's, deepened so the new layers start as the identity."""
+    if isinstance(init, Student) and isinstance(g, Student) and init.cfg.channels < g.cfg.channels:
+        # wider (and maybe deeper): widen at the file's depth, then deepen that with identity layers
+        mid = Student(dataclasses.replace(g.cfg, depth=init.cfg.depth)) if init.cfg.depth < g.cfg.depth else g
+        try:
+            mid.load_state_dict(widened_state(init, mid))
+            state = deepened_state(mid, g) if mid is not g else mid.state_dict()
+        except PresetError as exc:
+            raise TrainError(f"--init-from: {exc}") from None
+        log.info(
+            "--init-from: %d -> %d channels, %d -> %d hidden layers; the model starts as the file's function",
+            init.cfg.channels,
+            g.cfg.channels,
+            init.cfg.depth,
+            g.cfg.depth,
+        )
+        return state
     if isinstance(init, Student) and isinstance(g, Student) and init.cfg.depth < g.cfg.depth:
         try:
             state = deepened_state(init, g)
@@ -605,15 +621,21 @@ def _init_state(init: nn.Module, g: nn.Module) -> dict[str, torch.Tensor]:
             raise TrainError(f"--init-from: {exc}") from None
         log.info("--init-from: %d -> %d hidden layers, the new ones start as the identity", init.cfg.depth, g.cfg.depth)
         return state
-    if isinstance(init, Student) and isinstance(g, Student) and init.cfg.cond_channels < g.cfg.cond_channels:
+    grows_head = isinstance(init, Student) and isinstance(g, Student) and init.cfg.head_inputs < g.cfg.head_inputs
+    if grows_head:
         try:
             state = conditioned_state(init, g)
         except PresetError as exc:
             raise TrainError(f"--init-from: {exc}") from None
         log.info(
-            "--init-from: %d -> %d noise-map channels, the new ones start with zero weight",
+            "--init-from: the head reads %d -> %d input channels (noise map %d -> %d, square root %s -> %s); "
+            "the new ones start with zero weight",
+            init.cfg.head_inputs,
+            g.cfg.head_inputs,
             init.cfg.cond_channels,
             g.cfg.cond_channels,
+            init.cfg.sqrt_input,
+            g.cfg.sqrt_input,
         )
         return state
     if isinstance(init, Student) and isinstance(g, Student) and g.cfg.reparam and not init.cfg.reparam:

@@ -59,3 +59,22 @@ def test_every_preset_converts_to_tflite(tmp_path):
     assert r.passed and all(0 < c.max_abs_err <= 1e-4 for c in r.parity.cases), r.parity.table()
     assert {"srgan", "srgan-deconv", "srgan-interp", "srgan-nobn", "paper"} <= set(seen)
     assert any(n.startswith("student") for n in seen)
+
+
+@pytest.mark.slow
+def test_student_reading_its_square_root_converts_with_parity(tmp_path):
+    """``sqrt_input`` computes the square root inside the model: ONNX and TFLite reproduce it, and
+    the int8 file keeps the head (which reads the image and its root) in float."""
+    from scopesr.trainer import create_model
+
+    torch.manual_seed(0)
+    model = create_model("student-tiny", anchor_kernel="bicubic", sqrt_input=True).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    card = card_for_module(model, name="student-sqrt")
+    card.architecture = "student-tiny"
+    for target in ("onnx", "tflite"):
+        r = convert(model, target, tmp_path / f"sqrt-{target}", card=card, tile_sizes=[48])
+        assert r.passed and all(c.max_abs_err <= 1e-4 for c in r.parity.cases), (target, r.parity.table())
+    r = convert(model, "tflite", tmp_path / "sqrt-int8", card=card, tile_sizes=[48], precision="int8")
+    assert r.passed, r.parity.table()

@@ -148,5 +148,11 @@ def test_init_from_a_shallower_student_deepens_it(tmp_path: Path, real_image):
     assert rec["sha256"] == card.sha256 and rec["depth"] == 4 and rec["steps"] == 2
     assert rec["init_from"]["sha256"] == ModelCard.load(src).sha256
     assert rec["init_from"]["depth"] == ModelCard.load(src).arch_args["depth"] < 4
+    # wider and deeper at once: widened at the file's depth, then deepened
+    both = tmp_path / "both"
+    args = ["--model-arg", "channels=24", "--model-arg", "depth=4", "--init-from", str(src)]
+    assert cli_main([*_base(both, steps=2), *args]) == 0
+    arch = ModelCard.load(both / "final" / "generator.safetensors").arch_args
+    assert arch["channels"] == 24 and arch["depth"] == 4
     # other shape changes are still refused with the reason
     assert cli_main([*_base(tmp_path / "wide", steps=2), "--model-arg", "channels=8", "--init-from", str(src)]) != 0

@@ -16,6 +16,7 @@ from scopesr.trainer.student import (  # noqa: E402
     deepened_state,
     reparam_state,
     student_from_args,
+    widened_state,
 )
 
 # the `paper` teacher: about 50 GMAC per 64x64 LR tile (the paper's code) -> ~12 M MAC per LR pixel
@@ -364,11 +365,72 @@ def test_conditioned_student_starts_as_the_blind_one():
     x = torch.rand(2, 1, 20, 24)
     mapped = torch.cat([x, torch.full_like(x, 0.7), torch.full_like(x, 1.9)], dim=1)
     assert torch.allclose(cond.eval()(mapped), blind.eval()(x), atol=1e-6)
-    with pytest.raises(ValueError, match="only 'cond_channels' may differ"):
+    with pytest.raises(ValueError, match="only 'cond_channels' and 'sqrt_input' may differ"):
         wider = student_from_args("student-tiny", anchor_kernel="bicubic", channels=8, cond_channels=1)
         conditioned_state(blind, wider)
-    with pytest.raises(ValueError, match="only 'cond_channels' may differ"):
+    with pytest.raises(ValueError, match="only 'cond_channels' and 'sqrt_input' may differ"):
         conditioned_state(cond, blind)
+
+
+def test_widened_student_starts_as_the_same_function_and_its_new_features_learn():
+    """A wider student from a narrower file: the same output at the start; the weights that read
+    the new features are zero but get a gradient at once, so the new features join in."""
+    torch.manual_seed(5)
+    narrow = student_from_args("student-tiny", anchor_kernel="bicubic", sqrt_input=True)
+    for p in narrow.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    wide = student_from_args("student-tiny", anchor_kernel="bicubic", sqrt_input=True, channels=24)
+    wide.load_state_dict(widened_state(narrow, wide))
+    x = torch.rand(2, 1, 20, 24)
+    assert torch.allclose(wide.eval()(x), narrow.eval()(x), atol=1e-6)
+    assert wide.cfg.halo == narrow.cfg.halo
+    assert wide.body[2].weight[:, 16:].abs().max() == 0 and wide.tail.weight[:, 16:].abs().max() == 0
+    assert wide.body[0].weight[16:].abs().max() > 0  # the new features are computed from the start
+    wide.train()
+    wide(x).square().mean().backward()
+    assert wide.tail.weight.grad[:, 16:].abs().max() > 0
+    with pytest.raises(ValueError, match="only 'channels' may differ"):
+        widened_state(narrow, student_from_args("student-tiny", anchor_kernel="bicubic", channels=24))
+    with pytest.raises(ValueError, match="only upwards"):
+        widened_state(wide, narrow)
+    cells = student_from_args("student-wide", anchor_kernel="bicubic")
+    with pytest.raises(ValueError, match="only plain students"):
+        widened_state(cells, student_from_args("student-wide", anchor_kernel="bicubic", channels=48))
+
+
+def test_sqrt_input_student_starts_as_the_plain_one_and_reads_the_square_root():
+    """``sqrt_input`` gives the head the image's square root as one more input (after any noise
+    map); from a plain file it starts as exactly the plain model, the halo is unchanged and the
+    head's work grows by one input channel; with weight on that channel the output depends on
+    the square root (not a linear function of the image any more)."""
+    plain = student_from_args("student-tiny", anchor_kernel="bicubic")
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.1)
+    sq = student_from_args("student-tiny", anchor_kernel="bicubic", sqrt_input=True)
+    assert sq.cfg.head_inputs == 2 and sq.cfg.halo == plain.cfg.halo
+    extra = sq.cfg.macs_per_lr_pixel() - plain.cfg.macs_per_lr_pixel()
+    assert extra == sq.cfg.channels * sq.cfg.head_kernel**2
+    sq.load_state_dict(conditioned_state(plain, sq))
+    x = torch.rand(2, 1, 20, 24)
+    assert torch.allclose(sq.eval()(x), plain.eval()(x), atol=1e-6)
+
+    # a noise map added later keeps the square root's trained weights in their place
+    both = student_from_args("student-tiny", anchor_kernel="bicubic", sqrt_input=True, cond_channels=1)
+    with torch.no_grad():
+        sq.body[0].weight[:, 1:].normal_(0.0, 0.3)
+    both.load_state_dict(conditioned_state(sq, both))
+    assert torch.allclose(both.eval()(torch.cat([x, torch.rand_like(x)], 1)), sq(x), atol=1e-6)
+
+    # only the square-root channel's weights set: the head sees sqrt(relu(x) + eps)
+    only = student_from_args("student-tiny", anchor_kernel="bicubic", sqrt_input=True, anchor=False)
+    with torch.no_grad():
+        for p in only.parameters():
+            p.zero_()
+        only.body[0].weight[:, 1, 2, 2] = 1.0  # centre tap of the square-root channel
+    feats = only.body[:2](torch.cat([x, torch.sqrt(torch.relu(x) + 1e-3)], 1))
+    assert torch.allclose(feats[:, 0], torch.sqrt(x[:, 0] + 1e-3), atol=1e-6)
+    with pytest.raises(ValueError, match="only upwards"):
+        conditioned_state(sq, plain)
 
 
 def test_wide_student_runs_on_cells_of_two():
