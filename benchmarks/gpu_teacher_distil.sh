@@ -7,13 +7,17 @@
 # Three runs, all on the default model's data and degradation (trainer/recipes/default-zoom10.toml;
 # its held-out evaluation left out here, so the eval sources need not travel; score the results on
 # the CPU afterwards with sr-train's evaluation or benchmarks/bench_unseen.py):
-#   1. the trunk: the paper's generator (preset `paper`, one channel, with the bicubic anchor:
-#      `anchor=true`, the residual over bicubic, as the students), L1, at a constant learning rate
-#      until its share of the budget is spent. It is the long run: it continues from
-#      runs/teacher-gpu-anchored when a checkpoint is there (carry it), so sessions add up with
-#      exact resume. (The first session, 2026-12-04, trained runs/teacher-gpu without the anchor:
-#      after 5 minutes it was 1.15 dB below bicubic on a clean high-SNR image; see
-#      docs/degradation.md, "A teacher on a lent GPU".)
+#   1. the trunk, L1, at a constant learning rate until its share of the budget is spent. By
+#      default (TEACHER_PRESET=grown) the bundled default itself, grown function-preservingly to
+#      TEACHER_CHANNELS x TEACHER_DEPTH (64 x 16: about 35x its work per pixel) by `--init-from`,
+#      so the teacher starts at the default's quality instead of below bicubic; on the CPU a 32 x 8
+#      growth gained +0.18 dB on clean images in 24 k steps (docs/degradation.md, "A grown
+#      teacher"). Any other preset name trains that generator from scratch with the bicubic anchor
+#      (`paper`: the paper's, as the first GPU session did without the anchor, 2026-12-04: after
+#      5 minutes 1.15 dB below bicubic on a clean high-SNR image; "A teacher on a lent GPU").
+#      It is the long run: it continues from runs/teacher-gpu-grown (or
+#      runs/teacher-gpu-anchored for a preset) when a checkpoint is there (carry it), so sessions
+#      add up with exact resume.
 #   2. the anneal: a copy of the trunk's weights taken down a cosine to 1e-6 in ANNEAL_S seconds
 #      (step count from the trunk's measured steps/s): the teacher used below. Made fresh each time.
 #   3. the distillation: the bundled default (student-robust) fine-tuned through the int8 rounding
@@ -48,10 +52,14 @@ PACK_S=${PACK_S:-20}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-12}
 TEACHER_BATCH=${TEACHER_BATCH:-32}
-TEACHER_PRESET=${TEACHER_PRESET:-paper}   # a smaller one (e.g. srgan-nobn) to try the script on a CPU
+TEACHER_PRESET=${TEACHER_PRESET:-grown}   # or a preset trained from scratch (paper; student-tiny to try it on a CPU)
+TEACHER_CHANNELS=${TEACHER_CHANNELS:-64}  # the grown teacher's width and depth
+TEACHER_DEPTH=${TEACHER_DEPTH:-16}
+TEACHER_FROM=${TEACHER_FROM:-sdk/models/default-weights.safetensors}   # what it grows from
 DISTIL_STEPS=${DISTIL_STEPS:-4000}   # the H200 ran 40 steps/s: 4000 fit in DISTIL_S=120 with its start
 WORK=${WORK:-runs}               # the three run folders and the recipe's JSON copies
 T_NAME=teacher-gpu-anchored A_NAME=teacher-gpu-anneal S_NAME=student-gpu-distil
+[ "$TEACHER_PRESET" = grown ] && T_NAME=teacher-gpu-grown
 TRUNK=$WORK/$T_NAME ANNEAL=$WORK/$A_NAME STUDENT=$WORK/$S_NAME
 LOG="$DEST/session.log"
 T0=$SECONDS
@@ -75,13 +83,19 @@ PYEOF
 
 [ -d .samples ] || say "warning: no .samples/ here: sources other than synthetic ones will be refused"
 COMMON=(--config "$CFG" --device "$DEVICE" --workers "$WORKERS" --threads 4 --no-progress --log-every 200 --val-every 0)
-TEACHER=(--config "$WORK/gpu-recipe-teacher.json" --preset "$TEACHER_PRESET" --model-arg in_channels=1 --model-arg out_channels=1 --model-arg anchor=true --content-loss l1 --batch-size "$TEACHER_BATCH")
+if [ "$TEACHER_PRESET" = grown ]; then
+    TEACHER=(--config "$CFG" --preset student-robust --model-arg "channels=$TEACHER_CHANNELS" --model-arg "depth=$TEACHER_DEPTH")
+else
+    TEACHER=(--config "$WORK/gpu-recipe-teacher.json" --preset "$TEACHER_PRESET" --model-arg in_channels=1 --model-arg out_channels=1 --model-arg anchor=true)
+fi
+TEACHER+=(--content-loss l1 --batch-size "$TEACHER_BATCH")
 
 say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi'); budget ${BUDGET_S}s"
 
 # 1. trunk: constant lr (a step schedule whose drop never comes), stopped by the time limit
 trunk_s=$(($(left) - ANNEAL_S - DISTIL_S - 3 * START_S - PACK_S))
 resume=()
+[ "$TEACHER_PRESET" = grown ] && resume=(--init-from "$TEACHER_FROM")   # the first session only
 [ -d "$TRUNK/checkpoints" ] && ls "$TRUNK"/checkpoints/*.pt >/dev/null 2>&1 && resume=(--resume)
 if [ "$trunk_s" -ge 20 ]; then
     say "trunk: ${trunk_s}s ${resume[*]}"
