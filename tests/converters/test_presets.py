@@ -64,11 +64,13 @@ def test_every_preset_converts_to_tflite(tmp_path):
 @pytest.mark.slow
 def test_student_reading_its_square_root_converts_with_parity(tmp_path):
     """``sqrt_input`` computes the square root inside the model: ONNX and TFLite reproduce it, and
-    the int8 file keeps the head (which reads the image and its root) in float."""
+    the int8 file keeps the head (which reads the image and its root) in float; the same student
+    with separable hidden layers (depthwise + 1x1) converts with parity too."""
     from scopesr.trainer import create_model
 
     torch.manual_seed(0)
-    model = create_model("student-tiny", anchor_kernel="bicubic", sqrt_input=True).eval()
+    # with separable hidden layers too: depthwise convolutions export and quantise as well
+    model = create_model("student-tiny", anchor_kernel="bicubic", sqrt_input=True, separable=True).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
     card = card_for_module(model, name="student-sqrt")

@@ -398,6 +398,29 @@ def test_widened_student_starts_as_the_same_function_and_its_new_features_learn(
         widened_state(cells, student_from_args("student-wide", anchor_kernel="bicubic", channels=48))
 
 
+def test_separable_student_costs_what_it_says_and_keeps_its_own_layout():
+    """``separable``: each hidden layer a depthwise k x k then a 1x1 convolution, so 32 features
+    cost about what 16 full ones do; the halo counts the k x k layers only; the grow and condition
+    helpers refuse it (their layer indices are the plain layout's) instead of loading wrong weights."""
+    ds = student_from_args("student-robust", anchor_kernel="bicubic", channels=32, depth=8, separable=True)
+    plain = student_from_args("student-robust", anchor_kernel="bicubic")
+    c, k = 32, 3
+    assert ds.cfg.macs_per_lr_pixel() == 1 * c * 25 + 8 * (c * k * k + c * c) + c * 16 * k * k + 16 * 25
+    assert ds.cfg.macs_per_lr_pixel() < plain.cfg.macs_per_lr_pixel()
+    assert ds.cfg.halo == 2 + 8 + 1
+    depthwise = [m for m in ds.body if isinstance(m, torch.nn.Conv2d) and m.groups == c]
+    assert len(depthwise) == 8 and all(m.kernel_size == (3, 3) for m in depthwise)
+    from scopesr.trainer.receptive_field import probe_receptive_field_radius
+
+    assert probe_receptive_field_radius(ds.eval()) <= ds.cfg.halo
+    assert ds(torch.rand(1, 1, 20, 24)).shape == (1, 1, 80, 96)
+    with pytest.raises(ValueError, match="separable"):
+        StudentConfig(separable=True, unshuffle=2)
+    deeper = student_from_args("student-robust", anchor_kernel="bicubic", channels=32, depth=9, separable=True)
+    with pytest.raises(ValueError, match="train them from scratch"):
+        deepened_state(ds, deeper)
+
+
 def test_sqrt_input_student_starts_as_the_plain_one_and_reads_the_square_root():
     """``sqrt_input`` gives the head the image's square root as one more input (after any noise
     map); from a plain file it starts as exactly the plain model, the halo is unchanged and the
