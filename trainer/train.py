@@ -596,8 +596,10 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
 
 
 def _init_state(init: nn.Module, g: nn.Module) -> dict[str, torch.Tensor]:
-    """The --init-from weights for ``g``: as saved, or, for a student with more hidden layers
-    than the file's, deepened so the new layers start as the identity."""
+    """The --init-from weights for ``g``: as saved, or, for a student that is larger than the
+    file's, grown so that it starts as the file's function: wider (new features nobody reads
+    yet), deeper (new layers as the identity), a head that reads more inputs (zero weight on
+    them), or RepConv branches around the plain kernels."""
     if isinstance(init, Student) and isinstance(g, Student) and init.cfg.channels < g.cfg.channels:
         # wider (and maybe deeper): widen at the file's depth, then deepen that with identity layers
         mid = Student(dataclasses.replace(g.cfg, depth=init.cfg.depth)) if init.cfg.depth < g.cfg.depth else g
