@@ -94,14 +94,14 @@ say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format
 
 # 1. trunk: constant lr (a step schedule whose drop never comes), stopped by the time limit
 trunk_s=$(($(left) - ANNEAL_S - DISTIL_S - 3 * START_S - PACK_S))
-resume=()
-[ "$TEACHER_PRESET" = grown ] && resume=(--init-from "$TEACHER_FROM")   # the first session only
-[ -d "$TRUNK/checkpoints" ] && ls "$TRUNK"/checkpoints/*.pt >/dev/null 2>&1 && resume=(--resume)
+start=()   # how the trunk starts: fresh, grown from TEACHER_FROM (first session), or resumed
+[ "$TEACHER_PRESET" = grown ] && start=(--init-from "$TEACHER_FROM")
+[ -d "$TRUNK/checkpoints" ] && ls "$TRUNK"/checkpoints/*.pt >/dev/null 2>&1 && start=(--resume)
 if [ "$trunk_s" -ge 20 ]; then
-    say "trunk: ${trunk_s}s ${resume[*]}"
+    say "trunk: ${trunk_s}s ${start[*]}"
     "$PY" -m scopesr.trainer.cli pretrain "${COMMON[@]}" "${TEACHER[@]}" --lr 2e-4 --lr-schedule step \
         --lr-drop-at 1000000000 --steps 1000000000 --ckpt-every 5000 --keep 1 \
-        --time-limit-min "$(minutes "$trunk_s")" --out "$TRUNK" "${resume[@]}" 2>&1 | tee -a "$LOG" | tail -n 5
+        --time-limit-min "$(minutes "$trunk_s")" --out "$TRUNK" "${start[@]}" 2>&1 | tee -a "$LOG" | tail -n 5
     say "trunk: rc=${PIPESTATUS[0]}"
 else
     say "trunk: skipped, only ${trunk_s}s left for it"

@@ -496,6 +496,13 @@ def student_from_args(preset: str | None = None, **overrides: Any) -> Student:
     return Student(dataclasses.replace(base, **overrides))
 
 
+def _refuse_separable(*cfgs: StudentConfig) -> None:
+    """The grow helpers index the plain layout (``body.{2i}``: one convolution per hidden layer);
+    a separable student has two, so it is refused instead of loaded with weights in wrong places."""
+    if any(c.separable for c in cfgs):
+        raise PresetError("separable students have their own layer layout: train them from scratch")
+
+
 def deepened_state(shallow: Student, deep: Student) -> dict[str, torch.Tensor]:
     """``shallow``'s weights laid out for ``deep`` (same student but for more hidden layers),
     the extra layers set to the identity, so ``deep`` starts as exactly the same function.
@@ -506,8 +513,7 @@ def deepened_state(shallow: Student, deep: Student) -> dict[str, torch.Tensor]:
     from scratch (a function-preserving "deeper" step, as in Net2Net).
     """
     a, b = shallow.cfg, deep.cfg
-    if a.separable or b.separable:
-        raise PresetError("separable students have their own layer layout: train them from scratch")
+    _refuse_separable(a, b)
     if dataclasses.replace(a, depth=b.depth) != b or b.depth < a.depth:
         raise PresetError(f"cannot deepen {a} into {b}: only 'depth' may differ, and only upwards")
     state = dict(shallow.state_dict())
@@ -532,8 +538,7 @@ def widened_state(narrow: Student, wide: Student) -> dict[str, torch.Tensor]:
     moves them off zero. Only plain students (no space-to-depth, no RepConv branches).
     """
     a, b = narrow.cfg, wide.cfg
-    if a.separable or b.separable:
-        raise PresetError("separable students have their own layer layout: train them from scratch")
+    _refuse_separable(a, b)
     if dataclasses.replace(a, channels=b.channels) != b or b.channels < a.channels:
         raise PresetError(f"cannot widen {a} into {b}: only 'channels' may differ, and only upwards")
     if a.unshuffle != 1 or a.reparam:
@@ -582,8 +587,7 @@ def conditioned_state(blind: Student, conditioned: Student) -> dict[str, torch.T
     from there how to use them.
     """
     a, b = blind.cfg, conditioned.cfg
-    if a.separable or b.separable:
-        raise PresetError("separable students have their own layer layout: train them from scratch")
+    _refuse_separable(a, b)
     same = dataclasses.replace(a, cond_channels=b.cond_channels, sqrt_input=b.sqrt_input) == b
     if not same or b.cond_channels < a.cond_channels or (a.sqrt_input and not b.sqrt_input) or b.unshuffle != 1:
         raise PresetError(
