@@ -10,6 +10,9 @@ through the same rounding (straight-through gradients) teaches the network to to
 
 The activation ranges follow an exponential moving average of each batch's maximum (the int8
 converter later calibrates its own ranges on real tiles; these only have to be of the same size).
+A tensor that no ReLU follows (a separable student's depthwise output, which its 1x1 convolution
+reads) is signed: it is rounded over [min, max], the way the converter's asymmetric int8 does,
+not clipped at zero.
 Rounding is active in training mode only: validation and held-out evaluation score the plain
 float weights, which are what is saved.
 """
@@ -53,6 +56,17 @@ def fake_quant_act(x: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
     return xc + ((xc / scale).round() * scale - xc).detach()
 
 
+def fake_quant_signed(x: torch.Tensor, low: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """Rounding to 256 levels over [low, top] (widened to hold 0, which stays exact, as an int8
+    zero point keeps it); no gradient outside the range (it is clipped)."""
+    low, top = low.clamp_max(0.0), top.clamp_min(0.0)
+    scale = (top - low).clamp_min(1e-8) / ACT_LEVELS
+    zero = (-low / scale).round()
+    xc = torch.maximum(torch.minimum(x, top), low)
+    q = ((xc / scale).round() + zero).clamp(0, ACT_LEVELS)
+    return xc + ((q - zero) * scale - xc).detach()
+
+
 class QuantAware:
     """Patches the int8 convolutions of a student in place (their ``forward``; the state dict is
     unchanged) and keeps one activation range per quantised tensor."""
@@ -67,8 +81,16 @@ class QuantAware:
         self.indices = int8_conv_indices(student)
         if not self.indices:
             raise TrainError("quant_aware: this student has no convolution that the int8 file computes in int8")
-        # per int8 conv: the range of its input and of its (ReLU'd) output; 0 = not yet observed
+        body = student.body
+        # per int8 conv, is its input / output signed (no ReLU between it and the convolution)?
+        self.signed = [
+            (i > 0 and not isinstance(body[i - 1], nn.ReLU), i + 1 >= len(body) or not isinstance(body[i + 1], nn.ReLU))
+            for i in self.indices
+        ]
+        # per int8 conv: the range of its input and of its output (the top; the low end for a
+        # signed tensor, 0 otherwise); 0 = not yet observed
         self.ranges = torch.zeros(len(self.indices), 2)
+        self.lows = torch.zeros(len(self.indices), 2)
         for k, i in enumerate(self.indices):
             conv = student.body[i]
             conv.forward = types.MethodType(self._make_forward(k), conv)  # type: ignore[method-assign]
@@ -83,26 +105,48 @@ class QuantAware:
         self.ranges[k, j] = torch.where(cur == 0, seen, self.momentum * cur + (1.0 - self.momentum) * seen)
         return self.ranges[k, j].clone().to(x.dtype)  # a copy: the next update writes in place
 
+    def _observe_low(self, k: int, j: int, x: torch.Tensor) -> torch.Tensor:
+        if self.lows.device != x.device:
+            self.lows = self.lows.to(x.device)
+        seen = x.detach().amin().float().clamp_max(0.0)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(seen, op=dist.ReduceOp.MIN)
+        cur = self.lows[k, j]
+        self.lows[k, j] = torch.where(cur == 0, seen, self.momentum * cur + (1.0 - self.momentum) * seen)
+        return self.lows[k, j].clone().to(x.dtype)
+
+    def _round(self, k: int, j: int, x: torch.Tensor) -> torch.Tensor:
+        if self.signed[k][j]:
+            return fake_quant_signed(x, self._observe_low(k, j, x), self._observe(k, j, x))
+        # the int8 output is the fused ReLU's: rounding over [0, top] is ReLU plus rounding
+        return fake_quant_act(x, self._observe(k, j, x.clamp_min(0.0)))
+
     def _make_forward(self, k: int) -> Any:
         qa = self
 
         def forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
             if not conv.training:
                 return conv._conv_forward(x, conv.weight, conv.bias)
-            x = fake_quant_act(x, qa._observe(k, 0, x))
+            x = qa._round(k, 0, x)
             y = conv._conv_forward(x, fake_quant_weight(conv.weight), conv.bias)
-            # the int8 output is the fused ReLU's: rounding over [0, top] is ReLU plus rounding
-            return fake_quant_act(y, qa._observe(k, 1, y.clamp_min(0.0)))
+            return qa._round(k, 1, y)
 
         return forward
 
     def state_dict(self) -> dict[str, Any]:
-        return {"indices": list(self.indices), "ranges": self.ranges.detach().cpu().clone(), "momentum": self.momentum}
+        return {
+            "indices": list(self.indices),
+            "ranges": self.ranges.detach().cpu().clone(),
+            "lows": self.lows.detach().cpu().clone(),
+            "momentum": self.momentum,
+        }
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         if list(st["indices"]) != self.indices:
             raise TrainError(f"quant_aware checkpoint covers convolutions {st['indices']}, this model {self.indices}")
         self.ranges = st["ranges"].clone().float().to(self.ranges.device)
+        if "lows" in st:  # checkpoints from before signed tensors were tracked have no low ends (all 0)
+            self.lows = st["lows"].clone().float().to(self.lows.device)
 
     def describe(self) -> dict[str, Any]:
         """For the card: which body convolutions trained through int8 rounding, and their ranges."""
@@ -112,4 +156,5 @@ class QuantAware:
             "activations": "per tensor, [0, max] in 256 levels, max = moving average of batch maxima",
             "momentum": self.momentum,
             "ranges": [[round(float(a), 4), round(float(b), 4)] for a, b in self.ranges.tolist()],
+            "low_ends": [[round(float(a), 4), round(float(b), 4)] for a, b in self.lows.tolist()],
         }

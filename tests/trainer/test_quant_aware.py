@@ -16,7 +16,13 @@ from scopesr.sdk import ModelCard  # noqa: E402
 from scopesr.trainer import create_model  # noqa: E402
 from scopesr.trainer.cli import main as cli_main  # noqa: E402
 from scopesr.trainer.errors import TrainError  # noqa: E402
-from scopesr.trainer.quant_aware import QuantAware, fake_quant_act, fake_quant_weight, int8_conv_indices  # noqa: E402
+from scopesr.trainer.quant_aware import (  # noqa: E402
+    QuantAware,
+    fake_quant_act,
+    fake_quant_signed,
+    fake_quant_weight,
+    int8_conv_indices,
+)
 
 
 def test_weights_round_to_255_levels_per_output_channel_with_identity_gradient():
@@ -156,3 +162,44 @@ def test_init_from_a_shallower_student_deepens_it(tmp_path: Path, real_image):
     assert arch["channels"] == 24 and arch["depth"] == 4
     # other shape changes are still refused with the reason
     assert cli_main([*_base(tmp_path / "wide", steps=2), "--model-arg", "channels=8", "--init-from", str(src)]) != 0
+
+
+def test_signed_activations_round_over_their_own_range_with_zero_exact():
+    x = torch.linspace(-2.0, 3.0, 5001, requires_grad=True)
+    q = fake_quant_signed(x, torch.tensor(-1.0), torch.tensor(2.0))
+    assert float(q.detach().min()) == pytest.approx(-1.0, abs=2e-2) and float(q.detach().max()) == pytest.approx(
+        2.0, abs=2e-2
+    )
+    assert len(torch.unique(q.detach())) <= 256
+    assert 0.0 in q.detach().tolist()  # zero is a level: padding and ReLU'd zeros stay exact
+    inside = (x > -1) & (x < 2)
+    assert float((q - x).detach()[inside].abs().max()) <= 3.0 / 255 / 2 + 1e-6
+    q.sum().backward()
+    assert torch.all(x.grad[inside] == 1) and torch.all(x.grad[(x < -1) | (x > 2)] == 0)
+
+
+def test_separable_student_rounds_its_depthwise_outputs_signed_not_clipped():
+    """A depthwise output has no ReLU after it: clipping it at zero (as for a ReLU'd tensor) would
+    train a different network from the one the int8 file computes."""
+    torch.manual_seed(2)
+    model = create_model("student-robust", anchor_kernel="bicubic", channels=8, depth=3, separable=True)
+    for p in model.tail.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(2, 1, 16, 16)
+    model.eval()
+    plain = model(x).detach()
+    qa = QuantAware(model)
+    body = model.body
+    for i, (signed_in, signed_out) in zip(qa.indices, qa.signed):
+        assert signed_in == (not isinstance(body[i - 1], torch.nn.ReLU))
+        assert signed_out == (body[i].groups > 1)  # the depthwise half feeds the 1x1 directly
+    assert any(s_out for _, s_out in qa.signed) and any(s_in for s_in, _ in qa.signed)
+    model.train()
+    rounded = model(x).detach()
+    assert float((rounded - plain).abs().max()) < 0.05
+    assert torch.all(qa.lows[torch.tensor(qa.signed)] < 0)  # signed tensors saw their negative side
+    assert torch.all(qa.lows[~torch.tensor(qa.signed)] == 0)
+    st = qa.state_dict()
+    again = QuantAware(create_model("student-robust", anchor_kernel="bicubic", channels=8, depth=3, separable=True))
+    again.load_state_dict(st)
+    assert torch.equal(again.lows, qa.lows) and torch.equal(again.ranges, qa.ranges)
