@@ -153,7 +153,8 @@ class QuantAware:
         return {
             "int8_body_convs": list(self.indices),
             "weights": "per output channel, symmetric, 8 bit",
-            "activations": "per tensor, [0, max] in 256 levels, max = moving average of batch maxima",
+            "activations": "per tensor, [0, max] in 256 levels ([min, max] where no ReLU follows), "
+            "max and min = moving averages of the batch extremes",
             "momentum": self.momentum,
             "ranges": [[round(float(a), 4), round(float(b), 4)] for a, b in self.ranges.tolist()],
             "low_ends": [[round(float(a), 4), round(float(b), 4)] for a, b in self.lows.tolist()],
