@@ -95,31 +95,28 @@ class QuantAware:
             conv = student.body[i]
             conv.forward = types.MethodType(self._make_forward(k), conv)  # type: ignore[method-assign]
 
-    def _observe(self, k: int, j: int, x: torch.Tensor) -> torch.Tensor:
-        if self.ranges.device != x.device:  # kept beside the activations: no host sync per step
-            self.ranges = self.ranges.to(x.device)
-        seen = x.detach().amax().float()
+    def _observe(self, k: int, j: int, x: torch.Tensor, low: bool = False) -> torch.Tensor:
+        """Update and return the moving top (or, ``low``, the low end) of quantised tensor (k, j).
+        The batch extreme is taken of ``x`` and then held to >= 0 (<= 0): the same as of ReLU(x),
+        without a tensor-sized pass for it."""
+        table = self.lows if low else self.ranges
+        if table.device != x.device:  # kept beside the activations: no host sync per step
+            table = table.to(x.device)
+            setattr(self, "lows" if low else "ranges", table)
+        d = x.detach()
+        seen = d.amin().float().clamp_max(0.0) if low else d.amax().float().clamp_min(0.0)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(seen, op=dist.ReduceOp.MAX)  # the same ranges on every rank
-        cur = self.ranges[k, j]
-        self.ranges[k, j] = torch.where(cur == 0, seen, self.momentum * cur + (1.0 - self.momentum) * seen)
-        return self.ranges[k, j].clone().to(x.dtype)  # a copy: the next update writes in place
-
-    def _observe_low(self, k: int, j: int, x: torch.Tensor) -> torch.Tensor:
-        if self.lows.device != x.device:
-            self.lows = self.lows.to(x.device)
-        seen = x.detach().amin().float().clamp_max(0.0)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(seen, op=dist.ReduceOp.MIN)
-        cur = self.lows[k, j]
-        self.lows[k, j] = torch.where(cur == 0, seen, self.momentum * cur + (1.0 - self.momentum) * seen)
-        return self.lows[k, j].clone().to(x.dtype)
+            # the same ranges on every rank
+            dist.all_reduce(seen, op=dist.ReduceOp.MIN if low else dist.ReduceOp.MAX)
+        cur = table[k, j]
+        table[k, j] = torch.where(cur == 0, seen, self.momentum * cur + (1.0 - self.momentum) * seen)
+        return table[k, j].clone().to(x.dtype)  # a copy: the next update writes in place
 
     def _round(self, k: int, j: int, x: torch.Tensor) -> torch.Tensor:
         if self.signed[k][j]:
-            return fake_quant_signed(x, self._observe_low(k, j, x), self._observe(k, j, x))
+            return fake_quant_signed(x, self._observe(k, j, x, low=True), self._observe(k, j, x))
         # the int8 output is the fused ReLU's: rounding over [0, top] is ReLU plus rounding
-        return fake_quant_act(x, self._observe(k, j, x.clamp_min(0.0)))
+        return fake_quant_act(x, self._observe(k, j, x))
 
     def _make_forward(self, k: int) -> Any:
         qa = self
