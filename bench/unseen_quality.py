@@ -10,6 +10,7 @@ nearest and bicubic beside it. ``benchmarks/bench_unseen.py`` records it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from scopesr.sdk import quality, training_stages
 from scopesr.sdk.errors import InputError
 
 from .evaluation import sample_key
+
+log = logging.getLogger(__name__)
 
 #: real fluorescence kept out of every training run (scopesr.sdk.samples): an Airyscan confocal
 #: image and a widefield one of cells with spots. They were found, and first scored, after the six
@@ -50,6 +53,21 @@ def check_unseen(cards: dict[str, Any], sources: Sequence[str]) -> None:
                 raise InputError(f"{spec}: not a sample spec (sample:KEY, a real image a pip package ships)")
             if key in seen:
                 raise InputError(f"{spec}: {name} was trained on it, so it is not unseen; pick another source")
+
+
+def model_cost(card: Any) -> dict[str, float] | None:
+    """Parameters and multiply-accumulates per LR pixel of the network a card describes (what the
+    work per frame scales with), or None where the card's architecture is not one the trainer
+    builds (the torch-free install, or a foreign model)."""
+    try:
+        from scopesr.trainer import macs_per_lr_pixel
+        from scopesr.trainer.models import count_params, create_model
+
+        model = create_model(card.architecture, **dict(card.arch_args or {}))
+    except (ImportError, KeyError, TypeError, ValueError) as exc:
+        log.info("no cost for %s: %s", card.architecture, exc)
+        return None
+    return {"params": count_params(model), "macs_per_lr_pixel": macs_per_lr_pixel(model, in_channels=card.in_channels)}
 
 
 def measure(
@@ -97,6 +115,13 @@ def measure(
     return {"degradations": res["degradations"], "table": table, "convention": res["convention"]}
 
 
+def _cost_text(m: dict[str, Any]) -> str:
+    cost = m.get("cost")
+    if not cost:
+        return ""
+    return f"; {cost['params']:,} parameters, {cost['macs_per_lr_pixel'] / 1000:.1f} k MAC per LR pixel"
+
+
 def markdown(data: dict[str, Any], command: str) -> str:
     """``data``: ``{"models": {name: {"path", "sha256"}}, "sources": [...], **measure(...)}``."""
     names = list(data["models"])
@@ -108,7 +133,10 @@ def markdown(data: dict[str, Any], command: str) -> str:
         "",
         "Sources (in no model's training data): " + ", ".join(f"`{s}`" for s in sources) + ".",
         "",
-        "Models: " + "; ".join(f"**{n}** `{m['path']}` (sha256 {m['sha256'][:12]})" for n, m in data["models"].items()),
+        "Models: "
+        + "; ".join(
+            f"**{n}** `{m['path']}` (sha256 {m['sha256'][:12]}{_cost_text(m)})" for n, m in data["models"].items()
+        ),
         "",
         "Mean gain over bicubic in dB (per source first, then over sources); in brackets the worst source.",
         "",

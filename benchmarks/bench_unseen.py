@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except ScopesrError as exc:
         ap.error(str(exc))
     data = {
-        "models": {n: {"path": str(paths[n]), "sha256": u.card.sha256} for n, u in ups.items()},
+        "models": {
+            n: {"path": str(paths[n]), "sha256": u.card.sha256, "cost": unseen_quality.model_cost(u.card)}
+            for n, u in ups.items()
+        },
         "sources": sources,
         **unseen_quality.measure(ups, images),
     }

@@ -84,3 +84,21 @@ def test_script_refuses_a_missing_model_file(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "no such file" in r.stderr and "nope.onnx" in r.stderr
+
+
+def test_model_cost_counts_the_network_a_card_describes_and_the_table_names_it():
+    pytest.importorskip("torch")
+    from scopesr.trainer.student import StudentConfig
+
+    card = sr.ModelCard.load(sr.default_model_path("onnx"))
+    cost = unseen_quality.model_cost(card)
+    cfg_args = {k: v for k, v in card.arch_args.items() if k in StudentConfig.__dataclass_fields__}
+    assert cost is not None
+    assert cost["macs_per_lr_pixel"] == StudentConfig(**cfg_args).macs_per_lr_pixel()
+    assert cost["params"] == sr.ModelCard.load(sr.default_model_path("safetensors")).extra["params"]
+    # a model the trainer cannot build (a test fixture's made-up architecture) has no cost, no error
+    assert unseen_quality.model_cost(sr.ModelCard.load(FIX / "tiny_x4.onnx")) is None
+    text = unseen_quality._cost_text({"cost": cost})
+    assert f"{cost['params']:,} parameters" in text
+    assert f"{cost['macs_per_lr_pixel'] / 1000:.1f} k MAC per LR pixel" in text
+    assert unseen_quality._cost_text({"cost": None}) == ""
