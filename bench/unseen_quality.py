@@ -58,7 +58,10 @@ def check_unseen(cards: dict[str, Any], sources: Sequence[str]) -> None:
 def model_cost(card: Any) -> dict[str, float] | None:
     """Parameters and multiply-accumulates per LR pixel of the network a card describes (what the
     work per frame scales with), or None where the card's architecture is not one the trainer
-    builds (the torch-free install, or a foreign model)."""
+    builds (the torch-free install, or a foreign model). Cards that record the cost are read as they are."""
+    extra = card.extra if isinstance(getattr(card, "extra", None), dict) else {}
+    if "params" in extra and "macs_per_lr_pixel" in extra:
+        return {"params": extra["params"], "macs_per_lr_pixel": extra["macs_per_lr_pixel"]}
     try:
         from scopesr.trainer import macs_per_lr_pixel
         from scopesr.trainer.models import count_params, create_model

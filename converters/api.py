@@ -540,6 +540,10 @@ def _parity(
     return report
 
 
+#: the weights card's cost fields, copied into every artifact's card
+COST_KEYS = ("params", "macs_per_lr_pixel")
+
+
 def _make_card(
     src: ModelCard,
     out: Path,
@@ -552,6 +556,8 @@ def _make_card(
     fmt = FORMATS[out.suffix]
     tile_sizes = [tile_entry(t) for t in sizes] if sizes else None
     ex = {**extra, "source": {"file": source_name, "sha256": src.sha256, "format": src.format}}
+    # the network's size and work per LR pixel do not change with the format: carry them along
+    ex.update({k: src.extra[k] for k in COST_KEYS if k in src.extra})
     return ModelCard(
         name=out.name[: -len(out.suffix)],
         architecture=src.architecture,

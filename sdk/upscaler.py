@@ -646,6 +646,8 @@ class Upscaler:
             "tile_sizes": list(self.backend.tile_sizes) if not self.backend.dynamic else None,
             "default_tile": DEFAULT_TILE if self.backend.dynamic else "per image (fewest pixels computed)",
             "metrics": c.metrics,
+            # parameters and multiply-accumulates per LR pixel, where the card records them
+            "cost": {k: c.extra[k] for k in ("params", "macs_per_lr_pixel") if k in c.extra} or None,
             "backend": self.backend.describe(),
             "cpu": describe_cpu().to_dict(),
             "selection": self.selection,

@@ -27,7 +27,7 @@ from scopesr.sdk import CardError, ModelCard, Normalisation, atomic_path, card_p
 
 from .errors import CheckpointError
 from .models import count_params, create_model, model_config
-from .receptive_field import receptive_field_radius
+from .receptive_field import macs_per_lr_pixel, receptive_field_radius
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,9 @@ def save_generator(
         training=dict(training or {}),
         metrics=dict(metrics or {}),
         versions=software_versions(),
-        extra={"params": count_params(inner)},
+        # the cost beside the metrics (as torchvision's weights carry their ops): what a frame's
+        # time scales with, whatever runtime later runs the network
+        extra={"params": count_params(inner), "macs_per_lr_pixel": round(macs_per_lr_pixel(inner))},
     )
     card.save(card_path_for(out_path))
     return card

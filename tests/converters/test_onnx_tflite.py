@@ -43,6 +43,19 @@ def test_onnx_fp32_card_and_parity(onnx_fp32, trained_student):
     assert card.normalisation == src.normalisation and card.training == src.training
     assert card.sha256 == sha256_path(onnx_fp32)
     assert {"torch", "onnx", "onnxruntime"} <= set(card.versions)
+    # the cost travels from the weights card into the artifact's card and describe()
+    import scopesr.sdk as sr
+    from scopesr.trainer import create_model, macs_per_lr_pixel
+    from scopesr.trainer.models import count_params
+
+    net = create_model("student-tiny")
+    assert src.extra["params"] == count_params(net) and src.extra["macs_per_lr_pixel"] == macs_per_lr_pixel(net)
+    assert card.extra["params"] == src.extra["params"]
+    assert card.extra["macs_per_lr_pixel"] == src.extra["macs_per_lr_pixel"]
+    assert sr.load(onnx_fp32).describe()["cost"] == {
+        "params": count_params(net),
+        "macs_per_lr_pixel": macs_per_lr_pixel(net),
+    }
     parity = card.extra["parity"]
     assert parity["passed"] and len(parity["cases"]) == 2
     assert all(c["max_abs_err"] <= 1e-4 for c in parity["cases"])
