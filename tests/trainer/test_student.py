@@ -169,6 +169,18 @@ def test_trained_default_has_no_checkerboard():
     assert e < max(10 * e_near, 1e-4), (e, e_near)
 
 
+@pytest.mark.parametrize("bundle", ["default", "low-noise"])
+def test_bundled_cards_record_the_networks_cost(bundle):
+    """Every bundled card names the parameters and MAC per LR pixel of the network it holds."""
+    from scopesr.sdk import ModelCard, bundle_dir, bundle_files
+
+    for fname in bundle_files(bundle).values():
+        card = ModelCard.read(bundle_dir(bundle) / (fname.rsplit(".", 1)[0] + ".card.json"))
+        model = student_from_args(None, **card.arch_args)
+        assert card.extra["params"] == sum(p.numel() for p in model.parameters()), fname
+        assert card.extra["macs_per_lr_pixel"] == model.cfg.macs_per_lr_pixel(), fname
+
+
 def test_only_edge_ops():
     """Conv2d, ReLU, PixelShuffle only: nothing a mobile NPU or int8 runtime lacks."""
     model = build_student("student-medium")
