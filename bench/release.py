@@ -55,6 +55,8 @@ BUNDLE_BLURBS = {
     "default": "a blind x{scale} student",
     "low-noise": "the default's network trained without noise, for images that carry little (averaged "
     "confocal, long exposures): a x{scale} student",
+    "large": "the default grown to 32 channels and 8 hidden layers, for stills where time per frame matters "
+    "less: a x{scale} student with 4.7x the default's work per pixel",
 }
 
 
@@ -109,14 +111,24 @@ def _write_calibration(
     return folder
 
 
-def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
+def _release_cmd(run: str, name: str) -> str:
+    where = "sdk/models" if name == "default" else f"sdk/models/{name}"
+    return f"sr-bench release {run}/final/generator.safetensors" + (
+        f" --models-dir {where}" if name == "default" else f" --name {name} --models-dir {where}"
+    )
+
+
+def _recipe_line(
+    training: dict[str, Any], depth: int | None = None, name: str = "default", channels: int | None = None
+) -> str:
     """How the bundled weights were made: every stage's command, from the long run to the last
-    fine-tune (deepening, quantisation-aware), then the release."""
-    stages = training_stages(training, depth)
+    fine-tune (grown wider or deeper, quantisation-aware, distilled), then the release of bundle
+    ``name`` (its own ``make release-NAME`` target)."""
+    stages = training_stages(training, depth, channels)
     if len(stages) == 1:
         return (
             "Recipe: `sr-train pretrain --config trainer/recipes/default.toml --out RUN` then "
-            "`sr-bench release RUN/final/generator.safetensors --models-dir sdk/models`. "
+            f"`{_release_cmd('RUN', name)}`. "
             f"Steps: {training.get('steps')}."
         )
     default_recipe = "trainer/recipes/default.toml"  # stages recorded before cards named their recipe
@@ -130,8 +142,10 @@ def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
         + (f", depth {first['depth']})" if first.get("depth") else ")")
     ]
     for k, st in enumerate(stages[1:], start=2):
-        prev_depth = stages[k - 2].get("depth")
-        deepened = bool(st.get("depth") and prev_depth and st["depth"] != prev_depth)
+        prev = stages[k - 2]
+        deepened = bool(st.get("depth") and prev.get("depth") and st["depth"] != prev["depth"])
+        # stages recorded before cards named their width carry no "channels": no claim either way
+        widened = bool(st.get("channels") and prev.get("channels") and st["channels"] != prev["channels"])
         distill = st.get("mode") == "distill"
         parts = [base(st).replace("pretrain", "distill") if distill else base(st)]
         what = []
@@ -149,9 +163,20 @@ def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
             else:
                 what.append("distilled from the teacher and the ground truth")
         parts.append(f"--init-from RUN{k - 1}/final/generator.safetensors")
+        if widened:
+            parts.append(f"--model-arg channels={st['channels']}")
         if deepened:
             parts.append(f"--model-arg depth={st['depth']}")
-            what.append(f"deepened {prev_depth} -> {st['depth']} hidden layers, the new ones starting as the identity")
+        if widened:
+            what.append(
+                f"grown {prev['channels']} -> {st['channels']} channels"
+                + (f" and {prev['depth']} -> {st['depth']} hidden layers" if deepened else "")
+                + ", starting as the smaller network's function"
+            )
+        elif deepened:
+            what.append(
+                f"deepened {prev['depth']} -> {st['depth']} hidden layers, the new ones starting as the identity"
+            )
         if st.get("quant_aware"):
             parts.append("--quant-aware")
             what.append("quantisation-aware, so the int8 file keeps the float quality")
@@ -161,11 +186,12 @@ def _recipe_line(training: dict[str, Any], depth: int | None = None) -> str:
         parts.append(f"--out RUN{k}")
         cmds.append(f"`{' '.join(parts)}`" + (f" ({'; '.join(what)})" if what else ""))
     n = len(stages)
-    return (
-        f"Recipe (`make release-default` runs all {n + 1} stages): "
-        + ", then ".join(cmds)
-        + f", then `sr-bench release RUN{n}/final/generator.safetensors --models-dir sdk/models`."
+    runs = (
+        f"`make release-{name}` runs all {n + 1} stages"
+        if name == "default"
+        else f"{n + 1} stages, the default's first; `make release-{name}` runs the last ones"
     )
+    return f"Recipe ({runs}): " + ", then ".join(cmds) + f", then `{_release_cmd(f'RUN{n}', name)}`."
 
 
 def _per_source_markdown(summary: dict[str, Any]) -> list[str]:
@@ -430,7 +456,7 @@ def _models_readme(card: Any, table: str, summary: dict[str, Any], name: str = "
             "in the "
             "artifact's card.",
             "",
-            _recipe_line(t, card.arch_args.get("depth")),
+            _recipe_line(t, card.arch_args.get("depth"), name, card.arch_args.get("channels")),
             "",
             "Training sources:",
             srcs,

@@ -327,10 +327,11 @@ class ModelCard:
         return card
 
 
-def training_stages(training: dict[str, Any], depth: Any = None) -> list[dict[str, Any]]:
+def training_stages(training: dict[str, Any], depth: Any = None, channels: Any = None) -> list[dict[str, Any]]:
     """Every training run behind a card's weights, oldest first: the nested ``init_from`` records
-    (each run names the one it started from) and, last, ``training`` itself at ``depth``."""
-    stages = [{**training, "depth": depth}]
+    (each run names the one it started from) and, last, ``training`` itself at ``depth`` (and
+    ``channels``, where given)."""
+    stages = [{**training, "depth": depth, **({"channels": channels} if channels is not None else {})}]
     init = training.get("init_from")
     while isinstance(init, dict):
         stages.append(init)

@@ -589,6 +589,7 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
         "lr": t.get("lr"),
         "lr_min": t.get("lr_min"),
         "depth": card.arch_args.get("depth"),
+        "channels": card.arch_args.get("channels"),  # a later stage may have grown it wider
         "quant_aware": bool(t.get("quant_aware")),
         **{k: t[k] for k in ("teacher", "teacher_sha256", "teacher_ensemble", "recipe") if t.get(k) is not None},
         "init_from": t.get("init_from"),

@@ -1023,3 +1023,24 @@ def test_release_refuses_a_name_that_is_not_a_bundled_model(tmp_path):
     with pytest.raises(BenchError, match="no bundled model 'fast'; bundled: default, low-noise"):
         REL.release(tmp_path / "missing.safetensors", tmp_path / "m", name="fast")
     assert not (tmp_path / "m").exists()
+
+
+def test_release_recipe_line_names_a_grown_stage_and_the_bundles_own_target():
+    """A stage that grew the network wider and deeper says so with both --model-arg options; a
+    bundle other than the default names its own make target and release command."""
+    from scopesr.bench.release import _recipe_line
+
+    small = {"file": "default-weights.safetensors", "steps": 6000, "depth": 6, "channels": 16, "quant_aware": True}
+    grown = {"steps": 24000, "lr": 3e-4, "lr_min": 1e-6, "depth": 8, "channels": 32, "init_from": small}
+    line = _recipe_line({"steps": 40000, "lr": 2e-4, "lr_min": 1e-6, "init_from": grown}, 8, "large", 32)
+    cmds = line.split(", then ")
+    assert "--model-arg channels=32 --model-arg depth=8 --steps 24000" in cmds[1]
+    assert "grown 16 -> 32 channels and 6 -> 8 hidden layers" in cmds[1]
+    assert "--model-arg" not in cmds[2] and "grown" not in cmds[2]  # the last stage kept its size
+    assert "Recipe (4 stages, the default's first; `make release-large` runs the last ones)" in cmds[0]
+    assert cmds[-1].startswith(
+        "`sr-bench release RUN3/final/generator.safetensors --name large --models-dir sdk/models/large"
+    )
+    # records without a width (cards before stages named it) make no claim about growing
+    old = _recipe_line({"steps": 40000, "init_from": {**grown, "channels": None}}, 8)
+    assert "channels" not in old and "deepened 6 -> 8" in old and "make release-default" in old
