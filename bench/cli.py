@@ -363,9 +363,10 @@ def main(
     type=click.Choice(list(BUNDLES)),
     default="default",
     show_default=True,
-    help="Which bundled model this is: default (its files in sdk/models) or low-noise (sdk/models/low-noise). "
+    help="Which bundled model this is: default (its files in sdk/models), low-noise (sdk/models/low-noise) "
+    "or large (sdk/models/large). "
     "Files are NAME.onnx, NAME-fp32.tflite, NAME-int8.tflite, NAME-weights.safetensors; results "
-    "quality_default or quality_low_noise; only the default writes the demo's samples.",
+    "quality_default, quality_low_noise or quality_large; only the default writes the demo's samples.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output.")
 def release_cmd(

@@ -56,7 +56,7 @@ DEFAULT_FORMATS = {"tflite": ("tflite-int8", "tflite"), "onnx": ("onnx",)}
 
 
 def default_model(backend: str, bundle: str = "default") -> Path:
-    """The bundled student ``bundle`` (default or low-noise) for this backend
+    """The bundled student ``bundle`` (default, low-noise or large) for this backend
     (scopesr.sdk.default_model_path)."""
     import scopesr.sdk as sdk
 
@@ -157,7 +157,8 @@ def _halo(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
     metavar="PATH|NAME",
     help="A .tflite or .onnx with its .card.json, or a bundled model by name: default (blind to noise, "
     "binning, blur and aliasing) or low-noise (sharper on images with little noise, weaker on noisy "
-    "frames). Default: the bundled default student for --backend.",
+    "frames); large runs too but is made for stills (4.7x the default's work per frame). Default: the "
+    "bundled default student for --backend.",
 )
 @click.option(
     "--backend",

@@ -334,6 +334,13 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
             f"sha256 {str(d.get('sha256') or '?')[:16]}..."
         ),
     ]
+    cost = d.get("cost")
+    if isinstance(cost, dict) and isinstance(cost.get("macs_per_lr_pixel"), (int, float)):
+        params = cost.get("params")
+        lines.append(
+            f"cost       {cost['macs_per_lr_pixel'] / 1000:.1f} k multiply-accumulates per LR pixel"
+            + (f", {params:,} parameters" if isinstance(params, int) else "")
+        )
     tiles = d.get("tile_sizes")
     if tiles:
         sizes = ", ".join(str(t) if isinstance(t, int) else f"{t[0]}x{t[1]}" for t in tiles)
@@ -439,7 +446,8 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     help="Model artifact (.onnx, .tflite, .pt2, .mlpackage) with its .card.json beside it, or a "
     "bundled model by name: 'default' (blind to noise, binning, blur and aliasing) or 'low-noise' "
     "(for images with little noise, e.g. averaged confocal or long exposures: sharper there, "
-    "weaker than the default on noisy frames). "
+    "weaker than the default on noisy frames) or 'large' (the default's task with 4.7x its work per "
+    "pixel: better on clean, binned and noisy stills, too slow for live frames on a Pi). "
     "Default: the bundled default model, the artifact (ONNX fp32, TFLite fp32 or int8) "
     "that runs fastest on this CPU, measured once (about a second) and cached per CPU; "
     "SCOPESR_ARTIFACT=onnx|tflite|tflite-int8 names one, SCOPESR_PROBE=0 skips the "

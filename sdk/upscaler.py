@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: the bundled models by name. "default" is blind to the degradation (noise, binning, blur,
 #: aliasing); "low-noise" is the same network trained without noise, for images that carry
-#: little (averaged confocal, long exposures): sharper there, weaker on noisy frames.
-BUNDLES = ("default", "low-noise")
+#: little (averaged confocal, long exposures): sharper there, weaker on noisy frames; "large" is
+#: the default grown to 32 channels and 8 layers (4.7x its work per pixel), for stills on a desktop
+#: where speed matters less than the last tenth of a dB: too slow for live frames on the edge.
+BUNDLES = ("default", "low-noise", "large")
 
 
 def bundle_dir(name: str) -> Path:
@@ -80,7 +82,7 @@ FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded m
 
 # ---------------------------------------------------------------------------- default model
 def default_model_path(fmt: str = "onnx", *, must_exist: bool = True, bundle: str = "default") -> Path:
-    """Path of bundled model ``bundle`` (default or low-noise) in ``fmt`` (onnx, tflite,
+    """Path of bundled model ``bundle`` (default, low-noise or large) in ``fmt`` (onnx, tflite,
     tflite-int8, safetensors).
 
     ``must_exist=False`` just returns where it belongs (for the recipe that bundles it).
@@ -690,10 +692,11 @@ def load(
 
     Reads and validates the card beside it and (``verify=True``) checks the artifact's
     sha256. ``"default"`` is the bundled model (``"low-noise"`` its variant for images with
-    little noise, picked the same way): of its artifacts whose runtime is installed
-    (and that ``backend`` allows, within the quality floor), the fastest on this CPU, found by
-    a timed probe the first time on a machine (about a second) and cached per CPU in the
-    user's cache folder (``scopesr.sdk.picker``). ``SCOPESR_ARTIFACT=onnx|tflite|tflite-int8``
+    little noise, ``"large"`` a larger network for stills, each picked the same way): of its
+    artifacts whose runtime is installed (and that ``backend`` allows, within the quality
+    floor), the fastest on this CPU, found by a timed probe the first time on a machine (about
+    a second) and cached per CPU in the user's cache folder (``scopesr.sdk.picker``).
+    ``SCOPESR_ARTIFACT=onnx|tflite|tflite-int8``
     names one instead; ``probe=False`` (or ``SCOPESR_PROBE=0``) takes the static preference
     (ONNX where onnxruntime is installed, else int8 TFLite). ``describe()["selection"]`` says
     which artifact and why.

@@ -169,7 +169,7 @@ def test_trained_default_has_no_checkerboard():
     assert e < max(10 * e_near, 1e-4), (e, e_near)
 
 
-@pytest.mark.parametrize("bundle", ["default", "low-noise"])
+@pytest.mark.parametrize("bundle", ["default", "low-noise", "large"])
 def test_bundled_cards_record_the_networks_cost(bundle):
     """Every bundled card names the parameters and MAC per LR pixel of the network it holds."""
     from scopesr.sdk import ModelCard, bundle_dir, bundle_files
@@ -258,7 +258,16 @@ def test_learns_quickly_on_real_image(real_image):
 
 
 @pytest.mark.parametrize(
-    "recipe", ["default.toml", "robust-long.toml", "robust-nm.toml", "default-zoom.toml", "default-zoom10.toml"]
+    "recipe",
+    [
+        "default.toml",
+        "robust-long.toml",
+        "robust-nm.toml",
+        "default-zoom.toml",
+        "default-zoom10.toml",
+        "low-noise.toml",
+        "large.toml",
+    ],
 )
 def test_default_recipe_is_a_valid_config_with_disjoint_heldout(recipe):
     """trainer/recipes/*.toml (the bundled model's recipe and the candidate) parse, validate, and
