@@ -8,11 +8,12 @@
 # its held-out evaluation left out here, so the eval sources need not travel; score the results on
 # the CPU afterwards with sr-train's evaluation or benchmarks/bench_unseen.py):
 #   1. the trunk, L1, at a constant learning rate until its share of the budget is spent. By
-#      default (TEACHER_PRESET=grown) the bundled default itself, grown function-preservingly to
-#      TEACHER_CHANNELS x TEACHER_DEPTH (64 x 16: about 35x its work per pixel) by `--init-from`,
-#      so the teacher starts at the default's quality instead of below bicubic; on the CPU a 32 x 8
-#      growth gained +0.18 dB on clean images in 24 k steps (docs/degradation.md, "A grown
-#      teacher"). Any other preset name trains that generator from scratch with the bicubic anchor
+#      default (TEACHER_PRESET=grown) the bundled large model (the default grown to 32 x 8 and
+#      trained on), grown again function-preservingly to TEACHER_CHANNELS x TEACHER_DEPTH (64 x 16:
+#      about 35x the default's work per pixel) by `--init-from`, so the teacher starts at the large
+#      model's quality instead of below bicubic; on the CPU the 32 x 8 growth gained +0.24 dB on
+#      clean images over the default (docs/degradation.md, "A larger model for stills").
+#      TEACHER_FROM=sdk/models/default-weights.safetensors grows the default instead. Any other preset name trains that generator from scratch with the bicubic anchor
 #      (`paper`: the paper's, as the first GPU session did without the anchor, 2026-12-04: after
 #      5 minutes 1.15 dB below bicubic on a clean high-SNR image; "A teacher on a lent GPU").
 #      It is the long run: it continues from runs/teacher-gpu-grown (or
@@ -55,7 +56,7 @@ TEACHER_BATCH=${TEACHER_BATCH:-32}
 TEACHER_PRESET=${TEACHER_PRESET:-grown}   # or a preset trained from scratch (paper; student-tiny to try it on a CPU)
 TEACHER_CHANNELS=${TEACHER_CHANNELS:-64}  # the grown teacher's width and depth
 TEACHER_DEPTH=${TEACHER_DEPTH:-16}
-TEACHER_FROM=${TEACHER_FROM:-sdk/models/default-weights.safetensors}   # what it grows from
+TEACHER_FROM=${TEACHER_FROM:-sdk/models/large/large-weights.safetensors}   # what it grows from
 DISTIL_STEPS=${DISTIL_STEPS:-4000}   # the H200 ran 40 steps/s: 4000 fit in DISTIL_S=120 with its start
 WORK=${WORK:-runs}               # the three run folders and the recipe's JSON copies
 T_NAME=teacher-gpu-anchored A_NAME=teacher-gpu-anneal S_NAME=student-gpu-distil

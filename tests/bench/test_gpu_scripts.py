@@ -75,25 +75,25 @@ def test_teacher_distil_script_trains_packs_and_resumes_on_cpu(tmp_path):
     assert int(ckpt2.stem.split("_")[1]) > first
 
 
-def test_teacher_distil_script_grows_the_default_into_its_teacher(tmp_path):
-    """The script's default teacher: the bundled default grown (here to 20 x 7, on the CPU) by
-    --init-from, so it starts as the default's function; then annealed and distilled as above."""
+def test_teacher_distil_script_grows_the_large_model_into_its_teacher(tmp_path):
+    """The script's default teacher: the bundled large model grown (here to 36 x 9, on the CPU) by
+    --init-from, so it starts as the large model's function; then annealed and distilled as above."""
     missing = _recipe_samples_missing()
     if missing:
         pytest.skip(f"the default recipe's sample packages are not installed: {missing}")
     work, out = tmp_path / "runs", tmp_path / "out"
     opts = dict(
-        WORK=work, DEVICE="cpu", TEACHER_CHANNELS=20, TEACHER_DEPTH=7, TEACHER_BATCH=4, WORKERS=0, BUDGET_S=95,
+        WORK=work, DEVICE="cpu", TEACHER_CHANNELS=36, TEACHER_DEPTH=9, TEACHER_BATCH=4, WORKERS=0, BUDGET_S=95,
         ANNEAL_S=8, DISTIL_S=15, START_S=12, PACK_S=3, DISTIL_STEPS=10,
     )  # fmt: skip
     r = _run("gpu_teacher_distil.sh", 400, OUT=out, **opts)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "--init-from sdk/models/default-weights.safetensors" in r.stdout
+    assert "--init-from sdk/models/large/large-weights.safetensors" in r.stdout
     card = json.loads((work / "teacher-gpu-grown" / "final" / "generator.card.json").read_text())
-    assert (card["arch_args"]["channels"], card["arch_args"]["depth"]) == (20, 7)
+    assert (card["arch_args"]["channels"], card["arch_args"]["depth"]) == (36, 9)
     assert card["arch_args"]["anchor_kernel"] == "bicubic"
-    default = json.loads((ROOT / "sdk" / "models" / "default-weights.card.json").read_text())
-    assert card["training"]["init_from"]["sha256"] == default["sha256"]
+    large = json.loads((ROOT / "sdk" / "models" / "large" / "large-weights.card.json").read_text())
+    assert card["training"]["init_from"]["sha256"] == large["sha256"]
     assert (out / "teacher.safetensors").exists() and list(out.glob("teacher-ckpt.*.part-*"))
 
 
