@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from scopesr.sdk import quality, training_stages
+from scopesr.sdk.card import COST_KEYS
 from scopesr.sdk.errors import InputError
 
 from .evaluation import sample_key
@@ -60,8 +61,8 @@ def model_cost(card: Any) -> dict[str, float] | None:
     work per frame scales with), or None where the card's architecture is not one the trainer
     builds (the torch-free install, or a foreign model). Cards that record the cost are read as they are."""
     extra = card.extra if isinstance(getattr(card, "extra", None), dict) else {}
-    if "params" in extra and "macs_per_lr_pixel" in extra:
-        return {"params": extra["params"], "macs_per_lr_pixel": extra["macs_per_lr_pixel"]}
+    if all(k in extra for k in COST_KEYS):
+        return {k: extra[k] for k in COST_KEYS}
     try:
         from scopesr.trainer import macs_per_lr_pixel
         from scopesr.trainer.models import count_params, create_model

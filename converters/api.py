@@ -36,7 +36,7 @@ from scopesr.sdk import (
     tile_shapes,
 )
 from scopesr.sdk.atomic import output_error, remove_stale_temps, temp_prefix
-from scopesr.sdk.card import MAX_TILE_SIDE
+from scopesr.sdk.card import COST_KEYS, MAX_TILE_SIDE
 
 from . import data as D
 from .errors import ConversionError, ParityError
@@ -538,10 +538,6 @@ def _parity(
     if not runners:
         report.skipped = "; ".join(notes) or "no runtime for this artifact on this platform"
     return report
-
-
-#: the weights card's cost fields, copied into every artifact's card
-COST_KEYS = ("params", "macs_per_lr_pixel")
 
 
 def _make_card(

@@ -27,6 +27,9 @@ from .tiles import is_tile_size as _is_tile_size
 
 CARD_FORMAT_VERSION = 1
 CARD_SUFFIX = ".card.json"
+#: card.extra keys of the network's cost: parameters and multiply-accumulates per LR pixel (the
+#: trainer writes them into the weights card; every converted artifact's card carries them on)
+COST_KEYS = ("params", "macs_per_lr_pixel")
 
 #: artifact suffix -> format name used in the card
 FORMATS: dict[str, str] = {
