@@ -18,6 +18,10 @@ modelInfo.then((m) => {
   add("architecture", m.architecture);
   add("scale", `x${m.scale}`);
   add("halo", `${m.halo} LR px`);
+  if (m.cost && m.cost.macs_per_lr_pixel) {
+    add("cost", `${(m.cost.macs_per_lr_pixel / 1000).toFixed(1)} k multiply-accumulates per LR pixel`
+      + (m.cost.params ? `, ${m.cost.params.toLocaleString("en")} parameters` : ""));
+  }
   add("artifact", `${m.artifact} (${m.format}, ${m.precision})`);
   add("backend", m.backend || "?");
   const train = m.training || {};

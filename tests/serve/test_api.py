@@ -66,6 +66,10 @@ def test_health_and_model_summary(c):
     m = c.get("/v1/model").json()
     bundled = json.loads((Path(sr.__file__).parent / "models" / "default.card.json").read_text())
     assert m["scale"] == 4 and m["halo"] == bundled["halo"] and m["name"]
+    assert m["cost"] == {
+        "params": bundled["extra"]["params"],
+        "macs_per_lr_pixel": bundled["extra"]["macs_per_lr_pixel"],
+    }
     assert m["training"]["sources"] and all("source" in s for s in m["training"]["sources"])
     # the bundled default is a quantisation-aware fine-tune of earlier runs: both show
     assert m["training"]["quant_aware"] is True and m["training"]["started_from_steps"] > 0
