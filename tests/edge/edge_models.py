@@ -46,3 +46,30 @@ def model_for(backend: str) -> Path | None:
         if b == backend:
             return p
     return None
+
+
+#: artifact format of a bundled model -> the runtime module it needs
+BUNDLE_RUNTIMES = {"onnx": "onnxruntime", "tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert"}
+
+
+def bundle_artifact(bundle: str, fmt: str) -> Path:
+    """A bundled model's artifact in ``fmt``; the test is skipped (with the reason) when the bundle is
+    not in this install or the format's runtime is not."""
+    import pytest
+
+    from scopesr.sdk import default_model_path
+
+    p = default_model_path(fmt, bundle=bundle, must_exist=False)
+    if not p.exists():
+        pytest.skip(f"the {bundle} model is not bundled in this install")
+    pytest.importorskip(BUNDLE_RUNTIMES[fmt])
+    return p
+
+
+def gain_over_bicubic(up, lr, target) -> float:
+    """PSNR of ``up.upscale(lr)`` minus PIL bicubic's (rounded to the LR dtype), 8-px border cut,
+    as the release table scores it."""
+    from scopesr.sdk import quality
+
+    bic = quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype)
+    return quality.psnr(target, up.upscale(lr), border=8) - quality.psnr(target, bic, border=8)

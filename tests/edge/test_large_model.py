@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edge_models import BUNDLE_RUNTIMES, bundle_artifact, gain_over_bicubic
 
 import scopesr.sdk as sdk
 from scopesr.sdk import ModelCard, quality
 
 pytestmark = pytest.mark.edge
 
-FORMATS = {"onnx": "onnxruntime", "tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert"}
 HELDOUT = "sample:napari-timelapse"
 # where the default misses its targets; at release the large model gained +1.03 / +0.89 / +0.71 dB
 # over bicubic on the six held-out sources against the default's +0.79 / +0.68 / +0.66
@@ -25,11 +25,7 @@ LIFTED_ROWS = ("bicubic", "binning", "noise-snr20")
 
 
 def _path(fmt: str):
-    p = sdk.default_model_path(fmt, bundle="large", must_exist=False)
-    if not p.exists():
-        pytest.skip("the large model is not bundled in this install")
-    pytest.importorskip(FORMATS[fmt])
-    return p
+    return bundle_artifact("large", fmt)
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +34,7 @@ def frame(real_image):
     return tifffile.imread(real_image("napari-timelapse"))[15]
 
 
-def _gain(up, lr: np.ndarray, target: np.ndarray) -> float:
-    bic = quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype)
-    return quality.psnr(target, up.upscale(lr), border=8) - quality.psnr(target, bic, border=8)
-
-
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", sorted(BUNDLE_RUNTIMES))
 def test_cards_name_the_larger_network_its_cost_and_held_out_sources(fmt):
     card = ModelCard.load(_path(fmt))  # verifies the sha256
     default = ModelCard.load(sdk.default_model_path(fmt))
@@ -58,7 +49,7 @@ def test_cards_name_the_larger_network_its_cost_and_held_out_sources(fmt):
     assert not trained & set(held["sources"]), "held-out sources must never be training data"
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", sorted(BUNDLE_RUNTIMES))
 def test_better_than_the_default_where_it_is_short_and_never_worse_elsewhere(fmt, frame):
     """Every row of the quality table on one held-out frame, the same format of each model: on
     clean, binned and SNR 20 images clearly above the default (at release, on this frame, by
@@ -67,7 +58,7 @@ def test_better_than_the_default_where_it_is_short_and_never_worse_elsewhere(fmt
     default = sdk.load(sdk.default_model_path(fmt))
     for row in quality.EVAL_DEGRADATIONS:
         lr, target = quality.degradation_from_name(row).apply(frame, np.random.default_rng([0, 0, 0]))
-        g_large, g_def = _gain(large, lr, target), _gain(default, lr, target)
+        g_large, g_def = gain_over_bicubic(large, lr, target), gain_over_bicubic(default, lr, target)
         assert g_large > 0.0, f"{fmt} on {row}: {g_large:+.3f} dB over bicubic"
         assert g_large > g_def - 0.05, f"{fmt} on {row}: large {g_large:+.3f} dB, default {g_def:+.3f} dB"
         if row in LIFTED_ROWS:

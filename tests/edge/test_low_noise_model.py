@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edge_models import BUNDLE_RUNTIMES, bundle_artifact, gain_over_bicubic
 
 import scopesr.sdk as sdk
 from scopesr.sdk import ModelCard, quality
 
 pytestmark = pytest.mark.edge
 
-FORMATS = {"onnx": "onnxruntime", "tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert"}
 HELDOUT = "sample:stardist-nuclei-2d"
 NOISE_FREE_ROWS = ("bicubic", "binning", "psf", "cubic-noaa")
 
 
 def _path(fmt: str):
-    p = sdk.default_model_path(fmt, bundle="low-noise", must_exist=False)
-    if not p.exists():
-        pytest.skip("the low-noise model is not bundled in this install")
-    pytest.importorskip(FORMATS[fmt])
-    return p
+    return bundle_artifact("low-noise", fmt)
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +30,7 @@ def stardist(real_image):
     return tifffile.imread(real_image("stardist-nuclei-2d"))
 
 
-def _gain(up, lr: np.ndarray, target: np.ndarray) -> float:
-    bic = quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype)
-    return quality.psnr(target, up.upscale(lr), border=8) - quality.psnr(target, bic, border=8)
-
-
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", sorted(BUNDLE_RUNTIMES))
 def test_cards_say_noise_free_and_warn_above_three_percent(fmt):
     card = ModelCard.load(_path(fmt))  # verifies the sha256
     assert card.name.startswith("low-noise") and card.degradation == "microscopy"
@@ -52,7 +43,7 @@ def test_cards_say_noise_free_and_warn_above_three_percent(fmt):
     assert not trained & set(held["sources"]), "held-out sources must never be training data"
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", sorted(BUNDLE_RUNTIMES))
 def test_sharper_than_the_default_where_there_is_no_noise(fmt, stardist):
     """On the held-out image's noise-free rows: never below bicubic, and on clean and binned
     images above the default (the same format of each). This image's own noise leaves any
@@ -62,7 +53,7 @@ def test_sharper_than_the_default_where_there_is_no_noise(fmt, stardist):
     default = sdk.load(sdk.default_model_path(fmt))
     for row in NOISE_FREE_ROWS:
         lr, target = quality.degradation_from_name(row).apply(stardist, np.random.default_rng([0, 0, 0]))
-        g_low, g_def = _gain(low, lr, target), _gain(default, lr, target)
+        g_low, g_def = gain_over_bicubic(low, lr, target), gain_over_bicubic(default, lr, target)
         assert g_low > -0.1, f"{fmt} on {row}: {g_low:+.3f} dB over bicubic"
         if row in ("bicubic", "binning"):
             assert g_low > g_def + 0.03, f"{fmt} on {row}: low-noise {g_low:+.3f} dB, default {g_def:+.3f} dB"
