@@ -60,9 +60,9 @@ def model_cost(card: Any) -> dict[str, float] | None:
     """Parameters and multiply-accumulates per LR pixel of the network a card describes (what the
     work per frame scales with), or None where the card's architecture is not one the trainer
     builds (the torch-free install, or a foreign model). Cards that record the cost are read as they are."""
-    extra = card.extra if isinstance(getattr(card, "extra", None), dict) else {}
-    if all(k in extra for k in COST_KEYS):
-        return {k: extra[k] for k in COST_KEYS}
+    recorded = card.cost
+    if recorded is not None and set(recorded) == set(COST_KEYS):
+        return recorded
     try:
         from scopesr.trainer import macs_per_lr_pixel
         from scopesr.trainer.models import count_params, create_model

@@ -213,6 +213,12 @@ class ModelCard:
         multiples of it in image coordinates, so a tiled image equals the whole-image result."""
         return int(self.arch_args.get("unshuffle", 1) or 1)
 
+    @property
+    def cost(self) -> dict[str, Any] | None:
+        """The network's parameters and multiply-accumulates per LR pixel (``COST_KEYS`` of
+        ``extra``) where the card records them, else None."""
+        return {k: self.extra[k] for k in COST_KEYS if k in self.extra} or None
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,7 +28,7 @@ import numpy as np
 
 from .backends.base import Backend, has_module
 from .backends.registry import open_backend
-from .card import CARD_SUFFIX, COST_KEYS, FORMATS, ModelCard, card_path_for
+from .card import CARD_SUFFIX, FORMATS, ModelCard, card_path_for
 from .cpu import describe_cpu
 from .ensemble import check_ensemble
 from .ensemble import forward as ensemble_forward
@@ -649,7 +649,7 @@ class Upscaler:
             "default_tile": DEFAULT_TILE if self.backend.dynamic else "per image (fewest pixels computed)",
             "metrics": c.metrics,
             # parameters and multiply-accumulates per LR pixel, where the card records them
-            "cost": {k: c.extra[k] for k in COST_KEYS if k in c.extra} or None,
+            "cost": c.cost,
             "backend": self.backend.describe(),
             "cpu": describe_cpu().to_dict(),
             "selection": self.selection,

@@ -41,7 +41,6 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from scopesr.sdk import ImageError, InputError, ModelIOError, ScopesrError, training_stages
-from scopesr.sdk.card import COST_KEYS
 from scopesr.sdk.ensemble import ENSEMBLE_SIZES, check_ensemble
 
 from .config import ServeConfig
@@ -144,7 +143,7 @@ def model_summary(up: Any) -> dict[str, Any]:
         "scale": c.scale,
         "halo": c.halo,
         # parameters and multiply-accumulates per LR pixel, where the card records them
-        "cost": {k: c.extra[k] for k in COST_KEYS if k in c.extra} or None,
+        "cost": c.cost,
         "in_channels": c.in_channels,
         "out_channels": c.out_channels,
         "format": c.format,
