@@ -69,6 +69,7 @@ _DATA_KEYS = {
     "p_low",
     "p_high",
     "balance",
+    "zoom_p",
 }
 
 # options that take one or more values (``--data A B C``, as before the move to click);
@@ -198,6 +199,13 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
             help=f"How LR crops are made: microscopy (the blind microscope model of scopesr.sdk.quality: a "
             f"PSF, sampling, noise and camera drawn per crop, ranges from [data.degradation_ranges]) or a "
             f"PIL resampling: {_degradation_names()} (default pil-bicubic, the paper's).",
+        ),
+        o(
+            "--zoom-p",
+            type=float,
+            help="microscopy: share of the sharp crops resampled by a random zoom before the degradation "
+            "(oversampled references, so smooth images get smooth answers; range from [data] zoom_range). "
+            "Overrides the recipe's [data] zoom_p (default 0: off).",
         ),
         o("--augment/--no-augment", default=None, help="Random flips and 90-degree rotations (default on)."),
         o("--val-fraction", type=float, help="Share of the items held out for validation (default 0.1)."),

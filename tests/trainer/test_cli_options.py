@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 from scopesr.trainer import cli  # noqa: E402
 from scopesr.trainer.cli import main as cli_main  # noqa: E402
 from scopesr.trainer.cli import resolve_config  # noqa: E402
+from scopesr.trainer.data import DataError  # noqa: E402
 
 
 @pytest.fixture()
@@ -169,3 +170,17 @@ def test_help_exits_0(capsys):
         "synthetic:KIND?n=N",
     ):
         assert opt in text, opt
+
+
+def test_zoom_p_on_the_command_line_overrides_the_recipe_and_keeps_its_range(tmp_path, captured):
+    conf = tmp_path / "run.toml"
+    conf.write_text('[data]\ndegradation = "microscopy"\nzoom_p = 0.6\nzoom_range = [0.7, 10.0]\n')
+    assert cli_main(["pretrain", "--config", str(conf), "--zoom-p", "0.8", "--out", str(tmp_path / "r")]) == 0
+    mode, given = captured[-1]
+    assert given["zoom_p"] == 0.8
+    cfg = resolve_config(mode, given)
+    assert cfg.data.zoom_p == 0.8 and tuple(cfg.data.zoom_range) == (0.7, 10.0)
+    assert resolve_config(mode, {"config": str(conf)}).data.zoom_p == 0.6  # the recipe's, when not given
+    bad = resolve_config(mode, {**given, "zoom_p": 1.5, "data": ["synthetic:mixed?n=2"]})
+    with pytest.raises(DataError, match="zoom_p=1.5"):  # the recipe's checks apply to the override
+        bad.data.validate()
