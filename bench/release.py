@@ -28,7 +28,7 @@ import numpy as np
 
 from scopesr.sdk import quality
 from scopesr.sdk.atomic import atomic_path, atomic_write_text
-from scopesr.sdk.card import training_stages
+from scopesr.sdk.card import stage_zoom_p, training_stages
 
 from .errors import BenchError
 
@@ -177,6 +177,10 @@ def _recipe_line(
             what.append(
                 f"deepened {prev['depth']} -> {st['depth']} hidden layers, the new ones starting as the identity"
             )
+        zoom, prev_zoom = stage_zoom_p(st), stage_zoom_p(prev)
+        if zoom is not None and prev_zoom is not None and zoom != prev_zoom:  # unknown: no claim
+            parts.append(f"--zoom-p {zoom:g}")
+            what.append(f"{zoom:.0%} of the sharp crops zoomed into oversampled references, not {prev_zoom:.0%}")
         if st.get("quant_aware"):
             parts.append("--quant-aware")
             what.append("quantisation-aware, so the int8 file keeps the float quality")

@@ -348,6 +348,18 @@ def training_stages(training: dict[str, Any], depth: Any = None, channels: Any =
     return stages[::-1]
 
 
+def stage_zoom_p(stage: dict[str, Any]) -> float | None:
+    """The share of a training stage's sharp crops that were zoomed (oversampled references): a
+    lineage record's ``zoom_p``, else the ``data`` a card's training section records (no ``zoom``
+    there: 0, off); None for a record that names neither (written before records carried it)."""
+    if stage.get("zoom_p") is not None:
+        return float(stage["zoom_p"])
+    data = stage.get("data")
+    if isinstance(data, dict):
+        return float((data.get("zoom") or {}).get("p", 0.0))
+    return None
+
+
 def card_path_for(artifact: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.card.json`` (also for folders such as ``.mlpackage``)."""
     artifact = Path(artifact)

@@ -48,6 +48,7 @@ import torch.distributed as dist
 from torch import nn
 
 from scopesr.sdk import ModelCard, atomic_write_text
+from scopesr.sdk.card import stage_zoom_p
 
 from . import data as data_mod
 from .checkpoint import (
@@ -592,6 +593,7 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
         "channels": card.arch_args.get("channels"),  # a later stage may have grown it wider
         "quant_aware": bool(t.get("quant_aware")),
         **{k: t[k] for k in ("teacher", "teacher_sha256", "teacher_ensemble", "recipe") if t.get(k) is not None},
+        **({"zoom_p": stage_zoom_p(t)} if stage_zoom_p(t) is not None else {}),  # a later stage may change it
         "init_from": t.get("init_from"),
     }
 

@@ -1044,3 +1044,21 @@ def test_release_recipe_line_names_a_grown_stage_and_the_bundles_own_target():
     # records without a width (cards before stages named it) make no claim about growing
     old = _recipe_line({"steps": 40000, "init_from": {**grown, "channels": None}}, 8)
     assert "channels" not in old and "deepened 6 -> 8" in old and "make release-default" in old
+
+
+def test_release_recipe_line_names_a_change_of_the_zoom_share():
+    """A stage trained with another share of zoomed (oversampled) references than the one before it
+    says --zoom-p; the last stage's share comes from its card's data section; records that name no
+    share (written before records carried it) make no claim."""
+    from scopesr.bench.release import _recipe_line
+    from scopesr.sdk.card import stage_zoom_p
+
+    first = {"steps": 40000, "depth": 8, "channels": 32, "zoom_p": 0.6}
+    zoomed = {"steps": 8000, "lr": 2e-4, "depth": 8, "channels": 32, "zoom_p": 0.8, "init_from": first}
+    last = {"steps": 6000, "lr": 1e-4, "data": {"zoom": {"p": 0.8, "range": [0.7, 10]}}, "init_from": zoomed}
+    cmds = _recipe_line(last, 8, "large", 32).split(", then ")
+    assert "--zoom-p 0.8 --steps 8000" in cmds[1] and "80% of the sharp crops zoomed" in cmds[1]
+    assert "not 60%" in cmds[1] and "--zoom-p" not in cmds[2]  # the last stage kept the share
+    unknown = _recipe_line({**last, "init_from": {**zoomed, "zoom_p": None, "init_from": first}}, 8)
+    assert "--zoom-p" not in unknown
+    assert stage_zoom_p({"data": {}}) == 0.0 and stage_zoom_p({}) is None and stage_zoom_p({"zoom_p": 0.6}) == 0.6

@@ -88,7 +88,8 @@ def test_only_students_can_train_quant_aware():
 def test_quant_aware_run_resumes_exactly_and_records_its_ranges(tmp_path: Path, real_image):
     real_image("napari-nuclei")
     straight, parts = tmp_path / "straight", tmp_path / "parts"
-    qa = ["--quant-aware"]
+    # half the references oversampled, so that the next stage's record has a share to name
+    qa = ["--quant-aware", "--zoom-p", "0.5"]
     assert cli_main([*_base(straight), *qa]) == 0
     assert cli_main([*_base(parts), *qa, "--stop-at", "3", "--ckpt-every", "3"]) == 0
     # a resume that drops the option would train on without rounding: refused
@@ -106,6 +107,7 @@ def test_quant_aware_run_resumes_exactly_and_records_its_ranges(tmp_path: Path, 
     assert cli_main([*_base(tuned), *qa, "--init-from", str(straight / "final" / "generator.safetensors")]) == 0
     start = ModelCard.load(tuned / "final" / "generator.safetensors").training["init_from"]
     assert start["file"] == "generator.safetensors" and start["steps"] == 6 and start["quant_aware"] is True
+    assert start["zoom_p"] == 0.5  # the stage's share of zoomed references, for the release's recipe line
     assert start["sha256"] == ModelCard.load(straight / "final" / "generator.safetensors").sha256
 
 
