@@ -582,6 +582,7 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
     depth, quantisation-aware or not) and, nested, whatever that run itself started from, so a
     card names every stage that made its weights (e.g. long run -> deepened -> int8-safe fine-tune)."""
     t = card.training
+    zoom_p = stage_zoom_p(t)
     return {
         "file": Path(path).name,
         "sha256": card.sha256,  # checked against the file by load_generator
@@ -593,7 +594,7 @@ def _lineage_record(path: str, card: ModelCard) -> dict[str, Any]:
         "channels": card.arch_args.get("channels"),  # a later stage may have grown it wider
         "quant_aware": bool(t.get("quant_aware")),
         **{k: t[k] for k in ("teacher", "teacher_sha256", "teacher_ensemble", "recipe") if t.get(k) is not None},
-        **({"zoom_p": stage_zoom_p(t)} if stage_zoom_p(t) is not None else {}),  # a later stage may change it
+        **({"zoom_p": zoom_p} if zoom_p is not None else {}),  # a later stage may change it
         "init_from": t.get("init_from"),
     }
 

@@ -73,3 +73,14 @@ def gain_over_bicubic(up, lr, target) -> float:
 
     bic = quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype)
     return quality.psnr(target, up.upscale(lr), border=8) - quality.psnr(target, bic, border=8)
+
+
+def assert_scored_on_held_out_sources(card, heldout: str) -> None:
+    """A bundle's card scores every quality row on ``heldout`` among its held-out sources, and
+    none of those sources is in its training data."""
+    from scopesr.sdk import quality
+
+    held = card.metrics["heldout"]
+    assert heldout in held["sources"] and set(quality.EVAL_DEGRADATIONS) <= set(held["summary"])
+    trained = {p["source"] for p in card.training["data"]["provenance"]}
+    assert not trained & set(held["sources"]), "held-out sources must never be training data"
