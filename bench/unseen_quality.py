@@ -30,6 +30,22 @@ log = logging.getLogger(__name__)
 #: of the seventh), so they are a second check, no longer an untouched one.
 UNSEEN_SOURCES = ("sample:sdeconv-celegans", "sample:spotmax-cells")
 
+#: the fresh set: eight real fluorescence sources from four more packages, found on 2026-12-05 after
+#: every bundled model (default, low-noise, large) was fixed, and first scored then. No training run
+#: and no choice between candidates has used them; keep it so (score a candidate on them only after
+#: choosing it), or say which choice they steered. Widefield and confocal; nuclei and cells
+#: with puncta; 8 and 16 bit. ``benchmarks/bench_unseen.py --fresh``.
+FRESH_SOURCES = (
+    "sample:mnfinder-u2os",
+    "sample:mnfinder-mcc13",
+    "sample:mnfinder-hff",
+    "sample:mnfinder-hela-confocal",
+    "sample:bootstrapper-huh7",
+    "sample:bbbc007-dna",
+    "sample:serialcellpose-embryo",
+    "sample:serialcellpose-embryo-cells",
+)
+
 
 def training_keys(card: Any) -> set[str]:
     """The sample keys a card's weights were trained on: its own run's sources and those that

@@ -9,8 +9,9 @@ rows, same seeds). The measuring code is ``scopesr.bench.unseen_quality``.
 
     python benchmarks/bench_unseen.py --model sixth=sdk/models/default.onnx --model new=/tmp/new.onnx
     python benchmarks/bench_unseen.py --source sample:sdeconv-celegans --source sample:spotmax-cells
+    python benchmarks/bench_unseen.py --fresh    # eight sources no model or choice has used
 
-Writes benchmarks/results/quality_unseen.{json,md} (``--name`` to change).
+Writes benchmarks/results/quality_unseen.{json,md} (``--fresh``: quality_fresh; ``--name`` to change).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model_args.add_model_option(ap, "the bundled default")
     ap.add_argument("--source", action="append", default=[], help=f"sample:KEY; repeatable (default: {UNSEEN})")
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="the fresh set instead (unseen_quality.FRESH_SOURCES: eight sources that no training run "
+        "or choice has used; writes quality_fresh unless --name says otherwise)",
+    )
     ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
     ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
     ap.add_argument("--name", default="quality_unseen", help="results/NAME.json|md")
@@ -42,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     paths = model_args.model_paths(ap, args.model or [f"default={ROOT / 'sdk' / 'models' / 'default.onnx'}"])
-    sources = args.source or UNSEEN
+    if args.fresh and args.source:
+        ap.error("--fresh and --source: give one or the other")
+    sources = list(unseen_quality.FRESH_SOURCES) if args.fresh else (args.source or UNSEEN)
+    if args.fresh and args.name == "quality_unseen":
+        args.name = "quality_fresh"
     threads = args.threads or usable_cores()
     try:
         ups = {n: sdk.load(p, num_threads=threads) for n, p in paths.items()}

