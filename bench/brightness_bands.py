@@ -77,7 +77,7 @@ def measure(
         per_source: dict[str, list[dict[str, float]]] = {}
         for ii, im in enumerate(images):
             lr, target = quality.eval_pair(deg, dname, im, ii, seed)  # the release table's LR images
-            bic = quality.round_to_dtype(quality.upscale_bicubic(lr, scale), lr.dtype)
+            bic = quality.bicubic_baseline(lr, scale)
             pred = np.asarray(upscale(lr))
             if pred.ndim == 3:
                 pred = pred[..., 0]

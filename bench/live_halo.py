@@ -55,7 +55,7 @@ def measure(up: Any, images: Sequence[quality.EvalImage], rows: Sequence[str] = 
                     for x in _positions(lr.shape[1], w, margin, per_axis):
                         ref = target[y * s : (y + h) * s, x * s : (x + w) * s]
                         crop = lr[y : y + h, x : x + w]
-                        bic = quality.round_to_dtype(quality.upscale_bicubic(crop, s), crop.dtype)
+                        bic = quality.bicubic_baseline(crop, s)
                         base = quality.psnr(ref, bic, data_range=dr)
                         for halo in ("auto", 0):
                             if case == "frame":

@@ -40,11 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         "--fresh",
         action="store_true",
         help="the fresh set instead (unseen_quality.FRESH_SOURCES: eight sources that no training run "
-        "or choice has used; writes quality_fresh unless --name says otherwise)",
+        "or choice has used)",
     )
     ap.add_argument("--max-planes", type=int, default=6, help="planes per stack (evenly spaced, as the release)")
     ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the usable cores)")
-    ap.add_argument("--name", default="quality_unseen", help="results/NAME.json|md")
+    ap.add_argument(
+        "--name", default=None, help="results/NAME.json|md (default quality_unseen, --fresh: quality_fresh)"
+    )
     ap.add_argument("--no-record", action="store_true", help="print only")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -52,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and args.source:
         ap.error("--fresh and --source: give one or the other")
     sources = list(unseen_quality.FRESH_SOURCES) if args.fresh else (args.source or UNSEEN)
-    if args.fresh and args.name == "quality_unseen":
-        args.name = "quality_fresh"
+    name = args.name or ("quality_fresh" if args.fresh else "quality_unseen")
     threads = args.threads or usable_cores()
     try:
         ups = {n: sdk.load(p, num_threads=threads) for n, p in paths.items()}
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         **unseen_quality.measure(ups, images),
     }
     return publish(
-        RESULTS, args.name, data, unseen_quality.markdown, "bench_unseen.py", argv, args.no_record, threads=threads
+        RESULTS, name, data, unseen_quality.markdown, "bench_unseen.py", argv, args.no_record, threads=threads
     )
 
 

@@ -23,7 +23,7 @@ class _Up:
 
 UPS = {
     "nearest": _Up(lambda lr: quality.upscale_nearest(lr, 4)),
-    "bicubic": _Up(lambda lr: quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype)),
+    "bicubic": _Up(lambda lr: quality.bicubic_baseline(lr, 4)),
 }
 
 

@@ -50,7 +50,7 @@ def test_measure_puts_models_side_by_side_and_the_first_scores_as_evaluate_does(
         quality.EvalImage("waves", "synthetic:waves", waves),
         quality.EvalImage("waves-T", "synthetic:waves-T", np.ascontiguousarray(waves.T)),
     ]
-    bicubic = SimpleNamespace(upscale=lambda lr: quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype))
+    bicubic = SimpleNamespace(upscale=lambda lr: quality.bicubic_baseline(lr, 4))
     data = unseen_quality.measure({"tiny": a, "bicubic-as-model": bicubic}, images, ["bicubic", "noise-snr8"])
     plain = quality.evaluate(a.upscale, images, ["bicubic", "noise-snr8"])["summary"]
     for dname in ("bicubic", "noise-snr8"):

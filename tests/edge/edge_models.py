@@ -71,8 +71,9 @@ def gain_over_bicubic(up, lr, target) -> float:
     as the release table scores it."""
     from scopesr.sdk import quality
 
-    bic = quality.round_to_dtype(quality.upscale_bicubic(lr, 4), lr.dtype)
-    return quality.psnr(target, up.upscale(lr), border=8) - quality.psnr(target, bic, border=8)
+    return quality.psnr(target, up.upscale(lr), border=8) - quality.psnr(
+        target, quality.bicubic_baseline(lr, 4), border=8
+    )
 
 
 def assert_scored_on_held_out_sources(card, heldout: str) -> None:

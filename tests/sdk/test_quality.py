@@ -200,3 +200,18 @@ def test_psnr_ceiling_is_what_a_perfect_prediction_scores() -> None:
     mean = res["summary"]["bicubic"]["mean"]
     assert mean["psnr_ceiling"] == pytest.approx(x4, abs=1e-9)
     assert mean["psnr_bicubic"] < mean["psnr_ceiling"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_bicubic_baseline_is_pil_bicubic_rounded_to_the_lr_dtype(dtype) -> None:
+    """The "bicubic" of every table: the same values as PIL bicubic, in the LR image's dtype, so it
+    is rounded and clipped exactly as a model's output is."""
+    rng = np.random.default_rng(3)
+    lr = (rng.random((12, 10)) * 200).astype(dtype)
+    out = q.bicubic_baseline(lr, 4)
+    assert out.shape == (48, 40) and out.dtype == lr.dtype
+    np.testing.assert_array_equal(out, q.round_to_dtype(q.upscale_bicubic(lr, 4), dtype))
+    if dtype is np.uint8:  # the cubic kernel's overshoot past 255 is clipped, not wrapped to 0
+        edge = np.zeros((8, 8), np.uint8)
+        edge[:, 4:] = 255
+        assert q.bicubic_baseline(edge, 4)[:, 18:].min() > 200
