@@ -220,6 +220,20 @@ def _train_options(mode: str) -> list[Callable[[Any], Any]]:
             help="With --content-loss l1: add this times the MSE (L1's pull on small errors, MSE's on "
             "large ones; equal at an error of 1/(2*weight)). Default 0.",
         ),
+        o(
+            "--crop-log-eps",
+            type=float,
+            help="> 0: every L1 loss becomes the mean over crops of log(EPS + the crop's L1), so a crop "
+            "counts by its relative error, as an image's PSNR does (EPS in normalised units, e.g. 0.01). "
+            "Default 0: plain L1.",
+        ),
+        o(
+            "--loss-margin",
+            type=int,
+            help="LR pixels at each side of every training crop left out of the pixel losses (pretrain, "
+            "distill): there the network reads its own zero padding, where in use it reads real "
+            "neighbours. Default 0: the whole crop.",
+        ),
         o("--vgg-weights", metavar="FILE", help="torchvision VGG19 state dict file (offline use)."),
         o("--lr", type=float, help="Learning rate (default 1e-4; distill 1e-3)."),
         o(

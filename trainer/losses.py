@@ -145,22 +145,51 @@ class L1PlusMSE(nn.Module):
         return err.abs().mean() + self.mse_weight * err.square().mean()
 
 
-def pixel_loss(kind: str, mse_weight: float = 0.0) -> nn.Module:
-    """``mse`` | ``l1``; ``mse_weight`` > 0 adds that much MSE to L1."""
+class LogL1PerCrop(nn.Module):
+    """The mean over crops of ``log(eps + L1 of the crop)``.
+
+    Quality tables average PSNR, a logarithm, per image, so an error halved on a clean crop is
+    worth as much as one halved on a noisy crop. Plain L1 weighs crops by the size of their errors
+    and so spends a small network's capacity on the noisiest ones. The logarithm gives each crop
+    the weight ``1 / (eps + its L1)``; ``eps`` (normalised units) caps the weight of crops that are
+    already nearly exact, such as empty background."""
+
+    def __init__(self, eps: float) -> None:
+        super().__init__()
+        if not eps > 0:
+            raise LossError(f"per-crop log L1: eps must be > 0, got {eps!r}")
+        self.eps = float(eps)
+
+    def forward(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_crop = (sr - target).abs().flatten(1).mean(dim=1)
+        return torch.log(self.eps + per_crop).mean()
+
+
+def pixel_loss(kind: str, mse_weight: float = 0.0, crop_log_eps: float = 0.0) -> nn.Module:
+    """``mse`` | ``l1``; ``mse_weight`` > 0 adds that much MSE to L1; ``crop_log_eps`` > 0 makes
+    L1 the per-crop log L1 (`LogL1PerCrop`)."""
     if kind == "mse":
         return nn.MSELoss()
     if kind == "l1":
+        if crop_log_eps > 0:
+            if mse_weight > 0:
+                raise LossError("the per-crop log L1 does not take an MSE term: set one of the two")
+            return LogL1PerCrop(crop_log_eps)
         return L1PlusMSE(mse_weight) if mse_weight > 0 else nn.L1Loss()
     raise LossError(f"pixel loss {kind!r}: use mse or l1")
 
 
 def content_loss(
-    kind: str, vgg_weights: str | None = None, vgg_random_init: bool = False, mse_weight: float = 0.0
+    kind: str,
+    vgg_weights: str | None = None,
+    vgg_random_init: bool = False,
+    mse_weight: float = 0.0,
+    crop_log_eps: float = 0.0,
 ) -> nn.Module:
-    """``vgg`` | ``mse`` | ``l1`` (plus ``mse_weight`` x MSE)."""
+    """``vgg`` | ``mse`` | ``l1`` (plus ``mse_weight`` x MSE, or per crop in log with ``crop_log_eps``)."""
     if kind == "vgg":
         return VGGContentLoss(vgg_weights, random_init=vgg_random_init)
-    return pixel_loss(kind, mse_weight)
+    return pixel_loss(kind, mse_weight, crop_log_eps)
 
 
 def bce_clipped(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -94,6 +94,12 @@ class TrainConfig:
     beta2: float = 0.99  # the paper's text (its code: 0.999)
     content_loss: str = ""  # "" = mode default: vgg for gan, mse for pretrain; vgg | mse | l1
     mse_weight: float = 0.0  # content loss l1: plus this times the MSE (0: L1 alone)
+    # > 0: every L1 of the run (pretrain's content loss, distill's two terms) becomes the mean over
+    # crops of log(eps + the crop's L1), so each crop counts by its relative error (losses.LogL1PerCrop)
+    crop_log_eps: float = 0.0
+    # LR pixels at each side of a training crop left out of the pixel losses (pretrain, distill):
+    # there the network reads its own zero padding, where in use it reads real neighbours
+    loss_margin: int = 0
     adv_weight: float = 1e-3
     l1_weight: float = 1e-2  # the paper's code adds 1e-2 L1 to the generator loss
     real_label_range: tuple[float, float] = (0.8, 1.2)
@@ -157,6 +163,15 @@ class TrainConfig:
                 f"--mse-weight {self.mse_weight!r} adds MSE to an L1 content loss: use it with "
                 "--content-loss l1 in pretrain or gan mode (distill's losses are L1 by design)"
             )
+        if not isinstance(self.loss_margin, int) or self.loss_margin < 0:
+            raise TrainError(f"--loss-margin {self.loss_margin!r}: must be an integer >= 0 (LR pixels)")
+        if self.loss_margin and self.mode == "gan":
+            raise TrainError("--loss-margin applies to pretrain and distill; gan mode scores whole crops")
+        if self.crop_log_eps and (self.resolved_content_loss() != "l1" or self.mse_weight):
+            raise TrainError(
+                f"--crop-log-eps {self.crop_log_eps!r} turns an L1 loss into a per-crop log L1: use it "
+                "with --content-loss l1 (or distill) and without --mse-weight"
+            )
         if self.precision not in PRECISIONS:
             hint = " (fp16 would need loss scaling; bf16 does not)" if self.precision == "fp16" else ""
             raise TrainError(f"--precision {self.precision!r}: one of {PRECISIONS}{hint}")
@@ -210,6 +225,7 @@ class TrainConfig:
             ("--adv-weight", self.adv_weight),
             ("--l1-weight", self.l1_weight),
             ("--mse-weight", self.mse_weight),
+            ("--crop-log-eps", self.crop_log_eps),
             ("--teacher-weight", self.teacher_weight),
             ("--gt-weight", self.gt_weight),
             ("--time-limit-min", self.time_limit_min),
@@ -506,6 +522,13 @@ def lr_factor(cfg: TrainConfig):
     return lambda step: 1.0 if step < drop else cfg.lr_drop_factor
 
 
+def _inner(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """``x`` less ``margin`` pixels at each side (all of it for 0)."""
+    if margin <= 0:
+        return x
+    return x[..., margin : x.shape[-2] - margin, margin : x.shape[-1] - margin]
+
+
 def torch_upscaler(g: nn.Module, device: torch.device, norm: Any) -> Any:
     """Whole-image inference with the SDK's normalisation: raw LR (its dtype) -> raw HR (same dtype)."""
     from scopesr.sdk.noise import noise_map_values  # noqa: PLC0415
@@ -739,9 +762,12 @@ def train(cfg: TrainConfig) -> Path | None:
     dsum = data_mod.summary(cfg.data, train_items, val_items)
 
     # --- losses, optimisers, schedulers
-    closs = content_loss(cfg.resolved_content_loss(), cfg.vgg_weights, cfg.vgg_random_init, cfg.mse_weight)
+    closs = content_loss(
+        cfg.resolved_content_loss(), cfg.vgg_weights, cfg.vgg_random_init, cfg.mse_weight, cfg.crop_log_eps
+    )
     closs = closs.to(device)
-    l1 = pixel_loss("l1")
+    # distill's two pixel terms; in gan mode the paper's small L1 term stays plain
+    l1 = pixel_loss("l1", crop_log_eps=cfg.crop_log_eps if cfg.mode == "distill" else 0.0)
     g.to(device)
     if d is not None:
         d.to(device)
@@ -889,6 +915,12 @@ def train(cfg: TrainConfig) -> Path | None:
         mlog.write({"kind": "val", "step": 0, **v0})
         save_png(run / "samples" / f"step_{0:08d}.png", sample_grid(*first, scale=scale))
 
+    margin_hr = cfg.loss_margin * scale
+    if 2 * margin_hr >= cfg.data.hr_size:
+        raise TrainError(
+            f"--loss-margin {cfg.loss_margin} leaves nothing of a {cfg.data.hr_size}-pixel crop at x{scale}: "
+            f"use a margin below {cfg.data.hr_size // (2 * scale)} or a larger --hr-size"
+        )
     stopped_early = False
     while step < cfg.steps:
         t_step = time.perf_counter()
@@ -934,19 +966,20 @@ def train(cfg: TrainConfig) -> Path | None:
                 "loss_d": loss_dr.item() + loss_df.item(),
             }
         elif cfg.mode == "distill":
+            sr, hr_t = _inner(sr, margin_hr), _inner(hr_t, margin_hr)
             loss_gt = l1(sr.float(), hr_t)
             loss_g = cfg.gt_weight * loss_gt
             losses = {"loss_gt": loss_gt.item()}
             if teacher is not None:
                 with torch.no_grad():
                     t_in = lr_t.to(torch.bfloat16) if on_cuda else lr_t
-                    t_out = ensemble_forward(teacher, t_in, cfg.teacher_ensemble).float()
+                    t_out = _inner(ensemble_forward(teacher, t_in, cfg.teacher_ensemble).float(), margin_hr)
                 loss_t = l1(sr.float(), t_out)
                 loss_g = loss_g + cfg.teacher_weight * loss_t
                 losses["loss_teacher"] = loss_t.item()
             losses["loss_g"] = loss_g.item()
         else:
-            loss_g = closs(sr.float(), hr_t)
+            loss_g = closs(_inner(sr, margin_hr).float(), _inner(hr_t, margin_hr))
             losses = {"loss_g": loss_g.item()}
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -1064,6 +1097,8 @@ def train(cfg: TrainConfig) -> Path | None:
             "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
             "content_loss": cfg.resolved_content_loss(),
             "mse_weight": cfg.mse_weight,
+            "crop_log_eps": cfg.crop_log_eps,
+            "loss_margin": cfg.loss_margin,
             # trained as RepConv branches, saved as the plain kernels they sum to (arch_args.reparam false)
             "reparam": bool(getattr(model_config(_unwrap(g)), "reparam", False)),
             "lr": cfg.lr,

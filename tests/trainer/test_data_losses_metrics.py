@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 from scopesr.trainer import data as D  # noqa: E402
 from scopesr.trainer.losses import (  # noqa: E402
+    LogL1PerCrop,
     LossError,
     VGGContentLoss,
     bce_clipped,
@@ -113,6 +114,31 @@ def test_l1_plus_mse_is_l1_for_small_errors_and_mse_for_large_ones():
     assert isinstance(pixel_loss("l1"), torch.nn.L1Loss)  # weight 0: plain L1, as before
     with pytest.raises(LossError, match="use mse or l1"):
         pixel_loss("huber")
+
+
+def test_per_crop_log_l1_weighs_every_crop_by_its_relative_error():
+    target = torch.zeros(2, 1, 4, 4)
+    # a clean crop with small errors and a noisy crop with errors ten times larger
+    sr = torch.cat([torch.full((1, 1, 4, 4), 0.002), torch.full((1, 1, 4, 4), 0.02)]).requires_grad_(True)
+    eps = 1e-4
+    loss = pixel_loss("l1", crop_log_eps=eps)
+    value = loss(sr, target)
+    assert value.item() == pytest.approx((np.log(eps + 0.002) + np.log(eps + 0.02)) / 2)
+    value.backward()
+    # each pixel's pull is 1 / (2 crops * 16 px * (eps + its crop's L1)): the clean crop pulls
+    # about ten times harder, where plain L1 pulls both alike
+    clean, noisy = sr.grad[0].flatten(), sr.grad[1].flatten()
+    assert clean.tolist() == pytest.approx([1 / (2 * 16 * (eps + 0.002))] * 16)
+    assert noisy.tolist() == pytest.approx([1 / (2 * 16 * (eps + 0.02))] * 16)
+    # halving the error of either crop lowers the loss by the same amount (log 2 / 2, minus eps)
+    half_clean = loss(torch.cat([sr[:1] / 2, sr[1:]]), target).item()
+    half_noisy = loss(torch.cat([sr[:1], sr[1:] / 2]), target).item()
+    assert value.item() - half_clean == pytest.approx(value.item() - half_noisy, abs=0.03)
+    assert value.item() - half_noisy == pytest.approx(np.log(2) / 2, abs=0.01)
+    with pytest.raises(LossError, match="eps must be > 0"):
+        LogL1PerCrop(0.0)
+    with pytest.raises(LossError, match="one of the two"):
+        pixel_loss("l1", mse_weight=1.0, crop_log_eps=0.01)
 
 
 def test_vgg_content_loss_random_init_and_offline_error(tmp_path, monkeypatch):

@@ -74,6 +74,10 @@ def _refused(argv: list[str], capsys, *needles: str) -> str:
         (["--val-fraction", "-0.1"], ("--val-fraction",)),
         (["--mse-weight", "-1"], ("--mse-weight", ">= 0")),
         (["--content-loss", "mse", "--mse-weight", "2"], ("--mse-weight", "--content-loss l1")),
+        (["--crop-log-eps", "-0.01"], ("--crop-log-eps", ">= 0")),
+        (["--loss-margin", "-1"], ("--loss-margin", ">= 0")),
+        (["--content-loss", "mse", "--crop-log-eps", "0.01"], ("--crop-log-eps", "--content-loss l1")),
+        (["--content-loss", "l1", "--mse-weight", "2", "--crop-log-eps", "0.01"], ("--crop-log-eps", "--mse-weight")),
     ],
 )
 def test_bad_values_exit_2_with_a_clear_message(extra, needles, tmp_path, capsys):

@@ -244,6 +244,47 @@ def test_distill_with_teacher_and_without(folder_dir, tmp_path):
     )  # channel mismatch: a clear error, exit 2
 
 
+def test_loss_margin_and_per_crop_log_l1_in_real_runs(folder_dir, tmp_path):
+    teacher = create_model("paper", n_blocks=1, channels=8, up_channels=8, in_channels=1, out_channels=1)
+    tpath = tmp_path / "teacher.safetensors"
+    save_generator(teacher, tpath, training={"note": "random weights, test only"})
+    common = ["--data", str(folder_dir), "--preset", "student-tiny", "--hr-size", "32", "--batch-size", "2"]
+    common += ["--workers", "0", "--no-progress", "--steps", "3", "--loss-margin", "1", "--crop-log-eps", "0.01"]
+    for mode, extra in (("pretrain", ["--content-loss", "l1"]), ("distill", ["--teacher", str(tpath)])):
+        run = tmp_path / mode
+        assert cli_main([mode, *common, *extra, "--out", str(run)]) == 0
+        rec = _records(run, "train")[-1]
+        # the per-crop log L1 is negative where crops' errors are below 1 - eps; plain L1 never is
+        assert rec["loss_g"] < 0 and all(v < 0 for k, v in rec.items() if k.startswith("loss_"))
+        training = ModelCard.load(run / "final" / "generator.safetensors").training
+        assert training["loss_margin"] == 1 and training["crop_log_eps"] == 0.01
+    # 2 x 4 LR pixels x4 = the whole 32-pixel crop: refused with the fix, nothing trained
+    with pytest.raises(TrainError, match="--loss-margin 4 leaves nothing"):
+        train(
+            resolve_config(
+                "pretrain",
+                {
+                    "data": [str(folder_dir)],
+                    "preset": "student-tiny",
+                    "hr_size": 32,
+                    "workers": 0,
+                    "loss_margin": 4,
+                    "out": str(tmp_path / "big"),
+                },
+            )
+        )
+    assert not (tmp_path / "big" / "final").exists()
+
+
+def test_loss_region_is_the_crop_less_its_margin():
+    from scopesr.trainer.train import _inner  # noqa: PLC0415
+
+    x = torch.arange(2 * 1 * 8 * 10.0).reshape(2, 1, 8, 10)
+    assert _inner(x, 0) is x
+    inner = _inner(x, 2)
+    assert inner.shape == (2, 1, 4, 6) and torch.equal(inner, x[:, :, 2:6, 2:8])
+
+
 def test_teacher_ensemble_is_the_mean_over_turned_back_copies():
     """ensemble_forward against the definition written with torch.rot90 (a non-symmetric net)."""
     torch.manual_seed(0)
