@@ -728,6 +728,12 @@ def train(cfg: TrainConfig) -> Path | None:
             ) from None
     qa = QuantAware(g) if cfg.quant_aware else None  # before DDP / compile wrap the module
     scale = int(getattr(model_config(g), "scale", 4))
+    margin_hr = cfg.loss_margin * scale  # checked here, before the run folder or the data are touched
+    if 2 * margin_hr >= cfg.data.hr_size:
+        raise TrainError(
+            f"--loss-margin {cfg.loss_margin} leaves nothing of a {cfg.data.hr_size}-pixel crop at x{scale}: "
+            f"use a margin below {cfg.data.hr_size // (2 * scale)} or a larger --hr-size"
+        )
     d = None
     if cfg.mode == "gan":
         d = Discriminator(
@@ -915,12 +921,6 @@ def train(cfg: TrainConfig) -> Path | None:
         mlog.write({"kind": "val", "step": 0, **v0})
         save_png(run / "samples" / f"step_{0:08d}.png", sample_grid(*first, scale=scale))
 
-    margin_hr = cfg.loss_margin * scale
-    if 2 * margin_hr >= cfg.data.hr_size:
-        raise TrainError(
-            f"--loss-margin {cfg.loss_margin} leaves nothing of a {cfg.data.hr_size}-pixel crop at x{scale}: "
-            f"use a margin below {cfg.data.hr_size // (2 * scale)} or a larger --hr-size"
-        )
     stopped_early = False
     while step < cfg.steps:
         t_step = time.perf_counter()

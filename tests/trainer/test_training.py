@@ -273,7 +273,7 @@ def test_loss_margin_and_per_crop_log_l1_in_real_runs(folder_dir, tmp_path):
                 },
             )
         )
-    assert not (tmp_path / "big" / "final").exists()
+    assert not (tmp_path / "big").exists()  # refused before the run folder is made
 
 
 def test_loss_region_is_the_crop_less_its_margin():
