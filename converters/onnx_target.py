@@ -3,7 +3,9 @@
 torch.onnx's dynamo exporter is used (the TorchScript one is deprecated and some
 downstream converters mis-size its nearest upsampling). fp16 keeps float32
 inputs and outputs (Cast nodes at the edges) so every caller feeds the same tensors;
-int8 is onnxruntime static QDQ quantisation calibrated on real image tiles.
+int8 is onnxruntime static QDQ quantisation calibrated on real image tiles, with the same
+convolutions in float as the TFLite int8 file (``int8_rule``) and each ReLU folded into the int8
+range of the convolution before it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from scopesr.sdk import ModelCard
 
 from .errors import ConversionError
+from .int8_rule import float_convolutions
 from .targets import Cases, Exported, ExportJob, ExportTarget, dynamic_cases, register_target
 
 log = logging.getLogger(__name__)
@@ -88,9 +91,16 @@ def _export(
             onnx.save(m16, str(path))
             extra["fp16"] = "weights and compute fp16, float32 inputs/outputs (Cast at the edges)"
         elif precision == "int8":
-            _quantize_int8(fp32_path, path, calibration or [])
+            kept = _quantize_int8(fp32_path, path, calibration or [])
             extra["int8"] = (
-                "onnxruntime static QDQ: per-channel int8 weights, uint8 activations, MinMax calibration on real tiles"
+                "onnxruntime static QDQ: per-channel int8 weights, uint8 activations, MinMax calibration on real "
+                "tiles; ReLU folded into the int8 convolutions' output ranges"
+                + (
+                    "; the convolutions that read the image, the one after them and the last kept in float "
+                    f"(the raw image in, its first features, the residual out): {', '.join(kept)}"
+                    if kept
+                    else ""
+                )
             )
         onnx.checker.check_model(str(path))
     finally:
@@ -117,7 +127,23 @@ def _toposort(graph: Any) -> None:
     graph.node.extend(ordered)
 
 
-def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
+def float_conv_nodes(model: Any) -> list[str]:
+    """Names of the Conv nodes of an ONNX model (graph order = execution order) that int8 keeps in
+    float (``int8_rule``): those reading the image or what layout ops make of it (a space-to-depth
+    student's cells), the first one after them and the last."""
+    image = {i.name for i in model.graph.input}
+    convs: list[tuple[str, str, str]] = []
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            convs.append((node.name, node.op_type, node.input[0]))
+        elif any(i in image for i in node.input):
+            image.update(node.output)
+    return [name for name, _ in float_convolutions(convs, image)]
+
+
+def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> list[str]:
+    """Write the int8 QDQ model of ``src`` to ``dst``; returns the Conv nodes kept in float."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -136,6 +162,7 @@ def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
     try:
         # shape inference + folding first: onnxruntime's recommended path for static QDQ
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        kept = float_conv_nodes(onnx.load(str(pre)))
         quantize_static(
             str(pre),
             str(dst),
@@ -144,6 +171,13 @@ def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            # only convolutions compute in int8; listing ReLU lets the quantiser drop each one after
+            # an int8 convolution into that convolution's [0, max] output range. Without it every
+            # output was rounded twice, the first time over a signed range (half the levels): the
+            # bundled default's file lost 0.15 dB to fp32 on average, up to 0.46
+            op_types_to_quantize=["Conv", "Relu"],
+            nodes_to_exclude=kept,
+            extra_options={"QDQKeepRemovableActivations": False},
         )
     finally:
         if pre.exists():
@@ -153,6 +187,7 @@ def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> None:
                 f.unlink()
             except OSError:
                 pass
+    return kept
 
 
 def make_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -22,6 +22,7 @@ import numpy as np
 from scopesr.sdk import ModelCard, parse_signature, signature_name  # the SDK reads what we name
 
 from .errors import ConversionError
+from .int8_rule import float_convolutions
 from .targets import Cases, Exported, ExportJob, ExportTarget, register_target
 
 log = logging.getLogger(__name__)
@@ -221,26 +222,11 @@ def _float_convs(float_path: Path) -> list[tuple[str, str]]:
                     convs.append(
                         (name.decode() if isinstance(name, bytes) else name, _CONV_CODES[code], int(op.inputs[0]))
                     )
-            out += _ends(convs, image)
+            out += float_convolutions(convs, image)
         return out
     except Exception as exc:  # an unreadable model: a less exact, working int8 file
         log.warning("cannot list the model's convolutions (%s): all of them go int8", exc)
         return []
-
-
-def _ends(convs: list[tuple[str, str, int]], image_tensors: set[int] | None = None) -> list[tuple[str, str]]:
-    """Of one signature's convolutions (output name, op, input tensor), those kept in float.
-
-    Image readers: convolutions on what the first one reads or on ``image_tensors`` (the input
-    and its rearrangements: a space-to-depth student's head reads the image cut into cells,
-    its bicubic anchor the image itself; both read the camera's pixels)."""
-    if len(convs) < 2:
-        return [(n, o) for n, o, _ in convs]
-    image = {convs[0][2], *(image_tensors or ())}
-    reading = [(n, o) for n, o, src in convs if src in image]
-    rest = [(n, o) for n, o, src in convs if src not in image]
-    after_first = rest[:1] if len(rest) >= 3 else []
-    return reading + after_first + rest[-1:]
 
 
 def _int8_recipe(float_convs: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:

@@ -71,12 +71,12 @@ def test_int8_keeps_both_image_readers_in_float(anchor_first):
     input by layout ops), the bicubic anchor reads the image itself (the signature's input, 0):
     both, the first hidden layer and the tail (the residual) stay float, as for a plain
     student; the other hidden layers go int8."""
-    from scopesr.converters.tflite_target import _ends
+    from scopesr.converters.int8_rule import float_convolutions
 
     head, anchor = ("head", "CONV_2D", 5), ("anchor", "DEPTHWISE_CONV_2D", 0)
     hidden = [(f"h{i}", "CONV_2D", 6 + i) for i in range(4)] + [("tail", "CONV_2D", 10)]
     convs = [anchor, head, *hidden] if anchor_first else [head, *hidden, anchor]
-    kept = {n for n, _ in _ends(convs, {0, 5})}  # 5: the input rearranged by a layout op
+    kept = {n for n, _ in float_convolutions(convs, {0, 5})}  # 5: the input rearranged by a layout op
     assert kept == {"head", "anchor", "h0", "tail"}
 
 
