@@ -32,6 +32,7 @@ from scopesr.sdk.upscaler import BUNDLES
 
 from .backends import BACKENDS, DEFAULT_BACKENDS
 from .machine import usable_cores
+from .release import ARTIFACTS
 from .run import run_bench
 from .settings import FULL, QUICK, Budget, Settings
 from .subjects import default_presets
@@ -83,13 +84,14 @@ degradation or command).
 RELEASE_EPILOG = """\b
 Steps (scopesr.bench.release):
   1. copy WEIGHTS as MODELS_DIR/default-weights.safetensors (+ card);
-  2. convert to ONNX fp32, TFLite fp32 and TFLite int8 (int8 calibrated on the run's
-     training sources only), each parity-checked against PyTorch;
+  2. convert to ONNX fp32, TFLite fp32, TFLite int8 and ONNX int8 (int8 calibrated on the
+     run's training sources only), each parity-checked against PyTorch;
   3. score every artifact through scopesr.sdk.load on the card's held-out sources
      (metrics.heldout.sources) under every degradation row, into each artifact's card;
   4. write MODELS_DIR/README.md, the demo's clean and noisy samples (--data-dir) and,
      with --results-dir, quality_default.{json,md}.
-Takes minutes (three conversions and their scoring).
+Takes minutes (four conversions and their scoring). --add ARTIFACT converts and scores
+only that one (and the fp32 file it is measured against) for a bundle released before.
 \b
 Example:
   sr-train pretrain --config trainer/recipes/default.toml --out runs/default
@@ -365,8 +367,17 @@ def main(
     show_default=True,
     help="Which bundled model this is: default (its files in sdk/models), low-noise (sdk/models/low-noise) "
     "or large (sdk/models/large). "
-    "Files are NAME.onnx, NAME-fp32.tflite, NAME-int8.tflite, NAME-weights.safetensors; results "
+    "Files are NAME.onnx, NAME-fp32.tflite, NAME-int8.tflite, NAME-onnx-int8.onnx, NAME-weights.safetensors; results "
     "quality_default, quality_low_noise or quality_large; only the default writes the demo's samples.",
+)
+@click.option(
+    "--add",
+    "add",
+    multiple=True,
+    type=click.Choice(list(ARTIFACTS)),
+    help="Add this artifact to a bundle released before from the same WEIGHTS (the bundled weights file), "
+    "e.g. --add onnx-int8: only it is converted, the other files keep their bytes, and the README and "
+    "results (--results-dir, required) gain its scores. Repeatable.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output.")
 def release_cmd(
@@ -377,6 +388,7 @@ def release_cmd(
     threads: int | None,
     max_planes: int,
     name: str,
+    add: tuple[str, ...],
     verbose: int,
 ) -> None:
     """Bundle WEIGHTS (a trained generator's .safetensors with its card) as the SDK's default
@@ -394,11 +406,14 @@ def release_cmd(
             threads=threads or usable_cores(),
             max_planes=max_planes,
             name=name,
+            add=add,
         )
     except (ScopesrError, OSError) as exc:
         click.echo(f"sr-bench release: error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    for a in summary["artifacts"].values():
+    for key, a in summary["artifacts"].items():
+        if add and key not in add:
+            continue
         gains = ", ".join(f"{d} {e['gain_db_vs_bicubic']:+.2f} dB" for d, e in a["summary"].items())
         click.echo(f"{models_dir / a['file']}: gain over bicubic: {gains}")
     w = summary["int8_vs_fp32"]["worst"]
@@ -406,6 +421,12 @@ def release_cmd(
         f"int8 vs fp32: mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
         f"({w['image']}, {w['degradation']}); wrote {models_dir / 'README.md'}"
     )
+    if "int8_vs_fp32_onnx" in summary:
+        w = summary["int8_vs_fp32_onnx"]["worst"]
+        click.echo(
+            f"int8 vs fp32 (ONNX): mean {summary['int8_vs_fp32_onnx']['mean_db']:+.3f} dB, worst "
+            f"{w['delta_db']:+.3f} dB ({w['image']}, {w['degradation']})"
+        )
 
 
 if __name__ == "__main__":

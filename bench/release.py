@@ -5,21 +5,27 @@
 
 1. copies the weights as ``default-weights.safetensors`` (+ card; unchanged weights keep
    their bytes, so a re-run changes nothing);
-2. converts them with ``scopesr.converters.convert`` to ONNX fp32, TFLite fp32 and TFLite
-   int8 (one signature per tile size, camera frames included), each parity-checked against
-   PyTorch; int8 is calibrated on the run's *training* sources only;
+2. converts them with ``scopesr.converters.convert`` to ONNX fp32, TFLite fp32, TFLite
+   int8 (one signature per tile size, camera frames included) and ONNX int8, each
+   parity-checked against PyTorch; int8 is calibrated on the run's *training* sources only;
 3. runs every artifact through ``scopesr.sdk.load`` on the run's held-out sources under
    every row of ``scopesr.sdk.quality.EVAL_DEGRADATIONS`` and writes the scores into that
    artifact's own card, with nearest and bicubic beside them and int8 vs fp32 per image;
 4. writes ``models-dir/README.md``, the demo's sample images (the clean and a noisy LR of a
    held-out image) and ``results-dir/quality_default.{json,md}``.
+
+``--add onnx-int8`` adds one artifact to a bundle released before, leaving its other files
+as they are.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,12 @@ ARTIFACTS = {  # key -> (target, precision, fixed sizes?); file names: scopesr.s
     "onnx": ("onnx", "fp32", False),
     "tflite": ("tflite", "fp32", True),
     "tflite-int8": ("tflite", "int8", True),
+    "onnx-int8": ("onnx", "int8", False),
 }
+#: the keys results.record() puts around a summary (its date and machine)
+RECORD_KEYS = ("benchmark", "date", "machine", "machine_line")
+#: each int8 artifact's fp32 file of the same runtime, which its quality is measured against
+FP32_OF = {"tflite-int8": "tflite", "onnx-int8": "onnx"}
 #: bundled model -> the estimated noise (fraction of the normalised range) above which the SDK
 #: warns that its input is too noisy for it. The low-noise model's 3 %: on the held-out and unseen
 #: sources the anti-aliased, binned and blurred rows estimate at most 2.5 %, every SNR 8 row at
@@ -269,6 +280,15 @@ def _markdown(summary: dict[str, Any], artifacts: dict[str, dict[str, Any]], sou
     lines += ["", *_per_source_markdown(artifacts.get("onnx", next(iter(artifacts.values())))["summary"])]
     if summary.get("int8_vs_fp32", {}).get("per_image"):
         lines += ["", *_int8_markdown(summary["int8_vs_fp32"]["per_image"])]
+    if summary.get("added"):
+        lines += [
+            "",
+            "Released "
+            + str(summary.get("first_released") or "earlier")[:10]
+            + "; added later from the same weights (`sr-bench release --add`, scored on the same images): "
+            + ", ".join(f"{k} ({d})" for k, d in summary["added"].items())
+            + ". Scores do not depend on the machine.",
+        ]
     lines += [
         "",
         "PSNR (dB) / SSIM, mean over held-out sources (" + ", ".join(sources) + "). "
@@ -305,9 +325,17 @@ def release(
     max_planes: int = 6,
     work_dir: Path | None = None,
     name: str = "default",
+    add: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Bundle ``weights`` as bundled model ``name`` (default, low-noise) in ``models_dir``;
-    returns the measured summary. Only the default writes the demo's sample images."""
+    returns the measured summary. Only the default writes the demo's sample images.
+
+    ``add``: artifact keys (of ``ARTIFACTS``) to add to a bundle released before from the same
+    weights. Only those are converted; they, and the fp32 files the int8 ones are measured
+    against, are scored; every other file keeps its bytes (a re-export would change the fp32
+    ONNX file's bytes and so the sha256 that earlier measurements name). The README and the
+    results are rewritten from the previous results (``results_dir/quality_NAME.json``) with the
+    new artifacts added."""
     import scopesr.sdk as sdk
     from scopesr.converters.api import convert
     from scopesr.trainer.checkpoint import load_generator, save_generator
@@ -317,53 +345,74 @@ def release(
     if name not in sdk.BUNDLES:
         raise BenchError(f"no bundled model {name!r}; bundled: {', '.join(sdk.BUNDLES)}")
     files = sdk.bundle_files(name)
+    previous = _previous_summary(add, models_dir, results_dir, name, weights, files["safetensors"])
     model, card = load_generator(weights)
     scale = card.scale
     held_specs = _heldout_sources(card)
     images = heldout_images(held_specs, scale, max_planes)
+    if previous and [im.name for im in images] != previous.get("images"):
+        raise BenchError(
+            f"--add: the held-out images differ from those of the previous release ({results_dir}); "
+            "use the same --max-planes, or release the whole bundle again"
+        )
     train_specs = [p["source"] for p in card.training.get("data", {}).get("provenance", [])]
-    work = Path(work_dir) if work_dir else Path(weights).resolve().parent.parent / "release"
+    if work_dir:
+        work = Path(work_dir)
+    elif add:  # the weights are the bundle's own: nothing of the work belongs beside them
+        work = Path(tempfile.mkdtemp(prefix="scopesr-release-"))
+        atexit.register(shutil.rmtree, work, True)
+    else:
+        work = Path(weights).resolve().parent.parent / "release"
     work.mkdir(parents=True, exist_ok=True)
     models_dir.mkdir(parents=True, exist_ok=True)
 
     out_w = models_dir / files["safetensors"]
-    save_generator(
-        model,
-        out_w,
-        card.architecture,
-        model_config(model),
-        training=card.training,
-        metrics=card.metrics,
-        normalisation=card.normalisation,
-        degradation=card.degradation,
-        name=name,
-    )
+    if not add:
+        save_generator(
+            model,
+            out_w,
+            card.architecture,
+            model_config(model),
+            training=card.training,
+            metrics=card.metrics,
+            normalisation=card.normalisation,
+            degradation=card.degradation,
+            name=name,
+        )
     calib = _write_calibration(
         work / "calibration", train_specs, card.training.get("data", {}).get("degradation_ranges")
     )
+    # what to convert, and what to score: with ``add``, the new files and the fp32 files they are
+    # measured against (scored again from the bundled bytes, so the comparison is on the same images)
+    convert_keys = list(add) if add else list(ARTIFACTS)
+    score_keys = [k for k in ARTIFACTS if k in convert_keys or any(FP32_OF.get(a) == k for a in convert_keys)]
     results: dict[str, dict[str, Any]] = {}
-    for key, (target, precision, fixed) in ARTIFACTS.items():
+    for key in score_keys:
+        target, precision, fixed = ARTIFACTS[key]
         fname = files[key]
         path = models_dir / fname
-        tiles = tflite_tiles(card.halo, card.size_multiple) if fixed else None
-        log.info("converting %s", path)
-        convert(
-            out_w,
-            target,
-            out=path,
-            precision=precision,
-            tile_sizes=tiles,
-            calibration=calib if precision == "int8" else None,
-            raise_on_failure=True,
-        )
+        if key in convert_keys:
+            tiles = tflite_tiles(card.halo, card.size_multiple) if fixed else None
+            log.info("converting %s", path)
+            convert(
+                out_w,
+                target,
+                out=path,
+                precision=precision,
+                tile_sizes=tiles,
+                calibration=calib if precision == "int8" else None,
+                raise_on_failure=True,
+            )
         up = sdk.load(path, num_threads=threads)
         log.info(
             "scoring %s on %d held-out images x %d degradations", fname, len(images), len(quality.EVAL_DEGRADATIONS)
         )
         res = quality.evaluate(lambda lr, up=up: up.upscale(lr), images, scale=scale)
         results[key] = res
+        if key not in convert_keys:
+            continue  # a bundled fp32 file scored only as the reference of a new int8 one
         art = sdk.ModelCard.load(path)
-        art.name = name if key == "onnx" else f"{name}-{precision}"
+        art.name = Path(fname).stem  # default, default-fp32, default-int8, default-onnx-int8
         if name in NOISE_WARNINGS:
             art.extra[sdk.NOISE_WARNING_KEY] = NOISE_WARNINGS[name]
         art.training = card.training
@@ -378,24 +427,30 @@ def release(
         }
         if precision == "int8":
             art.metrics["int8_vs_fp32"] = {
-                k: v for k, v in int8_vs_fp32(results["tflite"], res).items() if k != "per_image"
+                k: v for k, v in int8_vs_fp32(results[FP32_OF[key]], res).items() if k != "per_image"
             }
             art.extra["calibration"] = (
                 "training sources only, each plane through a random draw of the "
                 "training degradations: " + ", ".join(train_specs)
             )
         art.save(sdk.card_path_for(path))
-    summary = {
+    summary = previous or {
         "weights": str(out_w),
         "heldout_sources": held_specs,
         "images": [im.name for im in images],
         "degradations": results["onnx"]["degradations"],
         "convention": results["onnx"]["convention"],
         "bundle": name,
-        "artifacts": {k: {"file": files[k], "summary": v["summary"]} for k, v in results.items()},
-        "int8_vs_fp32": int8_vs_fp32(results["tflite"], results["tflite-int8"]),
+        "artifacts": {},
     }
-    if name == "default":
+    summary["artifacts"].update({k: {"file": files[k], "summary": results[k]["summary"]} for k in convert_keys})
+    if add:
+        summary["added"] = {**summary.get("added", {}), **dict.fromkeys(add, _today())}
+    if "tflite-int8" in convert_keys:
+        summary["int8_vs_fp32"] = int8_vs_fp32(results["tflite"], results["tflite-int8"])
+    if "onnx-int8" in convert_keys:
+        summary["int8_vs_fp32_onnx"] = int8_vs_fp32(results["onnx"], results["onnx-int8"])
+    if name == "default" and not add:
         _write_samples(data_dir or Path(sdk.__file__).resolve().parent / "data", scale)
     md = _markdown(summary, {k: v for k, v in summary["artifacts"].items()}, held_specs)
     atomic_write_text(models_dir / "README.md", _models_readme(card, md, summary, name))
@@ -471,11 +526,66 @@ def _models_readme(card: Any, table: str, summary: dict[str, Any], name: str = "
             "",
             table,
             "",
-            f"int8 vs fp32: mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
+            f"int8 vs fp32 (TFLite): mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
             f"({w['image']}, {w['degradation']}).",
+            *_onnx_int8_line(summary.get("int8_vs_fp32_onnx")),
             "",
         ]
     )
+
+
+def _onnx_int8_line(d: dict[str, Any] | None) -> list[str]:
+    """The int8 ONNX file against the fp32 one, for bundles released with it."""
+    if not d:
+        return []
+    w = d["worst"]
+    return [
+        "",
+        f"int8 vs fp32 (ONNX): mean {d['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
+        f"({w['image']}, {w['degradation']}).",
+    ]
+
+
+def _previous_summary(
+    add: Sequence[str], models_dir: Path, results_dir: Path | None, name: str, weights: Path, weights_name: str
+) -> dict[str, Any] | None:
+    """For ``release(add=...)``: the previous release's summary, after checking that the bundle is
+    there and ``weights`` are its weights; None for a whole release."""
+    if not add:
+        return None
+    from scopesr.sdk import sha256_path
+
+    unknown = [k for k in add if k not in ARTIFACTS]
+    if unknown:
+        raise BenchError(f"--add {', '.join(unknown)}: not an artifact; choose from {', '.join(ARTIFACTS)}")
+    if results_dir is None:
+        raise BenchError("--add needs --results-dir: the previous release's results are extended, not rewritten")
+    prev = Path(results_dir) / f"quality_{name.replace('-', '_')}.json"
+    bundled = Path(models_dir) / weights_name
+    if not prev.is_file() or not bundled.is_file():
+        raise BenchError(
+            f"--add extends a released bundle, and {prev if not prev.is_file() else bundled} is missing: "
+            "release the whole bundle first (sr-bench release without --add)"
+        )
+    if sha256_path(Path(weights)) != sha256_path(bundled):
+        raise BenchError(
+            f"--add: {weights} are not the bundled weights {bundled}; new artifacts must come from the "
+            "same weights as the bundle (pass that file), or release the whole bundle again"
+        )
+    # what record() adds around a summary is written afresh by the next record()
+    recorded = load_summary(prev)
+    summary = {k: v for k, v in recorded.items() if k not in RECORD_KEYS}
+    summary.setdefault("first_released", recorded.get("date"))
+    missing = [k for k in ARTIFACTS if k not in add and k not in summary.get("artifacts", {})]
+    if missing:
+        raise BenchError(f"--add: the previous release has no {', '.join(missing)}; release the whole bundle again")
+    return summary
+
+
+def _today() -> str:
+    from datetime import date
+
+    return date.today().isoformat()
 
 
 def load_summary(path: Path) -> dict[str, Any]:

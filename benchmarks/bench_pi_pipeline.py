@@ -159,6 +159,7 @@ def scopesr_models(explicit: list[Path] | None) -> list[tuple[str, Path, str]]:
         ("tflite-int8", "scopesr student TFLite int8", "tflite"),
         ("tflite", "scopesr student TFLite fp32", "tflite"),
         ("onnx", "scopesr student ONNX fp32", "onnx"),
+        ("onnx-int8", "scopesr student ONNX int8", "onnx"),
     ):
         p = MODELS_DIR / DEFAULT_MODELS[fmt]
         if p.exists():

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         models = [
             p
-            for fmt in ("onnx", "tflite", "tflite-int8")
+            for fmt in ("onnx", "tflite", "tflite-int8", "onnx-int8")
             if (p := sr.default_model_path(fmt, must_exist=False)).exists()
         ]
     rows = []

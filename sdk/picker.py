@@ -1,9 +1,10 @@
 """Which bundled artifact ``load("default")`` opens: the fastest one on this CPU, quality held.
 
 The bundled default model comes as several artifacts (``sdk/models``: ONNX fp32, TFLite fp32,
-TFLite int8, and whatever else is bundled with a card). Which is fastest depends on the CPU:
-int8 wins only where the CPU has int8 dot-product instructions (AVX-512 VNNI, Arm dotprod);
-on an AVX2-only x86 or a Raspberry Pi 4 the fp32 artifacts can be twice as fast. So the first
+TFLite int8, ONNX int8, and whatever else is bundled with a card). Which is fastest depends on
+the CPU and the runtime: TFLite's int8 wins only where the CPU has int8 dot-product instructions
+(AVX-512 VNNI, Arm dotprod), and on an AVX2-only x86 or a Raspberry Pi 4 its fp32 file can be
+twice as fast; ONNX Runtime's int8 kernels beat its fp32 ones on an AVX2-only x86 as well. So the first
 time on a machine, ``load("default")`` runs a short timed probe (a 64x64 ROI and a 120x160
 camera frame through the real ``Upscaler.upscale``, a few rounds over every candidate, about
 a second in all) and remembers the winner in the user's cache, keyed by the CPU
@@ -22,7 +23,7 @@ Overrides, strongest first:
 * ``load(path)`` with a path: no picking at all;
 * ``load("default", backend="onnx" | "tflite")`` / ``sr-upscale --backend``: only that
   runtime's artifacts are candidates (TFLite fp32 and int8 are then still probed);
-* ``SCOPESR_ARTIFACT=onnx | tflite | tflite-int8`` (or another bundled artifact's name or
+* ``SCOPESR_ARTIFACT=onnx | tflite | tflite-int8 | onnx-int8`` (or another bundled artifact's name or
   file name): that artifact, no probe, no floor (it is the user's explicit choice);
 * ``load("default", probe=False)`` or ``SCOPESR_PROBE=0``: no probe, the static preference
   (ONNX where onnxruntime is installed, else the int8 TFLite file), floor still held;

@@ -65,6 +65,7 @@ def bundle_files(name: str) -> dict[str, str]:
         "onnx": f"{name}.onnx",
         "tflite": f"{name}-fp32.tflite",
         "tflite-int8": f"{name}-int8.tflite",
+        "onnx-int8": f"{name}-onnx-int8.onnx",
         "safetensors": f"{name}-weights.safetensors",
     }
 

@@ -1,8 +1,8 @@
 """Which models the edge tests run: the bundled default student when present, else the tiny fixtures.
 
 Not a test module (imported by tests/edge/test_*.py). The default student
-(sdk/models/default.onnx, default-fp32.tflite, default-int8.tflite) is trained and bundled separately; until
-it exists the tests run the committed tiny random-weight fixtures, and say so.
+(sdk/models/default.onnx, default-fp32.tflite, default-int8.tflite, default-onnx-int8.onnx) is
+trained and bundled separately; until it exists the tests run the committed tiny random-weight fixtures, and say so.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ MODELS = ROOT / "sdk" / "models"
 
 # (format, backend) of the bundled default student, fastest Pi path first; the file names
 # come from scopesr.sdk.upscaler.DEFAULT_MODELS so that they cannot drift apart.
-DEFAULTS = [("tflite-int8", "tflite"), ("tflite", "tflite"), ("onnx", "onnx")]
+DEFAULTS = [("tflite-int8", "tflite"), ("tflite", "tflite"), ("onnx", "onnx"), ("onnx-int8", "onnx")]
 TINY = [("tiny_x4_fixed.tflite", "tflite"), ("tiny_x4.onnx", "onnx")]
 
 
@@ -49,7 +49,12 @@ def model_for(backend: str) -> Path | None:
 
 
 #: artifact format of a bundled model -> the runtime module it needs
-BUNDLE_RUNTIMES = {"onnx": "onnxruntime", "tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert"}
+BUNDLE_RUNTIMES = {
+    "onnx": "onnxruntime",
+    "tflite": "ai_edge_litert",
+    "tflite-int8": "ai_edge_litert",
+    "onnx-int8": "onnxruntime",
+}
 
 
 def bundle_artifact(bundle: str, fmt: str) -> Path:

@@ -19,7 +19,12 @@ from scopesr.sdk import ModelCard, ScopesrError, card_path_for, quality
 
 pytestmark = pytest.mark.edge
 
-FORMATS = {"onnx": "onnxruntime", "tflite": "ai_edge_litert", "tflite-int8": "ai_edge_litert"}
+FORMATS = {
+    "onnx": "onnxruntime",
+    "tflite": "ai_edge_litert",
+    "tflite-int8": "ai_edge_litert",
+    "onnx-int8": "onnxruntime",
+}
 HELDOUT = "sample:stardist-nuclei-2d"
 # Regression floors of the gain over bicubic (dB) on the held-out stardist image, per row, set
 # when the fifth default was released (about 0.15 dB under what it measured: bicubic +0.04,
@@ -75,7 +80,7 @@ def test_card_says_what_it_was_trained_on_and_scored_on(fmt):
     # TFLite: the live sizes (64x64 ROI, 160x120 and 320x240 frames) as they are (the live path's
     # halo 0) and plus the mirrored halo on each side (the border rule), so each runs in one call;
     # then 128 and 256 squares
-    if fmt == "onnx":
+    if fmt.startswith("onnx"):
         assert card.tile_sizes is None
     else:
         h2 = 2 * card.halo
@@ -114,13 +119,14 @@ def test_model_passes_less_noise_than_bicubic(stardist):
     assert model_rms <= bicubic_rms, (model_rms, bicubic_rms)
 
 
-def test_int8_stays_within_a_tenth_of_a_db_of_fp32(lr_images):
-    pytest.importorskip("ai_edge_litert")
-    fp = sdk.load(sdk.default_model_path("tflite"))
-    i8 = sdk.load(sdk.default_model_path("tflite-int8"))
+@pytest.mark.parametrize("fp32,int8", [("tflite", "tflite-int8"), ("onnx", "onnx-int8")])
+def test_int8_stays_within_a_tenth_of_a_db_of_fp32(lr_images, fp32, int8):
+    pytest.importorskip(FORMATS[int8])
+    fp = sdk.load(sdk.default_model_path(fp32))
+    i8 = sdk.load(sdk.default_model_path(int8))
     for name, (lr, target) in lr_images.items():
         drop = quality.psnr(target, fp.upscale(lr), border=8) - quality.psnr(target, i8.upscale(lr), border=8)
-        assert drop <= INT8_MAX_DROP_DB, f"int8 loses {drop:.3f} dB to fp32 on {name}"
+        assert drop <= INT8_MAX_DROP_DB, f"{int8} loses {drop:.3f} dB to {fp32} on {name}"
 
 
 def test_default_load_picks_an_installed_runtime():

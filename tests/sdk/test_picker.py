@@ -348,7 +348,7 @@ def test_bundled_default_probe_is_short(monkeypatch, tmp_path):
     sel = up.selection
     assert sel["how"] in ("probe", "only")
     if sel["how"] == "probe":
-        assert sel["probe_s"] < 10 and set(sel["timings_ms"]) <= NAMES
+        assert sel["probe_s"] < 10 and set(sel["timings_ms"]) <= NAMES | {"onnx-int8"}
     assert sr.load("default", num_threads=2).selection["how"] in ("cache", "only")
 
 
@@ -434,3 +434,19 @@ def test_the_probe_neither_warns_nor_uses_up_the_noisy_input_warning(models, cap
         noisy = np.random.default_rng(0).normal(100, 20, (40, 48)).clip(0, 255).astype(np.uint8)
         up.upscale(noisy)
     assert len(logged_warnings()) == 1 and "looks noisy" in logged_warnings()[0].getMessage()
+
+
+def test_an_int8_onnx_file_is_a_candidate_of_its_own(models, monkeypatch):
+    """default-onnx-int8.onnx (bundled since ONNX Runtime's int8 kernels beat its fp32 ones even
+    without int8 dot products): probed beside the others under its own name, chosen by
+    SCOPESR_ARTIFACT=onnx-int8, and with backend="onnx" probed against the fp32 file; without a
+    probe the fp32 ONNX file stays the choice."""
+    _put(models, "tiny_x4.onnx", "default-onnx-int8.onnx", precision="int8")
+    up = sr.load("default")
+    assert set(up.selection["timings_ms"]) == NAMES | {"onnx-int8"}
+    up = sr.load("default", backend="onnx", probe=True)
+    assert set(up.selection["timings_ms"]) == {"onnx", "onnx-int8"}
+    assert sr.load("default", probe=False).selection["name"] == "onnx"
+    monkeypatch.setenv("SCOPESR_ARTIFACT", "onnx-int8")
+    up = sr.load("default")
+    assert up.selection["artifact"] == "default-onnx-int8.onnx" and up.card.precision == "int8"
