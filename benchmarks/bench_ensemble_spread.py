@@ -75,15 +75,10 @@ def measure(up: Any, images: list[quality.EvalImage], ks: list[float], sigma: fl
     res = quality.evaluate(single, images, methods=methods, with_ssim=False)
     cols = {"model": "model", **{n: n for n in methods}}
     rows: dict[str, Any] = {}
-    for dname in res["degradations"]:
-        by: dict[str, list[dict[str, Any]]] = {}
-        for r in res["rows"]:
-            if r["degradation"] == dname:
-                by.setdefault(r["source"], []).append(r)
-        rows[dname] = {}
-        for name, col in cols.items():
-            g = {s: float(np.mean([r[f"psnr_{col}"] - r["psnr_bicubic"] for r in rs])) for s, rs in by.items()}
-            rows[dname][name] = {"gain_db": float(np.mean(list(g.values()))), "worst_db": min(g.values())}
+    for dname, entry in res["summary"].items():  # per source means of every method's PSNR
+        src = entry["per_source"].values()
+        gains = {n: [s[f"psnr_{c}"] - s["psnr_bicubic"] for s in src] for n, c in cols.items()}
+        rows[dname] = {n: {"gain_db": float(np.mean(g)), "worst_db": float(min(g))} for n, g in gains.items()}
     return {"degradations": res["degradations"], "rows": rows, "columns": list(cols)}
 
 
