@@ -161,7 +161,12 @@ def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> list[
     pre = src.with_name(src.name + ".pre.onnx")
     try:
         # shape inference + folding first: onnxruntime's recommended path for static QDQ
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        except Exception as exc:  # symbolic inference gives up on some layouts (a space-to-depth head's
+            # reshapes of dynamic H and W); ONNX's own shape inference is enough for static QDQ
+            log.info("symbolic shape inference failed (%s); using ONNX shape inference only", exc)
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         kept = float_conv_nodes(onnx.load(str(pre)))
         quantize_static(
             str(pre),

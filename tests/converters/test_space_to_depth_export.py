@@ -92,3 +92,25 @@ def test_release_windows_fit_live_sizes_with_the_alignment_margin(wide_student):
         plan = sr.make_plan(up.backend, h, w, None, up.card.halo)
         assert plan.n_tiles == 1, (h, w, plan.label)
     assert sr.make_plan(up.backend, 64, 64, None, up.card.halo).tile == (80, 80)  # 64 + 2 x (7 + 1)
+
+
+def test_onnx_int8_keeps_the_cell_reading_head_in_float(wide_student, tmp_path):
+    """In ONNX too (converters.onnx_target.float_conv_nodes): the head reads the image through the
+    layout ops that cut it into cells, the anchor reads it as it is; both stay float, the
+    hidden layer goes int8, and the file passes parity."""
+    import onnx
+
+    r = convert(wide_student, "onnx", tmp_path / "wide-int8.onnx", precision="int8")
+    assert r.passed, r.parity.table()
+    g = onnx.load(str(r.artifact)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    image = {g.input[0].name}
+    for n in g.node:  # the input and what non-convolution ops make of it before any convolution
+        if n.op_type not in ("Conv", "QuantizeLinear", "DequantizeLinear") and any(i in image for i in n.input):
+            image.update(n.output)
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    int8 = {n.name for n in convs if n.input[1] in producer and producer[n.input[1]].op_type == "DequantizeLinear"}
+    readers = [n for n in convs if n.input[0] in image]
+    assert len(readers) == 2 and not {n.name for n in readers} & int8  # head (cells) and anchor: float
+    assert any(n.input[0] != g.input[0].name for n in readers)  # one of them reads the cells
+    assert int8, "no convolution went int8"
