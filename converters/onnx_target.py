@@ -10,8 +10,10 @@ range of the convolution before it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -158,15 +160,20 @@ def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> list[
             t = next(self._it, None)
             return None if t is None else {INPUT_NAME: t[None] if t.ndim == 3 else t}
 
+    src, dst = src.resolve(), dst.resolve()
     pre = src.with_name(src.name + ".pre.onnx")
+    # ONNX Runtime's shape inference leaves scratch files in the working directory when it gives up
+    # (sym_shape_infer_temp.onnx and a .data file): run it where they cannot reach the user's folder
+    scratch = tempfile.TemporaryDirectory(prefix="scopesr-int8-")
     try:
-        # shape inference + folding first: onnxruntime's recommended path for static QDQ
-        try:
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-        except Exception as exc:  # symbolic inference gives up on some layouts (a space-to-depth head's
-            # reshapes of dynamic H and W); ONNX's own shape inference is enough for static QDQ
-            log.info("symbolic shape inference failed (%s); using ONNX shape inference only", exc)
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        with contextlib.chdir(scratch.name):
+            # shape inference + folding first: onnxruntime's recommended path for static QDQ
+            try:
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+            except Exception as exc:  # symbolic inference gives up on some layouts (a space-to-depth
+                # head's reshapes of dynamic H and W); ONNX's own shape inference is enough for QDQ
+                log.info("symbolic shape inference failed (%s); using ONNX shape inference only", exc)
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         kept = float_conv_nodes(onnx.load(str(pre)))
         quantize_static(
             str(pre),
@@ -185,6 +192,7 @@ def _quantize_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> list[
             extra_options={"QDQKeepRemovableActivations": False},
         )
     finally:
+        scratch.cleanup()
         if pre.exists():
             pre.unlink()
         for f in dst.parent.glob("augmented_model*.onnx"):  # left behind by the calibrator
