@@ -20,11 +20,9 @@ as they are.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import json
 import logging
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,8 +52,12 @@ ARTIFACTS = {  # key -> (target, precision, fixed sizes?); file names: scopesr.s
 }
 #: the keys results.record() puts around a summary (its date and machine)
 RECORD_KEYS = ("benchmark", "date", "machine", "machine_line")
-#: each int8 artifact's fp32 file of the same runtime, which its quality is measured against
-FP32_OF = {"tflite-int8": "tflite", "onnx-int8": "onnx"}
+#: each int8 artifact's fp32 file of the same runtime (target), which its quality is measured against
+FP32_OF = {
+    key: next(k for k, (t, p, _) in ARTIFACTS.items() if t == target and p == "fp32")
+    for key, (target, precision, _) in ARTIFACTS.items()
+    if precision == "int8"
+}
 #: bundled model -> the estimated noise (fraction of the normalised range) above which the SDK
 #: warns that its input is too noisy for it. The low-noise model's 3 %: on the held-out and unseen
 #: sources the anti-aliased, binned and blurred rows estimate at most 2.5 %, every SNR 8 row at
@@ -356,11 +358,13 @@ def release(
             "use the same --max-planes, or release the whole bundle again"
         )
     train_specs = [p["source"] for p in card.training.get("data", {}).get("provenance", [])]
+    # with ``add`` the weights are the bundle's own: nothing of the work belongs beside them, so it
+    # goes to a scratch folder, removed once the conversions are done (or when the object is freed)
+    scratch = tempfile.TemporaryDirectory(prefix="scopesr-release-") if add and not work_dir else None
     if work_dir:
         work = Path(work_dir)
-    elif add:  # the weights are the bundle's own: nothing of the work belongs beside them
-        work = Path(tempfile.mkdtemp(prefix="scopesr-release-"))
-        atexit.register(shutil.rmtree, work, True)
+    elif scratch is not None:
+        work = Path(scratch.name)
     else:
         work = Path(weights).resolve().parent.parent / "release"
     work.mkdir(parents=True, exist_ok=True)
@@ -434,6 +438,8 @@ def release(
                 "training degradations: " + ", ".join(train_specs)
             )
         art.save(sdk.card_path_for(path))
+    if scratch is not None:
+        scratch.cleanup()
     summary = previous or {
         "weights": str(out_w),
         "heldout_sources": held_specs,
