@@ -37,6 +37,10 @@ from .io import (
     write_tiff_streaming,
 )
 from .tiles import parse_tile
+from .upscaler import bundle_files
+
+#: the bundled artifacts SCOPESR_ARTIFACT can name (weights are not a runnable artifact)
+_ARTIFACT_NAMES = "|".join(k for k in bundle_files("default") if k != "safetensors")
 
 log = logging.getLogger("scopesr.sdk.cli")
 
@@ -448,10 +452,10 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     "(for images with little noise, e.g. averaged confocal or long exposures: sharper there, "
     "weaker than the default on noisy frames) or 'large' (the default's task with 4.7x its work per "
     "pixel: better on clean, binned and noisy stills, too slow for live frames on a Pi). "
-    "Default: the bundled default model, the artifact (ONNX fp32, TFLite fp32 or int8) "
+    "Default: the bundled default model, the artifact (ONNX or TFLite, fp32 or int8) "
     "that runs fastest on this CPU, measured once (about a second) and cached per CPU; "
-    "SCOPESR_ARTIFACT=onnx|tflite|tflite-int8 names one, SCOPESR_PROBE=0 skips the "
-    "measurement (ONNX with onnxruntime installed, else int8 TFLite).",
+    f"SCOPESR_ARTIFACT={_ARTIFACT_NAMES} names one, SCOPESR_PROBE=0 skips the "
+    "measurement (ONNX fp32 with onnxruntime installed, else int8 TFLite).",
 )
 @click.option(
     "--backend",

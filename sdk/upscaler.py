@@ -83,8 +83,8 @@ FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded m
 
 # ---------------------------------------------------------------------------- default model
 def default_model_path(fmt: str = "onnx", *, must_exist: bool = True, bundle: str = "default") -> Path:
-    """Path of bundled model ``bundle`` (default, low-noise or large) in ``fmt`` (onnx, tflite,
-    tflite-int8, safetensors).
+    """Path of bundled model ``bundle`` (default, low-noise or large) in ``fmt`` (a key of
+    :func:`bundle_files`: onnx, tflite, tflite-int8, onnx-int8, safetensors).
 
     ``must_exist=False`` just returns where it belongs (for the recipe that bundles it).
     """
@@ -697,7 +697,7 @@ def load(
     artifacts whose runtime is installed (and that ``backend`` allows, within the quality
     floor), the fastest on this CPU, found by a timed probe the first time on a machine (about
     a second) and cached per CPU in the user's cache folder (``scopesr.sdk.picker``).
-    ``SCOPESR_ARTIFACT=onnx|tflite|tflite-int8``
+    ``SCOPESR_ARTIFACT=onnx|tflite|tflite-int8|onnx-int8``
     names one instead; ``probe=False`` (or ``SCOPESR_PROBE=0``) takes the static preference
     (ONNX where onnxruntime is installed, else int8 TFLite). ``describe()["selection"]`` says
     which artifact and why.

@@ -274,6 +274,11 @@ def test_help_explains():
         "never overwritten",
     ):
         assert needle in text
+    # every runnable bundled artifact is named where the help says how to pick one (it once
+    # missed the int8 ONNX file that a later bundle added)
+    names = [k for k in upscaler_mod.bundle_files("default") if k != "safetensors"]
+    assert "onnx-int8" in names
+    assert "SCOPESR_ARTIFACT=" + "|".join(names) in "".join(res.output.split())
 
 
 def test_halo_option(tmp_path, model, up):
