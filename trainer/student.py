@@ -68,11 +68,14 @@ class BicubicAnchor(nn.Conv2d):
     an ordinary convolution; its weight is a buffer, so it is saved with the model but neither
     trained nor counted as a parameter."""
 
-    def __init__(self, scale: int, channels: int) -> None:
+    def __init__(self, scale: int, channels: int, trainable: bool = False) -> None:
         s2 = scale * scale
         super().__init__(channels, channels * s2, BICUBIC_TAPS, padding=BICUBIC_TAPS // 2, groups=channels, bias=False)
-        del self.weight  # the Parameter Conv2d made: this kernel is fixed
-        self.register_buffer("weight", bicubic_phase_weights(scale, channels))
+        del self.weight  # the Parameter Conv2d made, with a random start
+        if trainable:  # starts as bicubic, then learns: the same key, so plain files load either way
+            self.weight = nn.Parameter(bicubic_phase_weights(scale, channels))
+        else:
+            self.register_buffer("weight", bicubic_phase_weights(scale, channels))
 
 
 #: fixed 3x3 edge filters of a RepConv's edge branches: Sobel x, Sobel y, Laplacian
@@ -228,6 +231,10 @@ class StudentConfig:
     # convolution: c*k*k + c*c multiply-accumulates instead of c*c*k*k, so twice the features cost
     # about what the full layers cost now (32 separable: 1312 per layer and LR pixel, 16 full: 2304)
     separable: bool = False
+    # train the bicubic anchor's 5x5 kernels too (they start as PIL's bicubic): the best linear x4
+    # upsampler for the training draws, learnt at no cost per pixel, so the ReLU layers need not
+    # spend features on carrying a linear part of the answer; the file's kernels are what run
+    anchor_trainable: bool = False
 
     @property
     def head_inputs(self) -> int:
@@ -275,6 +282,8 @@ class StudentConfig:
             raise PresetError("StudentConfig.separable is for plain students (unshuffle=1, reparam=False)")
         if self.cell_body and self.unshuffle == 1:
             raise PresetError("StudentConfig.cell_body needs unshuffle=2 (the cells it runs the hidden layers on)")
+        if self.anchor_trainable and not (self.anchor and self.anchor_kernel == "bicubic"):
+            raise PresetError("StudentConfig.anchor_trainable needs the bicubic anchor (anchor=True, anchor_kernel='bicubic')")
         if self.anchor and self.in_channels != self.out_channels:
             raise PresetError(
                 "the anchor (input repeated scale**2 times) needs in_channels == out_channels; "
@@ -383,7 +392,7 @@ class Student(nn.Module):
         self.anchor_shuffle: nn.PixelShuffle | None = nn.PixelShuffle(cfg.scale) if u > 1 else None
         self.bicubic_anchor: BicubicAnchor | None = None
         if cfg.anchor and cfg.anchor_kernel == "bicubic":  # fixed, saved with the weights
-            self.bicubic_anchor = BicubicAnchor(cfg.scale, cfg.in_channels)
+            self.bicubic_anchor = BicubicAnchor(cfg.scale, cfg.in_channels, trainable=cfg.anchor_trainable)
             self.register_load_state_dict_pre_hook(_rename_old_anchor_key)
         self.reset_parameters()
 

@@ -477,6 +477,33 @@ def test_sqrt_input_student_starts_as_the_plain_one_and_reads_the_square_root():
         conditioned_state(sq, plain)
 
 
+def test_trainable_anchor_starts_as_bicubic_loads_plain_files_and_learns():
+    """``anchor_trainable`` makes the bicubic anchor's kernels a parameter under the same key:
+    a plain file loads into it (and back) unchanged, it starts as exactly the plain model, the
+    cost per pixel is the same, and a training step moves the anchor (the fixed one never moves)."""
+    plain = student_from_args("student-tiny", anchor_kernel="bicubic")
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.1)
+    learn = student_from_args("student-tiny", anchor_kernel="bicubic", anchor_trainable=True)
+    assert learn.cfg.macs_per_lr_pixel() == plain.cfg.macs_per_lr_pixel() and learn.cfg.halo == plain.cfg.halo
+    learn.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 1, 20, 24)
+    assert torch.allclose(learn(x), plain(x), atol=1e-6)
+    names = {n for n, _ in learn.named_parameters()}
+    assert "bicubic_anchor.weight" in names and "bicubic_anchor.weight" not in {n for n, _ in plain.named_parameters()}
+
+    start = learn.bicubic_anchor.weight.detach().clone()
+    opt = torch.optim.SGD(learn.parameters(), lr=1e-2)
+    torch.nn.functional.l1_loss(learn(x), torch.rand(2, 1, 80, 96)).backward()
+    opt.step()
+    assert not torch.equal(learn.bicubic_anchor.weight, start)
+    plain.load_state_dict(learn.state_dict())  # and back into a fixed-anchor model: its kernels are what run
+    assert torch.allclose(plain(x), learn(x), atol=1e-6)
+    for bad in ({"anchor_kernel": "nearest"}, {"anchor": False, "anchor_kernel": "bicubic"}):
+        with pytest.raises(ValueError, match="anchor_trainable"):
+            student_from_args("student-tiny", anchor_trainable=True, **bad)
+
+
 def test_wide_student_runs_on_cells_of_two():
     """student-wide: space-to-depth 2, so its six hidden layers see twice as far (halo 17 LR px,
     against student-robust's 9) for about the same work per LR pixel; at init it is bicubic."""
