@@ -37,7 +37,7 @@ from .io import (
     write_tiff_streaming,
 )
 from .tiles import parse_tile
-from .upscaler import bundle_files
+from .upscaler import STRENGTH_RANGE, bundle_files
 
 #: the bundled artifacts SCOPESR_ARTIFACT can name (weights are not a runnable artifact)
 _ARTIFACT_NAMES = "|".join(k for k in bundle_files("default") if k != "safetensors")
@@ -220,6 +220,12 @@ def _compare_path(path: Path, outdir: Path, inputs: set[Path], claimed: set[Path
     return cmp
 
 
+def _whole_plane_options(ensemble: int, strength: float) -> str:
+    """The options given that work on whole in-memory planes (not on streamed or OME-Zarr
+    results), as the user typed them, e.g. "--ensemble"; "" when none is."""
+    return " and ".join(n for n, on in (("--ensemble", ensemble > 1), ("--strength", strength != 1.0)) if on)
+
+
 def process_file(
     upscaler: Any,
     path: Path,
@@ -234,9 +240,11 @@ def process_file(
     stream_mpix: float = DEFAULT_STREAM_MPIX,
     show_progress: bool = False,
     ensemble: int = 1,
+    strength: float = 1.0,
 ) -> Path:
     """Upscale one file into ``outdir``; raises ScopesrError (naming the file) on any problem.
-    ``ensemble``: copies averaged (``Upscaler.upscale``); not for results streamed to disk."""
+    ``ensemble``: copies averaged, ``strength``: the blend with bicubic (``Upscaler.upscale``);
+    neither for results streamed to disk."""
     img = read_image(path, max_pixels=max_pixels)  # an OME-Zarr folder: lazily, axes in TZCYX order
     s = upscaler.scale
     stem = path.stem
@@ -265,10 +273,11 @@ def process_file(
         claimed.add(cmp.resolve())
     t0 = time.perf_counter()
     streamed = _out_pixels(img, s) > stream_mpix * 1e6 and _can_stream(img, upscaler.card.in_channels)
-    if streamed and ensemble > 1:
+    whole = _whole_plane_options(ensemble, strength)
+    if streamed and whole:
         raise ImageError(
             f"{path}: its {_out_pixels(img, s) / 1e6:.0f}-megapixel result is streamed to disk, which "
-            f"--ensemble does not do; raise --stream-above above that or run without --ensemble"
+            f"{whole} does not do; raise --stream-above above that or run without {whole}"
         )
     result = None
     if streamed:
@@ -283,6 +292,7 @@ def process_file(
             axes=img.axes,
             progress=show_progress and _out_pixels(img, s) * ensemble > 16e6,
             ensemble=ensemble,
+            strength=strength,
             **opts,
         )
         if result.ndim != img.array.ndim or result.dtype != img.dtype:
@@ -507,6 +517,18 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     "or OME-Zarr outputs.",
 )
 @click.option(
+    "--strength",
+    type=click.FloatRange(*STRENGTH_RANGE),
+    default=1.0,
+    show_default=True,
+    metavar="T",
+    help="How much of the model's change over bicubic to keep: bicubic + T x (model - bicubic); 1 is the "
+    "model, 0 bicubic. Use about 0.5 for images sampled finer than their optics resolve (confocal or "
+    "Airyscan at high zoom, pixels well below the resolution), where the default sharpens smooth "
+    "structure too much (an oversampled image sampled without anti-aliasing: -1.0 dB against bicubic at 1, "
+    "+0.2 at 0.5; docs/degradation.md). Not for streamed (very large) or OME-Zarr outputs.",
+)
+@click.option(
     "--compare",
     is_flag=True,
     help="Also write OUTDIR/<stem>_compare.png: nearest | bicubic | model, labelled "
@@ -616,6 +638,7 @@ def main(
     quiet: bool,
     torch_dtype: str | None = None,
     ensemble: str = "1",
+    strength: float = 1.0,
     channels_last: bool = False,
     compile_: bool = False,
     cuda_graphs: bool = False,
@@ -649,8 +672,9 @@ def main(
     if out_format == "tiff" and (workers or scheduler):
         raise click.UsageError("--workers and --scheduler write OME-Zarr results; --format tiff runs in this process")
     n_copies = int(ensemble)
-    if n_copies > 1 and (out_format == "ome-zarr" or workers or scheduler):
-        raise click.UsageError("--ensemble works on in-memory results; OME-Zarr / Dask runs do not take it")
+    whole = _whole_plane_options(n_copies, strength)
+    if whole and (out_format == "ome-zarr" or workers or scheduler):
+        raise click.UsageError(f"{whole} works on in-memory results; OME-Zarr / Dask runs do not take it")
     from .zarr_io import find_inputs_with_zarr, is_zarr_path
 
     zarr_all = out_format == "ome-zarr" or bool(workers or scheduler)
@@ -710,10 +734,10 @@ def main(
         for f in tqdm(files, unit="file", desc="sr-upscale", disable=not show or len(files) < 2):
             try:
                 if zrun is not None and zrun.takes(f):
-                    if n_copies > 1:
+                    if whole:
                         raise ImageError(
-                            f"{f}: its result is an OME-Zarr written block by block, which --ensemble "
-                            "does not do; run it without --ensemble"
+                            f"{f}: its result is an OME-Zarr written block by block, which {whole} "
+                            f"does not do; run it without {whole}"
                         )
                     zrun.process(
                         f, outdir, in_set, claimed, opts, overwrite=overwrite, compare=compare, show_progress=show
@@ -732,6 +756,7 @@ def main(
                         stream_mpix=stream_mpix,
                         show_progress=show,
                         ensemble=n_copies,
+                        strength=strength,
                     )
             except ScopesrError as exc:
                 msg = str(exc)

@@ -36,6 +36,7 @@ from .ensemble import inverse as ensemble_inverse
 from .errors import CardError, InputError, ModelError, ModelIOError
 from .noise import noise_fraction
 from .normalize import Stats, check_dtype, compute_stats
+from .quality import upscale_bicubic
 from .tiles import parse_tile
 from .tiling import DEFAULT_TILE, TilePlan, Window, iter_bands, make_plan, read_tile, tile_index
 
@@ -79,6 +80,20 @@ NOISE_CHECK_INTERVAL_S = 1.0  # then: seconds between two checks
 AXES_LETTERS = set("TZCYX")
 PLAN_CACHE_SIZE = 64  # tile plans remembered per Upscaler (image sizes seen)
 FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded memory on memmaps
+#: the range of ``strength`` (0: PIL bicubic, 1: the model, above 1: more of its change)
+STRENGTH_RANGE = (0.0, 2.0)
+
+
+def check_strength(strength: object) -> float:
+    """``strength`` as a float in STRENGTH_RANGE, or an InputError saying what it means."""
+    lo, hi = STRENGTH_RANGE
+    ok = isinstance(strength, (int, float, np.integer, np.floating)) and not isinstance(strength, bool)
+    if not ok or not lo <= float(strength) <= hi:  # NaN fails the comparison too
+        raise InputError(
+            f"strength must be a number from {lo:g} (bicubic) to {hi:g}; 1 is the model's own result, "
+            f"got {strength!r}"
+        )
+    return float(strength)
 
 
 # ---------------------------------------------------------------------------- default model
@@ -447,6 +462,7 @@ class Upscaler:
         out: np.ndarray | None = None,
         progress: bool = False,
         ensemble: int = 1,
+        strength: float = 1.0,
     ) -> np.ndarray:
         """Upscale an image or a stack; returns an array with the input's axes order and dtype.
 
@@ -458,10 +474,20 @@ class Upscaler:
         call. ``out``: a preallocated (possibly memory-mapped) array of the output shape.
         ``ensemble``: 1, 2, 4 or 8 copies of each plane (flipped, then transposed) run and
         averaged (scopesr.sdk.ensemble): closer to the truth, ``ensemble`` times the time.
+        ``strength``: how much of the model's change over PIL bicubic to keep, ``bicubic + strength
+        * (model - bicubic)`` per plane in float, rounded once: 1 is the model, 0 bicubic, 0.5 half
+        of what the model adds (for images sampled finer than their optics resolve, where the
+        default sharpens too much; docs/degradation.md, "One number per image").
         """
         batch = self._batch(batch)
         n_copies = check_ensemble(ensemble)
+        strength = check_strength(strength)
         job = self._prepare(image, axes)
+        if strength != 1.0 and job.c_out != job.view.shape[-1]:
+            raise ModelIOError(
+                f"strength {strength:g} blends the result with bicubic upsampling of the input, but model "
+                f"{self.card.name!r} turns {job.view.shape[-1]} channel(s) into {job.c_out}; use strength 1"
+            )
         h, w = job.view.shape[-3:-1]
         # "fast" is for live frames; flipped/transposed ensemble copies keep the receptive field
         halo = self.resolve_halo("auto" if n_copies > 1 and halo == "fast" else halo, h, w, tile)
@@ -479,7 +505,8 @@ class Upscaler:
         if not job.has_c:
             oview = oview[..., None]
         plan = self._plan(h, w, tile, halo)
-        if n_copies == 1 and self._one_tile(job, plan, batch, progress, oview):
+        whole_plane = n_copies > 1 or strength != 1.0  # computed in float per plane, rounded once
+        if not whole_plane and self._one_tile(job, plan, batch, progress, oview):
             return out
         bar = None
         if progress:
@@ -495,8 +522,8 @@ class Upscaler:
         try:
             for idx in np.ndindex(*job.frame_shape):
                 plane = job.view[idx]
-                if n_copies > 1:
-                    oview[idx] = self._ensemble_plane(plane, job, n_copies, tile, halo, batch, bar)
+                if whole_plane:
+                    oview[idx] = self._float_plane(plane, job, n_copies, strength, tile, halo, batch, bar)
                     continue
                 for _ in self._bands(plane, job, tile, halo, batch, bar, plan, checked=True, dst=oview[idx]):
                     pass  # the bands are written straight into out
@@ -507,11 +534,19 @@ class Upscaler:
             out.flush()
         return out
 
-    def _ensemble_plane(
-        self, plane: np.ndarray, job: _Job, n: int, tile: Any, halo: int, batch: int | None, bar: Any
+    def _float_plane(
+        self,
+        plane: np.ndarray,
+        job: _Job,
+        n: int,
+        strength: float,
+        tile: Any,
+        halo: int,
+        batch: int | None,
+        bar: Any,
     ) -> np.ndarray:
         """One (H, W, C) plane, ``n`` flipped/transposed copies upscaled in float64, turned back
-        and averaged, then rounded to the output dtype once."""
+        and averaged, blended with bicubic by ``strength``, then rounded to the output dtype once."""
         fjob = dataclasses.replace(job, dtype=np.dtype(np.float64))
         # percentiles do not change under flips and transposes: one set of statistics for all copies
         stats = self._stats(plane)
@@ -527,6 +562,12 @@ class Upscaler:
             acc = back.copy() if acc is None else np.add(acc, back, out=acc)
         assert acc is not None
         acc /= n
+        if strength != 1.0:  # bicubic + strength * (model - bicubic), channel by channel
+            for c in range(acc.shape[-1]):
+                b = upscale_bicubic(plane[..., c], self.scale)
+                acc[..., c] -= b
+                acc[..., c] *= strength
+                acc[..., c] += b
         # to pixels as the tiler writes them (ints rounded half up and clipped): an identity map
         c = acc.shape[-1]
         return Stats(np.zeros(c), np.ones(c)).denormalise(acc, job.dtype)
