@@ -523,10 +523,11 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     show_default=True,
     metavar="T",
     help="How much of the model's change over bicubic to keep: bicubic + T x (model - bicubic); 1 is the "
-    "model, 0 bicubic. Use about 0.5 for images sampled finer than their optics resolve (confocal or "
-    "Airyscan at high zoom, pixels well below the resolution), where the default sharpens smooth "
-    "structure too much (an oversampled image sampled without anti-aliasing: -1.0 dB against bicubic at 1, "
-    "+0.2 at 0.5; docs/degradation.md). Not for streamed (very large) or OME-Zarr outputs.",
+    "model, 0 bicubic. About 0.5 suits low-noise images sampled finer than their optics resolve (averaged "
+    "confocal or Airyscan at high zoom), where the default sharpens smooth structure too much (such an "
+    "image sampled without anti-aliasing: 1.0 dB below bicubic at 1, level with it at 0.5); on noisy "
+    "images it also halves the denoising (docs/degradation.md, 'One number per image'). Not for streamed "
+    "(very large) or OME-Zarr outputs.",
 )
 @click.option(
     "--compare",

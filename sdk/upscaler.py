@@ -90,8 +90,7 @@ def check_strength(strength: object) -> float:
     ok = isinstance(strength, (int, float, np.integer, np.floating)) and not isinstance(strength, bool)
     if not ok or not lo <= float(strength) <= hi:  # NaN fails the comparison too
         raise InputError(
-            f"strength must be a number from {lo:g} (bicubic) to {hi:g}; 1 is the model's own result, "
-            f"got {strength!r}"
+            f"strength must be a number from {lo:g} (bicubic) to {hi:g}; 1 is the model's own result, got {strength!r}"
         )
     return float(strength)
 
