@@ -42,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scopesr.sdk import ImageError, InputError, ModelIOError, ScopesrError, training_stages
 from scopesr.sdk.ensemble import ENSEMBLE_SIZES, check_ensemble
+from scopesr.sdk.upscaler import STRENGTH_RANGE, check_strength
 
 from .config import ServeConfig
 from .jobs import BANDED_ABOVE_PX, Busy, ImageTooLargeForEnsemble, Job, JobQueue
@@ -72,13 +73,23 @@ ENSEMBLE_PARAM = {
     f"over {BANDED_ABOVE_PX / 1e6:g} Mpx, which are written in bands (413).",
     "schema": {"type": "integer", "enum": list(ENSEMBLE_SIZES), "default": 1},
 }
+STRENGTH_PARAM = {
+    "name": "strength",
+    "in": "query",
+    "required": False,
+    "description": "How much of the model's change over bicubic to keep: bicubic + T x (model - bicubic); 1 "
+    "(default) is the model, 0 bicubic. About 0.5 suits low-noise images sampled finer than their optics "
+    "resolve (averaged confocal, Airyscan at high zoom); on noisy images it also halves the denoising. Not "
+    f"for results over {BANDED_ABOVE_PX / 1e6:g} Mpx, which are written in bands (413).",
+    "schema": {"type": "number", "minimum": STRENGTH_RANGE[0], "maximum": STRENGTH_RANGE[1], "default": 1.0},
+}
 ERRORS = {
-    400: {"description": "unreadable image (truncated, corrupt), empty body, or a bad ensemble"},
+    400: {"description": "unreadable image (truncated, corrupt), empty body, or a bad ensemble or strength"},
     401: {"description": "missing or wrong token"},
     408: {"description": "the upload took longer than the time limit"},
     413: {
         "description": "upload larger than the byte limit, more pixels than the pixel limit, "
-        "or an ensemble asked for a result written in bands"
+        "or an ensemble or strength asked for a result written in bands"
     },
     415: {"description": "not a TIFF, PNG or JPEG"},
     422: {"description": "an image the model cannot take (channels)"},
@@ -292,8 +303,20 @@ def create_app(
                 400, f"ensemble={raw!r}: must be one of {', '.join(map(str, ENSEMBLE_SIZES))} (copies averaged)"
             ) from None
 
+    def strength_of(request: Request) -> float:
+        """``?strength=T``: the blend of the model with bicubic (0 to 2; default 1, the model)."""
+        raw = request.query_params.get("strength", "1")
+        try:
+            return check_strength(float(raw))
+        except (ValueError, InputError):
+            lo, hi = STRENGTH_RANGE
+            raise HTTPException(
+                400, f"strength={raw!r}: must be a number from {lo:g} (bicubic) to {hi:g}; 1 is the model"
+            ) from None
+
     async def accept(request: Request, pinned: bool = False) -> Job:
         n_copies = ensemble_of(request)
+        strength = strength_of(request)
         jq = jobs()
         try:
             jq.reserve()
@@ -302,6 +325,7 @@ def create_app(
         job = jq.new_job()
         job.pinned = pinned
         job.ensemble = n_copies
+        job.strength = strength
         try:
             upload = job.folder / "upload"
             await receive(request, upload)
@@ -334,7 +358,7 @@ def create_app(
     @app.post(
         "/v1/upscale",
         summary="Upscale one image; the answer is the x4 TIFF",
-        openapi_extra={"requestBody": IMAGE_BODY, "parameters": [ENSEMBLE_PARAM]},
+        openapi_extra={"requestBody": IMAGE_BODY, "parameters": [ENSEMBLE_PARAM, STRENGTH_PARAM]},
         responses={200: {"content": {"image/tiff": {}}, "description": "the result, in the input's dtype"}, **ERRORS},
         response_class=Response,
     )
@@ -357,7 +381,7 @@ def create_app(
         "/v1/jobs",
         status_code=202,
         summary="Start upscaling one image; poll the job it answers",
-        openapi_extra={"requestBody": IMAGE_BODY, "parameters": [ENSEMBLE_PARAM]},
+        openapi_extra={"requestBody": IMAGE_BODY, "parameters": [ENSEMBLE_PARAM, STRENGTH_PARAM]},
         responses=ERRORS,
     )
     async def create_job(request: Request) -> JSONResponse:

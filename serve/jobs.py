@@ -55,7 +55,8 @@ class Busy(Exception):
 
 
 class ImageTooLargeForEnsemble(ScopesrError):
-    """The upload's result would be streamed to disk, which the self-ensemble cannot do (HTTP 413)."""
+    """The upload's result would be streamed to disk, which the self-ensemble and the strength blend
+    cannot do (HTTP 413)."""
 
 
 class TimeLimit(ScopesrError):
@@ -81,6 +82,8 @@ class Job:
     pinned: bool = False
     #: copies of the self-ensemble (``?ensemble=N``); 1 = one pass
     ensemble: int = 1
+    #: the blend with bicubic (``?strength=T``); 1 = the model
+    strength: float = 1.0
 
     @property
     def result_path(self) -> Path:
@@ -169,14 +172,16 @@ class JobQueue:
         except ImageError as exc:
             raise ImageError(str(exc).replace(str(upload), "upload")) from None
         self._check_fits(img)
-        if job.ensemble > 1 and self.banded(img):
+        whole = " and ".join(n for n, on in (("ensemble", job.ensemble > 1), ("strength", job.strength != 1.0)) if on)
+        if whole and self.banded(img):
             out_mpx = int(np.prod(img.shape, dtype=np.int64)) * self.scale**2 / 1e6
             raise ImageTooLargeForEnsemble(
-                f"the result ({out_mpx:.0f} Mpx) is written to disk in bands, which the self-ensemble does not do "
-                f"(up to {BANDED_ABOVE_PX / 1e6:.0f} Mpx it does); send it without ensemble, or a smaller image"
+                f"the result ({out_mpx:.0f} Mpx) is written to disk in bands, which {whole} does not do "
+                f"(up to {BANDED_ABOVE_PX / 1e6:.0f} Mpx it does); send it without {whole}, or a smaller image"
             )
         job.image = img
         job.info["ensemble"] = job.ensemble
+        job.info["strength"] = job.strength
         job.info["input"] = {"shape": list(img.shape), "axes": img.axes, "dtype": str(img.dtype), "format": img.format}
         out_shape = [d * self.scale if a in "YX" else d for a, d in zip(img.axes, img.shape)]
         if "C" in img.axes and self.upscaler.card.in_channels == img.channels:
@@ -351,7 +356,7 @@ class JobQueue:
             # the call sr-upscale makes for a result of this size: the same result, bit for bit
             with self.lock:
                 self._check_time(job)
-                sr_array = up.upscale(img.array, axes=img.axes, ensemble=job.ensemble)
+                sr_array = up.upscale(img.array, axes=img.axes, ensemble=job.ensemble, strength=job.strength)
             job.progress = 0.95
             write_image(job.result_path, sr_array, img.axes, img.metadata, scale=s)
         pngs, info = previews(img.array, img.axes, sr_array, s)

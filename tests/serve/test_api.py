@@ -120,6 +120,24 @@ def test_ensemble_query_equals_the_sdks_ensemble(c, upscaler):
     c.delete(f"/v1/jobs/{j['id']}")
 
 
+def test_strength_query_equals_the_sdks_strength(c, upscaler):
+    arr = tifffile.imread(SAMPLE)
+    r = c.post("/v1/upscale?strength=0.5", content=tiff_bytes(arr))
+    assert r.status_code == 200, r.text
+    out = tifffile.imread(io.BytesIO(r.content))
+    assert np.array_equal(out, upscaler.upscale(arr, strength=0.5))
+    assert not np.array_equal(out, upscaler.upscale(arr))  # the query is not ignored
+    j = c.post("/v1/jobs?strength=0.75&ensemble=2", content=tiff_bytes(arr)).json()
+    assert j["strength"] == 0.75 and j["ensemble"] == 2
+    c.delete(f"/v1/jobs/{j['id']}")
+
+
+@pytest.mark.parametrize("bad", ["-0.5", "2.5", "nan", "strong"])
+def test_a_bad_strength_is_refused_with_the_range(c, bad):
+    r = c.post(f"/v1/upscale?strength={bad}", content=SAMPLE.read_bytes())
+    assert r.status_code == 400 and "from 0 (bicubic) to 2" in r.json()["detail"] and bad in r.json()["detail"]
+
+
 @pytest.mark.parametrize("bad", ["3", "0", "eight", "-4"])
 def test_a_bad_ensemble_is_refused_with_the_choices(c, bad):
     r = c.post(f"/v1/upscale?ensemble={bad}", content=SAMPLE.read_bytes())
@@ -134,6 +152,8 @@ def test_ensemble_refused_for_a_result_written_in_bands(upscaler):
     with client(upscaler, max_pixels=side * side) as cl:
         r = cl.post("/v1/jobs?ensemble=4", content=body)
         assert r.status_code == 413 and "bands" in r.json()["detail"] and "without ensemble" in r.json()["detail"]
+        r = cl.post("/v1/jobs?strength=0.5", content=body)
+        assert r.status_code == 413 and "without strength" in r.json()["detail"]
         assert cl.get("/healthz").json()["status"] == "ok"
 
 
@@ -362,6 +382,7 @@ def test_security_headers(c):
     for path in ("/v1/upscale", "/v1/jobs"):  # the ensemble query is documented where it is accepted
         params = {p["name"]: p for p in spec["paths"][path]["post"]["parameters"]}
         assert params["ensemble"]["schema"]["enum"] == [1, 2, 4, 8]
+        assert (params["strength"]["schema"]["minimum"], params["strength"]["schema"]["maximum"]) == (0.0, 2.0)
     assert c.get("/docs").status_code == 404  # FastAPI's CDN-backed page is off; /api renders the spec
 
 
