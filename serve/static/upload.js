@@ -83,9 +83,10 @@ function add(file) {
   const state = el("span", { class: "state" }, "waiting");
   const bar = el("progress", { max: "1", value: "0" });
   const row = el("li", {}, el("div", { class: "name" }, el("b", { title: file.name }, file.name), state), bar);
-  // the self-ensemble chosen when the file was added: a later change applies to later files
+  // the self-ensemble and strength chosen when the file was added: a later change applies to later files
   const ensemble = document.getElementById("ensemble").value;
-  const item = { file, row, bar, stateEl: state, state: "waiting", job: null, images: null, ensemble };
+  const strength = document.getElementById("strength").value;
+  const item = { file, row, bar, stateEl: state, state: "waiting", job: null, images: null, ensemble, strength };
   row.addEventListener("click", () => { if (item.state === "done") show(item); });
   document.getElementById("queue").prepend(row);
   items.push(item);
@@ -117,7 +118,8 @@ function fail(item, msg) {
 function uploadJob(item) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/v1/jobs?ensemble=${encodeURIComponent(item.ensemble)}`);
+    const query = `ensemble=${encodeURIComponent(item.ensemble)}&strength=${encodeURIComponent(item.strength)}`;
+    xhr.open("POST", `/v1/jobs?${query}`);
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) setState(item, `uploading ${Math.round((100 * e.loaded) / e.total)}%`, 0.3 * (e.loaded / e.total));
@@ -211,7 +213,8 @@ function show(item) {
   const i = job.input;
   document.getElementById("result-title").textContent =
     `${item.file.name}: ${i.shape.join("×")} ${i.axes} ${i.dtype} → ${job.output.shape.join("×")} ${job.output.dtype}` +
-    (job.ensemble > 1 ? ` · ${job.ensemble}-copy self-ensemble` : "");
+    (job.ensemble > 1 ? ` · ${job.ensemble}-copy self-ensemble` : "") +
+    (job.strength !== undefined && job.strength !== 1 ? ` · strength ${job.strength}` : "");
   const p = job.preview;
   planeBox.classList.toggle("hidden", !(p.planes > 1));
   if (p.planes > 1) {

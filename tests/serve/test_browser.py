@@ -114,6 +114,24 @@ def test_stack_upload_has_a_plane_slider(server, browser, stack_tif):
     page.close()
 
 
+def test_upload_with_half_strength_equals_sr_upscale_strength(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(server.base + "/")
+    page.select_option("#strength", "0.5")
+    page.set_input_files("#files", str(SAMPLE))
+    page.wait_for_selector("#download:not(.disabled)", timeout=60_000)
+    assert "strength 0.5" in page.locator("#result-title").inner_text()
+    with page.expect_download() as dl:
+        page.click("#download")
+    got = tifffile.imread(Path(dl.value.path()))
+    import scopesr.sdk as sr
+
+    up = sr.load(MODEL)
+    img = tifffile.imread(SAMPLE)
+    assert np.array_equal(got, up.upscale(img, strength=0.5)) and not np.array_equal(got, up.upscale(img))
+    page.close()
+
+
 def test_upload_with_the_self_ensemble_equals_sr_upscale_ensemble(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(server.base + "/")
