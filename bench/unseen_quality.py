@@ -47,6 +47,15 @@ FRESH_SOURCES = (
 )
 
 
+def source_sets(card: Any, fresh: bool = False) -> dict[str, list[str]]:
+    """The sets an experiment's benchmark scores, by name: the model card's release held-out sources
+    and the two unseen ones, or (``fresh``) the fresh set alone, to check a choice made on those."""
+    if fresh:
+        return {"fresh set": list(FRESH_SOURCES)}
+    held_out = list(card.metrics["heldout"]["sources"])
+    return {"release held-out sources": held_out, "unseen sources": list(UNSEEN_SOURCES)}
+
+
 def training_keys(card: Any) -> set[str]:
     """The sample keys a card's weights were trained on: its own run's sources and those that
     earlier stages recorded (cards written before stages recorded their data list only the last)."""

@@ -29,7 +29,7 @@ import numpy as np
 import scopesr.sdk as sdk
 from scopesr.bench.machine import usable_cores
 from scopesr.bench.results import publish
-from scopesr.bench.unseen_quality import UNSEEN_SOURCES
+from scopesr.bench.unseen_quality import source_sets
 from scopesr.sdk import quality
 from scopesr.sdk.ensemble import forward, inverse
 
@@ -116,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = args.threads or usable_cores()
     up = sdk.load(args.model, num_threads=threads)
-    sets = {
-        "release held-out sources": list(up.card.metrics["heldout"]["sources"]),
-        "unseen sources": list(UNSEEN_SOURCES),
-    }
+    sets = source_sets(up.card)
     model = args.model.resolve()
     data = {
         "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else args.model),

@@ -35,7 +35,7 @@ import scopesr.sdk as sdk
 from scopesr.bench.machine import usable_cores
 from scopesr.bench.residual_scale import T_GRID, markdown, scale_curves
 from scopesr.bench.results import publish
-from scopesr.bench.unseen_quality import FRESH_SOURCES, UNSEEN_SOURCES
+from scopesr.bench.unseen_quality import source_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -58,14 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ts = sorted(set(args.t) | {1.0, args.compare_t})
     threads = args.threads or usable_cores()
     up = sdk.load(args.model, num_threads=threads)
-    sets = (
-        {"fresh set": list(FRESH_SOURCES)}
-        if args.fresh
-        else {
-            "release held-out sources": list(up.card.metrics["heldout"]["sources"]),
-            "unseen sources": list(UNSEEN_SOURCES),
-        }
-    )
+    sets = source_sets(up.card, fresh=args.fresh)
     model = args.model.resolve()
     data = {
         "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else args.model),

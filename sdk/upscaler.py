@@ -87,12 +87,12 @@ STRENGTH_RANGE = (0.0, 2.0)
 def check_strength(strength: object) -> float:
     """``strength`` as a float in STRENGTH_RANGE, or an InputError saying what it means."""
     lo, hi = STRENGTH_RANGE
-    ok = isinstance(strength, (int, float, np.integer, np.floating)) and not isinstance(strength, bool)
-    if not ok or not lo <= float(strength) <= hi:  # NaN fails the comparison too
+    value = float(strength) if isinstance(strength, (int, float, np.integer, np.floating)) else math.nan
+    if isinstance(strength, bool) or not lo <= value <= hi:  # NaN fails the comparison too
         raise InputError(
             f"strength must be a number from {lo:g} (bicubic) to {hi:g}; 1 is the model's own result, got {strength!r}"
         )
-    return float(strength)
+    return value
 
 
 # ---------------------------------------------------------------------------- default model

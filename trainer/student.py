@@ -283,7 +283,9 @@ class StudentConfig:
         if self.cell_body and self.unshuffle == 1:
             raise PresetError("StudentConfig.cell_body needs unshuffle=2 (the cells it runs the hidden layers on)")
         if self.anchor_trainable and not (self.anchor and self.anchor_kernel == "bicubic"):
-            raise PresetError("StudentConfig.anchor_trainable needs the bicubic anchor (anchor=True, anchor_kernel='bicubic')")
+            raise PresetError(
+                "StudentConfig.anchor_trainable needs the bicubic anchor (anchor=True, anchor_kernel='bicubic')"
+            )
         if self.anchor and self.in_channels != self.out_channels:
             raise PresetError(
                 "the anchor (input repeated scale**2 times) needs in_channels == out_channels; "

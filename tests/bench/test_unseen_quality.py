@@ -129,3 +129,12 @@ def test_the_fresh_set_is_real_samples_that_no_bundled_model_trained_or_was_scor
         specs = [*conf.get("data", {}).get("data", []), *conf.get("eval_sources", [])]
         assert specs, recipe
         assert not fresh & {sample_key(str(s)) for s in specs}, recipe
+
+
+def test_source_sets_are_the_cards_held_out_and_the_unseen_pair_or_the_fresh_set_alone():
+    card = SimpleNamespace(metrics={"heldout": {"sources": ["sample:a", "sample:b"]}})
+    assert unseen_quality.source_sets(card) == {
+        "release held-out sources": ["sample:a", "sample:b"],
+        "unseen sources": list(unseen_quality.UNSEEN_SOURCES),
+    }
+    assert unseen_quality.source_sets(card, fresh=True) == {"fresh set": list(unseen_quality.FRESH_SOURCES)}
