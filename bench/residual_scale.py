@@ -27,7 +27,8 @@ def scale_curves(
     ts: Sequence[float],
     scale: int = 4,
 ) -> dict[str, Any]:
-    """Per row: the mean gain over bicubic at each t, each image's best t, and the oracle's mean."""
+    """Per row: the mean gain over bicubic at each t, each image's best t, and the oracle's mean.
+    ``ts`` must include 1 (the model itself)."""
     out: dict[str, Any] = {}
     for row, deg in quality.EVAL_DEGRADATIONS.items():
         per_image = []
@@ -41,27 +42,19 @@ def scale_curves(
                 for t in ts
             ]
             per_image.append({"image": im.name, "source": im.source, "gains": gains})
-        sources = list(dict.fromkeys(p["source"] for p in per_image))
-        by_source = {
-            s: [float(np.mean([p["gains"][k] for p in per_image if p["source"] == s])) for k in range(len(ts))]
-            for s in sources
-        }
-
-        def source_mean(values: list[float], src: str, rows: list[dict[str, Any]] = per_image) -> float:
-            return float(np.mean([v for v, p in zip(values, rows, strict=True) if p["source"] == src]))
-
-        curve = []
-        for k in range(len(ts)):
-            col = [p["gains"][k] for p in per_image]
-            curve.append(float(np.mean([source_mean(col, s) for s in sources])))
-        best = [float(max(p["gains"])) for p in per_image]
+        g = np.array([p["gains"] for p in per_image])  # (images, t)
+        src = np.array([p["source"] for p in per_image])
+        sources = list(dict.fromkeys(src.tolist()))
+        # means per source first, then over sources, as every quality table takes them
+        by_source = {s: g[src == s].mean(axis=0) for s in sources}
+        oracle = [float(g[src == s].max(axis=1).mean()) for s in sources]
         out[row] = {
-            "mean_gain_at_t": curve,
-            "worst_at_t1": float(min(p["gains"][ts.index(1.0)] for p in per_image)),
-            "oracle_mean": float(np.mean([source_mean(best, s) for s in sources])),
-            "oracle_worst": float(min(best)),
+            "mean_gain_at_t": np.mean(list(by_source.values()), axis=0).tolist(),
+            "worst_at_t1": float(g[:, list(ts).index(1.0)].min()),
+            "oracle_mean": float(np.mean(oracle)),
+            "oracle_worst": float(g.max(axis=1).min()),
             "best_t": {p["image"]: ts[int(np.argmax(p["gains"]))] for p in per_image},
-            "per_source_gain_at_t": by_source,
+            "per_source_gain_at_t": {s: v.tolist() for s, v in by_source.items()},
         }
     return out
 

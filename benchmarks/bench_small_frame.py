@@ -19,6 +19,7 @@ from pathlib import Path
 from scopesr.bench import small_frame
 from scopesr.bench.machine import usable_cores
 from scopesr.bench.results import record
+from scopesr.sdk.upscaler import RUNNABLE_FORMATS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -47,11 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         models = [Path(m) for m in args.model]
     else:
-        models = [
-            p
-            for fmt in ("onnx", "tflite", "tflite-int8", "onnx-int8")
-            if (p := sr.default_model_path(fmt, must_exist=False)).exists()
-        ]
+        models = [p for fmt in RUNNABLE_FORMATS if (p := sr.default_model_path(fmt, must_exist=False)).exists()]
     rows = []
     for model in models:
         try:

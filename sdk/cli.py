@@ -37,10 +37,7 @@ from .io import (
     write_tiff_streaming,
 )
 from .tiles import parse_tile
-from .upscaler import STRENGTH_RANGE, bundle_files
-
-#: the bundled artifacts SCOPESR_ARTIFACT can name (weights are not a runnable artifact)
-_ARTIFACT_NAMES = "|".join(k for k in bundle_files("default") if k != "safetensors")
+from .upscaler import RUNNABLE_FORMATS, STRENGTH_RANGE, whole_plane_options
 
 log = logging.getLogger("scopesr.sdk.cli")
 
@@ -223,7 +220,7 @@ def _compare_path(path: Path, outdir: Path, inputs: set[Path], claimed: set[Path
 def _whole_plane_options(ensemble: int, strength: float) -> str:
     """The options given that work on whole in-memory planes (not on streamed or OME-Zarr
     results), as the user typed them, e.g. "--ensemble"; "" when none is."""
-    return " and ".join(n for n, on in (("--ensemble", ensemble > 1), ("--strength", strength != 1.0)) if on)
+    return " and ".join(f"--{n}" for n in whole_plane_options(ensemble, strength))
 
 
 def process_file(
@@ -464,7 +461,7 @@ def _load_model(model: str | None, backend: str, device: str, torch_opts: dict[s
     "pixel: better on clean, binned and noisy stills, too slow for live frames on a Pi). "
     "Default: the bundled default model, the artifact (ONNX or TFLite, fp32 or int8) "
     "that runs fastest on this CPU, measured once (about a second) and cached per CPU; "
-    f"SCOPESR_ARTIFACT={_ARTIFACT_NAMES} names one, SCOPESR_PROBE=0 skips the "
+    f"SCOPESR_ARTIFACT={'|'.join(RUNNABLE_FORMATS)} names one, SCOPESR_PROBE=0 skips the "
     "measurement (ONNX fp32 with onnxruntime installed, else int8 TFLite).",
 )
 @click.option(

@@ -72,6 +72,8 @@ def bundle_files(name: str) -> dict[str, str]:
 
 
 DEFAULT_MODELS = bundle_files("default")
+#: the bundled formats a runtime runs (the weights file is for training and conversion)
+RUNNABLE_FORMATS = tuple(k for k in DEFAULT_MODELS if k != "safetensors")
 #: card.extra key: the noise level (fraction of the normalised range, estimated per plane by
 #: scopesr.sdk.noise) above which a model trained without noise warns about its input
 NOISE_WARNING_KEY = "warn_noise_above"
@@ -82,6 +84,12 @@ PLAN_CACHE_SIZE = 64  # tile plans remembered per Upscaler (image sizes seen)
 FINITE_CHECK_VALUES = 1 << 22  # values per chunk of the NaN/inf scan: bounded memory on memmaps
 #: the range of ``strength`` (0: PIL bicubic, 1: the model, above 1: more of its change)
 STRENGTH_RANGE = (0.0, 2.0)
+
+
+def whole_plane_options(ensemble: int, strength: float) -> list[str]:
+    """Which of ``upscale``'s options given here compute each plane whole in memory (so not on
+    results streamed to disk or written block by block): "ensemble" and/or "strength"."""
+    return [n for n, on in (("ensemble", ensemble > 1), ("strength", strength != 1.0)) if on]
 
 
 def check_strength(strength: object) -> float:
@@ -504,7 +512,7 @@ class Upscaler:
         if not job.has_c:
             oview = oview[..., None]
         plan = self._plan(h, w, tile, halo)
-        whole_plane = n_copies > 1 or strength != 1.0  # computed in float per plane, rounded once
+        whole_plane = bool(whole_plane_options(n_copies, strength))  # in float per plane, rounded once
         if not whole_plane and self._one_tile(job, plan, batch, progress, oview):
             return out
         bar = None

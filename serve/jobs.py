@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from scopesr.sdk import Image, ImageError, ModelIOError, ScopesrError, read_image, write_image, write_tiff_streaming
+from scopesr.sdk.upscaler import whole_plane_options
 
 from .imaging import previews
 
@@ -172,7 +173,7 @@ class JobQueue:
         except ImageError as exc:
             raise ImageError(str(exc).replace(str(upload), "upload")) from None
         self._check_fits(img)
-        whole = " and ".join(n for n, on in (("ensemble", job.ensemble > 1), ("strength", job.strength != 1.0)) if on)
+        whole = " and ".join(whole_plane_options(job.ensemble, job.strength))
         if whole and self.banded(img):
             out_mpx = int(np.prod(img.shape, dtype=np.int64)) * self.scale**2 / 1e6
             raise ImageTooLargeForEnsemble(
