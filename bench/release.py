@@ -506,7 +506,6 @@ def _models_readme(card: Any, table: str, summary: dict[str, Any], name: str = "
         )
         for p in data.get("provenance", [])
     )
-    w = summary["int8_vs_fp32"]["worst"]
     return "\n".join(
         [
             f"# The bundled {name} model",
@@ -532,24 +531,20 @@ def _models_readme(card: Any, table: str, summary: dict[str, Any], name: str = "
             "",
             table,
             "",
-            f"int8 vs fp32 (TFLite): mean {summary['int8_vs_fp32']['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
-            f"({w['image']}, {w['degradation']}).",
-            *_onnx_int8_line(summary.get("int8_vs_fp32_onnx")),
+            _int8_line("TFLite", summary["int8_vs_fp32"]),
+            *(["", _int8_line("ONNX", summary["int8_vs_fp32_onnx"])] if summary.get("int8_vs_fp32_onnx") else []),
             "",
         ]
     )
 
 
-def _onnx_int8_line(d: dict[str, Any] | None) -> list[str]:
-    """The int8 ONNX file against the fp32 one, for bundles released with it."""
-    if not d:
-        return []
+def _int8_line(runtime: str, d: dict[str, Any]) -> str:
+    """One runtime's int8 file against its fp32 one (``int8_vs_fp32``'s summary) in a sentence."""
     w = d["worst"]
-    return [
-        "",
-        f"int8 vs fp32 (ONNX): mean {d['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
-        f"({w['image']}, {w['degradation']}).",
-    ]
+    return (
+        f"int8 vs fp32 ({runtime}): mean {d['mean_db']:+.3f} dB, worst {w['delta_db']:+.3f} dB "
+        f"({w['image']}, {w['degradation']})."
+    )
 
 
 def _previous_summary(
